@@ -1,0 +1,21 @@
+//! The auth function behind API Gateway: keys, tokens, health and the API docs.
+
+use std::sync::Arc;
+
+use tdev_auth::{ApiDoc, config, router};
+use tdev_domain::SystemClock;
+use tdev_domain::auth::AuthService;
+use tdev_http::app::{HttpSettings, finish};
+use tdev_http::guard::Mode;
+use utoipa::OpenApi as _;
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_http::Error> {
+    tdev_http::telemetry::init();
+    let auth = config::auth_config_from_env()?;
+    let http = HttpSettings::from_env("auth")?;
+    let store = tdev_aws::AwsStore::from_env().await?;
+    let service = Arc::new(AuthService::new(store, Arc::new(SystemClock), auth));
+    let app = router(service, Mode::AuthorizerContext).merge(tdev_http::docs::router(ApiDoc::openapi()));
+    lambda_http::run(finish(app, &http)).await
+}

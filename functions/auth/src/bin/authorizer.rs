@@ -1,0 +1,31 @@
+//! The Lambda authorizer in front of every `/v1` route of the HTTP API.
+
+use std::sync::Arc;
+
+use aws_lambda_events::apigw::ApiGatewayV2CustomAuthorizerV2Request;
+use lambda_runtime::{LambdaEvent, service_fn};
+use tdev_auth::{authorizer, config};
+use tdev_domain::SystemClock;
+use tdev_domain::auth::AuthService;
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    tdev_http::telemetry::init();
+    let auth = config::auth_config_from_env()?;
+    let store = tdev_aws::AwsStore::from_env().await?;
+    let service = Arc::new(AuthService::new(store, Arc::new(SystemClock), auth));
+    lambda_runtime::run(service_fn(
+        move |event: LambdaEvent<ApiGatewayV2CustomAuthorizerV2Request>| {
+            let service = service.clone();
+            async move {
+                authorizer::authorize(&service, &event.payload)
+                    .await
+                    .map_err(|error| {
+                        tracing::error!(error = %error, "cannot decide: the store is unavailable");
+                        lambda_runtime::Error::from(error)
+                    })
+            }
+        },
+    ))
+    .await
+}

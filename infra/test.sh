@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Runs every test of the project on a fresh machine: installs the tools it needs into
+# .venv (moto, cfn-lint, aws-sam-cli, cargo-lambda), starts moto for the AWS adapters,
+# runs the Rust test suites, lints the SAM template and builds the Lambda functions.
+# Any missing tool or failing step fails the whole run: nothing is skipped.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "Python tools (.venv, pinned in infra/requirements.txt)"
+if [ ! -x .venv/bin/python ]; then
+  python3 -m venv .venv
+fi
+.venv/bin/pip install --quiet --disable-pip-version-check -r infra/requirements.txt
+export PATH="$PWD/.venv/bin:$PATH"
+export SAM_CLI_TELEMETRY=0
+
+step "moto (a local AWS-protocol server for the AWS adapters)"
+moto_port=$(.venv/bin/python -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+moto_log=$(mktemp)
+.venv/bin/moto_server -H 127.0.0.1 -p "$moto_port" >"$moto_log" 2>&1 &
+moto_pid=$!
+trap 'kill $moto_pid 2>/dev/null || true' EXIT
+for _ in $(seq 1 100); do
+  if curl -fsS "http://127.0.0.1:$moto_port/moto-api/" >/dev/null 2>&1; then break; fi
+  if ! kill -0 "$moto_pid" 2>/dev/null; then cat "$moto_log"; echo "moto failed to start" >&2; exit 1; fi
+  sleep 0.2
+done
+curl -fsS "http://127.0.0.1:$moto_port/moto-api/" >/dev/null || { cat "$moto_log"; echo "moto did not answer" >&2; exit 1; }
+export TDEV_TEST_MOTO_URL="http://127.0.0.1:$moto_port"
+
+step "Rust: formatting"
+cargo fmt --all -- --check
+
+step "Rust: every test of the workspace (embedded backend, moto, HTTP, Lambda events)"
+cargo test --workspace --locked
+
+step "SAM template: sam validate --lint and cfn-lint"
+sam validate --lint --region us-east-1
+cfn-lint template.yaml
+
+step "Lambda functions: cargo lambda build --release --x86-64"
+cargo lambda build --release --x86-64 --package tdev-auth
+for bin in auth authorizer; do
+  test -s "target/lambda/$bin/bootstrap" || { echo "target/lambda/$bin/bootstrap was not built" >&2; exit 1; }
+done
+
+step "All checks passed"

@@ -1,0 +1,15 @@
+//! Authentication and authorization: API keys, tokens, scopes and rate limits.
+
+mod api_key;
+mod principal;
+mod rate_limit;
+mod scope;
+mod service;
+mod token;
+
+pub use api_key::{ApiKey, ApiKeyId, KeyName, NewApiKey, NewApiKeyRequest, PresentedKey};
+pub use principal::{AuthFailure, CredentialKind, Credentials, Principal, Verdict};
+pub use rate_limit::{BucketState, RateDecision, RateLimit, acquire};
+pub use scope::{Scope, Scopes};
+pub use service::{AuthConfig, AuthError, AuthService, CreatedKey, IssuedToken, TokenRequest};
+pub use token::{Claims, SigningKey, SigningKeys, TokenError, TokenSettings};

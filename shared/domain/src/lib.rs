@@ -1,0 +1,12 @@
+//! The pure domain of T-Developer: types and rules with no AWS SDK and no I/O.
+//!
+//! Adapters (`tdev-embedded`, `tdev-aws`) implement the [`ports`]; functions compose
+//! them with the services here.
+
+pub mod auth;
+pub mod clock;
+pub mod health;
+pub mod ports;
+pub mod validation;
+
+pub use clock::{Clock, ManualClock, SystemClock};

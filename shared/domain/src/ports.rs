@@ -1,0 +1,88 @@
+//! What the domain needs from the world. Adapters in `tdev-embedded` (SQLite) and
+//! `tdev-aws` (DynamoDB, Secrets Manager) implement these; both pass one conformance
+//! suite (`tdev-conformance`).
+
+use std::future::Future;
+
+use jiff::Timestamp;
+
+use crate::auth::{ApiKey, ApiKeyId, RateDecision, RateLimit};
+use crate::health::ComponentHealth;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A conditional write lost: the record exists, or changed under us.
+    #[error("conflict: {0}")]
+    Conflict(String),
+    #[error("not found")]
+    NotFound,
+    /// A stored record could not be read back: a bug or a hand-edited record.
+    #[error("corrupt record: {0}")]
+    Corrupt(String),
+    /// The backend could not be reached or refused the call.
+    #[error("backend unavailable: {0}")]
+    Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl StoreError {
+    pub fn unavailable(error: impl std::error::Error + Send + Sync + 'static) -> Self {
+        StoreError::Unavailable(Box::new(error))
+    }
+}
+
+pub trait ApiKeyStore: Send + Sync + 'static {
+    /// Stores a new key; `Conflict` if the id is taken.
+    fn insert_key(&self, key: &ApiKey) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// A strongly consistent read: a revocation is seen by the next call.
+    fn get_key(&self, id: &ApiKeyId) -> impl Future<Output = Result<Option<ApiKey>, StoreError>> + Send;
+
+    /// Every key, oldest first.
+    fn list_keys(&self) -> impl Future<Output = Result<Vec<ApiKey>, StoreError>> + Send;
+
+    /// Marks the key revoked at `at` and returns it; revoking again keeps the first time.
+    /// `NotFound` if there is no such key.
+    fn revoke_key(
+        &self,
+        id: &ApiKeyId,
+        at: Timestamp,
+    ) -> impl Future<Output = Result<ApiKey, StoreError>> + Send;
+}
+
+pub trait RateLimitStore: Send + Sync + 'static {
+    /// Charges one token to `client`'s bucket with [`crate::auth::acquire`], atomically
+    /// against every other instance sharing the store.
+    fn acquire(
+        &self,
+        client: &str,
+        limit: &RateLimit,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<RateDecision, StoreError>> + Send;
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecretVersion {
+    pub version_id: String,
+    pub value: String,
+}
+
+/// A secret's current value and the one it replaced (Secrets Manager's `AWSCURRENT` and
+/// `AWSPREVIOUS` stages).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecretVersions {
+    pub current: SecretVersion,
+    pub previous: Option<SecretVersion>,
+}
+
+pub trait SecretStore: Send + Sync + 'static {
+    /// `NotFound` if the secret does not exist.
+    fn secret_versions(&self, name: &str) -> impl Future<Output = Result<SecretVersions, StoreError>> + Send;
+
+    /// Creates the secret, or makes `value` its new current version (the old current
+    /// becomes previous). Returns the new version id.
+    fn put_secret(&self, name: &str, value: &str) -> impl Future<Output = Result<String, StoreError>> + Send;
+}
+
+pub trait HealthCheck: Send + Sync + 'static {
+    fn health(&self) -> impl Future<Output = Vec<ComponentHealth>> + Send;
+}

@@ -1,0 +1,36 @@
+//! The embedded backend against the one conformance suite, in memory and on a file.
+
+use std::sync::Arc;
+
+use tdev_embedded::SqliteStore;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn in_memory_store_conforms() {
+    tdev_conformance::run_all(Arc::new(SqliteStore::in_memory().unwrap())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn file_store_conforms_and_keeps_data_across_reopen() {
+    use tdev_domain::ports::SecretStore;
+    let dir = std::env::temp_dir().join(format!("tdev-embedded-{}", uuid_like()));
+    let path = dir.join("nested").join("tdev.db");
+    let store = SqliteStore::open(&path).unwrap();
+    tdev_conformance::run_all(Arc::new(store.clone())).await;
+    let version = store
+        .put_secret("persisted", "value-value-value-value-value-value")
+        .await
+        .unwrap();
+    drop(store);
+    let reopened = SqliteStore::open(&path).unwrap();
+    let versions = reopened.secret_versions("persisted").await.unwrap();
+    assert_eq!(versions.current.version_id, version);
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+fn uuid_like() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("{nanos}-{}", std::process::id())
+}

@@ -1,0 +1,207 @@
+//! Errors as `application/problem+json` (RFC 9457), with a stable `type` per kind.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use tdev_domain::auth::AuthError;
+use tdev_domain::ports::StoreError;
+use tdev_domain::validation::{FieldError, ValidationErrors};
+use utoipa::ToSchema;
+
+pub const CONTENT_TYPE: &str = "application/problem+json";
+
+/// The body of every error response.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Problem {
+    /// A stable URN naming the kind of problem, e.g. `urn:tdev:problem:validation`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub title: String,
+    pub status: u16,
+    pub detail: String,
+    /// For validation problems: each bad field's JSON path and what is wrong with it.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[schema(value_type = Vec<Object>)]
+    pub errors: Vec<FieldError>,
+}
+
+/// Everything a handler can fail with. Handlers return `Result<_, ApiError>`.
+#[derive(Debug)]
+pub enum ApiError {
+    /// The body is not JSON at all (400), with the line and column.
+    MalformedJson(String),
+    /// The body is JSON but not the right shape, or fails validation (422).
+    Validation(ValidationErrors),
+    Unauthenticated {
+        code: String,
+        detail: String,
+    },
+    Forbidden(String),
+    NotFound(String),
+    MethodNotAllowed,
+    Conflict(String),
+    PayloadTooLarge {
+        limit: usize,
+    },
+    UnsupportedMediaType,
+    RateLimited {
+        retry_after_secs: u64,
+    },
+    /// A dependency is down (503). The cause is logged, never sent.
+    Unavailable(String),
+    /// A bug (500). The cause is logged, never sent.
+    Internal(String),
+}
+
+impl ApiError {
+    fn parts(&self) -> (StatusCode, &'static str, &'static str) {
+        use ApiError::*;
+        match self {
+            MalformedJson(_) => (StatusCode::BAD_REQUEST, "malformed-json", "Malformed JSON"),
+            Validation(_) => (StatusCode::UNPROCESSABLE_ENTITY, "validation", "Invalid request"),
+            Unauthenticated { .. } => (StatusCode::UNAUTHORIZED, "unauthenticated", "Not authenticated"),
+            Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden", "Forbidden"),
+            NotFound(_) => (StatusCode::NOT_FOUND, "not-found", "Not found"),
+            MethodNotAllowed => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method-not-allowed",
+                "Method not allowed",
+            ),
+            Conflict(_) => (StatusCode::CONFLICT, "conflict", "Conflict"),
+            PayloadTooLarge { .. } => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload-too-large",
+                "Payload too large",
+            ),
+            UnsupportedMediaType => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported-media-type",
+                "Unsupported media type",
+            ),
+            RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate-limited", "Too many requests"),
+            Unavailable(_) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "Service unavailable",
+            ),
+            Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal", "Internal error"),
+        }
+    }
+
+    pub fn problem(&self) -> Problem {
+        let (status, slug, title) = self.parts();
+        let detail = match self {
+            ApiError::MalformedJson(d)
+            | ApiError::Forbidden(d)
+            | ApiError::NotFound(d)
+            | ApiError::Conflict(d) => d.clone(),
+            ApiError::Unauthenticated { detail, .. } => detail.clone(),
+            ApiError::Validation(e) => format!("{} invalid field(s): {e}", e.errors().len()),
+            ApiError::MethodNotAllowed => "this path does not accept that method".into(),
+            ApiError::PayloadTooLarge { limit } => format!("the body exceeds the limit of {limit} bytes"),
+            ApiError::UnsupportedMediaType => "send the body as application/json".into(),
+            ApiError::RateLimited { retry_after_secs } => {
+                format!("rate limit reached; retry after {retry_after_secs} s")
+            }
+            ApiError::Unavailable(_) => "a backing service is unavailable; retry later".into(),
+            ApiError::Internal(_) => "an unexpected error occurred; it has been logged".into(),
+        };
+        let errors = match self {
+            ApiError::Validation(e) => e.errors().to_vec(),
+            ApiError::MalformedJson(d) => vec![FieldError {
+                path: "$".into(),
+                message: d.clone(),
+            }],
+            _ => Vec::new(),
+        };
+        Problem {
+            kind: format!("urn:tdev:problem:{slug}"),
+            title: title.into(),
+            status: status.as_u16(),
+            detail,
+            errors,
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        match &self {
+            ApiError::Internal(cause) => tracing::error!(cause = %cause, "internal error"),
+            ApiError::Unavailable(cause) => tracing::warn!(cause = %cause, "dependency unavailable"),
+            _ => {}
+        }
+        let problem = self.problem();
+        let status = StatusCode::from_u16(problem.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let body = serde_json::to_vec(&problem).unwrap_or_default();
+        let mut response = (status, body).into_response();
+        let headers = response.headers_mut();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
+        match &self {
+            ApiError::RateLimited { retry_after_secs } => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
+            }
+            ApiError::Unauthenticated { code, .. } => {
+                let challenge = format!(r#"Bearer realm="t-developer", error="{}""#, oauth_error(code));
+                if let Ok(value) = HeaderValue::from_str(&challenge) {
+                    headers.insert(header::WWW_AUTHENTICATE, value);
+                }
+            }
+            _ => {}
+        }
+        response
+    }
+}
+
+/// RFC 6750: `invalid_request` for a missing credential, `invalid_token` for a bad one.
+fn oauth_error(code: &str) -> &'static str {
+    match code {
+        "missing_credentials" | "ambiguous_credentials" | "unsupported_scheme" => "invalid_request",
+        _ => "invalid_token",
+    }
+}
+
+impl From<ValidationErrors> for ApiError {
+    fn from(errors: ValidationErrors) -> Self {
+        ApiError::Validation(errors)
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::NotFound => ApiError::NotFound("no such record".into()),
+            StoreError::Conflict(detail) => ApiError::Conflict(detail),
+            StoreError::Unavailable(source) => ApiError::Unavailable(error_chain(source.as_ref())),
+            StoreError::Corrupt(detail) => ApiError::Internal(detail),
+        }
+    }
+}
+
+/// An error and every cause under it: SDK errors keep their useful text in the sources.
+fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+impl From<AuthError> for ApiError {
+    fn from(error: AuthError) -> Self {
+        match error {
+            AuthError::Unauthenticated(failure) => ApiError::Unauthenticated {
+                code: failure.code().to_owned(),
+                detail: failure.to_string(),
+            },
+            AuthError::Forbidden(detail) => ApiError::Forbidden(detail),
+            AuthError::Invalid(errors) => ApiError::Validation(errors),
+            AuthError::KeyNotFound => ApiError::NotFound("no such API key".into()),
+            AuthError::Misconfigured(detail) => ApiError::Internal(detail),
+            AuthError::Store(error) => error.into(),
+        }
+    }
+}

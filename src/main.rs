@@ -1,0 +1,77 @@
+//! `tdev`: the local stack and the operator CLI.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand, ValueEnum};
+use tdev::stack::{self, Backend, StackConfig};
+use tdev_http::app::HttpSettings;
+
+#[derive(Parser)]
+#[command(
+    name = "tdev",
+    version,
+    about = "T-Developer: the local stack and operator CLI"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the whole system on this machine.
+    Serve {
+        /// Address to listen on.
+        #[arg(long, env = "TDEV_ADDR", default_value = "127.0.0.1:8080")]
+        addr: SocketAddr,
+        /// Which stores to use.
+        #[arg(long, env = "TDEV_BACKEND", value_enum, default_value_t = BackendKind::Embedded)]
+        backend: BackendKind,
+        /// The SQLite file of the embedded backend (kept across restarts).
+        #[arg(long, env = "TDEV_DATA", default_value = ".tdev/tdev.db")]
+        data: PathBuf,
+        /// With the AWS backend: create the DynamoDB table if it is missing (for moto).
+        #[arg(long, env = "TDEV_CREATE_TABLE")]
+        create_table: bool,
+        /// Where the first start writes the admin key.
+        #[arg(long, env = "TDEV_ADMIN_KEY_FILE", default_value = ".tdev/admin-key")]
+        admin_key_file: PathBuf,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum BackendKind {
+    Embedded,
+    Aws,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tdev_http::telemetry::init();
+    match Cli::parse().command {
+        Command::Serve {
+            addr,
+            backend,
+            data,
+            create_table,
+            admin_key_file,
+        } => {
+            let backend = match backend {
+                BackendKind::Embedded => Backend::Embedded { path: data },
+                BackendKind::Aws => Backend::Aws { create_table },
+            };
+            let config = StackConfig {
+                backend,
+                auth: tdev_auth::config::auth_config_from_env()?,
+                http: HttpSettings::from_env("local")?,
+                admin_key_file,
+            };
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("binding {addr}"))?;
+            stack::serve(listener, config).await
+        }
+    }
+}

@@ -1,0 +1,143 @@
+//! A local stack on an ephemeral port, with an admin key, for black-box tests.
+
+#![allow(dead_code)]
+
+use std::sync::Arc;
+
+use reqwest::{Client, Method, RequestBuilder, Response};
+use serde_json::{Value, json};
+use tdev_domain::SystemClock;
+use tdev_domain::auth::{AuthConfig, AuthService, RateLimit, TokenSettings};
+use tdev_domain::ports::SecretStore;
+use tdev_embedded::SqliteStore;
+use tdev_http::app::HttpSettings;
+
+pub const MAX_BODY: usize = 4096;
+
+pub struct Stack {
+    pub base: String,
+    pub admin_key: String,
+    pub store: SqliteStore,
+    pub service: Arc<AuthService<SqliteStore>>,
+    pub config: AuthConfig,
+    pub client: Client,
+}
+
+pub fn auth_config() -> AuthConfig {
+    AuthConfig {
+        token: TokenSettings {
+            issuer: "t-developer".into(),
+            audience: "t-developer-api".into(),
+            leeway_secs: 0,
+        },
+        token_ttl_secs: 900,
+        default_rate_limit: RateLimit::DEFAULT,
+        signing_secret: "tdev/signing-key".into(),
+        key_cache_secs: 300,
+    }
+}
+
+pub async fn start() -> Stack {
+    let store = SqliteStore::in_memory().expect("store");
+    let config = auth_config();
+    let service = Arc::new(AuthService::new(
+        store.clone(),
+        Arc::new(SystemClock),
+        config.clone(),
+    ));
+    let admin = service
+        .bootstrap()
+        .await
+        .expect("bootstrap")
+        .expect("a fresh store makes an admin key");
+    let app = tdev::stack::app(
+        service.clone(),
+        &HttpSettings {
+            max_body_bytes: MAX_BODY,
+            emf: None,
+        },
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Stack {
+        base,
+        admin_key: admin.plaintext,
+        store,
+        service,
+        config,
+        client: Client::new(),
+    }
+}
+
+impl Stack {
+    pub fn request(&self, method: Method, path: &str) -> RequestBuilder {
+        self.client.request(method, format!("{}{path}", self.base))
+    }
+
+    /// Creates a key with the admin key and returns `(id, secret)`.
+    pub async fn create_key(&self, scopes: &[&str], rate_limit: Option<(u32, u32)>) -> (String, String) {
+        let mut body = json!({"name": "test key", "scopes": scopes});
+        if let Some((capacity, refill)) = rate_limit {
+            body["rate_limit"] = json!({"capacity": capacity, "refill_per_minute": refill});
+        }
+        let response = self
+            .request(Method::POST, "/v1/keys")
+            .header("x-api-key", &self.admin_key)
+            .json(&body)
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(response.status(), 201);
+        let created: Value = response.json().await.expect("json");
+        (
+            created["id"].as_str().unwrap().into(),
+            created["secret"].as_str().unwrap().into(),
+        )
+    }
+
+    pub async fn token(&self, key: &str) -> String {
+        let response = self
+            .request(Method::POST, "/v1/tokens")
+            .header("x-api-key", key)
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(response.status(), 200);
+        let body: Value = response.json().await.expect("json");
+        body["access_token"].as_str().unwrap().into()
+    }
+
+    pub async fn current_signing_key(&self) -> (String, Vec<u8>) {
+        let versions = self
+            .store
+            .secret_versions(&self.config.signing_secret)
+            .await
+            .expect("secret");
+        (versions.current.version_id, versions.current.value.into_bytes())
+    }
+}
+
+/// Asserts a problem+json response with `status`, returning its body.
+pub async fn problem(response: Response, status: u16) -> Value {
+    assert_eq!(response.status(), status, "status");
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    assert_eq!(content_type, "application/problem+json");
+    let body: Value = response.json().await.expect("problem body");
+    assert_eq!(body["status"], status);
+    assert!(
+        body["type"].as_str().unwrap().starts_with("urn:tdev:problem:"),
+        "{body}"
+    );
+    assert!(body["title"].is_string() && body["detail"].is_string(), "{body}");
+    body
+}
+
+pub fn now() -> i64 {
+    jiff::Timestamp::now().as_second()
+}
