@@ -14,6 +14,12 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/pip install --quiet --disable-pip-version-check -r infra/requirements.txt
 export PATH="$PWD/.venv/bin:$PATH"
+for tool in curl jq; do
+  if ! command -v "$tool" >/dev/null; then
+    echo "installing $tool (the quickstart test needs it)"
+    apt-get update -qq && apt-get install -y -qq "$tool"
+  fi
+done
 export SAM_CLI_TELEMETRY=0
 
 step "moto (a local AWS-protocol server for the AWS adapters)"
@@ -35,6 +41,10 @@ cargo fmt --all -- --check
 
 step "Rust: every test of the workspace (embedded backend, moto, HTTP, Lambda events)"
 cargo test --workspace --locked
+
+step "README quickstart, pasted verbatim against a fresh local stack"
+cargo build --locked -p tdev
+./infra/quickstart-test.sh
 
 step "SAM template: sam validate --lint and cfn-lint"
 sam validate --lint --region us-east-1

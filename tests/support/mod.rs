@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use reqwest::{Client, Method, RequestBuilder, Response};
 use serde_json::{Value, json};
+use tdev_auth::AuthStore;
 use tdev_domain::SystemClock;
 use tdev_domain::auth::{AuthConfig, AuthService, RateLimit, TokenSettings};
 use tdev_domain::ports::SecretStore;
@@ -14,11 +15,11 @@ use tdev_http::app::HttpSettings;
 
 pub const MAX_BODY: usize = 4096;
 
-pub struct Stack {
+pub struct Stack<S = SqliteStore> {
     pub base: String,
     pub admin_key: String,
-    pub store: SqliteStore,
-    pub service: Arc<AuthService<SqliteStore>>,
+    pub store: S,
+    pub service: Arc<AuthService<S>>,
     pub config: AuthConfig,
     pub client: Client,
 }
@@ -37,9 +38,13 @@ pub fn auth_config() -> AuthConfig {
     }
 }
 
+/// The stack on a fresh in-memory embedded store.
 pub async fn start() -> Stack {
-    let store = SqliteStore::in_memory().expect("store");
-    let config = auth_config();
+    start_on(SqliteStore::in_memory().expect("store"), auth_config()).await
+}
+
+/// The stack on `store`, which must hold no API keys yet.
+pub async fn start_on<S: AuthStore + Clone>(store: S, config: AuthConfig) -> Stack<S> {
     let service = Arc::new(AuthService::new(
         store.clone(),
         Arc::new(SystemClock),
@@ -70,7 +75,7 @@ pub async fn start() -> Stack {
     }
 }
 
-impl Stack {
+impl<S: AuthStore> Stack<S> {
     pub fn request(&self, method: Method, path: &str) -> RequestBuilder {
         self.client.request(method, format!("{}{path}", self.base))
     }

@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Runs the README's quickstart verbatim against a freshly started local stack (the
+# README's run command, `tdev serve`, in an empty folder), checks what it printed, then
+# restarts the stack and checks that the data survived.
+set -euo pipefail
+repo=$(cd "$(dirname "$0")/.." && pwd)
+bin=${TDEV_BIN:-$repo/target/debug/tdev}
+[ -x "$bin" ] || { echo "no tdev binary at $bin: run cargo build first" >&2; exit 1; }
+for tool in curl jq; do
+  command -v "$tool" >/dev/null || { echo "the quickstart needs $tool" >&2; exit 1; }
+done
+
+work=$(mktemp -d)
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+export TDEV="http://127.0.0.1:$port"
+pid=
+cleanup() { [ -n "$pid" ] && kill "$pid" 2>/dev/null || true; rm -rf "$work"; }
+trap cleanup EXIT
+cd "$work"
+
+start() {
+  TDEV_ADDR="127.0.0.1:$port" RUST_LOG=warn "$bin" serve >"$work/serve-$1.log" 2>&1 &
+  pid=$!
+  for _ in $(seq 1 100); do
+    curl -fsS "$TDEV/health" >/dev/null 2>&1 && return 0
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  cat "$work/serve-$1.log"; echo "the stack did not start" >&2; exit 1
+}
+fail() { echo "quickstart: $*" >&2; echo "--- output:" >&2; cat "$work/out.txt" >&2; exit 1; }
+
+start first
+grep -q "First start: created the admin API key" "$work/serve-first.log" || fail "no admin key was printed"
+grep -q "$(cat .tdev/admin-key)" "$work/serve-first.log" || fail "the printed key is not the one in .tdev/admin-key"
+[ "$(stat -c %a .tdev/admin-key)" = 600 ] || fail ".tdev/admin-key is not mode 0600"
+
+# The block between the README's quickstart markers, without its fences.
+awk '/<!-- quickstart:end -->/{on=0} on && !/^```/{print} /<!-- quickstart:begin -->/{on=1}' \
+  "$repo/README.md" >"$work/quickstart.sh"
+[ -s "$work/quickstart.sh" ] || { echo "no quickstart block in README.md" >&2; exit 1; }
+bash -euo pipefail "$work/quickstart.sh" >"$work/out.txt" 2>&1 || fail "the quickstart failed"
+
+[ "$(grep -c '"via":"token"' "$work/out.txt")" = 2 ] || fail "expected two successful whoami calls"
+grep -q '^HTTP/1.1 429' "$work/out.txt" || fail "expected a 429"
+grep -qi '^retry-after: [0-9]' "$work/out.txt" || fail "expected Retry-After"
+grep -qi '^content-type: application/problem+json' "$work/out.txt" || fail "expected problem+json"
+grep -q 'urn:tdev:problem:rate-limited' "$work/out.txt" || fail "expected the rate-limited problem type"
+
+kill "$pid"; wait "$pid" 2>/dev/null || true
+start second
+! grep -q "First start" "$work/serve-second.log" || fail "a restart must not make a new admin key"
+keys=$(curl -fsS "$TDEV/v1/keys" -H "x-api-key: $(cat .tdev/admin-key)" | jq '.keys | length')
+[ "$keys" = 2 ] || fail "expected the admin and quickstart keys to survive the restart, found $keys"
+echo "quickstart: 1 passed, 0 failed"
