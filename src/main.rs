@@ -9,11 +9,7 @@ use tdev::stack::{self, Backend, StackConfig};
 use tdev_http::app::HttpSettings;
 
 #[derive(Parser)]
-#[command(
-    name = "tdev",
-    version,
-    about = "T-Developer: the local stack and operator CLI"
-)]
+#[command(name = "tdev", version, about = "T-Developer: the local stack and operator CLI")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -51,13 +47,7 @@ enum BackendKind {
 async fn main() -> anyhow::Result<()> {
     tdev_http::telemetry::init();
     match Cli::parse().command {
-        Command::Serve {
-            addr,
-            backend,
-            data,
-            create_table,
-            admin_key_file,
-        } => {
+        Command::Serve { addr, backend, data, create_table, admin_key_file } => {
             let backend = match backend {
                 BackendKind::Embedded => Backend::Embedded { path: data },
                 BackendKind::Aws => Backend::Aws { create_table },
@@ -68,9 +58,8 @@ async fn main() -> anyhow::Result<()> {
                 http: HttpSettings::from_env("local")?,
                 admin_key_file,
             };
-            let listener = tokio::net::TcpListener::bind(addr)
-                .await
-                .with_context(|| format!("binding {addr}"))?;
+            let listener =
+                tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
             stack::serve(listener, config).await
         }
     }

@@ -5,208 +5,28 @@ mod support;
 
 use reqwest::Method;
 use serde_json::{Value, json};
-use support::{MAX_BODY, now, problem, start};
-use tdev_conformance::tokens::SigningMaterial;
+use support::{MAX_BODY, problem, scenarios, start};
 
 #[tokio::test]
 async fn quickstart_key_token_protected_route_then_429() {
-    let stack = start().await;
-    let (id, key) = stack.create_key(&["read"], Some((3, 1))).await;
-    let token = stack.token(&key).await;
-
-    let whoami = stack
-        .request(Method::GET, "/v1/whoami")
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(whoami.status(), 200);
-    assert_eq!(whoami.headers()["ratelimit-limit"], "3");
-    assert_eq!(
-        whoami.headers()["ratelimit-remaining"],
-        "1",
-        "the token exchange took one"
-    );
-    let body: Value = whoami.json().await.unwrap();
-    assert_eq!(
-        body,
-        json!({"key_id": id, "scopes": ["read"], "via": "token", "rate_limit": {"capacity": 3, "refill_per_minute": 1}})
-    );
-
-    let third = stack
-        .request(Method::GET, "/v1/whoami")
-        .header("x-api-key", &key)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(third.status(), 200);
-    assert_eq!(third.headers()["ratelimit-remaining"], "0");
-
-    let limited = stack
-        .request(Method::GET, "/v1/whoami")
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
-    let retry_after: u64 = limited.headers()["retry-after"]
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
-    assert!((1..=60).contains(&retry_after), "{retry_after}");
-    assert_eq!(limited.headers()["ratelimit-remaining"], "0");
-    problem(limited, 429).await;
+    scenarios::quickstart(&start().await).await;
 }
 
 #[tokio::test]
-async fn every_kind_of_bad_token_is_a_401() {
-    let stack = start().await;
-    let (id, _) = stack.create_key(&["admin"], None).await;
-    let (kid, secret) = stack.current_signing_key().await;
-    let material = SigningMaterial {
-        kid: &kid,
-        secret: &secret,
-        issuer: &stack.config.token.issuer,
-        audience: &stack.config.token.audience,
-        subject: &id,
-        now: now(),
-    };
-    let ok = stack
-        .request(Method::GET, "/v1/keys")
-        .bearer_auth(material.valid())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(ok.status(), 200, "the baseline token is good");
-
-    let missing = stack.request(Method::GET, "/v1/keys").send().await.unwrap();
-    assert!(
-        missing.headers()["www-authenticate"]
-            .to_str()
-            .unwrap()
-            .contains("invalid_request")
-    );
-    problem(missing, 401).await;
-    for (name, authorization) in material.bad_authorizations() {
-        let response = stack
-            .request(Method::GET, "/v1/keys")
-            .header("authorization", authorization)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 401, "{name}");
-        assert!(response.headers().contains_key("www-authenticate"), "{name}");
-        let body = problem(response, 401).await;
-        assert_eq!(body["type"], "urn:tdev:problem:unauthenticated", "{name}");
-    }
-    for bad_key in [
-        "tdk_nope",
-        "tdk_aaaaaaaaaaaaaaaa_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
-        "",
-    ] {
-        let response = stack
-            .request(Method::GET, "/v1/keys")
-            .header("x-api-key", bad_key)
-            .send()
-            .await
-            .unwrap();
-        problem(response, 401).await;
-    }
-    let both = stack
-        .request(Method::GET, "/v1/keys")
-        .bearer_auth(material.valid())
-        .header("x-api-key", &stack.admin_key)
-        .send()
-        .await
-        .unwrap();
-    problem(both, 401).await;
+async fn every_kind_of_bad_credential_is_a_401() {
+    scenarios::hostile_credentials(&start().await).await;
 }
 
 #[tokio::test]
 async fn a_revoked_key_is_refused_directly_and_for_token_exchange() {
-    let stack = start().await;
-    let (id, key) = stack.create_key(&["read"], None).await;
-    assert_eq!(
-        stack
-            .request(Method::GET, "/v1/whoami")
-            .header("x-api-key", &key)
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
-
-    let revoke = stack
-        .request(Method::DELETE, &format!("/v1/keys/{id}"))
-        .header("x-api-key", &stack.admin_key)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(revoke.status(), 204);
-    let direct = stack
-        .request(Method::GET, "/v1/whoami")
-        .header("x-api-key", &key)
-        .send()
-        .await
-        .unwrap();
-    let body = problem(direct, 401).await;
-    assert!(body["detail"].as_str().unwrap().contains("revoked"), "{body}");
-    let exchange = stack
-        .request(Method::POST, "/v1/tokens")
-        .header("x-api-key", &key)
-        .send()
-        .await
-        .unwrap();
-    problem(exchange, 401).await;
-
-    let listed: Value = stack
-        .request(Method::GET, "/v1/keys")
-        .header("x-api-key", &stack.admin_key)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let entry = listed["keys"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|k| k["id"] == id.as_str())
-        .unwrap()
-        .clone();
-    assert!(entry["revoked_at"].is_string());
-    assert!(
-        entry.get("secret").is_none() && !listed.to_string().contains(&key),
-        "no secret is ever listed"
-    );
-    let again = stack
-        .request(Method::DELETE, &format!("/v1/keys/{id}"))
-        .header("x-api-key", &stack.admin_key)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(again.status(), 204, "revoking twice is harmless");
-    let unknown = stack
-        .request(Method::DELETE, "/v1/keys/aaaaaaaaaaaaaaaa")
-        .header("x-api-key", &stack.admin_key)
-        .send()
-        .await
-        .unwrap();
-    problem(unknown, 404).await;
+    scenarios::revocation(&start().await).await;
 }
 
 #[tokio::test]
 async fn a_missing_scope_is_a_403_not_a_401() {
     let stack = start().await;
     let (_, sender) = stack.create_key(&["messages:send"], None).await;
-    let whoami = stack
-        .request(Method::GET, "/v1/whoami")
-        .header("x-api-key", &sender)
-        .send()
-        .await
-        .unwrap();
+    let whoami = stack.request(Method::GET, "/v1/whoami").header("x-api-key", &sender).send().await.unwrap();
     let body = problem(whoami, 403).await;
     assert!(body["detail"].as_str().unwrap().contains("`read`"), "{body}");
     // A non-admin learns nothing about the body it sent: the scope is checked first.
@@ -230,12 +50,7 @@ async fn a_missing_scope_is_a_403_not_a_401() {
         .unwrap();
     problem(wider, 403).await;
     let token = stack.token(&reader).await;
-    let token_for_token = stack
-        .request(Method::POST, "/v1/tokens")
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
+    let token_for_token = stack.request(Method::POST, "/v1/tokens").bearer_auth(&token).send().await.unwrap();
     problem(token_for_token, 403).await;
 }
 
@@ -249,66 +64,30 @@ async fn bad_bodies_get_problems_with_field_paths() {
             .header("content-type", content_type)
             .body(body)
     };
-    let malformed = problem(
-        post("{\"name\": ".into(), "application/json")
-            .send()
-            .await
-            .unwrap(),
-        400,
-    )
-    .await;
-    assert!(
-        malformed["detail"].as_str().unwrap().starts_with("line 1 column"),
-        "{malformed}"
-    );
+    let malformed = problem(post("{\"name\": ".into(), "application/json").send().await.unwrap(), 400).await;
+    assert!(malformed["detail"].as_str().unwrap().starts_with("line 1 column"), "{malformed}");
     assert_eq!(malformed["errors"][0]["path"], "$");
 
     let wrong_type =
         json!({"name": "x", "scopes": ["read"], "rate_limit": {"capacity": "many", "refill_per_minute": 1}});
-    let body = problem(
-        post(wrong_type.to_string(), "application/json")
-            .send()
-            .await
-            .unwrap(),
-        422,
-    )
-    .await;
+    let body = problem(post(wrong_type.to_string(), "application/json").send().await.unwrap(), 422).await;
     assert_eq!(body["errors"][0]["path"], "$.rate_limit.capacity");
 
     let invalid = json!({"name": "", "scopes": ["read", "root"], "rate_limit": {"capacity": 0, "refill_per_minute": 1}});
-    let body = problem(
-        post(invalid.to_string(), "application/json")
-            .send()
-            .await
-            .unwrap(),
-        422,
-    )
-    .await;
-    let paths: Vec<&str> = body["errors"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["path"].as_str().unwrap())
-        .collect();
+    let body = problem(post(invalid.to_string(), "application/json").send().await.unwrap(), 422).await;
+    let paths: Vec<&str> =
+        body["errors"].as_array().unwrap().iter().map(|e| e["path"].as_str().unwrap()).collect();
     assert_eq!(paths, ["$.name", "$.scopes[1]", "$.rate_limit.capacity"]);
 
-    let missing = problem(
-        post(json!({"scopes": ["read"]}).to_string(), "application/json")
-            .send()
-            .await
-            .unwrap(),
-        422,
-    )
-    .await;
+    let missing =
+        problem(post(json!({"scopes": ["read"]}).to_string(), "application/json").send().await.unwrap(), 422)
+            .await;
     assert_eq!(missing["errors"][0]["path"], "$.name");
 
     let oversized = json!({"name": "x".repeat(MAX_BODY), "scopes": ["read"]}).to_string();
     problem(post(oversized, "application/json").send().await.unwrap(), 413).await;
     problem(
-        post(json!({"name": "x", "scopes": ["read"]}).to_string(), "text/plain")
-            .send()
-            .await
-            .unwrap(),
+        post(json!({"name": "x", "scopes": ["read"]}).to_string(), "text/plain").send().await.unwrap(),
         415,
     )
     .await;
@@ -329,12 +108,8 @@ async fn twice_the_capacity_at_once_lets_exactly_the_capacity_through() {
     let capacity = 20;
     let (_, key) = stack.create_key(&["read"], Some((capacity, 1))).await;
     let (_, other) = stack.create_key(&["read"], Some((capacity, 1))).await;
-    let requests = (0..2 * capacity).map(|_| {
-        stack
-            .request(Method::GET, "/v1/whoami")
-            .header("x-api-key", &key)
-            .send()
-    });
+    let requests =
+        (0..2 * capacity).map(|_| stack.request(Method::GET, "/v1/whoami").header("x-api-key", &key).send());
     let responses = futures::future::join_all(requests).await;
     let mut ok = 0;
     for response in responses {
@@ -347,12 +122,8 @@ async fn twice_the_capacity_at_once_lets_exactly_the_capacity_through() {
     }
     // One token a minute may refill while the test runs.
     assert!(ok == capacity || ok == capacity + 1, "{ok} passed");
-    let unaffected = stack
-        .request(Method::GET, "/v1/whoami")
-        .header("x-api-key", &other)
-        .send()
-        .await
-        .unwrap();
+    let unaffected =
+        stack.request(Method::GET, "/v1/whoami").header("x-api-key", &other).send().await.unwrap();
     assert_eq!(unaffected.status(), 200, "two clients do not share a bucket");
 }
 
@@ -367,21 +138,11 @@ async fn tokens_signed_before_a_rotation_stay_valid() {
     let (new_kid, _) = stack.current_signing_key().await;
     assert_ne!(old_kid, new_kid);
     for token in [&before, &after] {
-        let response = stack
-            .request(Method::GET, "/v1/whoami")
-            .bearer_auth(token)
-            .send()
-            .await
-            .unwrap();
+        let response = stack.request(Method::GET, "/v1/whoami").bearer_auth(token).send().await.unwrap();
         assert_eq!(response.status(), 200);
     }
     stack.service.rotate_signing_key().await.unwrap();
-    let twice_rotated = stack
-        .request(Method::GET, "/v1/whoami")
-        .bearer_auth(&before)
-        .send()
-        .await
-        .unwrap();
+    let twice_rotated = stack.request(Method::GET, "/v1/whoami").bearer_auth(&before).send().await.unwrap();
     problem(twice_rotated, 401).await;
 }
 
@@ -394,30 +155,15 @@ async fn health_docs_request_ids_and_unknown_routes() {
     assert_eq!(id.len(), 36, "a generated UUID");
     let body: Value = health.json().await.unwrap();
     assert_eq!(body["status"], "ok");
-    let names: Vec<&str> = body["components"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c["name"].as_str().unwrap())
-        .collect();
+    let names: Vec<&str> =
+        body["components"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
     assert_eq!(names, ["sqlite", "signing_keys"]);
 
-    let echoed = stack
-        .request(Method::GET, "/health")
-        .header("x-request-id", "trace-me-42")
-        .send()
-        .await
-        .unwrap();
+    let echoed =
+        stack.request(Method::GET, "/health").header("x-request-id", "trace-me-42").send().await.unwrap();
     assert_eq!(echoed.headers()["x-request-id"], "trace-me-42");
 
-    let spec: Value = stack
-        .request(Method::GET, "/openapi.json")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let spec: Value = stack.request(Method::GET, "/openapi.json").send().await.unwrap().json().await.unwrap();
     assert!(spec["openapi"].as_str().unwrap().starts_with("3.1"));
     for path in ["/v1/keys", "/v1/keys/{id}", "/v1/tokens", "/v1/whoami", "/health"] {
         assert!(spec["paths"].get(path).is_some(), "{path} is documented");

@@ -1,13 +1,12 @@
 //! The local stack on the AWS backend (`tdev serve --backend aws`), against moto: the
-//! quickstart flow, hostile tokens, revocation and shared rate limits through HTTP.
+//! same user scenarios as on the embedded backend, through HTTP.
 
 mod support;
 
 use reqwest::Method;
 use serde_json::Value;
-use support::{auth_config, now, problem, start_on};
+use support::{scenarios, start_on};
 use tdev_aws::AwsStore;
-use tdev_conformance::tokens::SigningMaterial;
 
 async fn moto_store() -> AwsStore {
     let endpoint = std::env::var("TDEV_TEST_MOTO_URL").unwrap_or_else(|_| {
@@ -30,103 +29,18 @@ async fn moto_store() -> AwsStore {
 }
 
 fn now_nanos() -> u128 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos()
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_quickstart_flow_works_on_the_aws_backend() {
-    let mut config = auth_config();
+async fn the_user_scenarios_pass_on_the_aws_backend() {
+    let mut config = tdev_conformance::test_auth_config();
     config.signing_secret = format!("tdev/signing-key-{}", now_nanos());
     let stack = start_on(moto_store().await, config).await;
-
-    let (id, key) = stack.create_key(&["read"], Some((3, 1))).await;
-    let token = stack.token(&key).await;
-    let whoami = stack
-        .request(Method::GET, "/v1/whoami")
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(whoami.status(), 200);
-    let body: Value = whoami.json().await.unwrap();
-    assert_eq!(body["key_id"], id.as_str());
-    assert_eq!(
-        stack
-            .request(Method::GET, "/v1/whoami")
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
-    let limited = stack
-        .request(Method::GET, "/v1/whoami")
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
-    assert!(limited.headers().contains_key("retry-after"));
-    problem(limited, 429).await;
-
-    let (kid, secret) = stack.current_signing_key().await;
-    let material = SigningMaterial {
-        kid: &kid,
-        secret: &secret,
-        issuer: &stack.config.token.issuer,
-        audience: &stack.config.token.audience,
-        subject: &id,
-        now: now(),
-    };
-    for (name, authorization) in material.bad_authorizations() {
-        let response = stack
-            .request(Method::GET, "/v1/whoami")
-            .header("authorization", authorization)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 401, "{name}");
-    }
-
-    let (reader_id, reader) = stack.create_key(&["read"], None).await;
-    let revoke = stack
-        .request(Method::DELETE, &format!("/v1/keys/{reader_id}"))
-        .header("x-api-key", &stack.admin_key)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(revoke.status(), 204);
-    problem(
-        stack
-            .request(Method::GET, "/v1/whoami")
-            .header("x-api-key", &reader)
-            .send()
-            .await
-            .unwrap(),
-        401,
-    )
-    .await;
-    problem(
-        stack
-            .request(Method::POST, "/v1/tokens")
-            .header("x-api-key", &reader)
-            .send()
-            .await
-            .unwrap(),
-        401,
-    )
-    .await;
-
-    let health: Value = stack
-        .request(Method::GET, "/health")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    scenarios::quickstart(&stack).await;
+    scenarios::hostile_credentials(&stack).await;
+    scenarios::revocation(&stack).await;
+    let health: Value = stack.request(Method::GET, "/health").send().await.unwrap().json().await.unwrap();
     assert_eq!(health["status"], "ok", "{health}");
+    assert_eq!(health["components"][0]["name"], "dynamodb");
 }

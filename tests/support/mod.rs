@@ -2,14 +2,15 @@
 
 #![allow(dead_code)]
 
+pub mod scenarios;
+
 use std::sync::Arc;
 
 use reqwest::{Client, Method, RequestBuilder, Response};
 use serde_json::{Value, json};
 use tdev_auth::AuthStore;
 use tdev_domain::SystemClock;
-use tdev_domain::auth::{AuthConfig, AuthService, RateLimit, TokenSettings};
-use tdev_domain::ports::SecretStore;
+use tdev_domain::auth::{AuthConfig, AuthService};
 use tdev_embedded::SqliteStore;
 use tdev_http::app::HttpSettings;
 
@@ -24,55 +25,20 @@ pub struct Stack<S = SqliteStore> {
     pub client: Client,
 }
 
-pub fn auth_config() -> AuthConfig {
-    AuthConfig {
-        token: TokenSettings {
-            issuer: "t-developer".into(),
-            audience: "t-developer-api".into(),
-            leeway_secs: 0,
-        },
-        token_ttl_secs: 900,
-        default_rate_limit: RateLimit::DEFAULT,
-        signing_secret: "tdev/signing-key".into(),
-        key_cache_secs: 300,
-    }
-}
-
 /// The stack on a fresh in-memory embedded store.
 pub async fn start() -> Stack {
-    start_on(SqliteStore::in_memory().expect("store"), auth_config()).await
+    start_on(SqliteStore::in_memory().expect("store"), tdev_conformance::test_auth_config()).await
 }
 
 /// The stack on `store`, which must hold no API keys yet.
 pub async fn start_on<S: AuthStore + Clone>(store: S, config: AuthConfig) -> Stack<S> {
-    let service = Arc::new(AuthService::new(
-        store.clone(),
-        Arc::new(SystemClock),
-        config.clone(),
-    ));
-    let admin = service
-        .bootstrap()
-        .await
-        .expect("bootstrap")
-        .expect("a fresh store makes an admin key");
-    let app = tdev::stack::app(
-        service.clone(),
-        &HttpSettings {
-            max_body_bytes: MAX_BODY,
-            emf: None,
-        },
-    );
+    let service = Arc::new(AuthService::new(store.clone(), Arc::new(SystemClock), config.clone()));
+    let admin = service.bootstrap().await.expect("bootstrap").expect("a fresh store makes an admin key");
+    let app = tdev::stack::app(service.clone(), &HttpSettings { max_body_bytes: MAX_BODY, emf: None });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let base = format!("http://{}", listener.local_addr().expect("addr"));
     tokio::spawn(async move { axum::serve(listener, app).await });
-    Stack {
-        base,
-        admin_key: admin.plaintext,
-        store,
-        service,
-        config,
-        client: Client::new(),
-    }
+    Stack { base, admin_key: admin.plaintext, store, service, config, client: Client::new() }
 }
 
 impl<S: AuthStore> Stack<S> {
@@ -95,30 +61,19 @@ impl<S: AuthStore> Stack<S> {
             .expect("send");
         assert_eq!(response.status(), 201);
         let created: Value = response.json().await.expect("json");
-        (
-            created["id"].as_str().unwrap().into(),
-            created["secret"].as_str().unwrap().into(),
-        )
+        (created["id"].as_str().unwrap().into(), created["secret"].as_str().unwrap().into())
     }
 
     pub async fn token(&self, key: &str) -> String {
-        let response = self
-            .request(Method::POST, "/v1/tokens")
-            .header("x-api-key", key)
-            .send()
-            .await
-            .expect("send");
+        let response =
+            self.request(Method::POST, "/v1/tokens").header("x-api-key", key).send().await.expect("send");
         assert_eq!(response.status(), 200);
         let body: Value = response.json().await.expect("json");
         body["access_token"].as_str().unwrap().into()
     }
 
     pub async fn current_signing_key(&self) -> (String, Vec<u8>) {
-        let versions = self
-            .store
-            .secret_versions(&self.config.signing_secret)
-            .await
-            .expect("secret");
+        let versions = self.store.secret_versions(&self.config.signing_secret).await.expect("secret");
         (versions.current.version_id, versions.current.value.into_bytes())
     }
 }
@@ -126,19 +81,12 @@ impl<S: AuthStore> Stack<S> {
 /// Asserts a problem+json response with `status`, returning its body.
 pub async fn problem(response: Response, status: u16) -> Value {
     assert_eq!(response.status(), status, "status");
-    let content_type = response
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_owned();
+    let content_type =
+        response.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
     assert_eq!(content_type, "application/problem+json");
     let body: Value = response.json().await.expect("problem body");
     assert_eq!(body["status"], status);
-    assert!(
-        body["type"].as_str().unwrap().starts_with("urn:tdev:problem:"),
-        "{body}"
-    );
+    assert!(body["type"].as_str().unwrap().starts_with("urn:tdev:problem:"), "{body}");
     assert!(body["title"].is_string() && body["detail"].is_string(), "{body}");
     body
 }

@@ -8,17 +8,11 @@ use tdev_http::config::var_or;
 pub fn auth_config_from_env() -> anyhow::Result<AuthConfig> {
     let ttl: u32 = var_or("TDEV_TOKEN_TTL_SECONDS", AuthConfig::DEFAULT_TOKEN_TTL_SECS)?;
     if !(1..=AuthConfig::MAX_TOKEN_TTL_SECS).contains(&ttl) {
-        bail!(
-            "TDEV_TOKEN_TTL_SECONDS must be 1 to {}",
-            AuthConfig::MAX_TOKEN_TTL_SECS
-        );
+        bail!("TDEV_TOKEN_TTL_SECONDS must be 1 to {}", AuthConfig::MAX_TOKEN_TTL_SECS);
     }
     let default_rate_limit = RateLimit {
         capacity: var_or("TDEV_RATE_CAPACITY", RateLimit::DEFAULT.capacity)?,
-        refill_per_minute: var_or(
-            "TDEV_RATE_REFILL_PER_MINUTE",
-            RateLimit::DEFAULT.refill_per_minute,
-        )?,
+        refill_per_minute: var_or("TDEV_RATE_REFILL_PER_MINUTE", RateLimit::DEFAULT.refill_per_minute)?,
     };
     if default_rate_limit.capacity == 0 || default_rate_limit.refill_per_minute == 0 {
         bail!("TDEV_RATE_CAPACITY and TDEV_RATE_REFILL_PER_MINUTE must be at least 1");

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use tdev_auth::authorizer::authorize;
 use tdev_conformance::tokens::SigningMaterial;
 use tdev_domain::SystemClock;
-use tdev_domain::auth::{AuthConfig, AuthService, RateLimit, TokenSettings};
+use tdev_domain::auth::AuthService;
 use tdev_domain::ports::SecretStore;
 use tdev_embedded::SqliteStore;
 use tdev_http::app::{HttpSettings, finish};
@@ -35,22 +35,12 @@ struct Call<'a> {
 
 impl<'a> Call<'a> {
     fn get(path: &'a str) -> Self {
-        Self {
-            method: "GET",
-            path,
-            headers: Vec::new(),
-            body: None,
-        }
+        Self { method: "GET", path, headers: Vec::new(), body: None }
     }
 
     fn post(path: &'a str, body: &str) -> Self {
         let headers = vec![("content-type", "application/json".to_owned())];
-        Self {
-            method: "POST",
-            path,
-            headers,
-            body: Some(body.to_owned()),
-        }
+        Self { method: "POST", path, headers, body: Some(body.to_owned()) }
     }
 
     fn header(mut self, name: &'a str, value: impl Into<String>) -> Self {
@@ -61,31 +51,14 @@ impl<'a> Call<'a> {
 
 async fn lambda() -> Lambda {
     let store = SqliteStore::in_memory().unwrap();
-    let config = AuthConfig {
-        token: TokenSettings {
-            issuer: "t-developer".into(),
-            audience: "t-developer-api".into(),
-            leeway_secs: 0,
-        },
-        token_ttl_secs: 900,
-        default_rate_limit: RateLimit::DEFAULT,
-        signing_secret: "tdev/signing-key".into(),
-        key_cache_secs: 300,
-    };
+    let config = tdev_conformance::test_auth_config();
     let service = Arc::new(AuthService::new(store, Arc::new(SystemClock), config));
     let admin_key = service.bootstrap().await.unwrap().unwrap().plaintext;
     let app = finish(
         tdev_auth::router(service.clone(), Mode::AuthorizerContext),
-        &HttpSettings {
-            max_body_bytes: MAX_BODY,
-            emf: None,
-        },
+        &HttpSettings { max_body_bytes: MAX_BODY, emf: None },
     );
-    Lambda {
-        service,
-        app,
-        admin_key,
-    }
+    Lambda { service, app, admin_key }
 }
 
 fn fixture(name: &str) -> Value {
@@ -142,17 +115,10 @@ fn set_route(event: &mut Value, call: &Call<'_>) {
 #[tokio::test]
 async fn valid_key_and_token_pass_and_every_bad_token_is_a_401() {
     let lambda = lambda().await;
-    let (status, body) = lambda
-        .call(Call::get("/v1/keys").header("x-api-key", &lambda.admin_key))
-        .await;
+    let (status, body) = lambda.call(Call::get("/v1/keys").header("x-api-key", &lambda.admin_key)).await;
     assert_eq!(status, 200, "{body}");
 
-    let versions = lambda
-        .service
-        .store()
-        .secret_versions("tdev/signing-key")
-        .await
-        .unwrap();
+    let versions = lambda.service.store().secret_versions("tdev/signing-key").await.unwrap();
     let keys = body["keys"].as_array().unwrap();
     let material = SigningMaterial {
         kid: &versions.current.version_id,
@@ -168,14 +134,9 @@ async fn valid_key_and_token_pass_and_every_bad_token_is_a_401() {
     assert_eq!(status, 200, "the baseline token passes");
 
     let (status, body) = lambda.call(Call::get("/v1/keys")).await;
-    assert_eq!(
-        (status, body["type"].as_str()),
-        (401, Some("urn:tdev:problem:unauthenticated"))
-    );
+    assert_eq!((status, body["type"].as_str()), (401, Some("urn:tdev:problem:unauthenticated")));
     for (name, authorization) in material.bad_authorizations() {
-        let (status, body) = lambda
-            .call(Call::get("/v1/keys").header("authorization", authorization))
-            .await;
+        let (status, body) = lambda.call(Call::get("/v1/keys").header("authorization", authorization)).await;
         assert_eq!(status, 401, "{name}: {body}");
     }
 }
@@ -195,58 +156,31 @@ async fn a_request_that_skipped_the_authorizer_is_refused() {
 async fn revoked_keys_missing_scopes_and_bad_bodies() {
     let lambda = lambda().await;
     let admin = |call: Call<'static>| call.header("x-api-key", lambda.admin_key.clone());
-    let (status, created) = lambda
-        .call(admin(Call::post(
-            "/v1/keys",
-            r#"{"name": "reader", "scopes": ["read"]}"#,
-        )))
-        .await;
+    let (status, created) =
+        lambda.call(admin(Call::post("/v1/keys", r#"{"name": "reader", "scopes": ["read"]}"#))).await;
     assert_eq!(status, 201, "{created}");
     let key = created["secret"].as_str().unwrap().to_owned();
     let id = created["id"].as_str().unwrap().to_owned();
 
     let (status, _) = lambda.call(Call::get("/v1/keys").header("x-api-key", &key)).await;
     assert_eq!(status, 403, "read is not admin");
-    let (status, token) = lambda
-        .call(Call::post("/v1/tokens", "{}").header("x-api-key", &key))
-        .await;
+    let (status, token) = lambda.call(Call::post("/v1/tokens", "{}").header("x-api-key", &key)).await;
     assert_eq!(status, 200, "{token}");
 
     let path = format!("/v1/keys/{id}");
-    let revoke = Call {
-        method: "DELETE",
-        path: &path,
-        headers: Vec::new(),
-        body: None,
-    };
+    let revoke = Call { method: "DELETE", path: &path, headers: Vec::new(), body: None };
     let (status, _) = lambda.call(revoke.header("x-api-key", &lambda.admin_key)).await;
     assert_eq!(status, 204);
-    let (status, body) = lambda
-        .call(Call::get("/v1/whoami").header("x-api-key", &key))
-        .await;
-    assert_eq!(
-        (status, body["detail"].as_str()),
-        (401, Some("the API key has been revoked"))
-    );
-    let (status, _) = lambda
-        .call(Call::post("/v1/tokens", "{}").header("x-api-key", &key))
-        .await;
+    let (status, body) = lambda.call(Call::get("/v1/whoami").header("x-api-key", &key)).await;
+    assert_eq!((status, body["detail"].as_str()), (401, Some("the API key has been revoked")));
+    let (status, _) = lambda.call(Call::post("/v1/tokens", "{}").header("x-api-key", &key)).await;
     assert_eq!(status, 401, "a revoked key cannot be exchanged");
 
-    let (status, body) = lambda
-        .call(admin(Call::post("/v1/keys", r#"{"name": "x", "scopes": "#)))
-        .await;
+    let (status, body) = lambda.call(admin(Call::post("/v1/keys", r#"{"name": "x", "scopes": "#))).await;
     assert_eq!((status, body["errors"][0]["path"].as_str()), (400, Some("$")));
-    let (status, body) = lambda
-        .call(admin(Call::post(
-            "/v1/keys",
-            r#"{"name": 7, "scopes": ["read"]}"#,
-        )))
-        .await;
-    assert_eq!(
-        (status, body["errors"][0]["path"].as_str()),
-        (422, Some("$.name"))
-    );
+    let (status, body) =
+        lambda.call(admin(Call::post("/v1/keys", r#"{"name": 7, "scopes": ["read"]}"#))).await;
+    assert_eq!((status, body["errors"][0]["path"].as_str()), (422, Some("$.name")));
     let huge = json!({"name": "x".repeat(MAX_BODY), "scopes": ["read"]}).to_string();
     let (status, _) = lambda.call(admin(Call::post("/v1/keys", &huge))).await;
     assert_eq!(status, 413);

@@ -60,15 +60,10 @@ fn from_item(item: &Item) -> Result<ApiKey, StoreError> {
         attrs::optional_number(item, "rate_capacity")?,
         attrs::optional_number(item, "rate_refill_per_minute")?,
     ) {
-        (Some(capacity), Some(refill_per_minute)) => Some(RateLimit {
-            capacity,
-            refill_per_minute,
-        }),
+        (Some(capacity), Some(refill_per_minute)) => Some(RateLimit { capacity, refill_per_minute }),
         (None, None) => None,
         _ => {
-            return Err(corrupt(
-                "has only one of rate_capacity and rate_refill_per_minute".into(),
-            ));
+            return Err(corrupt("has only one of rate_capacity and rate_refill_per_minute".into()));
         }
     };
     Ok(ApiKey {
@@ -96,14 +91,8 @@ impl ApiKeyStore for AwsStore {
             .await;
         match result {
             Ok(_) => Ok(()),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Err(StoreError::Conflict(format!(
-                    "an API key with id {} exists",
-                    key.id
-                )))
+            Err(e) if e.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => {
+                Err(StoreError::Conflict(format!("an API key with id {} exists", key.id)))
             }
             Err(e) => Err(StoreError::unavailable(e)),
         }
@@ -157,10 +146,7 @@ impl ApiKeyStore for AwsStore {
             Ok(output) => from_item(output.attributes.as_ref().ok_or_else(|| {
                 StoreError::Corrupt(format!("revoking API key {id} returned no attributes"))
             })?),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
+            Err(e) if e.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => {
                 Err(StoreError::NotFound)
             }
             Err(e) => Err(StoreError::unavailable(e)),
@@ -181,10 +167,7 @@ mod tests {
             name: "ci".into(),
             scopes: vec!["read".into(), "agents:write".into()],
             expires_at: Some(now + SignedDuration::from_hours(1)),
-            rate_limit: Some(RateLimit {
-                capacity: 3,
-                refill_per_minute: 9,
-            }),
+            rate_limit: Some(RateLimit { capacity: 3, refill_per_minute: 9 }),
         };
         request.validate(now).unwrap().issue(now).0
     }
@@ -221,10 +204,7 @@ mod tests {
                 None => item.remove(name),
             };
             let result = from_item(&item);
-            assert!(
-                matches!(result, Err(StoreError::Corrupt(_))),
-                "{name}: {result:?}"
-            );
+            assert!(matches!(result, Err(StoreError::Corrupt(_))), "{name}: {result:?}");
         }
     }
 }

@@ -67,9 +67,7 @@ impl AwsStore {
     /// the table named by `TDEV_TABLE`. Called once, at cold start.
     pub async fn from_env() -> Result<Self, StoreError> {
         let table = std::env::var("TDEV_TABLE").map_err(|_| {
-            StoreError::unavailable(std::io::Error::other(
-                "TDEV_TABLE is not set: name the DynamoDB table",
-            ))
+            StoreError::unavailable(std::io::Error::other("TDEV_TABLE is not set: name the DynamoDB table"))
         })?;
         let config = aws_config::load_defaults(BehaviorVersion::latest()).await;
         Ok(Self::new(&config, table))
@@ -83,10 +81,7 @@ impl AwsStore {
         let config = if config.behavior_version().is_some() {
             config
         } else {
-            with_version = config
-                .to_builder()
-                .behavior_version(BehaviorVersion::latest())
-                .build();
+            with_version = config.to_builder().behavior_version(BehaviorVersion::latest()).build();
             &with_version
         };
         Self {
@@ -112,11 +107,7 @@ impl HealthCheck for AwsStore {
         if let Some(detail) = &detail {
             tracing::warn!(table = %self.table, %detail, "dynamodb is unhealthy");
         }
-        vec![ComponentHealth {
-            name: "dynamodb",
-            ok,
-            detail,
-        }]
+        vec![ComponentHealth { name: "dynamodb", ok, detail }]
     }
 }
 

@@ -37,13 +37,7 @@ impl AwsStore {
 
     /// `Err` holds a description of the failure, for the health report.
     pub(crate) async fn table_status(&self) -> Result<Status, String> {
-        match self
-            .dynamodb
-            .describe_table()
-            .table_name(&self.table)
-            .send()
-            .await
-        {
+        match self.dynamodb.describe_table().table_name(&self.table).send().await {
             Ok(output) => Ok(match output.table.as_ref().and_then(|t| t.table_status()) {
                 Some(TableStatus::Active) => Status::Active,
                 Some(other) => Status::Other(other.as_str().to_owned()),
@@ -55,20 +49,9 @@ impl AwsStore {
 
     /// `None` if there is no such table.
     async fn describe_table(&self) -> Result<Option<TableDescription>, StoreError> {
-        match self
-            .dynamodb
-            .describe_table()
-            .table_name(&self.table)
-            .send()
-            .await
-        {
+        match self.dynamodb.describe_table().table_name(&self.table).send().await {
             Ok(output) => Ok(output.table),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_resource_not_found_exception()) =>
-            {
-                Ok(None)
-            }
+            Err(e) if e.as_service_error().is_some_and(|e| e.is_resource_not_found_exception()) => Ok(None),
             Err(e) => Err(StoreError::unavailable(e)),
         }
     }
@@ -116,12 +99,7 @@ impl AwsStore {
                 Ok(())
             }
             // Someone else created it since we looked: waiting for ACTIVE covers us both.
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_resource_in_use_exception()) =>
-            {
-                Ok(())
-            }
+            Err(e) if e.as_service_error().is_some_and(|e| e.is_resource_in_use_exception()) => Ok(()),
             Err(e) => Err(StoreError::unavailable(e)),
         }
     }
@@ -161,15 +139,9 @@ impl AwsStore {
             .send()
             .await
             .map_err(StoreError::unavailable)?;
-        let status = output
-            .time_to_live_description
-            .as_ref()
-            .and_then(|d| d.time_to_live_status());
+        let status = output.time_to_live_description.as_ref().and_then(|d| d.time_to_live_status());
         // Enabling again is an error on AWS ("TimeToLive is already enabled").
-        if matches!(
-            status,
-            Some(TimeToLiveStatus::Enabled | TimeToLiveStatus::Enabling)
-        ) {
+        if matches!(status, Some(TimeToLiveStatus::Enabled | TimeToLiveStatus::Enabling)) {
             return Ok(());
         }
         let spec = TimeToLiveSpecification::builder()

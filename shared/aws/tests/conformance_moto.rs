@@ -33,10 +33,7 @@ fn moto_config() -> SdkConfig {
 }
 
 fn unique_table(purpose: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
     format!("tdev-test-{purpose}-{}-{nanos}", std::process::id())
 }
 

@@ -32,10 +32,7 @@ impl SigningMaterial<'_> {
     }
 
     fn sign(&self, claims: &Value, kid: &str, secret: &[u8]) -> String {
-        let header = Header {
-            kid: Some(kid.to_owned()),
-            ..Header::new(Algorithm::HS256)
-        };
+        let header = Header { kid: Some(kid.to_owned()), ..Header::new(Algorithm::HS256) };
         jsonwebtoken::encode(&header, claims, &EncodingKey::from_secret(secret)).expect("encode")
     }
 
@@ -55,10 +52,7 @@ impl SigningMaterial<'_> {
         let mut tampered_claims = self.claims();
         tampered_claims["sub"] = json!("aaaaaaaaaaaaaaaa");
         vec![
-            (
-                "wrong scheme",
-                format!("Basic {}", URL_SAFE_NO_PAD.encode("user:pass")),
-            ),
+            ("wrong scheme", format!("Basic {}", URL_SAFE_NO_PAD.encode("user:pass"))),
             ("malformed", bearer("not-a-jwt".into())),
             ("empty bearer", "Bearer ".into()),
             (
@@ -76,14 +70,8 @@ impl SigningMaterial<'_> {
                     c["exp"] = json!(now + 7200);
                 })),
             ),
-            (
-                "wrong issuer",
-                bearer(self.with(|c| c["iss"] = json!("someone-else"))),
-            ),
-            (
-                "wrong audience",
-                bearer(self.with(|c| c["aud"] = json!("another-api"))),
-            ),
+            ("wrong issuer", bearer(self.with(|c| c["iss"] = json!("someone-else")))),
+            ("wrong audience", bearer(self.with(|c| c["aud"] = json!("another-api")))),
             (
                 "missing exp",
                 bearer(self.with(|c| {
@@ -108,18 +96,12 @@ impl SigningMaterial<'_> {
                     parts[2]
                 )),
             ),
-            (
-                "unknown kid",
-                bearer(self.sign(&self.claims(), "no-such-key", self.secret)),
-            ),
+            ("unknown kid", bearer(self.sign(&self.claims(), "no-such-key", self.secret))),
             (
                 "other secret",
                 bearer(self.sign(&self.claims(), self.kid, b"another-secret-another-secret-!!")),
             ),
-            (
-                "tampered payload",
-                bearer(format!("{}.{}.{}", parts[0], b64(tampered_claims), parts[2])),
-            ),
+            ("tampered payload", bearer(format!("{}.{}.{}", parts[0], b64(tampered_claims), parts[2]))),
         ]
     }
 }

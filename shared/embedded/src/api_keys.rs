@@ -38,11 +38,7 @@ impl ApiKeyStore for SqliteStore {
 
     async fn get_key(&self, id: &ApiKeyId) -> Result<Option<ApiKey>, StoreError> {
         let sql = format!("SELECT {COLUMNS} FROM api_keys WHERE id = ?1");
-        self.conn()
-            .query_row(&sql, [id.as_str()], read_key)
-            .optional()
-            .map_err(db_error)?
-            .transpose()
+        self.conn().query_row(&sql, [id.as_str()], read_key).optional().map_err(db_error)?.transpose()
     }
 
     async fn list_keys(&self) -> Result<Vec<ApiKey>, StoreError> {
@@ -88,10 +84,7 @@ fn read_key(row: &Row<'_>) -> rusqlite::Result<Result<ApiKey, StoreError>> {
             expires_at: expires_at.map(|t| time(&t, "expires_at")).transpose()?,
             revoked_at: revoked_at.map(|t| time(&t, "revoked_at")).transpose()?,
             rate_limit: match (capacity, refill) {
-                (Some(capacity), Some(refill_per_minute)) => Some(RateLimit {
-                    capacity,
-                    refill_per_minute,
-                }),
+                (Some(capacity), Some(refill_per_minute)) => Some(RateLimit { capacity, refill_per_minute }),
                 (None, None) => None,
                 _ => return Err(corrupt("rate limit")),
             },

@@ -65,18 +65,13 @@ impl SqliteStore {
     }
 
     fn with_connection(conn: Connection) -> Result<Self, StoreError> {
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(StoreError::unavailable)?;
+        conn.pragma_update(None, "journal_mode", "WAL").map_err(StoreError::unavailable)?;
         // NORMAL in WAL mode: a commit survives a process crash; only an OS crash can lose
         // the last moments, which is the right trade for a local development stack.
-        conn.pragma_update(None, "synchronous", "NORMAL")
-            .map_err(StoreError::unavailable)?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))
-            .map_err(StoreError::unavailable)?;
+        conn.pragma_update(None, "synchronous", "NORMAL").map_err(StoreError::unavailable)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(StoreError::unavailable)?;
         conn.execute_batch(SCHEMA).map_err(StoreError::unavailable)?;
-        Ok(Self {
-            conn: Arc::new(Mutex::new(conn)),
-        })
+        Ok(Self { conn: Arc::new(Mutex::new(conn)) })
     }
 
     fn conn(&self) -> MutexGuard<'_, Connection> {

@@ -13,15 +13,9 @@ impl RateLimitStore for SqliteStore {
         now: Timestamp,
     ) -> Result<RateDecision, StoreError> {
         let mut conn = self.conn();
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(db_error)?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(db_error)?;
         let state = tx
-            .query_row(
-                "SELECT tat_us FROM rate_buckets WHERE client = ?1",
-                [client],
-                |row| row.get(0),
-            )
+            .query_row("SELECT tat_us FROM rate_buckets WHERE client = ?1", [client], |row| row.get(0))
             .optional()
             .map_err(db_error)?
             .map(|tat_us| BucketState { tat_us });

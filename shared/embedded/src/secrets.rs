@@ -11,34 +11,21 @@ impl SecretStore for SqliteStore {
             conn.query_row(
                 "SELECT version_id, value FROM secret_versions WHERE name = ?1 AND stage = ?2",
                 [name, stage],
-                |row| {
-                    Ok(SecretVersion {
-                        version_id: row.get(0)?,
-                        value: row.get(1)?,
-                    })
-                },
+                |row| Ok(SecretVersion { version_id: row.get(0)?, value: row.get(1)? }),
             )
             .optional()
             .map_err(db_error)
         };
         let current = stage("current")?.ok_or(StoreError::NotFound)?;
-        Ok(SecretVersions {
-            current,
-            previous: stage("previous")?,
-        })
+        Ok(SecretVersions { current, previous: stage("previous")? })
     }
 
     async fn put_secret(&self, name: &str, value: &str) -> Result<String, StoreError> {
         let version_id = uuid::Uuid::new_v4().to_string();
         let mut conn = self.conn();
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(db_error)?;
+        tx.execute("UPDATE secret_versions SET stage = NULL WHERE name = ?1 AND stage = 'previous'", [name])
             .map_err(db_error)?;
-        tx.execute(
-            "UPDATE secret_versions SET stage = NULL WHERE name = ?1 AND stage = 'previous'",
-            [name],
-        )
-        .map_err(db_error)?;
         tx.execute(
             "UPDATE secret_versions SET stage = 'previous' WHERE name = ?1 AND stage = 'current'",
             [name],

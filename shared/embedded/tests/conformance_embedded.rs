@@ -16,10 +16,7 @@ async fn file_store_conforms_and_keeps_data_across_reopen() {
     let path = dir.join("nested").join("tdev.db");
     let store = SqliteStore::open(&path).unwrap();
     tdev_conformance::run_all(Arc::new(store.clone())).await;
-    let version = store
-        .put_secret("persisted", "value-value-value-value-value-value")
-        .await
-        .unwrap();
+    let version = store.put_secret("persisted", "value-value-value-value-value-value").await.unwrap();
     drop(store);
     let reopened = SqliteStore::open(&path).unwrap();
     let versions = reopened.secret_versions("persisted").await.unwrap();
@@ -28,9 +25,6 @@ async fn file_store_conforms_and_keeps_data_across_reopen() {
 }
 
 fn uuid_like() -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
     format!("{nanos}-{}", std::process::id())
 }

@@ -40,11 +40,7 @@ pub fn finish(router: Router, settings: &HttpSettings) -> Router {
         .layer(
             TraceLayer::new_for_http()
                 .make_span_with(|request: &axum::http::Request<_>| {
-                    let id = request
-                        .headers()
-                        .get(HEADER)
-                        .and_then(|v| v.to_str().ok())
-                        .unwrap_or("");
+                    let id = request.headers().get(HEADER).and_then(|v| v.to_str().ok()).unwrap_or("");
                     tracing::info_span!(
                         "request",
                         request_id = %id,
@@ -57,7 +53,5 @@ pub fn finish(router: Router, settings: &HttpSettings) -> Router {
         )
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(SetRequestIdLayer::x_request_id(MakeId))
-        .layer(CatchPanicLayer::custom(|_| {
-            ApiError::Internal("a handler panicked".into()).into_response()
-        }))
+        .layer(CatchPanicLayer::custom(|_| ApiError::Internal("a handler panicked".into()).into_response()))
 }

@@ -14,10 +14,7 @@ where
     T::Err: std::error::Error + Send + Sync + 'static,
 {
     match std::env::var(name) {
-        Ok(raw) => raw
-            .trim()
-            .parse()
-            .with_context(|| format!("{name}={raw:?} is not valid")),
+        Ok(raw) => raw.trim().parse().with_context(|| format!("{name}={raw:?} is not valid")),
         Err(_) => Ok(default),
     }
 }
@@ -33,9 +30,6 @@ impl HttpSettings {
             }),
             other => bail!("TDEV_METRICS={other:?}: use off or emf"),
         };
-        Ok(Self {
-            max_body_bytes: var_or("TDEV_MAX_BODY_BYTES", Self::DEFAULT_MAX_BODY_BYTES)?,
-            emf,
-        })
+        Ok(Self { max_body_bytes: var_or("TDEV_MAX_BODY_BYTES", Self::DEFAULT_MAX_BODY_BYTES)?, emf })
     }
 }

@@ -89,13 +89,7 @@ fn verdict_from_authorizer(request: &Request) -> Verdict {
     request
         .request_context_ref()
         .and_then(|context| context.authorizer())
-        .map(|authorizer| {
-            authorizer
-                .fields
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect()
-        })
+        .map(|authorizer| authorizer.fields.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
         .and_then(|context| Verdict::from_context(&context))
         .unwrap_or_else(|| Verdict::Unauthenticated {
             code: "no_authorizer_verdict".into(),
@@ -120,9 +114,7 @@ impl Caller {
         if self.0.may(scope) {
             Ok(&self.0)
         } else {
-            Err(ApiError::Forbidden(format!(
-                "this operation needs the `{scope}` scope"
-            )))
+            Err(ApiError::Forbidden(format!("this operation needs the `{scope}` scope")))
         }
     }
 }
@@ -131,13 +123,9 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        parts
-            .extensions
-            .get::<Caller>()
-            .cloned()
-            .ok_or(ApiError::Unauthenticated {
-                code: "missing_credentials".into(),
-                detail: "this route needs authentication".into(),
-            })
+        parts.extensions.get::<Caller>().cloned().ok_or(ApiError::Unauthenticated {
+            code: "missing_credentials".into(),
+            detail: "this route needs authentication".into(),
+        })
     }
 }

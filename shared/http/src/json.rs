@@ -83,16 +83,11 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
 
 fn shape_or_syntax(error: serde_json::Error, path: String) -> ApiError {
     let full = error.to_string();
-    let message = full
-        .rfind(" at line ")
-        .map_or(full.as_str(), |i| &full[..i])
-        .to_owned();
+    let message = full.rfind(" at line ").map_or(full.as_str(), |i| &full[..i]).to_owned();
     match error.classify() {
         Category::Data => {
             // serde reports a missing field at its parent; point at the field itself.
-            let field = message
-                .strip_prefix("missing field `")
-                .and_then(|rest| rest.split('`').next());
+            let field = message.strip_prefix("missing field `").and_then(|rest| rest.split('`').next());
             let path = match field {
                 Some(name) if path == "$" => format!("$.{name}"),
                 Some(name) => format!("{path}.{name}"),
@@ -100,11 +95,9 @@ fn shape_or_syntax(error: serde_json::Error, path: String) -> ApiError {
             };
             ApiError::Validation(ValidationErrors::single(path, message))
         }
-        Category::Syntax | Category::Eof | Category::Io => ApiError::MalformedJson(format!(
-            "line {} column {}: {message}",
-            error.line(),
-            error.column()
-        )),
+        Category::Syntax | Category::Eof | Category::Io => {
+            ApiError::MalformedJson(format!("line {} column {}: {message}", error.line(), error.column()))
+        }
     }
 }
 
@@ -139,10 +132,7 @@ mod tests {
 
     fn problem_of(text: &str) -> (u16, Vec<String>) {
         let problem = parse::<Body>(text.as_bytes()).unwrap_err().problem();
-        (
-            problem.status,
-            problem.errors.into_iter().map(|e| e.path).collect(),
-        )
+        (problem.status, problem.errors.into_iter().map(|e| e.path).collect())
     }
 
     #[test]
@@ -170,9 +160,7 @@ mod tests {
         let problem = parse::<Body>(b"{\n  \"name\": ").unwrap_err().problem();
         assert_eq!(problem.status, 400);
         assert!(problem.detail.starts_with("line 2 column"), "{}", problem.detail);
-        let trailing = parse::<Body>(br#"{"name": "x", "limits": []} x"#)
-            .unwrap_err()
-            .problem();
+        let trailing = parse::<Body>(br#"{"name": "x", "limits": []} x"#).unwrap_err().problem();
         assert_eq!(trailing.status, 400);
     }
 }

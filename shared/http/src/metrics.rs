@@ -26,13 +26,7 @@ async fn record(State(settings): State<Arc<EmfSettings>>, request: Request, next
     let path = request.uri().path().to_owned();
     let response = next.run(request).await;
     let status = response.status().as_u16();
-    let line = emf_line(
-        &settings,
-        &method,
-        &path,
-        status,
-        started.elapsed().as_secs_f64() * 1000.0,
-    );
+    let line = emf_line(&settings, &method, &path, status, started.elapsed().as_secs_f64() * 1000.0);
     let mut out = std::io::stdout().lock();
     // A metric that cannot be written must not fail the request it measures.
     let _ = writeln!(out, "{line}");
@@ -75,10 +69,7 @@ mod tests {
 
     #[test]
     fn a_throttled_request_is_a_client_error_and_a_throttle() {
-        let settings = EmfSettings {
-            namespace: "TDeveloper".into(),
-            service: "auth".into(),
-        };
+        let settings = EmfSettings { namespace: "TDeveloper".into(), service: "auth".into() };
         let line: serde_json::Value =
             serde_json::from_str(&emf_line(&settings, "GET", "/v1/keys", 429, 1.5)).unwrap();
         assert_eq!(line["Throttles"], 1);

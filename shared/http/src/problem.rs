@@ -62,28 +62,16 @@ impl ApiError {
             Unauthenticated { .. } => (StatusCode::UNAUTHORIZED, "unauthenticated", "Not authenticated"),
             Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden", "Forbidden"),
             NotFound(_) => (StatusCode::NOT_FOUND, "not-found", "Not found"),
-            MethodNotAllowed => (
-                StatusCode::METHOD_NOT_ALLOWED,
-                "method-not-allowed",
-                "Method not allowed",
-            ),
+            MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed", "Method not allowed"),
             Conflict(_) => (StatusCode::CONFLICT, "conflict", "Conflict"),
-            PayloadTooLarge { .. } => (
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "payload-too-large",
-                "Payload too large",
-            ),
-            UnsupportedMediaType => (
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported-media-type",
-                "Unsupported media type",
-            ),
+            PayloadTooLarge { .. } => {
+                (StatusCode::PAYLOAD_TOO_LARGE, "payload-too-large", "Payload too large")
+            }
+            UnsupportedMediaType => {
+                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported-media-type", "Unsupported media type")
+            }
             RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate-limited", "Too many requests"),
-            Unavailable(_) => (
-                StatusCode::SERVICE_UNAVAILABLE,
-                "unavailable",
-                "Service unavailable",
-            ),
+            Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable", "Service unavailable"),
             Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal", "Internal error"),
         }
     }
@@ -108,10 +96,7 @@ impl ApiError {
         };
         let errors = match self {
             ApiError::Validation(e) => e.errors().to_vec(),
-            ApiError::MalformedJson(d) => vec![FieldError {
-                path: "$".into(),
-                message: d.clone(),
-            }],
+            ApiError::MalformedJson(d) => vec![FieldError { path: "$".into(), message: d.clone() }],
             _ => Vec::new(),
         };
         Problem {
@@ -193,10 +178,9 @@ fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
 impl From<AuthError> for ApiError {
     fn from(error: AuthError) -> Self {
         match error {
-            AuthError::Unauthenticated(failure) => ApiError::Unauthenticated {
-                code: failure.code().to_owned(),
-                detail: failure.to_string(),
-            },
+            AuthError::Unauthenticated(failure) => {
+                ApiError::Unauthenticated { code: failure.code().to_owned(), detail: failure.to_string() }
+            }
             AuthError::Forbidden(detail) => ApiError::Forbidden(detail),
             AuthError::Invalid(errors) => ApiError::Validation(errors),
             AuthError::KeyNotFound => ApiError::NotFound("no such API key".into()),

@@ -7,11 +7,7 @@ use tracing_subscriber::EnvFilter;
 pub fn init() {
     let directive = std::env::var("RUST_LOG")
         .ok()
-        .or_else(|| {
-            std::env::var("AWS_LAMBDA_LOG_LEVEL")
-                .ok()
-                .map(|l| lambda_level(&l))
-        })
+        .or_else(|| std::env::var("AWS_LAMBDA_LOG_LEVEL").ok().map(|l| lambda_level(&l)))
         .unwrap_or_else(|| "info".into());
     let filter = EnvFilter::try_new(&directive).unwrap_or_else(|_| EnvFilter::new("info"));
     // A second init (tests, or a binary that embeds another) keeps the first subscriber.

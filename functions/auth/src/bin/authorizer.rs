@@ -14,18 +14,14 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let auth = config::auth_config_from_env()?;
     let store = tdev_aws::AwsStore::from_env().await?;
     let service = Arc::new(AuthService::new(store, Arc::new(SystemClock), auth));
-    lambda_runtime::run(service_fn(
-        move |event: LambdaEvent<ApiGatewayV2CustomAuthorizerV2Request>| {
-            let service = service.clone();
-            async move {
-                authorizer::authorize(&service, &event.payload)
-                    .await
-                    .map_err(|error| {
-                        tracing::error!(error = %error, "cannot decide: the store is unavailable");
-                        lambda_runtime::Error::from(error)
-                    })
-            }
-        },
-    ))
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<ApiGatewayV2CustomAuthorizerV2Request>| {
+        let service = service.clone();
+        async move {
+            authorizer::authorize(&service, &event.payload).await.map_err(|error| {
+                tracing::error!(error = %error, "cannot decide: the store is unavailable");
+                lambda_runtime::Error::from(error)
+            })
+        }
+    }))
     .await
 }

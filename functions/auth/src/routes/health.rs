@@ -29,16 +29,6 @@ pub async fn get<S: AuthStore>(State(service): State<Service<S>>) -> (StatusCode
     let mut components = service.store().health().await;
     components.push(service.signing_key_health().await);
     let up = components.iter().all(|c| c.ok);
-    let status = if up {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
-    (
-        status,
-        Json(Health {
-            status: if up { "ok" } else { "degraded" },
-            components,
-        }),
-    )
+    let status = if up { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (status, Json(Health { status: if up { "ok" } else { "degraded" }, components }))
 }

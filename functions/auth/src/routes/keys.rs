@@ -81,10 +81,7 @@ pub async fn create<S: AuthStore>(
     let created = service.create_key(request).await?;
     let location = format!("/v1/keys/{}", created.key.id);
     tracing::info!(key_id = %created.key.id, "API key created");
-    let view = CreatedKeyView {
-        key: created.key.into(),
-        secret: created.plaintext,
-    };
+    let view = CreatedKeyView { key: created.key.into(), secret: created.plaintext };
     Ok((StatusCode::CREATED, [(header::LOCATION, location)], Json(view)))
 }
 
@@ -103,9 +100,7 @@ pub async fn list<S: AuthStore>(
 ) -> Result<Json<KeyList>, ApiError> {
     caller.require(Scope::Admin)?;
     let keys = service.list_keys().await?;
-    Ok(Json(KeyList {
-        keys: keys.into_iter().map(KeyView::from).collect(),
-    }))
+    Ok(Json(KeyList { keys: keys.into_iter().map(KeyView::from).collect() }))
 }
 
 #[utoipa::path(

@@ -38,12 +38,7 @@ impl ApiKeyId {
     fn random() -> Self {
         let mut bytes = [0u8; ID_LEN];
         fill_random(&mut bytes);
-        Self(
-            bytes
-                .iter()
-                .map(|b| ID_ALPHABET[usize::from(b % 32)] as char)
-                .collect(),
-        )
+        Self(bytes.iter().map(|b| ID_ALPHABET[usize::from(b % 32)] as char).collect())
     }
 }
 
@@ -150,10 +145,7 @@ impl NewApiKeyRequest {
         }
         if let Some(limit) = self.rate_limit {
             if !(1..=RateLimit::MAX_CAPACITY).contains(&limit.capacity) {
-                errors.add(
-                    "$.rate_limit.capacity",
-                    format!("must be 1 to {}", RateLimit::MAX_CAPACITY),
-                );
+                errors.add("$.rate_limit.capacity", format!("must be 1 to {}", RateLimit::MAX_CAPACITY));
             }
             if !(1..=RateLimit::MAX_REFILL_PER_MINUTE).contains(&limit.refill_per_minute) {
                 errors.add(
@@ -207,18 +199,13 @@ impl PresentedKey {
     pub fn parse(raw: &str) -> Option<Self> {
         let (id, secret) = raw.trim().strip_prefix(PREFIX)?.split_once('_')?;
         let id = ApiKeyId::parse(id)?;
-        (secret.len() == 43).then(|| Self {
-            id,
-            secret: secret.to_owned(),
-        })
+        (secret.len() == 43).then(|| Self { id, secret: secret.to_owned() })
     }
 }
 
 impl fmt::Debug for PresentedKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PresentedKey")
-            .field("id", &self.id)
-            .finish_non_exhaustive()
+        f.debug_struct("PresentedKey").field("id", &self.id).finish_non_exhaustive()
     }
 }
 
@@ -263,34 +250,16 @@ mod tests {
         let now = Timestamp::from_second(1_000).unwrap();
         let mut req = request(" ", &["read", "root", "nope"]);
         req.expires_at = Some(Timestamp::from_second(10).unwrap());
-        req.rate_limit = Some(RateLimit {
-            capacity: 0,
-            refill_per_minute: 60,
-        });
+        req.rate_limit = Some(RateLimit { capacity: 0, refill_per_minute: 60 });
         let errors = req.validate(now).unwrap_err();
         let paths: Vec<&str> = errors.errors().iter().map(|e| e.path.as_str()).collect();
-        assert_eq!(
-            paths,
-            [
-                "$.name",
-                "$.scopes[1]",
-                "$.scopes[2]",
-                "$.expires_at",
-                "$.rate_limit.capacity"
-            ]
-        );
+        assert_eq!(paths, ["$.name", "$.scopes[1]", "$.scopes[2]", "$.expires_at", "$.rate_limit.capacity"]);
         assert!(request("x", &[]).validate(now).is_err());
     }
 
     #[test]
     fn presented_keys_in_other_shapes_are_refused() {
-        for raw in [
-            "",
-            "tdk_",
-            "tdk_short_secret",
-            "Bearer x",
-            "tdk_AAAAAAAAAAAAAAAA_xx",
-        ] {
+        for raw in ["", "tdk_", "tdk_short_secret", "Bearer x", "tdk_AAAAAAAAAAAAAAAA_xx"] {
             assert!(PresentedKey::parse(raw).is_none(), "{raw}");
         }
     }

@@ -126,10 +126,9 @@ impl From<Result<Principal, AuthFailure>> for Verdict {
     fn from(result: Result<Principal, AuthFailure>) -> Self {
         match result {
             Ok(principal) => Verdict::Authenticated(principal),
-            Err(failure) => Verdict::Unauthenticated {
-                code: failure.code().to_owned(),
-                detail: failure.to_string(),
-            },
+            Err(failure) => {
+                Verdict::Unauthenticated { code: failure.code().to_owned(), detail: failure.to_string() }
+            }
         }
     }
 }
@@ -203,30 +202,12 @@ mod tests {
     #[test]
     fn headers_become_credentials() {
         assert_eq!(Credentials::from_headers(None, None), Credentials::None);
-        assert_eq!(
-            Credentials::from_headers(Some("Bearer abc"), None),
-            Credentials::Bearer("abc".into())
-        );
-        assert_eq!(
-            Credentials::from_headers(Some("bearer  abc "), None),
-            Credentials::Bearer("abc".into())
-        );
-        assert_eq!(
-            Credentials::from_headers(Some("Basic abc"), None),
-            Credentials::UnsupportedScheme
-        );
-        assert_eq!(
-            Credentials::from_headers(Some("Bearer"), None),
-            Credentials::UnsupportedScheme
-        );
-        assert_eq!(
-            Credentials::from_headers(None, Some("k")),
-            Credentials::ApiKey("k".into())
-        );
-        assert_eq!(
-            Credentials::from_headers(Some("Bearer a"), Some("k")),
-            Credentials::Both
-        );
+        assert_eq!(Credentials::from_headers(Some("Bearer abc"), None), Credentials::Bearer("abc".into()));
+        assert_eq!(Credentials::from_headers(Some("bearer  abc "), None), Credentials::Bearer("abc".into()));
+        assert_eq!(Credentials::from_headers(Some("Basic abc"), None), Credentials::UnsupportedScheme);
+        assert_eq!(Credentials::from_headers(Some("Bearer"), None), Credentials::UnsupportedScheme);
+        assert_eq!(Credentials::from_headers(None, Some("k")), Credentials::ApiKey("k".into()));
+        assert_eq!(Credentials::from_headers(Some("Bearer a"), Some("k")), Credentials::Both);
     }
 
     #[test]
@@ -235,10 +216,7 @@ mod tests {
             key_id: ApiKeyId::parse("abcdefghijklmnop").unwrap(),
             scopes: Scopes::new([Scope::Read, Scope::MessagesSend]),
             via: CredentialKind::Token,
-            rate_limit: RateLimit {
-                capacity: 3,
-                refill_per_minute: 7,
-            },
+            rate_limit: RateLimit { capacity: 3, refill_per_minute: 7 },
         };
         for verdict in [
             Verdict::Authenticated(principal),

@@ -21,10 +21,7 @@ pub struct RateLimit {
 
 impl RateLimit {
     /// What existing users expect: 100 requests a minute, all of which may come at once.
-    pub const DEFAULT: RateLimit = RateLimit {
-        capacity: 100,
-        refill_per_minute: 100,
-    };
+    pub const DEFAULT: RateLimit = RateLimit { capacity: 100, refill_per_minute: 100 };
     pub const MAX_CAPACITY: u32 = 1_000_000;
     /// 6,000,000 a minute (100,000 a second) keeps the interval at 10 µs or more.
     pub const MAX_REFILL_PER_MINUTE: u32 = 6_000_000;
@@ -115,20 +112,14 @@ mod tests {
 
     #[test]
     fn a_full_bucket_allows_exactly_its_capacity_at_once() {
-        let limit = RateLimit {
-            capacity: 5,
-            refill_per_minute: 60,
-        };
+        let limit = RateLimit { capacity: 5, refill_per_minute: 60 };
         let allowed = run(&limit, &[0; 8]);
         assert_eq!(allowed, [true, true, true, true, true, false, false, false]);
     }
 
     #[test]
     fn refused_requests_report_when_to_retry_and_refill_restores_tokens() {
-        let limit = RateLimit {
-            capacity: 2,
-            refill_per_minute: 60,
-        };
+        let limit = RateLimit { capacity: 2, refill_per_minute: 60 };
         let (s1, _) = acquire(&limit, None, 0);
         let (s2, d2) = acquire(&limit, s1, 0);
         assert_eq!(d2.remaining, 0);

@@ -60,10 +60,7 @@ impl FromStr for Scope {
     type Err = UnknownScope;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Scope::ALL
-            .into_iter()
-            .find(|scope| scope.as_str() == s)
-            .ok_or_else(|| UnknownScope(s.to_owned()))
+        Scope::ALL.into_iter().find(|scope| scope.as_str() == s).ok_or_else(|| UnknownScope(s.to_owned()))
     }
 }
 
@@ -101,10 +98,7 @@ impl Scopes {
     }
 
     pub fn parse_space_separated(text: &str) -> Result<Self, UnknownScope> {
-        text.split_whitespace()
-            .map(str::parse)
-            .collect::<Result<_, _>>()
-            .map(Self)
+        text.split_whitespace().map(str::parse).collect::<Result<_, _>>().map(Self)
     }
 }
 
@@ -128,10 +122,7 @@ mod tests {
         let text = scopes.to_space_separated();
         assert_eq!(text, "read workflows:run");
         assert_eq!(Scopes::parse_space_separated(&text).unwrap(), scopes);
-        assert_eq!(
-            Scopes::parse_space_separated("read root").unwrap_err(),
-            UnknownScope("root".into())
-        );
+        assert_eq!(Scopes::parse_space_separated("read root").unwrap_err(), UnknownScope("root".into()));
     }
 
     #[test]

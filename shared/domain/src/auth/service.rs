@@ -96,13 +96,7 @@ pub struct AuthService<S> {
 
 impl<S> AuthService<S> {
     pub fn new(store: S, clock: Arc<dyn Clock>, config: AuthConfig) -> Self {
-        Self {
-            store,
-            clock,
-            config,
-            keys: RwLock::new(None),
-            refetch: tokio::sync::Mutex::new(()),
-        }
+        Self { store, clock, config, keys: RwLock::new(None), refetch: tokio::sync::Mutex::new(()) }
     }
 
     pub fn store(&self) -> &S {
@@ -156,9 +150,7 @@ impl<S: ApiKeyStore + SecretStore> AuthService<S> {
     async fn authenticate_token(&self, token: &str) -> Result<Principal, AuthError> {
         let kid = token::key_id(token).map_err(AuthFailure::from)?;
         let keys = self.keys_with(&kid).await?;
-        let key = keys
-            .find(&kid)
-            .ok_or(AuthFailure::InvalidToken(TokenError::UnknownKeyId))?;
+        let key = keys.find(&kid).ok_or(AuthFailure::InvalidToken(TokenError::UnknownKeyId))?;
         let claims =
             token::verify(token, key, &self.config.token, self.clock.now()).map_err(AuthFailure::from)?;
         let malformed = || AuthFailure::InvalidToken(TokenError::Malformed);
@@ -223,11 +215,7 @@ impl<S: ApiKeyStore + SecretStore> AuthService<S> {
             scope: scopes.to_space_separated(),
             rl: Some(principal.rate_limit),
         };
-        Ok(IssuedToken {
-            access_token: token::sign(&claims, &keys.current),
-            expires_in: ttl,
-            scopes,
-        })
+        Ok(IssuedToken { access_token: token::sign(&claims, &keys.current), expires_in: ttl, scopes })
     }
 
     pub async fn create_key(&self, request: NewApiKeyRequest) -> Result<CreatedKey, AuthError> {
@@ -259,9 +247,7 @@ impl<S: ApiKeyStore + SecretStore> AuthService<S> {
     pub async fn bootstrap(&self) -> Result<Option<CreatedKey>, AuthError> {
         match self.store.secret_versions(&self.config.signing_secret).await {
             Err(StoreError::NotFound) => {
-                self.store
-                    .put_secret(&self.config.signing_secret, &random_secret())
-                    .await?;
+                self.store.put_secret(&self.config.signing_secret, &random_secret()).await?;
             }
             other => {
                 other?;
@@ -282,10 +268,7 @@ impl<S: ApiKeyStore + SecretStore> AuthService<S> {
     /// Makes a new signing key current. Tokens signed with the old one stay valid until
     /// they expire, because the old key stays as the previous version.
     pub async fn rotate_signing_key(&self) -> Result<String, AuthError> {
-        let version = self
-            .store
-            .put_secret(&self.config.signing_secret, &random_secret())
-            .await?;
+        let version = self.store.put_secret(&self.config.signing_secret, &random_secret()).await?;
         *self.keys.write().unwrap_or_else(|e| e.into_inner()) = None;
         Ok(version)
     }
@@ -317,19 +300,14 @@ impl<S: ApiKeyStore + SecretStore> AuthService<S> {
                     v.version_id
                 )));
             }
-            Ok(SigningKey {
-                kid: v.version_id,
-                secret: v.value.into_bytes(),
-            })
+            Ok(SigningKey { kid: v.version_id, secret: v.value.into_bytes() })
         };
         let keys = Arc::new(SigningKeys {
             current: to_key(versions.current)?,
             previous: versions.previous.map(to_key).transpose()?,
         });
-        *self.keys.write().unwrap_or_else(|e| e.into_inner()) = Some(CachedKeys {
-            keys: keys.clone(),
-            fetched_at: now,
-        });
+        *self.keys.write().unwrap_or_else(|e| e.into_inner()) =
+            Some(CachedKeys { keys: keys.clone(), fetched_at: now });
         Ok(keys)
     }
 
@@ -354,9 +332,7 @@ impl<S: ApiKeyStore + SecretStore> AuthService<S> {
 impl<S: RateLimitStore> AuthService<S> {
     /// Charges one request to the principal's bucket.
     pub async fn rate_limit(&self, principal: &Principal) -> Result<RateDecision, StoreError> {
-        self.store
-            .acquire(principal.key_id.as_str(), &principal.rate_limit, self.clock.now())
-            .await
+        self.store.acquire(principal.key_id.as_str(), &principal.rate_limit, self.clock.now()).await
     }
 }
 

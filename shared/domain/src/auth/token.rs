@@ -43,9 +43,7 @@ pub struct SigningKey {
 
 impl fmt::Debug for SigningKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SigningKey")
-            .field("kid", &self.kid)
-            .finish_non_exhaustive()
+        f.debug_struct("SigningKey").field("kid", &self.kid).finish_non_exhaustive()
     }
 }
 
@@ -59,9 +57,7 @@ pub struct SigningKeys {
 
 impl SigningKeys {
     pub fn find(&self, kid: &str) -> Option<&SigningKey> {
-        std::iter::once(&self.current)
-            .chain(self.previous.as_ref())
-            .find(|key| key.kid == kid)
+        std::iter::once(&self.current).chain(self.previous.as_ref()).find(|key| key.kid == kid)
     }
 }
 
@@ -99,10 +95,7 @@ pub enum TokenError {
 }
 
 pub fn sign(claims: &Claims, key: &SigningKey) -> String {
-    let header = Header {
-        kid: Some(key.kid.clone()),
-        ..Header::new(ALGORITHM)
-    };
+    let header = Header { kid: Some(key.kid.clone()), ..Header::new(ALGORITHM) };
     // Encoding a plain struct with an HMAC key has no failure mode but a broken
     // serializer; if it ever happens the caller gets an empty, unusable token.
     jsonwebtoken::encode(&header, claims, &EncodingKey::from_secret(&key.secret)).unwrap_or_default()
@@ -158,18 +151,11 @@ mod tests {
     use super::*;
 
     fn key(kid: &str) -> SigningKey {
-        SigningKey {
-            kid: kid.into(),
-            secret: vec![7; 32],
-        }
+        SigningKey { kid: kid.into(), secret: vec![7; 32] }
     }
 
     fn settings() -> TokenSettings {
-        TokenSettings {
-            issuer: "tdev".into(),
-            audience: "tdev-api".into(),
-            leeway_secs: 0,
-        }
+        TokenSettings { issuer: "tdev".into(), audience: "tdev-api".into(), leeway_secs: 0 }
     }
 
     fn claims(now: i64) -> Claims {
@@ -194,18 +180,9 @@ mod tests {
     fn a_signed_token_verifies_until_it_expires() {
         let token = sign(&claims(1000), &key("a"));
         assert_eq!(key_id(&token).unwrap(), "a");
-        assert_eq!(
-            verify(&token, &key("a"), &settings(), at(1000)).unwrap(),
-            claims(1000)
-        );
-        assert_eq!(
-            verify(&token, &key("a"), &settings(), at(1060)),
-            Err(TokenError::Expired)
-        );
-        assert_eq!(
-            verify(&token, &key("a"), &settings(), at(999)),
-            Err(TokenError::NotYetValid)
-        );
+        assert_eq!(verify(&token, &key("a"), &settings(), at(1000)).unwrap(), claims(1000));
+        assert_eq!(verify(&token, &key("a"), &settings(), at(1060)), Err(TokenError::Expired));
+        assert_eq!(verify(&token, &key("a"), &settings(), at(999)), Err(TokenError::NotYetValid));
     }
 
     #[test]
@@ -213,26 +190,14 @@ mod tests {
         let mut c = claims(1000);
         c.iss = "evil".into();
         let token = sign(&c, &key("a"));
-        assert_eq!(
-            verify(&token, &key("a"), &settings(), at(1000)),
-            Err(TokenError::WrongIssuer)
-        );
+        assert_eq!(verify(&token, &key("a"), &settings(), at(1000)), Err(TokenError::WrongIssuer));
         let mut c = claims(1000);
         c.aud = "other".into();
         let token = sign(&c, &key("a"));
-        assert_eq!(
-            verify(&token, &key("a"), &settings(), at(1000)),
-            Err(TokenError::WrongAudience)
-        );
-        let other = SigningKey {
-            kid: "a".into(),
-            secret: vec![8; 32],
-        };
+        assert_eq!(verify(&token, &key("a"), &settings(), at(1000)), Err(TokenError::WrongAudience));
+        let other = SigningKey { kid: "a".into(), secret: vec![8; 32] };
         let token = sign(&claims(1000), &other);
-        assert_eq!(
-            verify(&token, &key("a"), &settings(), at(1000)),
-            Err(TokenError::BadSignature)
-        );
+        assert_eq!(verify(&token, &key("a"), &settings(), at(1000)), Err(TokenError::BadSignature));
     }
 
     #[test]
@@ -248,10 +213,7 @@ mod tests {
 
     #[test]
     fn previous_key_is_found_by_kid() {
-        let keys = SigningKeys {
-            current: key("new"),
-            previous: Some(key("old")),
-        };
+        let keys = SigningKeys { current: key("new"), previous: Some(key("old")) };
         assert_eq!(keys.find("old").unwrap().kid, "old");
         assert!(keys.find("older").is_none());
     }
