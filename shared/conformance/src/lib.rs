@@ -9,6 +9,7 @@ use jiff::{SignedDuration, Timestamp};
 use tdev_domain::auth::{ApiKey, AuthConfig, NewApiKeyRequest, RateLimit, Scope, Scopes, TokenSettings};
 use tdev_domain::ports::{ApiKeyStore, HealthCheck, RateLimitStore, SecretStore, StoreError};
 
+pub mod queue;
 pub mod tokens;
 
 /// The auth settings the black-box tests run with: the defaults, without clock leeway.

@@ -6,7 +6,10 @@ use std::future::Future;
 
 use jiff::Timestamp;
 
+use std::time::Duration;
+
 use crate::auth::{ApiKey, ApiKeyId, RateDecision, RateLimit};
+use crate::queue::{Delivery, NewMessage};
 use crate::health::ComponentHealth;
 
 #[derive(Debug, thiserror::Error)]
@@ -85,4 +88,47 @@ pub trait SecretStore: Send + Sync + 'static {
 
 pub trait HealthCheck: Send + Sync + 'static {
     fn health(&self) -> impl Future<Output = Vec<ComponentHealth>> + Send;
+}
+
+/// FIFO queues with dead-letter queues: SQS FIFO on AWS, an in-process queue with the same
+/// semantics in the embedded backend. Queues are named by their logical name (`steps`);
+/// each backend maps names to its own queues and knows each queue's dead-letter queue and
+/// `max_receive_count`.
+pub trait MessageQueue: Send + Sync + 'static {
+    /// Sends one message; returns its id. A duplicate `dedup_id` within the window sends
+    /// nothing (and may return the first message's id or a new one, as SQS does).
+    fn send(&self, queue: &str, message: NewMessage) -> impl Future<Output = Result<String, StoreError>> + Send;
+
+    /// Up to `max` messages, each hidden from other receivers for `visibility`. Messages
+    /// of one group come in order, and not while an earlier one of the group is in flight.
+    /// A message received more than the queue's `max_receive_count` times is moved to the
+    /// dead-letter queue instead (reason [`crate::queue::MAX_RECEIVES_EXCEEDED`]).
+    fn receive(
+        &self,
+        queue: &str,
+        max: usize,
+        visibility: Duration,
+    ) -> impl Future<Output = Result<Vec<Delivery>, StoreError>> + Send;
+
+    /// Done with it: deletes the message. A stale receipt (the message was received again
+    /// by someone else since) is `NotFound`.
+    fn ack(&self, queue: &str, receipt: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Makes the message visible again after `delay` (0: at once): a retry with backoff,
+    /// since FIFO queues have no per-message delay.
+    fn retry_after(
+        &self,
+        queue: &str,
+        receipt: &str,
+        delay: Duration,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Moves the message to the queue's dead-letter queue with `reason` (see
+    /// [`crate::queue::dead_letter_attributes`]) and deletes it from `queue`.
+    fn dead_letter(
+        &self,
+        queue: &str,
+        delivery: &Delivery,
+        reason: &str,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
 }

@@ -6,9 +6,13 @@
 //! `IMMEDIATE` transaction, which also holds against a second process on the same file.
 
 mod api_keys;
+mod queue;
 mod rate_limits;
 mod secrets;
 
+pub use queue::QueueSpec;
+
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -43,11 +47,35 @@ CREATE TABLE IF NOT EXISTS secret_versions (
     PRIMARY KEY (name, version_id)
 );
 CREATE UNIQUE INDEX IF NOT EXISTS secret_stage ON secret_versions (name, stage) WHERE stage IS NOT NULL;
+CREATE TABLE IF NOT EXISTS queue_messages (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    queue TEXT NOT NULL,
+    id TEXT NOT NULL UNIQUE,
+    grp TEXT NOT NULL,
+    dedup_id TEXT NOT NULL,
+    body TEXT NOT NULL,
+    priority INTEGER NOT NULL,
+    attributes TEXT NOT NULL,
+    sent_at TEXT NOT NULL,
+    visible_at_ms INTEGER NOT NULL,
+    receive_count INTEGER NOT NULL DEFAULT 0,
+    receipt TEXT UNIQUE
+);
+CREATE INDEX IF NOT EXISTS queue_order ON queue_messages (queue, priority, seq);
+CREATE INDEX IF NOT EXISTS queue_in_flight ON queue_messages (queue, visible_at_ms);
+CREATE TABLE IF NOT EXISTS queue_dedup (
+    queue TEXT NOT NULL,
+    dedup_id TEXT NOT NULL,
+    message_id TEXT NOT NULL,
+    expires_at_ms INTEGER NOT NULL,
+    PRIMARY KEY (queue, dedup_id)
+);
 "#;
 
 #[derive(Clone)]
 pub struct SqliteStore {
     conn: Arc<Mutex<Connection>>,
+    queues: Arc<HashMap<String, QueueSpec>>,
 }
 
 impl SqliteStore {
@@ -71,7 +99,21 @@ impl SqliteStore {
         conn.pragma_update(None, "synchronous", "NORMAL").map_err(StoreError::unavailable)?;
         conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(StoreError::unavailable)?;
         conn.execute_batch(SCHEMA).map_err(StoreError::unavailable)?;
-        Ok(Self { conn: Arc::new(Mutex::new(conn)) })
+        Ok(Self { conn: Arc::new(Mutex::new(conn)), queues: Arc::default() })
+    }
+
+    /// Declares the queues this store serves, each with its dead-letter queue (which is
+    /// declared too).
+    pub fn with_queues(mut self, specs: impl IntoIterator<Item = QueueSpec>) -> Self {
+        let mut queues = (*self.queues).clone();
+        for spec in specs {
+            if let Some(dead_letter) = &spec.dead_letter {
+                queues.entry(dead_letter.queue.clone()).or_insert_with(|| QueueSpec::new(&dead_letter.queue));
+            }
+            queues.insert(spec.name.clone(), spec);
+        }
+        self.queues = Arc::new(queues);
+        self
     }
 
     fn conn(&self) -> MutexGuard<'_, Connection> {

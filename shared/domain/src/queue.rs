@@ -1,0 +1,116 @@
+//! Messages on FIFO queues: priority, ordering group and idempotency key.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+/// 1 (most urgent) to 10 (least); 5 when unsaid — the format existing producers use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "u8", into = "u8")]
+pub struct Priority(u8);
+
+impl Priority {
+    pub const HIGHEST: Priority = Priority(1);
+    pub const DEFAULT: Priority = Priority(5);
+    pub const LOWEST: Priority = Priority(10);
+
+    pub fn new(level: u8) -> Result<Self, InvalidPriority> {
+        (1..=10).contains(&level).then_some(Self(level)).ok_or(InvalidPriority(level))
+    }
+
+    pub fn level(self) -> u8 {
+        self.0
+    }
+}
+
+impl Default for Priority {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
+}
+
+impl fmt::Display for Priority {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("priority must be 1 (most urgent) to 10, not {0}")]
+pub struct InvalidPriority(pub u8);
+
+impl TryFrom<u8> for Priority {
+    type Error = InvalidPriority;
+
+    fn try_from(level: u8) -> Result<Self, Self::Error> {
+        Self::new(level)
+    }
+}
+
+impl From<Priority> for u8 {
+    fn from(priority: Priority) -> Self {
+        priority.0
+    }
+}
+
+/// A message to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewMessage {
+    /// Messages of one group are delivered in order, one in flight at a time.
+    pub group: String,
+    /// A second send with the same id within the deduplication window (5 minutes, as on
+    /// SQS) sends nothing.
+    pub dedup_id: String,
+    pub body: String,
+    pub priority: Priority,
+    /// Small string metadata travelling beside the body.
+    pub attributes: BTreeMap<String, String>,
+}
+
+/// A message as received: hidden from other consumers until acknowledged, retried after
+/// its visibility timeout, or moved to the dead-letter queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    pub message_id: String,
+    /// The handle to acknowledge, delay or dead-letter this delivery with.
+    pub receipt: String,
+    pub group: String,
+    pub dedup_id: String,
+    pub body: String,
+    pub priority: Priority,
+    pub attributes: BTreeMap<String, String>,
+    /// 1 on the first delivery.
+    pub receive_count: u32,
+    pub sent_at: Timestamp,
+}
+
+/// Attribute names a dead-lettered message carries, on every backend.
+pub mod dead_letter_attributes {
+    /// Why the message was dead-lettered (a reason code, e.g. `max_receive_count`).
+    pub const REASON: &str = "tdev-dead-letter-reason";
+    /// The queue it came from.
+    pub const SOURCE_QUEUE: &str = "tdev-source-queue";
+    /// How many times it had been received.
+    pub const RECEIVE_COUNT: &str = "tdev-receive-count";
+    /// When it was dead-lettered (RFC 3339).
+    pub const DEAD_LETTERED_AT: &str = "tdev-dead-lettered-at";
+}
+
+/// The reason code of a message moved after too many receives.
+pub const MAX_RECEIVES_EXCEEDED: &str = "max_receive_count_exceeded";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn priorities_are_one_to_ten_defaulting_to_five() {
+        assert_eq!(Priority::default().level(), 5);
+        assert!(Priority::new(0).is_err() && Priority::new(11).is_err());
+        assert!(Priority::HIGHEST < Priority::DEFAULT && Priority::DEFAULT < Priority::LOWEST);
+        assert_eq!(serde_json::from_str::<Priority>("3").unwrap().level(), 3);
+        assert!(serde_json::from_str::<Priority>("11").is_err());
+    }
+}
