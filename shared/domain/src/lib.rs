@@ -7,6 +7,7 @@ pub mod auth;
 pub mod clock;
 pub mod health;
 pub mod ports;
+pub mod queue;
 pub mod validation;
 
 pub use clock::{Clock, ManualClock, SystemClock};
