@@ -5,11 +5,12 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use axum::Router;
-use tdev_auth::{ApiDoc, AuthStore};
 use tdev_domain::SystemClock;
+use tdev_domain::agents::Registry;
 use tdev_domain::auth::{AuthConfig, AuthService};
 use tdev_http::app::{HttpSettings, finish};
 use tdev_http::guard::Mode;
+use tdev_router::RouterStore;
 use tokio::net::TcpListener;
 use utoipa::OpenApi as _;
 
@@ -31,10 +32,18 @@ pub struct StackConfig {
     pub admin_key_file: PathBuf,
 }
 
+/// Every port the local stack uses: the union of every function's.
+pub trait StackStore: RouterStore + Clone {}
+impl<T: RouterStore + Clone> StackStore for T {}
+
 /// The whole system's router over one store, finished with the shared layers.
-pub fn app<S: AuthStore>(service: Arc<AuthService<S>>, http: &HttpSettings) -> Router {
-    let routes =
-        tdev_auth::router(service, Mode::Authenticate).merge(tdev_http::docs::router(ApiDoc::openapi()));
+pub fn app<S: StackStore>(service: Arc<AuthService<S>>, http: &HttpSettings) -> Router {
+    let registry = Arc::new(Registry::new(service.store().clone(), Arc::new(SystemClock)));
+    let mut api = tdev_auth::ApiDoc::openapi();
+    api.merge(tdev_router::ApiDoc::openapi());
+    let routes = tdev_auth::router(service.clone(), Mode::Authenticate)
+        .merge(tdev_router::router(registry, service, Mode::Authenticate))
+        .merge(tdev_http::docs::router(api));
     finish(routes, http)
 }
 
@@ -58,7 +67,7 @@ pub async fn serve(listener: TcpListener, config: StackConfig) -> anyhow::Result
     }
 }
 
-async fn serve_with<S: AuthStore>(
+async fn serve_with<S: StackStore>(
     listener: TcpListener,
     store: S,
     config: StackConfig,

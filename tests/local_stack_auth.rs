@@ -1,5 +1,5 @@
-//! Authentication, authorization, rate limits and the API conventions, through the real
-//! HTTP surface of the local stack.
+//! Authentication, authorization, rate limits, the agent registry and the API conventions,
+//! through the real HTTP surface of the local stack.
 
 mod support;
 
@@ -20,6 +20,11 @@ async fn every_kind_of_bad_credential_is_a_401() {
 #[tokio::test]
 async fn a_revoked_key_is_refused_directly_and_for_token_exchange() {
     scenarios::revocation(&start().await).await;
+}
+
+#[tokio::test]
+async fn the_agent_registry_registers_reads_and_removes() {
+    scenarios::agent_registry(&start().await).await;
 }
 
 #[tokio::test]

@@ -40,6 +40,7 @@ async fn the_user_scenarios_pass_on_the_aws_backend() {
     scenarios::quickstart(&stack).await;
     scenarios::hostile_credentials(&stack).await;
     scenarios::revocation(&stack).await;
+    scenarios::agent_registry(&stack).await;
     let health: Value = stack.request(Method::GET, "/health").send().await.unwrap().json().await.unwrap();
     assert_eq!(health["status"], "ok", "{health}");
     assert_eq!(health["components"][0]["name"], "dynamodb");

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use reqwest::{Client, Method, RequestBuilder, Response};
 use serde_json::{Value, json};
+use tdev::stack::StackStore;
 use tdev_auth::AuthStore;
 use tdev_domain::SystemClock;
 use tdev_domain::auth::{AuthConfig, AuthService};
@@ -31,7 +32,7 @@ pub async fn start() -> Stack {
 }
 
 /// The stack on `store`, which must hold no API keys yet.
-pub async fn start_on<S: AuthStore + Clone>(store: S, config: AuthConfig) -> Stack<S> {
+pub async fn start_on<S: StackStore>(store: S, config: AuthConfig) -> Stack<S> {
     let service = Arc::new(AuthService::new(store.clone(), Arc::new(SystemClock), config.clone()));
     let admin = service.bootstrap().await.expect("bootstrap").expect("a fresh store makes an admin key");
     let app = tdev::stack::app(service.clone(), &HttpSettings { max_body_bytes: MAX_BODY, emf: None });

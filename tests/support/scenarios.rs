@@ -93,3 +93,50 @@ pub async fn revocation<S: AuthStore>(stack: &Stack<S>) {
     assert_eq!(again.status(), 204, "revoking twice is harmless");
     problem(admin(Method::DELETE, "/v1/keys/aaaaaaaaaaaaaaaa").send().await.unwrap(), 404).await;
 }
+
+/// Register, read, refuse duplicates and bad fields, and remove agents, with scopes.
+pub async fn agent_registry<S: AuthStore>(stack: &Stack<S>) {
+    let (_, writer) = stack.create_key(&["agents:write", "read"], None).await;
+    let (_, reader) = stack.create_key(&["read"], None).await;
+    let id = format!("extractor-{}", now());
+    let body = json!({"id": id, "name": "Extractor", "target": {"kind": "http", "url": "http://127.0.0.1:9/extract"},
+        "capabilities": ["extract"]});
+    let register = |key: &str, body: &Value| {
+        stack.request(Method::POST, "/v1/agents").header("x-api-key", key).json(body).send()
+    };
+    problem(register(&reader, &body).await.unwrap(), 403).await;
+    let created = register(&writer, &body).await.unwrap();
+    assert_eq!(created.status(), 201);
+    assert_eq!(created.headers()["location"].to_str().unwrap(), format!("/v1/agents/{id}"));
+    let agent: Value = created.json().await.unwrap();
+    assert_eq!(agent["target"], json!({"kind": "http", "url": "http://127.0.0.1:9/extract"}));
+    problem(register(&writer, &body).await.unwrap(), 409).await;
+    let bad = json!({"id": "Bad Id", "name": "x", "target": {"kind": "lambda", "function": ""}});
+    let invalid = problem(register(&writer, &bad).await.unwrap(), 422).await;
+    let paths: Vec<&str> =
+        invalid["errors"].as_array().unwrap().iter().map(|e| e["path"].as_str().unwrap()).collect();
+    assert_eq!(paths, ["$.id", "$.target.function"]);
+    let unknown_kind = json!({"id": "x", "name": "x", "target": {"kind": "smtp"}});
+    problem(register(&writer, &unknown_kind).await.unwrap(), 422).await;
+
+    let path = format!("/v1/agents/{id}");
+    let read = stack.request(Method::GET, &path).header("x-api-key", &reader).send().await.unwrap();
+    assert_eq!(read.status(), 200);
+    assert_eq!(read.json::<Value>().await.unwrap(), agent);
+    let listed: Value = stack
+        .request(Method::GET, "/v1/agents")
+        .header("x-api-key", &reader)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(listed["agents"].as_array().unwrap().contains(&agent));
+
+    problem(stack.request(Method::DELETE, &path).header("x-api-key", &reader).send().await.unwrap(), 403)
+        .await;
+    let removed = stack.request(Method::DELETE, &path).header("x-api-key", &writer).send().await.unwrap();
+    assert_eq!(removed.status(), 204);
+    problem(stack.request(Method::GET, &path).header("x-api-key", &reader).send().await.unwrap(), 404).await;
+}

@@ -42,11 +42,15 @@
 //! (which moves `AWSCURRENT` to the new version and `AWSPREVIOUS` to the old one), or
 //! CreateSecret when the secret does not exist yet.
 
+mod agents;
 mod api_keys;
 mod attrs;
+mod queue;
 mod rate_limits;
 mod secrets;
 mod table;
+
+pub use queue::{PRIORITY_ATTRIBUTE, SqsDeadLetterSpec, SqsQueue, SqsQueueSpec, SqsQueues, sqs_dedup_id};
 
 use aws_config::{BehaviorVersion, SdkConfig};
 use tdev_domain::health::ComponentHealth;

@@ -7,8 +7,9 @@ use std::sync::Arc;
 
 use jiff::{SignedDuration, Timestamp};
 use tdev_domain::auth::{ApiKey, AuthConfig, NewApiKeyRequest, RateLimit, Scope, Scopes, TokenSettings};
-use tdev_domain::ports::{ApiKeyStore, HealthCheck, RateLimitStore, SecretStore, StoreError};
+use tdev_domain::ports::{AgentStore, ApiKeyStore, HealthCheck, RateLimitStore, SecretStore, StoreError};
 
+pub mod agents;
 pub mod queue;
 pub mod tokens;
 
@@ -30,9 +31,10 @@ pub fn test_auth_config() -> AuthConfig {
 /// Runs every check.
 pub async fn run_all<S>(store: Arc<S>)
 where
-    S: ApiKeyStore + RateLimitStore + SecretStore + HealthCheck,
+    S: ApiKeyStore + RateLimitStore + SecretStore + AgentStore + HealthCheck,
 {
     api_keys(&*store).await;
+    agents::run_all(&*store).await;
     rate_limits(store.clone()).await;
     secrets(&*store).await;
     health(&*store).await;
@@ -153,7 +155,7 @@ pub async fn health<S: HealthCheck>(store: &S) {
     }
 }
 
-fn unique(prefix: &str) -> String {
+pub(crate) fn unique(prefix: &str) -> String {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos())

@@ -3,6 +3,7 @@
 //! Adapters (`tdev-embedded`, `tdev-aws`) implement the [`ports`]; functions compose
 //! them with the services here.
 
+pub mod agents;
 pub mod auth;
 pub mod clock;
 pub mod health;

@@ -8,9 +8,10 @@ use jiff::Timestamp;
 
 use std::time::Duration;
 
+use crate::agents::Agent;
 use crate::auth::{ApiKey, ApiKeyId, RateDecision, RateLimit};
-use crate::queue::{Delivery, NewMessage};
 use crate::health::ComponentHealth;
+use crate::queue::{Delivery, NewMessage};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -50,6 +51,19 @@ pub trait ApiKeyStore: Send + Sync + 'static {
         id: &ApiKeyId,
         at: Timestamp,
     ) -> impl Future<Output = Result<ApiKey, StoreError>> + Send;
+}
+
+pub trait AgentStore: Send + Sync + 'static {
+    /// Registers a new agent; `Conflict` if the id is taken.
+    fn insert_agent(&self, agent: &Agent) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    fn get_agent(&self, id: &str) -> impl Future<Output = Result<Option<Agent>, StoreError>> + Send;
+
+    /// Every agent, by id.
+    fn list_agents(&self) -> impl Future<Output = Result<Vec<Agent>, StoreError>> + Send;
+
+    /// `NotFound` if there is no such agent.
+    fn delete_agent(&self, id: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
 pub trait RateLimitStore: Send + Sync + 'static {
@@ -97,7 +111,11 @@ pub trait HealthCheck: Send + Sync + 'static {
 pub trait MessageQueue: Send + Sync + 'static {
     /// Sends one message; returns its id. A duplicate `dedup_id` within the window sends
     /// nothing (and may return the first message's id or a new one, as SQS does).
-    fn send(&self, queue: &str, message: NewMessage) -> impl Future<Output = Result<String, StoreError>> + Send;
+    fn send(
+        &self,
+        queue: &str,
+        message: NewMessage,
+    ) -> impl Future<Output = Result<String, StoreError>> + Send;
 
     /// Up to `max` messages, each hidden from other receivers for `visibility`. Messages
     /// of one group come in order, and not while an earlier one of the group is in flight.

@@ -5,6 +5,7 @@
 //! blocking thread would cost more than it saves. Writes that must be atomic run in an
 //! `IMMEDIATE` transaction, which also holds against a second process on the same file.
 
+mod agents;
 mod api_keys;
 mod queue;
 mod rate_limits;
@@ -34,6 +35,10 @@ CREATE TABLE IF NOT EXISTS api_keys (
     rate_refill_per_minute INTEGER
 );
 CREATE INDEX IF NOT EXISTS api_keys_by_age ON api_keys (created_us, id);
+CREATE TABLE IF NOT EXISTS agents (
+    id TEXT PRIMARY KEY,
+    doc TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS rate_buckets (
     client TEXT PRIMARY KEY,
     tat_us INTEGER NOT NULL

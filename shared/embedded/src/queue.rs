@@ -49,7 +49,9 @@ const COLUMNS: &str = "id, grp, dedup_id, body, priority, attributes, sent_at, r
 
 impl SqliteStore {
     fn spec(&self, queue: &str) -> Result<&QueueSpec, StoreError> {
-        self.queues.get(queue).ok_or_else(|| StoreError::unavailable(std::io::Error::other(format!("no queue named {queue:?}"))))
+        self.queues.get(queue).ok_or_else(|| {
+            StoreError::unavailable(std::io::Error::other(format!("no queue named {queue:?}")))
+        })
     }
 }
 
@@ -90,7 +92,12 @@ impl MessageQueue for SqliteStore {
         Ok(id)
     }
 
-    async fn receive(&self, queue: &str, max: usize, visibility: Duration) -> Result<Vec<Delivery>, StoreError> {
+    async fn receive(
+        &self,
+        queue: &str,
+        max: usize,
+        visibility: Duration,
+    ) -> Result<Vec<Delivery>, StoreError> {
         let spec = self.spec(queue)?.clone();
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(db_error)?;
@@ -164,7 +171,9 @@ impl MessageQueue for SqliteStore {
     async fn dead_letter(&self, queue: &str, delivery: &Delivery, reason: &str) -> Result<(), StoreError> {
         let spec = self.spec(queue)?;
         let dead_letter = spec.dead_letter.as_ref().ok_or_else(|| {
-            StoreError::unavailable(std::io::Error::other(format!("queue {queue:?} has no dead-letter queue")))
+            StoreError::unavailable(std::io::Error::other(format!(
+                "queue {queue:?} has no dead-letter queue"
+            )))
         })?;
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(db_error)?;
@@ -183,7 +192,8 @@ fn insert(
     sent_at: Timestamp,
     visible_at_ms: i64,
 ) -> Result<String, StoreError> {
-    let attributes = serde_json::to_string(&message.attributes).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let attributes =
+        serde_json::to_string(&message.attributes).map_err(|e| StoreError::Corrupt(e.to_string()))?;
     tx.execute(
         "INSERT INTO queue_messages (queue, id, grp, dedup_id, body, priority, attributes, sent_at, visible_at_ms)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
@@ -230,7 +240,11 @@ fn move_to_dead_letter(
     Ok(())
 }
 
-fn select(tx: &Transaction<'_>, filter: &str, params: impl rusqlite::Params) -> Result<Vec<Delivery>, StoreError> {
+fn select(
+    tx: &Transaction<'_>,
+    filter: &str,
+    params: impl rusqlite::Params,
+) -> Result<Vec<Delivery>, StoreError> {
     let sql = format!("SELECT {COLUMNS} FROM queue_messages {filter}");
     let mut statement = tx.prepare_cached(&sql).map_err(db_error)?;
     let mut rows = statement.query(params).map_err(db_error)?;
@@ -254,7 +268,8 @@ fn read(row: &rusqlite::Row<'_>) -> Result<Delivery, StoreError> {
         dedup_id: row.get(2).map_err(get_err)?,
         body: row.get(3).map_err(get_err)?,
         priority: Priority::new(priority).map_err(|_| corrupt("priority"))?,
-        attributes: serde_json::from_str::<BTreeMap<String, String>>(&attributes).map_err(|_| corrupt("attributes"))?,
+        attributes: serde_json::from_str::<BTreeMap<String, String>>(&attributes)
+            .map_err(|_| corrupt("attributes"))?,
         sent_at: sent_at.parse().map_err(|_| corrupt("sent_at"))?,
         receive_count: row.get(7).map_err(get_err)?,
         receipt: receipt.unwrap_or_default(),

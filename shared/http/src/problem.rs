@@ -3,6 +3,7 @@
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
+use tdev_domain::agents::RegistryError;
 use tdev_domain::auth::AuthError;
 use tdev_domain::ports::StoreError;
 use tdev_domain::validation::{FieldError, ValidationErrors};
@@ -173,6 +174,17 @@ fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
         source = cause.source();
     }
     text
+}
+
+impl From<RegistryError> for ApiError {
+    fn from(error: RegistryError) -> Self {
+        match error {
+            RegistryError::Invalid(errors) => ApiError::Validation(errors),
+            RegistryError::Duplicate(_) => ApiError::Conflict(error.to_string()),
+            RegistryError::NotFound(_) => ApiError::NotFound(error.to_string()),
+            RegistryError::Store(error) => error.into(),
+        }
+    }
 }
 
 impl From<AuthError> for ApiError {

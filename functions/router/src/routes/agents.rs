@@ -1,0 +1,106 @@
+//! `/v1/agents`: register, list, get and remove agents.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use serde::Serialize;
+use tdev_domain::agents::{Agent, NewAgentRequest, Registry};
+use tdev_domain::auth::Scope;
+use tdev_http::{ApiError, ApiJson, Caller, Problem};
+use utoipa::ToSchema;
+
+use super::RouterStore;
+
+type State_<S> = State<Arc<Registry<S>>>;
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AgentList {
+    pub agents: Vec<Agent>,
+}
+
+#[utoipa::path(
+    post, path = "/v1/agents", tag = "agents",
+    request_body = NewAgentRequest,
+    responses(
+        (status = 201, description = "Registered", body = Agent),
+        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Not authenticated", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Needs the agents:write scope", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The id is taken", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid fields, with their paths", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("api_key" = []), ("bearer" = []))
+)]
+pub async fn register<S: RouterStore>(
+    State(registry): State_<S>,
+    caller: Caller,
+    body: Result<ApiJson<NewAgentRequest>, ApiError>,
+) -> Result<impl IntoResponse, ApiError> {
+    caller.require(Scope::AgentsWrite)?;
+    let ApiJson(request) = body?;
+    let agent = registry.register(request).await?;
+    tracing::info!(agent_id = %agent.id, kind = agent.target.kind(), "agent registered");
+    Ok((StatusCode::CREATED, [(header::LOCATION, format!("/v1/agents/{}", agent.id))], Json(agent)))
+}
+
+#[utoipa::path(
+    get, path = "/v1/agents", tag = "agents",
+    responses(
+        (status = 200, description = "Every agent, by id", body = AgentList),
+        (status = 401, description = "Not authenticated", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Needs the read scope", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("api_key" = []), ("bearer" = []))
+)]
+pub async fn list<S: RouterStore>(
+    State(registry): State_<S>,
+    caller: Caller,
+) -> Result<Json<AgentList>, ApiError> {
+    caller.require(Scope::Read)?;
+    Ok(Json(AgentList { agents: registry.list().await? }))
+}
+
+#[utoipa::path(
+    get, path = "/v1/agents/{id}", tag = "agents",
+    params(("id" = String, Path, description = "The agent's id")),
+    responses(
+        (status = 200, description = "The agent", body = Agent),
+        (status = 401, description = "Not authenticated", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Needs the read scope", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such agent", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("api_key" = []), ("bearer" = []))
+)]
+pub async fn get<S: RouterStore>(
+    State(registry): State_<S>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Agent>, ApiError> {
+    caller.require(Scope::Read)?;
+    Ok(Json(registry.get(&id).await?))
+}
+
+#[utoipa::path(
+    delete, path = "/v1/agents/{id}", tag = "agents",
+    params(("id" = String, Path, description = "The agent's id")),
+    responses(
+        (status = 204, description = "Removed"),
+        (status = 401, description = "Not authenticated", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Needs the agents:write scope", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such agent", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("api_key" = []), ("bearer" = []))
+)]
+pub async fn remove<S: RouterStore>(
+    State(registry): State_<S>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    caller.require(Scope::AgentsWrite)?;
+    registry.remove(&id).await?;
+    tracing::info!(agent_id = %id, "agent removed");
+    Ok(StatusCode::NO_CONTENT)
+}

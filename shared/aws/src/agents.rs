@@ -1,0 +1,99 @@
+//! Agents: one item each, `pk = "AGENT#<id>"`, `sk = "AGENT"`, listed through `gsi1`
+//! (`gsi1pk = "AGENTS"`, `gsi1sk = <id>`); the agent itself is a JSON document in `doc`.
+
+use tdev_domain::agents::Agent;
+use tdev_domain::ports::{AgentStore, StoreError};
+
+use crate::AwsStore;
+use crate::api_keys::GSI;
+use crate::attrs::{self, Item, s};
+
+const SK: &str = "AGENT";
+const GSI_PK: &str = "AGENTS";
+
+fn pk(id: &str) -> String {
+    format!("AGENT#{id}")
+}
+
+fn from_item(item: &Item) -> Result<Agent, StoreError> {
+    let doc = attrs::string(item, "doc")?;
+    serde_json::from_str(doc).map_err(|e| StoreError::Corrupt(format!("agent document: {e}")))
+}
+
+impl AgentStore for AwsStore {
+    async fn insert_agent(&self, agent: &Agent) -> Result<(), StoreError> {
+        let doc = serde_json::to_string(agent).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let item = Item::from([
+            ("pk".to_owned(), s(pk(&agent.id))),
+            ("sk".to_owned(), s(SK)),
+            ("gsi1pk".to_owned(), s(GSI_PK)),
+            ("gsi1sk".to_owned(), s(&agent.id)),
+            ("doc".to_owned(), s(doc)),
+        ]);
+        let result = self
+            .dynamodb
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) if e.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => {
+                Err(StoreError::Conflict(format!("agent {} exists", agent.id)))
+            }
+            Err(e) => Err(StoreError::unavailable(e)),
+        }
+    }
+
+    async fn get_agent(&self, id: &str) -> Result<Option<Agent>, StoreError> {
+        let output = self
+            .dynamodb
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(pk(id)))
+            .key("sk", s(SK))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(StoreError::unavailable)?;
+        output.item.as_ref().map(from_item).transpose()
+    }
+
+    async fn list_agents(&self) -> Result<Vec<Agent>, StoreError> {
+        let pages: Vec<Item> = self
+            .dynamodb
+            .query()
+            .table_name(&self.table)
+            .index_name(GSI)
+            .key_condition_expression("gsi1pk = :pk")
+            .expression_attribute_values(":pk", s(GSI_PK))
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .map_err(StoreError::unavailable)?;
+        pages.iter().map(from_item).collect()
+    }
+
+    async fn delete_agent(&self, id: &str) -> Result<(), StoreError> {
+        let result = self
+            .dynamodb
+            .delete_item()
+            .table_name(&self.table)
+            .key("pk", s(pk(id)))
+            .key("sk", s(SK))
+            .condition_expression("attribute_exists(pk)")
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) if e.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => {
+                Err(StoreError::NotFound)
+            }
+            Err(e) => Err(StoreError::unavailable(e)),
+        }
+    }
+}

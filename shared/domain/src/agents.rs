@@ -1,0 +1,219 @@
+//! The agent registry: what agents exist, how to reach each, and what each can do.
+//!
+//! Minimal for now (issue 3: workflow steps resolve `agent_id` here); the routing issue
+//! adds status, concurrency and health.
+
+use std::collections::BTreeSet;
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+use std::sync::Arc;
+
+use crate::clock::Clock;
+use crate::ports::{AgentStore, StoreError};
+use crate::validation::ValidationErrors;
+
+/// How to reach an agent: the invoker port dispatches on this.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum AgentTarget {
+    /// A JSON POST to `url`.
+    Http { url: String },
+    /// An AWS Lambda function, by name or ARN.
+    Lambda { function: String },
+    /// An Amazon Bedrock agent, through InvokeAgent.
+    BedrockAgent { agent_id: String, alias_id: String },
+    /// An Amazon Bedrock AgentCore runtime, through InvokeAgentRuntime.
+    AgentcoreRuntime {
+        runtime_arn: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        qualifier: Option<String>,
+    },
+}
+
+impl AgentTarget {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            AgentTarget::Http { .. } => "http",
+            AgentTarget::Lambda { .. } => "lambda",
+            AgentTarget::BedrockAgent { .. } => "bedrock_agent",
+            AgentTarget::AgentcoreRuntime { .. } => "agentcore_runtime",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Agent {
+    /// Chosen by whoever registers it; workflows name agents by it.
+    #[schema(example = "extractor")]
+    pub id: String,
+    pub name: String,
+    pub target: AgentTarget,
+    /// What it can do, for capability routing (e.g. `summarize`).
+    pub capabilities: BTreeSet<String>,
+    pub created_at: Timestamp,
+}
+
+/// The body of a register-agent request, as sent.
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewAgentRequest {
+    /// 1 to 64 of `a-z`, `0-9`, `-` and `_`, starting with a letter or digit.
+    #[schema(example = "extractor")]
+    pub id: String,
+    #[schema(example = "Extracts raw data")]
+    pub name: String,
+    pub target: AgentTarget,
+    #[serde(default)]
+    #[schema(example = json!(["extract"]))]
+    pub capabilities: Vec<String>,
+}
+
+/// Whether `id` is a valid agent id.
+pub fn valid_agent_id(id: &str) -> bool {
+    let mut chars = id.chars();
+    id.len() <= 64
+        && chars.next().is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+}
+
+impl NewAgentRequest {
+    /// Checks every field, reporting every problem with its JSON path.
+    pub fn validate(self, now: Timestamp) -> Result<Agent, ValidationErrors> {
+        let mut errors = ValidationErrors::new();
+        if !valid_agent_id(&self.id) {
+            errors.add("$.id", "must be 1 to 64 of a-z, 0-9, '-' and '_', starting with a letter or digit");
+        }
+        if self.name.trim().is_empty() || self.name.chars().count() > 200 {
+            errors.add("$.name", "must be 1 to 200 characters");
+        }
+        match &self.target {
+            AgentTarget::Http { url } => {
+                let scheme_ok = url.starts_with("http://") || url.starts_with("https://");
+                if !scheme_ok || url.len() <= "https://".len() || url.chars().any(char::is_whitespace) {
+                    errors.add("$.target.url", "must be an http:// or https:// URL");
+                }
+            }
+            AgentTarget::Lambda { function } if function.trim().is_empty() => {
+                errors.add("$.target.function", "must name a function");
+            }
+            AgentTarget::BedrockAgent { agent_id, alias_id } => {
+                if agent_id.trim().is_empty() {
+                    errors.add("$.target.agent_id", "must not be empty");
+                }
+                if alias_id.trim().is_empty() {
+                    errors.add("$.target.alias_id", "must not be empty");
+                }
+            }
+            AgentTarget::AgentcoreRuntime { runtime_arn, .. } if !runtime_arn.starts_with("arn:") => {
+                errors.add("$.target.runtime_arn", "must be an ARN");
+            }
+            _ => {}
+        }
+        for (i, capability) in self.capabilities.iter().enumerate() {
+            if !valid_agent_id(capability) {
+                errors.add(format!("$.capabilities[{i}]"), "must be 1 to 64 of a-z, 0-9, '-' and '_'");
+            }
+        }
+        errors.into_result(())?;
+        Ok(Agent {
+            id: self.id,
+            name: self.name.trim().to_owned(),
+            target: self.target,
+            capabilities: self.capabilities.into_iter().collect(),
+            created_at: now,
+        })
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    #[error("invalid agent: {0}")]
+    Invalid(#[from] ValidationErrors),
+    #[error("an agent with id {0:?} is already registered")]
+    Duplicate(String),
+    #[error("no agent with id {0:?}")]
+    NotFound(String),
+    #[error(transparent)]
+    Store(StoreError),
+}
+
+/// Registers, finds and removes agents.
+pub struct Registry<S> {
+    store: S,
+    clock: Arc<dyn Clock>,
+}
+
+impl<S: AgentStore> Registry<S> {
+    pub fn new(store: S, clock: Arc<dyn Clock>) -> Self {
+        Self { store, clock }
+    }
+
+    pub async fn register(&self, request: NewAgentRequest) -> Result<Agent, RegistryError> {
+        let agent = request.validate(self.clock.now())?;
+        match self.store.insert_agent(&agent).await {
+            Ok(()) => Ok(agent),
+            Err(StoreError::Conflict(_)) => Err(RegistryError::Duplicate(agent.id)),
+            Err(e) => Err(RegistryError::Store(e)),
+        }
+    }
+
+    pub async fn get(&self, id: &str) -> Result<Agent, RegistryError> {
+        self.store
+            .get_agent(id)
+            .await
+            .map_err(RegistryError::Store)?
+            .ok_or_else(|| RegistryError::NotFound(id.into()))
+    }
+
+    pub async fn list(&self) -> Result<Vec<Agent>, RegistryError> {
+        self.store.list_agents().await.map_err(RegistryError::Store)
+    }
+
+    pub async fn remove(&self, id: &str) -> Result<(), RegistryError> {
+        match self.store.delete_agent(id).await {
+            Err(StoreError::NotFound) => Err(RegistryError::NotFound(id.into())),
+            other => other.map_err(RegistryError::Store),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn request(body: serde_json::Value) -> NewAgentRequest {
+        serde_json::from_value(body).unwrap()
+    }
+
+    #[test]
+    fn a_valid_request_becomes_an_agent() {
+        let agent = request(json!({"id": "extractor", "name": " Extractor ", "target": {"kind": "http", "url": "http://127.0.0.1:9/x"}, "capabilities": ["extract", "extract"]}))
+            .validate(Timestamp::UNIX_EPOCH)
+            .unwrap();
+        assert_eq!(agent.name, "Extractor");
+        assert_eq!(agent.capabilities.len(), 1);
+        assert_eq!(agent.target.kind(), "http");
+    }
+
+    #[test]
+    fn every_bad_field_is_reported_with_its_path() {
+        let errors = request(json!({"id": "Bad Id", "name": "", "target": {"kind": "http", "url": "ftp://x"}, "capabilities": ["ok", "NOT OK"]}))
+            .validate(Timestamp::UNIX_EPOCH)
+            .unwrap_err();
+        let paths: Vec<&str> = errors.errors().iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(paths, ["$.id", "$.name", "$.target.url", "$.capabilities[1]"]);
+    }
+
+    #[test]
+    fn targets_are_tagged_by_kind_and_unknown_kinds_refused() {
+        let target: AgentTarget =
+            serde_json::from_value(json!({"kind": "bedrock_agent", "agent_id": "A1", "alias_id": "L1"}))
+                .unwrap();
+        assert_eq!(target.kind(), "bedrock_agent");
+        assert!(serde_json::from_value::<AgentTarget>(json!({"kind": "smtp", "host": "x"})).is_err());
+    }
+}
