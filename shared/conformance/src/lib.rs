@@ -11,6 +11,7 @@ use tdev_domain::ports::{AgentStore, ApiKeyStore, HealthCheck, RateLimitStore, S
 
 pub mod agents;
 pub mod queue;
+pub mod runs;
 pub mod tokens;
 
 /// The auth settings the black-box tests run with: the defaults, without clock leeway.

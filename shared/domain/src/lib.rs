@@ -9,6 +9,7 @@ pub mod clock;
 pub mod health;
 pub mod ports;
 pub mod queue;
+pub mod runs;
 pub mod validation;
 
 pub use clock::{Clock, ManualClock, SystemClock};

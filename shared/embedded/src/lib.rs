@@ -9,6 +9,7 @@ mod agents;
 mod api_keys;
 mod queue;
 mod rate_limits;
+mod runs;
 mod secrets;
 
 pub use queue::QueueSpec;
@@ -38,6 +39,29 @@ CREATE INDEX IF NOT EXISTS api_keys_by_age ON api_keys (created_us, id);
 CREATE TABLE IF NOT EXISTS agents (
     id TEXT PRIMARY KEY,
     doc TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS workflows (
+    id TEXT NOT NULL,
+    version TEXT NOT NULL,
+    created_us INTEGER NOT NULL,
+    doc TEXT NOT NULL,
+    PRIMARY KEY (id, version)
+);
+CREATE TABLE IF NOT EXISTS runs (
+    id TEXT PRIMARY KEY,
+    workflow_id TEXT NOT NULL,
+    status TEXT NOT NULL,
+    created_us INTEGER NOT NULL,
+    version INTEGER NOT NULL,
+    doc TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS runs_by_age ON runs (created_us);
+CREATE TABLE IF NOT EXISTS run_steps (
+    run_id TEXT NOT NULL,
+    step_id TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    doc TEXT NOT NULL,
+    PRIMARY KEY (run_id, step_id)
 );
 CREATE TABLE IF NOT EXISTS rate_buckets (
     client TEXT PRIMARY KEY,

@@ -28,3 +28,10 @@ fn uuid_like() -> String {
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
     format!("{nanos}-{}", std::process::id())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn runs_and_workflows_conform() {
+    let store = SqliteStore::in_memory().unwrap();
+    tdev_conformance::runs::runs(Arc::new(store.clone())).await;
+    tdev_conformance::runs::workflows(&store).await;
+}

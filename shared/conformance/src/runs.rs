@@ -1,0 +1,133 @@
+//! What every `RunStore` and `WorkflowStore` promises, races included.
+
+use std::sync::Arc;
+
+use jiff::{SignedDuration, Timestamp};
+use serde_json::{Map, json};
+use tdev_domain::ports::{RunStore, StoreError, WorkflowStore};
+use tdev_domain::runs::{Run, RunFilter, RunStatus, StepRun, StepStatus, StoredWorkflow};
+
+fn at(offset: i64) -> Timestamp {
+    Timestamp::from_second(1_700_000_000 + offset).unwrap()
+}
+
+fn run(id: &str, workflow_id: &str, offset: i64) -> Run {
+    Run {
+        id: id.into(),
+        workflow_id: workflow_id.into(),
+        workflow_version: "1.0.0".into(),
+        status: RunStatus::Running,
+        inputs: Map::from_iter([("source".to_owned(), json!("s3://bucket/raw.csv"))]),
+        created_at: at(offset),
+        deadline: Some(at(offset) + SignedDuration::from_secs(600)),
+        finished_at: None,
+        error: None,
+        version: 1,
+    }
+}
+
+/// Runs round-trip, update only from the version read, list newest first with filters;
+/// a step is created once however many try at the same moment.
+pub async fn runs<S: RunStore>(store: Arc<S>) {
+    let workflow = super::unique("wf");
+    let first = run(&super::unique("run"), &workflow, 0);
+    let second = run(&super::unique("run"), &workflow, 10);
+    store.create_run(&first).await.expect("create run");
+    store.create_run(&second).await.expect("create second run");
+    assert!(matches!(store.create_run(&first).await, Err(StoreError::Conflict(_))), "run ids are unique");
+    let (read, steps) = store.get_run(&first.id).await.expect("get run").expect("stored");
+    assert_eq!((read, steps), (first.clone(), Vec::new()));
+    assert_eq!(store.get_run("no-such-run").await.expect("get missing"), None);
+
+    let mut finished = first.clone();
+    finished.status = RunStatus::Succeeded;
+    finished.finished_at = Some(at(60));
+    finished.version = 2;
+    store.update_run(&finished).await.expect("update from version 1");
+    let stale = Run { error: Some("late".into()), ..finished.clone() };
+    assert!(matches!(store.update_run(&stale).await, Err(StoreError::Conflict(_))), "version 1 is gone");
+    assert_eq!(store.get_run(&first.id).await.expect("get").expect("stored").0, finished);
+
+    let all = RunFilter { workflow_id: Some(workflow.clone()), status: None };
+    let ids: Vec<String> = store.list_runs(&all).await.expect("list").into_iter().map(|r| r.id).collect();
+    assert_eq!(ids, [second.id.clone(), first.id.clone()], "newest first");
+    let running = RunFilter { workflow_id: Some(workflow.clone()), status: Some(RunStatus::Running) };
+    let ids: Vec<String> =
+        store.list_runs(&running).await.expect("list running").into_iter().map(|r| r.id).collect();
+    assert_eq!(ids, [second.id.clone()]);
+
+    // Ten workers see the last parent finish at once: exactly one queues the step.
+    let tasks: Vec<_> = (0..10)
+        .map(|_| {
+            let store = store.clone();
+            let run_id = second.id.clone();
+            tokio::spawn(async move { store.create_step(&run_id, &StepRun::queued("load", at(20))).await })
+        })
+        .collect();
+    let mut created = 0;
+    for task in tasks {
+        match task.await.expect("task") {
+            Ok(()) => created += 1,
+            Err(StoreError::Conflict(_)) => {}
+            Err(other) => panic!("create_step: {other}"),
+        }
+    }
+    assert_eq!(created, 1, "exactly one worker makes a step ready");
+
+    let queued = store.get_step(&second.id, "load").await.expect("get step").expect("created");
+    assert_eq!(queued, StepRun::queued("load", at(20)));
+    let running =
+        StepRun { status: StepStatus::Running, attempts: 1, started_at: Some(at(21)), version: 2, ..queued };
+    store.update_step(&second.id, &running).await.expect("start");
+    assert!(
+        matches!(store.update_step(&second.id, &running).await, Err(StoreError::Conflict(_))),
+        "only once"
+    );
+    let done = StepRun {
+        status: StepStatus::Succeeded,
+        finished_at: Some(at(22)),
+        outputs: Some(Map::from_iter([("clean_data".to_owned(), json!({"rows": [1, 2, 3], "ok": true}))])),
+        version: 3,
+        ..running
+    };
+    store.update_step(&second.id, &done).await.expect("finish");
+    store.create_step(&second.id, &StepRun::queued("extract", at(5))).await.expect("another step");
+    let (_, steps) = store.get_run(&second.id).await.expect("get").expect("stored");
+    let ids: Vec<&str> = steps.iter().map(|s| s.step_id.as_str()).collect();
+    assert_eq!(ids, ["extract", "load"], "steps by id");
+    assert_eq!(steps[1], done, "outputs round-trip");
+    assert_eq!(
+        store.get_step(&second.id, "transform").await.expect("get waiting"),
+        None,
+        "no record: waiting"
+    );
+}
+
+fn workflow(id: &str, version: &str, offset: i64, steps: usize) -> StoredWorkflow {
+    StoredWorkflow {
+        id: id.into(),
+        version: version.into(),
+        definition: json!({"id": id, "name": "n", "version": version, "steps": vec![json!({"id": "s"}); steps]}),
+        content_hash: format!("hash-{version}-{steps}"),
+        created_at: at(offset),
+    }
+}
+
+/// Versions are immutable; the latest is the last stored.
+pub async fn workflows<S: WorkflowStore>(store: &S) {
+    let id = super::unique("workflow");
+    let v1 = workflow(&id, "1.0.0", 0, 1);
+    let v2 = workflow(&id, "1.1.0", 10, 2);
+    store.put_workflow(&v1).await.expect("put v1");
+    store.put_workflow(&v2).await.expect("put v2");
+    store.put_workflow(&v1).await.expect("the same content again is harmless");
+    let changed = workflow(&id, "1.0.0", 20, 3);
+    assert!(
+        matches!(store.put_workflow(&changed).await, Err(StoreError::Conflict(_))),
+        "versions are immutable"
+    );
+    assert_eq!(store.get_workflow(&id, Some("1.0.0")).await.expect("get v1"), Some(v1));
+    assert_eq!(store.get_workflow(&id, None).await.expect("get latest"), Some(v2));
+    assert_eq!(store.get_workflow(&id, Some("9.9.9")).await.expect("get missing version"), None);
+    assert_eq!(store.get_workflow("no-such-workflow", None).await.expect("get missing"), None);
+}

@@ -1,0 +1,13 @@
+//! Workflow runs: the run and step state machines the durable engine moves through.
+//!
+//! Every move is checked here and written with a conditional write (on the record's
+//! `version`), so concurrent workers never lose an update and a redelivered message can
+//! never move a record twice. A step has no record until it is first queued: "no record"
+//! is `Waiting`, and creating the record is the conditional write that makes a dependent
+//! ready exactly once, however many parents finish at the same moment.
+
+mod records;
+mod state;
+
+pub use records::{Run, RunFilter, StepRun, StoredWorkflow};
+pub use state::{IllegalTransition, RunStatus, StepStatus};

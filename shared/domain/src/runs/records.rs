@@ -1,0 +1,87 @@
+//! What is stored about runs, their steps, and workflow definitions.
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use super::{RunStatus, StepStatus};
+
+/// One execution of a stored workflow version.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Run {
+    pub id: String,
+    pub workflow_id: String,
+    pub workflow_version: String,
+    pub status: RunStatus,
+    /// The workflow inputs the run was started with.
+    #[schema(value_type = Object)]
+    pub inputs: Map<String, Value>,
+    pub created_at: Timestamp,
+    /// When the run times out (`created_at` + the workflow's `timeout`).
+    pub deadline: Option<Timestamp>,
+    pub finished_at: Option<Timestamp>,
+    /// Why it failed, timed out or was cancelled.
+    pub error: Option<String>,
+    /// Bumped by every write; a write must name the version it read.
+    pub version: u64,
+}
+
+/// One step of a run. A step without a record is waiting.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct StepRun {
+    pub step_id: String,
+    pub status: StepStatus,
+    /// Attempts started so far.
+    pub attempts: u32,
+    pub queued_at: Option<Timestamp>,
+    pub started_at: Option<Timestamp>,
+    pub finished_at: Option<Timestamp>,
+    #[schema(value_type = Option<Object>)]
+    pub outputs: Option<Map<String, Value>>,
+    pub error: Option<String>,
+    pub version: u64,
+}
+
+impl StepRun {
+    /// The record that makes a waiting step ready.
+    pub fn queued(step_id: &str, now: Timestamp) -> Self {
+        Self {
+            step_id: step_id.to_owned(),
+            status: StepStatus::Queued,
+            attempts: 0,
+            queued_at: Some(now),
+            started_at: None,
+            finished_at: None,
+            outputs: None,
+            error: None,
+            version: 1,
+        }
+    }
+}
+
+/// Which runs to list.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunFilter {
+    pub workflow_id: Option<String>,
+    pub status: Option<RunStatus>,
+}
+
+impl RunFilter {
+    pub fn matches(&self, run: &Run) -> bool {
+        self.workflow_id.as_ref().is_none_or(|id| *id == run.workflow_id)
+            && self.status.is_none_or(|status| status == run.status)
+    }
+}
+
+/// A stored workflow definition: one immutable version of one workflow.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredWorkflow {
+    pub id: String,
+    pub version: String,
+    /// The document as JSON (YAML documents are stored converted).
+    pub definition: Value,
+    /// SHA-256 of `definition`'s canonical JSON: storing the same version again is
+    /// harmless only when this matches.
+    pub content_hash: String,
+    pub created_at: Timestamp,
+}

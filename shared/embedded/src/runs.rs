@@ -1,0 +1,181 @@
+//! Workflow definitions, runs and steps, each stored as its JSON document beside the
+//! columns that are queried or conditioned on.
+
+use rusqlite::{OptionalExtension, params};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tdev_domain::ports::{RunStore, StoreError, WorkflowStore};
+use tdev_domain::runs::{Run, RunFilter, StepRun, StoredWorkflow};
+
+use crate::{SqliteStore, db_error};
+
+fn to_doc(value: &impl Serialize) -> Result<String, StoreError> {
+    serde_json::to_string(value).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+fn from_doc<T: DeserializeOwned>(what: &str, doc: &str) -> Result<T, StoreError> {
+    serde_json::from_str(doc).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
+}
+
+fn is_constraint(error: &rusqlite::Error) -> bool {
+    matches!(error, rusqlite::Error::SqliteFailure(e, _) if e.code == rusqlite::ErrorCode::ConstraintViolation)
+}
+
+impl WorkflowStore for SqliteStore {
+    async fn put_workflow(&self, workflow: &StoredWorkflow) -> Result<(), StoreError> {
+        let doc = to_doc(workflow)?;
+        let conn = self.conn();
+        let result = conn.execute(
+            "INSERT INTO workflows (id, version, created_us, doc) VALUES (?1, ?2, ?3, ?4)",
+            params![workflow.id, workflow.version, workflow.created_at.as_microsecond(), doc],
+        );
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) if is_constraint(&e) => {
+                let stored: String = conn
+                    .query_row(
+                        "SELECT doc FROM workflows WHERE id = ?1 AND version = ?2",
+                        params![workflow.id, workflow.version],
+                        |row| row.get(0),
+                    )
+                    .map_err(db_error)?;
+                let stored: StoredWorkflow = from_doc("workflow", &stored)?;
+                if stored.content_hash == workflow.content_hash {
+                    Ok(())
+                } else {
+                    Err(StoreError::Conflict(format!(
+                        "workflow {} version {} exists with other content",
+                        workflow.id, workflow.version
+                    )))
+                }
+            }
+            Err(e) => Err(db_error(e)),
+        }
+    }
+
+    async fn get_workflow(
+        &self,
+        id: &str,
+        version: Option<&str>,
+    ) -> Result<Option<StoredWorkflow>, StoreError> {
+        let conn = self.conn();
+        let doc: Option<String> = match version {
+            Some(version) => conn.query_row(
+                "SELECT doc FROM workflows WHERE id = ?1 AND version = ?2",
+                params![id, version],
+                |row| row.get(0),
+            ),
+            None => conn.query_row(
+                "SELECT doc FROM workflows WHERE id = ?1 ORDER BY created_us DESC, rowid DESC LIMIT 1",
+                [id],
+                |row| row.get(0),
+            ),
+        }
+        .optional()
+        .map_err(db_error)?;
+        doc.map(|doc| from_doc("workflow", &doc)).transpose()
+    }
+}
+
+impl RunStore for SqliteStore {
+    async fn create_run(&self, run: &Run) -> Result<(), StoreError> {
+        let result = self.conn().execute(
+            "INSERT INTO runs (id, workflow_id, status, created_us, version, doc) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![run.id, run.workflow_id, run.status.as_str(), run.created_at.as_microsecond(), run.version, to_doc(run)?],
+        );
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) if is_constraint(&e) => Err(StoreError::Conflict(format!("run {} exists", run.id))),
+            Err(e) => Err(db_error(e)),
+        }
+    }
+
+    async fn get_run(&self, id: &str) -> Result<Option<(Run, Vec<StepRun>)>, StoreError> {
+        let conn = self.conn();
+        let doc: Option<String> = conn
+            .query_row("SELECT doc FROM runs WHERE id = ?1", [id], |row| row.get(0))
+            .optional()
+            .map_err(db_error)?;
+        let Some(doc) = doc else { return Ok(None) };
+        let run: Run = from_doc("run", &doc)?;
+        let mut statement = conn
+            .prepare_cached("SELECT doc FROM run_steps WHERE run_id = ?1 ORDER BY step_id")
+            .map_err(db_error)?;
+        let docs = statement.query_map([id], |row| row.get::<_, String>(0)).map_err(db_error)?;
+        let steps = docs.map(|doc| from_doc("step", &doc.map_err(db_error)?)).collect::<Result<_, _>>()?;
+        Ok(Some((run, steps)))
+    }
+
+    async fn list_runs(&self, filter: &RunFilter) -> Result<Vec<Run>, StoreError> {
+        let conn = self.conn();
+        let mut statement = conn
+            .prepare_cached(
+                "SELECT doc FROM runs WHERE (?1 IS NULL OR workflow_id = ?1) AND (?2 IS NULL OR status = ?2)
+                 ORDER BY created_us DESC, id DESC",
+            )
+            .map_err(db_error)?;
+        let docs = statement
+            .query_map(params![filter.workflow_id, filter.status.map(|s| s.as_str())], |row| {
+                row.get::<_, String>(0)
+            })
+            .map_err(db_error)?;
+        docs.map(|doc| from_doc("run", &doc.map_err(db_error)?)).collect()
+    }
+
+    async fn update_run(&self, run: &Run) -> Result<(), StoreError> {
+        let updated = self
+            .conn()
+            .execute(
+                "UPDATE runs SET status = ?1, version = ?2, doc = ?3 WHERE id = ?4 AND version = ?5",
+                params![
+                    run.status.as_str(),
+                    run.version,
+                    to_doc(run)?,
+                    run.id,
+                    run.version.saturating_sub(1)
+                ],
+            )
+            .map_err(db_error)?;
+        if updated == 1 { Ok(()) } else { Err(StoreError::Conflict(format!("run {} changed", run.id))) }
+    }
+
+    async fn create_step(&self, run_id: &str, step: &StepRun) -> Result<(), StoreError> {
+        let result = self.conn().execute(
+            "INSERT INTO run_steps (run_id, step_id, version, doc) VALUES (?1, ?2, ?3, ?4)",
+            params![run_id, step.step_id, step.version, to_doc(step)?],
+        );
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) if is_constraint(&e) => Err(StoreError::Conflict(format!("step {} exists", step.step_id))),
+            Err(e) => Err(db_error(e)),
+        }
+    }
+
+    async fn get_step(&self, run_id: &str, step_id: &str) -> Result<Option<StepRun>, StoreError> {
+        let doc: Option<String> = self
+            .conn()
+            .query_row(
+                "SELECT doc FROM run_steps WHERE run_id = ?1 AND step_id = ?2",
+                [run_id, step_id],
+                |row| row.get(0),
+            )
+            .optional()
+            .map_err(db_error)?;
+        doc.map(|doc| from_doc("step", &doc)).transpose()
+    }
+
+    async fn update_step(&self, run_id: &str, step: &StepRun) -> Result<(), StoreError> {
+        let updated = self
+            .conn()
+            .execute(
+                "UPDATE run_steps SET version = ?1, doc = ?2 WHERE run_id = ?3 AND step_id = ?4 AND version = ?5",
+                params![step.version, to_doc(step)?, run_id, step.step_id, step.version.saturating_sub(1)],
+            )
+            .map_err(db_error)?;
+        if updated == 1 {
+            Ok(())
+        } else {
+            Err(StoreError::Conflict(format!("step {} changed", step.step_id)))
+        }
+    }
+}
