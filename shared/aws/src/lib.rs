@@ -46,6 +46,7 @@ mod agents;
 mod api_keys;
 mod attrs;
 mod rate_limits;
+mod runs;
 mod secrets;
 mod table;
 

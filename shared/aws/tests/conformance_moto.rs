@@ -52,3 +52,11 @@ async fn ensure_table_is_idempotent() {
     let again = AwsStore::new(&moto_config(), store.table());
     again.ensure_table().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn runs_and_workflows_conform_on_moto() {
+    let store = AwsStore::new(&moto_config(), unique_table("runs"));
+    store.ensure_table().await.unwrap();
+    tdev_conformance::runs::runs(Arc::new(store.clone())).await;
+    tdev_conformance::runs::workflows(&store).await;
+}

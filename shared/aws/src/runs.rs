@@ -1,0 +1,262 @@
+//! Workflow definitions, runs and steps in the single table.
+//!
+//! - Workflow version: `pk = "WORKFLOW#<id>"`, `sk = "V#<version>"`, `created_us`, `doc`.
+//! - Run: `pk = "RUN#<id>"`, `sk = "RUN"`, `version`, `status`, `workflow_id`, `doc`,
+//!   listed through `gsi1` (`gsi1pk = "RUNS"`, `gsi1sk = <created µs, 20 digits>#<id>`).
+//! - Step: `pk = "RUN#<id>"`, `sk = "STEP#<step id>"`, `version`, `doc` — one Query reads
+//!   a run with all its steps.
+//!
+//! Documents are JSON strings; DynamoDB's 400 KB item limit bounds a stored definition.
+
+use aws_sdk_dynamodb::error::SdkError;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tdev_domain::ports::{RunStore, StoreError, WorkflowStore};
+use tdev_domain::runs::{Run, RunFilter, StepRun, StoredWorkflow};
+
+use crate::AwsStore;
+use crate::api_keys::GSI;
+use crate::attrs::{self, Item, n, s};
+
+const RUN_SK: &str = "RUN";
+const RUNS_GSI_PK: &str = "RUNS";
+
+fn to_doc(value: &impl Serialize) -> Result<String, StoreError> {
+    serde_json::to_string(value).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+fn from_doc<T: DeserializeOwned>(what: &str, item: &Item) -> Result<T, StoreError> {
+    let doc = attrs::string(item, "doc")?;
+    serde_json::from_str(doc).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
+}
+
+fn run_pk(id: &str) -> String {
+    format!("RUN#{id}")
+}
+
+fn step_sk(step_id: &str) -> String {
+    format!("STEP#{step_id}")
+}
+
+/// True when a PutItem failed its condition.
+fn lost_condition<R>(error: &SdkError<aws_sdk_dynamodb::operation::put_item::PutItemError, R>) -> bool {
+    error.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception())
+}
+
+impl AwsStore {
+    async fn put_if(&self, item: Item, condition: &str, expected: Option<u64>) -> Result<bool, StoreError> {
+        let mut request = self
+            .dynamodb
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression(condition);
+        if let Some(version) = expected {
+            request = request.expression_attribute_values(":expected", n(version));
+        }
+        match request.send().await {
+            Ok(_) => Ok(true),
+            Err(e) if lost_condition(&e) => Ok(false),
+            Err(e) => Err(StoreError::unavailable(e)),
+        }
+    }
+}
+
+impl AwsStore {
+    async fn workflow_version(&self, id: &str, version: &str) -> Result<Option<StoredWorkflow>, StoreError> {
+        let output = self
+            .dynamodb
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(format!("WORKFLOW#{id}")))
+            .key("sk", s(format!("V#{version}")))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(StoreError::unavailable)?;
+        output.item.as_ref().map(|item| from_doc("workflow", item)).transpose()
+    }
+}
+
+impl WorkflowStore for AwsStore {
+    async fn put_workflow(&self, workflow: &StoredWorkflow) -> Result<(), StoreError> {
+        let item = Item::from([
+            ("pk".to_owned(), s(format!("WORKFLOW#{}", workflow.id))),
+            ("sk".to_owned(), s(format!("V#{}", workflow.version))),
+            ("created_us".to_owned(), n(workflow.created_at.as_microsecond())),
+            ("doc".to_owned(), s(to_doc(workflow)?)),
+        ]);
+        if self.put_if(item, "attribute_not_exists(pk)", None).await? {
+            return Ok(());
+        }
+        match self.get_workflow(&workflow.id, Some(&workflow.version)).await? {
+            Some(stored) if stored.content_hash == workflow.content_hash => Ok(()),
+            _ => Err(StoreError::Conflict(format!(
+                "workflow {} version {} exists with other content",
+                workflow.id, workflow.version
+            ))),
+        }
+    }
+
+    async fn get_workflow(
+        &self,
+        id: &str,
+        version: Option<&str>,
+    ) -> Result<Option<StoredWorkflow>, StoreError> {
+        let pk = format!("WORKFLOW#{id}");
+        if let Some(version) = version {
+            return self.workflow_version(id, version).await;
+        }
+        // Versions sort by name, not by age: read them all (a handful) and take the newest.
+        let items: Vec<Item> = self
+            .dynamodb
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk")
+            .expression_attribute_values(":pk", s(pk))
+            .projection_expression("sk, created_us")
+            .consistent_read(true)
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .map_err(StoreError::unavailable)?;
+        let mut newest: Option<(i64, String)> = None;
+        for item in &items {
+            let created: i64 = attrs::optional_number(item, "created_us")?.unwrap_or(0);
+            let sk = attrs::string(item, "sk")?;
+            if newest.as_ref().is_none_or(|(at, _)| created >= *at) {
+                newest = Some((created, sk.trim_start_matches("V#").to_owned()));
+            }
+        }
+        match newest {
+            Some((_, version)) => self.workflow_version(id, &version).await,
+            None => Ok(None),
+        }
+    }
+}
+
+impl RunStore for AwsStore {
+    async fn create_run(&self, run: &Run) -> Result<(), StoreError> {
+        if self.put_if(run_item(run)?, "attribute_not_exists(pk)", None).await? {
+            Ok(())
+        } else {
+            Err(StoreError::Conflict(format!("run {} exists", run.id)))
+        }
+    }
+
+    async fn get_run(&self, id: &str) -> Result<Option<(Run, Vec<StepRun>)>, StoreError> {
+        let items: Vec<Item> = self
+            .dynamodb
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk")
+            .expression_attribute_values(":pk", s(run_pk(id)))
+            .consistent_read(true)
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .map_err(StoreError::unavailable)?;
+        let mut run = None;
+        let mut steps = Vec::new();
+        for item in &items {
+            if attrs::string(item, "sk")? == RUN_SK {
+                run = Some(from_doc::<Run>("run", item)?);
+            } else {
+                steps.push(from_doc::<StepRun>("step", item)?);
+            }
+        }
+        Ok(run.map(|run| (run, steps)))
+    }
+
+    async fn list_runs(&self, filter: &RunFilter) -> Result<Vec<Run>, StoreError> {
+        let items: Vec<Item> = self
+            .dynamodb
+            .query()
+            .table_name(&self.table)
+            .index_name(GSI)
+            .key_condition_expression("gsi1pk = :pk")
+            .expression_attribute_values(":pk", s(RUNS_GSI_PK))
+            .scan_index_forward(false)
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .map_err(StoreError::unavailable)?;
+        let mut runs = Vec::new();
+        for item in &items {
+            let run: Run = from_doc("run", item)?;
+            if filter.matches(&run) {
+                runs.push(run);
+            }
+        }
+        Ok(runs)
+    }
+
+    async fn update_run(&self, run: &Run) -> Result<(), StoreError> {
+        let expected = run.version.saturating_sub(1);
+        if self.put_if(run_item(run)?, "version = :expected", Some(expected)).await? {
+            Ok(())
+        } else {
+            Err(StoreError::Conflict(format!("run {} changed", run.id)))
+        }
+    }
+
+    async fn create_step(&self, run_id: &str, step: &StepRun) -> Result<(), StoreError> {
+        if self.put_if(step_item(run_id, step)?, "attribute_not_exists(pk)", None).await? {
+            Ok(())
+        } else {
+            Err(StoreError::Conflict(format!("step {} exists", step.step_id)))
+        }
+    }
+
+    async fn get_step(&self, run_id: &str, step_id: &str) -> Result<Option<StepRun>, StoreError> {
+        let output = self
+            .dynamodb
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(run_pk(run_id)))
+            .key("sk", s(step_sk(step_id)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(StoreError::unavailable)?;
+        output.item.as_ref().map(|item| from_doc("step", item)).transpose()
+    }
+
+    async fn update_step(&self, run_id: &str, step: &StepRun) -> Result<(), StoreError> {
+        let expected = step.version.saturating_sub(1);
+        if self.put_if(step_item(run_id, step)?, "version = :expected", Some(expected)).await? {
+            Ok(())
+        } else {
+            Err(StoreError::Conflict(format!("step {} changed", step.step_id)))
+        }
+    }
+}
+
+fn run_item(run: &Run) -> Result<Item, StoreError> {
+    let created = u64::try_from(run.created_at.as_microsecond()).unwrap_or(0);
+    Ok(Item::from([
+        ("pk".to_owned(), s(run_pk(&run.id))),
+        ("sk".to_owned(), s(RUN_SK)),
+        ("gsi1pk".to_owned(), s(RUNS_GSI_PK)),
+        ("gsi1sk".to_owned(), s(format!("{created:020}#{}", run.id))),
+        ("workflow_id".to_owned(), s(&run.workflow_id)),
+        ("status".to_owned(), s(run.status.as_str())),
+        ("version".to_owned(), n(run.version)),
+        ("doc".to_owned(), s(to_doc(run)?)),
+    ]))
+}
+
+fn step_item(run_id: &str, step: &StepRun) -> Result<Item, StoreError> {
+    Ok(Item::from([
+        ("pk".to_owned(), s(run_pk(run_id))),
+        ("sk".to_owned(), s(step_sk(&step.step_id))),
+        ("version".to_owned(), n(step.version)),
+        ("doc".to_owned(), s(to_doc(step)?)),
+    ]))
+}
