@@ -8,7 +8,7 @@ use jiff::Timestamp;
 
 use std::time::Duration;
 
-use crate::agents::Agent;
+use crate::agents::{Agent, AgentTarget};
 use crate::auth::{ApiKey, ApiKeyId, RateDecision, RateLimit};
 use crate::health::ComponentHealth;
 use crate::queue::{Delivery, NewMessage};
@@ -193,4 +193,37 @@ pub trait MessageQueue: Send + Sync + 'static {
         delivery: &Delivery,
         reason: &str,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+/// Why an invocation failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvokeError {
+    /// No answer within the timeout. Worth retrying.
+    #[error("no answer within {0:?}")]
+    Timeout(Duration),
+    /// The agent could not be reached, or answered that it is overloaded (HTTP 429 and
+    /// 5xx, throttling). Worth retrying.
+    #[error("the agent is unavailable: {0}")]
+    Unavailable(String),
+    /// The agent answered, and the answer is an error or not a JSON object. Retrying the
+    /// same input would give the same answer.
+    #[error("the agent refused the request: {0}")]
+    Rejected(String),
+}
+
+impl InvokeError {
+    pub fn is_retryable(&self) -> bool {
+        !matches!(self, InvokeError::Rejected(_))
+    }
+}
+
+/// Calls an agent: an HTTP endpoint, a Lambda function, a Bedrock agent or an AgentCore
+/// runtime. The payload is a JSON object; so is a successful answer.
+pub trait AgentInvoker: Send + Sync + 'static {
+    fn invoke(
+        &self,
+        target: &AgentTarget,
+        payload: &serde_json::Value,
+        timeout: Duration,
+    ) -> impl Future<Output = Result<serde_json::Map<String, serde_json::Value>, InvokeError>> + Send;
 }
