@@ -45,11 +45,13 @@
 mod agents;
 mod api_keys;
 mod attrs;
+mod queue;
 mod rate_limits;
 mod runs;
 mod secrets;
 mod table;
 
+pub use queue::{PRIORITY_ATTRIBUTE, SqsDeadLetterSpec, SqsQueue, SqsQueueSpec, SqsQueues, sqs_dedup_id};
 
 use aws_config::{BehaviorVersion, SdkConfig};
 use tdev_domain::health::ComponentHealth;

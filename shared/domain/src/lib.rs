@@ -11,5 +11,6 @@ pub mod ports;
 pub mod queue;
 pub mod runs;
 pub mod validation;
+pub mod workflow;
 
 pub use clock::{Clock, ManualClock, SystemClock};

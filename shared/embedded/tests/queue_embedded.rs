@@ -66,3 +66,13 @@ async fn an_unknown_queue_is_an_error_not_a_silent_drop() {
     let store = SqliteStore::in_memory().unwrap();
     assert!(store.send("nowhere", message(5, "x")).await.is_err());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_engine_runs_workflows_durably_on_the_embedded_backend() {
+    let store = SqliteStore::in_memory().unwrap().with_queues([QueueSpec::with_dead_letter(
+        tdev_domain::runs::STEP_QUEUE,
+        "steps-dlq",
+        5,
+    )]);
+    tdev_conformance::engine::run_all(store.clone(), store).await;
+}

@@ -6,8 +6,10 @@
 //! is `Waiting`, and creating the record is the conditional write that makes a dependent
 //! ready exactly once, however many parents finish at the same moment.
 
+mod engine;
 mod records;
 mod state;
 
+pub use engine::{DEFAULT_ATTEMPT_TIMEOUT, DEFAULT_VISIBILITY_MARGIN, Engine, EngineError, Outcome, STEP_QUEUE, Task};
 pub use records::{Run, RunFilter, StepRun, StoredWorkflow};
 pub use state::{IllegalTransition, RunStatus, StepStatus};

@@ -1,0 +1,23 @@
+//! The durable engine on the AWS adapters — runs and steps in DynamoDB, tasks on SQS FIFO —
+//! against moto, with the same cases as on the embedded backend.
+
+mod support;
+
+use support::{moto_config, unique};
+use tdev_aws::{AwsStore, SqsQueueSpec, SqsQueues};
+use tdev_domain::runs::STEP_QUEUE;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_engine_runs_workflows_durably_on_dynamodb_and_sqs() {
+    let config = moto_config();
+    let store = AwsStore::new(&config, unique("engine"));
+    store.ensure_table().await.unwrap();
+    let queues = SqsQueues::ensure(
+        &config,
+        &unique("engine"),
+        [SqsQueueSpec::with_dead_letter(STEP_QUEUE, "steps-dlq", 5)],
+    )
+    .await
+    .unwrap();
+    tdev_conformance::engine::run_all(store, queues).await;
+}

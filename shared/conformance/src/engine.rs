@@ -1,0 +1,396 @@
+//! The durable engine on a real store and queue: the cases issue 3 names, each driven by
+//! workers that receive tasks from the queue, process them and settle them.
+//!
+//! Agents are scripted ([`ScriptedAgents`]): each answers, fails or hangs as a test says,
+//! and every call is counted, so "each step's effect happens once" is checked exactly.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{Map, Value, json};
+use tdev_domain::agents::{Agent, AgentTarget};
+use tdev_domain::ports::{AgentInvoker, AgentStore, InvokeError, MessageQueue, RunStore, WorkflowStore};
+use tdev_domain::runs::{Engine, Outcome, Run, RunStatus, STEP_QUEUE, StepStatus, Task};
+use tdev_domain::workflow::{Format, Limits};
+use tdev_domain::{Clock, SystemClock};
+
+/// What a scripted agent does on its `n`th call (1-based).
+#[derive(Clone)]
+pub enum Behaviour {
+    /// Answers `{<output>: {"from": <agent>, "inputs": <the inputs it got>}}` for each output.
+    Echo { outputs: Vec<String> },
+    /// Fails retryably on the first `n` calls, then echoes.
+    FailTimes { n: u32, outputs: Vec<String> },
+    /// Always fails retryably.
+    AlwaysFail,
+    /// Never answers within the timeout.
+    Hang,
+}
+
+/// Shared by the engine and the test: clones see the same scripts and calls.
+#[derive(Default, Clone)]
+pub struct ScriptedAgents {
+    behaviours: Arc<Mutex<HashMap<String, Behaviour>>>,
+    calls: Arc<Mutex<HashMap<String, Vec<Value>>>>,
+}
+
+impl ScriptedAgents {
+    pub fn set(&self, agent: &str, behaviour: Behaviour) {
+        self.behaviours.lock().unwrap().insert(agent.to_owned(), behaviour);
+    }
+
+    /// The payloads each agent was called with.
+    pub fn calls(&self, agent: &str) -> Vec<Value> {
+        self.calls.lock().unwrap().get(agent).cloned().unwrap_or_default()
+    }
+}
+
+fn echo(agent: &str, payload: &Value, outputs: &[String]) -> Map<String, Value> {
+    outputs.iter().map(|o| (o.clone(), json!({"from": agent, "inputs": payload["inputs"]}))).collect()
+}
+
+impl AgentInvoker for ScriptedAgents {
+    async fn invoke(
+        &self,
+        target: &AgentTarget,
+        payload: &Value,
+        timeout: Duration,
+    ) -> Result<Map<String, Value>, InvokeError> {
+        let AgentTarget::Http { url } = target else { return Err(InvokeError::Rejected("not scripted".into())) };
+        let agent = url.trim_start_matches("http://scripted/").to_owned();
+        let n = {
+            let mut calls = self.calls.lock().unwrap();
+            let list = calls.entry(agent.clone()).or_default();
+            list.push(payload.clone());
+            u32::try_from(list.len()).unwrap_or(u32::MAX)
+        };
+        let behaviour = self.behaviours.lock().unwrap().get(&agent).cloned();
+        match behaviour {
+            Some(Behaviour::Echo { outputs }) => Ok(echo(&agent, payload, &outputs)),
+            Some(Behaviour::FailTimes { n: fails, outputs }) if n > fails => Ok(echo(&agent, payload, &outputs)),
+            Some(Behaviour::FailTimes { .. }) | Some(Behaviour::AlwaysFail) => {
+                Err(InvokeError::Unavailable(format!("{agent} is scripted to fail call {n}")))
+            }
+            Some(Behaviour::Hang) => {
+                tokio::time::sleep(timeout).await;
+                Err(InvokeError::Timeout(timeout))
+            }
+            None => Err(InvokeError::Rejected(format!("no script for {agent}"))),
+        }
+    }
+}
+
+/// An engine over `store` and `queue`, with scripted agents, and attempts of at most a
+/// second with a short visibility margin, so that a dead worker's task comes back within
+/// the test.
+pub struct Harness<S, Q> {
+    pub engine: Arc<Engine<S, Q, ScriptedAgents>>,
+    pub agents: ScriptedAgents,
+    /// Distinct message ids received per task body: a task sent twice shows up here.
+    messages: Arc<Mutex<HashMap<String, std::collections::HashSet<String>>>>,
+}
+
+impl<S, Q> Harness<S, Q>
+where
+    S: RunStore + WorkflowStore + AgentStore + Clone,
+    Q: MessageQueue,
+{
+    pub fn new(store: S, queue: Q) -> Self {
+        let agents = ScriptedAgents::default();
+        let engine = Engine::new(store, queue, agents.clone(), Arc::new(SystemClock), Limits::default())
+            .with_visibility_margin(Duration::from_millis(300))
+            .with_attempt_timeout(Duration::from_secs(1));
+        Self { engine: Arc::new(engine), agents, messages: Arc::default() }
+    }
+
+    /// How many distinct messages carried the task for `step_id` of `run_id`.
+    pub fn messages_for(&self, run_id: &str, step_id: &str) -> usize {
+        let body = serde_json::to_string(&Task::Step { run_id: run_id.into(), step_id: step_id.into() }).unwrap();
+        self.messages.lock().unwrap().get(&body).map_or(0, |ids| ids.len())
+    }
+
+    /// Registers scripted agents under unique ids; returns the ids in order.
+    pub async fn agents(&self, scripts: &[(&str, Behaviour)]) -> Vec<String> {
+        let mut ids = Vec::new();
+        for (name, behaviour) in scripts {
+            let id = super::unique(name).to_ascii_lowercase().replace(|c: char| !c.is_ascii_alphanumeric(), "-");
+            self.agents.set(&id, behaviour.clone());
+            let agent = Agent {
+                id: id.clone(),
+                name: (*name).to_owned(),
+                target: AgentTarget::Http { url: format!("http://scripted/{id}") },
+                capabilities: Default::default(),
+                created_at: SystemClock.now(),
+            };
+            self.engine.store().insert_agent(&agent).await.expect("register agent");
+            ids.push(id);
+        }
+        ids
+    }
+
+    /// Stores `workflow` (a JSON value, given a unique id) and starts a run.
+    pub async fn start(&self, mut workflow: Value, inputs: Value) -> Run {
+        workflow["id"] = json!(super::unique("wf"));
+        let stored = self.engine.put_workflow(&workflow.to_string(), Format::Json).await.expect("store workflow");
+        let Value::Object(inputs) = inputs else { panic!("inputs must be an object") };
+        self.engine.start_run(&stored.id, Some(&stored.version), inputs).await.expect("start run")
+    }
+
+    /// Workers process the queue until the run ends (or `limit` passes), each batch
+    /// concurrently. With `duplicate`, every delivery is processed twice, as if delivered
+    /// twice.
+    pub async fn drive(&self, run_id: &str, duplicate: bool, limit: Duration) -> Run {
+        let started = std::time::Instant::now();
+        loop {
+            let (run, _) = self.engine.store().get_run(run_id).await.expect("get run").expect("run exists");
+            if run.status.is_terminal() || started.elapsed() > limit {
+                return run;
+            }
+            let batch = self.engine.queue().receive(STEP_QUEUE, 10, Duration::from_secs(30)).await.expect("receive");
+            if batch.is_empty() {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+            for delivery in &batch {
+                let mut messages = self.messages.lock().unwrap();
+                messages.entry(delivery.body.clone()).or_default().insert(delivery.message_id.clone());
+            }
+            let work = batch.into_iter().map(|delivery| {
+                let engine = self.engine.clone();
+                tokio::spawn(async move {
+                    let outcome = engine.process(&delivery).await;
+                    if duplicate {
+                        let again = engine.process(&delivery).await;
+                        assert!(!matches!(again, Outcome::DeadLetter(_)), "a duplicate is never dead-lettered");
+                    }
+                    // A stale receipt (the task came back and was re-received) is fine.
+                    let _ = engine.settle(&delivery, outcome).await;
+                })
+            });
+            for task in futures::future::join_all(work).await {
+                task.expect("worker task");
+            }
+        }
+    }
+
+    pub async fn steps(&self, run_id: &str) -> HashMap<String, (StepStatus, u32, Option<Map<String, Value>>)> {
+        let (_, steps) = self.engine.store().get_run(run_id).await.expect("get run").expect("run exists");
+        steps.into_iter().map(|s| (s.step_id, (s.status, s.attempts, s.outputs))).collect()
+    }
+}
+
+const LIMIT: Duration = Duration::from_secs(20);
+
+fn agent_step(id: &str, agent: &str, inputs: &[&str], outputs: &[&str]) -> Value {
+    json!({"id": id, "name": id, "type": "agent", "agent_id": agent, "inputs": inputs, "outputs": outputs})
+}
+
+/// Every engine case, on one store and queue.
+pub async fn run_all<S, Q>(store: S, queue: Q)
+where
+    S: RunStore + WorkflowStore + AgentStore + Clone,
+    Q: MessageQueue,
+{
+    let h = Harness::new(store, queue);
+    diamond_with_parallel_middle(&h, false).await;
+    diamond_with_parallel_middle(&h, true).await;
+    retry_then_success(&h).await;
+    retries_exhausted(&h, "stop").await;
+    retries_exhausted(&h, "continue").await;
+    step_timeout(&h).await;
+    run_timeout(&h).await;
+    cancel(&h).await;
+    worker_crash_mid_step(&h).await;
+}
+
+/// a → (b, c) → d, linked by data edges; with `duplicate`, every task is delivered
+/// twice: each agent is still called once and each dependent queued once.
+pub async fn diamond_with_parallel_middle<S, Q>(h: &Harness<S, Q>, duplicate: bool)
+where
+    S: RunStore + WorkflowStore + AgentStore + Clone,
+    Q: MessageQueue,
+{
+    let ids = h
+        .agents(&[
+            ("a", Behaviour::Echo { outputs: vec!["raw".into()] }),
+            ("b", Behaviour::Echo { outputs: vec!["left".into()] }),
+            ("c", Behaviour::Echo { outputs: vec!["right".into()] }),
+            ("d", Behaviour::Echo { outputs: vec!["joined".into()] }),
+        ])
+        .await;
+    let workflow = json!({"name": "diamond", "steps": [
+        agent_step("a", &ids[0], &["source"], &["raw"]),
+        agent_step("b", &ids[1], &["raw"], &["left"]),
+        agent_step("c", &ids[2], &["raw"], &["right"]),
+        agent_step("d", &ids[3], &["left", "right"], &["joined"]),
+    ]});
+    let run = h.start(workflow, json!({"source": "s3://in"})).await;
+    let ended = h.drive(&run.id, duplicate, LIMIT).await;
+    assert_eq!(ended.status, RunStatus::Succeeded, "{ended:?}");
+    for id in &ids {
+        assert_eq!(h.agents.calls(id).len(), 1, "{id} called once (duplicate: {duplicate})");
+    }
+    let d_inputs = &h.agents.calls(&ids[3])[0]["inputs"];
+    assert_eq!(d_inputs["left"]["from"], ids[1].as_str(), "outputs flow by name");
+    assert_eq!(d_inputs["right"]["from"], ids[2].as_str());
+    assert_eq!(d_inputs["left"]["inputs"]["raw"]["inputs"]["source"], "s3://in", "through every level");
+    let steps = h.steps(&run.id).await;
+    for step in ["a", "b", "c", "d"] {
+        assert_eq!((steps[step].0, steps[step].1), (StepStatus::Succeeded, 1), "{step}");
+        assert_eq!(h.messages_for(&run.id, step), 1, "{step} enqueued once (duplicate: {duplicate})");
+    }
+}
+
+pub async fn retry_then_success<S, Q>(h: &Harness<S, Q>)
+where
+    S: RunStore + WorkflowStore + AgentStore + Clone,
+    Q: MessageQueue,
+{
+    let ids = h.agents(&[("flaky", Behaviour::FailTimes { n: 2, outputs: vec!["out".into()] })]).await;
+    let mut step = agent_step("flaky", &ids[0], &[], &["out"]);
+    step["retry_policy"] = json!({"max_attempts": 3, "backoff_factor": 2, "initial_delay_seconds": 0.1});
+    let run = h.start(json!({"name": "retry", "steps": [step]}), json!({})).await;
+    let ended = h.drive(&run.id, false, LIMIT).await;
+    assert_eq!(ended.status, RunStatus::Succeeded, "{ended:?}");
+    assert_eq!(h.agents.calls(&ids[0]).len(), 3);
+    assert_eq!(h.steps(&run.id).await["flaky"].1, 3, "three attempts recorded");
+}
+
+/// `broken` fails every attempt; `after` depends on it; `other` does not.
+pub async fn retries_exhausted<S, Q>(h: &Harness<S, Q>, error_handling: &str)
+where
+    S: RunStore + WorkflowStore + AgentStore + Clone,
+    Q: MessageQueue,
+{
+    let ids = h
+        .agents(&[
+            ("broken", Behaviour::AlwaysFail),
+            ("after", Behaviour::Echo { outputs: vec!["late".into()] }),
+            ("slow-other", Behaviour::FailTimes { n: 1, outputs: vec!["other".into()] }),
+            ("then", Behaviour::Echo { outputs: vec!["then".into()] }),
+        ])
+        .await;
+    let mut broken = agent_step("broken", &ids[0], &[], &["bad"]);
+    broken["retry_policy"] = json!({"max_attempts": 2, "initial_delay_seconds": 0.05});
+    let mut other = agent_step("other", &ids[2], &[], &["other"]);
+    other["retry_policy"] = json!({"max_attempts": 3, "initial_delay_seconds": 0.3});
+    let workflow = json!({"name": "exhausted", "error_handling": error_handling, "steps": [
+        broken,
+        agent_step("after", &ids[1], &["bad"], &["late"]),
+        other,
+        agent_step("then", &ids[3], &["other"], &["then"]),
+    ]});
+    let run = h.start(workflow, json!({})).await;
+    let ended = h.drive(&run.id, false, LIMIT).await;
+    assert_eq!(ended.status, RunStatus::Failed, "{ended:?}");
+    assert!(ended.error.as_deref().unwrap_or("").contains("broken"), "{ended:?}");
+    assert_eq!(h.agents.calls(&ids[0]).len(), 2, "every attempt used");
+    assert!(h.agents.calls(&ids[1]).is_empty(), "a dependent of a failed step never runs");
+    let steps = h.steps(&run.id).await;
+    assert_eq!(steps["broken"].0, StepStatus::Failed);
+    if error_handling == "continue" {
+        assert_eq!(steps["after"].0, StepStatus::Skipped, "skipped under continue");
+        assert_eq!(steps["then"].0, StepStatus::Succeeded, "the rest goes on under continue");
+    } else {
+        // Under stop nothing new starts: `then` waits on `other`'s retry, which comes
+        // after the run has failed.
+        assert!(h.agents.calls(&ids[3]).is_empty(), "nothing new starts under stop");
+    }
+}
+
+pub async fn step_timeout<S, Q>(h: &Harness<S, Q>)
+where
+    S: RunStore + WorkflowStore + AgentStore + Clone,
+    Q: MessageQueue,
+{
+    let ids = h.agents(&[("hangs", Behaviour::Hang)]).await;
+    let mut step = agent_step("hangs", &ids[0], &[], &["never"]);
+    step["timeout"] = json!(0.5);
+    let run = h.start(json!({"name": "step-timeout", "steps": [step]}), json!({})).await;
+    let started = std::time::Instant::now();
+    let ended = h.drive(&run.id, false, LIMIT).await;
+    assert_eq!(ended.status, RunStatus::Failed, "{ended:?}");
+    assert!(started.elapsed() < Duration::from_secs(10), "the timeout cut it short");
+    let steps = h.steps(&run.id).await;
+    assert_eq!(steps["hangs"].0, StepStatus::Failed);
+}
+
+pub async fn run_timeout<S, Q>(h: &Harness<S, Q>)
+where
+    S: RunStore + WorkflowStore + AgentStore + Clone,
+    Q: MessageQueue,
+{
+    let ids = h
+        .agents(&[("first", Behaviour::Echo { outputs: vec!["x".into()] }), ("forever", Behaviour::Hang)])
+        .await;
+    let workflow = json!({"name": "run-timeout", "timeout": 1, "steps": [
+        agent_step("first", &ids[0], &[], &["x"]),
+        agent_step("forever", &ids[1], &["x"], &["y"]),
+    ]});
+    let run = h.start(workflow, json!({})).await;
+    let ended = h.drive(&run.id, false, LIMIT).await;
+    assert_eq!(ended.status, RunStatus::TimedOut, "{ended:?}");
+    let took = ended.finished_at.unwrap().duration_since(run.created_at);
+    assert!(took < jiff::SignedDuration::from_secs(5), "timed out near its deadline: {took:?}");
+}
+
+pub async fn cancel<S, Q>(h: &Harness<S, Q>)
+where
+    S: RunStore + WorkflowStore + AgentStore + Clone,
+    Q: MessageQueue,
+{
+    let ids = h.agents(&[("never-called", Behaviour::Echo { outputs: vec!["x".into()] })]).await;
+    let run = h.start(json!({"name": "cancel", "steps": [agent_step("s", &ids[0], &[], &["x"])]}), json!({})).await;
+    let cancelled = h.engine.cancel_run(&run.id).await.expect("cancel");
+    assert_eq!(cancelled.status, RunStatus::Cancelled);
+    assert!(h.engine.cancel_run(&run.id).await.is_err(), "a run ends once");
+    // The queued task is still delivered: it must start nothing.
+    for _ in 0..20 {
+        let batch = h.engine.queue().receive(STEP_QUEUE, 10, Duration::from_secs(30)).await.expect("receive");
+        for delivery in &batch {
+            let outcome = h.engine.process(delivery).await;
+            h.engine.settle(delivery, outcome).await.expect("settle");
+        }
+        if h.steps(&run.id).await["s"].0 == StepStatus::Cancelled {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(h.agents.calls(&ids[0]).is_empty(), "cancel stops new work");
+    assert_eq!(h.steps(&run.id).await["s"].0, StepStatus::Cancelled);
+}
+
+/// A worker takes the task, starts the attempt, and dies (its future is dropped). The
+/// task comes back after the attempt's timeout and the run still completes.
+pub async fn worker_crash_mid_step<S, Q>(h: &Harness<S, Q>)
+where
+    S: RunStore + WorkflowStore + AgentStore + Clone,
+    Q: MessageQueue,
+{
+    let ids = h.agents(&[("crashy", Behaviour::Hang)]).await;
+    let mut step = agent_step("crashy", &ids[0], &[], &["out"]);
+    step["retry_policy"] = json!({"max_attempts": 3});
+    let run = h.start(json!({"name": "crash", "steps": [step]}), json!({})).await;
+    let batch = loop {
+        let batch = h.engine.queue().receive(STEP_QUEUE, 1, Duration::from_secs(30)).await.expect("receive");
+        if !batch.is_empty() {
+            break batch;
+        }
+    };
+    // The worker dies mid-attempt: the step is running, the task unsettled.
+    let dying = tokio::time::timeout(Duration::from_millis(300), h.engine.process(&batch[0])).await;
+    assert!(dying.is_err(), "the attempt was cut off");
+    assert_eq!(h.steps(&run.id).await["crashy"].0, StepStatus::Running);
+    assert!(
+        h.engine.queue().receive(STEP_QUEUE, 1, Duration::from_secs(30)).await.expect("receive").is_empty(),
+        "hidden while the attempt may still be running"
+    );
+    // The agent recovers; the task comes back on its own once the attempt's second and
+    // the margin have passed.
+    h.agents.set(&ids[0], Behaviour::Echo { outputs: vec!["out".into()] });
+    let ended = h.drive(&run.id, false, LIMIT).await;
+    assert_eq!(ended.status, RunStatus::Succeeded, "{ended:?}");
+    let steps = h.steps(&run.id).await;
+    assert_eq!((steps["crashy"].0, steps["crashy"].1), (StepStatus::Succeeded, 2), "a second attempt finished it");
+}

@@ -1,0 +1,682 @@
+//! The durable engine: runs advance one step task at a time, over a queue and a store.
+//!
+//! A step task is a queue message naming a run and a step. A worker that receives one
+//! starts an attempt (a conditional write), calls the step's target, records the result
+//! (a conditional write), and makes each newly ready dependent ready: creating the
+//! dependent's record is a conditional create, so exactly one of several parents that
+//! finish at once enqueues it. Every message may arrive twice; every write checks the
+//! version it read; so each step's effect happens once and nothing is lost when a worker
+//! dies mid-step — its message comes back after the visibility timeout and the step is
+//! tried again.
+//!
+//! Tasks of one step share a FIFO group (`<run>/<step>`), so a step never has two tasks in
+//! flight at once, while different steps of a run run in parallel.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use jiff::SignedDuration;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+
+use super::{Run, RunStatus, StepRun, StepStatus};
+use crate::agents::AgentTarget;
+use crate::clock::Clock;
+use crate::ports::{AgentInvoker, AgentStore, InvokeError, MessageQueue, RunStore, StoreError, WorkflowStore};
+use crate::queue::{Delivery, NewMessage, Priority};
+use crate::validation::ValidationErrors;
+use crate::workflow::{
+    ErrorHandling, Format, Limits, ServiceTarget, StepIndex, StepKind, Workflow, WorkflowError, load, parse_json,
+};
+use super::StoredWorkflow;
+
+/// The queue step tasks travel on.
+pub const STEP_QUEUE: &str = "steps";
+/// An attempt with no timeout of its own (nor a run deadline nearer) gets this long.
+pub const DEFAULT_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(300);
+/// How long a received task stays hidden beyond its attempt's timeout, by default: a
+/// worker that died is noticed this much after its attempt would have timed out.
+pub const DEFAULT_VISIBILITY_MARGIN: Duration = Duration::from_secs(30);
+/// SQS cannot hide a message longer than 12 hours; a deadline further away is re-armed.
+const MAX_HIDE: Duration = Duration::from_secs(12 * 3600);
+/// After a lost conditional write, look at the record again soon.
+const CONFLICT_RETRY: Duration = Duration::from_millis(200);
+
+/// A message on the step queue.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Task {
+    /// Run (or re-check) one step.
+    Step { run_id: String, step_id: String },
+    /// Time the run out when its deadline passes.
+    Deadline { run_id: String },
+}
+
+/// What to do with a delivery once it is processed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Done: delete it.
+    Done,
+    /// Not yet: make it visible again after this long.
+    RetryAfter(Duration),
+    /// It can never be processed: move it to the dead-letter queue with this reason.
+    DeadLetter(String),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("no workflow {id:?}{}", version.as_ref().map(|v| format!(" version {v:?}")).unwrap_or_default())]
+    WorkflowNotFound { id: String, version: Option<String> },
+    #[error("no run {0:?}")]
+    RunNotFound(String),
+    #[error("invalid run request: {0}")]
+    Invalid(#[from] ValidationErrors),
+    #[error("invalid workflow: {0}")]
+    InvalidWorkflow(#[from] WorkflowError),
+    #[error("the stored workflow no longer parses: {0}")]
+    Corrupt(String),
+    #[error("the run has already ended ({0})")]
+    AlreadyEnded(&'static str),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// A parsed workflow with its graph in the shape the engine walks.
+struct Compiled {
+    workflow: Workflow,
+    dependencies: Vec<Vec<StepIndex>>,
+    dependents: Vec<Vec<StepIndex>>,
+    /// Which step produces each data name.
+    producers: HashMap<String, StepIndex>,
+}
+
+impl Compiled {
+    fn new(workflow: Workflow) -> Self {
+        let n = workflow.steps().len();
+        let mut dependencies = vec![Vec::new(); n];
+        let mut dependents = vec![Vec::new(); n];
+        for edge in workflow.edges() {
+            if !dependencies[edge.to.index()].contains(&edge.from) {
+                dependencies[edge.to.index()].push(edge.from);
+                dependents[edge.from.index()].push(edge.to);
+            }
+        }
+        let mut producers = HashMap::new();
+        for (i, step) in workflow.steps().iter().enumerate() {
+            for output in &step.outputs {
+                producers.insert(output.clone(), StepIndex::new(i));
+            }
+        }
+        Self { workflow, dependencies, dependents, producers }
+    }
+
+    fn index(&self, step_id: &str) -> Option<StepIndex> {
+        self.workflow.step_index(step_id)
+    }
+
+    fn id_of(&self, index: StepIndex) -> &str {
+        self.workflow.step(index).id.as_str()
+    }
+}
+
+/// The engine over its ports. `S` stores workflows, runs and agents; `Q` carries tasks.
+pub struct Engine<S, Q, I> {
+    store: S,
+    queue: Q,
+    invoker: I,
+    clock: Arc<dyn Clock>,
+    limits: Limits,
+    visibility_margin: Duration,
+    attempt_timeout: Duration,
+    /// Stored versions are immutable, so a parsed one can be kept.
+    compiled: Mutex<HashMap<(String, String), Arc<Compiled>>>,
+}
+
+impl<S, Q, I> Engine<S, Q, I>
+where
+    S: RunStore + WorkflowStore + AgentStore,
+    Q: MessageQueue,
+    I: AgentInvoker,
+{
+    pub fn new(store: S, queue: Q, invoker: I, clock: Arc<dyn Clock>, limits: Limits) -> Self {
+        let visibility_margin = DEFAULT_VISIBILITY_MARGIN;
+        Self {
+            store,
+            queue,
+            invoker,
+            clock,
+            limits,
+            visibility_margin,
+            attempt_timeout: DEFAULT_ATTEMPT_TIMEOUT,
+            compiled: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// How long after an attempt's timeout a dead worker's task comes back.
+    pub fn with_visibility_margin(mut self, margin: Duration) -> Self {
+        self.visibility_margin = margin;
+        self
+    }
+
+    /// How long an attempt may take when neither its step nor its run says less.
+    pub fn with_attempt_timeout(mut self, timeout: Duration) -> Self {
+        self.attempt_timeout = timeout;
+        self
+    }
+
+    pub fn queue(&self) -> &Q {
+        &self.queue
+    }
+
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    async fn compiled(&self, id: &str, version: Option<&str>) -> Result<Arc<Compiled>, EngineError> {
+        if let Some(version) = version
+            && let Some(found) = self.cache().get(&(id.to_owned(), version.to_owned()))
+        {
+            return Ok(found.clone());
+        }
+        let stored = self.store.get_workflow(id, version).await?.ok_or_else(|| EngineError::WorkflowNotFound {
+            id: id.to_owned(),
+            version: version.map(str::to_owned),
+        })?;
+        let workflow = parse_json(&stored.definition.to_string(), &self.limits)
+            .map_err(|e| EngineError::Corrupt(e.to_string()))?;
+        let compiled = Arc::new(Compiled::new(workflow));
+        let mut cache = self.cache();
+        if cache.len() >= 64 {
+            cache.clear();
+        }
+        cache.insert((stored.id, stored.version), compiled.clone());
+        Ok(compiled)
+    }
+
+    fn cache(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), Arc<Compiled>>> {
+        self.compiled.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Checks a workflow document (JSON or YAML) and stores it as an immutable version.
+    /// Storing the same version with the same content again is harmless; with other
+    /// content it is a `Conflict`.
+    pub async fn put_workflow(&self, text: &str, format: Format) -> Result<StoredWorkflow, EngineError> {
+        let validated = load(text, format, &self.limits)?;
+        let workflow = validated.workflow();
+        // The document as JSON, keys sorted (serde_json's map is ordered): YAML and JSON
+        // spellings of one workflow store the same definition and hash.
+        let definition: Value = match format {
+            Format::Json => serde_json::from_str(text),
+            Format::Yaml => yaml_serde::from_str(text).map_err(|e| serde_json::Error::io(std::io::Error::other(e))),
+        }
+        .map_err(|e| EngineError::Corrupt(e.to_string()))?;
+        let canonical = definition.to_string();
+        let stored = StoredWorkflow {
+            id: workflow.id().to_owned(),
+            version: workflow.version().to_owned(),
+            content_hash: hex::encode(<sha2::Sha256 as sha2::Digest>::digest(canonical.as_bytes())),
+            definition,
+            created_at: self.clock.now(),
+        };
+        self.store.put_workflow(&stored).await?;
+        Ok(stored)
+    }
+
+    /// Starts a run of a stored workflow (the latest version unless one is named): checks
+    /// the inputs, records the run, and queues every step with no dependencies.
+    pub async fn start_run(
+        &self,
+        workflow_id: &str,
+        version: Option<&str>,
+        inputs: Map<String, Value>,
+    ) -> Result<Run, EngineError> {
+        let compiled = self.compiled(workflow_id, version).await?;
+        let workflow = &compiled.workflow;
+        let mut errors = ValidationErrors::new();
+        for name in workflow.required_inputs() {
+            if !inputs.contains_key(name) {
+                errors.add(format!("$.inputs.{name}"), "this workflow input is required");
+            }
+        }
+        for step in workflow.steps() {
+            if let StepKind::Condition { .. } = step.kind {
+                errors.add(
+                    "$.workflow_id",
+                    format!("step {:?} is a condition step, which the engine cannot run yet", step.id.as_str()),
+                );
+            }
+        }
+        errors.into_result(())?;
+        let now = self.clock.now();
+        let deadline = workflow.timeout().map(|t| now + SignedDuration::from_secs_f64(t.get()));
+        let run = Run {
+            id: uuid::Uuid::new_v4().to_string(),
+            workflow_id: workflow.id().to_owned(),
+            workflow_version: workflow.version().to_owned(),
+            status: RunStatus::Running,
+            inputs,
+            created_at: now,
+            deadline,
+            finished_at: None,
+            error: None,
+            version: 1,
+        };
+        self.store.create_run(&run).await?;
+        if deadline.is_some() {
+            self.send(&Task::Deadline { run_id: run.id.clone() }, &format!("{}/deadline", run.id)).await?;
+        }
+        for (i, deps) in compiled.dependencies.iter().enumerate() {
+            if deps.is_empty() {
+                self.make_ready(&run.id, compiled.id_of(StepIndex::new(i))).await?;
+            }
+        }
+        Ok(run)
+    }
+
+    /// Cancels a running run: nothing new starts; attempts in flight finish but do not
+    /// make more steps ready.
+    pub async fn cancel_run(&self, run_id: &str) -> Result<Run, EngineError> {
+        loop {
+            let (run, _) = self.store.get_run(run_id).await?.ok_or_else(|| EngineError::RunNotFound(run_id.into()))?;
+            if run.status.is_terminal() {
+                return Err(EngineError::AlreadyEnded(run.status.as_str()));
+            }
+            match self.end_run(&run, RunStatus::Cancelled, Some("cancelled through the API".into())).await {
+                Ok(ended) => return Ok(ended),
+                Err(StoreError::Conflict(_)) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// Processes one delivered task; the caller applies the outcome to the queue
+    /// (see [`Engine::settle`]).
+    pub async fn process(&self, delivery: &Delivery) -> Outcome {
+        let task: Task = match serde_json::from_str(&delivery.body) {
+            Ok(task) => task,
+            Err(e) => return Outcome::DeadLetter(format!("malformed_task: {e}")),
+        };
+        let result = match &task {
+            Task::Step { run_id, step_id } => self.process_step(run_id, step_id, delivery).await,
+            Task::Deadline { run_id } => self.process_deadline(run_id).await,
+        };
+        match result {
+            Ok(outcome) => outcome,
+            Err(EngineError::Store(StoreError::Conflict(_))) => Outcome::RetryAfter(CONFLICT_RETRY),
+            Err(EngineError::Store(StoreError::Unavailable(e))) => {
+                tracing::warn!(error = %e, "store unavailable; the task will be retried");
+                Outcome::RetryAfter(Duration::from_secs(5))
+            }
+            Err(e) => Outcome::DeadLetter(format!("unprocessable_task: {e}")),
+        }
+    }
+
+    /// Applies an outcome to the delivery on the step queue.
+    pub async fn settle(&self, delivery: &Delivery, outcome: Outcome) -> Result<(), StoreError> {
+        match outcome {
+            Outcome::Done => self.queue.ack(STEP_QUEUE, &delivery.receipt).await,
+            Outcome::RetryAfter(delay) => self.queue.retry_after(STEP_QUEUE, &delivery.receipt, delay).await,
+            Outcome::DeadLetter(reason) => {
+                tracing::error!(reason = %reason, message_id = %delivery.message_id, "task dead-lettered");
+                self.queue.dead_letter(STEP_QUEUE, delivery, &reason).await
+            }
+        }
+    }
+
+    async fn process_deadline(&self, run_id: &str) -> Result<Outcome, EngineError> {
+        let Some((run, _)) = self.store.get_run(run_id).await? else { return Ok(Outcome::Done) };
+        let Some(deadline) = run.deadline else { return Ok(Outcome::Done) };
+        if run.status.is_terminal() {
+            return Ok(Outcome::Done);
+        }
+        let now = self.clock.now();
+        if now < deadline {
+            let wait = Duration::try_from(deadline.duration_since(now)).unwrap_or(Duration::ZERO);
+            return Ok(Outcome::RetryAfter(wait.min(MAX_HIDE)));
+        }
+        self.end_run(&run, RunStatus::TimedOut, Some("the run's timeout passed".into())).await?;
+        Ok(Outcome::Done)
+    }
+
+    async fn process_step(&self, run_id: &str, step_id: &str, delivery: &Delivery) -> Result<Outcome, EngineError> {
+        let Some((run, steps)) = self.store.get_run(run_id).await? else {
+            tracing::warn!(run_id, "a task for an unknown run");
+            return Ok(Outcome::Done);
+        };
+        let compiled = self.compiled(&run.workflow_id, Some(&run.workflow_version)).await?;
+        let index =
+            compiled.index(step_id).ok_or_else(|| EngineError::Corrupt(format!("no step {step_id:?} in the workflow")))?;
+        let records: HashMap<&str, &StepRun> = steps.iter().map(|s| (s.step_id.as_str(), s)).collect();
+        let Some(step) = records.get(step_id).map(|s| (*s).clone()) else {
+            return Err(EngineError::Corrupt(format!("step {step_id:?} has a task but no record")));
+        };
+        if run.status.is_terminal() {
+            if !step.status.is_terminal() {
+                self.finish_step(run_id, step, StepStatus::Cancelled, None, Some("the run has ended".into())).await?;
+            }
+            return Ok(Outcome::Done);
+        }
+        if let Some(deadline) = run.deadline
+            && self.clock.now() >= deadline
+        {
+            self.end_run(&run, RunStatus::TimedOut, Some("the run's timeout passed".into())).await?;
+            return Ok(Outcome::Done);
+        }
+        if step.status.is_terminal() {
+            // A redelivery after the step ended, perhaps after a crash between recording
+            // the result and making dependents ready: finish that work.
+            self.advance(&compiled, &run, index).await?;
+            return Ok(Outcome::Done);
+        }
+
+        let definition = compiled.workflow.step(index);
+        let attempt = step.attempts + 1;
+        let now = self.clock.now();
+        let elapsed = step.started_at.map(|at| now.duration_since(at)).unwrap_or_default();
+        let step_budget = definition.timeout.map(|t| SignedDuration::from_secs_f64(t.get()) - elapsed);
+        if attempt > definition.retry_policy.max_attempts || step_budget.is_some_and(|b| b <= SignedDuration::ZERO) {
+            let why = if attempt > definition.retry_policy.max_attempts {
+                format!("no attempts left after {} (the last was cut off)", step.attempts)
+            } else {
+                "the step's timeout passed".to_owned()
+            };
+            return self.fail_step(&compiled, &run, index, step, why).await;
+        }
+        let mut budget = self.attempt_timeout;
+        for limit in [step_budget, run.deadline.map(|d| d.duration_since(now))].into_iter().flatten() {
+            budget = budget.min(Duration::try_from(limit).unwrap_or(Duration::ZERO));
+        }
+        let started = StepRun {
+            status: step.status.check(StepStatus::Running).map_err(|e| EngineError::Corrupt(e.to_string()))?,
+            attempts: attempt,
+            started_at: step.started_at.or(Some(now)),
+            error: None,
+            version: step.version + 1,
+            ..step
+        };
+        self.store.update_step(run_id, &started).await?;
+        // Hide the task for as long as this attempt may take: a worker that dies
+        // mid-attempt is noticed when it reappears, not before.
+        self.queue.retry_after(STEP_QUEUE, &delivery.receipt, budget + self.visibility_margin).await?;
+
+        let result = self.execute(&compiled, &run, index, &records, attempt, budget).await;
+        if result.is_err()
+            && let Some(deadline) = run.deadline
+            && self.clock.now() >= deadline
+        {
+            // Cut off by the run's deadline: the run timed out; the step did not fail.
+            self.finish_step(run_id, started, StepStatus::Cancelled, None, Some("the run timed out".into())).await?;
+            self.end_run(&run, RunStatus::TimedOut, Some("the run's timeout passed".into())).await?;
+            return Ok(Outcome::Done);
+        }
+        match result {
+            Ok(outputs) => {
+                self.finish_step(run_id, started, StepStatus::Succeeded, Some(outputs), None).await?;
+                tracing::info!(run_id, step_id, attempt, "step succeeded");
+                self.advance(&compiled, &run, index).await?;
+                Ok(Outcome::Done)
+            }
+            Err(error) if error.is_retryable() => match definition.retry_policy.delay_before(attempt + 1) {
+                Some(delay) => {
+                    tracing::warn!(run_id, step_id, attempt, error = %error, "attempt failed; retrying");
+                    let waiting = StepRun {
+                        status: StepStatus::Queued,
+                        error: Some(error.to_string()),
+                        version: started.version + 1,
+                        ..started
+                    };
+                    self.store.update_step(run_id, &waiting).await?;
+                    Ok(Outcome::RetryAfter(Duration::from_secs_f64(delay)))
+                }
+                None => self.fail_step(&compiled, &run, index, started, error.to_string()).await,
+            },
+            Err(error) => self.fail_step(&compiled, &run, index, started, error.to_string()).await,
+        }
+    }
+
+    /// Does a step's work; returns its outputs.
+    async fn execute(
+        &self,
+        compiled: &Compiled,
+        run: &Run,
+        index: StepIndex,
+        records: &HashMap<&str, &StepRun>,
+        attempt: u32,
+        budget: Duration,
+    ) -> Result<Map<String, Value>, InvokeError> {
+        let definition = compiled.workflow.step(index);
+        let value_of = |name: &str| -> Value {
+            match compiled.producers.get(name) {
+                Some(producer) => records
+                    .get(compiled.id_of(*producer))
+                    .and_then(|r| r.outputs.as_ref())
+                    .and_then(|o| o.get(name).cloned())
+                    .unwrap_or(Value::Null),
+                None => run.inputs.get(name).cloned().unwrap_or(Value::Null),
+            }
+        };
+        let inputs: Map<String, Value> = definition.inputs.iter().map(|name| (name.clone(), value_of(name))).collect();
+        let context = json!({
+            "run_id": run.id, "workflow_id": run.workflow_id, "step_id": definition.id.as_str(), "attempt": attempt,
+        });
+        let (target, parameters) = match &definition.kind {
+            StepKind::Parallel { .. } | StepKind::Sequential { .. } => {
+                // A group does no work: it passes on what its listed steps produced.
+                let names = compiled.workflow.outputs_of(index);
+                return Ok(names.into_iter().map(|n| (n.to_owned(), value_of(n))).collect());
+            }
+            StepKind::Agent { agent_id, parameters } => (self.agent_target(agent_id).await?, parameters.clone()),
+            StepKind::Service { target } => (service_target(target), Map::new()),
+            StepKind::Loop { over, agent_id, max_concurrency } => {
+                let target = self.agent_target(agent_id).await?;
+                let items = match inputs.get(over) {
+                    Some(Value::Array(items)) => items.clone(),
+                    other => return Err(InvokeError::Rejected(format!("loop input {over:?} is not a list: {other:?}"))),
+                };
+                let results = self.run_loop(&target, over, &inputs, &context, items, *max_concurrency, budget).await?;
+                let output = definition.outputs.first().cloned().unwrap_or_else(|| "results".into());
+                return Ok(Map::from_iter([(output, Value::Array(results))]));
+            }
+            StepKind::Condition { .. } => {
+                return Err(InvokeError::Rejected("condition steps cannot run yet".into()));
+            }
+        };
+        let payload = json!({"inputs": inputs, "parameters": parameters, "context": context});
+        let reply = self.invoker.invoke(&target, &payload, budget).await?;
+        let mut outputs = Map::new();
+        for name in &definition.outputs {
+            let value = reply.get(name).cloned().ok_or_else(|| {
+                InvokeError::Rejected(format!("the reply has no field {name:?}, a declared output of the step"))
+            })?;
+            outputs.insert(name.clone(), value);
+        }
+        Ok(outputs)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn run_loop(
+        &self,
+        target: &AgentTarget,
+        over: &str,
+        inputs: &Map<String, Value>,
+        context: &Value,
+        items: Vec<Value>,
+        max_concurrency: u32,
+        budget: Duration,
+    ) -> Result<Vec<Value>, InvokeError> {
+        let mut results = Vec::with_capacity(items.len());
+        for chunk in items.chunks(usize::try_from(max_concurrency.max(1)).unwrap_or(1)) {
+            let calls = chunk.iter().map(|item| {
+                let mut one = inputs.clone();
+                one.insert(over.to_owned(), item.clone());
+                let payload = json!({"inputs": one, "parameters": {}, "context": context});
+                async move { self.invoker.invoke(target, &payload, budget).await }
+            });
+            for reply in futures::future::join_all(calls).await {
+                results.push(Value::Object(reply?));
+            }
+        }
+        Ok(results)
+    }
+
+    async fn agent_target(&self, agent_id: &str) -> Result<AgentTarget, InvokeError> {
+        match self.store.get_agent(agent_id).await {
+            Ok(Some(agent)) => Ok(agent.target),
+            Ok(None) => Err(InvokeError::Rejected(format!("no agent {agent_id:?} is registered"))),
+            Err(e) => Err(InvokeError::Unavailable(format!("the agent registry: {e}"))),
+        }
+    }
+
+    async fn fail_step(
+        &self,
+        compiled: &Compiled,
+        run: &Run,
+        index: StepIndex,
+        step: StepRun,
+        error: String,
+    ) -> Result<Outcome, EngineError> {
+        let step_id = step.step_id.clone();
+        tracing::warn!(run_id = %run.id, step_id = %step_id, error = %error, "step failed");
+        self.finish_step(&run.id, step, StepStatus::Failed, None, Some(error.clone())).await?;
+        match compiled.workflow.error_handling() {
+            ErrorHandling::Stop => {
+                self.end_run(run, RunStatus::Failed, Some(format!("step {step_id:?} failed: {error}"))).await?;
+            }
+            ErrorHandling::Continue => self.advance(compiled, run, index).await?,
+        }
+        Ok(Outcome::Done)
+    }
+
+    async fn finish_step(
+        &self,
+        run_id: &str,
+        step: StepRun,
+        status: StepStatus,
+        outputs: Option<Map<String, Value>>,
+        error: Option<String>,
+    ) -> Result<StepRun, EngineError> {
+        let finished = StepRun {
+            status: step.status.check(status).map_err(|e| EngineError::Corrupt(e.to_string()))?,
+            finished_at: Some(self.clock.now()),
+            outputs,
+            error,
+            version: step.version + 1,
+            ..step
+        };
+        self.store.update_step(run_id, &finished).await?;
+        Ok(finished)
+    }
+
+    /// After step `index` ended: makes each dependent whose dependencies have all ended
+    /// ready (or skipped, if one of them did not succeed), then ends the run if nothing
+    /// is left. Safe to repeat.
+    async fn advance(&self, compiled: &Compiled, run: &Run, index: StepIndex) -> Result<(), EngineError> {
+        let (current, steps) = self.store.get_run(&run.id).await?.ok_or_else(|| EngineError::RunNotFound(run.id.clone()))?;
+        if current.status.is_terminal() {
+            return Ok(());
+        }
+        let mut statuses: HashMap<String, StepStatus> = steps.iter().map(|s| (s.step_id.clone(), s.status)).collect();
+        let mut frontier = vec![index];
+        while let Some(ended) = frontier.pop() {
+            for &dependent in &compiled.dependents[ended.index()] {
+                let id = compiled.id_of(dependent);
+                if statuses.get(id).is_some_and(|s| s.is_terminal()) {
+                    continue;
+                }
+                let deps = &compiled.dependencies[dependent.index()];
+                let dep_status = |d: &StepIndex| statuses.get(compiled.id_of(*d)).copied().unwrap_or(StepStatus::Waiting);
+                if !deps.iter().all(|d| dep_status(d).is_terminal()) {
+                    continue;
+                }
+                if deps.iter().all(|d| dep_status(d).lets_dependents_run()) {
+                    self.make_ready(&run.id, id).await?;
+                    statuses.entry(id.to_owned()).or_insert(StepStatus::Queued);
+                } else {
+                    // A dependency failed or was skipped: under `continue`, so is this.
+                    let mut skipped = StepRun::queued(id, self.clock.now());
+                    skipped.status = StepStatus::Skipped;
+                    skipped.finished_at = skipped.queued_at;
+                    skipped.error = Some("a dependency did not succeed".into());
+                    match self.store.create_step(&run.id, &skipped).await {
+                        Ok(()) | Err(StoreError::Conflict(_)) => {}
+                        Err(e) => return Err(e.into()),
+                    }
+                    statuses.insert(id.to_owned(), StepStatus::Skipped);
+                    frontier.push(dependent);
+                }
+            }
+        }
+        let total = compiled.workflow.steps().len();
+        let ended = statuses.values().filter(|s| s.is_terminal()).count();
+        if ended == total {
+            let (latest, steps) =
+                self.store.get_run(&run.id).await?.ok_or_else(|| EngineError::RunNotFound(run.id.clone()))?;
+            if steps.len() == total && steps.iter().all(|s| s.status.is_terminal()) && !latest.status.is_terminal() {
+                let failed: Vec<&str> =
+                    steps.iter().filter(|s| s.status == StepStatus::Failed).map(|s| s.step_id.as_str()).collect();
+                let (status, error) = if failed.is_empty() {
+                    (RunStatus::Succeeded, None)
+                } else {
+                    (RunStatus::Failed, Some(format!("failed steps: {}", failed.join(", "))))
+                };
+                match self.end_run(&latest, status, error).await {
+                    Ok(_) | Err(StoreError::Conflict(_)) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Creates a waiting step's record as queued and sends its task. Only the caller whose
+    /// create wins sends; a task lost between the two is re-sent by whoever looks next,
+    /// and the queue's deduplication (and the step's version check) keeps it single.
+    async fn make_ready(&self, run_id: &str, step_id: &str) -> Result<(), EngineError> {
+        match self.store.create_step(run_id, &StepRun::queued(step_id, self.clock.now())).await {
+            Ok(()) => {}
+            Err(StoreError::Conflict(_)) => {
+                let existing = self.store.get_step(run_id, step_id).await?;
+                if existing.is_none_or(|s| s.status != StepStatus::Queued) {
+                    return Ok(());
+                }
+            }
+            Err(e) => return Err(e.into()),
+        }
+        let task = Task::Step { run_id: run_id.to_owned(), step_id: step_id.to_owned() };
+        self.send(&task, &format!("{run_id}/{step_id}")).await?;
+        Ok(())
+    }
+
+    async fn send(&self, task: &Task, key: &str) -> Result<(), StoreError> {
+        let body = serde_json::to_string(task).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let message = NewMessage {
+            group: key.to_owned(),
+            dedup_id: key.to_owned(),
+            body,
+            priority: Priority::DEFAULT,
+            attributes: Default::default(),
+        };
+        self.queue.send(STEP_QUEUE, message).await.map(|_| ())
+    }
+
+    async fn end_run(&self, run: &Run, status: RunStatus, error: Option<String>) -> Result<Run, StoreError> {
+        let ended = Run {
+            status: run.status.check(status).map_err(|e| StoreError::Conflict(e.to_string()))?,
+            finished_at: Some(self.clock.now()),
+            error,
+            version: run.version + 1,
+            ..run.clone()
+        };
+        self.store.update_run(&ended).await?;
+        tracing::info!(run_id = %run.id, status = status.as_str(), "run ended");
+        Ok(ended)
+    }
+}
+
+fn service_target(target: &ServiceTarget) -> AgentTarget {
+    match target {
+        ServiceTarget::Http { url } => AgentTarget::Http { url: url.to_string() },
+        ServiceTarget::Lambda { function } => AgentTarget::Lambda { function: function.clone() },
+    }
+}

@@ -1,0 +1,33 @@
+//! Workflows: teams describe multi-agent work as a DAG of steps, in JSON or YAML.
+//!
+//! [`parse`] turns a document into a [`Workflow`] (every field checked, every error
+//! reported at once with its place); [`ValidatedWorkflow::new`] checks the graph for
+//! cycles (every strongly connected component reported once, with a concrete cycle);
+//! [`plan()`] computes levels, the critical path and what could be simplified. [`validate`]
+//! does all three for `POST /v1/workflows:validate`. The format is in docs/workflows.md.
+//!
+//! Pure: no I/O, no clock.
+
+mod graph;
+mod model;
+mod parse;
+mod plan;
+mod report;
+mod tree;
+
+#[cfg(test)]
+mod tests;
+
+pub use graph::{Cycle, CycleEdge, CycleErrors, EdgeKinds, ValidatedWorkflow};
+pub use model::{
+    Edge, EdgeReason, ErrorHandling, RetryPolicy, Seconds, ServiceTarget, Step, StepId, StepIndex, StepKind,
+    StepType, Workflow,
+};
+pub use parse::{
+    Format, LimitExceeded, LimitKind, Limits, ParseError, ParseErrors, parse, parse_json, parse_yaml,
+};
+pub use plan::{
+    CriticalPath, DurationSource, EarlierStart, ImpliedBy, MAX_VIA_STEPS, Parallelism, PathStep, Plan,
+    REDUNDANCY_BUDGET_BASE, REDUNDANCY_BUDGET_PER_ELEMENT, RedundantDependency, plan,
+};
+pub use report::{ReportError, ValidationReport, WorkflowError, WorkflowSummary, load, validate};

@@ -1,0 +1,1190 @@
+//! Parsing workflow files, JSON or YAML, into a [`Workflow`], reporting every problem at
+//! once: syntax errors with line and column, schema errors with their JSON path.
+//!
+//! The text is first parsed into a generic [`Node`] tree, then walked by hand; the walk
+//! never stops at an error, so one pass finds them all.
+
+use std::borrow::Cow;
+use std::collections::hash_map::Entry as MapEntry;
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+
+use serde_json::{Map, Value};
+
+use super::model::{
+    Edge, EdgeReason, ErrorHandling, RetryPolicy, Seconds, ServiceTarget, Step, StepId, StepIndex,
+    StepKind, StepType, Workflow,
+};
+use super::tree::{self, Entry, Node};
+use crate::validation::FieldError;
+
+/// The two notations a workflow may be written in; both give the same [`Workflow`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Format {
+    Json,
+    Yaml,
+}
+
+/// Bounds on what one document may hold, checked before or while parsing so that an
+/// oversized document fails fast instead of exhausting memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// The text's size in bytes. Default 10 MiB: what API Gateway accepts in one request.
+    pub max_bytes: usize,
+    /// Entries in `steps`. Default 100,000.
+    pub max_steps: usize,
+    /// Orderings, before de-duplication: entries in `dependencies` lists, data edges and
+    /// group edges. Default 1,000,000.
+    pub max_edges: usize,
+}
+
+impl Limits {
+    pub const DEFAULT_MAX_BYTES: usize = 10 * 1024 * 1024;
+    pub const DEFAULT_MAX_STEPS: usize = 100_000;
+    pub const DEFAULT_MAX_EDGES: usize = 1_000_000;
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_bytes: Self::DEFAULT_MAX_BYTES,
+            max_steps: Self::DEFAULT_MAX_STEPS,
+            max_edges: Self::DEFAULT_MAX_EDGES,
+        }
+    }
+}
+
+/// Which limit was exceeded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum LimitKind {
+    MaxBytes,
+    MaxSteps,
+    MaxEdges,
+}
+
+impl LimitKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LimitKind::MaxBytes => "max_bytes",
+            LimitKind::MaxSteps => "max_steps",
+            LimitKind::MaxEdges => "max_edges",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LimitExceeded {
+    pub limit: LimitKind,
+    pub max: usize,
+    pub found: usize,
+}
+
+impl LimitExceeded {
+    /// Where in the document the excess is.
+    pub fn path(&self) -> &'static str {
+        match self.limit {
+            LimitKind::MaxSteps => "$.steps",
+            LimitKind::MaxBytes | LimitKind::MaxEdges => "$",
+        }
+    }
+}
+
+impl fmt::Display for LimitExceeded {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let what = match self.limit {
+            LimitKind::MaxBytes => "bytes",
+            LimitKind::MaxSteps => "steps",
+            LimitKind::MaxEdges => "dependencies and data edges",
+        };
+        write!(f, "{} {what}, more than the limit of {} ({})", self.found, self.max, self.limit.as_str())
+    }
+}
+
+/// One problem in a workflow document.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ParseError {
+    /// The text is not JSON (or YAML) at all. Line and column count from 1.
+    Syntax { line: usize, column: usize, message: String },
+    /// The document is larger than the [`Limits`] allow.
+    Limit(LimitExceeded),
+    /// A field is missing, has the wrong type or an invalid value; `path` is its JSON path.
+    Field(FieldError),
+}
+
+impl fmt::Display for ParseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ParseError::Syntax { line, column, message } => {
+                write!(f, "line {line}, column {column}: {message}")
+            }
+            ParseError::Limit(limit) => write!(f, "{}: {limit}", limit.path()),
+            ParseError::Field(e) => write!(f, "{}: {}", e.path, e.message),
+        }
+    }
+}
+
+/// Every problem found in one document, in the order found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParseErrors(Vec<ParseError>);
+
+impl ParseErrors {
+    pub fn errors(&self) -> &[ParseError] {
+        &self.0
+    }
+
+    pub fn into_errors(self) -> Vec<ParseError> {
+        self.0
+    }
+
+    /// The field errors only, e.g. to assert on paths.
+    pub fn field_errors(&self) -> impl Iterator<Item = &FieldError> {
+        self.0.iter().filter_map(|e| match e {
+            ParseError::Field(f) => Some(f),
+            _ => None,
+        })
+    }
+}
+
+impl fmt::Display for ParseErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, error) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("; ")?;
+            }
+            write!(f, "{error}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ParseErrors {}
+
+pub fn parse(text: &str, format: Format, limits: &Limits) -> Result<Workflow, ParseErrors> {
+    match format {
+        Format::Json => parse_json(text, limits),
+        Format::Yaml => parse_yaml(text, limits),
+    }
+}
+
+pub fn parse_json(text: &str, limits: &Limits) -> Result<Workflow, ParseErrors> {
+    check_size(text, limits)?;
+    let root: Node<'_> = serde_json::from_str(text).map_err(|e| {
+        let (line, column) = (e.line(), e.column());
+        let full = e.to_string();
+        let suffix = format!(" at line {line} column {column}");
+        let message = full.strip_suffix(&suffix).unwrap_or(&full).to_owned();
+        ParseErrors(vec![ParseError::Syntax { line, column, message }])
+    })?;
+    walk(&root, limits)
+}
+
+pub fn parse_yaml(text: &str, limits: &Limits) -> Result<Workflow, ParseErrors> {
+    check_size(text, limits)?;
+    // Straight into the tree, like JSON, so that repeated keys reach the walk and are
+    // reported with their paths (yaml_serde's own Value would reject them, placed only at
+    // the start of the enclosing mapping).
+    let mut root: Node<'_> = yaml_serde::from_str(text).map_err(yaml_error)?;
+    tree::apply_merge_keys(&mut root);
+    walk(&root, limits)
+}
+
+fn yaml_error(e: yaml_serde::Error) -> ParseErrors {
+    let full = e.to_string();
+    let error = match e.location() {
+        Some(at) => {
+            let suffix = format!(" at line {} column {}", at.line(), at.column());
+            let message = full.strip_suffix(&suffix).unwrap_or(&full).to_owned();
+            ParseError::Syntax { line: at.line(), column: at.column(), message }
+        }
+        // Errors about the whole document (an alias repetition limit) have no place.
+        None => field("$".to_owned(), full),
+    };
+    ParseErrors(vec![error])
+}
+
+fn check_size(text: &str, limits: &Limits) -> Result<(), ParseErrors> {
+    if text.len() > limits.max_bytes {
+        let limit = LimitExceeded { limit: LimitKind::MaxBytes, max: limits.max_bytes, found: text.len() };
+        return Err(ParseErrors(vec![ParseError::Limit(limit)]));
+    }
+    Ok(())
+}
+
+fn field(path: String, message: impl Into<String>) -> ParseError {
+    ParseError::Field(FieldError { path, message: message.into() })
+}
+
+// ---------------------------------------------------------------------------------------
+// Paths: built only when an error needs one, as a chain of segments on the stack.
+
+#[derive(Clone, Copy)]
+enum Seg<'a> {
+    Root,
+    Key(&'a str),
+    Index(usize),
+}
+
+#[derive(Clone, Copy)]
+struct Loc<'a> {
+    parent: Option<&'a Loc<'a>>,
+    seg: Seg<'a>,
+}
+
+const ROOT: Loc<'static> = Loc { parent: None, seg: Seg::Root };
+
+impl<'a> Loc<'a> {
+    fn key(&'a self, key: &'a str) -> Loc<'a> {
+        Loc { parent: Some(self), seg: Seg::Key(key) }
+    }
+
+    fn index(&'a self, index: usize) -> Loc<'a> {
+        Loc { parent: Some(self), seg: Seg::Index(index) }
+    }
+
+    fn render(&self) -> String {
+        let mut segs = vec![self.seg];
+        let mut at = self.parent;
+        while let Some(loc) = at {
+            segs.push(loc.seg);
+            at = loc.parent;
+        }
+        let mut out = String::new();
+        for seg in segs.iter().rev() {
+            match seg {
+                Seg::Root => out.push('$'),
+                Seg::Key(key) if is_plain_key(key) => {
+                    out.push('.');
+                    out.push_str(key);
+                }
+                // Keys that are not identifiers use the bracket form with a JSON string.
+                Seg::Key(key) => {
+                    out.push('[');
+                    out.push_str(&serde_json::to_string(key).unwrap_or_default());
+                    out.push(']');
+                }
+                Seg::Index(i) => {
+                    out.push('[');
+                    out.push_str(&i.to_string());
+                    out.push(']');
+                }
+            }
+        }
+        out
+    }
+}
+
+fn is_plain_key(key: &str) -> bool {
+    let mut chars = key.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+// ---------------------------------------------------------------------------------------
+// The walk.
+
+const WORKFLOW_FIELDS: [&str; 11] = [
+    "id",
+    "name",
+    "version",
+    "description",
+    "created_at",
+    "steps",
+    "dependencies",
+    "timeout",
+    "error_handling",
+    "tags",
+    "metadata",
+];
+const STEP_FIELDS: [&str; 10] =
+    ["id", "name", "type", "agent_id", "inputs", "outputs", "parameters", "timeout", "retry_policy", "estimate"];
+const RETRY_FIELDS: [&str; 4] = ["max_attempts", "backoff_factor", "initial_delay_seconds", "max_delay_seconds"];
+
+/// What pass one learns about each step: its id and outputs, which other steps refer to.
+struct Head {
+    id: Option<StepId>,
+    outputs: Vec<String>,
+}
+
+/// A condition's branch step, checked once every edge is known.
+struct BranchCheck {
+    condition: StepIndex,
+    target: StepIndex,
+    path: String,
+}
+
+struct Walker<'n> {
+    errors: Vec<ParseError>,
+    /// Step id → first step with it.
+    ids: HashMap<&'n str, StepIndex>,
+    /// Output name → (producing step, its position in that step's outputs).
+    producers: HashMap<&'n str, (StepIndex, usize)>,
+    branch_checks: Vec<BranchCheck>,
+}
+
+fn walk<'n>(root: &'n Node<'n>, limits: &Limits) -> Result<Workflow, ParseErrors> {
+    let mut w = Walker { errors: Vec::new(), ids: HashMap::new(), producers: HashMap::new(), branch_checks: Vec::new() };
+    match w.build(root, limits) {
+        Some(workflow) if w.errors.is_empty() => Ok(workflow),
+        _ => Err(ParseErrors(w.errors)),
+    }
+}
+
+impl<'n> Walker<'n> {
+    fn error(&mut self, loc: &Loc<'_>, message: impl Into<String>) {
+        self.errors.push(field(loc.render(), message));
+    }
+
+    fn build(&mut self, root: &'n Node<'n>, limits: &Limits) -> Option<Workflow> {
+        let Node::Map(entries) = root else {
+            self.type_error(root, &ROOT, "an object (a workflow)");
+            return None;
+        };
+        let [id, name, version, description, created_at, steps, dependencies, timeout, error_handling, tags, metadata] =
+            self.fields(entries, &ROOT, &WORKFLOW_FIELDS, "a workflow");
+
+        let id = self.required(id, &ROOT, "id").and_then(|node| self.non_blank(node, &ROOT.key("id")));
+        let name = self.required(name, &ROOT, "name").and_then(|node| self.string(node, &ROOT.key("name")));
+        let version = match present(version) {
+            Some(node) => self.version(node, &ROOT.key("version")),
+            None => Some("1.0.0"),
+        };
+        let description = present(description).and_then(|n| self.string(n, &ROOT.key("description")));
+        let created_at = present(created_at).and_then(|n| self.string(n, &ROOT.key("created_at")));
+        let timeout = present(timeout).and_then(|n| self.seconds(n, &ROOT.key("timeout")));
+        let error_handling = match present(error_handling) {
+            None => ErrorHandling::Stop,
+            Some(node) => match self.string(node, &ROOT.key("error_handling")) {
+                Some("stop") => ErrorHandling::Stop,
+                Some("continue") => ErrorHandling::Continue,
+                Some(other) => {
+                    let message = format!("must be \"stop\" or \"continue\", not {other:?}");
+                    self.error(&ROOT.key("error_handling"), message);
+                    ErrorHandling::Stop
+                }
+                None => ErrorHandling::Stop,
+            },
+        };
+        let tags = present(tags).map_or_else(Vec::new, |node| {
+            self.list(node, &ROOT.key("tags"), "a list of strings", |w, item, loc| {
+                w.string(item, loc).map(str::to_owned)
+            })
+        });
+        let metadata = present(metadata).map_or_else(Map::new, |node| {
+            self.free_object(node, &ROOT.key("metadata")).unwrap_or_default()
+        });
+
+        let steps_loc = ROOT.key("steps");
+        let step_nodes: &'n [Node<'n>] = match self.required(steps, &ROOT, "steps") {
+            Some(Node::Seq(items)) if items.is_empty() => {
+                self.error(&steps_loc, "must list at least one step");
+                &[]
+            }
+            Some(Node::Seq(items)) => items,
+            Some(other) => {
+                self.type_error(other, &steps_loc, "a list of steps");
+                &[]
+            }
+            None => &[],
+        };
+        // Step indices are u32; cap there even if the configured limit is higher.
+        let max_steps = limits.max_steps.min(u32::MAX as usize);
+        if step_nodes.len() > max_steps {
+            let limit = LimitExceeded { limit: LimitKind::MaxSteps, max: max_steps, found: step_nodes.len() };
+            self.errors.push(ParseError::Limit(limit));
+            return None;
+        }
+
+        let heads = self.heads(step_nodes, &steps_loc);
+        let mut steps: Vec<Option<Step>> = Vec::with_capacity(step_nodes.len());
+        for (i, (node, head)) in step_nodes.iter().zip(heads).enumerate() {
+            steps.push(self.step(node, &steps_loc.index(i), StepIndex::new(i), head));
+        }
+        let mut edge_count = 0usize;
+        if let Some(node) = present(dependencies) {
+            edge_count += self.dependencies(node, &mut steps);
+        }
+
+        if !self.errors.is_empty() {
+            return None;
+        }
+        let steps: Vec<Step> = steps.into_iter().collect::<Option<_>>()?;
+        let (edges, required_inputs) = self.edges(&steps, edge_count, limits)?;
+        self.check_branches(&steps, &edges);
+        if !self.errors.is_empty() {
+            return None;
+        }
+        let index = steps.iter().enumerate().map(|(i, s)| (s.id.clone(), StepIndex::new(i))).collect();
+        Some(Workflow {
+            id: id?.to_owned(),
+            name: name?.to_owned(),
+            version: version?.to_owned(),
+            description: description.map(str::to_owned),
+            created_at: created_at.map(str::to_owned),
+            timeout,
+            error_handling,
+            tags,
+            metadata,
+            steps,
+            index,
+            edges,
+            required_inputs,
+        })
+    }
+
+    /// Pass one: every step's id and outputs, so that pass two can resolve references
+    /// to steps declared later in the file.
+    fn heads(&mut self, nodes: &'n [Node<'n>], steps_loc: &Loc<'_>) -> Vec<Head> {
+        let mut heads = Vec::with_capacity(nodes.len());
+        for (i, node) in nodes.iter().enumerate() {
+            let loc = steps_loc.index(i);
+            let index = StepIndex::new(i);
+            let mut head = Head { id: None, outputs: Vec::new() };
+            let Node::Map(entries) = node else {
+                self.type_error(node, &loc, "an object (a step)");
+                heads.push(head);
+                continue;
+            };
+            // Repeated keys are reported in pass two; here the first one counts.
+            let id_node = entries.iter().find(|(k, _)| k == "id").map(|(_, v)| v);
+            match id_node {
+                None | Some(Node::Null) => {}
+                Some(id_node) => {
+                    let id_loc = loc.key("id");
+                    if let Some(raw) = self.string(id_node, &id_loc) {
+                        match StepId::parse(raw) {
+                            Err(message) => self.error(&id_loc, message),
+                            Ok(id) => match self.ids.entry(raw) {
+                                MapEntry::Vacant(slot) => {
+                                    slot.insert(index);
+                                    head.id = Some(id);
+                                }
+                                MapEntry::Occupied(first) => {
+                                    let first = first.get().index();
+                                    let message =
+                                        format!("duplicate step id {raw:?}: also the id of $.steps[{first}]");
+                                    self.error(&id_loc, message);
+                                }
+                            },
+                        }
+                    }
+                }
+            }
+            if let Some(outputs) = present(entries.iter().find(|(k, _)| k == "outputs").map(|(_, v)| v)) {
+                head.outputs = self.outputs(outputs, &loc.key("outputs"), index);
+            }
+            heads.push(head);
+        }
+        heads
+    }
+
+    fn outputs(&mut self, node: &'n Node<'n>, loc: &Loc<'_>, step: StepIndex) -> Vec<String> {
+        let Node::Seq(items) = node else {
+            self.type_error(node, loc, "a list of data names");
+            return Vec::new();
+        };
+        let mut outputs = Vec::with_capacity(items.len());
+        for (i, item) in items.iter().enumerate() {
+            let item_loc = loc.index(i);
+            let Some(name) = self.non_blank(item, &item_loc) else { continue };
+            match self.producers.entry(name) {
+                MapEntry::Vacant(slot) => {
+                    slot.insert((step, i));
+                    outputs.push(name.to_owned());
+                }
+                MapEntry::Occupied(first) => {
+                    let (other, position) = *first.get();
+                    let message = if other == step {
+                        format!("output {name:?} is listed twice (also at [{position}])")
+                    } else {
+                        format!(
+                            "output {name:?} is also produced by $.steps[{}].outputs[{position}]: a step \
+                             reading it would not know which to wait for",
+                            other.index()
+                        )
+                    };
+                    self.error(&item_loc, message);
+                }
+            }
+        }
+        outputs
+    }
+
+    /// Pass two: one step's every field.
+    fn step(&mut self, node: &'n Node<'n>, loc: &Loc<'_>, index: StepIndex, head: Head) -> Option<Step> {
+        // Not an object: already reported by pass one.
+        let Node::Map(entries) = node else { return None };
+        let [id, name, step_type, agent_id, inputs, outputs, parameters, timeout_node, retry_node, estimate_node] =
+            self.fields(entries, loc, &STEP_FIELDS, "a step");
+        if id.is_none_or(|n| matches!(n, Node::Null)) {
+            self.error(&loc.key("id"), "is required");
+        }
+        let name = self.required(name, loc, "name").and_then(|n| self.string(n, &loc.key("name")));
+        let type_loc = loc.key("type");
+        let step_type = self.required(step_type, loc, "type").and_then(|node| {
+            let raw = self.string(node, &type_loc)?;
+            let found = StepType::from_name(raw);
+            if found.is_none() {
+                let message =
+                    format!("unknown step type {raw:?}; expected one of {}", StepType::ALL.map(StepType::as_str).join(", "));
+                self.error(&type_loc, message);
+            }
+            found
+        });
+
+        let inputs_loc = loc.key("inputs");
+        let inputs: Vec<&'n str> = present(inputs).map_or_else(Vec::new, |node| {
+            let mut seen = HashSet::new();
+            self.list(node, &inputs_loc, "a list of data names", |w, item, item_loc| {
+                let name = w.non_blank(item, item_loc)?;
+                if !seen.insert(name) {
+                    w.error(item_loc, format!("input {name:?} is listed twice"));
+                    return None;
+                }
+                Some(name)
+            })
+        });
+        let timeout = present(timeout_node).and_then(|n| self.seconds(n, &loc.key("timeout")));
+        let estimate = present(estimate_node).and_then(|n| self.seconds(n, &loc.key("estimate")));
+        let retry = match present(retry_node) {
+            Some(node) => self.retry_policy(node, &loc.key("retry_policy")),
+            None => Some(RetryPolicy::default()),
+        };
+
+        // Fields that make no sense for the type are errors, never silently ignored.
+        let step_type = step_type?;
+        if step_type != StepType::Agent && present(agent_id).is_some() {
+            let message = match step_type {
+                StepType::Loop => "a loop step names its agent in parameters.agent_id",
+                _ => "only agent steps take agent_id",
+            };
+            self.error(&loc.key("agent_id"), message);
+        }
+        // How many outputs were declared; None if `outputs` was not a list (reported).
+        let declared = match present(outputs) {
+            None => Some(0),
+            Some(Node::Seq(items)) => Some(items.len()),
+            Some(_) => None,
+        };
+        let outputs_loc = loc.key("outputs");
+        if step_type.is_group() {
+            let does_no_work =
+                |field: &str| format!("a {step_type} step does no work of its own, so it takes no {field}");
+            if !inputs.is_empty() {
+                self.error(&inputs_loc, does_no_work("inputs"));
+            }
+            if declared.is_some_and(|n| n > 0) {
+                let message =
+                    format!("a {step_type} step's outputs are those of the steps it lists; declare them there");
+                self.error(&outputs_loc, message);
+            }
+            for (node, field) in [(timeout_node, "timeout"), (retry_node, "retry_policy"), (estimate_node, "estimate")] {
+                if present(node).is_some() {
+                    self.error(&loc.key(field), does_no_work(field));
+                }
+            }
+        }
+        if step_type == StepType::Condition {
+            if present(retry_node).is_some() {
+                let message = "a condition is evaluated, not invoked: it takes no retry_policy";
+                self.error(&loc.key("retry_policy"), message);
+            }
+            if declared.is_some_and(|n| n > 1) {
+                self.error(&outputs_loc, "a condition step has at most one output: its result");
+            }
+        }
+        if step_type == StepType::Loop && declared.is_some_and(|n| n != 1) {
+            self.error(&outputs_loc, "a loop step collects its results into exactly one output");
+        }
+
+        let kind = self.kind(step_type, agent_id, parameters, loc, index, &inputs);
+        let id = head.id?;
+        Some(Step {
+            id,
+            name: name?.to_owned(),
+            kind: kind?,
+            inputs: inputs.into_iter().map(str::to_owned).collect(),
+            outputs: head.outputs,
+            dependencies: Vec::new(),
+            timeout,
+            retry_policy: retry?,
+            estimate,
+        })
+    }
+
+    fn kind(
+        &mut self,
+        step_type: StepType,
+        agent_id: Option<&'n Node<'n>>,
+        parameters: Option<&'n Node<'n>>,
+        loc: &Loc<'_>,
+        this: StepIndex,
+        inputs: &[&'n str],
+    ) -> Option<StepKind> {
+        let params_loc = loc.key("parameters");
+        // For every type but agent, parameters is a fixed set of fields; absent reads as {}.
+        let empty: &'n [Entry<'n>] = &[];
+        let params = match present(parameters) {
+            None => Some(empty),
+            Some(Node::Map(entries)) => Some(entries.as_slice()),
+            Some(other) => {
+                self.type_error(other, &params_loc, "an object");
+                None
+            }
+        };
+        match step_type {
+            StepType::Agent => {
+                let agent_id = self.required(agent_id, loc, "agent_id").and_then(|n| self.non_blank(n, &loc.key("agent_id")));
+                let parameters = match present(parameters) {
+                    None => Some(Map::new()),
+                    Some(node) => self.free_object(node, &params_loc),
+                };
+                Some(StepKind::Agent { agent_id: agent_id?.to_owned(), parameters: parameters? })
+            }
+            StepType::Service => {
+                let [target] = self.fields(params?, &params_loc, &["target"], "a service step's parameters");
+                let target = self.required(target, &params_loc, "target")?;
+                Some(StepKind::Service { target: self.service_target(target, &params_loc.key("target"))? })
+            }
+            StepType::Condition => {
+                let [expression, when_true, when_false] = self.fields(
+                    params?,
+                    &params_loc,
+                    &["expression", "when_true", "when_false"],
+                    "a condition step's parameters",
+                );
+                let expression = self
+                    .required(expression, &params_loc, "expression")
+                    .and_then(|n| self.non_blank(n, &params_loc.key("expression")));
+                let mut taken = HashMap::new();
+                let mut branch = |w: &mut Self, node: Option<&'n Node<'n>>, name: &'static str| {
+                    let branch_loc = params_loc.key(name);
+                    let Some(node) = present(node) else { return Some(Vec::new()) };
+                    let before = w.errors.len();
+                    let targets = w.list(node, &branch_loc, "a list of step ids", |w, item, item_loc| {
+                        let target = w.step_ref(item, item_loc)?;
+                        if target == this {
+                            w.error(item_loc, "a condition cannot branch to itself");
+                            return None;
+                        }
+                        if let Some(other) = taken.insert(target, name) {
+                            let message = if other == name {
+                                "is listed twice".to_owned()
+                            } else {
+                                format!("is already in {other}: a step belongs to one branch at most")
+                            };
+                            w.error(item_loc, message);
+                            return None;
+                        }
+                        w.branch_checks.push(BranchCheck { condition: this, target, path: item_loc.render() });
+                        Some(target)
+                    });
+                    (w.errors.len() == before).then_some(targets)
+                };
+                let when_true = branch(self, when_true, "when_true");
+                let when_false = branch(self, when_false, "when_false");
+                Some(StepKind::Condition {
+                    expression: expression?.to_owned(),
+                    when_true: when_true?,
+                    when_false: when_false?,
+                })
+            }
+            StepType::Loop => {
+                let [over, agent_id, max_concurrency] =
+                    self.fields(params?, &params_loc, &["over", "agent_id", "max_concurrency"], "a loop step's parameters");
+                let over_loc = params_loc.key("over");
+                let over = self.required(over, &params_loc, "over").and_then(|n| self.non_blank(n, &over_loc));
+                if let Some(name) = over
+                    && !inputs.contains(&name)
+                {
+                    self.error(&over_loc, format!("must name one of the step's inputs; {name:?} is not one"));
+                }
+                let agent_id = self
+                    .required(agent_id, &params_loc, "agent_id")
+                    .and_then(|n| self.non_blank(n, &params_loc.key("agent_id")));
+                let max_concurrency = match present(max_concurrency) {
+                    None => Some(10),
+                    Some(node) => self.integer(node, &params_loc.key("max_concurrency"), 1, 100),
+                };
+                Some(StepKind::Loop {
+                    over: over?.to_owned(),
+                    agent_id: agent_id?.to_owned(),
+                    max_concurrency: max_concurrency?,
+                })
+            }
+            StepType::Parallel | StepType::Sequential => {
+                let [steps] = self.fields(params?, &params_loc, &["steps"], "a group step's parameters");
+                let steps_loc = params_loc.key("steps");
+                let node = self.required(steps, &params_loc, "steps")?;
+                let before = self.errors.len();
+                let mut seen = HashSet::new();
+                let steps = self.list(node, &steps_loc, "a list of step ids", |w, item, item_loc| {
+                    let target = w.step_ref(item, item_loc)?;
+                    if target == this {
+                        w.error(item_loc, format!("a {step_type} step cannot list itself"));
+                        return None;
+                    }
+                    if !seen.insert(target) {
+                        w.error(item_loc, "is listed twice");
+                        return None;
+                    }
+                    Some(target)
+                });
+                if matches!(node, Node::Seq(items) if items.is_empty()) {
+                    self.error(&steps_loc, "must list at least one step");
+                }
+                if self.errors.len() != before {
+                    return None;
+                }
+                Some(match step_type {
+                    StepType::Parallel => StepKind::Parallel { steps },
+                    _ => StepKind::Sequential { steps },
+                })
+            }
+        }
+    }
+
+    fn service_target(&mut self, node: &'n Node<'n>, loc: &Loc<'_>) -> Option<ServiceTarget> {
+        let Node::Map(entries) = node else {
+            self.type_error(node, loc, "an object");
+            return None;
+        };
+        let [kind, url, function] = self.fields(entries, loc, &["kind", "url", "function"], "a service target");
+        let kind_loc = loc.key("kind");
+        let kind = self.required(kind, loc, "kind").and_then(|n| self.string(n, &kind_loc))?;
+        match kind {
+            "http" => {
+                if present(function).is_some() {
+                    self.error(&loc.key("function"), "only lambda targets take a function");
+                }
+                let url_loc = loc.key("url");
+                let raw = self.required(url, loc, "url").and_then(|n| self.string(n, &url_loc))?;
+                match url::Url::parse(raw) {
+                    Ok(url) if matches!(url.scheme(), "http" | "https") && url.has_host() => {
+                        Some(ServiceTarget::Http { url })
+                    }
+                    Ok(_) => {
+                        self.error(&url_loc, "must be an http:// or https:// URL");
+                        None
+                    }
+                    Err(e) => {
+                        self.error(&url_loc, format!("is not a URL: {e}"));
+                        None
+                    }
+                }
+            }
+            "lambda" => {
+                if present(url).is_some() {
+                    self.error(&loc.key("url"), "only http targets take a url");
+                }
+                let function = self
+                    .required(function, loc, "function")
+                    .and_then(|n| self.non_blank(n, &loc.key("function")))?;
+                Some(ServiceTarget::Lambda { function: function.to_owned() })
+            }
+            other => {
+                self.error(&kind_loc, format!("unknown target kind {other:?}; expected \"http\" or \"lambda\""));
+                None
+            }
+        }
+    }
+
+    fn retry_policy(&mut self, node: &'n Node<'n>, loc: &Loc<'_>) -> Option<RetryPolicy> {
+        let Node::Map(entries) = node else {
+            self.type_error(node, loc, "an object");
+            return None;
+        };
+        let [max_attempts, backoff_factor, initial_delay, max_delay] =
+            self.fields(entries, loc, &RETRY_FIELDS, "a retry policy");
+        let defaults = RetryPolicy::default();
+        let before = self.errors.len();
+        let max_attempts = present(max_attempts)
+            .map_or(Some(defaults.max_attempts), |n| {
+                self.integer(n, &loc.key("max_attempts"), 1, RetryPolicy::MAX_ATTEMPTS)
+            });
+        let backoff_factor = present(backoff_factor).map_or(Some(defaults.backoff_factor), |n| {
+            let factor_loc = loc.key("backoff_factor");
+            let factor = self.number(n, &factor_loc)?;
+            if factor < 1.0 {
+                self.error(&factor_loc, "must be at least 1 (1 keeps the delay constant)");
+                return None;
+            }
+            Some(factor)
+        });
+        let delay = |w: &mut Self, node: Option<&'n Node<'n>>, name: &str, default: f64| {
+            let Some(node) = present(node) else { return Some(default) };
+            let delay_loc = loc.key(name);
+            let seconds = w.number(node, &delay_loc)?;
+            if !(0.0..=Seconds::MAX).contains(&seconds) {
+                w.error(&delay_loc, "must be 0 to 31536000 seconds");
+                return None;
+            }
+            Some(seconds)
+        };
+        let initial = delay(self, initial_delay, "initial_delay_seconds", defaults.initial_delay_seconds);
+        let max = delay(self, max_delay, "max_delay_seconds", defaults.max_delay_seconds);
+        if let (Some(initial), Some(max)) = (initial, max)
+            && max < initial
+        {
+            let message = if present(max_delay).is_some() {
+                "must be at least initial_delay_seconds"
+            } else {
+                "exceeds max_delay_seconds (300 by default); set max_delay_seconds too"
+            };
+            let at = if present(max_delay).is_some() { "max_delay_seconds" } else { "initial_delay_seconds" };
+            self.error(&loc.key(at), message);
+        }
+        if self.errors.len() != before {
+            return None;
+        }
+        Some(RetryPolicy {
+            max_attempts: max_attempts?,
+            backoff_factor: backoff_factor?,
+            initial_delay_seconds: initial?,
+            max_delay_seconds: max?,
+        })
+    }
+
+    /// Fills each step's explicit dependencies; returns how many entries there were.
+    fn dependencies(&mut self, node: &'n Node<'n>, steps: &mut [Option<Step>]) -> usize {
+        let loc = ROOT.key("dependencies");
+        let Node::Map(entries) = node else {
+            self.type_error(node, &loc, "an object mapping step ids to lists of step ids");
+            return 0;
+        };
+        let mut count = 0;
+        let mut keys: HashSet<&str> = HashSet::with_capacity(entries.len());
+        for (key, value) in entries {
+            let key_loc = loc.key(key);
+            if !keys.insert(key.as_ref()) {
+                self.error(&key_loc, "duplicate key: merge the two lists");
+                continue;
+            }
+            let step = match self.ids.get(key.as_ref()) {
+                Some(index) => Some(*index),
+                None => {
+                    self.error(&key_loc, format!("unknown step {:?}", key.as_ref()));
+                    None
+                }
+            };
+            let mut seen = HashSet::new();
+            let deps = self.list(value, &key_loc, "a list of step ids", |w, item, item_loc| {
+                let dep = w.step_ref(item, item_loc)?;
+                if !seen.insert(dep) {
+                    w.error(item_loc, "is listed twice");
+                    return None;
+                }
+                Some(dep)
+            });
+            count += deps.len();
+            if let Some(Some(step)) = step.map(|s| steps[s.index()].as_mut()) {
+                step.dependencies = deps;
+            }
+        }
+        count
+    }
+
+    /// Every edge, and the data names no step produces. `None` if there are too many.
+    fn edges(&mut self, steps: &[Step], explicit: usize, limits: &Limits) -> Option<(Vec<Edge>, Vec<String>)> {
+        let data = steps.iter().flat_map(|s| &s.inputs).filter(|name| self.producers.contains_key(name.as_str())).count();
+        let group: usize = steps
+            .iter()
+            .map(|s| match &s.kind {
+                StepKind::Parallel { steps } | StepKind::Sequential { steps } => steps.len(),
+                _ => 0,
+            })
+            .sum();
+        let total = explicit + data + group;
+        if total > limits.max_edges {
+            let limit = LimitExceeded { limit: LimitKind::MaxEdges, max: limits.max_edges, found: total };
+            self.errors.push(ParseError::Limit(limit));
+            return None;
+        }
+        let mut edges = Vec::with_capacity(total);
+        for (i, step) in steps.iter().enumerate() {
+            let to = StepIndex::new(i);
+            edges.extend(step.dependencies.iter().map(|&from| Edge { from, to, reason: EdgeReason::Dependency }));
+        }
+        let mut required = Vec::new();
+        let mut seen_required = HashSet::new();
+        for (i, step) in steps.iter().enumerate() {
+            let to = StepIndex::new(i);
+            for (position, name) in step.inputs.iter().enumerate() {
+                match self.producers.get(name.as_str()) {
+                    Some(&(from, _)) => {
+                        edges.push(Edge { from, to, reason: EdgeReason::Data { input: position as u32 } })
+                    }
+                    None => {
+                        if seen_required.insert(name.as_str()) {
+                            required.push(name.clone());
+                        }
+                    }
+                }
+            }
+        }
+        for (i, step) in steps.iter().enumerate() {
+            let group = StepIndex::new(i);
+            let reason = EdgeReason::Group { group };
+            match &step.kind {
+                StepKind::Parallel { steps } => {
+                    edges.extend(steps.iter().map(|&from| Edge { from, to: group, reason }));
+                }
+                StepKind::Sequential { steps } => {
+                    edges.extend(steps.windows(2).map(|pair| Edge { from: pair[0], to: pair[1], reason }));
+                    if let Some(&last) = steps.last() {
+                        edges.push(Edge { from: last, to: group, reason });
+                    }
+                }
+                _ => {}
+            }
+        }
+        Some((edges, required))
+    }
+
+    /// A condition's branch steps must depend on it directly, by any kind of edge: the
+    /// engine decides what to skip when the condition completes, among its dependents.
+    fn check_branches(&mut self, steps: &[Step], edges: &[Edge]) {
+        if self.branch_checks.is_empty() {
+            return;
+        }
+        let wanted: HashSet<(StepIndex, StepIndex)> =
+            self.branch_checks.iter().map(|c| (c.condition, c.target)).collect();
+        let found: HashSet<(StepIndex, StepIndex)> =
+            edges.iter().map(|e| (e.from, e.to)).filter(|pair| wanted.contains(pair)).collect();
+        for check in std::mem::take(&mut self.branch_checks) {
+            if !found.contains(&(check.condition, check.target)) {
+                let message = format!(
+                    "step {:?} must depend on condition {:?} directly (in dependencies, or by reading its output)",
+                    steps[check.target.index()].id.as_str(),
+                    steps[check.condition.index()].id.as_str()
+                );
+                self.errors.push(field(check.path, message));
+            }
+        }
+    }
+
+    // -----------------------------------------------------------------------------------
+    // Field helpers. Each reports its own errors and returns None on one.
+
+    /// Picks the named fields out of an object, reporting unknown and repeated keys.
+    /// A present `null` is returned as such; [`present`] treats it as absent.
+    fn fields<const N: usize>(
+        &mut self,
+        entries: &'n [Entry<'n>],
+        loc: &Loc<'_>,
+        names: &[&'static str; N],
+        what: &str,
+    ) -> [Option<&'n Node<'n>>; N] {
+        let mut found = [None; N];
+        for (key, value) in entries {
+            match names.iter().position(|name| *name == key.as_ref()) {
+                Some(i) if found[i].is_some() => self.error(&loc.key(key), "duplicate key"),
+                // An invalid value is reported where it is read, with what was expected.
+                Some(i) => found[i] = Some(value),
+                None if matches!(value, Node::Invalid(_)) => self.type_error(value, &loc.key(key), ""),
+                None => {
+                    let message = unknown_field_message(key, names, what);
+                    self.error(&loc.key(key), message);
+                }
+            }
+        }
+        found
+    }
+
+    fn required(&mut self, node: Option<&'n Node<'n>>, parent: &Loc<'_>, name: &str) -> Option<&'n Node<'n>> {
+        match node {
+            None => {
+                self.error(&parent.key(name), "is required");
+                None
+            }
+            Some(Node::Null) => {
+                self.error(&parent.key(name), "is required (null given)");
+                None
+            }
+            Some(node) => Some(node),
+        }
+    }
+
+    fn type_error(&mut self, node: &Node<'_>, loc: &Loc<'_>, expected: &str) {
+        match node {
+            Node::Invalid(message) => self.error(loc, *message),
+            other => self.error(loc, format!("must be {expected}, not {}", other.kind())),
+        }
+    }
+
+    fn string(&mut self, node: &'n Node<'n>, loc: &Loc<'_>) -> Option<&'n str> {
+        match node {
+            Node::Str(s) => Some(s.as_ref()),
+            other => {
+                self.type_error(other, loc, "a string");
+                None
+            }
+        }
+    }
+
+    fn non_blank(&mut self, node: &'n Node<'n>, loc: &Loc<'_>) -> Option<&'n str> {
+        let s = self.string(node, loc)?;
+        if s.trim().is_empty() {
+            self.error(loc, "must not be empty");
+            return None;
+        }
+        Some(s)
+    }
+
+    fn version(&mut self, node: &'n Node<'n>, loc: &Loc<'_>) -> Option<&'n str> {
+        if let Node::Number(n) = node {
+            // YAML reads `version: 1.0` as a number; say how to keep the text.
+            self.error(loc, format!("must be a string; write \"{n}\" in quotes"));
+            return None;
+        }
+        self.string(node, loc)
+    }
+
+    fn number(&mut self, node: &'n Node<'n>, loc: &Loc<'_>) -> Option<f64> {
+        match node {
+            Node::Number(n) => n.as_f64(),
+            other => {
+                self.type_error(other, loc, "a number");
+                None
+            }
+        }
+    }
+
+    fn seconds(&mut self, node: &'n Node<'n>, loc: &Loc<'_>) -> Option<Seconds> {
+        let n = self.number(node, loc)?;
+        Seconds::new(n).map_err(|message| self.error(loc, message)).ok()
+    }
+
+    /// A whole number in `min..=max`; `3.0` counts as whole.
+    fn integer(&mut self, node: &'n Node<'n>, loc: &Loc<'_>, min: u32, max: u32) -> Option<u32> {
+        let n = self.number(node, loc)?;
+        if n.fract() != 0.0 || n < f64::from(min) || n > f64::from(max) {
+            self.error(loc, format!("must be a whole number from {min} to {max}"));
+            return None;
+        }
+        Some(n as u32)
+    }
+
+    /// A list whose every item `item` accepts; items it rejects are left out (and reported).
+    fn list<T>(
+        &mut self,
+        node: &'n Node<'n>,
+        loc: &Loc<'_>,
+        expected: &str,
+        mut item: impl FnMut(&mut Self, &'n Node<'n>, &Loc<'_>) -> Option<T>,
+    ) -> Vec<T> {
+        let Node::Seq(items) = node else {
+            self.type_error(node, loc, expected);
+            return Vec::new();
+        };
+        let mut out = Vec::with_capacity(items.len());
+        for (i, node) in items.iter().enumerate() {
+            if let Some(value) = item(self, node, &loc.index(i)) {
+                out.push(value);
+            }
+        }
+        out
+    }
+
+    fn step_ref(&mut self, node: &'n Node<'n>, loc: &Loc<'_>) -> Option<StepIndex> {
+        let id = self.string(node, loc)?;
+        match self.ids.get(id) {
+            Some(index) => Some(*index),
+            None => {
+                self.error(loc, format!("unknown step {id:?}"));
+                None
+            }
+        }
+    }
+
+    /// Any object, kept as JSON (metadata, an agent's parameters).
+    fn free_object(&mut self, node: &'n Node<'n>, loc: &Loc<'_>) -> Option<Map<String, Value>> {
+        match self.free_value(node, loc)? {
+            Value::Object(map) => Some(map),
+            _ => {
+                self.type_error(node, loc, "an object");
+                None
+            }
+        }
+    }
+
+    fn free_value(&mut self, node: &'n Node<'n>, loc: &Loc<'_>) -> Option<Value> {
+        Some(match node {
+            Node::Null => Value::Null,
+            Node::Bool(b) => Value::Bool(*b),
+            Node::Number(n) => Value::Number(n.clone()),
+            Node::Str(s) => Value::String(s.as_ref().to_owned()),
+            Node::Invalid(message) => {
+                self.error(loc, *message);
+                return None;
+            }
+            Node::Seq(items) => {
+                let mut ok = true;
+                let mut out = Vec::with_capacity(items.len());
+                for (i, item) in items.iter().enumerate() {
+                    match self.free_value(item, &loc.index(i)) {
+                        Some(v) => out.push(v),
+                        None => ok = false,
+                    }
+                }
+                if !ok {
+                    return None;
+                }
+                Value::Array(out)
+            }
+            Node::Map(entries) => {
+                let mut ok = true;
+                let mut out = Map::new();
+                for (key, value) in entries {
+                    let key_loc = loc.key(key);
+                    let Some(value) = self.free_value(value, &key_loc) else {
+                        ok = false;
+                        continue;
+                    };
+                    if out.insert(Cow::as_ref(key).to_owned(), value).is_some() {
+                        self.error(&key_loc, "duplicate key");
+                        ok = false;
+                    }
+                }
+                if !ok {
+                    return None;
+                }
+                Value::Object(out)
+            }
+        })
+    }
+}
+
+/// `None` for an absent field and for an explicit `null`: the old system's files write
+/// `null` for unset optional fields, and it means the same.
+fn present<'n>(node: Option<&'n Node<'n>>) -> Option<&'n Node<'n>> {
+    node.filter(|n| !matches!(n, Node::Null))
+}
+
+fn unknown_field_message(key: &str, names: &[&str], what: &str) -> String {
+    let suggestion = names
+        .iter()
+        .map(|name| (edit_distance(key, name), name))
+        .filter(|(distance, _)| *distance <= 2)
+        .min_by_key(|(distance, _)| *distance)
+        .map(|(_, name)| format!(" (did you mean {name:?}?)"))
+        .unwrap_or_default();
+    format!("unknown field {key:?}{suggestion}; {what} has only {}", names.join(", "))
+}
+
+/// Levenshtein distance, for "did you mean" on unknown fields (short strings only).
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let above = row[j + 1];
+            row[j + 1] = if ca == *cb { diagonal } else { 1 + diagonal.min(above).min(row[j]) };
+            diagonal = above;
+        }
+    }
+    row[b.len()]
+}
