@@ -34,6 +34,9 @@ enum Command {
         /// Where the first start writes the admin key.
         #[arg(long, env = "TDEV_ADMIN_KEY_FILE", default_value = ".tdev/admin-key")]
         admin_key_file: PathBuf,
+        /// In-process consumers of the step queue.
+        #[arg(long, env = "TDEV_WORKERS", default_value_t = 4)]
+        workers: usize,
     },
 }
 
@@ -47,7 +50,7 @@ enum BackendKind {
 async fn main() -> anyhow::Result<()> {
     tdev_http::telemetry::init();
     match Cli::parse().command {
-        Command::Serve { addr, backend, data, create_table, admin_key_file } => {
+        Command::Serve { addr, backend, data, create_table, admin_key_file, workers } => {
             let backend = match backend {
                 BackendKind::Embedded => Backend::Embedded { path: data },
                 BackendKind::Aws => Backend::Aws { create_table },
@@ -57,6 +60,7 @@ async fn main() -> anyhow::Result<()> {
                 auth: tdev_auth::config::auth_config_from_env()?,
                 http: HttpSettings::from_env("local")?,
                 admin_key_file,
+                workers,
             };
             let listener =
                 tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;

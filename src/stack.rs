@@ -5,13 +5,21 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use axum::Router;
+use tdev_aws::{AwsStore, SqsQueueSpec, SqsQueues};
 use tdev_domain::SystemClock;
 use tdev_domain::agents::Registry;
 use tdev_domain::auth::{AuthConfig, AuthService};
+use tdev_domain::ports::MessageQueue;
+use tdev_domain::runs::{Engine, STEP_DEAD_LETTER_QUEUE, STEP_MAX_RECEIVES, STEP_QUEUE};
+use tdev_domain::workflow::Limits;
+use tdev_embedded::{QueueSpec, SqliteStore};
 use tdev_http::app::{HttpSettings, finish};
 use tdev_http::guard::Mode;
+use tdev_invoke::{Invoker, default_http_client};
+use tdev_orchestrator::OrchestratorStore;
 use tdev_router::RouterStore;
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 use utoipa::OpenApi as _;
 
 /// Which stores back the stack.
@@ -19,8 +27,10 @@ use utoipa::OpenApi as _;
 pub enum Backend {
     /// One SQLite file at this path.
     Embedded { path: PathBuf },
-    /// DynamoDB and Secrets Manager from the standard AWS configuration
-    /// (`AWS_ENDPOINT_URL` points it at moto). `create_table`: make the table if missing.
+    /// DynamoDB, SQS and Secrets Manager from the standard AWS configuration
+    /// (`AWS_ENDPOINT_URL` points it at moto). `create_table`: make the table and the
+    /// queues if missing (queues named after the table); otherwise the queues come from
+    /// `TDEV_QUEUE_*` variables, as in Lambda.
     Aws { create_table: bool },
 }
 
@@ -30,50 +40,92 @@ pub struct StackConfig {
     pub http: HttpSettings,
     /// Where the first start writes the admin key (mode 0600), besides printing it.
     pub admin_key_file: PathBuf,
+    /// In-process consumers of the step queue.
+    pub workers: usize,
 }
 
 /// Every port the local stack uses: the union of every function's.
-pub trait StackStore: RouterStore + Clone {}
-impl<T: RouterStore + Clone> StackStore for T {}
+pub trait StackStore: RouterStore + OrchestratorStore {}
+impl<T: RouterStore + OrchestratorStore> StackStore for T {}
 
-/// The whole system's router over one store, finished with the shared layers.
-pub fn app<S: StackStore>(service: Arc<AuthService<S>>, http: &HttpSettings) -> Router {
-    let registry = Arc::new(Registry::new(service.store().clone(), Arc::new(SystemClock)));
-    let mut api = tdev_auth::ApiDoc::openapi();
-    api.merge(tdev_router::ApiDoc::openapi());
-    let routes = tdev_auth::router(service.clone(), Mode::Authenticate)
-        .merge(tdev_router::router(registry, service, Mode::Authenticate))
-        .merge(tdev_http::docs::router(api));
-    finish(routes, http)
+/// The whole system in one process, over one store and one queue.
+pub struct Stack<S, Q> {
+    pub auth: Arc<AuthService<S>>,
+    pub engine: Arc<Engine<S, Q, Invoker>>,
+}
+
+impl<S: StackStore, Q: MessageQueue> Stack<S, Q> {
+    pub fn new(store: S, queue: Q, invoker: Invoker, auth: AuthConfig) -> Self {
+        let clock = Arc::new(SystemClock);
+        let engine = Engine::new(store.clone(), queue, invoker, clock.clone(), Limits::default());
+        Self { auth: Arc::new(AuthService::new(store, clock, auth)), engine: Arc::new(engine) }
+    }
+
+    /// Every function's routes, finished with the shared layers, and one API document.
+    pub fn router(&self, http: &HttpSettings) -> Router {
+        let store = self.auth.store().clone();
+        let registry = Arc::new(Registry::new(store, Arc::new(SystemClock)));
+        let mut api = tdev_auth::ApiDoc::openapi();
+        api.merge(tdev_router::ApiDoc::openapi());
+        api.merge(tdev_orchestrator::ApiDoc::openapi());
+        let routes = tdev_auth::router(self.auth.clone(), Mode::Authenticate)
+            .merge(tdev_router::router(registry, self.auth.clone(), Mode::Authenticate))
+            .merge(tdev_orchestrator::router(self.engine.clone(), self.auth.clone(), Mode::Authenticate))
+            .merge(tdev_http::docs::router(api));
+        finish(routes, http)
+    }
+
+    /// Step consumers, in-process, until `shutdown` turns true.
+    pub fn spawn_workers(
+        &self,
+        workers: usize,
+        shutdown: watch::Receiver<bool>,
+    ) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(tdev_orchestrator::worker::consume(self.engine.clone(), workers, shutdown))
+    }
+}
+
+/// The step queue and its dead-letter queue, as the embedded queue declares them.
+pub fn embedded_queues() -> [QueueSpec; 1] {
+    [QueueSpec::with_dead_letter(STEP_QUEUE, STEP_DEAD_LETTER_QUEUE, STEP_MAX_RECEIVES)]
 }
 
 /// Opens the backend, bootstraps a fresh installation, and serves until Ctrl-C.
 pub async fn serve(listener: TcpListener, config: StackConfig) -> anyhow::Result<()> {
     match config.backend.clone() {
         Backend::Embedded { path } => {
-            let store = tdev_embedded::SqliteStore::open(&path)
-                .with_context(|| format!("opening the database at {}", path.display()))?;
+            let store = SqliteStore::open(&path)
+                .with_context(|| format!("opening the database at {}", path.display()))?
+                .with_queues(embedded_queues());
             tracing::info!(path = %path.display(), "embedded backend");
-            serve_with(listener, store, config).await
+            let invoker = Invoker::new(default_http_client()?, None);
+            serve_with(listener, Stack::new(store.clone(), store, invoker, config.auth.clone()), &config)
+                .await
         }
         Backend::Aws { create_table } => {
-            let store = tdev_aws::AwsStore::from_env().await?;
-            if create_table {
+            let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+            let store = AwsStore::with_table_from_env(&sdk)?;
+            let queues = if create_table {
                 store.ensure_table().await.context("creating the table")?;
-            }
+                let specs =
+                    [SqsQueueSpec::with_dead_letter(STEP_QUEUE, STEP_DEAD_LETTER_QUEUE, STEP_MAX_RECEIVES)];
+                SqsQueues::ensure(&sdk, store.table(), specs).await.context("creating the queues")?
+            } else {
+                SqsQueues::from_env(&sdk, &[STEP_QUEUE, STEP_DEAD_LETTER_QUEUE])?
+            };
             tracing::info!("AWS backend");
-            serve_with(listener, store, config).await
+            let invoker = Invoker::new(default_http_client()?, Some(&sdk));
+            serve_with(listener, Stack::new(store, queues, invoker, config.auth.clone()), &config).await
         }
     }
 }
 
-async fn serve_with<S: StackStore>(
+async fn serve_with<S: StackStore, Q: MessageQueue>(
     listener: TcpListener,
-    store: S,
-    config: StackConfig,
+    stack: Stack<S, Q>,
+    config: &StackConfig,
 ) -> anyhow::Result<()> {
-    let service = Arc::new(AuthService::new(store, Arc::new(SystemClock), config.auth));
-    if let Some(admin) = service.bootstrap().await.context("bootstrapping")? {
+    if let Some(admin) = stack.auth.bootstrap().await.context("bootstrapping")? {
         write_admin_key(&config.admin_key_file, &admin.plaintext)?;
         println!(
             "\nFirst start: created the admin API key. It is shown only this once\n\
@@ -82,14 +134,19 @@ async fn serve_with<S: StackStore>(
             admin.plaintext
         );
     }
+    let (stop, shutdown) = watch::channel(false);
+    let workers = stack.spawn_workers(config.workers, shutdown);
     let address = listener.local_addr()?;
     println!("T-Developer listening on http://{address} (API docs: http://{address}/docs)");
-    axum::serve(listener, app(service, &config.http))
+    let served = axum::serve(listener, stack.router(&config.http))
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;
         })
         .await
-        .context("serving")
+        .context("serving");
+    let _ = stop.send(true);
+    let _ = workers.await;
+    served
 }
 
 fn write_admin_key(path: &Path, key: &str) -> anyhow::Result<()> {

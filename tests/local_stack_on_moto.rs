@@ -6,7 +6,8 @@ mod support;
 use reqwest::Method;
 use serde_json::Value;
 use support::{scenarios, start_on};
-use tdev_aws::AwsStore;
+use tdev_aws::{AwsStore, SqsQueueSpec, SqsQueues};
+use tdev_domain::runs::{STEP_DEAD_LETTER_QUEUE, STEP_MAX_RECEIVES, STEP_QUEUE};
 
 async fn moto_store() -> AwsStore {
     let endpoint = std::env::var("TDEV_TEST_MOTO_URL").unwrap_or_else(|_| {
@@ -36,7 +37,11 @@ fn now_nanos() -> u128 {
 async fn the_user_scenarios_pass_on_the_aws_backend() {
     let mut config = tdev_conformance::test_auth_config();
     config.signing_secret = format!("tdev/signing-key-{}", now_nanos());
-    let stack = start_on(moto_store().await, config).await;
+    let store = moto_store().await;
+    let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let specs = [SqsQueueSpec::with_dead_letter(STEP_QUEUE, STEP_DEAD_LETTER_QUEUE, STEP_MAX_RECEIVES)];
+    let queues = SqsQueues::ensure(&sdk, store.table(), specs).await.expect("queues");
+    let stack = start_on(store, queues, config).await;
     scenarios::quickstart(&stack).await;
     scenarios::hostile_credentials(&stack).await;
     scenarios::revocation(&stack).await;

@@ -10,10 +10,11 @@ use reqwest::{Client, Method, RequestBuilder, Response};
 use serde_json::{Value, json};
 use tdev::stack::StackStore;
 use tdev_auth::AuthStore;
-use tdev_domain::SystemClock;
 use tdev_domain::auth::{AuthConfig, AuthService};
+use tdev_domain::ports::MessageQueue;
 use tdev_embedded::SqliteStore;
 use tdev_http::app::HttpSettings;
+use tdev_invoke::{Invoker, default_http_client};
 
 pub const MAX_BODY: usize = 4096;
 
@@ -26,16 +27,24 @@ pub struct Stack<S = SqliteStore> {
     pub client: Client,
 }
 
-/// The stack on a fresh in-memory embedded store.
+/// The stack on a fresh in-memory embedded store (and its embedded queue).
 pub async fn start() -> Stack {
-    start_on(SqliteStore::in_memory().expect("store"), tdev_conformance::test_auth_config()).await
+    let store = SqliteStore::in_memory().expect("store").with_queues(tdev::stack::embedded_queues());
+    start_on(store.clone(), store, tdev_conformance::test_auth_config()).await
 }
 
-/// The stack on `store`, which must hold no API keys yet.
-pub async fn start_on<S: StackStore>(store: S, config: AuthConfig) -> Stack<S> {
-    let service = Arc::new(AuthService::new(store.clone(), Arc::new(SystemClock), config.clone()));
+/// The stack on `store` (which must hold no API keys yet) and `queue`, with its step
+/// workers running, serving on an ephemeral port.
+pub async fn start_on<S: StackStore, Q: MessageQueue>(store: S, queue: Q, config: AuthConfig) -> Stack<S> {
+    let invoker = Invoker::new(default_http_client().expect("http client"), None);
+    let system = tdev::stack::Stack::new(store.clone(), queue, invoker, config.clone());
+    let service = system.auth.clone();
     let admin = service.bootstrap().await.expect("bootstrap").expect("a fresh store makes an admin key");
-    let app = tdev::stack::app(service.clone(), &HttpSettings { max_body_bytes: MAX_BODY, emf: None });
+    let app = system.router(&HttpSettings { max_body_bytes: MAX_BODY, emf: None });
+    let (stop, shutdown) = tokio::sync::watch::channel(false);
+    system.spawn_workers(4, shutdown);
+    // The workers stop when the test's runtime does; keep the sender alive until then.
+    std::mem::forget(stop);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let base = format!("http://{}", listener.local_addr().expect("addr"));
     tokio::spawn(async move { axum::serve(listener, app).await });

@@ -51,7 +51,10 @@ mod runs;
 mod secrets;
 mod table;
 
-pub use queue::{PRIORITY_ATTRIBUTE, SqsDeadLetterSpec, SqsQueue, SqsQueueSpec, SqsQueues, sqs_dedup_id};
+pub use queue::{
+    PRIORITY_ATTRIBUTE, SqsDeadLetterSpec, SqsQueue, SqsQueueSpec, SqsQueues, delivery_from_event,
+    sqs_dedup_id,
+};
 
 use aws_config::{BehaviorVersion, SdkConfig};
 use tdev_domain::health::ComponentHealth;
@@ -71,11 +74,16 @@ impl AwsStore {
     /// configuration chain (region, credentials, and `AWS_ENDPOINT_URL` for moto), and
     /// the table named by `TDEV_TABLE`. Called once, at cold start.
     pub async fn from_env() -> Result<Self, StoreError> {
+        let config = aws_config::load_defaults(BehaviorVersion::latest()).await;
+        Self::with_table_from_env(&config)
+    }
+
+    /// The store on `config`, with the table named by `TDEV_TABLE`.
+    pub fn with_table_from_env(config: &SdkConfig) -> Result<Self, StoreError> {
         let table = std::env::var("TDEV_TABLE").map_err(|_| {
             StoreError::unavailable(std::io::Error::other("TDEV_TABLE is not set: name the DynamoDB table"))
         })?;
-        let config = aws_config::load_defaults(BehaviorVersion::latest()).await;
-        Ok(Self::new(&config, table))
+        Ok(Self::new(config, table))
     }
 
     /// Builds both clients from `config`; `table` is the DynamoDB table's name.

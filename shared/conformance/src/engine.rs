@@ -57,7 +57,9 @@ impl AgentInvoker for ScriptedAgents {
         payload: &Value,
         timeout: Duration,
     ) -> Result<Map<String, Value>, InvokeError> {
-        let AgentTarget::Http { url } = target else { return Err(InvokeError::Rejected("not scripted".into())) };
+        let AgentTarget::Http { url } = target else {
+            return Err(InvokeError::Rejected("not scripted".into()));
+        };
         let agent = url.trim_start_matches("http://scripted/").to_owned();
         let n = {
             let mut calls = self.calls.lock().unwrap();
@@ -68,7 +70,9 @@ impl AgentInvoker for ScriptedAgents {
         let behaviour = self.behaviours.lock().unwrap().get(&agent).cloned();
         match behaviour {
             Some(Behaviour::Echo { outputs }) => Ok(echo(&agent, payload, &outputs)),
-            Some(Behaviour::FailTimes { n: fails, outputs }) if n > fails => Ok(echo(&agent, payload, &outputs)),
+            Some(Behaviour::FailTimes { n: fails, outputs }) if n > fails => {
+                Ok(echo(&agent, payload, &outputs))
+            }
             Some(Behaviour::FailTimes { .. }) | Some(Behaviour::AlwaysFail) => {
                 Err(InvokeError::Unavailable(format!("{agent} is scripted to fail call {n}")))
             }
@@ -106,7 +110,8 @@ where
 
     /// How many distinct messages carried the task for `step_id` of `run_id`.
     pub fn messages_for(&self, run_id: &str, step_id: &str) -> usize {
-        let body = serde_json::to_string(&Task::Step { run_id: run_id.into(), step_id: step_id.into() }).unwrap();
+        let body =
+            serde_json::to_string(&Task::Step { run_id: run_id.into(), step_id: step_id.into() }).unwrap();
         self.messages.lock().unwrap().get(&body).map_or(0, |ids| ids.len())
     }
 
@@ -114,7 +119,8 @@ where
     pub async fn agents(&self, scripts: &[(&str, Behaviour)]) -> Vec<String> {
         let mut ids = Vec::new();
         for (name, behaviour) in scripts {
-            let id = super::unique(name).to_ascii_lowercase().replace(|c: char| !c.is_ascii_alphanumeric(), "-");
+            let id =
+                super::unique(name).to_ascii_lowercase().replace(|c: char| !c.is_ascii_alphanumeric(), "-");
             self.agents.set(&id, behaviour.clone());
             let agent = Agent {
                 id: id.clone(),
@@ -132,7 +138,8 @@ where
     /// Stores `workflow` (a JSON value, given a unique id) and starts a run.
     pub async fn start(&self, mut workflow: Value, inputs: Value) -> Run {
         workflow["id"] = json!(super::unique("wf"));
-        let stored = self.engine.put_workflow(&workflow.to_string(), Format::Json).await.expect("store workflow");
+        let stored =
+            self.engine.put_workflow(&workflow.to_string(), Format::Json).await.expect("store workflow");
         let Value::Object(inputs) = inputs else { panic!("inputs must be an object") };
         self.engine.start_run(&stored.id, Some(&stored.version), inputs).await.expect("start run")
     }
@@ -147,7 +154,8 @@ where
             if run.status.is_terminal() || started.elapsed() > limit {
                 return run;
             }
-            let batch = self.engine.queue().receive(STEP_QUEUE, 10, Duration::from_secs(30)).await.expect("receive");
+            let batch =
+                self.engine.queue().receive(STEP_QUEUE, 10, Duration::from_secs(30)).await.expect("receive");
             if batch.is_empty() {
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
@@ -162,7 +170,10 @@ where
                     let outcome = engine.process(&delivery).await;
                     if duplicate {
                         let again = engine.process(&delivery).await;
-                        assert!(!matches!(again, Outcome::DeadLetter(_)), "a duplicate is never dead-lettered");
+                        assert!(
+                            !matches!(again, Outcome::DeadLetter(_)),
+                            "a duplicate is never dead-lettered"
+                        );
                     }
                     // A stale receipt (the task came back and was re-received) is fine.
                     let _ = engine.settle(&delivery, outcome).await;
@@ -174,7 +185,10 @@ where
         }
     }
 
-    pub async fn steps(&self, run_id: &str) -> HashMap<String, (StepStatus, u32, Option<Map<String, Value>>)> {
+    pub async fn steps(
+        &self,
+        run_id: &str,
+    ) -> HashMap<String, (StepStatus, u32, Option<Map<String, Value>>)> {
         let (_, steps) = self.engine.store().get_run(run_id).await.expect("get run").expect("run exists");
         steps.into_iter().map(|s| (s.step_id, (s.status, s.attempts, s.outputs))).collect()
     }
@@ -341,7 +355,8 @@ where
     Q: MessageQueue,
 {
     let ids = h.agents(&[("never-called", Behaviour::Echo { outputs: vec!["x".into()] })]).await;
-    let run = h.start(json!({"name": "cancel", "steps": [agent_step("s", &ids[0], &[], &["x"])]}), json!({})).await;
+    let run =
+        h.start(json!({"name": "cancel", "steps": [agent_step("s", &ids[0], &[], &["x"])]}), json!({})).await;
     let cancelled = h.engine.cancel_run(&run.id).await.expect("cancel");
     assert_eq!(cancelled.status, RunStatus::Cancelled);
     assert!(h.engine.cancel_run(&run.id).await.is_err(), "a run ends once");
@@ -392,5 +407,9 @@ where
     let ended = h.drive(&run.id, false, LIMIT).await;
     assert_eq!(ended.status, RunStatus::Succeeded, "{ended:?}");
     let steps = h.steps(&run.id).await;
-    assert_eq!((steps["crashy"].0, steps["crashy"].1), (StepStatus::Succeeded, 2), "a second attempt finished it");
+    assert_eq!(
+        (steps["crashy"].0, steps["crashy"].1),
+        (StepStatus::Succeeded, 2),
+        "a second attempt finished it"
+    );
 }

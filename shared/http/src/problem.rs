@@ -6,7 +6,9 @@ use serde::Serialize;
 use tdev_domain::agents::RegistryError;
 use tdev_domain::auth::AuthError;
 use tdev_domain::ports::StoreError;
+use tdev_domain::runs::EngineError;
 use tdev_domain::validation::{FieldError, ValidationErrors};
+use tdev_domain::workflow::{ParseError, WorkflowError};
 use utoipa::ToSchema;
 
 pub const CONTENT_TYPE: &str = "application/problem+json";
@@ -183,6 +185,49 @@ impl From<RegistryError> for ApiError {
             RegistryError::Duplicate(_) => ApiError::Conflict(error.to_string()),
             RegistryError::NotFound(_) => ApiError::NotFound(error.to_string()),
             RegistryError::Store(error) => error.into(),
+        }
+    }
+}
+
+impl From<WorkflowError> for ApiError {
+    fn from(error: WorkflowError) -> Self {
+        let mut errors = ValidationErrors::new();
+        match error {
+            WorkflowError::Parse(parse) => {
+                for problem in parse.into_errors() {
+                    match problem {
+                        // Text that is not JSON or YAML at all is a malformed body.
+                        ParseError::Syntax { line, column, message } => {
+                            return ApiError::MalformedJson(format!(
+                                "line {line} column {column}: {message}"
+                            ));
+                        }
+                        ParseError::Limit(limit) => errors.add(limit.path(), limit.to_string()),
+                        ParseError::Field(field) => errors.add(field.path, field.message),
+                    }
+                }
+            }
+            WorkflowError::Cycles(cycles) => {
+                for cycle in cycles.0 {
+                    errors.add("$.dependencies", format!("cycle: {cycle}"));
+                }
+            }
+        }
+        ApiError::Validation(errors)
+    }
+}
+
+impl From<EngineError> for ApiError {
+    fn from(error: EngineError) -> Self {
+        match error {
+            EngineError::WorkflowNotFound { .. } | EngineError::RunNotFound(_) => {
+                ApiError::NotFound(error.to_string())
+            }
+            EngineError::Invalid(errors) => ApiError::Validation(errors),
+            EngineError::InvalidWorkflow(error) => error.into(),
+            EngineError::AlreadyEnded(_) => ApiError::Conflict(error.to_string()),
+            EngineError::Corrupt(detail) => ApiError::Internal(detail),
+            EngineError::Store(error) => error.into(),
         }
     }
 }

@@ -20,19 +20,26 @@ use jiff::SignedDuration;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
+use super::StoredWorkflow;
 use super::{Run, RunStatus, StepRun, StepStatus};
 use crate::agents::AgentTarget;
 use crate::clock::Clock;
-use crate::ports::{AgentInvoker, AgentStore, InvokeError, MessageQueue, RunStore, StoreError, WorkflowStore};
+use crate::ports::{
+    AgentInvoker, AgentStore, InvokeError, MessageQueue, RunStore, StoreError, WorkflowStore,
+};
 use crate::queue::{Delivery, NewMessage, Priority};
 use crate::validation::ValidationErrors;
 use crate::workflow::{
-    ErrorHandling, Format, Limits, ServiceTarget, StepIndex, StepKind, Workflow, WorkflowError, load, parse_json,
+    ErrorHandling, Format, Limits, ServiceTarget, StepIndex, StepKind, Workflow, WorkflowError, load,
+    parse_json,
 };
-use super::StoredWorkflow;
 
 /// The queue step tasks travel on.
 pub const STEP_QUEUE: &str = "steps";
+/// Its dead-letter queue, where tasks no worker could process end up, with the reason.
+pub const STEP_DEAD_LETTER_QUEUE: &str = "steps-dlq";
+/// Receives after which a step task is dead-lettered (the template's `maxReceiveCount`).
+pub const STEP_MAX_RECEIVES: u32 = 5;
 /// An attempt with no timeout of its own (nor a run deadline nearer) gets this long.
 pub const DEFAULT_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(300);
 /// How long a received task stays hidden beyond its attempt's timeout, by default: a
@@ -105,7 +112,7 @@ impl Compiled {
         let mut producers = HashMap::new();
         for (i, step) in workflow.steps().iter().enumerate() {
             for output in &step.outputs {
-                producers.insert(output.clone(), StepIndex::new(i));
+                producers.insert(output.to_string(), StepIndex::new(i));
             }
         }
         Self { workflow, dependencies, dependents, producers }
@@ -179,9 +186,8 @@ where
         {
             return Ok(found.clone());
         }
-        let stored = self.store.get_workflow(id, version).await?.ok_or_else(|| EngineError::WorkflowNotFound {
-            id: id.to_owned(),
-            version: version.map(str::to_owned),
+        let stored = self.store.get_workflow(id, version).await?.ok_or_else(|| {
+            EngineError::WorkflowNotFound { id: id.to_owned(), version: version.map(str::to_owned) }
         })?;
         let workflow = parse_json(&stored.definition.to_string(), &self.limits)
             .map_err(|e| EngineError::Corrupt(e.to_string()))?;
@@ -208,7 +214,9 @@ where
         // spellings of one workflow store the same definition and hash.
         let definition: Value = match format {
             Format::Json => serde_json::from_str(text),
-            Format::Yaml => yaml_serde::from_str(text).map_err(|e| serde_json::Error::io(std::io::Error::other(e))),
+            Format::Yaml => {
+                yaml_serde::from_str(text).map_err(|e| serde_json::Error::io(std::io::Error::other(e)))
+            }
         }
         .map_err(|e| EngineError::Corrupt(e.to_string()))?;
         let canonical = definition.to_string();
@@ -235,7 +243,7 @@ where
         let workflow = &compiled.workflow;
         let mut errors = ValidationErrors::new();
         for name in workflow.required_inputs() {
-            if !inputs.contains_key(name) {
+            if !inputs.contains_key(&**name) {
                 errors.add(format!("$.inputs.{name}"), "this workflow input is required");
             }
         }
@@ -243,7 +251,10 @@ where
             if let StepKind::Condition { .. } = step.kind {
                 errors.add(
                     "$.workflow_id",
-                    format!("step {:?} is a condition step, which the engine cannot run yet", step.id.as_str()),
+                    format!(
+                        "step {:?} is a condition step, which the engine cannot run yet",
+                        step.id.as_str()
+                    ),
                 );
             }
         }
@@ -278,7 +289,8 @@ where
     /// make more steps ready.
     pub async fn cancel_run(&self, run_id: &str) -> Result<Run, EngineError> {
         loop {
-            let (run, _) = self.store.get_run(run_id).await?.ok_or_else(|| EngineError::RunNotFound(run_id.into()))?;
+            let (run, _) =
+                self.store.get_run(run_id).await?.ok_or_else(|| EngineError::RunNotFound(run_id.into()))?;
             if run.status.is_terminal() {
                 return Err(EngineError::AlreadyEnded(run.status.as_str()));
             }
@@ -339,21 +351,28 @@ where
         Ok(Outcome::Done)
     }
 
-    async fn process_step(&self, run_id: &str, step_id: &str, delivery: &Delivery) -> Result<Outcome, EngineError> {
+    async fn process_step(
+        &self,
+        run_id: &str,
+        step_id: &str,
+        delivery: &Delivery,
+    ) -> Result<Outcome, EngineError> {
         let Some((run, steps)) = self.store.get_run(run_id).await? else {
             tracing::warn!(run_id, "a task for an unknown run");
             return Ok(Outcome::Done);
         };
         let compiled = self.compiled(&run.workflow_id, Some(&run.workflow_version)).await?;
-        let index =
-            compiled.index(step_id).ok_or_else(|| EngineError::Corrupt(format!("no step {step_id:?} in the workflow")))?;
+        let index = compiled
+            .index(step_id)
+            .ok_or_else(|| EngineError::Corrupt(format!("no step {step_id:?} in the workflow")))?;
         let records: HashMap<&str, &StepRun> = steps.iter().map(|s| (s.step_id.as_str(), s)).collect();
         let Some(step) = records.get(step_id).map(|s| (*s).clone()) else {
             return Err(EngineError::Corrupt(format!("step {step_id:?} has a task but no record")));
         };
         if run.status.is_terminal() {
             if !step.status.is_terminal() {
-                self.finish_step(run_id, step, StepStatus::Cancelled, None, Some("the run has ended".into())).await?;
+                self.finish_step(run_id, step, StepStatus::Cancelled, None, Some("the run has ended".into()))
+                    .await?;
             }
             return Ok(Outcome::Done);
         }
@@ -375,7 +394,9 @@ where
         let now = self.clock.now();
         let elapsed = step.started_at.map(|at| now.duration_since(at)).unwrap_or_default();
         let step_budget = definition.timeout.map(|t| SignedDuration::from_secs_f64(t.get()) - elapsed);
-        if attempt > definition.retry_policy.max_attempts || step_budget.is_some_and(|b| b <= SignedDuration::ZERO) {
+        if attempt > definition.retry_policy.max_attempts
+            || step_budget.is_some_and(|b| b <= SignedDuration::ZERO)
+        {
             let why = if attempt > definition.retry_policy.max_attempts {
                 format!("no attempts left after {} (the last was cut off)", step.attempts)
             } else {
@@ -388,7 +409,10 @@ where
             budget = budget.min(Duration::try_from(limit).unwrap_or(Duration::ZERO));
         }
         let started = StepRun {
-            status: step.status.check(StepStatus::Running).map_err(|e| EngineError::Corrupt(e.to_string()))?,
+            status: step
+                .status
+                .check(StepStatus::Running)
+                .map_err(|e| EngineError::Corrupt(e.to_string()))?,
             attempts: attempt,
             started_at: step.started_at.or(Some(now)),
             error: None,
@@ -406,7 +430,8 @@ where
             && self.clock.now() >= deadline
         {
             // Cut off by the run's deadline: the run timed out; the step did not fail.
-            self.finish_step(run_id, started, StepStatus::Cancelled, None, Some("the run timed out".into())).await?;
+            self.finish_step(run_id, started, StepStatus::Cancelled, None, Some("the run timed out".into()))
+                .await?;
             self.end_run(&run, RunStatus::TimedOut, Some("the run's timeout passed".into())).await?;
             return Ok(Outcome::Done);
         }
@@ -456,7 +481,8 @@ where
                 None => run.inputs.get(name).cloned().unwrap_or(Value::Null),
             }
         };
-        let inputs: Map<String, Value> = definition.inputs.iter().map(|name| (name.clone(), value_of(name))).collect();
+        let inputs: Map<String, Value> =
+            definition.inputs.iter().map(|name| (name.to_string(), value_of(name))).collect();
         let context = json!({
             "run_id": run.id, "workflow_id": run.workflow_id, "step_id": definition.id.as_str(), "attempt": attempt,
         });
@@ -466,16 +492,24 @@ where
                 let names = compiled.workflow.outputs_of(index);
                 return Ok(names.into_iter().map(|n| (n.to_owned(), value_of(n))).collect());
             }
-            StepKind::Agent { agent_id, parameters } => (self.agent_target(agent_id).await?, parameters.clone()),
+            StepKind::Agent { agent_id, parameters } => {
+                (self.agent_target(agent_id).await?, parameters.clone())
+            }
             StepKind::Service { target } => (service_target(target), Map::new()),
             StepKind::Loop { over, agent_id, max_concurrency } => {
                 let target = self.agent_target(agent_id).await?;
                 let items = match inputs.get(over) {
                     Some(Value::Array(items)) => items.clone(),
-                    other => return Err(InvokeError::Rejected(format!("loop input {over:?} is not a list: {other:?}"))),
+                    other => {
+                        return Err(InvokeError::Rejected(format!(
+                            "loop input {over:?} is not a list: {other:?}"
+                        )));
+                    }
                 };
-                let results = self.run_loop(&target, over, &inputs, &context, items, *max_concurrency, budget).await?;
-                let output = definition.outputs.first().cloned().unwrap_or_else(|| "results".into());
+                let results =
+                    self.run_loop(&target, over, &inputs, &context, items, *max_concurrency, budget).await?;
+                let output =
+                    definition.outputs.first().map_or_else(|| "results".to_owned(), |o| o.to_string());
                 return Ok(Map::from_iter([(output, Value::Array(results))]));
             }
             StepKind::Condition { .. } => {
@@ -486,10 +520,12 @@ where
         let reply = self.invoker.invoke(&target, &payload, budget).await?;
         let mut outputs = Map::new();
         for name in &definition.outputs {
-            let value = reply.get(name).cloned().ok_or_else(|| {
-                InvokeError::Rejected(format!("the reply has no field {name:?}, a declared output of the step"))
+            let value = reply.get(&**name).cloned().ok_or_else(|| {
+                InvokeError::Rejected(format!(
+                    "the reply has no field {name:?}, a declared output of the step"
+                ))
             })?;
-            outputs.insert(name.clone(), value);
+            outputs.insert(name.to_string(), value);
         }
         Ok(outputs)
     }
@@ -541,7 +577,8 @@ where
         self.finish_step(&run.id, step, StepStatus::Failed, None, Some(error.clone())).await?;
         match compiled.workflow.error_handling() {
             ErrorHandling::Stop => {
-                self.end_run(run, RunStatus::Failed, Some(format!("step {step_id:?} failed: {error}"))).await?;
+                self.end_run(run, RunStatus::Failed, Some(format!("step {step_id:?} failed: {error}")))
+                    .await?;
             }
             ErrorHandling::Continue => self.advance(compiled, run, index).await?,
         }
@@ -572,11 +609,13 @@ where
     /// ready (or skipped, if one of them did not succeed), then ends the run if nothing
     /// is left. Safe to repeat.
     async fn advance(&self, compiled: &Compiled, run: &Run, index: StepIndex) -> Result<(), EngineError> {
-        let (current, steps) = self.store.get_run(&run.id).await?.ok_or_else(|| EngineError::RunNotFound(run.id.clone()))?;
+        let (current, steps) =
+            self.store.get_run(&run.id).await?.ok_or_else(|| EngineError::RunNotFound(run.id.clone()))?;
         if current.status.is_terminal() {
             return Ok(());
         }
-        let mut statuses: HashMap<String, StepStatus> = steps.iter().map(|s| (s.step_id.clone(), s.status)).collect();
+        let mut statuses: HashMap<String, StepStatus> =
+            steps.iter().map(|s| (s.step_id.clone(), s.status)).collect();
         let mut frontier = vec![index];
         while let Some(ended) = frontier.pop() {
             for &dependent in &compiled.dependents[ended.index()] {
@@ -585,7 +624,8 @@ where
                     continue;
                 }
                 let deps = &compiled.dependencies[dependent.index()];
-                let dep_status = |d: &StepIndex| statuses.get(compiled.id_of(*d)).copied().unwrap_or(StepStatus::Waiting);
+                let dep_status =
+                    |d: &StepIndex| statuses.get(compiled.id_of(*d)).copied().unwrap_or(StepStatus::Waiting);
                 if !deps.iter().all(|d| dep_status(d).is_terminal()) {
                     continue;
                 }
@@ -612,9 +652,15 @@ where
         if ended == total {
             let (latest, steps) =
                 self.store.get_run(&run.id).await?.ok_or_else(|| EngineError::RunNotFound(run.id.clone()))?;
-            if steps.len() == total && steps.iter().all(|s| s.status.is_terminal()) && !latest.status.is_terminal() {
-                let failed: Vec<&str> =
-                    steps.iter().filter(|s| s.status == StepStatus::Failed).map(|s| s.step_id.as_str()).collect();
+            if steps.len() == total
+                && steps.iter().all(|s| s.status.is_terminal())
+                && !latest.status.is_terminal()
+            {
+                let failed: Vec<&str> = steps
+                    .iter()
+                    .filter(|s| s.status == StepStatus::Failed)
+                    .map(|s| s.step_id.as_str())
+                    .collect();
                 let (status, error) = if failed.is_empty() {
                     (RunStatus::Succeeded, None)
                 } else {

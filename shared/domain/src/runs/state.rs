@@ -71,7 +71,10 @@ impl RunStatus {
 
 impl StepStatus {
     pub fn is_terminal(self) -> bool {
-        matches!(self, StepStatus::Succeeded | StepStatus::Failed | StepStatus::Skipped | StepStatus::Cancelled)
+        matches!(
+            self,
+            StepStatus::Succeeded | StepStatus::Failed | StepStatus::Skipped | StepStatus::Cancelled
+        )
     }
 
     /// Whether dependents may treat this step as done and go on (under `continue`, a
@@ -107,7 +110,11 @@ impl StepStatus {
                 | (Queued, Running | Cancelled)
                 | (Running, Succeeded | Failed | Queued | Running | Cancelled)
         );
-        if legal { Ok(to) } else { Err(IllegalTransition { what: "step", from: self.as_str(), to: to.as_str() }) }
+        if legal {
+            Ok(to)
+        } else {
+            Err(IllegalTransition { what: "step", from: self.as_str(), to: to.as_str() })
+        }
     }
 }
 
@@ -126,8 +133,13 @@ mod tests {
         StepStatus::Skipped,
         StepStatus::Cancelled,
     ];
-    const RUNS: [RunStatus; 5] =
-        [RunStatus::Running, RunStatus::Succeeded, RunStatus::Failed, RunStatus::Cancelled, RunStatus::TimedOut];
+    const RUNS: [RunStatus; 5] = [
+        RunStatus::Running,
+        RunStatus::Succeeded,
+        RunStatus::Failed,
+        RunStatus::Cancelled,
+        RunStatus::TimedOut,
+    ];
 
     #[test]
     fn terminal_steps_never_move_and_every_step_can_end() {

@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::Arc;
 
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -30,10 +31,16 @@ impl StepIndex {
 /// A step's id: 1 to [`StepId::MAX_CHARS`] characters, not blank, no control characters.
 ///
 /// Deliberately loose (the old system took any string, and existing files must load); the
-/// rules only keep ids printable in cycle reports and usable as keys.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-#[serde(transparent)]
-pub struct StepId(String);
+/// rules only keep ids printable in cycle reports and usable as keys. Shared, not copied:
+/// plans and the step index repeat every id, and a clone is a reference count.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct StepId(Arc<str>);
+
+impl Serialize for StepId {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.0)
+    }
+}
 
 impl StepId {
     pub const MAX_CHARS: usize = 256;
@@ -49,7 +56,7 @@ impl StepId {
         if raw.len() > Self::MAX_CHARS && raw.chars().count() > Self::MAX_CHARS {
             return Err("must be at most 256 characters");
         }
-        Ok(Self(raw.to_owned()))
+        Ok(Self(Arc::from(raw)))
     }
 
     pub fn as_str(&self) -> &str {

@@ -170,7 +170,7 @@ pub fn parse(text: &str, format: Format, limits: &Limits) -> Result<Workflow, Pa
 
 pub fn parse_json(text: &str, limits: &Limits) -> Result<Workflow, ParseErrors> {
     check_size(text, limits)?;
-    let root: Node<'_> = serde_json::from_str(text).map_err(|e| {
+    let root = tree::from_json(text).map_err(|e| {
         let (line, column) = (e.line(), e.column());
         let full = e.to_string();
         let suffix = format!(" at line {line} column {column}");
@@ -185,7 +185,7 @@ pub fn parse_yaml(text: &str, limits: &Limits) -> Result<Workflow, ParseErrors> 
     // Straight into the tree, like JSON, so that repeated keys reach the walk and are
     // reported with their paths (yaml_serde's own Value would reject them, placed only at
     // the start of the enclosing mapping).
-    let mut root: Node<'_> = yaml_serde::from_str(text).map_err(yaml_error)?;
+    let mut root = tree::from_yaml(text).map_err(yaml_error)?;
     tree::apply_merge_keys(&mut root);
     walk(&root, limits)
 }
@@ -321,10 +321,58 @@ struct Walker<'n> {
     /// Output name → (producing step, its position in that step's outputs).
     producers: HashMap<&'n str, (StepIndex, usize)>,
     branch_checks: Vec<BranchCheck>,
+    /// Data edges, found while reading each step's inputs.
+    data_edges: Vec<Edge>,
+    /// Inputs no step produces, in order of first use.
+    required: Vec<String>,
+    required_seen: HashSet<&'n str>,
 }
 
-fn walk<'n>(root: &'n Node<'n>, limits: &Limits) -> Result<Workflow, ParseErrors> {
-    let mut w = Walker { errors: Vec::new(), ids: HashMap::new(), producers: HashMap::new(), branch_checks: Vec::new() };
+/// A set for spotting repeats in one list: a linear scan over a fixed array while the
+/// list is short (most are), a hash set beyond. Allocates nothing for short lists.
+struct Seen<T> {
+    small: [Option<T>; 16],
+    len: usize,
+    large: Option<HashSet<T>>,
+}
+
+impl<T: Copy> Default for Seen<T> {
+    fn default() -> Self {
+        Self { small: [None; 16], len: 0, large: None }
+    }
+}
+
+impl<T: Copy + Eq + std::hash::Hash> Seen<T> {
+    /// False if `item` was seen before.
+    fn insert(&mut self, item: T) -> bool {
+        if let Some(large) = &mut self.large {
+            return large.insert(item);
+        }
+        if self.small[..self.len].contains(&Some(item)) {
+            return false;
+        }
+        if self.len < self.small.len() {
+            self.small[self.len] = Some(item);
+            self.len += 1;
+        } else {
+            let mut large: HashSet<T> = self.small.iter().flatten().copied().collect();
+            large.insert(item);
+            self.large = Some(large);
+        }
+        true
+    }
+}
+
+pub(super) fn walk<'n>(root: &'n Node<'n>, limits: &Limits) -> Result<Workflow, ParseErrors> {
+    let mut w = Walker {
+        errors: Vec::new(),
+        ids: HashMap::new(),
+        producers: HashMap::new(),
+        branch_checks: Vec::new(),
+        data_edges: Vec::new(),
+        required: Vec::new(),
+        required_seen: HashSet::new(),
+    };
     match w.build(root, limits) {
         Some(workflow) if w.errors.is_empty() => Ok(workflow),
         _ => Err(ParseErrors(w.errors)),
@@ -396,6 +444,8 @@ impl<'n> Walker<'n> {
             return None;
         }
 
+        self.ids.reserve(step_nodes.len());
+        self.producers.reserve(step_nodes.len());
         let heads = self.heads(step_nodes, &steps_loc);
         let mut steps: Vec<Option<Step>> = Vec::with_capacity(step_nodes.len());
         for (i, (node, head)) in step_nodes.iter().zip(heads).enumerate() {
@@ -534,15 +584,29 @@ impl<'n> Walker<'n> {
         });
 
         let inputs_loc = loc.key("inputs");
-        let inputs: Vec<&'n str> = present(inputs).map_or_else(Vec::new, |node| {
-            let mut seen = HashSet::new();
+        // Data edges are resolved here, while each name is at hand: one lookup per input.
+        let inputs: Vec<String> = present(inputs).map_or_else(Vec::new, |node| {
+            let mut seen = Seen::default();
+            let mut position = 0u32;
             self.list(node, &inputs_loc, "a list of data names", |w, item, item_loc| {
                 let name = w.non_blank(item, item_loc)?;
                 if !seen.insert(name) {
                     w.error(item_loc, format!("input {name:?} is listed twice"));
                     return None;
                 }
-                Some(name)
+                match w.producers.get(name) {
+                    Some(&(from, _)) => {
+                        let reason = EdgeReason::Data { input: position };
+                        w.data_edges.push(Edge { from, to: index, reason });
+                    }
+                    None => {
+                        if w.required_seen.insert(name) {
+                            w.required.push(name.to_owned());
+                        }
+                    }
+                }
+                position += 1;
+                Some(name.to_owned())
             })
         });
         let timeout = present(timeout_node).and_then(|n| self.seconds(n, &loc.key("timeout")));
@@ -604,7 +668,7 @@ impl<'n> Walker<'n> {
             id,
             name: name?.to_owned(),
             kind: kind?,
-            inputs: inputs.into_iter().map(str::to_owned).collect(),
+            inputs,
             outputs: head.outputs,
             dependencies: Vec::new(),
             timeout,
@@ -620,7 +684,7 @@ impl<'n> Walker<'n> {
         parameters: Option<&'n Node<'n>>,
         loc: &Loc<'_>,
         this: StepIndex,
-        inputs: &[&'n str],
+        inputs: &[String],
     ) -> Option<StepKind> {
         let params_loc = loc.key("parameters");
         // For every type but agent, parameters is a fixed set of fields; absent reads as {}.
@@ -696,7 +760,7 @@ impl<'n> Walker<'n> {
                 let over_loc = params_loc.key("over");
                 let over = self.required(over, &params_loc, "over").and_then(|n| self.non_blank(n, &over_loc));
                 if let Some(name) = over
-                    && !inputs.contains(&name)
+                    && !inputs.iter().any(|input| input == name)
                 {
                     self.error(&over_loc, format!("must name one of the step's inputs; {name:?} is not one"));
                 }
@@ -718,7 +782,7 @@ impl<'n> Walker<'n> {
                 let steps_loc = params_loc.key("steps");
                 let node = self.required(steps, &params_loc, "steps")?;
                 let before = self.errors.len();
-                let mut seen = HashSet::new();
+                let mut seen = Seen::default();
                 let steps = self.list(node, &steps_loc, "a list of step ids", |w, item, item_loc| {
                     let target = w.step_ref(item, item_loc)?;
                     if target == this {
@@ -868,7 +932,7 @@ impl<'n> Walker<'n> {
                     None
                 }
             };
-            let mut seen = HashSet::new();
+            let mut seen = Seen::default();
             let deps = self.list(value, &key_loc, "a list of step ids", |w, item, item_loc| {
                 let dep = w.step_ref(item, item_loc)?;
                 if !seen.insert(dep) {
@@ -887,7 +951,7 @@ impl<'n> Walker<'n> {
 
     /// Every edge, and the data names no step produces. `None` if there are too many.
     fn edges(&mut self, steps: &[Step], explicit: usize, limits: &Limits) -> Option<(Vec<Edge>, Vec<String>)> {
-        let data = steps.iter().flat_map(|s| &s.inputs).filter(|name| self.producers.contains_key(name.as_str())).count();
+        let data = self.data_edges.len();
         let group: usize = steps
             .iter()
             .map(|s| match &s.kind {
@@ -906,23 +970,7 @@ impl<'n> Walker<'n> {
             let to = StepIndex::new(i);
             edges.extend(step.dependencies.iter().map(|&from| Edge { from, to, reason: EdgeReason::Dependency }));
         }
-        let mut required = Vec::new();
-        let mut seen_required = HashSet::new();
-        for (i, step) in steps.iter().enumerate() {
-            let to = StepIndex::new(i);
-            for (position, name) in step.inputs.iter().enumerate() {
-                match self.producers.get(name.as_str()) {
-                    Some(&(from, _)) => {
-                        edges.push(Edge { from, to, reason: EdgeReason::Data { input: position as u32 } })
-                    }
-                    None => {
-                        if seen_required.insert(name.as_str()) {
-                            required.push(name.clone());
-                        }
-                    }
-                }
-            }
-        }
+        edges.append(&mut self.data_edges);
         for (i, step) in steps.iter().enumerate() {
             let group = StepIndex::new(i);
             let reason = EdgeReason::Group { group };
@@ -939,7 +987,7 @@ impl<'n> Walker<'n> {
                 _ => {}
             }
         }
-        Some((edges, required))
+        Some((edges, std::mem::take(&mut self.required)))
     }
 
     /// A condition's branch steps must depend on it directly, by any kind of edge: the

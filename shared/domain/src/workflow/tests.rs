@@ -999,25 +999,107 @@ proptest! {
     }
 }
 
+fn cpu() -> std::time::Duration {
+    let stat = std::fs::read_to_string("/proc/thread-self/schedstat").unwrap();
+    std::time::Duration::from_nanos(stat.split_whitespace().next().unwrap().parse().unwrap())
+}
+
 #[test]
 #[ignore = "scratch"]
 fn scratch_phases() {
-    let text = layered(10_000, 10);
-    let t = std::time::Instant::now();
-    let root: super::tree::Node<'_> = serde_json::from_str(&text).unwrap();
-    println!("tree {:?}", t.elapsed());
-    let t = std::time::Instant::now();
-    drop(root);
-    println!("drop tree {:?}", t.elapsed());
-    let limits = Limits { max_bytes: usize::MAX, ..Limits::default() };
-    let t = std::time::Instant::now();
-    let w = parse_json(&text, &limits).unwrap();
-    println!("parse {:?}", t.elapsed());
-    let t = std::time::Instant::now();
-    drop(w);
-    println!("drop model {:?}", t.elapsed());
-    let t = std::time::Instant::now();
-    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
-    println!("serde_json::Value {:?}", t.elapsed());
-    drop(v);
+    for fan_in in [1, 10] {
+    let text = layered_text(10_000, 10, fan_in);
+    println!("{fan_in}: {} bytes", text.len());
+    for _ in 0..3 {
+        let t = cpu();
+        let _: serde::de::IgnoredAny = serde_json::from_str(&text).unwrap();
+        let ignored = cpu() - t;
+        let t = cpu();
+        let root = super::tree::from_json(&text).unwrap();
+        let tree = cpu() - t;
+        let t = cpu();
+        let _ = super::parse::walk(&root, &Limits::default());
+        let walk = cpu() - t;
+        let t = cpu();
+        drop(root);
+        let dropped = cpu() - t;
+        println!("walk {walk:?} drop tree {dropped:?}");
+        let limits = Limits { max_bytes: usize::MAX, ..Limits::default() };
+        let t = cpu();
+        let w = parse_json(&text, &limits).unwrap();
+        let parse = cpu() - t;
+        let v = ValidatedWorkflow::new(w).unwrap();
+        let validate = cpu() - t - parse;
+        let p = plan(&v);
+        let planned = cpu() - t - parse - validate;
+        let total = cpu() - t;
+        drop((v, p));
+        println!("cpu: ignored {ignored:?} tree {tree:?} parse {parse:?} validate {validate:?} plan {planned:?} total {total:?}");
+    }
+    }
+}
+
+fn layered_text(layers: usize, width: usize, fan_in: usize) -> String {
+    use std::fmt::Write;
+    let mut out = String::from(r#"{"id":"big","name":"big","steps":["#);
+    for layer in 0..layers {
+        for i in 0..width {
+            if layer + i > 0 {
+                out.push(',');
+            }
+            write!(out, r#"{{"id":"s{layer}_{i}","name":"step","type":"agent","agent_id":"w","inputs":["#).unwrap();
+            if layer > 0 {
+                for k in 0..fan_in {
+                    if k > 0 {
+                        out.push(',');
+                    }
+                    write!(out, r#""d{}_{}""#, layer - 1, (i + k) % width).unwrap();
+                }
+            }
+            write!(out, r#"],"outputs":["d{layer}_{i}"]}}"#).unwrap();
+        }
+    }
+    out.push_str("]}");
+    out
+}
+
+#[test]
+#[ignore = "scratch"]
+fn scratch_walk_only() {
+    let text = layered_text(10_000, 10, 1);
+    let root = super::tree::from_json(&text).unwrap();
+    let mut kept = Vec::new();
+    for _ in 0..8 {
+        let t = cpu();
+        let w = super::parse::walk(&root, &Limits::default()).unwrap();
+        let walk = cpu() - t;
+        let t = cpu();
+        let v = ValidatedWorkflow::new(w).unwrap();
+        let validate = cpu() - t;
+        let t = cpu();
+        let p = plan(&v);
+        let planned = cpu() - t;
+        let t = cpu();
+        drop((v, p));
+        let dropped = cpu() - t;
+        println!("walk {walk:?} validate {validate:?} plan {planned:?} drop {dropped:?}");
+        kept.push(());
+    }
+    let t = cpu();
+    drop(kept);
+    println!("drop 5 {:?}", cpu() - t);
+}
+
+#[test]
+#[ignore = "scratch"]
+fn scratch_sizes() {
+    println!(
+        "Step {} StepKind {} ServiceTarget {} RetryPolicy {} Node {} Url {}",
+        std::mem::size_of::<Step>(),
+        std::mem::size_of::<StepKind>(),
+        std::mem::size_of::<ServiceTarget>(),
+        std::mem::size_of::<RetryPolicy>(),
+        std::mem::size_of::<super::tree::Node<'_>>(),
+        std::mem::size_of::<url::Url>()
+    );
 }

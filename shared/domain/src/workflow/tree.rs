@@ -9,7 +9,6 @@ use std::borrow::Cow;
 use std::fmt;
 
 use serde::de::{self, DeserializeSeed, Deserializer, EnumAccess, MapAccess, SeqAccess, VariantAccess, Visitor};
-use serde::Deserialize;
 use serde_json::Number;
 
 pub(super) type Entry<'a> = (Cow<'a, str>, Node<'a>);
@@ -42,15 +41,41 @@ impl Node<'_> {
     }
 }
 
-impl<'de> Deserialize<'de> for Node<'de> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_any(NodeVisitor)
+/// Parses JSON text into a tree.
+pub(super) fn from_json(text: &str) -> Result<Node<'_>, serde_json::Error> {
+    let mut deserializer = serde_json::Deserializer::from_str(text);
+    let node = NodeSeed { scratch: &mut Scratch::default() }.deserialize(&mut deserializer)?;
+    deserializer.end()?;
+    Ok(node)
+}
+
+/// Parses YAML text (one document) into a tree.
+pub(super) fn from_yaml(text: &str) -> Result<Node<'_>, yaml_serde::Error> {
+    NodeSeed { scratch: &mut Scratch::default() }.deserialize(yaml_serde::Deserializer::from_str(text))
+}
+
+/// Shared stacks that lists and objects collect into while they are read, so that each
+/// is then allocated once at its exact size instead of growing: a large workflow has
+/// hundreds of thousands of small ones.
+#[derive(Default)]
+struct Scratch<'de> {
+    items: Vec<Node<'de>>,
+    entries: Vec<Entry<'de>>,
+}
+
+struct NodeSeed<'s, 'de> {
+    scratch: &'s mut Scratch<'de>,
+}
+
+impl<'de> DeserializeSeed<'de> for NodeSeed<'_, 'de> {
+    type Value = Node<'de>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_any(self)
     }
 }
 
-struct NodeVisitor;
-
-impl<'de> Visitor<'de> for NodeVisitor {
+impl<'de> Visitor<'de> for NodeSeed<'_, 'de> {
     type Value = Node<'de>;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -94,30 +119,31 @@ impl<'de> Visitor<'de> for NodeVisitor {
     }
 
     fn visit_some<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
-        Node::deserialize(deserializer)
+        self.deserialize(deserializer)
     }
 
     /// YAML's tags (`!name value`) arrive as enums.
     fn visit_enum<A: EnumAccess<'de>>(self, data: A) -> Result<Self::Value, A::Error> {
         let (_, variant): (de::IgnoredAny, _) = data.variant()?;
-        let _: Node<'de> = variant.newtype_variant()?;
+        variant.newtype_variant_seed(NodeSeed { scratch: self.scratch })?;
         Ok(Node::Invalid("YAML tags (`!name`) are not supported"))
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(4096));
-        while let Some(item) = seq.next_element()? {
-            items.push(item);
+        let start = self.scratch.items.len();
+        while let Some(item) = seq.next_element_seed(NodeSeed { scratch: &mut *self.scratch })? {
+            self.scratch.items.push(item);
         }
-        Ok(Node::Seq(items))
+        Ok(Node::Seq(self.scratch.items.drain(start..).collect()))
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut entries = Vec::with_capacity(map.size_hint().unwrap_or(0).min(64));
+        let start = self.scratch.entries.len();
         while let Some(key) = map.next_key_seed(KeySeed)? {
-            entries.push((key, map.next_value()?));
+            let value = map.next_value_seed(NodeSeed { scratch: &mut *self.scratch })?;
+            self.scratch.entries.push((key, value));
         }
-        Ok(Node::Map(entries))
+        Ok(Node::Map(self.scratch.entries.drain(start..).collect()))
     }
 }
 

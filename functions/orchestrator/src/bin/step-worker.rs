@@ -1,0 +1,32 @@
+//! The step worker: an SQS-triggered Lambda on the step queue, answering with the records
+//! to retry (`ReportBatchItemFailures`).
+
+use std::sync::Arc;
+
+use aws_config::BehaviorVersion;
+use aws_lambda_events::sqs::SqsEvent;
+use lambda_runtime::{LambdaEvent, service_fn};
+use tdev_aws::{AwsStore, SqsQueues};
+use tdev_domain::SystemClock;
+use tdev_domain::runs::{Engine, STEP_DEAD_LETTER_QUEUE, STEP_QUEUE};
+use tdev_domain::workflow::Limits;
+use tdev_invoke::{Invoker, default_http_client};
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    tdev_http::telemetry::init();
+    let sdk = aws_config::load_defaults(BehaviorVersion::latest()).await;
+    let store = AwsStore::with_table_from_env(&sdk)?;
+    let queues = SqsQueues::from_env(&sdk, &[STEP_QUEUE, STEP_DEAD_LETTER_QUEUE])?;
+    let invoker = Invoker::new(default_http_client()?, Some(&sdk));
+    let engine = Arc::new(Engine::new(store, queues, invoker, Arc::new(SystemClock), Limits::default()));
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| {
+        let engine = engine.clone();
+        async move {
+            Ok::<_, lambda_runtime::Error>(
+                tdev_orchestrator::worker::handle_batch(&engine, event.payload).await,
+            )
+        }
+    }))
+    .await
+}

@@ -1,0 +1,55 @@
+//! The orchestrator's HTTP routes.
+
+mod document;
+mod runs;
+mod workflows;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::routing::{get, post};
+use tdev_auth::AuthStore;
+use tdev_domain::auth::AuthService;
+use tdev_domain::ports::{AgentInvoker, AgentStore, MessageQueue, RunStore, WorkflowStore};
+use tdev_domain::runs::Engine;
+use tdev_http::guard::{self, Mode};
+use utoipa::OpenApi;
+
+/// Every store port the orchestrator uses.
+pub trait OrchestratorStore: AuthStore + AgentStore + RunStore + WorkflowStore + Clone {}
+impl<T: AuthStore + AgentStore + RunStore + WorkflowStore + Clone> OrchestratorStore for T {}
+
+type Shared<S, Q, I> = Arc<Engine<S, Q, I>>;
+
+/// The guarded `/v1` workflow and run routes, not yet finished.
+pub fn router<S, Q, I>(engine: Shared<S, Q, I>, auth: Arc<AuthService<S>>, mode: Mode) -> Router
+where
+    S: OrchestratorStore,
+    Q: MessageQueue,
+    I: AgentInvoker,
+{
+    let routes = Router::new()
+        .route("/v1/workflows:validate", post(workflows::validate))
+        .route("/v1/workflows", post(workflows::create::<S, Q, I>))
+        .route("/v1/workflows/{id}", get(workflows::latest::<S, Q, I>))
+        .route("/v1/workflows/{id}/versions/{version}", get(workflows::version::<S, Q, I>))
+        .route("/v1/workflows/{id}/runs", post(runs::start::<S, Q, I>))
+        .route("/v1/runs", get(runs::list::<S, Q, I>))
+        .route("/v1/runs/{id}", get(runs::get::<S, Q, I>))
+        .route("/v1/runs/{id}/cancel", post(runs::cancel::<S, Q, I>))
+        .with_state(engine);
+    guard::layer(routes, auth, mode)
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    paths(
+        workflows::validate, workflows::create, workflows::latest, workflows::version,
+        runs::start, runs::list, runs::get, runs::cancel,
+    ),
+    tags(
+        (name = "workflows", description = "Workflow definitions: validate, store (versioned), read"),
+        (name = "runs", description = "Runs of stored workflows: start, watch, cancel"),
+    )
+)]
+pub struct ApiDoc;

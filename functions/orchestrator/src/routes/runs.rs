@@ -1,0 +1,136 @@
+//! `/v1/workflows/{id}/runs` and `/v1/runs`: start, watch, list and cancel runs.
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use tdev_domain::auth::Scope;
+use tdev_domain::ports::{AgentInvoker, MessageQueue};
+use tdev_domain::runs::{Run, RunFilter, RunStatus, StepRun};
+use tdev_http::{ApiError, ApiJson, Caller, Problem};
+use utoipa::{IntoParams, ToSchema};
+
+use super::{OrchestratorStore, Shared};
+
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StartRun {
+    /// The workflow's inputs (data names no step produces), by name.
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub inputs: Map<String, Value>,
+    /// Run this version; absent: the most recently stored one.
+    #[serde(default)]
+    pub version: Option<String>,
+}
+
+/// A run with every step that has started or ended (a step not listed is waiting).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RunView {
+    #[serde(flatten)]
+    pub run: Run,
+    pub steps: Vec<StepRun>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RunList {
+    pub runs: Vec<Run>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct RunQuery {
+    /// Only runs of this workflow.
+    pub workflow_id: Option<String>,
+    /// Only runs in this state.
+    pub status: Option<RunStatus>,
+}
+
+#[utoipa::path(
+    post, path = "/v1/workflows/{id}/runs", tag = "runs",
+    params(("id" = String, Path, description = "The workflow's id")),
+    request_body = StartRun,
+    responses(
+        (status = 202, description = "Started: follow it at the Location", body = Run),
+        (status = 403, description = "Needs the workflows:run scope", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such workflow or version", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A required input is missing, or the workflow holds a step the engine cannot run yet", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("api_key" = []), ("bearer" = []))
+)]
+pub async fn start<S: OrchestratorStore, Q: MessageQueue, I: AgentInvoker>(
+    State(engine): State<Shared<S, Q, I>>,
+    caller: Caller,
+    Path(id): Path<String>,
+    body: Option<ApiJson<StartRun>>,
+) -> Result<impl IntoResponse, ApiError> {
+    caller.require(Scope::WorkflowsRun)?;
+    let StartRun { inputs, version } = body.map(|ApiJson(b)| b).unwrap_or_default();
+    let run = engine.start_run(&id, version.as_deref(), inputs).await?;
+    tracing::info!(run_id = %run.id, workflow_id = %id, "run started");
+    Ok((StatusCode::ACCEPTED, [(header::LOCATION, format!("/v1/runs/{}", run.id))], Json(run)))
+}
+
+#[utoipa::path(
+    get, path = "/v1/runs", tag = "runs",
+    params(RunQuery),
+    responses(
+        (status = 200, description = "Runs, newest first", body = RunList),
+        (status = 400, description = "A bad filter", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("api_key" = []), ("bearer" = []))
+)]
+pub async fn list<S: OrchestratorStore, Q: MessageQueue, I: AgentInvoker>(
+    State(engine): State<Shared<S, Q, I>>,
+    caller: Caller,
+    query: Result<Query<RunQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<RunList>, ApiError> {
+    caller.require(Scope::Read)?;
+    let Query(query) = query.map_err(|e| {
+        ApiError::Validation(tdev_domain::validation::ValidationErrors::single("$.query", e.body_text()))
+    })?;
+    let filter = RunFilter { workflow_id: query.workflow_id, status: query.status };
+    Ok(Json(RunList { runs: engine.store().list_runs(&filter).await? }))
+}
+
+#[utoipa::path(
+    get, path = "/v1/runs/{id}", tag = "runs",
+    params(("id" = String, Path, description = "The run's id")),
+    responses(
+        (status = 200, description = "The run and its steps: status, attempts, timings, outputs, error", body = RunView),
+        (status = 404, description = "No such run", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("api_key" = []), ("bearer" = []))
+)]
+pub async fn get<S: OrchestratorStore, Q: MessageQueue, I: AgentInvoker>(
+    State(engine): State<Shared<S, Q, I>>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<RunView>, ApiError> {
+    caller.require(Scope::Read)?;
+    let (run, steps) =
+        engine.store().get_run(&id).await?.ok_or_else(|| ApiError::NotFound(format!("no run {id:?}")))?;
+    Ok(Json(RunView { run, steps }))
+}
+
+#[utoipa::path(
+    post, path = "/v1/runs/{id}/cancel", tag = "runs",
+    description = "Nothing new starts; attempts in flight finish but start nothing after them.",
+    params(("id" = String, Path, description = "The run's id")),
+    responses(
+        (status = 200, description = "Cancelled", body = Run),
+        (status = 404, description = "No such run", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The run has already ended", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("api_key" = []), ("bearer" = []))
+)]
+pub async fn cancel<S: OrchestratorStore, Q: MessageQueue, I: AgentInvoker>(
+    State(engine): State<Shared<S, Q, I>>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Run>, ApiError> {
+    caller.require(Scope::WorkflowsRun)?;
+    Ok(Json(engine.cancel_run(&id).await?))
+}

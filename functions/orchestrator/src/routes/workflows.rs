@@ -1,0 +1,147 @@
+//! `/v1/workflows`: validate a document, store a version, read versions.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use jiff::Timestamp;
+use serde::Serialize;
+use serde_json::Value;
+use tdev_domain::auth::Scope;
+use tdev_domain::ports::{AgentInvoker, MessageQueue};
+use tdev_domain::runs::StoredWorkflow;
+use tdev_domain::workflow::{Limits, ValidationReport};
+use tdev_http::{ApiError, Caller, Problem};
+use utoipa::ToSchema;
+
+use super::document::WorkflowDocument;
+use super::{OrchestratorStore, Shared};
+
+/// A stored version of a workflow.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WorkflowVersion {
+    pub id: String,
+    pub version: String,
+    /// SHA-256 of the definition's canonical JSON.
+    pub content_hash: String,
+    pub created_at: Timestamp,
+    /// The document, as JSON.
+    #[schema(value_type = Object)]
+    pub definition: Value,
+}
+
+impl From<StoredWorkflow> for WorkflowVersion {
+    fn from(stored: StoredWorkflow) -> Self {
+        Self {
+            id: stored.id,
+            version: stored.version,
+            content_hash: stored.content_hash,
+            created_at: stored.created_at,
+            definition: stored.definition,
+        }
+    }
+}
+
+#[utoipa::path(
+    post, path = "/v1/workflows:validate", tag = "workflows",
+    description = "Parses, checks and plans a workflow (JSON, or YAML with a YAML content type) \
+        without storing anything. Always 200 with a report when the caller may validate: \
+        `valid`, every error with its location, and for a valid workflow the plan \
+        (levels, critical path, width, parallelism, redundant dependencies, suggestions).",
+    request_body(content = Object, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The report", body = ValidationReport),
+        (status = 401, description = "Not authenticated", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Needs the read scope", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Neither JSON nor YAML", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("api_key" = []), ("bearer" = []))
+)]
+pub async fn validate(
+    caller: Caller,
+    document: Result<WorkflowDocument, ApiError>,
+) -> Result<Json<ValidationReport>, ApiError> {
+    caller.require(Scope::Read)?;
+    let document = document?;
+    Ok(Json(tdev_domain::workflow::validate(&document.text, document.format, &Limits::default())))
+}
+
+#[utoipa::path(
+    post, path = "/v1/workflows", tag = "workflows",
+    description = "Stores a workflow version (JSON, or YAML with a YAML content type). Versions \
+        are immutable: storing the same id and version again with the same content is \
+        harmless, with other content a 409.",
+    request_body(content = Object, content_type = "application/json"),
+    responses(
+        (status = 201, description = "Stored", body = WorkflowVersion),
+        (status = 400, description = "Not JSON or YAML at all (line and column)", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Needs the workflows:run scope", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "This version exists with other content", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid: every error with its JSON path, every cycle as a path of steps", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("api_key" = []), ("bearer" = []))
+)]
+pub async fn create<S: OrchestratorStore, Q: MessageQueue, I: AgentInvoker>(
+    State(engine): State<Shared<S, Q, I>>,
+    caller: Caller,
+    document: Result<WorkflowDocument, ApiError>,
+) -> Result<impl IntoResponse, ApiError> {
+    caller.require(Scope::WorkflowsRun)?;
+    let document = document?;
+    let stored = engine.put_workflow(&document.text, document.format).await?;
+    let location = format!("/v1/workflows/{}/versions/{}", stored.id, stored.version);
+    tracing::info!(workflow_id = %stored.id, version = %stored.version, "workflow stored");
+    Ok((StatusCode::CREATED, [(header::LOCATION, location)], Json(WorkflowVersion::from(stored))))
+}
+
+#[utoipa::path(
+    get, path = "/v1/workflows/{id}", tag = "workflows",
+    params(("id" = String, Path, description = "The workflow's id")),
+    responses(
+        (status = 200, description = "The most recently stored version", body = WorkflowVersion),
+        (status = 404, description = "No such workflow", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("api_key" = []), ("bearer" = []))
+)]
+pub async fn latest<S: OrchestratorStore, Q: MessageQueue, I: AgentInvoker>(
+    State(engine): State<Shared<S, Q, I>>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<WorkflowVersion>, ApiError> {
+    caller.require(Scope::Read)?;
+    find(&engine, &id, None).await
+}
+
+#[utoipa::path(
+    get, path = "/v1/workflows/{id}/versions/{version}", tag = "workflows",
+    params(("id" = String, Path, description = "The workflow's id"), ("version" = String, Path, description = "The version")),
+    responses(
+        (status = 200, description = "That version", body = WorkflowVersion),
+        (status = 404, description = "No such workflow or version", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("api_key" = []), ("bearer" = []))
+)]
+pub async fn version<S: OrchestratorStore, Q: MessageQueue, I: AgentInvoker>(
+    State(engine): State<Shared<S, Q, I>>,
+    caller: Caller,
+    Path((id, version)): Path<(String, String)>,
+) -> Result<Json<WorkflowVersion>, ApiError> {
+    caller.require(Scope::Read)?;
+    find(&engine, &id, Some(&version)).await
+}
+
+async fn find<S: OrchestratorStore, Q: MessageQueue, I: AgentInvoker>(
+    engine: &Shared<S, Q, I>,
+    id: &str,
+    version: Option<&str>,
+) -> Result<Json<WorkflowVersion>, ApiError> {
+    let stored = engine.store().get_workflow(id, version).await?;
+    let stored = stored.ok_or_else(|| {
+        ApiError::NotFound(match version {
+            Some(version) => format!("no workflow {id:?} version {version:?}"),
+            None => format!("no workflow {id:?}"),
+        })
+    })?;
+    Ok(Json(stored.into()))
+}
