@@ -216,6 +216,7 @@ where
     run_timeout(&h).await;
     cancel(&h).await;
     worker_crash_mid_step(&h).await;
+    loop_and_groups(&h).await;
 }
 
 /// a → (b, c) → d, linked by data edges; with `duplicate`, every task is delivered
@@ -412,4 +413,61 @@ where
         (StepStatus::Succeeded, 2),
         "a second attempt finished it"
     );
+}
+
+/// A `loop` fans out over a list input and collects the replies in order; a `sequential`
+/// group chains its steps and a `parallel` group waits for its steps, passing their
+/// outputs on.
+pub async fn loop_and_groups<S, Q>(h: &Harness<S, Q>)
+where
+    S: RunStore + WorkflowStore + AgentStore + Clone,
+    Q: MessageQueue,
+{
+    let ids = h
+        .agents(&[
+            ("per-item", Behaviour::Echo { outputs: vec!["item_result".into()] }),
+            ("first", Behaviour::Echo { outputs: vec!["one".into()] }),
+            ("second", Behaviour::Echo { outputs: vec!["two".into()] }),
+            ("consumer", Behaviour::Echo { outputs: vec!["summary".into()] }),
+        ])
+        .await;
+    let workflow = json!({"name": "loops-and-groups", "steps": [
+        {"id": "each", "name": "each", "type": "loop", "inputs": ["items"], "outputs": ["results"],
+         "parameters": {"over": "items", "agent_id": ids[0], "max_concurrency": 2}},
+        agent_step("first", &ids[1], &[], &["one"]),
+        agent_step("second", &ids[2], &[], &["two"]),
+        {"id": "in-order", "name": "in order", "type": "sequential", "parameters": {"steps": ["first", "second"]}},
+        {"id": "all", "name": "all", "type": "parallel", "parameters": {"steps": ["each", "in-order"]}},
+        agent_step("consumer", &ids[3], &["results", "two"], &["summary"]),
+    ], "dependencies": {"consumer": ["all"]}});
+    let run = h.start(workflow, json!({"items": ["x", "y", "z"]})).await;
+    let ended = h.drive(&run.id, false, LIMIT).await;
+    assert_eq!(ended.status, RunStatus::Succeeded, "{ended:?}");
+
+    let items: Vec<Value> = h.agents.calls(&ids[0]).iter().map(|p| p["inputs"]["items"].clone()).collect();
+    assert_eq!(items.len(), 3, "one invocation per item");
+    for item in ["x", "y", "z"] {
+        assert!(items.contains(&json!(item)), "{item} was sent alone: {items:?}");
+    }
+    let steps = h.steps(&run.id).await;
+    let results = &steps["each"].2.as_ref().expect("loop outputs")["results"];
+    let order: Vec<&Value> =
+        results.as_array().expect("a list").iter().map(|r| &r["item_result"]["inputs"]["items"]).collect();
+    assert_eq!(order, [&json!("x"), &json!("y"), &json!("z")], "replies in item order");
+
+    let first = h.agents.calls(&ids[1]);
+    let second = h.agents.calls(&ids[2]);
+    assert_eq!((first.len(), second.len()), (1, 1));
+    let (_, records) = h.engine.store().get_run(&run.id).await.expect("get run").expect("run exists");
+    let record = |id: &str| records.iter().find(|r| r.step_id == id).expect("record").clone();
+    let (first_run, second_run) = (record("first"), record("second"));
+    assert!(
+        second_run.started_at.expect("started") >= first_run.finished_at.expect("finished"),
+        "a sequential group runs its steps in order"
+    );
+    let group_outputs = steps["all"].2.as_ref().expect("group outputs");
+    assert!(group_outputs.contains_key("results") && group_outputs.contains_key("two"), "{group_outputs:?}");
+    let consumer = &h.agents.calls(&ids[3])[0]["inputs"];
+    assert_eq!(consumer["two"]["from"], ids[2].as_str(), "outputs pass through groups by name");
+    assert_eq!(consumer["results"].as_array().map(Vec::len), Some(3));
 }
