@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Runs the README's quickstart verbatim against a freshly started local stack (the
-# README's run command, `tdev serve`, in an empty folder), checks what it printed, then
-# restarts the stack and checks that the data survived.
+# Runs the README's quickstart and its workflow walk-through verbatim against a freshly
+# started local stack (the README's run command, `tdev serve`, in an empty folder) and an
+# echo agent, checks what they printed, then restarts the stack and checks that the data
+# survived.
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 bin=${TDEV_BIN:-$repo/target/debug/tdev}
@@ -14,7 +15,11 @@ work=$(mktemp -d)
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 export TDEV="http://127.0.0.1:$port"
 pid=
-cleanup() { [ -n "$pid" ] && kill "$pid" 2>/dev/null || true; rm -rf "$work"; }
+agent_pid=
+cleanup() {
+  for p in $pid $agent_pid; do kill "$p" 2>/dev/null || true; done
+  rm -rf "$work"
+}
 trap cleanup EXIT
 cd "$work"
 
@@ -47,9 +52,26 @@ grep -qi '^retry-after: [0-9]' "$work/out.txt" || fail "expected Retry-After"
 grep -qi '^content-type: application/problem+json' "$work/out.txt" || fail "expected problem+json"
 grep -q 'urn:tdev:problem:rate-limited' "$work/out.txt" || fail "expected the rate-limited problem type"
 
+# The workflow walk-through, verbatim, against an echo agent.
+agent_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+"$bin" echo-agent --addr "127.0.0.1:$agent_port" >"$work/agent.log" 2>&1 &
+agent_pid=$!
+for _ in $(seq 1 50); do grep -q listening "$work/agent.log" && break; sleep 0.1; done
+awk '/<!-- workflow:end -->/{on=0} on && !/^```/{print} /<!-- workflow:begin -->/{on=1}' \
+  "$repo/README.md" >"$work/workflow.sh"
+[ -s "$work/workflow.sh" ] || { echo "no workflow block in README.md" >&2; exit 1; }
+AGENT="http://127.0.0.1:$agent_port" timeout 60 bash -euo pipefail "$work/workflow.sh" >"$work/out.txt" 2>&1 \
+  || fail "the workflow walk-through failed"
+kill "$agent_pid" 2>/dev/null || true
+grep -q '"status":"succeeded"' "$work/out.txt" || fail "the run did not succeed"
+grep -q '"report":{"inputs":{"clean_data":{"inputs":{"raw_data":{"inputs":{"source":"s3://bucket/raw.csv"}' "$work/out.txt" \
+  || fail "each step must receive the previous one's output"
+
 kill "$pid"; wait "$pid" 2>/dev/null || true
 start second
 ! grep -q "First start" "$work/serve-second.log" || fail "a restart must not make a new admin key"
 keys=$(curl -fsS "$TDEV/v1/keys" -H "x-api-key: $(cat .tdev/admin-key)" | jq '.keys | length')
 [ "$keys" = 2 ] || fail "expected the admin and quickstart keys to survive the restart, found $keys"
-echo "quickstart: 1 passed, 0 failed"
+agents=$(curl -fsS "$TDEV/v1/agents" -H "x-api-key: $(cat .tdev/admin-key)" | jq '.agents | length')
+[ "$agents" = 3 ] || fail "expected the three agents to survive the restart, found $agents"
+echo "quickstart: 2 passed, 0 failed"

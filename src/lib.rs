@@ -1,4 +1,5 @@
 //! The local stack: every function's routes in one server, on the embedded backend by
 //! default, or on AWS (moto or a real account) with `--backend aws`.
 
+pub mod echo_agent;
 pub mod stack;

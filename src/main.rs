@@ -38,6 +38,12 @@ enum Command {
         #[arg(long, env = "TDEV_WORKERS", default_value_t = 4)]
         workers: usize,
     },
+    /// Serve an agent that answers each output named in its URL's `outputs` query with
+    /// what the step received: for trying workflows locally.
+    EchoAgent {
+        #[arg(long, default_value = "127.0.0.1:9100")]
+        addr: SocketAddr,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -65,6 +71,11 @@ async fn main() -> anyhow::Result<()> {
             let listener =
                 tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
             stack::serve(listener, config).await
+        }
+        Command::EchoAgent { addr } => {
+            let listener =
+                tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
+            tdev::echo_agent::serve(listener).await
         }
     }
 }
