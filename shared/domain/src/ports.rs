@@ -87,7 +87,10 @@ pub trait RunStore: Send + Sync + 'static {
     fn create_run(&self, run: &Run) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// The run and every step that has a record, by step id.
-    fn get_run(&self, id: &str) -> impl Future<Output = Result<Option<(Run, Vec<StepRun>)>, StoreError>> + Send;
+    fn get_run(
+        &self,
+        id: &str,
+    ) -> impl Future<Output = Result<Option<(Run, Vec<StepRun>)>, StoreError>> + Send;
 
     /// Newest first.
     fn list_runs(&self, filter: &RunFilter) -> impl Future<Output = Result<Vec<Run>, StoreError>> + Send;
@@ -98,7 +101,11 @@ pub trait RunStore: Send + Sync + 'static {
 
     /// Creates a step's record; `Conflict` if it has one: exactly one caller makes a
     /// waiting step ready.
-    fn create_step(&self, run_id: &str, step: &StepRun) -> impl Future<Output = Result<(), StoreError>> + Send;
+    fn create_step(
+        &self,
+        run_id: &str,
+        step: &StepRun,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     fn get_step(
         &self,
@@ -107,7 +114,11 @@ pub trait RunStore: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Option<StepRun>, StoreError>> + Send;
 
     /// Writes `step` (version already bumped) if the stored one is at `step.version - 1`.
-    fn update_step(&self, run_id: &str, step: &StepRun) -> impl Future<Output = Result<(), StoreError>> + Send;
+    fn update_step(
+        &self,
+        run_id: &str,
+        step: &StepRun,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
 pub trait RateLimitStore: Send + Sync + 'static {

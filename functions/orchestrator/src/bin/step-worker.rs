@@ -19,7 +19,12 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let store = AwsStore::with_table_from_env(&sdk)?;
     let queues = SqsQueues::from_env(&sdk, &[STEP_QUEUE, STEP_DEAD_LETTER_QUEUE])?;
     let invoker = Invoker::new(default_http_client()?, Some(&sdk));
-    let engine = Arc::new(Engine::new(store, queues, invoker, Arc::new(SystemClock), Limits::default()));
+    // An attempt must end before the Lambda does: the template sets this below the
+    // function's timeout.
+    let attempt = tdev_http::config::var_or("TDEV_ATTEMPT_TIMEOUT_SECONDS", 50u64)?;
+    let engine = Engine::new(store, queues, invoker, Arc::new(SystemClock), Limits::default())
+        .with_attempt_timeout(std::time::Duration::from_secs(attempt));
+    let engine = Arc::new(engine);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| {
         let engine = engine.clone();
         async move {

@@ -73,8 +73,7 @@ impl ValidatedWorkflow {
 
         // Kahn's algorithm, one level at a time, each level in file order.
         let mut waiting: Vec<u32> = (0..n).map(|i| dep_start[i + 1] - dep_start[i]).collect();
-        let mut frontier: Vec<StepIndex> =
-            (0..n).filter(|&i| waiting[i] == 0).map(StepIndex::new).collect();
+        let mut frontier: Vec<StepIndex> = (0..n).filter(|&i| waiting[i] == 0).map(StepIndex::new).collect();
         let mut order = Vec::with_capacity(n);
         let mut level = vec![u32::MAX; n];
         let mut level_start = vec![0u32];
@@ -103,7 +102,17 @@ impl ValidatedWorkflow {
                 (0..n).filter(|&i| level[i] == u32::MAX).map(StepIndex::new).collect();
             return Err(find_cycles(&workflow, &stuck, &dep_start, &deps));
         }
-        Ok(Self { workflow, dep_start, deps, dep_kinds, dependent_start, dependents, order, level, level_start })
+        Ok(Self {
+            workflow,
+            dep_start,
+            deps,
+            dep_kinds,
+            dependent_start,
+            dependents,
+            order,
+            level,
+            level_start,
+        })
     }
 
     pub fn workflow(&self) -> &Workflow {
@@ -290,7 +299,12 @@ impl fmt::Display for CycleErrors {
 
 /// Finds the strongly connected components among the steps Kahn's algorithm could not
 /// order (every cycle is among them, with whatever waits on one) and a cycle in each.
-fn find_cycles(workflow: &Workflow, stuck: &[StepIndex], dep_start: &[u32], deps: &[StepIndex]) -> CycleErrors {
+fn find_cycles(
+    workflow: &Workflow,
+    stuck: &[StepIndex],
+    dep_start: &[u32],
+    deps: &[StepIndex],
+) -> CycleErrors {
     // The subgraph on the stuck steps, in petgraph (kosaraju_scc is iterative: a
     // 100,000-step cycle must not overflow the stack, as the recursive tarjan_scc would).
     let n = workflow.steps().len();

@@ -70,6 +70,13 @@ impl fmt::Display for StepId {
     }
 }
 
+/// Lets maps keyed by step id be searched with a `&str`.
+impl std::borrow::Borrow<str> for StepId {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
 impl AsRef<str> for StepId {
     fn as_ref(&self) -> &str {
         &self.0
@@ -283,9 +290,10 @@ pub struct Step {
     pub outputs: Vec<String>,
     /// The explicit dependencies from the file's `dependencies` map, in the listed order.
     pub dependencies: Vec<StepIndex>,
-    /// Longest the step may run, all attempts included; absent: only the workflow's
-    /// timeout applies.
+    /// Longest one attempt may run (an agent call, a service request, one item of a
+    /// loop, a condition's evaluation); absent: only the workflow's timeout applies.
     pub timeout: Option<Seconds>,
+    /// How each attempt is retried (for a loop, each item's invocation); by default not.
     pub retry_policy: RetryPolicy,
     /// The author's estimate of the step's duration, for the planner only.
     pub estimate: Option<Seconds>,
@@ -412,11 +420,5 @@ impl Workflow {
             stack.extend(s.kind.grouped_steps().iter().rev());
         }
         out
-    }
-}
-
-impl std::borrow::Borrow<str> for StepId {
-    fn borrow(&self) -> &str {
-        &self.0
     }
 }

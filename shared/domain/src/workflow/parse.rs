@@ -12,8 +12,8 @@ use std::fmt;
 use serde_json::{Map, Value};
 
 use super::model::{
-    Edge, EdgeReason, ErrorHandling, RetryPolicy, Seconds, ServiceTarget, Step, StepId, StepIndex,
-    StepKind, StepType, Workflow,
+    Edge, EdgeReason, ErrorHandling, RetryPolicy, Seconds, ServiceTarget, Step, StepId, StepIndex, StepKind,
+    StepType, Workflow,
 };
 use super::tree::{self, Entry, Node};
 use crate::validation::FieldError;
@@ -194,8 +194,9 @@ fn yaml_error(e: yaml_serde::Error) -> ParseErrors {
     let full = e.to_string();
     let error = match e.location() {
         Some(at) => {
-            let suffix = format!(" at line {} column {}", at.line(), at.column());
-            let message = full.strip_suffix(&suffix).unwrap_or(&full).to_owned();
+            // libyaml puts the position mid-message ("… at line 6 column 1, while …").
+            let position = format!(" at line {} column {}", at.line(), at.column());
+            let message = full.replacen(&position, "", 1);
             ParseError::Syntax { line: at.line(), column: at.column(), message }
         }
         // Errors about the whole document (an alias repetition limit) have no place.
@@ -297,9 +298,20 @@ const WORKFLOW_FIELDS: [&str; 11] = [
     "tags",
     "metadata",
 ];
-const STEP_FIELDS: [&str; 10] =
-    ["id", "name", "type", "agent_id", "inputs", "outputs", "parameters", "timeout", "retry_policy", "estimate"];
-const RETRY_FIELDS: [&str; 4] = ["max_attempts", "backoff_factor", "initial_delay_seconds", "max_delay_seconds"];
+const STEP_FIELDS: [&str; 10] = [
+    "id",
+    "name",
+    "type",
+    "agent_id",
+    "inputs",
+    "outputs",
+    "parameters",
+    "timeout",
+    "retry_policy",
+    "estimate",
+];
+const RETRY_FIELDS: [&str; 4] =
+    ["max_attempts", "backoff_factor", "initial_delay_seconds", "max_delay_seconds"];
 
 /// What pass one learns about each step: its id and outputs, which other steps refer to.
 struct Head {
@@ -363,7 +375,7 @@ impl<T: Copy + Eq + std::hash::Hash> Seen<T> {
     }
 }
 
-pub(super) fn walk<'n>(root: &'n Node<'n>, limits: &Limits) -> Result<Workflow, ParseErrors> {
+fn walk<'n>(root: &'n Node<'n>, limits: &Limits) -> Result<Workflow, ParseErrors> {
     let mut w = Walker {
         errors: Vec::new(),
         ids: HashMap::new(),
@@ -389,8 +401,19 @@ impl<'n> Walker<'n> {
             self.type_error(root, &ROOT, "an object (a workflow)");
             return None;
         };
-        let [id, name, version, description, created_at, steps, dependencies, timeout, error_handling, tags, metadata] =
-            self.fields(entries, &ROOT, &WORKFLOW_FIELDS, "a workflow");
+        let [
+            id,
+            name,
+            version,
+            description,
+            created_at,
+            steps,
+            dependencies,
+            timeout,
+            error_handling,
+            tags,
+            metadata,
+        ] = self.fields(entries, &ROOT, &WORKFLOW_FIELDS, "a workflow");
 
         let id = self.required(id, &ROOT, "id").and_then(|node| self.non_blank(node, &ROOT.key("id")));
         let name = self.required(name, &ROOT, "name").and_then(|node| self.string(node, &ROOT.key("name")));
@@ -419,9 +442,8 @@ impl<'n> Walker<'n> {
                 w.string(item, loc).map(str::to_owned)
             })
         });
-        let metadata = present(metadata).map_or_else(Map::new, |node| {
-            self.free_object(node, &ROOT.key("metadata")).unwrap_or_default()
-        });
+        let metadata = present(metadata)
+            .map_or_else(Map::new, |node| self.free_object(node, &ROOT.key("metadata")).unwrap_or_default());
 
         let steps_loc = ROOT.key("steps");
         let step_nodes: &'n [Node<'n>] = match self.required(steps, &ROOT, "steps") {
@@ -447,19 +469,25 @@ impl<'n> Walker<'n> {
         self.ids.reserve(step_nodes.len());
         self.producers.reserve(step_nodes.len());
         let heads = self.heads(step_nodes, &steps_loc);
-        let mut steps: Vec<Option<Step>> = Vec::with_capacity(step_nodes.len());
+        // Steps are kept only while every one so far is valid (so that positions match
+        // indices); after the first invalid one the rest are still checked, not kept.
+        let mut steps: Vec<Step> = Vec::with_capacity(step_nodes.len());
+        let mut all_valid = true;
         for (i, (node, head)) in step_nodes.iter().zip(heads).enumerate() {
-            steps.push(self.step(node, &steps_loc.index(i), StepIndex::new(i), head));
+            match self.step(node, &steps_loc.index(i), StepIndex::new(i), head) {
+                Some(step) if all_valid => steps.push(step),
+                Some(_) => {}
+                None => all_valid = false,
+            }
         }
         let mut edge_count = 0usize;
         if let Some(node) = present(dependencies) {
-            edge_count += self.dependencies(node, &mut steps);
+            edge_count += self.dependencies(node, if all_valid { Some(&mut steps) } else { None });
         }
 
-        if !self.errors.is_empty() {
+        if !self.errors.is_empty() || !all_valid {
             return None;
         }
-        let steps: Vec<Step> = steps.into_iter().collect::<Option<_>>()?;
         let (edges, required_inputs) = self.edges(&steps, edge_count, limits)?;
         self.check_branches(&steps, &edges);
         if !self.errors.is_empty() {
@@ -565,8 +593,18 @@ impl<'n> Walker<'n> {
     fn step(&mut self, node: &'n Node<'n>, loc: &Loc<'_>, index: StepIndex, head: Head) -> Option<Step> {
         // Not an object: already reported by pass one.
         let Node::Map(entries) = node else { return None };
-        let [id, name, step_type, agent_id, inputs, outputs, parameters, timeout_node, retry_node, estimate_node] =
-            self.fields(entries, loc, &STEP_FIELDS, "a step");
+        let [
+            id,
+            name,
+            step_type,
+            agent_id,
+            inputs,
+            outputs,
+            parameters,
+            timeout_node,
+            retry_node,
+            estimate_node,
+        ] = self.fields(entries, loc, &STEP_FIELDS, "a step");
         if id.is_none_or(|n| matches!(n, Node::Null)) {
             self.error(&loc.key("id"), "is required");
         }
@@ -576,8 +614,10 @@ impl<'n> Walker<'n> {
             let raw = self.string(node, &type_loc)?;
             let found = StepType::from_name(raw);
             if found.is_none() {
-                let message =
-                    format!("unknown step type {raw:?}; expected one of {}", StepType::ALL.map(StepType::as_str).join(", "));
+                let message = format!(
+                    "unknown step type {raw:?}; expected one of {}",
+                    StepType::ALL.map(StepType::as_str).join(", ")
+                );
                 self.error(&type_loc, message);
             }
             found
@@ -639,11 +679,14 @@ impl<'n> Walker<'n> {
                 self.error(&inputs_loc, does_no_work("inputs"));
             }
             if declared.is_some_and(|n| n > 0) {
-                let message =
-                    format!("a {step_type} step's outputs are those of the steps it lists; declare them there");
+                let message = format!(
+                    "a {step_type} step's outputs are those of the steps it lists; declare them there"
+                );
                 self.error(&outputs_loc, message);
             }
-            for (node, field) in [(timeout_node, "timeout"), (retry_node, "retry_policy"), (estimate_node, "estimate")] {
+            for (node, field) in
+                [(timeout_node, "timeout"), (retry_node, "retry_policy"), (estimate_node, "estimate")]
+            {
                 if present(node).is_some() {
                     self.error(&loc.key(field), does_no_work(field));
                 }
@@ -699,7 +742,9 @@ impl<'n> Walker<'n> {
         };
         match step_type {
             StepType::Agent => {
-                let agent_id = self.required(agent_id, loc, "agent_id").and_then(|n| self.non_blank(n, &loc.key("agent_id")));
+                let agent_id = self
+                    .required(agent_id, loc, "agent_id")
+                    .and_then(|n| self.non_blank(n, &loc.key("agent_id")));
                 let parameters = match present(parameters) {
                     None => Some(Map::new()),
                     Some(node) => self.free_object(node, &params_loc),
@@ -741,7 +786,11 @@ impl<'n> Walker<'n> {
                             w.error(item_loc, message);
                             return None;
                         }
-                        w.branch_checks.push(BranchCheck { condition: this, target, path: item_loc.render() });
+                        w.branch_checks.push(BranchCheck {
+                            condition: this,
+                            target,
+                            path: item_loc.render(),
+                        });
                         Some(target)
                     });
                     (w.errors.len() == before).then_some(targets)
@@ -755,10 +804,15 @@ impl<'n> Walker<'n> {
                 })
             }
             StepType::Loop => {
-                let [over, agent_id, max_concurrency] =
-                    self.fields(params?, &params_loc, &["over", "agent_id", "max_concurrency"], "a loop step's parameters");
+                let [over, agent_id, max_concurrency] = self.fields(
+                    params?,
+                    &params_loc,
+                    &["over", "agent_id", "max_concurrency"],
+                    "a loop step's parameters",
+                );
                 let over_loc = params_loc.key("over");
-                let over = self.required(over, &params_loc, "over").and_then(|n| self.non_blank(n, &over_loc));
+                let over =
+                    self.required(over, &params_loc, "over").and_then(|n| self.non_blank(n, &over_loc));
                 if let Some(name) = over
                     && !inputs.iter().any(|input| input == name)
                 {
@@ -814,7 +868,8 @@ impl<'n> Walker<'n> {
             self.type_error(node, loc, "an object");
             return None;
         };
-        let [kind, url, function] = self.fields(entries, loc, &["kind", "url", "function"], "a service target");
+        let [kind, url, function] =
+            self.fields(entries, loc, &["kind", "url", "function"], "a service target");
         let kind_loc = loc.key("kind");
         let kind = self.required(kind, loc, "kind").and_then(|n| self.string(n, &kind_loc))?;
         match kind {
@@ -848,7 +903,10 @@ impl<'n> Walker<'n> {
                 Some(ServiceTarget::Lambda { function: function.to_owned() })
             }
             other => {
-                self.error(&kind_loc, format!("unknown target kind {other:?}; expected \"http\" or \"lambda\""));
+                self.error(
+                    &kind_loc,
+                    format!("unknown target kind {other:?}; expected \"http\" or \"lambda\""),
+                );
                 None
             }
         }
@@ -863,10 +921,9 @@ impl<'n> Walker<'n> {
             self.fields(entries, loc, &RETRY_FIELDS, "a retry policy");
         let defaults = RetryPolicy::default();
         let before = self.errors.len();
-        let max_attempts = present(max_attempts)
-            .map_or(Some(defaults.max_attempts), |n| {
-                self.integer(n, &loc.key("max_attempts"), 1, RetryPolicy::MAX_ATTEMPTS)
-            });
+        let max_attempts = present(max_attempts).map_or(Some(defaults.max_attempts), |n| {
+            self.integer(n, &loc.key("max_attempts"), 1, RetryPolicy::MAX_ATTEMPTS)
+        });
         let backoff_factor = present(backoff_factor).map_or(Some(defaults.backoff_factor), |n| {
             let factor_loc = loc.key("backoff_factor");
             let factor = self.number(n, &factor_loc)?;
@@ -911,7 +968,7 @@ impl<'n> Walker<'n> {
     }
 
     /// Fills each step's explicit dependencies; returns how many entries there were.
-    fn dependencies(&mut self, node: &'n Node<'n>, steps: &mut [Option<Step>]) -> usize {
+    fn dependencies(&mut self, node: &'n Node<'n>, mut steps: Option<&mut Vec<Step>>) -> usize {
         let loc = ROOT.key("dependencies");
         let Node::Map(entries) = node else {
             self.type_error(node, &loc, "an object mapping step ids to lists of step ids");
@@ -942,15 +999,20 @@ impl<'n> Walker<'n> {
                 Some(dep)
             });
             count += deps.len();
-            if let Some(Some(step)) = step.map(|s| steps[s.index()].as_mut()) {
-                step.dependencies = deps;
+            if let (Some(step), Some(steps)) = (step, steps.as_deref_mut()) {
+                steps[step.index()].dependencies = deps;
             }
         }
         count
     }
 
     /// Every edge, and the data names no step produces. `None` if there are too many.
-    fn edges(&mut self, steps: &[Step], explicit: usize, limits: &Limits) -> Option<(Vec<Edge>, Vec<String>)> {
+    fn edges(
+        &mut self,
+        steps: &[Step],
+        explicit: usize,
+        limits: &Limits,
+    ) -> Option<(Vec<Edge>, Vec<String>)> {
         let data = self.data_edges.len();
         let group: usize = steps
             .iter()
@@ -968,7 +1030,11 @@ impl<'n> Walker<'n> {
         let mut edges = Vec::with_capacity(total);
         for (i, step) in steps.iter().enumerate() {
             let to = StepIndex::new(i);
-            edges.extend(step.dependencies.iter().map(|&from| Edge { from, to, reason: EdgeReason::Dependency }));
+            edges.extend(step.dependencies.iter().map(|&from| Edge {
+                from,
+                to,
+                reason: EdgeReason::Dependency,
+            }));
         }
         edges.append(&mut self.data_edges);
         for (i, step) in steps.iter().enumerate() {

@@ -131,8 +131,9 @@ pub fn plan(workflow: &ValidatedWorkflow) -> Plan {
     let steps = workflow.workflow().steps();
     let id = |step: StepIndex| steps[step.index()].id.clone();
 
-    let levels: Vec<Vec<StepId>> =
-        (0..workflow.level_count()).map(|l| workflow.level_steps(l).iter().map(|&s| id(s)).collect()).collect();
+    let levels: Vec<Vec<StepId>> = (0..workflow.level_count())
+        .map(|l| workflow.level_steps(l).iter().map(|&s| id(s)).collect())
+        .collect();
     let max_width = levels.iter().map(Vec::len).max().unwrap_or(0);
 
     let critical_path = critical_path(workflow);

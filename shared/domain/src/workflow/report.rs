@@ -109,9 +109,12 @@ pub fn validate(text: &str, format: Format, limits: &Limits) -> ValidationReport
     };
     let summary = WorkflowSummary::of(&workflow);
     match ValidatedWorkflow::new(workflow) {
-        Ok(validated) => {
-            ValidationReport { valid: true, errors: Vec::new(), workflow: Some(summary), plan: Some(plan(&validated)) }
-        }
+        Ok(validated) => ValidationReport {
+            valid: true,
+            errors: Vec::new(),
+            workflow: Some(summary),
+            plan: Some(plan(&validated)),
+        },
         Err(cycles) => {
             let errors = cycles
                 .0

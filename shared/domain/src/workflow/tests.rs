@@ -219,7 +219,9 @@ fn the_same_workflow_in_json_and_yaml_gives_the_same_model() {
 
     let fetch = w.step(w.step_index("fetch").unwrap());
     assert_eq!(fetch.retry_policy, RetryPolicy { max_attempts: 3, ..RetryPolicy::default() });
-    assert!(matches!(&fetch.kind, StepKind::Service { target: ServiceTarget::Http { url } } if url.host_str() == Some("example.com")));
+    assert!(
+        matches!(&fetch.kind, StepKind::Service { target: ServiceTarget::Http { url } } if url.host_str() == Some("example.com"))
+    );
     let summarise = w.step(w.step_index("summarise").unwrap());
     assert_eq!(
         summarise.kind,
@@ -237,12 +239,34 @@ fn the_same_workflow_in_json_and_yaml_gives_the_same_model() {
     let levels: Vec<Vec<&str>> = plan.levels.iter().map(|l| ids(l)).collect();
     assert_eq!(
         levels,
-        vec![vec!["fetch"], vec!["summarise", "enrich"], vec!["gather", "check"], vec!["publish"], vec!["alert"], vec![
-            "finish"
-        ]]
+        vec![
+            vec!["fetch"],
+            vec!["summarise", "enrich"],
+            vec!["gather", "check"],
+            vec!["publish"],
+            vec!["alert"],
+            vec!["finish"]
+        ]
     );
     // alert waits for publish only because `finish` is sequential.
     assert_eq!(validated.level(validated.workflow().step_index("alert").unwrap()), 4);
+}
+
+/// The first block of `lang` in docs/workflows.md.
+fn doc_block(lang: &str) -> &'static str {
+    let doc = include_str!("../../../../docs/workflows.md");
+    let start = doc.find(&format!("```{lang}\n")).expect("block") + lang.len() + 4;
+    &doc[start..start + doc[start..].find("```").expect("end of block")]
+}
+
+#[test]
+fn the_documented_example_parses_the_same_in_json_and_yaml_and_plans_as_documented() {
+    let from_json = parse_json(doc_block("json"), &limits()).unwrap();
+    let from_yaml = parse_yaml(doc_block("yaml"), &limits()).unwrap();
+    assert_eq!(from_json, from_yaml);
+    let report = serde_json::to_value(validate(doc_block("json"), Format::Json, &limits())).unwrap();
+    assert_eq!(report["plan"]["critical_path"]["seconds"], 421.0);
+    assert_eq!(report["plan"]["levels"], json!([["extract"], ["transform"], ["load"]]));
 }
 
 #[test]
@@ -307,7 +331,11 @@ fn an_unknown_step_type_is_reported() {
     let value = json!({"id": "wf", "name": "wf", "steps": [{"id": "a", "name": "A", "type": "robot"}]});
     let errors = field_errors(&value);
     assert_eq!(errors.len(), 1);
-    assert!(has_error(&errors, "$.steps[0].type", "unknown step type \"robot\"; expected one of agent, service"));
+    assert!(has_error(
+        &errors,
+        "$.steps[0].type",
+        "unknown step type \"robot\"; expected one of agent, service"
+    ));
 }
 
 #[test]
@@ -393,7 +421,10 @@ fn two_steps_producing_one_output_is_reported_with_both_paths() {
     value["steps"][2]["outputs"] = json!(["load_report", "raw_data"]);
     let errors = field_errors(&value);
     assert_eq!(errors.len(), 1);
-    assert!(has_error(&errors, "$.steps[2].outputs[1]", "also produced by $.steps[0].outputs[0]"), "{errors:?}");
+    assert!(
+        has_error(&errors, "$.steps[2].outputs[1]", "also produced by $.steps[0].outputs[0]"),
+        "{errors:?}"
+    );
 }
 
 #[test]
@@ -498,7 +529,12 @@ fn defaults_apply_and_nulls_read_as_absent() {
 
 #[test]
 fn retry_policy_delays_grow_and_cap() {
-    let policy = RetryPolicy { max_attempts: 5, backoff_factor: 3.0, initial_delay_seconds: 2.0, max_delay_seconds: 10.0 };
+    let policy = RetryPolicy {
+        max_attempts: 5,
+        backoff_factor: 3.0,
+        initial_delay_seconds: 2.0,
+        max_delay_seconds: 10.0,
+    };
     let delays: Vec<Option<f64>> = (0..=6).map(|n| policy.delay_before(n)).collect();
     assert_eq!(delays, [None, Some(0.0), Some(2.0), Some(6.0), Some(10.0), Some(10.0), None]);
     assert_eq!(RetryPolicy::default().delay_before(2), None, "the default is one attempt: no retry");
@@ -519,8 +555,11 @@ steps:
     let b = &workflow.steps()[1];
     assert_eq!((b.id.as_str(), b.timeout.map(Seconds::get)), ("b", Some(60.0)));
 
-    let errors = parse_yaml("id: wf\nname: wf\nversion: 1.0\nsteps: [{id: a, name: A, type: agent, agent_id: x}]", &limits())
-        .unwrap_err();
+    let errors = parse_yaml(
+        "id: wf\nname: wf\nversion: 1.0\nsteps: [{id: a, name: A, type: agent, agent_id: x}]",
+        &limits(),
+    )
+    .unwrap_err();
     assert_eq!(errors.to_string(), "$.version: must be a string; write \"1.0\" in quotes");
 }
 
@@ -533,15 +572,21 @@ fn repeated_keys_are_reported_not_silently_merged() {
     assert_eq!(paths, ["$.metadata.k", "$.steps[0].agent_id", "$.dependencies.a"]);
 
     // YAML too.
-    let errors = parse_yaml("id: wf\nname: wf\nid: again\nsteps: [{id: a, name: A, type: agent, agent_id: x}]", &limits())
-        .unwrap_err();
+    let errors = parse_yaml(
+        "id: wf\nname: wf\nid: again\nsteps: [{id: a, name: A, type: agent, agent_id: x}]",
+        &limits(),
+    )
+    .unwrap_err();
     assert_eq!(errors.to_string(), "$.id: duplicate key");
 }
 
 #[test]
 fn odd_keys_get_bracketed_paths() {
     let value = with_deps(&["a"], json!({"my step": ["a"]}));
-    assert_eq!(field_errors(&value), [("$.dependencies[\"my step\"]".to_owned(), "unknown step \"my step\"".to_owned())]);
+    assert_eq!(
+        field_errors(&value),
+        [("$.dependencies[\"my step\"]".to_owned(), "unknown step \"my step\"".to_owned())]
+    );
 }
 
 #[test]
@@ -549,6 +594,7 @@ fn yaml_values_a_workflow_cannot_hold_are_reported_with_paths() {
     let text = "id: wf\nname: wf\ntimeout: .inf\nmetadata: {1: one, x: !custom tagged}\n<<: 3\n\
                 steps: [{id: a, name: A, type: agent, agent_id: x}]";
     let errors = parse_yaml(text, &limits()).unwrap_err();
+    // (The unquoted key `1` is read as the text "1": not an error.)
     let found: Vec<String> = errors.field_errors().map(|e| format!("{}: {}", e.path, e.message)).collect();
     assert_eq!(
         found,
@@ -582,7 +628,8 @@ fn two_steps_depending_on_each_other() {
 
 #[test]
 fn a_longer_cycle_is_reported_as_a_path() {
-    let found = cycles(&with_deps(&["a", "b", "c", "d"], json!({"b": ["a"], "c": ["b"], "d": ["c"], "a": ["d"]})));
+    let found =
+        cycles(&with_deps(&["a", "b", "c", "d"], json!({"b": ["a"], "c": ["b"], "d": ["c"], "a": ["d"]})));
     assert_eq!(found.len(), 1);
     assert_eq!(found[0].to_string(), "cycle: a → b → c → d → a");
 }
@@ -632,9 +679,12 @@ fn a_cycle_made_by_a_group_names_the_group() {
 
 #[test]
 fn a_diamond_has_three_levels_with_the_middle_in_parallel() {
-    let workflow = validated(&with_deps(&["top", "left", "right", "bottom"], json!({
-        "left": ["top"], "right": ["top"], "bottom": ["left", "right"]
-    })));
+    let workflow = validated(&with_deps(
+        &["top", "left", "right", "bottom"],
+        json!({
+            "left": ["top"], "right": ["top"], "bottom": ["left", "right"]
+        }),
+    ));
     let plan = plan(&workflow);
     let levels: Vec<Vec<&str>> = plan.levels.iter().map(|l| ids(l)).collect();
     assert_eq!(levels, vec![vec!["top"], vec!["left", "right"], vec!["bottom"]]);
@@ -735,7 +785,9 @@ fn long_via_paths_are_elided_in_the_middle() {
     }
     deps.insert(names[n - 1].clone(), json!([names[n - 2], names[0]]));
     let plan = plan(&validated(&with_deps(&refs, Value::Object(deps))));
-    let [redundant] = plan.redundant_dependencies.as_slice() else { panic!("{:?}", plan.redundant_dependencies) };
+    let [redundant] = plan.redundant_dependencies.as_slice() else {
+        panic!("{:?}", plan.redundant_dependencies)
+    };
     assert_eq!((redundant.step.as_str(), redundant.dependency.as_str()), ("s39", "s0"));
     assert_eq!(redundant.via.len(), MAX_VIA_STEPS);
     assert_eq!(redundant.via_elided, n - MAX_VIA_STEPS);
@@ -781,7 +833,8 @@ fn the_report_serializes_errors_or_a_plan() {
     assert_eq!(json["plan"]["critical_path"]["steps"][0]["source"], "default");
     assert_eq!(json["errors"], json!([]));
 
-    let report = validate("id: wf\nname: wf\nsteps: [{id: a, name: A, type: agent}]", Format::Yaml, &limits());
+    let report =
+        validate("id: wf\nname: wf\nsteps: [{id: a, name: A, type: agent}]", Format::Yaml, &limits());
     assert!(!report.valid);
     assert_eq!(
         serde_json::to_value(&report).unwrap()["errors"],
@@ -794,7 +847,10 @@ fn the_report_serializes_errors_or_a_plan() {
     assert_eq!(report["workflow"]["id"], "wf");
     assert_eq!(report["errors"][0]["kind"], "cycle");
     assert_eq!(report["errors"][0]["message"], "cycle: a → b → a");
-    assert_eq!(report["errors"][0]["edges"][0], json!({"from": "a", "to": "b", "dependency": true, "data": [], "groups": []}));
+    assert_eq!(
+        report["errors"][0]["edges"][0],
+        json!({"from": "a", "to": "b", "dependency": true, "data": [], "groups": []})
+    );
 
     let report = serde_json::to_value(validate("{", Format::Json, &limits())).unwrap();
     assert_eq!(report["errors"][0]["kind"], "syntax");
@@ -809,23 +865,9 @@ fn load_gives_a_validated_workflow_or_the_reason() {
     assert!(matches!(load("[", Format::Json, &limits()), Err(WorkflowError::Parse(_))));
 }
 
-/// `width` steps per layer, each reading one output of every step in the layer before.
-fn layered(layers: usize, width: usize) -> String {
-    let mut steps = Vec::with_capacity(layers * width);
-    for layer in 0..layers {
-        for i in 0..width {
-            let inputs: Vec<String> =
-                if layer == 0 { Vec::new() } else { (0..width).map(|j| format!("d{}_{j}", layer - 1)).collect() };
-            steps.push(json!({"id": format!("s{layer}_{i}"), "name": "step", "type": "agent", "agent_id": "w",
-                "inputs": inputs, "outputs": [format!("d{layer}_{i}")]}));
-        }
-    }
-    json!({"id": "big", "name": "big", "steps": steps}).to_string()
-}
-
 #[test]
 fn a_large_layered_workflow_plans_exactly() {
-    let text = layered(500, 20);
+    let text = layered_text(500, 20, 20);
     let workflow = load(&text, Format::Json, &limits()).unwrap();
     let plan = plan(&workflow);
     assert_eq!(plan.steps, 10_000);
@@ -834,30 +876,6 @@ fn a_large_layered_workflow_plans_exactly() {
     assert_eq!(plan.edges, 499 * 20 * 20);
     assert_eq!(plan.critical_path.seconds, 500.0);
     assert!(plan.redundant_dependencies.is_empty() && plan.redundant_dependencies_complete);
-}
-
-/// Rough timing for the report; run with
-/// `cargo test -p tdev-domain --release -- --ignored --nocapture timing`.
-#[test]
-#[ignore = "a measurement, not a check"]
-fn timing_of_a_100k_step_layered_workflow() {
-    let text = layered(10_000, 10);
-    let limits = Limits { max_bytes: usize::MAX, ..Limits::default() };
-    let start = std::time::Instant::now();
-    let workflow = parse_json(&text, &limits).unwrap();
-    let parsed_at = start.elapsed();
-    let workflow = ValidatedWorkflow::new(workflow).unwrap();
-    let validated_at = start.elapsed();
-    let plan = plan(&workflow);
-    let planned_at = start.elapsed();
-    println!(
-        "{} bytes, {} steps, {} edges: parse {parsed_at:?}, validate {:?}, plan {:?}, total {planned_at:?}",
-        text.len(),
-        plan.steps,
-        plan.edges,
-        validated_at - parsed_at,
-        planned_at - validated_at
-    );
 }
 
 // ---------------------------------------------------------------------------------------
@@ -872,14 +890,24 @@ fn graph_workflow(n: usize, edges: &[(usize, usize)]) -> Value {
             deps[to].push(name);
         }
     }
-    let map: serde_json::Map<String, Value> =
-        deps.into_iter().enumerate().filter(|(_, d)| !d.is_empty()).map(|(i, d)| (format!("s{i}"), json!(d))).collect();
+    let map: serde_json::Map<String, Value> = deps
+        .into_iter()
+        .enumerate()
+        .filter(|(_, d)| !d.is_empty())
+        .map(|(i, d)| (format!("s{i}"), json!(d)))
+        .collect();
     let names: Vec<String> = (0..n).map(|i| format!("s{i}")).collect();
     let refs: Vec<&str> = names.iter().map(String::as_str).collect();
     with_deps(&refs, Value::Object(map))
 }
 
-fn reachable_without(n: usize, edges: &[(usize, usize)], skip: (usize, usize), from: usize, to: usize) -> bool {
+fn reachable_without(
+    n: usize,
+    edges: &[(usize, usize)],
+    skip: (usize, usize),
+    from: usize,
+    to: usize,
+) -> bool {
     let mut seen = vec![false; n];
     let mut stack = vec![from];
     while let Some(at) = stack.pop() {
@@ -999,46 +1027,8 @@ proptest! {
     }
 }
 
-fn cpu() -> std::time::Duration {
-    let stat = std::fs::read_to_string("/proc/thread-self/schedstat").unwrap();
-    std::time::Duration::from_nanos(stat.split_whitespace().next().unwrap().parse().unwrap())
-}
-
-#[test]
-#[ignore = "scratch"]
-fn scratch_phases() {
-    for fan_in in [1, 10] {
-    let text = layered_text(10_000, 10, fan_in);
-    println!("{fan_in}: {} bytes", text.len());
-    for _ in 0..3 {
-        let t = cpu();
-        let _: serde::de::IgnoredAny = serde_json::from_str(&text).unwrap();
-        let ignored = cpu() - t;
-        let t = cpu();
-        let root = super::tree::from_json(&text).unwrap();
-        let tree = cpu() - t;
-        let t = cpu();
-        let _ = super::parse::walk(&root, &Limits::default());
-        let walk = cpu() - t;
-        let t = cpu();
-        drop(root);
-        let dropped = cpu() - t;
-        println!("walk {walk:?} drop tree {dropped:?}");
-        let limits = Limits { max_bytes: usize::MAX, ..Limits::default() };
-        let t = cpu();
-        let w = parse_json(&text, &limits).unwrap();
-        let parse = cpu() - t;
-        let v = ValidatedWorkflow::new(w).unwrap();
-        let validate = cpu() - t - parse;
-        let p = plan(&v);
-        let planned = cpu() - t - parse - validate;
-        let total = cpu() - t;
-        drop((v, p));
-        println!("cpu: ignored {ignored:?} tree {tree:?} parse {parse:?} validate {validate:?} plan {planned:?} total {total:?}");
-    }
-    }
-}
-
+/// `layers` × `width` agent steps, as JSON text; each reads `fan_in` outputs of the
+/// layer before.
 fn layered_text(layers: usize, width: usize, fan_in: usize) -> String {
     use std::fmt::Write;
     let mut out = String::from(r#"{"id":"big","name":"big","steps":["#);
@@ -1047,7 +1037,8 @@ fn layered_text(layers: usize, width: usize, fan_in: usize) -> String {
             if layer + i > 0 {
                 out.push(',');
             }
-            write!(out, r#"{{"id":"s{layer}_{i}","name":"step","type":"agent","agent_id":"w","inputs":["#).unwrap();
+            write!(out, r#"{{"id":"s{layer}_{i}","name":"step","type":"agent","agent_id":"w","inputs":["#)
+                .unwrap();
             if layer > 0 {
                 for k in 0..fan_in {
                     if k > 0 {
@@ -1061,45 +1052,4 @@ fn layered_text(layers: usize, width: usize, fan_in: usize) -> String {
     }
     out.push_str("]}");
     out
-}
-
-#[test]
-#[ignore = "scratch"]
-fn scratch_walk_only() {
-    let text = layered_text(10_000, 10, 1);
-    let root = super::tree::from_json(&text).unwrap();
-    let mut kept = Vec::new();
-    for _ in 0..8 {
-        let t = cpu();
-        let w = super::parse::walk(&root, &Limits::default()).unwrap();
-        let walk = cpu() - t;
-        let t = cpu();
-        let v = ValidatedWorkflow::new(w).unwrap();
-        let validate = cpu() - t;
-        let t = cpu();
-        let p = plan(&v);
-        let planned = cpu() - t;
-        let t = cpu();
-        drop((v, p));
-        let dropped = cpu() - t;
-        println!("walk {walk:?} validate {validate:?} plan {planned:?} drop {dropped:?}");
-        kept.push(());
-    }
-    let t = cpu();
-    drop(kept);
-    println!("drop 5 {:?}", cpu() - t);
-}
-
-#[test]
-#[ignore = "scratch"]
-fn scratch_sizes() {
-    println!(
-        "Step {} StepKind {} ServiceTarget {} RetryPolicy {} Node {} Url {}",
-        std::mem::size_of::<Step>(),
-        std::mem::size_of::<StepKind>(),
-        std::mem::size_of::<ServiceTarget>(),
-        std::mem::size_of::<RetryPolicy>(),
-        std::mem::size_of::<super::tree::Node<'_>>(),
-        std::mem::size_of::<url::Url>()
-    );
 }
