@@ -217,6 +217,7 @@ where
     cancel(&h).await;
     worker_crash_mid_step(&h).await;
     loop_and_groups(&h).await;
+    conditions(&h).await;
 }
 
 /// a → (b, c) → d, linked by data edges; with `duplicate`, every task is delivered
@@ -470,4 +471,62 @@ where
     let consumer = &h.agents.calls(&ids[3])[0]["inputs"];
     assert_eq!(consumer["two"]["from"], ids[2].as_str(), "outputs pass through groups by name");
     assert_eq!(consumer["results"].as_array().map(Vec::len), Some(3));
+}
+
+/// A condition runs one branch; the other is skipped, down its whole chain; a join after
+/// both branches runs; an expression that is not true or false fails the step.
+pub async fn conditions<S, Q>(h: &Harness<S, Q>)
+where
+    S: RunStore + WorkflowStore + AgentStore + Clone,
+    Q: MessageQueue,
+{
+    let ids = h
+        .agents(&[
+            ("scorer", Behaviour::Echo { outputs: vec!["scored".into()] }),
+            ("high", Behaviour::Echo { outputs: vec!["high_path".into()] }),
+            ("low", Behaviour::Echo { outputs: vec!["low_path".into()] }),
+            ("low-follow-up", Behaviour::Echo { outputs: vec!["low_more".into()] }),
+            ("join", Behaviour::Echo { outputs: vec!["joined".into()] }),
+        ])
+        .await;
+    let workflow = json!({"name": "branches", "steps": [
+        agent_step("score", &ids[0], &["score"], &["scored"]),
+        {"id": "check", "name": "check", "type": "condition", "inputs": ["score", "scored"], "outputs": ["is_high"],
+         "parameters": {"expression": "inputs.score > 0.5 && has(inputs.scored.from)",
+                        "when_true": ["high"], "when_false": ["low"]}},
+        agent_step("high", &ids[1], &[], &["high_path"]),
+        agent_step("low", &ids[2], &[], &["low_path"]),
+        agent_step("low-more", &ids[3], &["low_path"], &["low_more"]),
+        agent_step("join", &ids[4], &["high_path", "low_path"], &["joined"]),
+    ], "dependencies": {"high": ["check"], "low": ["check"]}});
+
+    let high = h.start(workflow.clone(), json!({"score": 0.9})).await;
+    let ended = h.drive(&high.id, false, LIMIT).await;
+    assert_eq!(ended.status, RunStatus::Succeeded, "{ended:?}");
+    let steps = h.steps(&high.id).await;
+    assert_eq!(steps["check"].2.as_ref().expect("outputs")["is_high"], json!(true));
+    assert_eq!(steps["high"].0, StepStatus::Succeeded);
+    assert_eq!(steps["low"].0, StepStatus::Skipped, "the other branch");
+    assert_eq!(steps["low-more"].0, StepStatus::Skipped, "and everything only it leads to");
+    assert_eq!(steps["join"].0, StepStatus::Succeeded, "a join after the branches runs");
+    assert!(h.agents.calls(&ids[2]).is_empty() && h.agents.calls(&ids[3]).is_empty());
+    let joined = &h.agents.calls(&ids[4])[0]["inputs"];
+    assert_eq!(joined["high_path"]["from"], ids[1].as_str());
+    assert_eq!(joined["low_path"], Value::Null, "the branch not taken produced nothing");
+
+    let low = h.start(workflow.clone(), json!({"score": 0.1})).await;
+    let ended = h.drive(&low.id, false, LIMIT).await;
+    assert_eq!(ended.status, RunStatus::Succeeded, "{ended:?}");
+    let steps = h.steps(&low.id).await;
+    assert_eq!(
+        (steps["high"].0, steps["low"].0, steps["low-more"].0),
+        (StepStatus::Skipped, StepStatus::Succeeded, StepStatus::Succeeded)
+    );
+
+    let mut not_boolean = workflow;
+    not_boolean["steps"][1]["parameters"]["expression"] = json!("inputs.score + 1.0");
+    let run = h.start(not_boolean, json!({"score": 0.9})).await;
+    let ended = h.drive(&run.id, false, LIMIT).await;
+    assert_eq!(ended.status, RunStatus::Failed, "{ended:?}");
+    assert_eq!(h.steps(&run.id).await["check"].0, StepStatus::Failed);
 }

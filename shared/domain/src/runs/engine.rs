@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use super::StoredWorkflow;
-use super::{Run, RunStatus, StepRun, StepStatus};
+use super::{Run, RunStatus, SkipReason, StepRun, StepStatus};
 use crate::agents::AgentTarget;
 use crate::clock::Clock;
 use crate::ports::{
@@ -247,17 +247,6 @@ where
                 errors.add(format!("$.inputs.{name}"), "this workflow input is required");
             }
         }
-        for step in workflow.steps() {
-            if let StepKind::Condition { .. } = step.kind {
-                errors.add(
-                    "$.workflow_id",
-                    format!(
-                        "step {:?} is a condition step, which the engine cannot run yet",
-                        step.id.as_str()
-                    ),
-                );
-            }
-        }
         errors.into_result(())?;
         let now = self.clock.now();
         let deadline = workflow.timeout().map(|t| now + SignedDuration::from_secs_f64(t.get()));
@@ -392,18 +381,12 @@ where
         let definition = compiled.workflow.step(index);
         let attempt = step.attempts + 1;
         let now = self.clock.now();
-        let elapsed = step.started_at.map(|at| now.duration_since(at)).unwrap_or_default();
-        let step_budget = definition.timeout.map(|t| SignedDuration::from_secs_f64(t.get()) - elapsed);
-        if attempt > definition.retry_policy.max_attempts
-            || step_budget.is_some_and(|b| b <= SignedDuration::ZERO)
-        {
-            let why = if attempt > definition.retry_policy.max_attempts {
-                format!("no attempts left after {} (the last was cut off)", step.attempts)
-            } else {
-                "the step's timeout passed".to_owned()
-            };
+        if attempt > definition.retry_policy.max_attempts {
+            // Only a task whose attempts were all cut off (workers that died) gets here.
+            let why = format!("no attempts left after {} (the last was cut off)", step.attempts);
             return self.fail_step(&compiled, &run, index, step, why).await;
         }
+        let step_budget = definition.timeout.map(|t| SignedDuration::from_secs_f64(t.get()));
         let mut budget = self.attempt_timeout;
         for limit in [step_budget, run.deadline.map(|d| d.duration_since(now))].into_iter().flatten() {
             budget = budget.min(Duration::try_from(limit).unwrap_or(Duration::ZERO));
@@ -437,8 +420,22 @@ where
         }
         match result {
             Ok(outputs) => {
+                let branch = outputs.values().next().and_then(Value::as_bool);
                 self.finish_step(run_id, started, StepStatus::Succeeded, Some(outputs), None).await?;
                 tracing::info!(run_id, step_id, attempt, "step succeeded");
+                if let (StepKind::Condition { when_true, when_false, .. }, Some(taken)) =
+                    (&definition.kind, branch)
+                {
+                    let not_taken = if taken { when_false } else { when_true };
+                    for skipped in not_taken {
+                        let id = compiled.id_of(*skipped);
+                        let record = StepRun::skipped(id, SkipReason::BranchNotTaken, self.clock.now());
+                        match self.store.create_step(run_id, &record).await {
+                            Ok(()) | Err(StoreError::Conflict(_)) => {}
+                            Err(e) => return Err(e.into()),
+                        }
+                    }
+                }
                 self.advance(&compiled, &run, index).await?;
                 Ok(Outcome::Done)
             }
@@ -512,8 +509,11 @@ where
                     definition.outputs.first().map_or_else(|| "results".to_owned(), |o| o.to_string());
                 return Ok(Map::from_iter([(output, Value::Array(results))]));
             }
-            StepKind::Condition { .. } => {
-                return Err(InvokeError::Rejected("condition steps cannot run yet".into()));
+            StepKind::Condition { expression, .. } => {
+                let result = evaluate_condition(expression, &inputs).map_err(InvokeError::Rejected)?;
+                let output =
+                    definition.outputs.first().map_or_else(|| "result".to_owned(), |o| o.to_string());
+                return Ok(Map::from_iter([(output, Value::Bool(result))]));
             }
         };
         let payload = json!({"inputs": inputs, "parameters": parameters, "context": context});
@@ -614,41 +614,73 @@ where
         if current.status.is_terminal() {
             return Ok(());
         }
-        let mut statuses: HashMap<String, StepStatus> =
-            steps.iter().map(|s| (s.step_id.clone(), s.status)).collect();
+        let mut statuses: HashMap<String, (StepStatus, Option<SkipReason>)> =
+            steps.iter().map(|s| (s.step_id.clone(), (s.status, s.skip_reason))).collect();
         let mut frontier = vec![index];
+        let mut visited = std::collections::HashSet::new();
         while let Some(ended) = frontier.pop() {
+            if !visited.insert(ended) {
+                continue;
+            }
             for &dependent in &compiled.dependents[ended.index()] {
                 let id = compiled.id_of(dependent);
-                if statuses.get(id).is_some_and(|s| s.is_terminal()) {
-                    continue;
+                match statuses.get(id) {
+                    // Skipped already (say, by a condition): its dependents are next.
+                    Some((StepStatus::Skipped, _)) => {
+                        frontier.push(dependent);
+                        continue;
+                    }
+                    Some((status, _)) if status.is_terminal() => continue,
+                    _ => {}
                 }
                 let deps = &compiled.dependencies[dependent.index()];
-                let dep_status =
-                    |d: &StepIndex| statuses.get(compiled.id_of(*d)).copied().unwrap_or(StepStatus::Waiting);
-                if !deps.iter().all(|d| dep_status(d).is_terminal()) {
+                let of = |d: &StepIndex| {
+                    statuses.get(compiled.id_of(*d)).copied().unwrap_or((StepStatus::Waiting, None))
+                };
+                if !deps.iter().all(|d| of(d).0.is_terminal()) {
                     continue;
                 }
-                if deps.iter().all(|d| dep_status(d).lets_dependents_run()) {
-                    self.make_ready(&run.id, id).await?;
-                    statuses.entry(id.to_owned()).or_insert(StepStatus::Queued);
+                // A failed dependency (or one skipped because of a failure) means this
+                // step's inputs can never exist; dependencies all skipped by a condition
+                // mean its branch was not taken. Otherwise it runs: a join after two
+                // branches runs once either succeeded.
+                let broken = deps.iter().any(|d| {
+                    matches!(
+                        of(d),
+                        (StepStatus::Failed | StepStatus::Cancelled, _)
+                            | (_, Some(SkipReason::DependencyFailed))
+                    )
+                });
+                let any_ran = deps.iter().any(|d| of(d).0 == StepStatus::Succeeded);
+                let skip = if broken {
+                    Some(SkipReason::DependencyFailed)
+                } else if any_ran {
+                    None
                 } else {
-                    // A dependency failed or was skipped: under `continue`, so is this.
-                    let mut skipped = StepRun::queued(id, self.clock.now());
-                    skipped.status = StepStatus::Skipped;
-                    skipped.finished_at = skipped.queued_at;
-                    skipped.error = Some("a dependency did not succeed".into());
-                    match self.store.create_step(&run.id, &skipped).await {
-                        Ok(()) | Err(StoreError::Conflict(_)) => {}
-                        Err(e) => return Err(e.into()),
+                    Some(SkipReason::BranchNotTaken)
+                };
+                match skip {
+                    None => {
+                        self.make_ready(&run.id, id).await?;
+                        statuses.entry(id.to_owned()).or_insert((StepStatus::Queued, None));
                     }
-                    statuses.insert(id.to_owned(), StepStatus::Skipped);
-                    frontier.push(dependent);
+                    Some(reason) => {
+                        match self
+                            .store
+                            .create_step(&run.id, &StepRun::skipped(id, reason, self.clock.now()))
+                            .await
+                        {
+                            Ok(()) | Err(StoreError::Conflict(_)) => {}
+                            Err(e) => return Err(e.into()),
+                        }
+                        statuses.insert(id.to_owned(), (StepStatus::Skipped, Some(reason)));
+                        frontier.push(dependent);
+                    }
                 }
             }
         }
         let total = compiled.workflow.steps().len();
-        let ended = statuses.values().filter(|s| s.is_terminal()).count();
+        let ended = statuses.values().filter(|(s, _)| s.is_terminal()).count();
         if ended == total {
             let (latest, steps) =
                 self.store.get_run(&run.id).await?.ok_or_else(|| EngineError::RunNotFound(run.id.clone()))?;
@@ -724,5 +756,18 @@ fn service_target(target: &ServiceTarget) -> AgentTarget {
     match target {
         ServiceTarget::Http { url } => AgentTarget::Http { url: url.to_string() },
         ServiceTarget::Lambda { function } => AgentTarget::Lambda { function: function.clone() },
+    }
+}
+
+/// Evaluates a condition's CEL expression with the step's inputs as `inputs`.
+fn evaluate_condition(expression: &str, inputs: &Map<String, Value>) -> Result<bool, String> {
+    let program =
+        cel::Program::compile(expression).map_err(|e| format!("the condition does not compile: {e}"))?;
+    let mut context = cel::Context::default();
+    context.add_variable("inputs", inputs).map_err(|e| format!("the inputs cannot be given to CEL: {e}"))?;
+    match program.execute(&context) {
+        Ok(cel::Value::Bool(result)) => Ok(result),
+        Ok(other) => Err(format!("the condition gave {other:?}, not true or false")),
+        Err(e) => Err(format!("the condition failed: {e}")),
     }
 }

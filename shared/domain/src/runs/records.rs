@@ -39,7 +39,21 @@ pub struct StepRun {
     #[schema(value_type = Option<Object>)]
     pub outputs: Option<Map<String, Value>>,
     pub error: Option<String>,
+    /// Why a skipped step was skipped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub skip_reason: Option<SkipReason>,
     pub version: u64,
+}
+
+/// Why a step did not run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SkipReason {
+    /// A dependency failed (under `error_handling: continue`), or was skipped for that
+    /// reason: this step's inputs can never exist.
+    DependencyFailed,
+    /// A condition chose the other branch, or every dependency was skipped that way.
+    BranchNotTaken,
 }
 
 impl StepRun {
@@ -54,7 +68,23 @@ impl StepRun {
             finished_at: None,
             outputs: None,
             error: None,
+            skip_reason: None,
             version: 1,
+        }
+    }
+
+    /// The record of a step that will not run.
+    pub fn skipped(step_id: &str, reason: SkipReason, now: Timestamp) -> Self {
+        let error = match reason {
+            SkipReason::DependencyFailed => "a dependency did not succeed",
+            SkipReason::BranchNotTaken => "not on the branch its condition chose",
+        };
+        Self {
+            status: StepStatus::Skipped,
+            finished_at: Some(now),
+            error: Some(error.to_owned()),
+            skip_reason: Some(reason),
+            ..Self::queued(step_id, now)
         }
     }
 }

@@ -763,9 +763,17 @@ impl<'n> Walker<'n> {
                     &["expression", "when_true", "when_false"],
                     "a condition step's parameters",
                 );
+                let expression_loc = params_loc.key("expression");
                 let expression = self
                     .required(expression, &params_loc, "expression")
-                    .and_then(|n| self.non_blank(n, &params_loc.key("expression")));
+                    .and_then(|n| self.non_blank(n, &expression_loc))
+                    .and_then(|text| match cel::Program::compile(text) {
+                        Ok(_) => Some(text),
+                        Err(e) => {
+                            self.error(&expression_loc, format!("is not a CEL expression: {e}"));
+                            None
+                        }
+                    });
                 let mut taken = HashMap::new();
                 let mut branch = |w: &mut Self, node: Option<&'n Node<'n>>, name: &'static str| {
                     let branch_loc = params_loc.key(name);

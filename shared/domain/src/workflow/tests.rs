@@ -428,6 +428,23 @@ fn two_steps_producing_one_output_is_reported_with_both_paths() {
 }
 
 #[test]
+fn a_condition_must_be_a_cel_expression() {
+    let value = json!({
+        "id": "wf", "name": "wf",
+        "steps": [
+            {"id": "a", "name": "a", "type": "agent", "agent_id": "x", "outputs": ["score"]},
+            {"id": "cond", "name": "n", "type": "condition", "inputs": ["score"],
+             "parameters": {"expression": "inputs.score >", "when_true": []}},
+            {"id": "ok", "name": "n", "type": "condition", "inputs": ["score"],
+             "parameters": {"expression": "inputs.score > 0.5 && size(inputs) == 1"}}
+        ]
+    });
+    let errors = field_errors(&value);
+    assert_eq!(errors.len(), 1, "{errors:#?}");
+    assert!(has_error(&errors, "$.steps[1].parameters.expression", "is not a CEL expression"), "{errors:#?}");
+}
+
+#[test]
 fn type_parameters_are_validated_with_their_paths() {
     let value = json!({
         "id": "wf", "name": "wf",
