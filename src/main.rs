@@ -63,7 +63,7 @@ async fn main() -> anyhow::Result<()> {
             };
             let config = StackConfig {
                 backend,
-                auth: tdev_auth::config::auth_config_from_env()?,
+                auth: tdev_http::config::auth_config_from_env()?,
                 http: HttpSettings::from_env("local")?,
                 admin_key_file,
                 workers,

@@ -20,7 +20,6 @@ use tdev_orchestrator::OrchestratorStore;
 use tdev_router::RouterStore;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use utoipa::OpenApi as _;
 
 /// Which stores back the stack.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,9 +64,7 @@ impl<S: StackStore, Q: MessageQueue> Stack<S, Q> {
     pub fn router(&self, http: &HttpSettings) -> Router {
         let store = self.auth.store().clone();
         let registry = Arc::new(Registry::new(store, Arc::new(SystemClock)));
-        let mut api = tdev_auth::ApiDoc::openapi();
-        api.merge(tdev_router::ApiDoc::openapi());
-        api.merge(tdev_orchestrator::ApiDoc::openapi());
+        let api = tdev_auth::whole_api();
         let routes = tdev_auth::router(self.auth.clone(), Mode::Authenticate)
             .merge(tdev_router::router(registry, self.auth.clone(), Mode::Authenticate))
             .merge(tdev_orchestrator::router(self.engine.clone(), self.auth.clone(), Mode::Authenticate))

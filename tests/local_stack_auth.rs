@@ -170,7 +170,20 @@ async fn health_docs_request_ids_and_unknown_routes() {
 
     let spec: Value = stack.request(Method::GET, "/openapi.json").send().await.unwrap().json().await.unwrap();
     assert!(spec["openapi"].as_str().unwrap().starts_with("3.1"));
-    for path in ["/v1/keys", "/v1/keys/{id}", "/v1/tokens", "/v1/whoami", "/health"] {
+    for path in [
+        "/v1/keys",
+        "/v1/keys/{id}",
+        "/v1/tokens",
+        "/v1/whoami",
+        "/health",
+        "/v1/agents",
+        "/v1/agents/{id}",
+        "/v1/workflows:validate",
+        "/v1/workflows",
+        "/v1/workflows/{id}/runs",
+        "/v1/runs/{id}",
+        "/v1/runs/{id}/cancel",
+    ] {
         assert!(spec["paths"].get(path).is_some(), "{path} is documented");
     }
     let docs = stack.request(Method::GET, "/docs/").send().await.unwrap();

@@ -3,8 +3,8 @@
 
 use reqwest::Method;
 use serde_json::{Value, json};
-use tdev_auth::AuthStore;
 use tdev_conformance::tokens::SigningMaterial;
+use tdev_domain::ports::AuthStore;
 
 use super::{Stack, now, problem};
 

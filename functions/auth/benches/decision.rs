@@ -12,12 +12,13 @@ use std::time::{Duration, Instant};
 
 use aws_lambda_events::apigw::ApiGatewayV2CustomAuthorizerV2Request;
 use criterion::{Criterion, criterion_group, criterion_main};
+use jiff::{SignedDuration, Timestamp};
 use serde_json::{Value, json};
 use tdev_auth::authorizer;
-use tdev_domain::SystemClock;
 use tdev_domain::auth::{
     AuthConfig, AuthService, Credentials, NewApiKeyRequest, RateLimit, Scope, TokenRequest, TokenSettings,
 };
+use tdev_domain::{Clock, ManualClock, SystemClock};
 use tdev_embedded::SqliteStore;
 use tokio::runtime::Runtime;
 
@@ -42,17 +43,11 @@ struct Fixture {
     token: String,
 }
 
-async fn fixture(store: SqliteStore) -> Fixture {
-    let service = AuthService::new(store, Arc::new(SystemClock), config());
-    let admin = service
-        .bootstrap()
-        .await
-        .unwrap()
-        .expect("a fresh store makes an admin key");
-    let admin = service
-        .authenticate(Credentials::ApiKey(admin.plaintext))
-        .await
-        .unwrap();
+async fn fixture(store: SqliteStore, clock: Arc<dyn Clock>) -> Fixture {
+    let service = AuthService::new(store, clock, config());
+    service.bootstrap().await.unwrap().expect("a fresh store makes an admin key");
+    // The key's limit is the maximum, so a bench never drains its bucket; the token
+    // carries the same limit (claim `rl`).
     let read_key = service
         .create_key(NewApiKeyRequest {
             name: "bench".into(),
@@ -66,35 +61,22 @@ async fn fixture(store: SqliteStore) -> Fixture {
         .await
         .unwrap()
         .plaintext;
-    let request = TokenRequest {
-        scopes: Some(vec!["read".into()]),
-        ttl_seconds: None,
-    };
-    let token = service.issue_token(&admin, request).await.unwrap().access_token;
-    Fixture {
-        service,
-        read_key,
-        token,
-    }
+    let principal = service.authenticate(Credentials::ApiKey(read_key.clone())).await.unwrap();
+    let token = service.issue_token(&principal, TokenRequest::default()).await.unwrap().access_token;
+    Fixture { service, read_key, token }
 }
 
 /// The authorizer fixture with `Authorization: Bearer <token>`, deserialized once.
 fn authorizer_event(token: &str) -> ApiGatewayV2CustomAuthorizerV2Request {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/fixtures/authorizer-request.json"
-    );
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/authorizer-request.json");
     let mut event: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     event["headers"]["authorization"] = json!(format!("Bearer {token}"));
     serde_json::from_value(event).unwrap()
 }
 
 fn decision(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let f = rt.block_on(fixture(SqliteStore::in_memory().unwrap()));
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let f = rt.block_on(fixture(SqliteStore::in_memory().unwrap(), Arc::new(SystemClock)));
     let event = authorizer_event(&f.token);
 
     // Sanity: every case below decides "authenticated, may read", so no case is timing
@@ -102,10 +84,7 @@ fn decision(c: &mut Criterion) {
     rt.block_on(async {
         let by_token = f.service.authenticate(Credentials::Bearer(f.token.clone())).await;
         assert!(by_token.unwrap().may(Scope::Read));
-        let by_key = f
-            .service
-            .authenticate(Credentials::ApiKey(f.read_key.clone()))
-            .await;
+        let by_key = f.service.authenticate(Credentials::ApiKey(f.read_key.clone())).await;
         assert!(by_key.unwrap().may(Scope::Read));
         let answer = authorizer::authorize(&f.service, &event).await.unwrap();
         assert_eq!(answer.context["authenticated"], true, "{:?}", answer.context);
@@ -115,11 +94,7 @@ fn decision(c: &mut Criterion) {
     group.bench_function("token: authenticate + may(read)", |b| {
         b.iter_custom(|iters| {
             timed(&rt, iters, || async {
-                let principal = f
-                    .service
-                    .authenticate(Credentials::Bearer(f.token.clone()))
-                    .await
-                    .unwrap();
+                let principal = f.service.authenticate(Credentials::Bearer(f.token.clone())).await.unwrap();
                 black_box(principal.may(Scope::Read))
             })
         })
@@ -134,11 +109,8 @@ fn decision(c: &mut Criterion) {
     group.bench_function("api key: authenticate + may(read) (SQLite read)", |b| {
         b.iter_custom(|iters| {
             timed(&rt, iters, || async {
-                let principal = f
-                    .service
-                    .authenticate(Credentials::ApiKey(f.read_key.clone()))
-                    .await
-                    .unwrap();
+                let principal =
+                    f.service.authenticate(Credentials::ApiKey(f.read_key.clone())).await.unwrap();
                 black_box(principal.may(Scope::Read))
             })
         })
@@ -148,22 +120,21 @@ fn decision(c: &mut Criterion) {
 
 /// For reference: what the local stack's guard adds after the decision, one rate-limit
 /// charge, an `IMMEDIATE` SQLite transaction on a WAL file (as `tdev serve` uses).
+/// The clock moves one refill interval (10 µs) per call, so every charge is allowed and
+/// writes: a drained bucket would refuse without writing, and look faster than it is.
 fn rate_limit_charge(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let dir = std::env::temp_dir().join(format!("tdev-bench-decision-{}", std::process::id()));
     let store = SqliteStore::open(&dir.join("tdev.db")).unwrap();
-    let f = rt.block_on(fixture(store));
-    let principal = rt
-        .block_on(f.service.authenticate(Credentials::Bearer(f.token.clone())))
-        .unwrap();
+    let clock = Arc::new(ManualClock::new(Timestamp::now()));
+    let f = rt.block_on(fixture(store, clock.clone()));
+    let principal = rt.block_on(f.service.authenticate(Credentials::Bearer(f.token.clone()))).unwrap();
     c.bench_function("guard: rate_limit charge (SQLite file, WAL)", |b| {
         b.iter_custom(|iters| {
             timed(&rt, iters, || async {
+                clock.advance(SignedDuration::from_micros(10));
                 let decision = f.service.rate_limit(&principal).await.unwrap();
-                black_box(decision.allowed)
+                assert!(decision.allowed);
             })
         })
     });

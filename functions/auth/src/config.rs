@@ -1,31 +1,3 @@
 //! Configuration from the environment (see the README's configuration table).
 
-use anyhow::bail;
-use tdev_domain::auth::{AuthConfig, RateLimit, TokenSettings};
-use tdev_http::config::var_or;
-
-/// Reads `TDEV_*` variables; unset ones take their documented defaults.
-pub fn auth_config_from_env() -> anyhow::Result<AuthConfig> {
-    let ttl: u32 = var_or("TDEV_TOKEN_TTL_SECONDS", AuthConfig::DEFAULT_TOKEN_TTL_SECS)?;
-    if !(1..=AuthConfig::MAX_TOKEN_TTL_SECS).contains(&ttl) {
-        bail!("TDEV_TOKEN_TTL_SECONDS must be 1 to {}", AuthConfig::MAX_TOKEN_TTL_SECS);
-    }
-    let default_rate_limit = RateLimit {
-        capacity: var_or("TDEV_RATE_CAPACITY", RateLimit::DEFAULT.capacity)?,
-        refill_per_minute: var_or("TDEV_RATE_REFILL_PER_MINUTE", RateLimit::DEFAULT.refill_per_minute)?,
-    };
-    if default_rate_limit.capacity == 0 || default_rate_limit.refill_per_minute == 0 {
-        bail!("TDEV_RATE_CAPACITY and TDEV_RATE_REFILL_PER_MINUTE must be at least 1");
-    }
-    Ok(AuthConfig {
-        token: TokenSettings {
-            issuer: var_or("TDEV_JWT_ISSUER", "t-developer".to_owned())?,
-            audience: var_or("TDEV_JWT_AUDIENCE", "t-developer-api".to_owned())?,
-            leeway_secs: var_or("TDEV_JWT_LEEWAY_SECONDS", 5)?,
-        },
-        token_ttl_secs: ttl,
-        default_rate_limit,
-        signing_secret: var_or("TDEV_SIGNING_SECRET", "tdev/signing-key".to_owned())?,
-        key_cache_secs: var_or("TDEV_KEY_CACHE_SECONDS", 300)?,
-    })
-}
+pub use tdev_http::config::auth_config_from_env;

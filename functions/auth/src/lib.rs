@@ -6,3 +6,13 @@ pub mod config;
 mod routes;
 
 pub use routes::{ApiDoc, AuthStore, router};
+
+/// The whole API's document: every function's routes. The auth function serves it at
+/// `/openapi.json` (and Swagger UI at `/docs`), as does the local stack.
+pub fn whole_api() -> utoipa::openapi::OpenApi {
+    use utoipa::OpenApi as _;
+    let mut api = ApiDoc::openapi();
+    api.merge(tdev_router::ApiDoc::openapi());
+    api.merge(tdev_orchestrator::ApiDoc::openapi());
+    api
+}

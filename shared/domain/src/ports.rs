@@ -155,6 +155,10 @@ pub trait SecretStore: Send + Sync + 'static {
     fn put_secret(&self, name: &str, value: &str) -> impl Future<Output = Result<String, StoreError>> + Send;
 }
 
+/// Every port authentication and rate limiting use: what every function's guard needs.
+pub trait AuthStore: ApiKeyStore + RateLimitStore + SecretStore + HealthCheck {}
+impl<T: ApiKeyStore + RateLimitStore + SecretStore + HealthCheck> AuthStore for T {}
+
 pub trait HealthCheck: Send + Sync + 'static {
     fn health(&self) -> impl Future<Output = Vec<ComponentHealth>> + Send;
 }

@@ -2,12 +2,11 @@
 
 use std::sync::Arc;
 
-use tdev_auth::{ApiDoc, config, router};
+use tdev_auth::{config, router};
 use tdev_domain::SystemClock;
 use tdev_domain::auth::AuthService;
 use tdev_http::app::{HttpSettings, finish};
 use tdev_http::guard::Mode;
-use utoipa::OpenApi as _;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
@@ -16,6 +15,6 @@ async fn main() -> Result<(), lambda_http::Error> {
     let http = HttpSettings::from_env("auth")?;
     let store = tdev_aws::AwsStore::from_env().await?;
     let service = Arc::new(AuthService::new(store, Arc::new(SystemClock), auth));
-    let app = router(service, Mode::AuthorizerContext).merge(tdev_http::docs::router(ApiDoc::openapi()));
+    let app = router(service, Mode::AuthorizerContext).merge(tdev_http::docs::router(tdev_auth::whole_api()));
     lambda_http::run(finish(app, &http)).await
 }

@@ -10,15 +10,12 @@ use std::sync::Arc;
 use axum::Router;
 use axum::routing::{get, post};
 use tdev_domain::auth::AuthService;
-use tdev_domain::ports::{ApiKeyStore, HealthCheck, RateLimitStore, SecretStore};
 use tdev_http::guard::{self, Mode};
 use tdev_http::problem::Problem;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-/// Every port the auth function uses.
-pub trait AuthStore: ApiKeyStore + RateLimitStore + SecretStore + HealthCheck {}
-impl<T: ApiKeyStore + RateLimitStore + SecretStore + HealthCheck> AuthStore for T {}
+pub use tdev_domain::ports::AuthStore;
 
 type Service<S> = Arc<AuthService<S>>;
 

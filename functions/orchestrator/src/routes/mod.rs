@@ -8,8 +8,8 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::routing::{get, post};
-use tdev_auth::AuthStore;
 use tdev_domain::auth::AuthService;
+use tdev_domain::ports::AuthStore;
 use tdev_domain::ports::{AgentInvoker, AgentStore, MessageQueue, RunStore, WorkflowStore};
 use tdev_domain::runs::Engine;
 use tdev_http::guard::{self, Mode};

@@ -11,7 +11,7 @@ use tdev_http::guard::Mode;
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
     tdev_http::telemetry::init();
-    let auth = tdev_auth::config::auth_config_from_env()?;
+    let auth = tdev_http::config::auth_config_from_env()?;
     let http = HttpSettings::from_env("router")?;
     let store = tdev_aws::AwsStore::from_env().await?;
     let clock = Arc::new(SystemClock);

@@ -6,10 +6,10 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::routing::get;
-use tdev_auth::AuthStore;
 use tdev_domain::agents::Registry;
 use tdev_domain::auth::AuthService;
 use tdev_domain::ports::AgentStore;
+use tdev_domain::ports::AuthStore;
 use tdev_http::guard::{self, Mode};
 use utoipa::OpenApi;
 
