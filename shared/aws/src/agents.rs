@@ -5,8 +5,8 @@ use tdev_domain::agents::Agent;
 use tdev_domain::ports::{AgentStore, StoreError};
 
 use crate::AwsStore;
-use crate::api_keys::GSI;
 use crate::attrs::{self, Item, s};
+use crate::items::GSI;
 
 const SK: &str = "AGENT";
 const GSI_PK: &str = "AGENTS";
@@ -30,52 +30,20 @@ impl AgentStore for AwsStore {
             ("gsi1sk".to_owned(), s(&agent.id)),
             ("doc".to_owned(), s(doc)),
         ]);
-        let result = self
-            .dynamodb
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .condition_expression("attribute_not_exists(pk)")
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(e) if e.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => {
-                Err(StoreError::Conflict(format!("agent {} exists", agent.id)))
-            }
-            Err(e) => Err(StoreError::unavailable(e)),
+        if self.create(item).await? {
+            Ok(())
+        } else {
+            Err(StoreError::Conflict(format!("agent {} exists", agent.id)))
         }
     }
 
     async fn get_agent(&self, id: &str) -> Result<Option<Agent>, StoreError> {
-        let output = self
-            .dynamodb
-            .get_item()
-            .table_name(&self.table)
-            .key("pk", s(pk(id)))
-            .key("sk", s(SK))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(StoreError::unavailable)?;
-        output.item.as_ref().map(from_item).transpose()
+        self.get(pk(id), SK).await?.as_ref().map(from_item).transpose()
     }
 
     async fn list_agents(&self) -> Result<Vec<Agent>, StoreError> {
-        let pages: Vec<Item> = self
-            .dynamodb
-            .query()
-            .table_name(&self.table)
-            .index_name(GSI)
-            .key_condition_expression("gsi1pk = :pk")
-            .expression_attribute_values(":pk", s(GSI_PK))
-            .into_paginator()
-            .items()
-            .send()
-            .try_collect()
-            .await
-            .map_err(StoreError::unavailable)?;
-        pages.iter().map(from_item).collect()
+        let items = self.query(Some(GSI), GSI_PK.to_owned(), true).await?;
+        items.iter().map(from_item).collect()
     }
 
     async fn delete_agent(&self, id: &str) -> Result<(), StoreError> {

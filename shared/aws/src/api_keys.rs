@@ -7,9 +7,9 @@ use tdev_domain::ports::{ApiKeyStore, StoreError};
 
 use crate::AwsStore;
 use crate::attrs::{self, Item, n, s};
+use crate::items::GSI;
 
 const SK: &str = "KEY";
-pub(crate) const GSI: &str = "gsi1";
 const GSI_PK: &str = "KEYS";
 
 fn pk(id: &ApiKeyId) -> String {
@@ -81,51 +81,19 @@ fn from_item(item: &Item) -> Result<ApiKey, StoreError> {
 
 impl ApiKeyStore for AwsStore {
     async fn insert_key(&self, key: &ApiKey) -> Result<(), StoreError> {
-        let result = self
-            .dynamodb
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(to_item(key)))
-            .condition_expression("attribute_not_exists(pk)")
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(e) if e.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => {
-                Err(StoreError::Conflict(format!("an API key with id {} exists", key.id)))
-            }
-            Err(e) => Err(StoreError::unavailable(e)),
+        if self.create(to_item(key)).await? {
+            Ok(())
+        } else {
+            Err(StoreError::Conflict(format!("an API key with id {} exists", key.id)))
         }
     }
 
     async fn get_key(&self, id: &ApiKeyId) -> Result<Option<ApiKey>, StoreError> {
-        let output = self
-            .dynamodb
-            .get_item()
-            .table_name(&self.table)
-            .key("pk", s(pk(id)))
-            .key("sk", s(SK))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(StoreError::unavailable)?;
-        output.item.as_ref().map(from_item).transpose()
+        self.get(pk(id), SK).await?.as_ref().map(from_item).transpose()
     }
 
     async fn list_keys(&self) -> Result<Vec<ApiKey>, StoreError> {
-        let items = self
-            .dynamodb
-            .query()
-            .table_name(&self.table)
-            .index_name(GSI)
-            .key_condition_expression("gsi1pk = :pk")
-            .expression_attribute_values(":pk", s(GSI_PK))
-            .into_paginator()
-            .items()
-            .send()
-            .try_collect()
-            .await
-            .map_err(StoreError::unavailable)?;
+        let items = self.query(Some(GSI), GSI_PK.to_owned(), true).await?;
         items.iter().map(from_item).collect()
     }
 

@@ -45,6 +45,7 @@
 mod agents;
 mod api_keys;
 mod attrs;
+mod items;
 mod queue;
 mod rate_limits;
 mod runs;

@@ -529,6 +529,33 @@ impl MessageQueue for SqsQueues {
     }
 }
 
+/// A record of a Lambda SQS event as a [`Delivery`], read exactly as a received message is.
+pub fn delivery_from_event(record: &aws_lambda_events::sqs::SqsMessage) -> Result<Delivery, StoreError> {
+    let system = record
+        .attributes
+        .iter()
+        .map(|(name, value)| (MessageSystemAttributeName::from(name.as_str()), value.clone()))
+        .collect();
+    let mut message_attributes = std::collections::HashMap::new();
+    for (name, value) in &record.message_attributes {
+        let data_type = value.data_type.clone().unwrap_or_else(|| "String".into());
+        let attribute = MessageAttributeValue::builder()
+            .data_type(data_type)
+            .set_string_value(value.string_value.clone())
+            .build()
+            .map_err(|e| StoreError::Corrupt(format!("message attribute {name:?}: {e}")))?;
+        message_attributes.insert(name.clone(), attribute);
+    }
+    let message = Message::builder()
+        .set_message_id(record.message_id.clone())
+        .set_receipt_handle(record.receipt_handle.clone())
+        .set_body(record.body.clone())
+        .set_attributes(Some(system))
+        .set_message_attributes(Some(message_attributes))
+        .build();
+    delivery(message, None)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -636,31 +663,4 @@ mod tests {
         bad[2].1 = "two";
         assert!(matches!(delivery(received(&bad), None), Err(StoreError::Corrupt(_))));
     }
-}
-
-/// A record of a Lambda SQS event as a [`Delivery`], read exactly as a received message is.
-pub fn delivery_from_event(record: &aws_lambda_events::sqs::SqsMessage) -> Result<Delivery, StoreError> {
-    let system = record
-        .attributes
-        .iter()
-        .map(|(name, value)| (MessageSystemAttributeName::from(name.as_str()), value.clone()))
-        .collect();
-    let mut message_attributes = std::collections::HashMap::new();
-    for (name, value) in &record.message_attributes {
-        let data_type = value.data_type.clone().unwrap_or_else(|| "String".into());
-        let attribute = MessageAttributeValue::builder()
-            .data_type(data_type)
-            .set_string_value(value.string_value.clone())
-            .build()
-            .map_err(|e| StoreError::Corrupt(format!("message attribute {name:?}: {e}")))?;
-        message_attributes.insert(name.clone(), attribute);
-    }
-    let message = Message::builder()
-        .set_message_id(record.message_id.clone())
-        .set_receipt_handle(record.receipt_handle.clone())
-        .set_body(record.body.clone())
-        .set_attributes(Some(system))
-        .set_message_attributes(Some(message_attributes))
-        .build();
-    delivery(message, None)
 }

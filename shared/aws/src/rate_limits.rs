@@ -68,19 +68,9 @@ impl AwsStore {
             ("tat_us".to_owned(), n(next.tat_us)),
             ("ttl".to_owned(), n(ttl_secs(next.tat_us))),
         ]);
-        let request = self.dynamodb.put_item().table_name(&self.table).set_item(Some(item));
-        let request = match seen {
-            None => request.condition_expression("attribute_not_exists(pk)"),
-            Some(seen) => request
-                .condition_expression("tat_us = :seen")
-                .expression_attribute_values(":seen", n(seen.tat_us)),
-        };
-        match request.send().await {
-            Ok(_) => Ok(true),
-            Err(e) if e.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => {
-                Ok(false)
-            }
-            Err(e) => Err(StoreError::unavailable(e)),
+        match seen {
+            None => self.create(item).await,
+            Some(seen) => self.put_if(item, "tat_us = :seen", &[(":seen", n(seen.tat_us))]).await,
         }
     }
 }

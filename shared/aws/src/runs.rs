@@ -8,15 +8,14 @@
 //!
 //! Documents are JSON strings; DynamoDB's 400 KB item limit bounds a stored definition.
 
-use aws_sdk_dynamodb::error::SdkError;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tdev_domain::ports::{RunStore, StoreError, WorkflowStore};
 use tdev_domain::runs::{Run, RunFilter, StepRun, StoredWorkflow};
 
 use crate::AwsStore;
-use crate::api_keys::GSI;
 use crate::attrs::{self, Item, n, s};
+use crate::items::GSI;
 
 const RUN_SK: &str = "RUN";
 const RUNS_GSI_PK: &str = "RUNS";
@@ -38,43 +37,10 @@ fn step_sk(step_id: &str) -> String {
     format!("STEP#{step_id}")
 }
 
-/// True when a PutItem failed its condition.
-fn lost_condition<R>(error: &SdkError<aws_sdk_dynamodb::operation::put_item::PutItemError, R>) -> bool {
-    error.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception())
-}
-
-impl AwsStore {
-    async fn put_if(&self, item: Item, condition: &str, expected: Option<u64>) -> Result<bool, StoreError> {
-        let mut request = self
-            .dynamodb
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .condition_expression(condition);
-        if let Some(version) = expected {
-            request = request.expression_attribute_values(":expected", n(version));
-        }
-        match request.send().await {
-            Ok(_) => Ok(true),
-            Err(e) if lost_condition(&e) => Ok(false),
-            Err(e) => Err(StoreError::unavailable(e)),
-        }
-    }
-}
-
 impl AwsStore {
     async fn workflow_version(&self, id: &str, version: &str) -> Result<Option<StoredWorkflow>, StoreError> {
-        let output = self
-            .dynamodb
-            .get_item()
-            .table_name(&self.table)
-            .key("pk", s(format!("WORKFLOW#{id}")))
-            .key("sk", s(format!("V#{version}")))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(StoreError::unavailable)?;
-        output.item.as_ref().map(|item| from_doc("workflow", item)).transpose()
+        let item = self.get(format!("WORKFLOW#{id}"), &format!("V#{version}")).await?;
+        item.as_ref().map(|item| from_doc("workflow", item)).transpose()
     }
 }
 
@@ -86,7 +52,7 @@ impl WorkflowStore for AwsStore {
             ("created_us".to_owned(), n(workflow.created_at.as_microsecond())),
             ("doc".to_owned(), s(to_doc(workflow)?)),
         ]);
-        if self.put_if(item, "attribute_not_exists(pk)", None).await? {
+        if self.create(item).await? {
             return Ok(());
         }
         match self.get_workflow(&workflow.id, Some(&workflow.version)).await? {
@@ -108,20 +74,7 @@ impl WorkflowStore for AwsStore {
             return self.workflow_version(id, version).await;
         }
         // Versions sort by name, not by age: read them all (a handful) and take the newest.
-        let items: Vec<Item> = self
-            .dynamodb
-            .query()
-            .table_name(&self.table)
-            .key_condition_expression("pk = :pk")
-            .expression_attribute_values(":pk", s(pk))
-            .projection_expression("sk, created_us")
-            .consistent_read(true)
-            .into_paginator()
-            .items()
-            .send()
-            .try_collect()
-            .await
-            .map_err(StoreError::unavailable)?;
+        let items = self.query(None, pk, true).await?;
         let mut newest: Option<(i64, String)> = None;
         for item in &items {
             let created: i64 = attrs::optional_number(item, "created_us")?.unwrap_or(0);
@@ -139,7 +92,7 @@ impl WorkflowStore for AwsStore {
 
 impl RunStore for AwsStore {
     async fn create_run(&self, run: &Run) -> Result<(), StoreError> {
-        if self.put_if(run_item(run)?, "attribute_not_exists(pk)", None).await? {
+        if self.create(run_item(run)?).await? {
             Ok(())
         } else {
             Err(StoreError::Conflict(format!("run {} exists", run.id)))
@@ -147,19 +100,7 @@ impl RunStore for AwsStore {
     }
 
     async fn get_run(&self, id: &str) -> Result<Option<(Run, Vec<StepRun>)>, StoreError> {
-        let items: Vec<Item> = self
-            .dynamodb
-            .query()
-            .table_name(&self.table)
-            .key_condition_expression("pk = :pk")
-            .expression_attribute_values(":pk", s(run_pk(id)))
-            .consistent_read(true)
-            .into_paginator()
-            .items()
-            .send()
-            .try_collect()
-            .await
-            .map_err(StoreError::unavailable)?;
+        let items = self.query(None, run_pk(id), true).await?;
         let mut run = None;
         let mut steps = Vec::new();
         for item in &items {
@@ -173,20 +114,7 @@ impl RunStore for AwsStore {
     }
 
     async fn list_runs(&self, filter: &RunFilter) -> Result<Vec<Run>, StoreError> {
-        let items: Vec<Item> = self
-            .dynamodb
-            .query()
-            .table_name(&self.table)
-            .index_name(GSI)
-            .key_condition_expression("gsi1pk = :pk")
-            .expression_attribute_values(":pk", s(RUNS_GSI_PK))
-            .scan_index_forward(false)
-            .into_paginator()
-            .items()
-            .send()
-            .try_collect()
-            .await
-            .map_err(StoreError::unavailable)?;
+        let items = self.query(Some(GSI), RUNS_GSI_PK.to_owned(), false).await?;
         let mut runs = Vec::new();
         for item in &items {
             let run: Run = from_doc("run", item)?;
@@ -199,7 +127,7 @@ impl RunStore for AwsStore {
 
     async fn update_run(&self, run: &Run) -> Result<(), StoreError> {
         let expected = run.version.saturating_sub(1);
-        if self.put_if(run_item(run)?, "version = :expected", Some(expected)).await? {
+        if self.put_if(run_item(run)?, "version = :expected", &[(":expected", n(expected))]).await? {
             Ok(())
         } else {
             Err(StoreError::Conflict(format!("run {} changed", run.id)))
@@ -207,7 +135,7 @@ impl RunStore for AwsStore {
     }
 
     async fn create_step(&self, run_id: &str, step: &StepRun) -> Result<(), StoreError> {
-        if self.put_if(step_item(run_id, step)?, "attribute_not_exists(pk)", None).await? {
+        if self.create(step_item(run_id, step)?).await? {
             Ok(())
         } else {
             Err(StoreError::Conflict(format!("step {} exists", step.step_id)))
@@ -215,22 +143,14 @@ impl RunStore for AwsStore {
     }
 
     async fn get_step(&self, run_id: &str, step_id: &str) -> Result<Option<StepRun>, StoreError> {
-        let output = self
-            .dynamodb
-            .get_item()
-            .table_name(&self.table)
-            .key("pk", s(run_pk(run_id)))
-            .key("sk", s(step_sk(step_id)))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(StoreError::unavailable)?;
-        output.item.as_ref().map(|item| from_doc("step", item)).transpose()
+        let item = self.get(run_pk(run_id), &step_sk(step_id)).await?;
+        item.as_ref().map(|item| from_doc("step", item)).transpose()
     }
 
     async fn update_step(&self, run_id: &str, step: &StepRun) -> Result<(), StoreError> {
         let expected = step.version.saturating_sub(1);
-        if self.put_if(step_item(run_id, step)?, "version = :expected", Some(expected)).await? {
+        if self.put_if(step_item(run_id, step)?, "version = :expected", &[(":expected", n(expected))]).await?
+        {
             Ok(())
         } else {
             Err(StoreError::Conflict(format!("step {} changed", step.step_id)))

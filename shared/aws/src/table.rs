@@ -12,7 +12,7 @@ use aws_sdk_dynamodb::types::{
 use tdev_domain::ports::StoreError;
 
 use crate::AwsStore;
-use crate::api_keys::GSI;
+use crate::items::GSI;
 
 /// Real tables take seconds to a minute to become ACTIVE; moto's are ACTIVE at once.
 const ACTIVE_TIMEOUT: Duration = Duration::from_secs(300);

@@ -54,7 +54,7 @@ pub async fn runs<S: RunStore>(store: Arc<S>) {
     let running = RunFilter { workflow_id: Some(workflow.clone()), status: Some(RunStatus::Running) };
     let ids: Vec<String> =
         store.list_runs(&running).await.expect("list running").into_iter().map(|r| r.id).collect();
-    assert_eq!(ids, [second.id.clone()]);
+    assert_eq!(ids, std::slice::from_ref(&second.id));
 
     // Ten workers see the last parent finish at once: exactly one queues the step.
     let tasks: Vec<_> = (0..10)

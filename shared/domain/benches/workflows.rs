@@ -27,6 +27,7 @@ use std::hint::black_box;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use serde_json::Value;
 use tdev_domain::workflow::{Format, Limits, ValidatedWorkflow, parse, plan, validate};
 
 /// Forwards to the system allocator; while `TRACKING` is on, counts the bytes held and
@@ -272,7 +273,8 @@ fn main() {
     // The defaults allow 10 MiB; the 100,000-step documents are larger than that.
     let limits = Limits { max_bytes: 256 << 20, max_steps: 1_000_000, max_edges: 10_000_000 };
 
-    let mut table = Vec::new();
+    let mut times = Vec::new();
+    let mut memory = Vec::new();
     let mut extra = Vec::new();
     for &steps in &sizes {
         assert!(steps % WIDTH == 0 && steps > 0, "step counts are multiples of {WIDTH}");
@@ -324,22 +326,42 @@ fn main() {
             let report = validate(&text, format, &limits);
             let serialize_t = time(runs, || serde_json::to_vec(black_box(&report)).expect("serializes"));
             drop(report);
+            // The floor: the same text into a `serde_json::Value` and nothing else (no
+            // checks, no model): what the parser alone costs.
+            let floor = |text: &str| -> Value {
+                match format {
+                    Format::Json => serde_json::from_str(text).expect("JSON"),
+                    Format::Yaml => yaml_serde::from_str(text).expect("YAML"),
+                }
+            };
+            let floor_t = time(runs, || floor(black_box(&text)));
+            let floor_m = measure_memory(|| floor(&text));
             let parse_m = measure_memory(|| parse(&text, format, &limits).expect("parses"));
             let validate_m = measure_memory(|| validate(&text, format, &limits));
-            table.push(format!(
-                "| {steps} | {name} | {} | {} ({}–{}) | {} | {} | {} | {} | {} | {} | {} | {} |",
+            times.push(format!(
+                "| {steps} | {name} | {} | **{}** ({}–{}) | {:.2} | {} | {} | {} | {} | {} |",
                 mb(text.len()),
                 ms(validate_t.median),
                 ms(validate_t.min),
                 ms(validate_t.max),
+                validate_t.median.as_secs_f64() * 1e6 / steps as f64,
                 ms(parse_t.median),
                 ms(cycles_t.median),
                 ms(plan_t.median),
                 ms(serialize_t.median),
+                ms(floor_t.median),
+            ));
+            memory.push(format!(
+                "| {steps} | {name} | {} | **{}** ({:.1} MiB) | {:.1} | {} | {} | {} | {} | {} |",
+                mb(text.len()),
                 mb(validate_m.peak),
+                validate_m.peak as f64 / f64::from(1u32 << 20),
+                validate_m.peak as f64 / text.len() as f64,
+                mb(parse_m.peak),
+                mb(parse_m.retained),
                 mb(validate_m.retained),
                 validate_m.allocations,
-                mb(parse_m.peak),
+                mb(floor_m.peak),
             ));
         }
     }
@@ -349,14 +371,22 @@ fn main() {
         "Medians of timed runs after 2 warm-up runs. validate = parse + cycle check + plan + summary; each phase is also timed alone (the cycle check on a freshly parsed workflow each run, parsed untimed)."
     );
     println!(
-        "Memory: counting allocator, one call; peak = most bytes held at once during the call; the input text is not counted."
+        "Memory: counting allocator, one call each; peak = most bytes held at once during the call, the input text not counted; workflow = what parse returns; report = what validate returns; MB = 10^6 bytes."
     );
     println!();
     println!(
-        "| steps | format | input MB | validate ms (min–max) | parse ms | cycle check ms | plan ms | report→JSON ms | peak MB | report MB | allocations | parse peak MB |"
+        "| steps | format | input MB | validate ms (min–max) | µs/step | parse ms | cycle check ms | plan ms | report→JSON ms | floor: text→Value ms |"
     );
-    println!("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
-    for row in &table {
+    println!("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for row in &times {
+        println!("{row}");
+    }
+    println!();
+    println!(
+        "| steps | format | input MB | validate peak MB | peak ÷ input | parse peak MB | workflow MB | report MB | allocations (validate) | floor: text→Value peak MB |"
+    );
+    println!("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for row in &memory {
         println!("{row}");
     }
     println!();

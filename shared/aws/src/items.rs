@@ -1,0 +1,83 @@
+//! The four item operations every store here is made of: a consistent read, a
+//! conditional write, a create that never overwrites, and a listing through a key.
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use tdev_domain::ports::StoreError;
+
+use crate::AwsStore;
+use crate::attrs::{Item, s};
+
+/// The index that lists records of one kind.
+pub(crate) const GSI: &str = "gsi1";
+
+impl AwsStore {
+    /// The item at `pk`/`sk`, read strongly consistently (a write is seen by the next read).
+    pub(crate) async fn get(&self, pk: String, sk: &str) -> Result<Option<Item>, StoreError> {
+        let output = self
+            .dynamodb
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(pk))
+            .key("sk", s(sk))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(StoreError::unavailable)?;
+        Ok(output.item)
+    }
+
+    /// Puts `item` if `condition` holds (with `values` bound); `Ok(false)` if it did not.
+    pub(crate) async fn put_if(
+        &self,
+        item: Item,
+        condition: &str,
+        values: &[(&str, AttributeValue)],
+    ) -> Result<bool, StoreError> {
+        let mut request = self
+            .dynamodb
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression(condition);
+        for (name, value) in values {
+            request = request.expression_attribute_values(*name, value.clone());
+        }
+        match request.send().await {
+            Ok(_) => Ok(true),
+            Err(e) if e.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => {
+                Ok(false)
+            }
+            Err(e) => Err(StoreError::unavailable(e)),
+        }
+    }
+
+    /// Puts `item` unless an item with its key exists; `Ok(false)` if one does.
+    pub(crate) async fn create(&self, item: Item) -> Result<bool, StoreError> {
+        self.put_if(item, "attribute_not_exists(pk)", &[]).await
+    }
+
+    /// Every item whose `key` (`pk`, or `gsi1pk` with `index`) is `value`, in sort-key
+    /// order (`forward`) or reverse; a table query is strongly consistent.
+    pub(crate) async fn query(
+        &self,
+        index: Option<&str>,
+        value: String,
+        forward: bool,
+    ) -> Result<Vec<Item>, StoreError> {
+        let key = if index.is_some() { "gsi1pk" } else { "pk" };
+        self.dynamodb
+            .query()
+            .table_name(&self.table)
+            .set_index_name(index.map(str::to_owned))
+            .key_condition_expression(format!("{key} = :key"))
+            .expression_attribute_values(":key", s(value))
+            .scan_index_forward(forward)
+            .set_consistent_read(index.is_none().then_some(true))
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .map_err(StoreError::unavailable)
+    }
+}
