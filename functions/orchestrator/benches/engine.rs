@@ -140,7 +140,7 @@ fn workflow(id: &str, shape: Shape, steps: usize) -> String {
             .map(|(level, j)| {
                 let inputs = if level == 0 {
                     vec!["seed".to_owned()]
-                } else if j % 2 == 0 {
+                } else if j.is_multiple_of(2) {
                     vec![format!("out_s{}_{j}", level - 1), format!("out_s{}_{}", level - 1, (j + 1) % WIDTH)]
                 } else {
                     vec![format!("out_s{}_{j}", level - 1)]
@@ -159,6 +159,9 @@ struct Sample {
     queued_to_started: Duration,
     /// Mean over steps of started → finished (the attempt, the agent call included).
     started_to_finished: Duration,
+    /// Median of 21 `get_run` calls once the run has ended: reading the run and all its
+    /// step records, which the engine does twice per step.
+    get_run: Duration,
 }
 
 fn mean_of(values: impl Iterator<Item = jiff::SignedDuration>) -> Duration {
@@ -231,11 +234,22 @@ async fn run_case<I: AgentInvoker + Clone>(
     });
     assert_eq!(by_status.get(&StepStatus::Succeeded), Some(&steps), "{by_status:?}");
     assert!(records.iter().all(|r| r.attempts == 1), "every step ran once");
-    let queued_to_started = mean_of(records.iter().filter_map(|r| Some(r.started_at? - r.queued_at?)));
-    let started_to_finished = mean_of(records.iter().filter_map(|r| Some(r.finished_at? - r.started_at?)));
+    let queued_to_started =
+        mean_of(records.iter().filter_map(|r| Some(r.started_at?.duration_since(r.queued_at?))));
+    let started_to_finished =
+        mean_of(records.iter().filter_map(|r| Some(r.finished_at?.duration_since(r.started_at?))));
+    let mut reads: Vec<Duration> = Vec::new();
+    for _ in 0..21 {
+        let started = Instant::now();
+        let read = store.get_run(&run.id).await.expect("get the run");
+        reads.push(started.elapsed());
+        drop(read);
+    }
+    reads.sort();
+    let get_run = reads[reads.len() / 2];
     drop((engine, store));
     let _ = std::fs::remove_dir_all(&dir);
-    Sample { elapsed, queued_to_started, started_to_finished }
+    Sample { elapsed, queued_to_started, started_to_finished, get_run }
 }
 
 fn env_list(name: &str, default: &str) -> Vec<String> {
@@ -271,7 +285,7 @@ fn main() {
         })
         .collect();
     let steps: usize = std::env::var("TDEV_BENCH_STEPS").map_or(1000, |s| s.parse().expect("a step count"));
-    assert!(steps % WIDTH == 0 && steps > 0, "TDEV_BENCH_STEPS: a multiple of {WIDTH}");
+    assert!(steps.is_multiple_of(WIDTH) && steps > 0, "TDEV_BENCH_STEPS: a multiple of {WIDTH}");
     let repeats: usize = std::env::var("TDEV_BENCH_REPEATS").map_or(3, |s| s.parse().expect("a count"));
 
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
@@ -307,7 +321,7 @@ fn main() {
                 let median = &samples[samples.len() / 2];
                 let per_second = steps as f64 / median.elapsed.as_secs_f64();
                 rows.push(format!(
-                    "| {} | {} | {n} | {} | {} ({}–{}) | {:.0} | {:.3} | {:.3} | {:.3} |",
+                    "| {} | {} | {n} | {} | {} ({}–{}) | {:.0} | {:.3} | {:.3} | {:.3} | {:.3} |",
                     agent.name(),
                     shape.name(),
                     steps,
@@ -318,6 +332,7 @@ fn main() {
                     median.elapsed.as_secs_f64() * 1e3 / steps as f64,
                     median.queued_to_started.as_secs_f64() * 1e3,
                     median.started_to_finished.as_secs_f64() * 1e3,
+                    median.get_run.as_secs_f64() * 1e3,
                 ));
             }
         }
@@ -331,9 +346,9 @@ fn main() {
     );
     println!();
     println!(
-        "| agent | shape | workers | steps | run ms (min–max) | steps/s | ms/step | queued→started ms | started→finished ms |"
+        "| agent | shape | workers | steps | run ms (min–max) | steps/s | ms/step | queued→started ms | started→finished ms | get_run ms (all steps) |"
     );
-    println!("|---|---|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|");
     for row in &rows {
         println!("{row}");
     }

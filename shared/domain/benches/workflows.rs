@@ -124,7 +124,7 @@ fn input_names(level: usize, j: usize) -> Vec<String> {
         return vec!["seed".to_owned()];
     }
     let mut names = vec![format!("d{}_{j}", level - 1)];
-    if j % 2 == 0 {
+    if j.is_multiple_of(2) {
         names.push(format!("d{}_{}", level - 1, (j + 1) % WIDTH));
     }
     names
@@ -133,7 +133,7 @@ fn input_names(level: usize, j: usize) -> Vec<String> {
 /// Explicit dependencies of step `j` of `level`, besides its data edges.
 fn explicit(level: usize, j: usize) -> Vec<String> {
     let mut deps = Vec::new();
-    if level >= 1 && j % 10 == 0 {
+    if level >= 1 && j.is_multiple_of(10) {
         deps.push(format!("s{}_{}", level - 1, (j + WIDTH / 2) % WIDTH));
     }
     if level >= 2 && j % 10 == 5 {
@@ -277,11 +277,13 @@ fn main() {
     let mut memory = Vec::new();
     let mut extra = Vec::new();
     for &steps in &sizes {
-        assert!(steps % WIDTH == 0 && steps > 0, "step counts are multiples of {WIDTH}");
-        let runs = fixed_runs.unwrap_or(match steps {
-            ..=1_000 => 31,
-            ..=10_000 => 15,
-            _ => 7,
+        assert!(steps.is_multiple_of(WIDTH) && steps > 0, "step counts are multiples of {WIDTH}");
+        let runs = fixed_runs.unwrap_or(if steps <= 1_000 {
+            31
+        } else if steps <= 10_000 {
+            15
+        } else {
+            7
         });
         for &format in &formats {
             let text = match format {
