@@ -290,7 +290,9 @@ where
     let mut broken = agent_step("broken", &ids[0], &[], &["bad"]);
     broken["retry_policy"] = json!({"max_attempts": 2, "initial_delay_seconds": 0.05});
     let mut other = agent_step("other", &ids[2], &[], &["other"]);
-    other["retry_policy"] = json!({"max_attempts": 3, "initial_delay_seconds": 0.3});
+    // `other` retries well after `broken` has failed for good, even on SQS, which rounds
+    // delays up to whole seconds.
+    other["retry_policy"] = json!({"max_attempts": 3, "initial_delay_seconds": 3});
     let workflow = json!({"name": "exhausted", "error_handling": error_handling, "steps": [
         broken,
         agent_step("after", &ids[1], &["bad"], &["late"]),
