@@ -502,6 +502,12 @@ fn print_report(results: &[(&Case, Vec<Sample>)], runs: usize) {
             mib(|s| s.hwm_kib),
         );
     }
+    println!();
+    for (case, samples) in results {
+        let init: Vec<String> =
+            samples.iter().map(|s| format!("{:.1}", s.init.as_secs_f64() * 1e3)).collect();
+        println!("{} init per run, in order (ms): {}", case.function, init.join(" "));
+    }
 }
 
 fn spread(values: &mut [f64], unit: &str, decimals: usize) -> String {

@@ -13,11 +13,14 @@ use std::time::{Duration, Instant};
 use aws_lambda_events::apigw::ApiGatewayV2CustomAuthorizerV2Request;
 use criterion::{Criterion, criterion_group, criterion_main};
 use jiff::{SignedDuration, Timestamp};
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::{Value, json};
 use tdev_auth::authorizer;
 use tdev_domain::auth::{
-    AuthConfig, AuthService, Credentials, NewApiKeyRequest, RateLimit, Scope, TokenRequest, TokenSettings,
+    AuthConfig, AuthService, Claims, Credentials, NewApiKeyRequest, RateLimit, Scope, TokenRequest,
+    TokenSettings,
 };
+use tdev_domain::ports::SecretStore;
 use tdev_domain::{Clock, ManualClock, SystemClock};
 use tdev_embedded::SqliteStore;
 use tokio::runtime::Runtime;
@@ -118,6 +121,47 @@ fn decision(c: &mut Criterion) {
     group.finish();
 }
 
+/// For reference: the JWT library's share of the token path. The first case does what
+/// `tdev_domain::auth::token::{key_id, verify}` do per call (header decoded on its own,
+/// key and validation rules built anew); the second decodes with a key and rules built
+/// once, which is what a cache of them per signing key would cost.
+fn jwt_breakdown(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let f = rt.block_on(fixture(SqliteStore::in_memory().unwrap(), Arc::new(SystemClock)));
+    let secret = rt
+        .block_on(f.service.store().secret_versions(&f.service.config().signing_secret))
+        .unwrap()
+        .current
+        .value
+        .into_bytes();
+    let settings = &f.service.config().token;
+    let validation = || {
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.set_issuer(&[&settings.issuer]);
+        validation.set_audience(&[&settings.audience]);
+        validation.set_required_spec_claims(&["exp", "nbf", "iss", "aud", "sub"]);
+        validation.validate_exp = false;
+        validation.validate_nbf = false;
+        validation
+    };
+    let token = f.token.as_str();
+    let mut group = c.benchmark_group("jwt");
+    group.bench_function("decode_header + decode, key and rules per call", |b| {
+        b.iter(|| {
+            let header = jsonwebtoken::decode_header(black_box(token)).unwrap();
+            black_box(header.kid);
+            let key = DecodingKey::from_secret(&secret);
+            black_box(jsonwebtoken::decode::<Claims>(token, &key, &validation()).unwrap())
+        })
+    });
+    let key = DecodingKey::from_secret(&secret);
+    let rules = validation();
+    group.bench_function("decode, key and rules prepared once", |b| {
+        b.iter(|| black_box(jsonwebtoken::decode::<Claims>(black_box(token), &key, &rules).unwrap()))
+    });
+    group.finish();
+}
+
 /// For reference: what the local stack's guard adds after the decision, one rate-limit
 /// charge, an `IMMEDIATE` SQLite transaction on a WAL file (as `tdev serve` uses).
 /// The clock moves one refill interval (10 µs) per call, so every charge is allowed and
@@ -165,6 +209,6 @@ criterion_group! {
         .measurement_time(Duration::from_secs(3))
         .sample_size(50)
         .without_plots();
-    targets = decision, rate_limit_charge
+    targets = decision, jwt_breakdown, rate_limit_charge
 }
 criterion_main!(benches);
