@@ -5,7 +5,7 @@
 # survived.
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
-bin=${TDEV_BIN:-$repo/target/debug/tdev}
+bin=${TDEV_BIN:-${CARGO_TARGET_DIR:-$repo/target}/debug/tdev}
 [ -x "$bin" ] || { echo "no tdev binary at $bin: run cargo build first" >&2; exit 1; }
 for tool in curl jq; do
   command -v "$tool" >/dev/null || { echo "the quickstart needs $tool" >&2; exit 1; }

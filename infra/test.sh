@@ -53,7 +53,7 @@ cfn-lint template.yaml
 step "Lambda functions: cargo lambda build --release --x86-64"
 cargo lambda build --release --x86-64 --package tdev-auth --package tdev-router --package tdev-orchestrator
 for bin in auth authorizer router orchestrator step-worker; do
-  test -s "target/lambda/$bin/bootstrap" || { echo "target/lambda/$bin/bootstrap was not built" >&2; exit 1; }
+  test -s "${CARGO_TARGET_DIR:-target}/lambda/$bin/bootstrap" || { echo "$bin/bootstrap was not built" >&2; exit 1; }
 done
 
 step "All checks passed"
