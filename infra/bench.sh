@@ -5,14 +5,15 @@
 #
 # NOT part of CI (it takes several minutes and wants a quiet machine). It fails loudly if
 # a tool is missing or a server does not come up. Figures are printed, and written to
-# target/bench/summary.md.
+# target/bench/summary.md (under $CARGO_TARGET_DIR when that is set).
 #
 # Knobs (environment):
 #   TDEV_BENCH_DURATION     wrk duration per run                  (default 20s)
 #   TDEV_BENCH_CONNECTIONS  wrk connection counts to try, bearer  (default "8 32 128")
 #   TDEV_BENCH_KEY_CONNECTIONS  the same, for the x-api-key run   (default 32)
 #   TDEV_BENCH_WRK_THREADS  wrk threads                           (default 1)
-#   TDEV_BENCH_RUNS         cold starts per function              (default 20)
+#   TDEV_BENCH_RUNS         cold starts per function, binary in the page cache (default 20)
+#   TDEV_BENCH_COLD_RUNS    cold starts per function, binary dropped from it   (default 5)
 #   TDEV_BENCH_SKIP         any of: decision load cold_start      (default none)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,13 +23,15 @@ connections=${TDEV_BENCH_CONNECTIONS:-"8 32 128"}
 key_connections=${TDEV_BENCH_KEY_CONNECTIONS:-32}
 wrk_threads=${TDEV_BENCH_WRK_THREADS:-1}
 export TDEV_BENCH_RUNS=${TDEV_BENCH_RUNS:-20}
+export TDEV_BENCH_COLD_RUNS=${TDEV_BENCH_COLD_RUNS:-5}
 skip=" ${TDEV_BENCH_SKIP:-} "
 
 step() { printf '\n==> %s\n' "$*"; }
 die() { printf 'bench.sh: %s\n' "$*" >&2; exit 1; }
 wants() { [[ "$skip" != *" $1 "* ]]; }
 
-out=target/bench
+target_dir=${CARGO_TARGET_DIR:-target}
+out="$target_dir/bench"
 mkdir -p "$out"
 summary="$out/summary.md"
 work=$(mktemp -d)
@@ -63,7 +66,7 @@ wait_for() {
 }
 
 step "Tools"
-for tool in cargo curl jq python3 nproc lscpu; do
+for tool in cargo rustc curl jq python3 nproc lscpu pgrep dd; do
   command -v "$tool" >/dev/null || die "$tool is missing"
 done
 if ! command -v wrk >/dev/null; then
@@ -102,7 +105,7 @@ step "Machine"
 step "Build (release): tdev, the Lambda binaries and the benches"
 cargo build --release --locked -p tdev --bin tdev
 cargo bench --locked -p tdev-auth --bench decision --bench cold_start --no-run
-tdev_bin=target/release/tdev
+tdev_bin="$target_dir/release/tdev"
 [ -x "$tdev_bin" ] || die "$tdev_bin was not built"
 
 if wants decision; then
@@ -186,7 +189,7 @@ if wants cold_start; then
     cargo bench --locked -p tdev-auth --bench cold_start 2>&1 | tee "$work/cold_start.txt"
   {
     echo
-    echo "## 3. Cold start (TDEV_BENCH_RUNS=$TDEV_BENCH_RUNS per function)"
+    echo "## 3. Cold start (TDEV_BENCH_RUNS=$TDEV_BENCH_RUNS warm and TDEV_BENCH_COLD_RUNS=$TDEV_BENCH_COLD_RUNS with the binary dropped from the page cache, per function)"
     echo
     echo "$load3"
     echo

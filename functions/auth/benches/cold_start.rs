@@ -12,6 +12,11 @@
 //! - VmRSS and VmHWM (peak RSS) of the process right after that response;
 //! - second event (warm): the same event again, for comparison with the first.
 //!
+//! Two passes per function: with the binary in the page cache (after one unrecorded
+//! start), and `TDEV_BENCH_COLD_RUNS` times (default 5) with the binary's pages dropped
+//! from the page cache first (`dd iflag=nocache count=0`), as a first start on a fresh
+//! machine reads it from disk.
+//!
 //! The stores are moto's DynamoDB and Secrets Manager: set `TDEV_BENCH_MOTO_URL` to use a
 //! running moto, else the harness starts `.venv/bin/moto_server` (installed by
 //! `infra/test.sh` or `infra/bench.sh`) and stops it at the end. The table, the signing
@@ -53,6 +58,10 @@ fn main() -> anyhow::Result<()> {
         Err(_) => 20,
     };
     ensure!(runs > 0, "TDEV_BENCH_RUNS must be at least 1");
+    let cold_runs: usize = match std::env::var("TDEV_BENCH_COLD_RUNS") {
+        Ok(raw) => raw.parse().context("TDEV_BENCH_COLD_RUNS must be a number")?,
+        Err(_) => 5,
+    };
     let work = std::env::temp_dir().join(format!("tdev-bench-cold-start-{}", std::process::id()));
     std::fs::create_dir_all(&work)?;
 
@@ -99,7 +108,7 @@ fn main() -> anyhow::Result<()> {
             function: "auth",
             exe: PathBuf::from(env!("CARGO_BIN_EXE_auth")),
             event: health_event()?,
-            what: "API Gateway v2 HTTP event, GET /health",
+            what: "API Gateway v2 HTTP event for GET /health",
             check: check_health,
         },
         Case {
@@ -113,16 +122,26 @@ fn main() -> anyhow::Result<()> {
 
     let mut results = Vec::new();
     for case in &cases {
-        let mut samples = Vec::with_capacity(runs);
-        for i in 0..runs {
-            let sample = measure(case, i, &env, &shared, &received, &work)
-                .with_context(|| format!("{} run {}", case.function, i + 1))?;
-            samples.push(sample);
+        // One start that is not recorded, so the warm pass starts with the binary cached.
+        measure(case, "warm-up", &env, &shared, &received, &work)
+            .with_context(|| format!("{}: the warm-up start", case.function))?;
+        for (cache, count) in [(PageCache::Warm, runs), (PageCache::Dropped, cold_runs)] {
+            let mut samples = Vec::with_capacity(count);
+            for i in 0..count {
+                if cache == PageCache::Dropped {
+                    drop_from_page_cache(&case.exe)?;
+                }
+                let sample = measure(case, &format!("{cache:?}-{i}"), &env, &shared, &received, &work)
+                    .with_context(|| format!("{}: {cache:?} run {}", case.function, i + 1))?;
+                samples.push(sample);
+            }
+            if !samples.is_empty() {
+                results.push((case, cache, samples));
+            }
         }
-        results.push((case, samples));
     }
 
-    print_report(&results, runs);
+    print_report(&cases, &results);
     let _ = std::fs::remove_dir_all(&work);
     Ok(())
 }
@@ -144,6 +163,25 @@ struct LambdaEnv {
     secret: String,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PageCache {
+    /// The binary's pages are in the page cache: a start right after another.
+    Warm,
+    /// Dropped from the page cache just before the start: the binary is read from disk.
+    Dropped,
+}
+
+/// Drops a file's pages from the page cache (GNU dd: `posix_fadvise(POSIX_FADV_DONTNEED)`).
+fn drop_from_page_cache(path: &Path) -> anyhow::Result<()> {
+    let status = Command::new("dd")
+        .arg(format!("if={}", path.display()))
+        .args(["iflag=nocache", "count=0", "status=none"])
+        .status()
+        .context("running dd to drop the binary from the page cache")?;
+    ensure!(status.success(), "dd could not drop {} from the page cache ({status})", path.display());
+    Ok(())
+}
+
 struct Sample {
     init: Duration,
     first_event: Duration,
@@ -154,13 +192,13 @@ struct Sample {
 
 fn measure(
     case: &Case,
-    index: usize,
+    run: &str,
     env: &LambdaEnv,
     shared: &Shared,
     received: &Receiver<Report>,
     work: &Path,
 ) -> anyhow::Result<Sample> {
-    let request_id = format!("{}-{index}", case.function);
+    let request_id = format!("{}-{run}", case.function);
     *shared.run.lock().unwrap() =
         Run { request_id: request_id.clone(), event: case.event.clone(), served: 0 };
     let log_path = work.join(format!("{}.log", case.function));
@@ -474,13 +512,13 @@ async fn prepare_moto(url: &str, table: &str, secret: &str) -> anyhow::Result<St
 
 // ---- the report ----
 
-fn print_report(results: &[(&Case, Vec<Sample>)], runs: usize) {
-    println!("\ncold start: {runs} runs per function, min / median / max");
+fn print_report(cases: &[Case], results: &[(&Case, PageCache, Vec<Sample>)]) {
+    println!("\ncold start: min / median / max over the runs");
     println!(
-        "\n| function | first event | binary | init (exec → first /next) | first event → response | second event → response | VmRSS after first | VmHWM after first |"
+        "\n| function | binary | page cache | runs | init (exec → first /next) | first event → response | second event → response | VmRSS after first | VmHWM after first |"
     );
-    println!("|---|---|---|---|---|---|---|---|");
-    for (case, samples) in results {
+    println!("|---|---|---|---|---|---|---|---|---|");
+    for (case, cache, samples) in results {
         let size = std::fs::metadata(&case.exe).map(|m| m.len()).unwrap_or(0);
         let ms = |pick: fn(&Sample) -> Duration| {
             let mut values: Vec<f64> = samples.iter().map(|s| pick(s).as_secs_f64() * 1e3).collect();
@@ -490,11 +528,15 @@ fn print_report(results: &[(&Case, Vec<Sample>)], runs: usize) {
             let mut values: Vec<f64> = samples.iter().map(|s| pick(s) as f64 / 1024.0).collect();
             spread(&mut values, "MiB", 1)
         };
+        let cache = match cache {
+            PageCache::Warm => "warm",
+            PageCache::Dropped => "binary dropped",
+        };
         println!(
-            "| {} | {} | {:.1} MiB | {} | {} | {} | {} | {} |",
+            "| {} | {:.1} MiB | {cache} | {} | {} | {} | {} | {} | {} |",
             case.function,
-            case.what,
             size as f64 / (1024.0 * 1024.0),
+            samples.len(),
             ms(|s| s.init),
             ms(|s| s.first_event),
             ms(|s| s.second_event),
@@ -503,10 +545,14 @@ fn print_report(results: &[(&Case, Vec<Sample>)], runs: usize) {
         );
     }
     println!();
-    for (case, samples) in results {
+    for case in cases {
+        println!("- {}: the first event is an {}.", case.function, case.what);
+    }
+    println!();
+    for (case, cache, samples) in results {
         let init: Vec<String> =
             samples.iter().map(|s| format!("{:.1}", s.init.as_secs_f64() * 1e3)).collect();
-        println!("{} init per run, in order (ms): {}", case.function, init.join(" "));
+        println!("- {} ({cache:?}) init per run, in order (ms): {}", case.function, init.join(" "));
     }
 }
 
