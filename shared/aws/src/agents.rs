@@ -20,17 +20,20 @@ fn from_item(item: &Item) -> Result<Agent, StoreError> {
     serde_json::from_str(doc).map_err(|e| StoreError::Corrupt(format!("agent document: {e}")))
 }
 
+fn to_item(agent: &Agent) -> Result<Item, StoreError> {
+    let doc = serde_json::to_string(agent).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    Ok(Item::from([
+        ("pk".to_owned(), s(pk(&agent.id))),
+        ("sk".to_owned(), s(SK)),
+        ("gsi1pk".to_owned(), s(GSI_PK)),
+        ("gsi1sk".to_owned(), s(&agent.id)),
+        ("doc".to_owned(), s(doc)),
+    ]))
+}
+
 impl AgentStore for AwsStore {
     async fn insert_agent(&self, agent: &Agent) -> Result<(), StoreError> {
-        let doc = serde_json::to_string(agent).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let item = Item::from([
-            ("pk".to_owned(), s(pk(&agent.id))),
-            ("sk".to_owned(), s(SK)),
-            ("gsi1pk".to_owned(), s(GSI_PK)),
-            ("gsi1sk".to_owned(), s(&agent.id)),
-            ("doc".to_owned(), s(doc)),
-        ]);
-        if self.create(item).await? {
+        if self.create(to_item(agent)?).await? {
             Ok(())
         } else {
             Err(StoreError::Conflict(format!("agent {} exists", agent.id)))
@@ -44,6 +47,14 @@ impl AgentStore for AwsStore {
     async fn list_agents(&self) -> Result<Vec<Agent>, StoreError> {
         let items = self.query(Some(GSI), GSI_PK.to_owned(), true).await?;
         items.iter().map(from_item).collect()
+    }
+
+    async fn update_agent(&self, agent: &Agent) -> Result<(), StoreError> {
+        if self.put_if(to_item(agent)?, "attribute_exists(pk)", &[]).await? {
+            Ok(())
+        } else {
+            Err(StoreError::NotFound)
+        }
     }
 
     async fn delete_agent(&self, id: &str) -> Result<(), StoreError> {

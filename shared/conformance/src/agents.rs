@@ -1,7 +1,7 @@
 //! What every `AgentStore` promises.
 
 use jiff::Timestamp;
-use tdev_domain::agents::{Agent, AgentTarget};
+use tdev_domain::agents::{Agent, AgentStatus, AgentTarget};
 use tdev_domain::ports::{AgentStore, StoreError};
 
 fn agent(id: &str, target: AgentTarget) -> Agent {
@@ -10,11 +10,14 @@ fn agent(id: &str, target: AgentTarget) -> Agent {
         name: format!("Agent {id}"),
         target,
         capabilities: ["extract".to_owned(), "summarize".to_owned()].into(),
+        status: AgentStatus::Active,
+        max_concurrency: None,
         created_at: Timestamp::from_second(1_700_000_000).unwrap(),
     }
 }
 
-/// Agents round-trip every field of every target kind; ids are unique; delete works once.
+/// Agents round-trip every field of every target kind; ids are unique; updates replace;
+/// delete works once.
 pub async fn run_all<S: AgentStore>(store: &S) {
     let prefix =
         super::unique("agent").replace(|c: char| !c.is_ascii_alphanumeric(), "-").to_ascii_lowercase();
@@ -48,6 +51,18 @@ pub async fn run_all<S: AgentStore>(store: &S) {
     let mut expected: Vec<&Agent> = agents.iter().collect();
     expected.sort_by(|a, b| a.id.cmp(&b.id));
     assert_eq!(ours, expected, "listed by id");
+
+    let mut changed = agents[1].clone();
+    changed.status = AgentStatus::Draining;
+    changed.max_concurrency = Some(3);
+    changed.capabilities.insert("translate".into());
+    store.update_agent(&changed).await.expect("update");
+    assert_eq!(store.get_agent(&changed.id).await.expect("get updated"), Some(changed), "updated");
+    let mut missing = agents[1].clone();
+    missing.id = format!("{prefix}-missing");
+    let update_missing = store.update_agent(&missing).await;
+    assert!(matches!(update_missing, Err(StoreError::NotFound)), "{update_missing:?}");
+    assert_eq!(store.get_agent(&missing.id).await.expect("get missing"), None, "no upsert");
 
     store.delete_agent(&agents[0].id).await.expect("delete");
     assert_eq!(store.get_agent(&agents[0].id).await.expect("get deleted"), None);

@@ -127,6 +127,8 @@ where
                 name: (*name).to_owned(),
                 target: AgentTarget::Http { url: format!("http://scripted/{id}") },
                 capabilities: Default::default(),
+                status: Default::default(),
+                max_concurrency: None,
                 created_at: SystemClock.now(),
             };
             self.engine.store().insert_agent(&agent).await.expect("register agent");

@@ -1,7 +1,7 @@
 //! The agent registry: what agents exist, how to reach each, and what each can do.
 //!
-//! Minimal for now (issue 3: workflow steps resolve `agent_id` here); the routing issue
-//! adds status, concurrency and health.
+//! Workflow steps resolve `agent_id` here; messages are routed here by id or by
+//! capability, among active agents, by least work in flight.
 
 use std::collections::BTreeSet;
 
@@ -52,7 +52,25 @@ pub struct Agent {
     pub target: AgentTarget,
     /// What it can do, for capability routing (e.g. `summarize`).
     pub capabilities: BTreeSet<String>,
+    #[serde(default)]
+    pub status: AgentStatus,
+    /// The most messages it is sent at once; unlimited when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_concurrency: Option<u32>,
     pub created_at: Timestamp,
+}
+
+/// Whether an agent takes work.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AgentStatus {
+    /// Takes messages addressed to it and capability-routed ones.
+    #[default]
+    Active,
+    /// Finishing up: takes messages addressed to it, but no capability-routed ones.
+    Draining,
+    /// Takes nothing: messages for it are dead-lettered (`agent_inactive`).
+    Inactive,
 }
 
 /// The body of a register-agent request, as sent.
@@ -68,6 +86,45 @@ pub struct NewAgentRequest {
     #[serde(default)]
     #[schema(example = json!(["extract"]))]
     pub capabilities: Vec<String>,
+    /// Default `active`.
+    #[serde(default)]
+    pub status: AgentStatus,
+    /// 1 or more; unlimited when absent.
+    pub max_concurrency: Option<u32>,
+}
+
+/// The body of an update (`PATCH /v1/agents/{id}`): only the fields given change.
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AgentUpdate {
+    pub name: Option<String>,
+    pub target: Option<AgentTarget>,
+    pub capabilities: Option<Vec<String>>,
+    pub status: Option<AgentStatus>,
+    /// 1 or more; `null` makes it unlimited.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<u32>)]
+    pub max_concurrency: Option<Option<u32>>,
+}
+
+/// Tells a field given as `null` (`Some(None)`) from one left out (`None`).
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<u32>>, D::Error> {
+    Option::<u32>::deserialize(d).map(Some)
+}
+
+impl AgentUpdate {
+    /// The agent with the update applied, every field checked as on registration.
+    pub fn apply(self, agent: Agent) -> Result<Agent, ValidationErrors> {
+        let request = NewAgentRequest {
+            id: agent.id,
+            name: self.name.unwrap_or(agent.name),
+            target: self.target.unwrap_or(agent.target),
+            capabilities: self.capabilities.unwrap_or_else(|| agent.capabilities.into_iter().collect()),
+            status: self.status.unwrap_or(agent.status),
+            max_concurrency: self.max_concurrency.unwrap_or(agent.max_concurrency),
+        };
+        request.validate(agent.created_at)
+    }
 }
 
 /// Whether `id` is a valid agent id.
@@ -116,12 +173,17 @@ impl NewAgentRequest {
                 errors.add(format!("$.capabilities[{i}]"), "must be 1 to 64 of a-z, 0-9, '-' and '_'");
             }
         }
+        if self.max_concurrency == Some(0) {
+            errors.add("$.max_concurrency", "must be at least 1 (leave it out for no limit)");
+        }
         errors.into_result(())?;
         Ok(Agent {
             id: self.id,
             name: self.name.trim().to_owned(),
             target: self.target,
             capabilities: self.capabilities.into_iter().collect(),
+            status: self.status,
+            max_concurrency: self.max_concurrency,
             created_at: now,
         })
     }
@@ -169,6 +231,16 @@ impl<S: AgentStore> Registry<S> {
 
     pub async fn list(&self) -> Result<Vec<Agent>, RegistryError> {
         self.store.list_agents().await.map_err(RegistryError::Store)
+    }
+
+    /// Applies `update` to the agent.
+    pub async fn update(&self, id: &str, update: AgentUpdate) -> Result<Agent, RegistryError> {
+        let agent = update.apply(self.get(id).await?)?;
+        match self.store.update_agent(&agent).await {
+            Ok(()) => Ok(agent),
+            Err(StoreError::NotFound) => Err(RegistryError::NotFound(id.into())),
+            Err(e) => Err(RegistryError::Store(e)),
+        }
     }
 
     pub async fn remove(&self, id: &str) -> Result<(), RegistryError> {

@@ -6,7 +6,9 @@
 pub mod agents;
 pub mod auth;
 pub mod clock;
+pub mod events;
 pub mod health;
+pub mod messaging;
 pub mod ports;
 pub mod queue;
 pub mod runs;

@@ -11,6 +11,8 @@ use std::time::Duration;
 use crate::agents::{Agent, AgentTarget};
 use crate::auth::{ApiKey, ApiKeyId, RateDecision, RateLimit};
 use crate::health::ComponentHealth;
+use crate::events::{Event, EventFilter};
+use crate::messaging::{Breaker, DeadLetter, DeadLetterFilter, FailureNote};
 use crate::queue::{Delivery, NewMessage};
 use crate::runs::{Run, RunFilter, StepRun, StoredWorkflow};
 
@@ -62,6 +64,9 @@ pub trait AgentStore: Send + Sync + 'static {
 
     /// Every agent, by id.
     fn list_agents(&self) -> impl Future<Output = Result<Vec<Agent>, StoreError>> + Send;
+
+    /// Replaces a registered agent; `NotFound` if there is no such agent.
+    fn update_agent(&self, agent: &Agent) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// `NotFound` if there is no such agent.
     fn delete_agent(&self, id: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
@@ -241,4 +246,108 @@ pub trait AgentInvoker: Send + Sync + 'static {
         payload: &serde_json::Value,
         timeout: Duration,
     ) -> impl Future<Output = Result<serde_json::Map<String, serde_json::Value>, InvokeError>> + Send;
+}
+
+/// What [`IdempotencyStore::claim`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Claim {
+    /// The caller holds the key until its lease ends: do the work, then complete or release.
+    Acquired,
+    /// The work was done already: do nothing.
+    Done,
+    /// Someone else holds the key until then: try again later.
+    Busy { until: Timestamp },
+}
+
+/// One effect per idempotency key: a conditional put with an expiry.
+pub trait IdempotencyStore: Send + Sync + 'static {
+    /// Claims `key` for `holder` until `lease_until`: `Acquired` if there is no record, or
+    /// only an unfinished one whose lease ended before `now`.
+    fn claim(
+        &self,
+        key: &str,
+        holder: &str,
+        now: Timestamp,
+        lease_until: Timestamp,
+    ) -> impl Future<Output = Result<Claim, StoreError>> + Send;
+
+    /// Marks the work done, remembered until `keep_until` (then the record may expire).
+    /// `Conflict` if `holder` no longer holds the key.
+    fn complete(
+        &self,
+        key: &str,
+        holder: &str,
+        keep_until: Timestamp,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Gives the key up, the work undone: the next claim acquires it at once. Harmless
+    /// when `holder` no longer holds it.
+    fn release(&self, key: &str, holder: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+/// Per-agent load: work in flight, and the circuit breaker. Shared by every consumer.
+pub trait AgentLoadStore: Send + Sync + 'static {
+    /// Takes one of the agent's `max` slots (adds one to its work in flight) unless all
+    /// are taken; `Ok(false)` then.
+    fn acquire_slot(&self, agent: &str, max: u32) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Gives a slot back (never below zero).
+    fn release_slot(&self, agent: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// The agent's work in flight (0 when never recorded).
+    fn in_flight(&self, agent: &str) -> impl Future<Output = Result<u32, StoreError>> + Send;
+
+    /// The agent's breaker; `None` if never stored (a closed one).
+    fn get_breaker(&self, agent: &str) -> impl Future<Output = Result<Option<Breaker>, StoreError>> + Send;
+
+    /// Stores `breaker` (its `version` already bumped) if the stored one is at
+    /// `breaker.version - 1` (none stored counts as version 0); `Conflict` otherwise.
+    fn put_breaker(
+        &self,
+        agent: &str,
+        breaker: &Breaker,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+/// The dead-letter archive, and the failure notes that feed it.
+pub trait DeadLetterStore: Send + Sync + 'static {
+    /// Archives a dead letter; `Conflict` if one with its id exists (each is archived once).
+    fn put_dead_letter(&self, dead_letter: &DeadLetter) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    fn get_dead_letter(&self, id: &str) -> impl Future<Output = Result<Option<DeadLetter>, StoreError>> + Send;
+
+    /// Oldest first (by `dead_lettered_at`, then id), at most `filter.limit`.
+    fn list_dead_letters(
+        &self,
+        filter: &DeadLetterFilter,
+    ) -> impl Future<Output = Result<Vec<DeadLetter>, StoreError>> + Send;
+
+    /// Writes `dead_letter` (version already bumped) if the stored one is at
+    /// `version - 1`; `Conflict` otherwise, `NotFound` if there is none.
+    fn update_dead_letter(
+        &self,
+        dead_letter: &DeadLetter,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// `NotFound` if there is none.
+    fn delete_dead_letter(&self, id: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Adds one failed delivery of message `id` (first/last time, count, last reason);
+    /// notes may expire after a day.
+    fn note_failure(
+        &self,
+        id: &str,
+        reason: &str,
+        at: Timestamp,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    fn failures(&self, id: &str) -> impl Future<Output = Result<Option<FailureNote>, StoreError>> + Send;
+}
+
+/// The append-only event log.
+pub trait EventStore: Send + Sync + 'static {
+    fn append_event(&self, event: &Event) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Matching events, oldest first (by `at`, then `id`), at most `filter.limit`.
+    fn list_events(&self, filter: &EventFilter) -> impl Future<Output = Result<Vec<Event>, StoreError>> + Send;
 }

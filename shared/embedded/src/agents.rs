@@ -43,6 +43,15 @@ impl AgentStore for SqliteStore {
         .collect()
     }
 
+    async fn update_agent(&self, agent: &Agent) -> Result<(), StoreError> {
+        let doc = serde_json::to_string(agent).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let updated = self
+            .conn()
+            .execute("UPDATE agents SET doc = ?2 WHERE id = ?1", params![agent.id, doc])
+            .map_err(db_error)?;
+        if updated == 0 { Err(StoreError::NotFound) } else { Ok(()) }
+    }
+
     async fn delete_agent(&self, id: &str) -> Result<(), StoreError> {
         let deleted = self.conn().execute("DELETE FROM agents WHERE id = ?1", [id]).map_err(db_error)?;
         if deleted == 0 { Err(StoreError::NotFound) } else { Ok(()) }

@@ -1,0 +1,103 @@
+//! Domain events: an append-only record of what happened (a message accepted, routed,
+//! delivered, failed, dead-lettered; later runs and deployments), listed by type and time.
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Event {
+    /// Unique, and sorts in the order events were appended at one instant.
+    pub id: String,
+    /// Dotted, `<area>.<what>`: `message.accepted`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub at: Timestamp,
+    /// What it is about: a message id, a run id, …
+    pub subject: String,
+    #[schema(value_type = Object)]
+    pub data: serde_json::Value,
+}
+
+impl Event {
+    pub fn new(kind: &str, subject: &str, at: Timestamp, data: serde_json::Value) -> Self {
+        Self {
+            id: uuid::Uuid::new_v4().simple().to_string(),
+            kind: kind.to_owned(),
+            at,
+            subject: subject.to_owned(),
+            data,
+        }
+    }
+}
+
+/// Which events to list: oldest first, `since <= at < until`, types matching `pattern`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EventFilter {
+    /// A glob over the type: `*` matches any run of characters (`message.*`).
+    pub pattern: Option<String>,
+    pub since: Option<Timestamp>,
+    pub until: Option<Timestamp>,
+    pub limit: usize,
+}
+
+impl EventFilter {
+    pub fn matches(&self, event: &Event) -> bool {
+        self.pattern.as_deref().is_none_or(|p| glob_match(p, &event.kind))
+            && self.since.is_none_or(|since| event.at >= since)
+            && self.until.is_none_or(|until| event.at < until)
+    }
+}
+
+/// Whether `text` matches `pattern`, where `*` matches any run of characters (even
+/// none) and everything else matches itself.
+pub fn glob_match(pattern: &str, text: &str) -> bool {
+    let (pattern, text) = (pattern.as_bytes(), text.as_bytes());
+    let (mut p, mut t) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while t < text.len() {
+        if p < pattern.len() && pattern[p] == b'*' {
+            star = Some((p, t));
+            p += 1;
+        } else if p < pattern.len() && pattern[p] == text[t] {
+            p += 1;
+            t += 1;
+        } else if let Some((sp, st)) = star {
+            p = sp + 1;
+            t = st + 1;
+            star = Some((sp, st + 1));
+        } else {
+            return false;
+        }
+    }
+    pattern[p..].iter().all(|&c| c == b'*')
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    #[test]
+    fn globs() {
+        assert!(glob_match("message.*", "message.accepted"));
+        assert!(glob_match("*", "anything"));
+        assert!(glob_match("*.failed", "message.failed"));
+        assert!(glob_match("message.dead_*", "message.dead_lettered"));
+        assert!(!glob_match("message.*", "run.started"));
+        assert!(!glob_match("message", "message.accepted"));
+        assert!(glob_match("m*e*d", "message.accepted"));
+    }
+
+    proptest! {
+        #[test]
+        fn a_literal_matches_itself_and_a_star_prefix_matches_every_suffix(
+            text in "[a-z._]{0,20}", cut in 0usize..21
+        ) {
+            prop_assert!(glob_match(&text, &text));
+            let cut = cut.min(text.len());
+            let pattern = format!("{}*", &text[..cut]);
+            prop_assert!(glob_match(&pattern, &text));
+        }
+    }
+}

@@ -1,0 +1,15 @@
+//! Messaging: what a message is, how it travels (the signed, optionally encrypted
+//! envelope on priority band queues), how it is routed to an agent, and what happens to
+//! the ones that cannot be delivered.
+
+pub mod bands;
+pub mod breaker;
+pub mod dead_letters;
+pub mod envelope;
+pub mod message;
+pub mod routing;
+
+pub use bands::{Band, Bands};
+pub use breaker::{Breaker, BreakerSettings, BreakerState};
+pub use dead_letters::{DeadLetter, DeadLetterFilter, DeadLetterState, FailureNote};
+pub use message::{Message, Recipient, SendMessageRequest};
