@@ -35,6 +35,8 @@ for _ in $(seq 1 100); do
 done
 curl -fsS "http://127.0.0.1:$moto_port/moto-api/" >/dev/null || { cat "$moto_log"; echo "moto did not answer" >&2; exit 1; }
 export TDEV_TEST_MOTO_URL="http://127.0.0.1:$moto_port"
+# The Python producer (tests/python/producer.py) runs in the venv, with cryptography and boto3.
+export TDEV_TEST_PYTHON="$PWD/.venv/bin/python"
 
 step "Rust: formatting"
 cargo fmt --all -- --check

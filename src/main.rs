@@ -67,6 +67,7 @@ async fn main() -> anyhow::Result<()> {
                 http: HttpSettings::from_env("local")?,
                 admin_key_file,
                 workers,
+                messaging: None,
             };
             let listener =
                 tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;

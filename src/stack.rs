@@ -9,6 +9,7 @@ use tdev_aws::{AwsStore, SqsQueueSpec, SqsQueues};
 use tdev_domain::SystemClock;
 use tdev_domain::agents::Registry;
 use tdev_domain::auth::{AuthConfig, AuthService};
+use tdev_domain::messaging::{Bands, Dispatcher, MessagingConfig, Messenger};
 use tdev_domain::ports::MessageQueue;
 use tdev_domain::runs::{Engine, STEP_DEAD_LETTER_QUEUE, STEP_MAX_RECEIVES, STEP_QUEUE};
 use tdev_domain::workflow::Limits;
@@ -39,8 +40,11 @@ pub struct StackConfig {
     pub http: HttpSettings,
     /// Where the first start writes the admin key (mode 0600), besides printing it.
     pub admin_key_file: PathBuf,
-    /// In-process consumers of the step queue.
+    /// In-process consumers of the step queue, and as many of the message queues.
     pub workers: usize,
+    /// Messaging settings; `None`: from the environment, with the backend's default bands
+    /// (one strictly ordered queue embedded, three bands on AWS).
+    pub messaging: Option<MessagingConfig>,
 }
 
 /// Every port the local stack uses: the union of every function's.
@@ -51,13 +55,24 @@ impl<T: RouterStore + OrchestratorStore> StackStore for T {}
 pub struct Stack<S, Q> {
     pub auth: Arc<AuthService<S>>,
     pub engine: Arc<Engine<S, Q, Invoker>>,
+    pub dispatcher: Arc<Dispatcher<S, Q, Invoker>>,
 }
 
-impl<S: StackStore, Q: MessageQueue> Stack<S, Q> {
-    pub fn new(store: S, queue: Q, invoker: Invoker, auth: AuthConfig) -> Self {
+impl<S: StackStore, Q: MessageQueue + Clone> Stack<S, Q> {
+    pub fn new(store: S, queue: Q, invoker: Invoker, auth: AuthConfig, messaging: MessagingConfig) -> Self {
         let clock = Arc::new(SystemClock);
-        let engine = Engine::new(store.clone(), queue, invoker, clock.clone(), Limits::default());
-        Self { auth: Arc::new(AuthService::new(store, clock, auth)), engine: Arc::new(engine) }
+        let engine =
+            Engine::new(store.clone(), queue.clone(), invoker.clone(), clock.clone(), Limits::default());
+        let messenger = Arc::new(Messenger::new(store.clone(), queue, clock.clone(), messaging));
+        Self {
+            auth: Arc::new(AuthService::new(store, clock, auth)),
+            engine: Arc::new(engine),
+            dispatcher: Arc::new(Dispatcher::new(messenger, invoker)),
+        }
+    }
+
+    pub fn messenger(&self) -> &Arc<Messenger<S, Q>> {
+        self.dispatcher.messenger()
     }
 
     /// Every function's routes, finished with the shared layers, and one API document.
@@ -66,58 +81,105 @@ impl<S: StackStore, Q: MessageQueue> Stack<S, Q> {
         let registry = Arc::new(Registry::new(store, Arc::new(SystemClock)));
         let api = tdev_auth::whole_api();
         let routes = tdev_auth::router(self.auth.clone(), Mode::Authenticate)
-            .merge(tdev_router::router(registry, self.auth.clone(), Mode::Authenticate))
+            .merge(tdev_router::router(
+                registry,
+                self.messenger().clone(),
+                self.auth.clone(),
+                Mode::Authenticate,
+            ))
             .merge(tdev_orchestrator::router(self.engine.clone(), self.auth.clone(), Mode::Authenticate))
             .merge(tdev_http::docs::router(api));
         finish(routes, http)
     }
 
-    /// Step consumers, in-process, until `shutdown` turns true.
+    /// Step and message consumers, in-process, until `shutdown` turns true.
     pub fn spawn_workers(
         &self,
         workers: usize,
         shutdown: watch::Receiver<bool>,
     ) -> tokio::task::JoinHandle<()> {
-        tokio::spawn(tdev_orchestrator::worker::consume(self.engine.clone(), workers, shutdown))
+        let steps = tdev_orchestrator::worker::consume(self.engine.clone(), workers, shutdown.clone());
+        let messages = tdev_router::consumer::consume(self.dispatcher.clone(), workers, shutdown);
+        tokio::spawn(async move {
+            futures::future::join(steps, messages).await;
+        })
     }
 }
 
-/// The step queue and its dead-letter queue, as the embedded queue declares them.
-pub fn embedded_queues() -> [QueueSpec; 1] {
-    [QueueSpec::with_dead_letter(STEP_QUEUE, STEP_DEAD_LETTER_QUEUE, STEP_MAX_RECEIVES)]
+/// The message queues for `messaging`'s bands, each with its dead-letter queue. The
+/// queue's own limit is one receive more than the dispatcher's, which dead-letters with
+/// the reason first; the queue's is the safety net for a consumer that died.
+fn message_queues(messaging: &MessagingConfig) -> impl Iterator<Item = (String, String, u32)> + '_ {
+    messaging
+        .bands
+        .bands()
+        .iter()
+        .map(|band| (band.queue.clone(), band.dead_letter_queue.clone(), messaging.max_receives + 1))
+}
+
+/// The step queue, the message queues, and their dead-letter queues, as the embedded
+/// queue declares them.
+pub fn embedded_queues(messaging: &MessagingConfig) -> Vec<QueueSpec> {
+    let mut specs = vec![QueueSpec::with_dead_letter(STEP_QUEUE, STEP_DEAD_LETTER_QUEUE, STEP_MAX_RECEIVES)];
+    specs.extend(message_queues(messaging).map(|(q, dlq, max)| QueueSpec::with_dead_letter(&q, &dlq, max)));
+    specs
+}
+
+/// The messaging settings from the environment, with `bands` unless `TDEV_MESSAGE_BANDS`
+/// says otherwise.
+pub fn messaging_from_env(bands: Bands) -> anyhow::Result<MessagingConfig> {
+    tdev_http::config::messaging_config_from_env(bands)
 }
 
 /// Opens the backend, bootstraps a fresh installation, and serves until Ctrl-C.
 pub async fn serve(listener: TcpListener, config: StackConfig) -> anyhow::Result<()> {
     match config.backend.clone() {
         Backend::Embedded { path } => {
+            let messaging = match config.messaging.clone() {
+                Some(messaging) => messaging,
+                None => messaging_from_env(Bands::single())?,
+            };
             let store = SqliteStore::open(&path)
                 .with_context(|| format!("opening the database at {}", path.display()))?
-                .with_queues(embedded_queues());
+                .with_queues(embedded_queues(&messaging));
             tracing::info!(path = %path.display(), "embedded backend");
             let invoker = Invoker::new(default_http_client()?, None);
-            serve_with(listener, Stack::new(store.clone(), store, invoker, config.auth.clone()), &config)
-                .await
+            let stack = Stack::new(store.clone(), store, invoker, config.auth.clone(), messaging);
+            serve_with(listener, stack, &config).await
         }
         Backend::Aws { create_table } => {
             let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+            let messaging = match config.messaging.clone() {
+                Some(messaging) => messaging,
+                None => messaging_from_env(Bands::default())?,
+            };
             let store = AwsStore::with_table_from_env(&sdk)?;
             let queues = if create_table {
                 store.ensure_table().await.context("creating the table")?;
-                let specs =
-                    [SqsQueueSpec::with_dead_letter(STEP_QUEUE, STEP_DEAD_LETTER_QUEUE, STEP_MAX_RECEIVES)];
+                let mut specs = vec![SqsQueueSpec::with_dead_letter(
+                    STEP_QUEUE,
+                    STEP_DEAD_LETTER_QUEUE,
+                    STEP_MAX_RECEIVES,
+                )];
+                specs.extend(
+                    message_queues(&messaging)
+                        .map(|(q, dlq, max)| SqsQueueSpec::with_dead_letter(&q, &dlq, max)),
+                );
                 SqsQueues::ensure(&sdk, store.table(), specs).await.context("creating the queues")?
             } else {
-                SqsQueues::from_env(&sdk, &[STEP_QUEUE, STEP_DEAD_LETTER_QUEUE])?
+                let mut names = vec![STEP_QUEUE, STEP_DEAD_LETTER_QUEUE];
+                names.extend(messaging.bands.queue_names());
+                SqsQueues::from_env(&sdk, &names)?
             };
             tracing::info!("AWS backend");
             let invoker = Invoker::new(default_http_client()?, Some(&sdk));
-            serve_with(listener, Stack::new(store, queues, invoker, config.auth.clone()), &config).await
+            serve_with(listener, Stack::new(store, queues, invoker, config.auth.clone(), messaging), &config)
+                .await
         }
     }
 }
 
-async fn serve_with<S: StackStore, Q: MessageQueue>(
+async fn serve_with<S: StackStore, Q: MessageQueue + Clone>(
     listener: TcpListener,
     stack: Stack<S, Q>,
     config: &StackConfig,
@@ -130,6 +192,9 @@ async fn serve_with<S: StackStore, Q: MessageQueue>(
             config.admin_key_file.display(),
             admin.plaintext
         );
+    }
+    if stack.messenger().bootstrap().await.context("creating the envelope key")? {
+        tracing::info!("created the envelope key");
     }
     let (stop, shutdown) = watch::channel(false);
     let workers = stack.spawn_workers(config.workers, shutdown);

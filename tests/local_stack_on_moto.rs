@@ -7,6 +7,7 @@ use reqwest::Method;
 use serde_json::Value;
 use support::{scenarios, start_on};
 use tdev_aws::{AwsStore, SqsQueueSpec, SqsQueues};
+use tdev_domain::messaging::{Bands, MessagingConfig};
 use tdev_domain::runs::{STEP_DEAD_LETTER_QUEUE, STEP_MAX_RECEIVES, STEP_QUEUE};
 
 async fn moto_store() -> AwsStore {
@@ -39,9 +40,22 @@ async fn the_user_scenarios_pass_on_the_aws_backend() {
     config.signing_secret = format!("tdev/signing-key-{}", now_nanos());
     let store = moto_store().await;
     let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-    let specs = [SqsQueueSpec::with_dead_letter(STEP_QUEUE, STEP_DEAD_LETTER_QUEUE, STEP_MAX_RECEIVES)];
+    let messaging = MessagingConfig {
+        bands: Bands::default(),
+        envelope_secret: format!("tdev/envelope-key-{}", now_nanos()),
+        ..MessagingConfig::default()
+    };
+    let mut specs =
+        vec![SqsQueueSpec::with_dead_letter(STEP_QUEUE, STEP_DEAD_LETTER_QUEUE, STEP_MAX_RECEIVES)];
+    for band in messaging.bands.bands() {
+        specs.push(SqsQueueSpec::with_dead_letter(
+            &band.queue,
+            &band.dead_letter_queue,
+            messaging.max_receives + 1,
+        ));
+    }
     let queues = SqsQueues::ensure(&sdk, store.table(), specs).await.expect("queues");
-    let stack = start_on(store, queues, config).await;
+    let stack = start_on(store, queues, config, messaging).await;
     scenarios::quickstart(&stack).await;
     scenarios::hostile_credentials(&stack).await;
     scenarios::revocation(&stack).await;

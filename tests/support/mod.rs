@@ -10,6 +10,7 @@ use reqwest::{Client, Method, RequestBuilder, Response};
 use serde_json::{Value, json};
 use tdev::stack::StackStore;
 use tdev_domain::auth::{AuthConfig, AuthService};
+use tdev_domain::messaging::{Bands, MessagingConfig, Messenger};
 use tdev_domain::ports::AuthStore;
 use tdev_domain::ports::MessageQueue;
 use tdev_embedded::SqliteStore;
@@ -18,8 +19,9 @@ use tdev_invoke::{Invoker, default_http_client};
 
 pub const MAX_BODY: usize = 4096;
 
-pub struct Stack<S = SqliteStore> {
+pub struct Stack<S = SqliteStore, Q = SqliteStore> {
     pub base: String,
+    pub messenger: Arc<Messenger<S, Q>>,
     pub admin_key: String,
     pub store: S,
     pub service: Arc<AuthService<S>>,
@@ -27,31 +29,72 @@ pub struct Stack<S = SqliteStore> {
     pub client: Client,
 }
 
-/// The stack on a fresh in-memory embedded store (and its embedded queue).
-pub async fn start() -> Stack {
-    let store = SqliteStore::in_memory().expect("store").with_queues(tdev::stack::embedded_queues());
-    start_on(store.clone(), store, tdev_conformance::test_auth_config()).await
+/// The messaging settings of the embedded test stack: one strictly ordered queue.
+pub fn test_messaging() -> MessagingConfig {
+    MessagingConfig { bands: Bands::single(), ..MessagingConfig::default() }
 }
 
-/// The stack on `store` (which must hold no API keys yet) and `queue`, with its step
+/// The stack on a fresh in-memory embedded store (and its embedded queue).
+pub async fn start() -> Stack {
+    start_messaging(test_messaging()).await
+}
+
+/// As [`start`], with these messaging settings.
+pub async fn start_messaging(messaging: MessagingConfig) -> Stack {
+    let (stack, workers) = start_paused(messaging).await;
+    workers();
+    stack
+}
+
+/// As [`start_messaging`], but the consumers start only when the returned function is
+/// called: messages sent before wait on the queue.
+pub async fn start_paused(messaging: MessagingConfig) -> (Stack, Box<dyn FnOnce() + Send>) {
+    let store =
+        SqliteStore::in_memory().expect("store").with_queues(tdev::stack::embedded_queues(&messaging));
+    start_on_paused(store.clone(), store, tdev_conformance::test_auth_config(), messaging).await
+}
+
+/// The stack on `store` (which must hold no API keys yet) and `queue`, with its
 /// workers running, serving on an ephemeral port.
-pub async fn start_on<S: StackStore, Q: MessageQueue>(store: S, queue: Q, config: AuthConfig) -> Stack<S> {
+pub async fn start_on<S: StackStore, Q: MessageQueue + Clone>(
+    store: S,
+    queue: Q,
+    config: AuthConfig,
+    messaging: MessagingConfig,
+) -> Stack<S, Q> {
+    let (stack, workers) = start_on_paused(store, queue, config, messaging).await;
+    workers();
+    stack
+}
+
+pub async fn start_on_paused<S: StackStore, Q: MessageQueue + Clone>(
+    store: S,
+    queue: Q,
+    config: AuthConfig,
+    messaging: MessagingConfig,
+) -> (Stack<S, Q>, Box<dyn FnOnce() + Send>) {
     let invoker = Invoker::new(default_http_client().expect("http client"), None);
-    let system = tdev::stack::Stack::new(store.clone(), queue, invoker, config.clone());
+    let system = tdev::stack::Stack::new(store.clone(), queue, invoker, config.clone(), messaging);
     let service = system.auth.clone();
     let admin = service.bootstrap().await.expect("bootstrap").expect("a fresh store makes an admin key");
+    system.messenger().bootstrap().await.expect("envelope key");
     let app = system.router(&HttpSettings { max_body_bytes: MAX_BODY, emf: None });
-    let (stop, shutdown) = tokio::sync::watch::channel(false);
-    system.spawn_workers(4, shutdown);
-    // The workers stop when the test's runtime does; keep the sender alive until then.
-    std::mem::forget(stop);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let base = format!("http://{}", listener.local_addr().expect("addr"));
     tokio::spawn(async move { axum::serve(listener, app).await });
-    Stack { base, admin_key: admin.plaintext, store, service, config, client: Client::new() }
+    let messenger = system.messenger().clone();
+    let workers = Box::new(move || {
+        let (stop, shutdown) = tokio::sync::watch::channel(false);
+        system.spawn_workers(4, shutdown);
+        // The workers stop when the test's runtime does; keep the sender alive until then.
+        std::mem::forget(stop);
+    });
+    let stack =
+        Stack { base, messenger, admin_key: admin.plaintext, store, service, config, client: Client::new() };
+    (stack, workers)
 }
 
-impl<S: AuthStore> Stack<S> {
+impl<S: AuthStore, Q> Stack<S, Q> {
     pub fn request(&self, method: Method, path: &str) -> RequestBuilder {
         self.client.request(method, format!("{}{path}", self.base))
     }

@@ -9,7 +9,7 @@ use tdev_domain::ports::AuthStore;
 use super::{Stack, now, problem};
 
 /// The README's quickstart: a key, a token, a protected route, then a 429.
-pub async fn quickstart<S: AuthStore>(stack: &Stack<S>) {
+pub async fn quickstart<S: AuthStore, Q>(stack: &Stack<S, Q>) {
     let (id, key) = stack.create_key(&["read"], Some((3, 1))).await;
     let token = stack.token(&key).await;
 
@@ -35,7 +35,7 @@ pub async fn quickstart<S: AuthStore>(stack: &Stack<S>) {
 
 /// A good token passes; every hostile one, a missing credential, bad keys and two
 /// credentials at once are 401 problems with a `WWW-Authenticate` challenge.
-pub async fn hostile_credentials<S: AuthStore>(stack: &Stack<S>) {
+pub async fn hostile_credentials<S: AuthStore, Q>(stack: &Stack<S, Q>) {
     let (id, _) = stack.create_key(&["admin"], None).await;
     let (kid, secret) = stack.current_signing_key().await;
     let material = SigningMaterial {
@@ -71,7 +71,7 @@ pub async fn hostile_credentials<S: AuthStore>(stack: &Stack<S>) {
 
 /// A revoked key is refused at once, directly and for token exchange; it stays listed,
 /// with its revocation time and never its secret.
-pub async fn revocation<S: AuthStore>(stack: &Stack<S>) {
+pub async fn revocation<S: AuthStore, Q>(stack: &Stack<S, Q>) {
     let admin =
         |method: Method, path: &str| stack.request(method, path).header("x-api-key", &stack.admin_key);
     let (id, key) = stack.create_key(&["read"], None).await;
@@ -95,7 +95,7 @@ pub async fn revocation<S: AuthStore>(stack: &Stack<S>) {
 }
 
 /// Register, read, refuse duplicates and bad fields, and remove agents, with scopes.
-pub async fn agent_registry<S: AuthStore>(stack: &Stack<S>) {
+pub async fn agent_registry<S: AuthStore, Q>(stack: &Stack<S, Q>) {
     let (_, writer) = stack.create_key(&["agents:write", "read"], None).await;
     let (_, reader) = stack.create_key(&["read"], None).await;
     let id = format!("extractor-{}", now());

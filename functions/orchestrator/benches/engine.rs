@@ -198,6 +198,8 @@ async fn run_case<I: AgentInvoker + Clone>(
         name: "no-op".into(),
         target: AgentTarget::Http { url: agent_url.to_owned() },
         capabilities: Default::default(),
+        status: Default::default(),
+        max_concurrency: None,
         created_at: jiff::Timestamp::now(),
     };
     store.insert_agent(&agent).await.expect("register the agent");

@@ -1,6 +1,20 @@
-//! The router function: the agent registry under `/v1/agents`. The routing issue adds
-//! messages, capability routing and dead-letter administration here.
+//! The router function: the agent registry under `/v1/agents`, messages under
+//! `/v1/messages`, dead letters under `/v1/dead-letters`, events under `/v1/events`; and
+//! the message consumer, which delivers messages from the priority band queues and
+//! archives their dead letters.
 
+pub mod consumer;
 mod routes;
 
-pub use routes::{ApiDoc, RouterStore, router};
+pub use routes::{ApiDoc, MAX_BATCH, RouterStore, router};
+
+use tdev_aws::SqsQueues;
+use tdev_domain::messaging::Bands;
+
+/// The band queues and their dead-letter queues from `TDEV_QUEUE_*` variables.
+pub fn queues_from_env(
+    config: &aws_config::SdkConfig,
+    bands: &Bands,
+) -> Result<SqsQueues, tdev_domain::ports::StoreError> {
+    SqsQueues::from_env(config, &bands.queue_names())
+}

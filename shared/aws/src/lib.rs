@@ -1,5 +1,4 @@
-//! The AWS backend: API keys and rate-limit buckets in one DynamoDB table, secrets in
-//! Secrets Manager. [`AwsStore`] implements every port of `tdev_domain::ports` and passes
+//! The AWS backend: every record in one DynamoDB table, secrets in Secrets Manager. [`AwsStore`] implements every port of `tdev_domain::ports` and passes
 //! the same conformance suite as the embedded backend.
 //!
 //! # DynamoDB single-table schema
@@ -35,6 +34,60 @@
 //!   a jittered pause of a few ms, at most 100 times, then gives `Conflict`. A refusal
 //!   writes nothing.
 //!
+//! Times in sort keys and number attributes below are nanoseconds since the epoch (sort
+//! keys: 20 digits, zero-padded, so string order is time order), which keeps orderings
+//! and comparisons exact; times in other attributes are RFC 3339 strings.
+//!
+//! **Idempotency key**: `pk = "IDEM#<key>"`, `sk = "IDEM"`, `state` (`in_progress` or
+//! `done`), `holder`, `until_ns` (N: the lease's end while in progress, the keep-until once
+//! done), `ttl` (`until` in seconds, rounded up, plus 60). An item past its `until_ns`
+//! counts as absent: the conditions compare `until_ns` with the caller's `now` and never
+//! rely on the TTL (DynamoDB deletes late, moto never).
+//!
+//! - claim: PutItem if `attribute_not_exists(pk) OR until_ns < :now` → `Acquired`; a lost
+//!   condition reads the item (consistently) → `Done` or `Busy { until }`; if the item has
+//!   gone or expired meanwhile (a release raced), it tries again, at most 10 times.
+//! - complete: UpdateItem `SET state = done, until_ns = :keep, ttl` if `holder = :holder`;
+//!   losing the condition is `Conflict` (a second complete by the holder is harmless).
+//! - release: DeleteItem if `holder = :holder AND state = in_progress` (a done item stays);
+//!   losing the condition is fine.
+//!
+//! **Agent load**: beside the agent's item, under its `pk = "AGENT#<id>"`.
+//!
+//! - `sk = "LOAD"`, `in_flight` (N). acquire: UpdateItem `ADD in_flight :one` if
+//!   `attribute_not_exists(in_flight) OR in_flight < :max` (lost: no slot; `max` 0 asks
+//!   nothing). release: `ADD in_flight :minus_one` if `in_flight > :zero` (lost: it was 0).
+//! - `sk = "BREAKER"`, `version` (N), `doc` (the breaker as JSON). put: PutItem if
+//!   `attribute_not_exists(pk)` for version 1, else `version = :previous`; lost is `Conflict`.
+//!
+//! **Dead letter**: `pk = "DLQ#<id>"`, `sk = "DLQ"`, `gsi1pk = "DEADLETTERS"`,
+//! `gsi1sk = "<dead_lettered_at, 20-digit ns>#<id>"`, `source_queue`, `reason`, `state`
+//! (`dead`, `redriving`, `redriven`), `version` (N), `doc` (the dead letter as JSON).
+//!
+//! - put: PutItem if `attribute_not_exists(pk)`; lost is `Conflict`.
+//! - list: Query `gsi1` on `gsi1pk = "DEADLETTERS"` (oldest first) with a FilterExpression
+//!   on `source_queue`/`reason`/`state`, page after page until `limit` match. Eventually
+//!   consistent, like every GSI read.
+//! - update: PutItem if `version = :previous`; lost reads the item: `NotFound` or `Conflict`.
+//! - delete: DeleteItem if `attribute_exists(pk)`; lost is `NotFound`.
+//!
+//! **Failure note**: `pk = "FAIL#<message id>"`, `sk = "FAIL"`, `attempts` (N),
+//! `first_at`, `last_at`, `last_reason`, `ttl` (a day after `last_at`). note: one
+//! UpdateItem `SET first_at = if_not_exists(first_at, :at), last_at = :at, last_reason,
+//! ttl ADD attempts :one`, atomic under any number of racing consumers.
+//!
+//! **Event**: append-only, partitioned by UTC day: `pk = "EVENT#<yyyy-mm-dd of at>"`,
+//! `sk = "<at, 20-digit ns>#<id>"`, `id`, `type`, `at`, `subject`, `doc` (the event as
+//! JSON); no TTL.
+//!
+//! - append: PutItem if `attribute_not_exists(pk)`; lost is `Conflict`.
+//! - list: a strongly consistent Query per day, oldest day first, `sk BETWEEN` the bounds,
+//!   with `begins_with(type, <the pattern up to its first *>)` as a FilterExpression and
+//!   the glob applied in memory, until `limit` match. Without `since` the window is the
+//!   last 7 days before `until` (or now), and it never reaches past the end of tomorrow
+//!   (UTC): each day costs a Query. One partition per day caps appends at DynamoDB's
+//!   per-partition write rate (1,000 write units a second).
+//!
 //! # Secrets Manager
 //!
 //! A secret's `AWSCURRENT` and `AWSPREVIOUS` stages are the current and previous
@@ -42,9 +95,13 @@
 //! (which moves `AWSCURRENT` to the new version and `AWSPREVIOUS` to the old one), or
 //! CreateSecret when the secret does not exist yet.
 
+mod agent_load;
 mod agents;
 mod api_keys;
 mod attrs;
+mod dead_letters;
+mod events;
+mod idempotency;
 mod items;
 mod queue;
 mod rate_limits;
@@ -58,6 +115,7 @@ pub use queue::{
 };
 
 use aws_config::{BehaviorVersion, SdkConfig};
+use jiff::Timestamp;
 use tdev_domain::health::ComponentHealth;
 use tdev_domain::ports::HealthCheck;
 use tdev_domain::ports::StoreError;
@@ -125,9 +183,43 @@ impl HealthCheck for AwsStore {
     }
 }
 
+/// A time as a number attribute: nanoseconds since the epoch, so that conditions compare
+/// exactly. Saturates outside 1677–2262, far from any real timestamp.
+pub(crate) fn nanos(at: Timestamp) -> i64 {
+    let ns = at.as_nanosecond();
+    i64::try_from(ns).unwrap_or(if ns < 0 { i64::MIN } else { i64::MAX })
+}
+
+pub(crate) fn from_nanos(what: &str, ns: i64) -> Result<Timestamp, StoreError> {
+    Timestamp::from_nanosecond(i128::from(ns)).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
+}
+
+/// A time as the start of a sort key: nanoseconds since the epoch, 20 digits zero-padded,
+/// so that string order is time order (times before 1970 sort as 1970).
+pub(crate) fn sortable(at: Timestamp) -> String {
+    let ns = u64::try_from(at.as_nanosecond().max(0)).unwrap_or(u64::MAX);
+    format!("{ns:020}")
+}
+
+/// A `ttl` attribute for an item that may go once `at` has passed: epoch seconds,
+/// rounded up, plus a minute against clock skew.
+pub(crate) fn ttl_after(at: Timestamp) -> i64 {
+    at.as_second().saturating_add(61)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sort_keys_order_as_times() {
+        let a = Timestamp::from_nanosecond(1_700_000_000_000_000_001).unwrap();
+        let b = Timestamp::from_nanosecond(1_700_000_000_000_000_010).unwrap();
+        assert_eq!(sortable(a), "01700000000000000001");
+        assert!(sortable(a) < sortable(b));
+        assert_eq!(sortable(Timestamp::from_second(-5).unwrap()), "00000000000000000000");
+        assert_eq!(from_nanos("t", nanos(b)).unwrap(), b);
+    }
 
     #[test]
     fn a_config_without_a_behavior_version_does_not_panic() {

@@ -234,6 +234,17 @@ impl SqsQueues {
         Self::with_client(client, created)
     }
 
+    /// The logical name of the configured queue with this ARN (a Lambda SQS record's
+    /// `eventSourceARN`): the one whose URL ends with the ARN's queue name.
+    pub fn name_of_arn(&self, arn: &str) -> Option<&str> {
+        let queue_name = arn.rsplit(':').next()?;
+        self.queues
+            .by_name
+            .iter()
+            .find(|(_, queue)| url_queue_name(&queue.url) == queue_name)
+            .map(|(name, _)| name.as_str())
+    }
+
     /// The configured queue `name`'s URL.
     pub fn url(&self, name: &str) -> Option<&str> {
         self.queues.by_name.get(name).map(|queue| queue.url.as_str())
@@ -607,6 +618,21 @@ mod tests {
             ok.map(|q| q.url("work-dlq").map(str::to_owned)).ok().flatten().as_deref(),
             Some("https://q/1/d.fifo")
         );
+    }
+
+    #[test]
+    fn queues_are_found_by_arn() {
+        let queues = queues(&[
+            ("messages-1", "https://sqs.eu-west-1.amazonaws.com/1/s-messages-1.fifo", Some("messages-1-dlq")),
+            ("messages-1-dlq", "https://sqs.eu-west-1.amazonaws.com/1/s-messages-1-dlq.fifo", None),
+        ])
+        .unwrap();
+        assert_eq!(
+            queues.name_of_arn("arn:aws:sqs:eu-west-1:1:s-messages-1-dlq.fifo"),
+            Some("messages-1-dlq")
+        );
+        assert_eq!(queues.name_of_arn("arn:aws:sqs:eu-west-1:1:s-messages-1.fifo"), Some("messages-1"));
+        assert_eq!(queues.name_of_arn("arn:aws:sqs:eu-west-1:1:other.fifo"), None);
     }
 
     #[test]

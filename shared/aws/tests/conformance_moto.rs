@@ -31,3 +31,10 @@ async fn runs_and_workflows_conform_on_moto() {
     tdev_conformance::runs::runs(Arc::new(store.clone())).await;
     tdev_conformance::runs::workflows(&store).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn messaging_stores_conform_on_moto() {
+    let store = AwsStore::new(&moto_config(), unique("messaging"));
+    store.ensure_table().await.unwrap();
+    tdev_conformance::messaging::run_all(&store).await;
+}

@@ -11,6 +11,7 @@ use tdev_domain::ports::{AgentStore, ApiKeyStore, HealthCheck, RateLimitStore, S
 
 pub mod agents;
 pub mod engine;
+pub mod messaging;
 pub mod queue;
 pub mod runs;
 pub mod tokens;

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use crate::agents::{Agent, AgentTarget};
 use crate::auth::{ApiKey, ApiKeyId, RateDecision, RateLimit};
-use crate::health::ComponentHealth;
 use crate::events::{Event, EventFilter};
+use crate::health::ComponentHealth;
 use crate::messaging::{Breaker, DeadLetter, DeadLetterFilter, FailureNote};
 use crate::queue::{Delivery, NewMessage};
 use crate::runs::{Run, RunFilter, StepRun, StoredWorkflow};
@@ -312,9 +312,15 @@ pub trait AgentLoadStore: Send + Sync + 'static {
 /// The dead-letter archive, and the failure notes that feed it.
 pub trait DeadLetterStore: Send + Sync + 'static {
     /// Archives a dead letter; `Conflict` if one with its id exists (each is archived once).
-    fn put_dead_letter(&self, dead_letter: &DeadLetter) -> impl Future<Output = Result<(), StoreError>> + Send;
+    fn put_dead_letter(
+        &self,
+        dead_letter: &DeadLetter,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
-    fn get_dead_letter(&self, id: &str) -> impl Future<Output = Result<Option<DeadLetter>, StoreError>> + Send;
+    fn get_dead_letter(
+        &self,
+        id: &str,
+    ) -> impl Future<Output = Result<Option<DeadLetter>, StoreError>> + Send;
 
     /// Oldest first (by `dead_lettered_at`, then id), at most `filter.limit`.
     fn list_dead_letters(
@@ -348,6 +354,11 @@ pub trait DeadLetterStore: Send + Sync + 'static {
 pub trait EventStore: Send + Sync + 'static {
     fn append_event(&self, event: &Event) -> impl Future<Output = Result<(), StoreError>> + Send;
 
-    /// Matching events, oldest first (by `at`, then `id`), at most `filter.limit`.
-    fn list_events(&self, filter: &EventFilter) -> impl Future<Output = Result<Vec<Event>, StoreError>> + Send;
+    /// Matching events, oldest first (by `at`, then `id`), at most `filter.limit`. Without
+    /// `since`, the 7 days before `until` (or now); nothing later than the end of tomorrow
+    /// (UTC) is listed.
+    fn list_events(
+        &self,
+        filter: &EventFilter,
+    ) -> impl Future<Output = Result<Vec<Event>, StoreError>> + Send;
 }

@@ -5,8 +5,12 @@
 //! blocking thread would cost more than it saves. Writes that must be atomic run in an
 //! `IMMEDIATE` transaction, which also holds against a second process on the same file.
 
+mod agent_load;
 mod agents;
 mod api_keys;
+mod dead_letters;
+mod events;
+mod idempotency;
 mod queue;
 mod rate_limits;
 mod runs;
@@ -18,6 +22,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use jiff::Timestamp;
 use rusqlite::Connection;
 use tdev_domain::health::ComponentHealth;
 use tdev_domain::ports::{HealthCheck, StoreError};
@@ -99,6 +104,50 @@ CREATE TABLE IF NOT EXISTS queue_dedup (
     expires_at_ms INTEGER NOT NULL,
     PRIMARY KEY (queue, dedup_id)
 );
+-- One row per idempotency key. `until_ns` is the lease's end while in progress and the
+-- keep-until once done; a row past it counts as absent (and is purged lazily).
+CREATE TABLE IF NOT EXISTS idempotency (
+    key TEXT PRIMARY KEY,
+    holder TEXT NOT NULL,
+    done INTEGER NOT NULL CHECK (done IN (0, 1)),
+    until_ns INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS idempotency_expiry ON idempotency (until_ns);
+CREATE TABLE IF NOT EXISTS agent_slots (
+    agent TEXT PRIMARY KEY,
+    in_flight INTEGER NOT NULL CHECK (in_flight >= 0)
+);
+CREATE TABLE IF NOT EXISTS agent_breakers (
+    agent TEXT PRIMARY KEY,
+    version INTEGER NOT NULL,
+    doc TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS dead_letters (
+    id TEXT PRIMARY KEY,
+    source_queue TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    state TEXT NOT NULL,
+    dead_lettered_ns INTEGER NOT NULL,
+    version INTEGER NOT NULL,
+    doc TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS dead_letters_by_age ON dead_letters (dead_lettered_ns, id);
+CREATE TABLE IF NOT EXISTS failure_notes (
+    id TEXT PRIMARY KEY,
+    attempts INTEGER NOT NULL,
+    first_at TEXT NOT NULL,
+    last_at TEXT NOT NULL,
+    last_reason TEXT NOT NULL,
+    expires_ns INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS failure_notes_expiry ON failure_notes (expires_ns);
+CREATE TABLE IF NOT EXISTS events (
+    id TEXT PRIMARY KEY,
+    type TEXT NOT NULL,
+    at_ns INTEGER NOT NULL,
+    doc TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_by_time ON events (at_ns, id);
 "#;
 
 #[derive(Clone)]
@@ -165,4 +214,19 @@ impl HealthCheck for SqliteStore {
 
 fn db_error(error: rusqlite::Error) -> StoreError {
     StoreError::unavailable(error)
+}
+
+fn is_constraint(error: &rusqlite::Error) -> bool {
+    matches!(error, rusqlite::Error::SqliteFailure(e, _) if e.code == rusqlite::ErrorCode::ConstraintViolation)
+}
+
+/// A time as an INTEGER column: nanoseconds since the epoch, so that ordering and
+/// comparisons are exact. Saturates outside 1677–2262, far from any real timestamp.
+fn nanos(at: Timestamp) -> i64 {
+    let ns = at.as_nanosecond();
+    i64::try_from(ns).unwrap_or(if ns < 0 { i64::MIN } else { i64::MAX })
+}
+
+fn from_nanos(what: &str, ns: i64) -> Result<Timestamp, StoreError> {
+    Timestamp::from_nanosecond(i128::from(ns)).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
 }

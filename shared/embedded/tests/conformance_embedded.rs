@@ -35,3 +35,17 @@ async fn runs_and_workflows_conform() {
     tdev_conformance::runs::runs(Arc::new(store.clone())).await;
     tdev_conformance::runs::workflows(&store).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn messaging_stores_conform() {
+    tdev_conformance::messaging::run_all(&SqliteStore::in_memory().unwrap()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn messaging_stores_conform_on_a_file() {
+    let dir = std::env::temp_dir().join(format!("tdev-messaging-{}", uuid_like()));
+    let store = SqliteStore::open(&dir.join("tdev.db")).unwrap();
+    tdev_conformance::messaging::run_all(&store).await;
+    drop(store);
+    std::fs::remove_dir_all(dir).unwrap();
+}

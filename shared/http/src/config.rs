@@ -5,6 +5,7 @@ use std::str::FromStr;
 use anyhow::{Context as _, bail};
 
 use tdev_domain::auth::{AuthConfig, RateLimit, TokenSettings};
+use tdev_domain::messaging::{Bands, BreakerSettings, MessagingConfig};
 
 use crate::app::HttpSettings;
 use crate::metrics::EmfSettings;
@@ -59,5 +60,45 @@ pub fn auth_config_from_env() -> anyhow::Result<AuthConfig> {
         default_rate_limit,
         signing_secret: var_or("TDEV_SIGNING_SECRET", "tdev/signing-key".to_owned())?,
         key_cache_secs: var_or("TDEV_KEY_CACHE_SECONDS", 300)?,
+    })
+}
+
+/// Messaging settings: `TDEV_MESSAGE_BANDS` (`1-3,4-7,8-10`), `TDEV_ENVELOPE_SECRET`,
+/// `TDEV_ENVELOPE_COMPAT_SECRET` (empty or unset: compatibility mode off),
+/// `TDEV_ENVELOPE_ENCRYPT` (`true`), `TDEV_ENVELOPE_FRESHNESS_SECONDS` (300),
+/// `TDEV_MESSAGE_MAX_RECEIVES` (5), `TDEV_BREAKER_FAILURES` (5),
+/// `TDEV_BREAKER_OPEN_SECONDS` (30), `TDEV_ATTEMPT_TIMEOUT_SECONDS` (50) and
+/// `TDEV_KEY_CACHE_SECONDS` (300). `bands` is the default when `TDEV_MESSAGE_BANDS` is unset.
+pub fn messaging_config_from_env(bands: Bands) -> anyhow::Result<MessagingConfig> {
+    use std::time::Duration;
+    let defaults = MessagingConfig::default();
+    let bands = match std::env::var("TDEV_MESSAGE_BANDS") {
+        Ok(spec) if !spec.trim().is_empty() => spec.parse()?,
+        _ => bands,
+    };
+    let max_receives: u32 = var_or("TDEV_MESSAGE_MAX_RECEIVES", defaults.max_receives)?;
+    let failures: u32 = var_or("TDEV_BREAKER_FAILURES", defaults.breaker.failure_threshold)?;
+    if max_receives == 0 || failures == 0 {
+        bail!("TDEV_MESSAGE_MAX_RECEIVES and TDEV_BREAKER_FAILURES must be at least 1");
+    }
+    let seconds = |name: &str, default: Duration| -> anyhow::Result<Duration> {
+        Ok(Duration::from_secs(var_or(name, default.as_secs())?))
+    };
+    let attempt_timeout = seconds("TDEV_ATTEMPT_TIMEOUT_SECONDS", defaults.attempt_timeout)?;
+    Ok(MessagingConfig {
+        bands,
+        envelope_secret: var_or("TDEV_ENVELOPE_SECRET", defaults.envelope_secret)?,
+        compat_secret: std::env::var("TDEV_ENVELOPE_COMPAT_SECRET").ok().filter(|s| !s.trim().is_empty()),
+        encrypt: var_or("TDEV_ENVELOPE_ENCRYPT", defaults.encrypt)?,
+        freshness: seconds("TDEV_ENVELOPE_FRESHNESS_SECONDS", defaults.freshness)?,
+        max_receives,
+        breaker: BreakerSettings {
+            failure_threshold: failures,
+            open_for: seconds("TDEV_BREAKER_OPEN_SECONDS", defaults.breaker.open_for)?,
+            probe_timeout: attempt_timeout + Duration::from_secs(10),
+        },
+        attempt_timeout,
+        keep_done: defaults.keep_done,
+        key_cache: seconds("TDEV_KEY_CACHE_SECONDS", defaults.key_cache)?,
     })
 }

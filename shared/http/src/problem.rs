@@ -5,6 +5,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use tdev_domain::agents::RegistryError;
 use tdev_domain::auth::AuthError;
+use tdev_domain::messaging::MessagingError;
 use tdev_domain::ports::StoreError;
 use tdev_domain::runs::EngineError;
 use tdev_domain::validation::{FieldError, ValidationErrors};
@@ -185,6 +186,19 @@ impl From<RegistryError> for ApiError {
             RegistryError::Duplicate(_) => ApiError::Conflict(error.to_string()),
             RegistryError::NotFound(_) => ApiError::NotFound(error.to_string()),
             RegistryError::Store(error) => error.into(),
+        }
+    }
+}
+
+impl From<MessagingError> for ApiError {
+    fn from(error: MessagingError) -> Self {
+        match error {
+            MessagingError::Invalid(errors) => ApiError::Validation(errors),
+            MessagingError::UnknownAgent(_) | MessagingError::DeadLetterNotFound(_) => {
+                ApiError::NotFound(error.to_string())
+            }
+            MessagingError::Misconfigured(detail) => ApiError::Internal(detail),
+            MessagingError::Store(error) => error.into(),
         }
     }
 }

@@ -2,9 +2,11 @@
 
 use std::sync::Arc;
 
+use aws_config::BehaviorVersion;
 use tdev_domain::SystemClock;
 use tdev_domain::agents::Registry;
 use tdev_domain::auth::AuthService;
+use tdev_domain::messaging::{Bands, Messenger};
 use tdev_http::app::{HttpSettings, finish};
 use tdev_http::guard::Mode;
 
@@ -13,9 +15,14 @@ async fn main() -> Result<(), lambda_http::Error> {
     tdev_http::telemetry::init();
     let auth = tdev_http::config::auth_config_from_env()?;
     let http = HttpSettings::from_env("router")?;
-    let store = tdev_aws::AwsStore::from_env().await?;
+    let messaging = tdev_http::config::messaging_config_from_env(Bands::default())?;
+    let sdk = aws_config::load_defaults(BehaviorVersion::latest()).await;
+    let store = tdev_aws::AwsStore::with_table_from_env(&sdk)?;
+    let queues = tdev_router::queues_from_env(&sdk, &messaging.bands)?;
     let clock = Arc::new(SystemClock);
     let registry = Arc::new(Registry::new(store.clone(), clock.clone()));
+    let messenger = Arc::new(Messenger::new(store.clone(), queues, clock.clone(), messaging));
     let auth = Arc::new(AuthService::new(store, clock, auth));
-    lambda_http::run(finish(tdev_router::router(registry, auth, Mode::AuthorizerContext), &http)).await
+    let routes = tdev_router::router(registry, messenger, auth, Mode::AuthorizerContext);
+    lambda_http::run(finish(routes, &http)).await
 }

@@ -7,7 +7,7 @@ use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use serde::Serialize;
-use tdev_domain::agents::{Agent, NewAgentRequest, Registry};
+use tdev_domain::agents::{Agent, AgentUpdate, NewAgentRequest, Registry};
 use tdev_domain::auth::Scope;
 use tdev_http::{ApiError, ApiJson, Caller, Problem};
 use utoipa::ToSchema;
@@ -81,6 +81,32 @@ pub async fn get<S: RouterStore>(
 ) -> Result<Json<Agent>, ApiError> {
     caller.require(Scope::Read)?;
     Ok(Json(registry.get(&id).await?))
+}
+
+#[utoipa::path(
+    patch, path = "/v1/agents/{id}", tag = "agents",
+    description = "Changes only the fields given: status (active, draining, inactive), max_concurrency (null for none), capabilities, target, name.",
+    params(("id" = String, Path, description = "The agent's id")),
+    request_body = AgentUpdate,
+    responses(
+        (status = 200, description = "The agent as it is now", body = Agent),
+        (status = 403, description = "Needs the agents:write scope", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such agent", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid fields, with their paths", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("api_key" = []), ("bearer" = []))
+)]
+pub async fn update<S: RouterStore>(
+    State(registry): State_<S>,
+    caller: Caller,
+    Path(id): Path<String>,
+    body: Result<ApiJson<AgentUpdate>, ApiError>,
+) -> Result<Json<Agent>, ApiError> {
+    caller.require(Scope::AgentsWrite)?;
+    let ApiJson(update) = body?;
+    let agent = registry.update(&id, update).await?;
+    tracing::info!(agent_id = %id, status = ?agent.status, "agent updated");
+    Ok(Json(agent))
 }
 
 #[utoipa::path(

@@ -1,34 +1,63 @@
 //! The router function's HTTP routes.
 
 mod agents;
+mod messages;
 
 use std::sync::Arc;
 
 use axum::Router;
-use axum::routing::get;
+use axum::routing::{get, post};
 use tdev_domain::agents::Registry;
 use tdev_domain::auth::AuthService;
-use tdev_domain::ports::AgentStore;
-use tdev_domain::ports::AuthStore;
+use tdev_domain::messaging::{MessagingStore, Messenger};
+use tdev_domain::ports::{AuthStore, MessageQueue};
 use tdev_http::guard::{self, Mode};
 use utoipa::OpenApi;
 
-/// Every port the router function uses.
-pub trait RouterStore: AuthStore + AgentStore {}
-impl<T: AuthStore + AgentStore> RouterStore for T {}
+pub use messages::MAX_BATCH;
 
-/// The guarded `/v1/agents` routes, not yet finished (see `tdev_http::app::finish`).
-pub fn router<S: RouterStore>(registry: Arc<Registry<S>>, auth: Arc<AuthService<S>>, mode: Mode) -> Router {
-    let routes = Router::new()
+/// Every port the router function uses.
+pub trait RouterStore: AuthStore + MessagingStore {}
+impl<T: AuthStore + MessagingStore> RouterStore for T {}
+
+/// The guarded routes, not yet finished (see `tdev_http::app::finish`).
+pub fn router<S: RouterStore, Q: MessageQueue>(
+    registry: Arc<Registry<S>>,
+    messenger: Arc<Messenger<S, Q>>,
+    auth: Arc<AuthService<S>>,
+    mode: Mode,
+) -> Router {
+    let agents = Router::new()
         .route("/v1/agents", get(agents::list::<S>).post(agents::register::<S>))
-        .route("/v1/agents/{id}", get(agents::get::<S>).delete(agents::remove::<S>))
+        .route(
+            "/v1/agents/{id}",
+            get(agents::get::<S>).patch(agents::update::<S>).delete(agents::remove::<S>),
+        )
         .with_state(registry);
-    guard::layer(routes, auth, mode)
+    let messages = Router::new()
+        .route("/v1/messages", post(messages::send::<S, Q>))
+        .route("/v1/messages:batch", post(messages::send_batch::<S, Q>))
+        .route("/v1/dead-letters", get(messages::list_dead_letters::<S, Q>))
+        .route("/v1/dead-letters/{id}", get(messages::get_dead_letter::<S, Q>))
+        .route("/v1/dead-letters:redrive", post(messages::redrive::<S, Q>))
+        .route("/v1/dead-letters:purge", post(messages::purge::<S, Q>))
+        .route("/v1/events", get(messages::events::<S, Q>))
+        .with_state(messenger);
+    guard::layer(agents.merge(messages), auth, mode)
 }
 
 #[derive(OpenApi)]
 #[openapi(
-    paths(agents::register, agents::list, agents::get, agents::remove),
-    tags((name = "agents", description = "The agent registry: how to reach each agent, and what it can do"))
+    paths(
+        agents::register, agents::list, agents::get, agents::update, agents::remove,
+        messages::send, messages::send_batch, messages::list_dead_letters, messages::get_dead_letter,
+        messages::redrive, messages::purge, messages::events,
+    ),
+    tags(
+        (name = "agents", description = "The agent registry: how to reach each agent, what it can do, and whether it takes work"),
+        (name = "messages", description = "Messages to agents, by id or by capability, with priorities 1 (most urgent) to 10"),
+        (name = "dead letters", description = "Messages that could not be delivered, with why; redrive or purge them"),
+        (name = "events", description = "What happened, append-only"),
+    )
 )]
 pub struct ApiDoc;

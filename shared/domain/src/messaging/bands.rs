@@ -138,14 +138,10 @@ mod tests {
         let names: Vec<&str> = bands.bands().iter().map(|b| b.queue.as_str()).collect();
         assert_eq!(names, ["messages-1", "messages-2", "messages-3"]);
         let band_of = |level| bands.band(Priority::new(level).unwrap()).queue.clone();
-        assert_eq!([band_of(1), band_of(3), band_of(4), band_of(7), band_of(8), band_of(10)], [
-            "messages-1",
-            "messages-1",
-            "messages-2",
-            "messages-2",
-            "messages-3",
-            "messages-3"
-        ]);
+        assert_eq!(
+            [band_of(1), band_of(3), band_of(4), band_of(7), band_of(8), band_of(10)],
+            ["messages-1", "messages-1", "messages-2", "messages-2", "messages-3", "messages-3"]
+        );
         assert_eq!(bands.by_queue("messages-2-dlq").unwrap().queue, "messages-2");
         assert_eq!(bands.to_string(), "1-3,4-7,8-10");
         assert_eq!(bands.concurrency(60, 2), [30, 20, 10]);

@@ -34,11 +34,17 @@ impl Default for BreakerSettings {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "state", rename_all = "snake_case")]
 pub enum BreakerState {
-    Closed { consecutive_failures: u32 },
+    Closed {
+        consecutive_failures: u32,
+    },
     /// Nothing goes to the agent until `until`.
-    Open { until: Timestamp },
+    Open {
+        until: Timestamp,
+    },
     /// One probe is in flight; the others wait until it ends or `probe_until` passes.
-    HalfOpen { probe_until: Timestamp },
+    HalfOpen {
+        probe_until: Timestamp,
+    },
 }
 
 /// An agent's breaker, as stored.

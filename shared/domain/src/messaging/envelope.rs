@@ -1,12 +1,156 @@
-//! The message envelope. SKELETON: the public API is fixed here; the bodies are being
-//! written (see the module docs to come).
+//! The message envelope: how a [`Message`] travels on the queues, signed and, when asked,
+//! with its payload encrypted. This is the specification producers follow.
+//!
+//! # Envelope, version 1
+//!
+//! A JSON object:
+//!
+//! | member | value |
+//! | --- | --- |
+//! | `v` | `1` |
+//! | `kid` | the id of the key it is signed (and encrypted) with |
+//! | `id` | the message id (string) |
+//! | `type` | the message type, e.g. `"task.assign"` |
+//! | `to_agent` *or* `capability` | the recipient: exactly one of the two (string) |
+//! | `priority` | integer, 1 (most urgent) to 10 |
+//! | `group` | the ordering group (string) |
+//! | `idempotency_key` | string |
+//! | `metadata` | object |
+//! | `sender` | string; omitted when there is none |
+//! | `created_at` | RFC 3339 date-time with `Z` or any offset, e.g. `"2026-11-24T10:00:00Z"` |
+//! | `payload` | any JSON: when not encrypted |
+//! | `enc`, `ciphertext` | instead of `payload` when encrypted: `"fernet"`, and a Fernet token whose plaintext is the [canonical JSON](#canonical-json) (UTF-8) of the payload |
+//! | `sig` | 64 lowercase hex digits: the signature |
+//!
+//! No other member is allowed, and no member twice.
+//!
+//! **Signature.** `sig` is HMAC-SHA256, keyed with the key's *signing key*, of the
+//! canonical JSON of the envelope object without `sig` (encrypt-then-MAC: an encrypted
+//! envelope's ciphertext is what is signed). [`seal`] writes that canonical text with `sig`
+//! appended as the last member; the member order of a received body does not matter.
+//!
+//! **Keys.** An [`EnvelopeKey`] is a key id (`kid`) and a secret. From the secret's UTF-8
+//! bytes derive:
+//! - the signing key: `HMAC-SHA256(key = secret, msg = b"tdev envelope signing")`;
+//! - the Fernet key: URL-safe base64, with padding, of
+//!   `HMAC-SHA256(key = secret, msg = b"tdev envelope encryption")` (32 bytes: Fernet's
+//!   signing half, then its encryption half).
+//!
+//! A [`Keyring`] built [from a Secrets Manager secret](Keyring::from_secret) uses each
+//! version id as a kid: messages are sealed with the current version and opened with the
+//! current or the previous one, so rotating the secret loses nothing in flight.
+//!
+//! **Opening** (in this order; the first failure is the [`Rejection`]):
+//! 1. The body must be a JSON object with the members above, well typed
+//!    ([`Rejection::Malformed`]); `v` must be 1 ([`Rejection::UnsupportedVersion`]; `v` is
+//!    checked before any other member).
+//! 2. `sig` must be present ([`Rejection::SignatureMissing`]).
+//! 3. `kid` must name a key of the keyring ([`Rejection::UnknownKey`]).
+//! 4. The signature must match, compared in constant time ([`Rejection::SignatureInvalid`]).
+//! 5. `created_at` must be at most [`Opener::freshness`] old ([`Rejection::Stale`]) and at
+//!    most [`MAX_CLOCK_SKEW`] ahead of the opener's clock ([`Rejection::FromTheFuture`]).
+//! 6. An encrypted payload must decrypt, with Fernet and no time-to-live (the token's own
+//!    timestamp is not checked: `created_at` rules), to JSON text (canonical or not)
+//!    ([`Rejection::Undecryptable`]).
+//!
+//! The opened message is exactly the one sealed.
+//!
+//! # Canonical JSON
+//!
+//! The text of a JSON value such that equal values have equal texts:
+//! - objects: members sorted by key, comparing keys by Unicode code point (the same as
+//!   comparing their UTF-8 bytes), at every depth;
+//! - no whitespace anywhere: `{"a":[1,2],"b":null}`;
+//! - strings: `"` and `\` escaped as `\"` and `\\`; the control characters U+0008, U+0009,
+//!   U+000A, U+000C, U+000D as `\b`, `\t`, `\n`, `\f`, `\r`; the other characters below
+//!   U+0020 as `\u00xx` (lowercase hex); every other character, including `/`, U+007F and
+//!   all non-ASCII, as its raw UTF-8;
+//! - `true`, `false`, `null`;
+//! - integers (numbers written without fraction or exponent) in decimal, without sign when
+//!   zero: `-0` is `0`;
+//! - every other number as the nearest double (IEEE 754 binary64) written as Python's
+//!   `repr(float)` does: the shortest digits that read back to the same double; when the
+//!   decimal exponent `e` (of `d.ddd × 10^e`) is -4 to 15, in fixed notation with `.0`
+//!   when integral (`1.0`, `100.0`, `0.0001`, `1234.5`, `-0.0`); otherwise `d.ddde+XX` or
+//!   `d.ddde-XX` with at least two exponent digits, and no `.` when there is one digit
+//!   (`1e+16`, `1.5e-05`, `5e-324`). Non-finite numbers are not JSON and are refused.
+//!
+//! This is what Python prints with
+//! `json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)`.
+//! [`canonical`] computes it. (Integers of any size are kept as written, as in Python; a
+//! received message holds those beyond `i64`/`u64` as floats, as serde_json does.)
+//!
+//! # Compatibility mode
+//!
+//! With [`Opener::compat`] set, messages of the existing Python producers are accepted
+//! unchanged. A body is such a message when it has no `v` member, or has an `encrypted`
+//! or `signature` member (which envelopes never have); without compatibility keys it is
+//! [`Rejection::Malformed`].
+//!
+//! **Their keys** ([`CompatKeys`]): a passphrase and a signing key. The Fernet key is the
+//! URL-safe base64 of `PBKDF2-HMAC-SHA256(passphrase, salt = b"T-Developer-Salt",
+//! 100,000 iterations, 32 bytes)`.
+//!
+//! **Signing**: `timestamp` is a naive UTC ISO 8601 date-time
+//! (`datetime.utcnow().isoformat()`, e.g. `2026-11-24T10:00:00.123456`; one with an offset
+//! is accepted too), then `signature` is the lowercase hex HMAC-SHA256, keyed with the
+//! signing key's UTF-8 bytes, of `json.dumps(sorted(msg.items()), separators=(",", ":"))`
+//! of the message without `signature`: an array of `[key, value]` pairs sorted by
+//! top-level key, nested objects in the order received, strings escaped as in canonical
+//! JSON except that U+007F and every non-ASCII character are escaped as `\uxxxx` (astral
+//! ones as a surrogate pair), numbers as in canonical JSON.
+//!
+//! **Encryption**: the whole message, `json.dumps(message)`, Fernet-encrypted, is sent as
+//! `{"encrypted": true, "encrypted_payload": <standard base64 of the token's ASCII>,
+//! "timestamp": ..., "encryption_method": "fernet"}`.
+//!
+//! Either may wrap the other, so when the body has `encrypted: true`, its `signature` (if
+//! any) is verified over the outer object, the payload is decrypted
+//! ([`Rejection::Undecryptable`] if it cannot be, or is not a JSON object), and the inner
+//! message's `signature` (if any) is verified too. At least one signature must be there
+//! ([`Rejection::SignatureMissing`]); every one there must match
+//! ([`Rejection::SignatureInvalid`]); a signed object must have a `timestamp`
+//! ([`Rejection::Malformed`]), and every `timestamp` there is checked for freshness as
+//! `created_at` is.
+//!
+//! **The message** (the first member present and not null of each list; a member of the
+//! wrong type is [`Rejection::Malformed`]):
+//!
+//! | field | from |
+//! | --- | --- |
+//! | id | `id`, `message_id` (string); else the hex SHA-256 of the body's text |
+//! | kind | `type`, `message_type` (string; required) |
+//! | to | `to_agent`, `recipient`, `target_agent` → an agent; else `capability` → a capability; else malformed |
+//! | payload | `payload`, `content`, `data`; else `{}` |
+//! | priority | `priority` (integer 1 to 10); else 5 |
+//! | group | `group`, `correlation_id`; else the recipient's label (`agent:<id>`) |
+//! | idempotency key | `dedup_id`, `idempotency_key`; else the id |
+//! | metadata | `metadata` (object); else `{}` |
+//! | sender | `sender`, `from_agent`, `source` |
+//! | created at | the inner message's `timestamp`, else the outer one's |
+//!
+//! It opens as [`Format::Compat`] with no kid.
 
 use std::time::Duration;
 
-use jiff::Timestamp;
+use base64::Engine as _;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE};
+use fernet::Fernet;
+use hmac::{Hmac, Mac};
+use jiff::{SignedDuration, Timestamp};
+use sha2::Sha256;
 
-use crate::messaging::Message;
+use crate::messaging::{Message, Recipient};
 use crate::ports::SecretVersions;
+use crate::queue::Priority;
+
+pub mod canonical;
+mod compat;
+mod json;
+#[cfg(test)]
+mod tests;
+
+use json::Json;
 
 /// The envelope format version this code writes.
 pub const VERSION: u64 = 1;
@@ -14,12 +158,23 @@ pub const VERSION: u64 = 1;
 /// How old a message may be when opened, by default.
 pub const DEFAULT_FRESHNESS: Duration = Duration::from_secs(300);
 
+/// How far ahead of the opener's clock a message's creation time may be.
+pub const MAX_CLOCK_SKEW: Duration = Duration::from_secs(30);
+
+const SIGNING_LABEL: &[u8] = b"tdev envelope signing";
+const ENCRYPTION_LABEL: &[u8] = b"tdev envelope encryption";
+
+type HmacSha256 = Hmac<Sha256>;
+
 /// One envelope key: an id and a secret, from which the signing and encryption keys
-/// derive.
+/// derive (once, here).
 #[derive(Clone)]
 pub struct EnvelopeKey {
     pub kid: String,
-    secret: String,
+    signing_key: [u8; 32],
+    /// Keyed with `signing_key`: cloning it skips the key schedule on every message.
+    signer: HmacSha256,
+    fernet: Fernet,
 }
 
 impl std::fmt::Debug for EnvelopeKey {
@@ -30,7 +185,35 @@ impl std::fmt::Debug for EnvelopeKey {
 
 impl EnvelopeKey {
     pub fn new(kid: impl Into<String>, secret: impl Into<String>) -> Self {
-        Self { kid: kid.into(), secret: secret.into() }
+        let secret: String = secret.into();
+        let derive = |label: &[u8]| -> [u8; 32] {
+            let mut mac =
+                HmacSha256::new_from_slice(secret.as_bytes()).expect("HMAC takes keys of any length");
+            mac.update(label);
+            mac.finalize().into_bytes().into()
+        };
+        let signing_key = derive(SIGNING_LABEL);
+        let fernet =
+            Fernet::new(&URL_SAFE.encode(derive(ENCRYPTION_LABEL))).expect("32 bytes make a Fernet key");
+        let signer = HmacSha256::new_from_slice(&signing_key).expect("HMAC takes keys of any length");
+        Self { kid: kid.into(), signing_key, signer, fernet }
+    }
+
+    /// The HMAC-SHA256 key envelope signatures are made with.
+    pub fn signing_key(&self) -> [u8; 32] {
+        self.signing_key
+    }
+
+    fn sign(&self, text: &[u8]) -> [u8; 32] {
+        let mut mac = self.signer.clone();
+        mac.update(text);
+        mac.finalize().into_bytes().into()
+    }
+
+    fn verifies(&self, text: &[u8], signature: &[u8; 32]) -> bool {
+        let mut mac = self.signer.clone();
+        mac.update(text);
+        mac.verify_slice(signature).is_ok()
     }
 }
 
@@ -55,13 +238,19 @@ impl Keyring {
     pub fn current_kid(&self) -> &str {
         &self.current.kid
     }
+
+    /// The key with id `kid`, current or other.
+    pub fn key(&self, kid: &str) -> Option<&EnvelopeKey> {
+        std::iter::once(&self.current).chain(&self.others).find(|key| key.kid == kid)
+    }
 }
 
 /// The keys of existing producers' messages (compatibility mode).
 #[derive(Clone)]
 pub struct CompatKeys {
-    passphrase: String,
-    signing_key: String,
+    fernet: Fernet,
+    /// Keyed with the signing key.
+    signer: HmacSha256,
 }
 
 impl std::fmt::Debug for CompatKeys {
@@ -70,9 +259,22 @@ impl std::fmt::Debug for CompatKeys {
     }
 }
 
+/// The existing producers' PBKDF2 salt and iteration count.
+const COMPAT_SALT: &[u8] = b"T-Developer-Salt";
+const COMPAT_ITERATIONS: u32 = 100_000;
+
 impl CompatKeys {
+    /// Derives the Fernet key from `passphrase`: 100,000 PBKDF2 iterations, so build this
+    /// once (at cold start), not per message.
     pub fn new(passphrase: impl Into<String>, signing_key: impl Into<String>) -> Self {
-        Self { passphrase: passphrase.into(), signing_key: signing_key.into() }
+        let passphrase: String = passphrase.into();
+        let signing_key: String = signing_key.into();
+        let mut key = [0u8; 32];
+        pbkdf2::pbkdf2_hmac::<Sha256>(passphrase.as_bytes(), COMPAT_SALT, COMPAT_ITERATIONS, &mut key);
+        let fernet = Fernet::new(&URL_SAFE.encode(key)).expect("32 bytes make a Fernet key");
+        let signer =
+            HmacSha256::new_from_slice(signing_key.as_bytes()).expect("HMAC takes keys of any length");
+        Self { fernet, signer }
     }
 }
 
@@ -128,11 +330,93 @@ impl Rejection {
     }
 }
 
+fn malformed(detail: impl Into<String>) -> Rejection {
+    Rejection::Malformed(detail.into())
+}
+
 /// Seals `message` with the keyring's current key: signed, and with `encrypt` its
 /// payload Fernet-encrypted. Returns the envelope's JSON text.
 pub fn seal(message: &Message, keys: &Keyring, encrypt: bool) -> String {
-    let _ = (message, keys, encrypt);
-    unimplemented!("being written")
+    let body = if encrypt { SealedPayload::Encrypted } else { SealedPayload::Plain };
+    seal_with(message, &keys.current, body)
+}
+
+enum SealedPayload<'a> {
+    Plain,
+    Encrypted,
+    /// This text as the ciphertext, whatever it is (tests of undecryptable envelopes).
+    #[cfg_attr(not(test), allow(dead_code))]
+    Ciphertext(&'a str),
+}
+
+fn seal_with(message: &Message, key: &EnvelopeKey, payload: SealedPayload<'_>) -> String {
+    use canonical::{write_map, write_str, write_value};
+
+    let ciphertext = match payload {
+        SealedPayload::Plain => None,
+        SealedPayload::Encrypted => {
+            Some(key.fernet.encrypt(canonical::to_canonical(&message.payload).as_bytes()))
+        }
+        SealedPayload::Ciphertext(text) => Some(text.to_owned()),
+    };
+    let mut out = String::with_capacity(320 + ciphertext.as_ref().map_or(256, String::len));
+    // Members in canonical (sorted) order; each value is written canonically.
+    fn member(out: &mut String, name: &str) {
+        out.push(if out.is_empty() { '{' } else { ',' });
+        out.push('"');
+        out.push_str(name);
+        out.push_str("\":");
+    }
+    if let Recipient::Capability(capability) = &message.to {
+        member(&mut out, "capability");
+        write_str(&mut out, capability, false);
+    }
+    if let Some(ciphertext) = &ciphertext {
+        member(&mut out, "ciphertext");
+        write_str(&mut out, ciphertext, false);
+    }
+    member(&mut out, "created_at");
+    write_str(&mut out, &message.created_at.to_string(), false);
+    if ciphertext.is_some() {
+        member(&mut out, "enc");
+        out.push_str("\"fernet\"");
+    }
+    member(&mut out, "group");
+    write_str(&mut out, &message.group, false);
+    member(&mut out, "id");
+    write_str(&mut out, &message.id, false);
+    member(&mut out, "idempotency_key");
+    write_str(&mut out, &message.idempotency_key, false);
+    member(&mut out, "kid");
+    write_str(&mut out, &key.kid, false);
+    member(&mut out, "metadata");
+    write_map(&mut out, &message.metadata);
+    if ciphertext.is_none() {
+        member(&mut out, "payload");
+        write_value(&mut out, &message.payload);
+    }
+    member(&mut out, "priority");
+    out.push_str(&message.priority.level().to_string());
+    if let Some(sender) = &message.sender {
+        member(&mut out, "sender");
+        write_str(&mut out, sender, false);
+    }
+    if let Recipient::Agent(agent) = &message.to {
+        member(&mut out, "to_agent");
+        write_str(&mut out, agent, false);
+    }
+    member(&mut out, "type");
+    write_str(&mut out, &message.kind, false);
+    member(&mut out, "v");
+    out.push_str(&VERSION.to_string());
+    out.push('}');
+
+    let signature = hex::encode(key.sign(out.as_bytes()));
+    out.pop();
+    out.push_str(",\"sig\":\"");
+    out.push_str(&signature);
+    out.push_str("\"}");
+    out
 }
 
 /// Opens envelopes (and, with compatibility keys, existing producers' messages).
@@ -145,7 +429,200 @@ pub struct Opener {
 
 impl Opener {
     pub fn open(&self, body: &str, now: Timestamp) -> Result<Opened, Rejection> {
-        let _ = (body, now);
-        unimplemented!("being written")
+        let parsed = json::parse(body).map_err(|e| malformed(format!("not JSON: {e}")))?;
+        let Json::Object(members) = parsed else { return Err(malformed("not a JSON object")) };
+        let has = |name: &str| members.iter().any(|(k, _)| k == name);
+        if has("v") && !has("encrypted") && !has("signature") {
+            return self.open_envelope(members, body.len(), now);
+        }
+        match &self.compat {
+            Some(keys) => compat::open(keys, body, members, now, self.freshness),
+            None => Err(malformed("not a T-Developer envelope (compatibility mode is off)")),
+        }
+    }
+
+    fn open_envelope(
+        &self,
+        members: Vec<(String, Json)>,
+        body_len: usize,
+        now: Timestamp,
+    ) -> Result<Opened, Rejection> {
+        let version = match members.iter().find(|(k, _)| k == "v").map(|(_, v)| v) {
+            Some(Json::Int(v)) if *v >= 0 => *v as u64,
+            Some(Json::UInt(v)) => *v,
+            _ => return Err(malformed("\"v\" must be a non-negative integer")),
+        };
+        if version != VERSION {
+            return Err(Rejection::UnsupportedVersion(version));
+        }
+        let mut signed = String::with_capacity(body_len);
+        canonical::write_sorted_members(&mut signed, &members, Some("sig"));
+        let envelope = ReceivedEnvelope::read(members)?;
+        let signature = envelope.signature.ok_or(Rejection::SignatureMissing)?;
+        let key = self.keys.key(&envelope.kid).ok_or_else(|| Rejection::UnknownKey(envelope.kid.clone()))?;
+        if !signature.is_some_and(|signature| key.verifies(signed.as_bytes(), &signature)) {
+            return Err(Rejection::SignatureInvalid);
+        }
+        check_freshness(envelope.created_at, now, self.freshness)?;
+        let payload = match envelope.payload {
+            ReceivedPayload::Plain(payload) => payload,
+            ReceivedPayload::Encrypted(token) => {
+                let plaintext = fernet_decrypt(&key.fernet, &token).ok_or(Rejection::Undecryptable)?;
+                std::str::from_utf8(&plaintext)
+                    .ok()
+                    .and_then(|text| json::parse(text).ok())
+                    .and_then(|json| json.into_value().ok())
+                    .ok_or(Rejection::Undecryptable)?
+            }
+        };
+        Ok(Opened {
+            message: Message {
+                id: envelope.id,
+                kind: envelope.kind,
+                to: envelope.to,
+                payload,
+                priority: envelope.priority,
+                group: envelope.group,
+                idempotency_key: envelope.idempotency_key,
+                metadata: envelope.metadata,
+                sender: envelope.sender,
+                created_at: envelope.created_at,
+            },
+            format: Format::Envelope,
+            kid: Some(envelope.kid),
+        })
+    }
+}
+
+/// Decrypts a Fernet token without Fernet's own time checks: the message's timestamps
+/// and the opener's clock decide freshness, not the token's timestamp and this machine's
+/// clock.
+fn fernet_decrypt(fernet: &Fernet, token: &str) -> Option<Vec<u8>> {
+    // As "now", a time no token's timestamp is ahead of (and far from overflowing).
+    const ANY_TIME: u64 = u64::MAX / 2;
+    fernet.decrypt_at_time(token, None, ANY_TIME).ok()
+}
+
+/// Refuses a message created more than `freshness` before `now`, or more than
+/// [`MAX_CLOCK_SKEW`] after it.
+fn check_freshness(created_at: Timestamp, now: Timestamp, freshness: Duration) -> Result<(), Rejection> {
+    let whole_seconds = |d: SignedDuration| d.as_secs() + i64::from(d.subsec_nanos() > 0);
+    let age = now.duration_since(created_at);
+    if age > SignedDuration::try_from(freshness).unwrap_or(SignedDuration::MAX) {
+        return Err(Rejection::Stale { age_seconds: whole_seconds(age), limit_seconds: freshness.as_secs() });
+    }
+    let ahead = -age;
+    if ahead > SignedDuration::try_from(MAX_CLOCK_SKEW).expect("30 s fits") {
+        return Err(Rejection::FromTheFuture { ahead_seconds: whole_seconds(ahead) });
+    }
+    Ok(())
+}
+
+enum ReceivedPayload {
+    Plain(serde_json::Value),
+    /// The Fernet token.
+    Encrypted(String),
+}
+
+/// A received envelope's members, checked for presence and type.
+struct ReceivedEnvelope {
+    kid: String,
+    id: String,
+    kind: String,
+    to: Recipient,
+    priority: Priority,
+    group: String,
+    idempotency_key: String,
+    metadata: serde_json::Map<String, serde_json::Value>,
+    sender: Option<String>,
+    created_at: Timestamp,
+    payload: ReceivedPayload,
+    /// Present but not 64 lowercase hex digits: `Some(None)`.
+    signature: Option<Option<[u8; 32]>>,
+}
+
+impl ReceivedEnvelope {
+    fn read(members: Vec<(String, Json)>) -> Result<Self, Rejection> {
+        fn string(name: &str, value: Json) -> Result<String, Rejection> {
+            match value {
+                Json::String(s) => Ok(s),
+                _ => Err(malformed(format!("{name:?} must be a string"))),
+            }
+        }
+        let (mut kid, mut id, mut kind, mut to_agent, mut capability) = (None, None, None, None, None);
+        let (mut priority, mut group, mut idempotency_key, mut metadata) = (None, None, None, None);
+        let (mut sender, mut created_at, mut payload, mut enc, mut ciphertext) =
+            (None, None, None, None, None);
+        let mut signature = None;
+        for (name, value) in members {
+            match name.as_str() {
+                "v" => {}
+                "kid" => kid = Some(string(&name, value)?),
+                "id" => id = Some(string(&name, value)?),
+                "type" => kind = Some(string(&name, value)?),
+                "to_agent" => to_agent = Some(string(&name, value)?),
+                "capability" => capability = Some(string(&name, value)?),
+                "priority" => {
+                    priority = Some(match value {
+                        Json::Int(level @ 1..=10) => Priority::new(level as u8).expect("1 to 10"),
+                        _ => return Err(malformed("\"priority\" must be an integer from 1 to 10")),
+                    })
+                }
+                "group" => group = Some(string(&name, value)?),
+                "idempotency_key" => idempotency_key = Some(string(&name, value)?),
+                "metadata" => match value.into_value() {
+                    Ok(serde_json::Value::Object(map)) => metadata = Some(map),
+                    _ => return Err(malformed("\"metadata\" must be an object")),
+                },
+                "sender" => sender = Some(string(&name, value)?),
+                "created_at" => {
+                    let text = string(&name, value)?;
+                    created_at = Some(text.parse::<Timestamp>().map_err(|_| {
+                        malformed(format!("\"created_at\" must be an RFC 3339 date-time, not {text:?}"))
+                    })?);
+                }
+                "payload" => {
+                    payload = Some(value.into_value().map_err(|e| malformed(format!("payload: {e}")))?)
+                }
+                "enc" => enc = Some(string(&name, value)?),
+                "ciphertext" => ciphertext = Some(string(&name, value)?),
+                "sig" => {
+                    let text = string(&name, value)?;
+                    let mut bytes = [0u8; 32];
+                    // Lowercase only, so that one signature has one spelling.
+                    let lowercase = text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+                    signature =
+                        Some((lowercase && hex::decode_to_slice(&text, &mut bytes).is_ok()).then_some(bytes));
+                }
+                other => return Err(malformed(format!("unknown member {other:?}"))),
+            }
+        }
+        let required = |name: &str| malformed(format!("{name:?} is missing"));
+        let to = match (to_agent, capability) {
+            (Some(agent), None) => Recipient::Agent(agent),
+            (None, Some(capability)) => Recipient::Capability(capability),
+            (Some(_), Some(_)) => return Err(malformed("both \"to_agent\" and \"capability\"")),
+            (None, None) => return Err(malformed("neither \"to_agent\" nor \"capability\"")),
+        };
+        let payload = match (payload, enc, ciphertext) {
+            (Some(payload), None, None) => ReceivedPayload::Plain(payload),
+            (None, Some(enc), Some(token)) if enc == "fernet" => ReceivedPayload::Encrypted(token),
+            (None, Some(enc), Some(_)) => return Err(malformed(format!("unknown \"enc\" {enc:?}"))),
+            _ => return Err(malformed("give either \"payload\", or \"enc\" and \"ciphertext\"")),
+        };
+        Ok(Self {
+            kid: kid.ok_or_else(|| required("kid"))?,
+            id: id.ok_or_else(|| required("id"))?,
+            kind: kind.ok_or_else(|| required("type"))?,
+            to,
+            priority: priority.ok_or_else(|| required("priority"))?,
+            group: group.ok_or_else(|| required("group"))?,
+            idempotency_key: idempotency_key.ok_or_else(|| required("idempotency_key"))?,
+            metadata: metadata.ok_or_else(|| required("metadata"))?,
+            sender,
+            created_at: created_at.ok_or_else(|| required("created_at"))?,
+            payload,
+            signature,
+        })
     }
 }

@@ -8,8 +8,10 @@ pub mod dead_letters;
 pub mod envelope;
 pub mod message;
 pub mod routing;
+pub mod service;
 
 pub use bands::{Band, Bands};
 pub use breaker::{Breaker, BreakerSettings, BreakerState};
 pub use dead_letters::{DeadLetter, DeadLetterFilter, DeadLetterState, FailureNote};
 pub use message::{Message, Recipient, SendMessageRequest};
+pub use service::{Dispatcher, Disposition, MessagingConfig, MessagingError, MessagingStore, Messenger};

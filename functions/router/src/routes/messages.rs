@@ -1,0 +1,345 @@
+//! `/v1/messages`: send one message or a batch; `/v1/dead-letters`: list, inspect,
+//! redrive and purge what could not be delivered; `/v1/events`: what happened.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+use tdev_domain::auth::Scope;
+use tdev_domain::events::{Event, EventFilter};
+use tdev_domain::messaging::service::{Accepted, RedriveRequest, Redriven};
+use tdev_domain::messaging::{DeadLetter, DeadLetterFilter, Messenger, SendMessageRequest};
+use tdev_domain::ports::MessageQueue;
+use tdev_domain::queue::Priority;
+use tdev_domain::validation::ValidationErrors;
+use tdev_http::{ApiError, ApiJson, Caller, Problem};
+use utoipa::{IntoParams, ToSchema};
+
+use super::RouterStore;
+
+type Shared<S, Q> = State<Arc<Messenger<S, Q>>>;
+
+/// The most messages one batch takes.
+pub const MAX_BATCH: usize = 100;
+/// The most records one listing returns, and the default.
+const MAX_LIST: usize = 1000;
+const DEFAULT_LIST: usize = 100;
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SendBatch {
+    /// 1 to 100 messages; all are checked before any is sent.
+    pub messages: Vec<SendMessageRequest>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AcceptedBatch {
+    /// One per message, in order.
+    pub messages: Vec<Accepted>,
+}
+
+#[utoipa::path(
+    post, path = "/v1/messages", tag = "messages",
+    request_body = SendMessageRequest,
+    responses(
+        (status = 202, description = "Accepted: queued for delivery", body = Accepted),
+        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Needs the messages:send scope", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`to_agent` names no registered agent", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid fields (with their paths), an inactive agent, or no active agent with the capability", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("api_key" = []), ("bearer" = []))
+)]
+pub async fn send<S: RouterStore, Q: MessageQueue>(
+    State(messenger): Shared<S, Q>,
+    caller: Caller,
+    body: Result<ApiJson<SendMessageRequest>, ApiError>,
+) -> Result<impl IntoResponse, ApiError> {
+    let principal = caller.require(Scope::MessagesSend)?;
+    let ApiJson(request) = body?;
+    let sender = Some(principal.key_id.as_str().to_owned());
+    let mut accepted = messenger.send(vec![("$".into(), request)], sender).await?;
+    let accepted = accepted.pop().ok_or_else(|| ApiError::Internal("nothing was accepted".into()))?;
+    tracing::info!(message_id = %accepted.id, queue = %accepted.queue, "message accepted");
+    Ok((StatusCode::ACCEPTED, Json(accepted)))
+}
+
+#[utoipa::path(
+    post, path = "/v1/messages:batch", tag = "messages",
+    request_body = SendBatch,
+    responses(
+        (status = 202, description = "Every message accepted", body = AcceptedBatch),
+        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Needs the messages:send scope", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "A `to_agent` names no registered agent; nothing was sent", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid messages, with paths like `$.messages[3].priority`; nothing was sent", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("api_key" = []), ("bearer" = []))
+)]
+pub async fn send_batch<S: RouterStore, Q: MessageQueue>(
+    State(messenger): Shared<S, Q>,
+    caller: Caller,
+    body: Result<ApiJson<SendBatch>, ApiError>,
+) -> Result<impl IntoResponse, ApiError> {
+    let principal = caller.require(Scope::MessagesSend)?;
+    let ApiJson(batch) = body?;
+    if batch.messages.is_empty() || batch.messages.len() > MAX_BATCH {
+        return Err(
+            ValidationErrors::single("$.messages", format!("must hold 1 to {MAX_BATCH} messages")).into()
+        );
+    }
+    let requests =
+        batch.messages.into_iter().enumerate().map(|(i, m)| (format!("$.messages[{i}]"), m)).collect();
+    let sender = Some(principal.key_id.as_str().to_owned());
+    let accepted = messenger.send(requests, sender).await?;
+    tracing::info!(count = accepted.len(), "message batch accepted");
+    Ok((StatusCode::ACCEPTED, Json(AcceptedBatch { messages: accepted })))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct DeadLetterQuery {
+    /// Only those from this queue (`messages-1`, …).
+    pub source_queue: Option<String>,
+    /// Only those with this reason code.
+    pub reason: Option<String>,
+    /// `dead` (the default), `redriving`, `redriven` or `all`.
+    pub state: Option<String>,
+    /// At most this many (default 100, at most 1000), oldest first.
+    pub limit: Option<usize>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeadLetterList {
+    pub dead_letters: Vec<DeadLetter>,
+}
+
+fn query_error(e: axum::extract::rejection::QueryRejection) -> ApiError {
+    ValidationErrors::single("$.query", e.body_text()).into()
+}
+
+fn limit(limit: Option<usize>, path: &str) -> Result<usize, ApiError> {
+    match limit {
+        None => Ok(DEFAULT_LIST),
+        Some(n) if (1..=MAX_LIST).contains(&n) => Ok(n),
+        Some(_) => Err(ValidationErrors::single(path, format!("must be 1 to {MAX_LIST}")).into()),
+    }
+}
+
+#[utoipa::path(
+    get, path = "/v1/dead-letters", tag = "dead letters",
+    params(DeadLetterQuery),
+    responses(
+        (status = 200, description = "Dead letters, oldest first: reason, attempts, first and last failure, source queue", body = DeadLetterList),
+        (status = 422, description = "A bad filter", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("api_key" = []), ("bearer" = []))
+)]
+pub async fn list_dead_letters<S: RouterStore, Q: MessageQueue>(
+    State(messenger): Shared<S, Q>,
+    caller: Caller,
+    query: Result<Query<DeadLetterQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<DeadLetterList>, ApiError> {
+    caller.require(Scope::Read)?;
+    let Query(query) = query.map_err(query_error)?;
+    let state = match query.state.as_deref() {
+        None => Some("dead".to_owned()),
+        Some("all") => None,
+        Some(state @ ("dead" | "redriving" | "redriven")) => Some(state.to_owned()),
+        Some(_) => {
+            return Err(ValidationErrors::single(
+                "$.query.state",
+                "must be dead, redriving, redriven or all",
+            )
+            .into());
+        }
+    };
+    let filter = DeadLetterFilter {
+        source_queue: query.source_queue,
+        reason: query.reason,
+        state,
+        limit: limit(query.limit, "$.query.limit")?,
+    };
+    Ok(Json(DeadLetterList { dead_letters: messenger.dead_letters(&filter).await? }))
+}
+
+#[utoipa::path(
+    get, path = "/v1/dead-letters/{id}", tag = "dead letters",
+    params(("id" = String, Path, description = "The dead letter's id")),
+    responses(
+        (status = 200, description = "The dead letter, with its message", body = DeadLetter),
+        (status = 404, description = "No such dead letter", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("api_key" = []), ("bearer" = []))
+)]
+pub async fn get_dead_letter<S: RouterStore, Q: MessageQueue>(
+    State(messenger): Shared<S, Q>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<DeadLetter>, ApiError> {
+    caller.require(Scope::Read)?;
+    Ok(Json(messenger.dead_letter(&id).await?))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RedriveBody {
+    /// These dead letters. Leave out to redrive every one matching the filters, and
+    /// then say `"all": true`.
+    pub ids: Option<Vec<String>>,
+    #[serde(default)]
+    pub all: bool,
+    pub source_queue: Option<String>,
+    pub reason: Option<String>,
+    /// With `all`: at most this many (default 100, at most 1000), oldest first.
+    pub limit: Option<usize>,
+    /// Send at this priority instead of the message's own.
+    #[schema(value_type = Option<u8>, minimum = 1, maximum = 10)]
+    pub priority: Option<u8>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RedriveResult {
+    /// What was sent back; a dead letter already redriven is not sent again.
+    pub redriven: Vec<Redriven>,
+}
+
+#[utoipa::path(
+    post, path = "/v1/dead-letters:redrive", tag = "dead letters",
+    description = "Sends dead letters back to their band queue, each exactly once. A message whose envelope still verifies is re-sealed with a fresh time.",
+    request_body = RedriveBody,
+    responses(
+        (status = 200, description = "Sent back", body = RedriveResult),
+        (status = 403, description = "Needs the messages:send scope", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "A named dead letter does not exist; nothing after it was sent", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Neither ids nor all, both, or a bad priority", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("api_key" = []), ("bearer" = []))
+)]
+pub async fn redrive<S: RouterStore, Q: MessageQueue>(
+    State(messenger): Shared<S, Q>,
+    caller: Caller,
+    body: Result<ApiJson<RedriveBody>, ApiError>,
+) -> Result<Json<RedriveResult>, ApiError> {
+    caller.require(Scope::MessagesSend)?;
+    let ApiJson(body) = body?;
+    let mut errors = ValidationErrors::new();
+    match (&body.ids, body.all) {
+        (None, false) => errors.add("$.ids", "name the dead letters, or say \"all\": true"),
+        (Some(_), true) => errors.add("$.all", "give either ids or all, not both"),
+        (Some(ids), false) if ids.is_empty() || ids.len() > MAX_LIST => {
+            errors.add("$.ids", format!("must hold 1 to {MAX_LIST} ids"))
+        }
+        _ => {}
+    }
+    let priority = match body.priority.map(Priority::new).transpose() {
+        Ok(priority) => priority,
+        Err(e) => {
+            errors.add("$.priority", e.to_string());
+            None
+        }
+    };
+    let limit = limit(body.limit, "$.limit");
+    errors.into_result(())?;
+    let request = RedriveRequest {
+        ids: body.ids,
+        filter: DeadLetterFilter {
+            source_queue: body.source_queue,
+            reason: body.reason,
+            state: None,
+            limit: limit?,
+        },
+        priority,
+    };
+    let redriven = messenger.redrive(request).await?;
+    tracing::info!(count = redriven.len(), "dead letters redriven");
+    Ok(Json(RedriveResult { redriven }))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PurgeBody {
+    /// The dead letters to delete for good.
+    pub ids: Vec<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PurgeResult {
+    /// The ids that existed and are gone.
+    pub purged: Vec<String>,
+}
+
+#[utoipa::path(
+    post, path = "/v1/dead-letters:purge", tag = "dead letters",
+    request_body = PurgeBody,
+    responses(
+        (status = 200, description = "Deleted", body = PurgeResult),
+        (status = 403, description = "Needs the admin scope", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "No ids", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("api_key" = []), ("bearer" = []))
+)]
+pub async fn purge<S: RouterStore, Q: MessageQueue>(
+    State(messenger): Shared<S, Q>,
+    caller: Caller,
+    body: Result<ApiJson<PurgeBody>, ApiError>,
+) -> Result<Json<PurgeResult>, ApiError> {
+    caller.require(Scope::Admin)?;
+    let ApiJson(body) = body?;
+    if body.ids.is_empty() || body.ids.len() > MAX_LIST {
+        return Err(ValidationErrors::single("$.ids", format!("must hold 1 to {MAX_LIST} ids")).into());
+    }
+    let purged = messenger.purge(&body.ids).await?;
+    tracing::warn!(count = purged.len(), "dead letters purged");
+    Ok(Json(PurgeResult { purged }))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct EventQuery {
+    /// A glob over the type: `message.*`.
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    /// From this time (RFC 3339), inclusive.
+    #[param(value_type = Option<String>)]
+    pub since: Option<Timestamp>,
+    /// Up to this time, exclusive.
+    #[param(value_type = Option<String>)]
+    pub until: Option<Timestamp>,
+    /// At most this many (default 100, at most 1000), oldest first.
+    pub limit: Option<usize>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EventList {
+    pub events: Vec<Event>,
+}
+
+#[utoipa::path(
+    get, path = "/v1/events", tag = "events",
+    params(EventQuery),
+    responses(
+        (status = 200, description = "Events, oldest first", body = EventList),
+        (status = 422, description = "A bad filter", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("api_key" = []), ("bearer" = []))
+)]
+pub async fn events<S: RouterStore, Q: MessageQueue>(
+    State(messenger): Shared<S, Q>,
+    caller: Caller,
+    query: Result<Query<EventQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<EventList>, ApiError> {
+    caller.require(Scope::Read)?;
+    let Query(query) = query.map_err(query_error)?;
+    let filter = EventFilter {
+        pattern: query.kind,
+        since: query.since,
+        until: query.until,
+        limit: limit(query.limit, "$.query.limit")?,
+    };
+    Ok(Json(EventList { events: messenger.events(&filter).await? }))
+}

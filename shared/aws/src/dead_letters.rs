@@ -1,0 +1,182 @@
+//! The dead-letter archive and the failure notes that feed it.
+//!
+//! - Dead letter: `pk = "DLQ#<id>"`, `sk = "DLQ"`, listed oldest first through `gsi1`
+//!   (`gsi1pk = "DEADLETTERS"`, `gsi1sk = <dead_lettered_at, 20-digit ns>#<id>`), with
+//!   `source_queue`, `reason` and `state` beside the JSON `doc` for the listing's filter,
+//!   and `version` for the conditional update.
+//! - Failure note: `pk = "FAIL#<id>"`, `sk = "FAIL"`, one atomic UpdateItem per failure.
+
+use jiff::{SignedDuration, Timestamp};
+use tdev_domain::messaging::{DeadLetter, DeadLetterFilter, FailureNote};
+use tdev_domain::ports::{DeadLetterStore, StoreError};
+
+use crate::attrs::{self, Item, n, s};
+use crate::items::GSI;
+use crate::{AwsStore, sortable, ttl_after};
+
+const DLQ_SK: &str = "DLQ";
+const GSI_PK: &str = "DEADLETTERS";
+const FAIL_SK: &str = "FAIL";
+/// The port lets notes go a day after the last failure.
+const NOTE_KEEP: SignedDuration = SignedDuration::from_hours(24);
+/// Items read per page of a listing at most: the listing stops at its limit, so a small
+/// limit reads little.
+const PAGE: usize = 100;
+
+fn dlq_pk(id: &str) -> String {
+    format!("DLQ#{id}")
+}
+
+fn fail_pk(id: &str) -> String {
+    format!("FAIL#{id}")
+}
+
+fn to_item(dead_letter: &DeadLetter) -> Result<Item, StoreError> {
+    let doc = serde_json::to_string(dead_letter).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    Ok(Item::from([
+        ("pk".to_owned(), s(dlq_pk(&dead_letter.id))),
+        ("sk".to_owned(), s(DLQ_SK)),
+        ("gsi1pk".to_owned(), s(GSI_PK)),
+        ("gsi1sk".to_owned(), s(format!("{}#{}", sortable(dead_letter.dead_lettered_at), dead_letter.id))),
+        ("source_queue".to_owned(), s(&dead_letter.source_queue)),
+        ("reason".to_owned(), s(&dead_letter.reason)),
+        ("state".to_owned(), s(dead_letter.state.name())),
+        ("version".to_owned(), n(dead_letter.version)),
+        ("doc".to_owned(), s(doc)),
+    ]))
+}
+
+fn from_item(item: &Item) -> Result<DeadLetter, StoreError> {
+    let doc = attrs::string(item, "doc")?;
+    serde_json::from_str(doc).map_err(|e| StoreError::Corrupt(format!("dead letter: {e}")))
+}
+
+fn time(item: &Item, name: &str) -> Result<Timestamp, StoreError> {
+    let text = attrs::string(item, name)?;
+    text.parse().map_err(|e| StoreError::Corrupt(format!("attribute {name}: {e}")))
+}
+
+impl DeadLetterStore for AwsStore {
+    async fn put_dead_letter(&self, dead_letter: &DeadLetter) -> Result<(), StoreError> {
+        if self.create(to_item(dead_letter)?).await? {
+            Ok(())
+        } else {
+            Err(StoreError::Conflict(format!("dead letter {} exists", dead_letter.id)))
+        }
+    }
+
+    async fn get_dead_letter(&self, id: &str) -> Result<Option<DeadLetter>, StoreError> {
+        self.get(dlq_pk(id), DLQ_SK).await?.as_ref().map(from_item).transpose()
+    }
+
+    async fn list_dead_letters(&self, filter: &DeadLetterFilter) -> Result<Vec<DeadLetter>, StoreError> {
+        if filter.limit == 0 {
+            return Ok(Vec::new());
+        }
+        let mut request = self
+            .dynamodb
+            .query()
+            .table_name(&self.table)
+            .index_name(GSI)
+            .key_condition_expression("gsi1pk = :pk")
+            .expression_attribute_values(":pk", s(GSI_PK));
+        // The filter is applied on the server (less to transfer), and again below.
+        let mut conditions = Vec::new();
+        for (name, value) in
+            [("source_queue", &filter.source_queue), ("reason", &filter.reason), ("state", &filter.state)]
+        {
+            if let Some(value) = value {
+                conditions.push(format!("#{name} = :{name}"));
+                request = request
+                    .expression_attribute_names(format!("#{name}"), name)
+                    .expression_attribute_values(format!(":{name}"), s(value));
+            }
+        }
+        // A page's limit counts the items read, before the filter.
+        let page = if conditions.is_empty() { filter.limit.min(PAGE) } else { PAGE };
+        request = request.limit(i32::try_from(page).unwrap_or(1));
+        if !conditions.is_empty() {
+            request = request.filter_expression(conditions.join(" AND "));
+        }
+        let mut items = request.into_paginator().items().send();
+        let mut dead_letters = Vec::new();
+        while let Some(item) = items.try_next().await.map_err(StoreError::unavailable)? {
+            let dead_letter = from_item(&item)?;
+            if filter.matches(&dead_letter) {
+                dead_letters.push(dead_letter);
+                if dead_letters.len() == filter.limit {
+                    break;
+                }
+            }
+        }
+        Ok(dead_letters)
+    }
+
+    async fn update_dead_letter(&self, dead_letter: &DeadLetter) -> Result<(), StoreError> {
+        let written = match dead_letter.version.checked_sub(1) {
+            Some(expected) => {
+                self.put_if(to_item(dead_letter)?, "version = :expected", &[(":expected", n(expected))])
+                    .await?
+            }
+            None => false,
+        };
+        if written {
+            return Ok(());
+        }
+        match self.get(dlq_pk(&dead_letter.id), DLQ_SK).await? {
+            None => Err(StoreError::NotFound),
+            Some(_) => Err(StoreError::Conflict(format!("dead letter {} changed", dead_letter.id))),
+        }
+    }
+
+    async fn delete_dead_letter(&self, id: &str) -> Result<(), StoreError> {
+        let result = self
+            .dynamodb
+            .delete_item()
+            .table_name(&self.table)
+            .key("pk", s(dlq_pk(id)))
+            .key("sk", s(DLQ_SK))
+            .condition_expression("attribute_exists(pk)")
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) if e.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => {
+                Err(StoreError::NotFound)
+            }
+            Err(e) => Err(StoreError::unavailable(e)),
+        }
+    }
+
+    async fn note_failure(&self, id: &str, reason: &str, at: Timestamp) -> Result<(), StoreError> {
+        let expires = at.checked_add(NOTE_KEEP).unwrap_or(Timestamp::MAX);
+        self.dynamodb
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(fail_pk(id)))
+            .key("sk", s(FAIL_SK))
+            .update_expression(
+                "SET first_at = if_not_exists(first_at, :at), last_at = :at, last_reason = :reason, #ttl = :ttl \
+                 ADD attempts :one",
+            )
+            .expression_attribute_names("#ttl", "ttl")
+            .expression_attribute_values(":at", s(at.to_string()))
+            .expression_attribute_values(":reason", s(reason))
+            .expression_attribute_values(":ttl", n(ttl_after(expires)))
+            .expression_attribute_values(":one", n(1))
+            .send()
+            .await
+            .map_err(StoreError::unavailable)?;
+        Ok(())
+    }
+
+    async fn failures(&self, id: &str) -> Result<Option<FailureNote>, StoreError> {
+        let Some(item) = self.get(fail_pk(id), FAIL_SK).await? else { return Ok(None) };
+        Ok(Some(FailureNote {
+            attempts: attrs::number(&item, "attempts")?,
+            first_at: time(&item, "first_at")?,
+            last_at: time(&item, "last_at")?,
+            last_reason: attrs::string(&item, "last_reason")?.to_owned(),
+        }))
+    }
+}

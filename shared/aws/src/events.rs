@@ -1,0 +1,125 @@
+//! The event log: one item per event, append-only, partitioned by UTC day:
+//! `pk = "EVENT#<yyyy-mm-dd of at>"`, `sk = "<at, 20-digit ns>#<id>"`, with `id`, `type`,
+//! `at`, `subject` and the JSON `doc`. Listing is a Query per day between the bounds,
+//! oldest day first, until the limit.
+//!
+//! The time window: without `since`, the last [`DEFAULT_WINDOW_DAYS`] days before
+//! `until` (or now); and nothing past the end of tomorrow (UTC), whatever `until` says:
+//! an event is stamped when it happens, so later ones can only come from a clock a day
+//! wrong. Each day in the window costs a Query, so a wide window is slow when few events
+//! match.
+
+use jiff::civil::Date;
+use jiff::tz::TimeZone;
+use jiff::{SignedDuration, Timestamp, ToSpan};
+use tdev_domain::events::{Event, EventFilter};
+use tdev_domain::ports::{EventStore, StoreError};
+
+use crate::attrs::{self, Item, s};
+use crate::{AwsStore, sortable};
+
+/// How far back a listing without `since` reaches.
+const DEFAULT_WINDOW_DAYS: i64 = 7;
+/// Items read per page at most: the listing stops at its limit.
+const PAGE: usize = 100;
+
+fn pk(day: Date) -> String {
+    format!("EVENT#{day}")
+}
+
+fn day_of(at: Timestamp) -> Date {
+    at.to_zoned(TimeZone::UTC).date()
+}
+
+/// `since <= at < until`, with the defaults filled in from `now`.
+fn window(filter: &EventFilter, now: Timestamp) -> (Timestamp, Timestamp) {
+    let horizon = day_of(now)
+        .checked_add(2.days())
+        .ok()
+        .and_then(|day| day.to_zoned(TimeZone::UTC).ok())
+        .map_or(Timestamp::MAX, |start| start.timestamp());
+    let until = filter.until.map_or(horizon, |until| until.min(horizon));
+    let since = filter.since.unwrap_or_else(|| {
+        until
+            .min(now)
+            .checked_sub(SignedDuration::from_hours(24 * DEFAULT_WINDOW_DAYS))
+            .unwrap_or(Timestamp::MIN)
+    });
+    (since, until)
+}
+
+fn to_item(event: &Event) -> Result<Item, StoreError> {
+    let doc = serde_json::to_string(event).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    Ok(Item::from([
+        ("pk".to_owned(), s(pk(day_of(event.at)))),
+        ("sk".to_owned(), s(format!("{}#{}", sortable(event.at), event.id))),
+        ("id".to_owned(), s(&event.id)),
+        ("type".to_owned(), s(&event.kind)),
+        ("at".to_owned(), s(event.at.to_string())),
+        ("subject".to_owned(), s(&event.subject)),
+        ("doc".to_owned(), s(doc)),
+    ]))
+}
+
+fn from_item(item: &Item) -> Result<Event, StoreError> {
+    let doc = attrs::string(item, "doc")?;
+    serde_json::from_str(doc).map_err(|e| StoreError::Corrupt(format!("event: {e}")))
+}
+
+impl EventStore for AwsStore {
+    async fn append_event(&self, event: &Event) -> Result<(), StoreError> {
+        if self.create(to_item(event)?).await? {
+            Ok(())
+        } else {
+            Err(StoreError::Conflict(format!("event {} exists", event.id)))
+        }
+    }
+
+    async fn list_events(&self, filter: &EventFilter) -> Result<Vec<Event>, StoreError> {
+        let (since, until) = window(filter, Timestamp::now());
+        if filter.limit == 0 || since >= until {
+            return Ok(Vec::new());
+        }
+        let bounded = EventFilter { since: Some(since), until: Some(until), ..filter.clone() };
+        // The pattern's literal start narrows on the server; the glob decides below.
+        let prefix =
+            filter.pattern.as_deref().map(|p| p.split('*').next().unwrap_or_default()).unwrap_or_default();
+        let last_day = day_of(until.checked_sub(SignedDuration::from_nanos(1)).unwrap_or(until));
+        let mut day = day_of(since);
+        let mut events = Vec::new();
+        loop {
+            let mut request = self
+                .dynamodb
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :pk AND sk BETWEEN :from AND :to")
+                .expression_attribute_values(":pk", s(pk(day)))
+                // An event at `until` sorts after `:to` (its key goes on with `#<id>`).
+                .expression_attribute_values(":from", s(sortable(since)))
+                .expression_attribute_values(":to", s(sortable(until)))
+                .consistent_read(true);
+            let page = if prefix.is_empty() { (filter.limit - events.len()).min(PAGE) } else { PAGE };
+            request = request.limit(i32::try_from(page).unwrap_or(1));
+            if !prefix.is_empty() {
+                request = request
+                    .filter_expression("begins_with(#type, :prefix)")
+                    .expression_attribute_names("#type", "type")
+                    .expression_attribute_values(":prefix", s(prefix));
+            }
+            let mut items = request.into_paginator().items().send();
+            while let Some(item) = items.try_next().await.map_err(StoreError::unavailable)? {
+                let event = from_item(&item)?;
+                if bounded.matches(&event) {
+                    events.push(event);
+                    if events.len() == filter.limit {
+                        return Ok(events);
+                    }
+                }
+            }
+            if day >= last_day {
+                return Ok(events);
+            }
+            day = day.tomorrow().map_err(|e| StoreError::Corrupt(format!("event day: {e}")))?;
+        }
+    }
+}

@@ -1,0 +1,464 @@
+//! What the messaging ports promise: `IdempotencyStore`, `AgentLoadStore`,
+//! `DeadLetterStore` and `EventStore`, races included.
+//!
+//! Times are taken near the real clock: a backend may let a record go once its times have
+//! passed (DynamoDB's TTL), and an event listing without `since` reaches back a week.
+//! Listings are filtered to this run's records (a unique queue, reason or type prefix),
+//! so runs can share a table.
+
+use std::collections::BTreeMap;
+
+use futures::future::join_all;
+use jiff::{SignedDuration, Timestamp};
+use serde_json::json;
+use tdev_domain::events::{Event, EventFilter};
+use tdev_domain::messaging::dead_letters::QueuedMessage;
+use tdev_domain::messaging::{
+    Breaker, BreakerState, DeadLetter, DeadLetterFilter, DeadLetterState, FailureNote,
+};
+use tdev_domain::ports::{AgentLoadStore, Claim, DeadLetterStore, EventStore, IdempotencyStore, StoreError};
+use tdev_domain::queue::Priority;
+
+/// Runs every check of the four ports.
+pub async fn run_all<S>(store: &S)
+where
+    S: IdempotencyStore + AgentLoadStore + DeadLetterStore + EventStore,
+{
+    idempotency(store).await;
+    idempotency_races(store).await;
+    slots(store).await;
+    breakers(store).await;
+    dead_letters(store).await;
+    failure_notes(store).await;
+    events(store).await;
+}
+
+fn secs(base: Timestamp, seconds: i64) -> Timestamp {
+    base + SignedDuration::from_secs(seconds)
+}
+
+fn is_conflict<T>(result: &Result<T, StoreError>) -> bool {
+    matches!(result, Err(StoreError::Conflict(_)))
+}
+
+/// A key is held by one claimant until its lease ends, then free again; done work is
+/// answered `Done`; only the holder completes; release frees at once and is harmless
+/// from anyone else.
+pub async fn idempotency<S: IdempotencyStore>(store: &S) {
+    let t = Timestamp::now();
+    let key = super::unique("idem");
+    let complete_unclaimed = store.complete(&key, "a", secs(t, 3600)).await;
+    assert!(is_conflict(&complete_unclaimed), "nobody holds a key never claimed: {complete_unclaimed:?}");
+    store.release(&key, "a").await.expect("releasing a key never claimed is harmless");
+
+    assert_eq!(store.claim(&key, "a", t, secs(t, 30)).await.expect("claim"), Claim::Acquired);
+    let held = Claim::Busy { until: secs(t, 30) };
+    assert_eq!(store.claim(&key, "b", secs(t, 1), secs(t, 31)).await.expect("claim b"), held, "held");
+    assert_eq!(
+        store.claim(&key, "a", secs(t, 1), secs(t, 31)).await.expect("claim a again"),
+        held,
+        "a second claim is a second delivery, even from the holder"
+    );
+    assert_eq!(
+        store.claim(&key, "b", secs(t, 30), secs(t, 60)).await.expect("claim at the lease's end"),
+        held,
+        "a lease ends only after its last instant"
+    );
+    let complete_other = store.complete(&key, "b", secs(t, 3600)).await;
+    assert!(is_conflict(&complete_other), "only the holder completes: {complete_other:?}");
+    store.release(&key, "b").await.expect("release by a non-holder is harmless");
+    assert_eq!(store.claim(&key, "c", secs(t, 2), secs(t, 32)).await.expect("claim c"), held, "still a's");
+
+    store.complete(&key, "a", secs(t, 3600)).await.expect("complete");
+    assert_eq!(store.claim(&key, "b", secs(t, 3), secs(t, 33)).await.expect("claim done"), Claim::Done);
+    assert_eq!(
+        store.claim(&key, "b", secs(t, 300), secs(t, 330)).await.expect("claim done later"),
+        Claim::Done,
+        "done work is remembered past the lease, until keep_until"
+    );
+    store.release(&key, "a").await.expect("release after complete");
+    assert_eq!(
+        store.claim(&key, "b", secs(t, 301), secs(t, 331)).await.expect("claim after release"),
+        Claim::Done,
+        "releasing after completing does not undo the work"
+    );
+
+    // Released: the next claim acquires at once, and the old holder's release is harmless.
+    let key = super::unique("idem");
+    assert_eq!(store.claim(&key, "a", t, secs(t, 30)).await.expect("claim"), Claim::Acquired);
+    store.release(&key, "a").await.expect("release");
+    assert_eq!(store.claim(&key, "b", t, secs(t, 40)).await.expect("claim after release"), Claim::Acquired);
+    store.release(&key, "a").await.expect("a second release by a is harmless");
+    assert_eq!(
+        store.claim(&key, "c", secs(t, 1), secs(t, 41)).await.expect("claim c"),
+        Claim::Busy { until: secs(t, 40) },
+        "a's late release did not free b's claim"
+    );
+
+    // A lease that ended is taken over; the old holder has lost the key.
+    let key = super::unique("idem");
+    assert_eq!(store.claim(&key, "a", t, secs(t, 10)).await.expect("claim"), Claim::Acquired);
+    assert_eq!(
+        store.claim(&key, "b", secs(t, 11), secs(t, 41)).await.expect("take over"),
+        Claim::Acquired,
+        "a's lease ended"
+    );
+    let late = store.complete(&key, "a", secs(t, 3600)).await;
+    assert!(is_conflict(&late), "a no longer holds the key: {late:?}");
+    store.release(&key, "a").await.expect("a's release is harmless");
+    assert_eq!(
+        store.claim(&key, "c", secs(t, 12), secs(t, 42)).await.expect("claim c"),
+        Claim::Busy { until: secs(t, 41) },
+        "b still holds it"
+    );
+    store.complete(&key, "b", secs(t, 3600)).await.expect("b completes");
+    assert_eq!(store.claim(&key, "c", secs(t, 100), secs(t, 130)).await.expect("claim c"), Claim::Done);
+}
+
+/// Twenty claims of one key at once: exactly one acquires, fresh or after a lease ended.
+pub async fn idempotency_races<S: IdempotencyStore>(store: &S) {
+    let t = Timestamp::now();
+    let key = super::unique("idem-race");
+    let holders: Vec<String> = (0..20).map(|i| format!("holder-{i}")).collect();
+    let claims = join_all(holders.iter().map(|h| store.claim(&key, h, t, secs(t, 30)))).await;
+    let claims: Vec<Claim> = claims.into_iter().map(|c| c.expect("claim")).collect();
+    let acquired = claims.iter().filter(|c| **c == Claim::Acquired).count();
+    assert_eq!(acquired, 1, "exactly one of 20 claims acquires: {claims:?}");
+    assert!(
+        claims.iter().all(|c| matches!(c, Claim::Acquired) || *c == Claim::Busy { until: secs(t, 30) }),
+        "the others see the winner's lease: {claims:?}"
+    );
+
+    let later = secs(t, 31);
+    let claims = join_all(holders.iter().map(|h| store.claim(&key, h, later, secs(later, 30)))).await;
+    let claims: Vec<Claim> = claims.into_iter().map(|c| c.expect("claim after the lease")).collect();
+    let acquired = claims.iter().filter(|c| **c == Claim::Acquired).count();
+    assert_eq!(acquired, 1, "exactly one takes over an ended lease: {claims:?}");
+}
+
+/// Slots count work in flight per agent: never more than `max` at once however many
+/// race, never below zero.
+pub async fn slots<S: AgentLoadStore>(store: &S) {
+    let agent = super::unique("load");
+    assert_eq!(store.in_flight(&agent).await.expect("in flight"), 0, "nothing recorded is zero");
+    store.release_slot(&agent).await.expect("release with nothing recorded");
+    assert_eq!(store.in_flight(&agent).await.expect("in flight"), 0, "never below zero");
+    assert!(!store.acquire_slot(&agent, 0).await.expect("acquire of 0"), "max 0 admits nothing");
+
+    let taken = join_all((0..20).map(|_| store.acquire_slot(&agent, 3))).await;
+    let taken = taken.into_iter().map(|t| t.expect("acquire")).filter(|t| *t).count();
+    assert_eq!(taken, 3, "exactly max of 20 concurrent acquires succeed");
+    assert_eq!(store.in_flight(&agent).await.expect("in flight"), 3);
+    assert!(!store.acquire_slot(&agent, 3).await.expect("acquire when full"), "all taken");
+    assert!(store.acquire_slot(&agent, 4).await.expect("acquire below a higher max"), "max is per call");
+    assert_eq!(store.in_flight(&agent).await.expect("in flight"), 4);
+
+    let other = super::unique("load");
+    assert!(store.acquire_slot(&other, 1).await.expect("other agent"), "slots are per agent");
+    assert_eq!(store.in_flight(&other).await.expect("in flight other"), 1);
+
+    store.release_slot(&agent).await.expect("release");
+    assert_eq!(store.in_flight(&agent).await.expect("in flight"), 3);
+    for released in join_all((0..10).map(|_| store.release_slot(&agent))).await {
+        released.expect("concurrent release");
+    }
+    assert_eq!(store.in_flight(&agent).await.expect("in flight"), 0, "ten releases of three stop at zero");
+    assert!(store.acquire_slot(&agent, 1).await.expect("acquire after releases"));
+    assert!(!store.acquire_slot(&agent, 1).await.expect("acquire of 1 when 1 is taken"));
+    assert_eq!(store.in_flight(&agent).await.expect("in flight"), 1);
+    assert_eq!(store.in_flight(&other).await.expect("in flight other"), 1, "untouched by the other agent");
+}
+
+/// A breaker round-trips every field and is written only over the version it was made
+/// from: a stale or skipped version is a `Conflict`, and of racing writers one wins.
+pub async fn breakers<S: AgentLoadStore>(store: &S) {
+    let agent = super::unique("breaker");
+    let t = Timestamp::now();
+    assert_eq!(store.get_breaker(&agent).await.expect("get"), None, "never stored");
+    let unbumped = store.put_breaker(&agent, &Breaker::default()).await;
+    assert!(is_conflict(&unbumped), "version 0 is the breaker never stored: {unbumped:?}");
+    let skipped =
+        Breaker { state: BreakerState::Open { until: secs(t, 30) }, version: 2, ..Breaker::default() };
+    let skipped_result = store.put_breaker(&agent, &skipped).await;
+    assert!(is_conflict(&skipped_result), "none stored counts as version 0: {skipped_result:?}");
+    assert_eq!(store.get_breaker(&agent).await.expect("get"), None, "a lost write stores nothing");
+
+    let first = Breaker {
+        state: BreakerState::Closed { consecutive_failures: 1 },
+        last_failure_at: Some(t),
+        ..Breaker { version: 1, ..Breaker::default() }
+    };
+    store.put_breaker(&agent, &first).await.expect("version 1 over none");
+    assert_eq!(store.get_breaker(&agent).await.expect("get"), Some(first), "round trip");
+    let rival = Breaker { state: BreakerState::Closed { consecutive_failures: 7 }, ..first };
+    let rival_result = store.put_breaker(&agent, &rival).await;
+    assert!(is_conflict(&rival_result), "a second writer of version 1 loses: {rival_result:?}");
+    assert_eq!(store.get_breaker(&agent).await.expect("get"), Some(first), "the loser changed nothing");
+
+    let probing = Breaker {
+        state: BreakerState::HalfOpen { probe_until: secs(t, 60) },
+        last_success_at: Some(secs(t, -5)),
+        last_failure_at: Some(t),
+        version: 2,
+    };
+    store.put_breaker(&agent, &probing).await.expect("version 2 over 1");
+    assert_eq!(store.get_breaker(&agent).await.expect("get"), Some(probing), "every field round-trips");
+    let stale = store.put_breaker(&agent, &Breaker { version: 2, ..first }).await;
+    assert!(is_conflict(&stale), "version 2 is taken: {stale:?}");
+    let ahead = store.put_breaker(&agent, &Breaker { version: 4, ..first }).await;
+    assert!(is_conflict(&ahead), "version 3 is not stored: {ahead:?}");
+
+    // Ten consumers see the probe's time run out at once: one of them probes.
+    let candidates: Vec<Breaker> = (0..10)
+        .map(|i| Breaker {
+            state: BreakerState::HalfOpen { probe_until: secs(t, 120 + i) },
+            version: 3,
+            ..probing
+        })
+        .collect();
+    let results = join_all(candidates.iter().map(|b| store.put_breaker(&agent, b))).await;
+    let winners: Vec<usize> = results.iter().enumerate().filter(|(_, r)| r.is_ok()).map(|(i, _)| i).collect();
+    assert_eq!(winners.len(), 1, "exactly one of ten racing writers wins: {results:?}");
+    assert!(
+        results.iter().all(|r| r.is_ok() || is_conflict(r)),
+        "the others lose with Conflict: {results:?}"
+    );
+    assert_eq!(store.get_breaker(&agent).await.expect("get"), Some(candidates[winners[0]]), "the winner's");
+
+    let other = super::unique("breaker");
+    assert_eq!(store.get_breaker(&other).await.expect("get other"), None, "breakers are per agent");
+}
+
+fn dead_letter(id: String, queue: &str, reason: &str, at: Timestamp, state: DeadLetterState) -> DeadLetter {
+    DeadLetter {
+        message: QueuedMessage {
+            group: "customer-42".into(),
+            dedup_id: format!("{id}-dedup"),
+            body: r#"{"v":1,"payload":"aGVsbG8="}"#.into(),
+            priority: Priority::new(2).expect("priority 2"),
+            attributes: BTreeMap::from([("tdev-source-queue".to_owned(), queue.to_owned())]),
+        },
+        id,
+        source_queue: queue.into(),
+        reason: reason.into(),
+        detail: Some("the agent answered 503".into()),
+        attempts: 3,
+        first_failure_at: Some(at - SignedDuration::from_secs(60)),
+        last_failure_at: Some(at - SignedDuration::from_secs(1)),
+        dead_lettered_at: at,
+        state,
+        version: 1,
+    }
+}
+
+/// Dead letters are archived once, round-trip every field, list oldest first (by time,
+/// then id) with every filter and the limit applied after it, and change only from the
+/// version read.
+pub async fn dead_letters<S: DeadLetterStore>(store: &S) {
+    let prefix = super::unique("dl");
+    let queue = format!("{prefix}-queue");
+    let other_queue = format!("{prefix}-other-queue");
+    let reason = format!("{prefix}-no_agent");
+    let other_reason = format!("{prefix}-signature_invalid");
+    let t = Timestamp::now();
+    let id = |suffix: &str| format!("{prefix}-{suffix}");
+    let dead = || DeadLetterState::Dead;
+    // `a` and `b` share an instant, so the id orders them; `f` is a nanosecond later,
+    // so it comes after both although its id sorts first.
+    let a = dead_letter(id("a"), &queue, &reason, t, dead());
+    let b = dead_letter(id("b"), &queue, &reason, t, dead());
+    let f = dead_letter(id("0"), &queue, &reason, t + SignedDuration::from_nanos(1), dead());
+    let c = dead_letter(id("c"), &other_queue, &reason, t + SignedDuration::from_millis(500), dead());
+    let d = dead_letter(id("d"), &queue, &other_reason, secs(t, 1), dead());
+    let redriven =
+        DeadLetterState::Redriven { to_queue: queue.clone(), message_id: "m-1".into(), at: secs(t, 3) };
+    let e = dead_letter(id("e"), &queue, &reason, secs(t, 2), redriven);
+    for dead_letter in [&e, &d, &b, &c, &a, &f] {
+        store.put_dead_letter(dead_letter).await.expect("put dead letter");
+    }
+    let again = store.put_dead_letter(&a).await;
+    assert!(is_conflict(&again), "each is archived once: {again:?}");
+    let changed = DeadLetter { detail: None, ..a.clone() };
+    let again = store.put_dead_letter(&changed).await;
+    assert!(is_conflict(&again), "a put never overwrites: {again:?}");
+    assert_eq!(store.get_dead_letter(&a.id).await.expect("get"), Some(a.clone()), "round trip");
+    assert_eq!(store.get_dead_letter(&e.id).await.expect("get"), Some(e.clone()), "round trip, redriven");
+    assert_eq!(store.get_dead_letter(&id("missing")).await.expect("get missing"), None);
+
+    let list = |source_queue: Option<&str>, reason: Option<&str>, state: Option<&str>, limit: usize| {
+        let filter = DeadLetterFilter {
+            source_queue: source_queue.map(str::to_owned),
+            reason: reason.map(str::to_owned),
+            state: state.map(str::to_owned),
+            limit,
+        };
+        async move {
+            let listed = store.list_dead_letters(&filter).await.expect("list dead letters");
+            assert!(listed.len() <= limit, "at most the limit");
+            listed.into_iter().map(|d| d.id).collect::<Vec<_>>()
+        }
+    };
+    let ids = |letters: &[&DeadLetter]| letters.iter().map(|d| d.id.clone()).collect::<Vec<_>>();
+    assert_eq!(
+        list(Some(&queue), None, None, 100).await,
+        ids(&[&a, &b, &f, &d, &e]),
+        "by queue, oldest first"
+    );
+    assert_eq!(
+        list(Some(&queue), Some(&reason), None, 100).await,
+        ids(&[&a, &b, &f, &e]),
+        "queue and reason"
+    );
+    assert_eq!(list(None, Some(&reason), None, 100).await, ids(&[&a, &b, &f, &c, &e]), "by reason");
+    assert_eq!(list(Some(&queue), None, Some("redriven"), 100).await, ids(&[&e]), "by state");
+    assert_eq!(list(Some(&queue), None, Some("dead"), 2).await, ids(&[&a, &b]), "state and limit");
+    assert_eq!(list(None, Some(&reason), None, 4).await, ids(&[&a, &b, &f, &c]), "limit after the filter");
+    assert_eq!(list(Some(&other_queue), None, None, 100).await, ids(&[&c]));
+    assert_eq!(list(Some(&queue), None, None, 1).await, ids(&[&a]), "limit 1");
+    assert_eq!(
+        store
+            .list_dead_letters(&DeadLetterFilter { source_queue: Some(queue.clone()), ..Default::default() })
+            .await
+            .expect("list with limit 0"),
+        Vec::new(),
+        "at most filter.limit, even 0"
+    );
+
+    let redriving = DeadLetter {
+        state: DeadLetterState::Redriving {
+            to_queue: queue.clone(),
+            dedup_id: "redrive-a".into(),
+            priority: 2,
+        },
+        version: 2,
+        ..a.clone()
+    };
+    store.update_dead_letter(&redriving).await.expect("update from version 1");
+    assert_eq!(store.get_dead_letter(&a.id).await.expect("get"), Some(redriving.clone()), "updated");
+    assert_eq!(list(Some(&queue), None, Some("redriving"), 100).await, ids(&[&a]), "listed by its new state");
+    assert_eq!(
+        list(Some(&queue), None, Some("dead"), 100).await,
+        ids(&[&b, &f, &d]),
+        "and not by its old one"
+    );
+    let stale = store.update_dead_letter(&DeadLetter { detail: None, ..redriving.clone() }).await;
+    assert!(is_conflict(&stale), "version 1 is gone: {stale:?}");
+    let ahead = store.update_dead_letter(&DeadLetter { version: 4, ..redriving.clone() }).await;
+    assert!(is_conflict(&ahead), "version 3 was never stored: {ahead:?}");
+    assert_eq!(
+        store.get_dead_letter(&a.id).await.expect("get"),
+        Some(redriving.clone()),
+        "losers change nothing"
+    );
+    let missing = DeadLetter { id: id("missing"), version: 2, ..a.clone() };
+    let update_missing = store.update_dead_letter(&missing).await;
+    assert!(matches!(update_missing, Err(StoreError::NotFound)), "{update_missing:?}");
+    assert_eq!(store.get_dead_letter(&missing.id).await.expect("get missing"), None, "no upsert");
+
+    store.delete_dead_letter(&d.id).await.expect("delete");
+    assert_eq!(store.get_dead_letter(&d.id).await.expect("get deleted"), None);
+    let again = store.delete_dead_letter(&d.id).await;
+    assert!(matches!(again, Err(StoreError::NotFound)), "{again:?}");
+    let update_deleted = store.update_dead_letter(&DeadLetter { version: 2, ..d.clone() }).await;
+    assert!(matches!(update_deleted, Err(StoreError::NotFound)), "{update_deleted:?}");
+    assert_eq!(list(Some(&queue), None, None, 100).await, ids(&[&a, &b, &f, &e]), "deleted is not listed");
+}
+
+/// Failure notes count every failure of a message, racing ones included, keeping the
+/// first time and the last time with its reason.
+pub async fn failure_notes<S: DeadLetterStore>(store: &S) {
+    let id = super::unique("note");
+    let t = Timestamp::now();
+    assert_eq!(store.failures(&id).await.expect("failures"), None, "nothing noted");
+    store.note_failure(&id, "timeout", t).await.expect("note");
+    let one = FailureNote { attempts: 1, first_at: t, last_at: t, last_reason: "timeout".into() };
+    assert_eq!(store.failures(&id).await.expect("failures"), Some(one));
+    store.note_failure(&id, "agent answered 503", secs(t, 5)).await.expect("note again");
+    let two = FailureNote {
+        attempts: 2,
+        first_at: t,
+        last_at: secs(t, 5),
+        last_reason: "agent answered 503".into(),
+    };
+    assert_eq!(store.failures(&id).await.expect("failures"), Some(two.clone()));
+    let other = super::unique("note");
+    assert_eq!(store.failures(&other).await.expect("other"), None, "notes are per message");
+
+    let reasons: Vec<String> = (0..10).map(|i| format!("reason {i}")).collect();
+    let noted =
+        join_all(reasons.iter().enumerate().map(|(i, r)| store.note_failure(&other, r, secs(t, i as i64))))
+            .await;
+    for result in noted {
+        result.expect("concurrent note");
+    }
+    let note = store.failures(&other).await.expect("failures").expect("noted");
+    assert_eq!(note.attempts, 10, "no failure is lost in a race: {note:?}");
+    let noted_at = |reason: &str| reasons.iter().position(|r| r == reason).map(|i| secs(t, i as i64));
+    assert_eq!(noted_at(&note.last_reason), Some(note.last_at), "the last reason goes with the last time");
+    assert!(note.first_at >= t && note.first_at <= secs(t, 9), "{note:?}");
+    assert_eq!(store.failures(&id).await.expect("failures"), Some(two), "untouched by the other message");
+}
+
+/// Events append and list oldest first (by time, then id) across days, by type pattern,
+/// `since <= at < until`, at most `limit`.
+pub async fn events<S: EventStore>(store: &S) {
+    let prefix = super::unique("ev");
+    // An hour ago, so that every event (one two days earlier) is in the last week.
+    let t = Timestamp::now() - SignedDuration::from_hours(1);
+    let event = |id: &str, kind: &str, at: Timestamp| Event {
+        id: format!("{prefix}-{id}"),
+        kind: format!("{prefix}.{kind}"),
+        at,
+        subject: format!("message-{id}"),
+        data: json!({ "queue": "steps", "attempt": 2, "nested": { "list": [1, "two", null, 4.5] } }),
+    };
+    let old = event("0", "message.dead_lettered", t - SignedDuration::from_hours(50));
+    let accepted = event("1", "message.accepted", t);
+    // Two events of one instant: the id orders them.
+    let failed = event("2", "message.failed", secs(t, 1));
+    let routed = event("3", "message.routed", secs(t, 1));
+    let started = event("4", "run.started", secs(t, 2));
+    let delivered = event("5", "message.delivered", secs(t, 3));
+    for e in [&started, &routed, &old, &delivered, &accepted, &failed] {
+        store.append_event(e).await.expect("append event");
+    }
+
+    let list = |pattern: &str, since: Option<Timestamp>, until: Option<Timestamp>, limit: usize| {
+        let filter = EventFilter { pattern: Some(format!("{prefix}.{pattern}")), since, until, limit };
+        async move { store.list_events(&filter).await.expect("list events") }
+    };
+    let all = [&old, &accepted, &failed, &routed, &started, &delivered].map(Clone::clone).to_vec();
+    assert_eq!(list("*", None, None, 100).await, all, "every field, oldest first, ties by id, across days");
+    let messages = [&old, &accepted, &failed, &routed, &delivered].map(Clone::clone).to_vec();
+    assert_eq!(list("message.*", None, None, 100).await, messages, "by type pattern");
+    assert_eq!(list("*.failed", None, None, 100).await, vec![failed.clone()], "a star in the middle");
+    assert_eq!(list("run.started", None, None, 100).await, vec![started.clone()], "an exact type");
+    assert_eq!(list("run.stopped", None, None, 100).await, Vec::new(), "no such type");
+    assert_eq!(
+        list("*", Some(secs(t, 1)), None, 100).await,
+        vec![failed.clone(), routed.clone(), started.clone(), delivered.clone()],
+        "since is inclusive"
+    );
+    let three_days_ago = t - SignedDuration::from_hours(72);
+    assert_eq!(
+        list("*", Some(three_days_ago), Some(secs(t, 2)), 100).await,
+        vec![old.clone(), accepted.clone(), failed.clone(), routed.clone()],
+        "until is exclusive"
+    );
+    assert_eq!(
+        list("*", Some(t), Some(secs(t, 2)), 2).await,
+        vec![accepted.clone(), failed.clone()],
+        "limit"
+    );
+    assert_eq!(
+        list("*", Some(three_days_ago), None, 2).await,
+        vec![old.clone(), accepted.clone()],
+        "across days"
+    );
+    assert_eq!(
+        list("message.*", Some(secs(t, 1)), None, 3).await,
+        vec![failed, routed, delivered],
+        "all at once"
+    );
+    assert_eq!(list("*", None, None, 0).await, Vec::new(), "at most filter.limit, even 0");
+}

@@ -1,0 +1,171 @@
+//! The dead-letter archive (each dead letter a JSON document beside the columns that are
+//! filtered, ordered or conditioned on) and the failure notes that feed it.
+
+use jiff::Timestamp;
+use rusqlite::{OptionalExtension, TransactionBehavior, params};
+use tdev_domain::messaging::{DeadLetter, DeadLetterFilter, FailureNote};
+use tdev_domain::ports::{DeadLetterStore, StoreError};
+
+use crate::{SqliteStore, db_error, is_constraint, nanos};
+
+/// How long a failure note is kept after its last failure (the port promises a day).
+const NOTE_KEEP_NS: i64 = 24 * 3_600 * 1_000_000_000;
+/// Notes purged per call, bounded so a call stays fast after a long pause.
+const PURGE_BATCH: i64 = 16;
+
+fn to_doc(dead_letter: &DeadLetter) -> Result<String, StoreError> {
+    serde_json::to_string(dead_letter).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+fn from_doc(doc: &str) -> Result<DeadLetter, StoreError> {
+    serde_json::from_str(doc).map_err(|e| StoreError::Corrupt(format!("dead letter: {e}")))
+}
+
+fn parse_time(what: &str, text: &str) -> Result<Timestamp, StoreError> {
+    text.parse().map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
+}
+
+impl DeadLetterStore for SqliteStore {
+    async fn put_dead_letter(&self, dead_letter: &DeadLetter) -> Result<(), StoreError> {
+        let result = self
+            .conn()
+            .prepare_cached(
+                "INSERT INTO dead_letters (id, source_queue, reason, state, dead_lettered_ns, version, doc)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )
+            .map_err(db_error)?
+            .execute(params![
+                dead_letter.id,
+                dead_letter.source_queue,
+                dead_letter.reason,
+                dead_letter.state.name(),
+                nanos(dead_letter.dead_lettered_at),
+                dead_letter.version,
+                to_doc(dead_letter)?,
+            ]);
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) if is_constraint(&e) => {
+                Err(StoreError::Conflict(format!("dead letter {} exists", dead_letter.id)))
+            }
+            Err(e) => Err(db_error(e)),
+        }
+    }
+
+    async fn get_dead_letter(&self, id: &str) -> Result<Option<DeadLetter>, StoreError> {
+        let doc: Option<String> = self
+            .conn()
+            .prepare_cached("SELECT doc FROM dead_letters WHERE id = ?1")
+            .map_err(db_error)?
+            .query_row([id], |row| row.get(0))
+            .optional()
+            .map_err(db_error)?;
+        doc.as_deref().map(from_doc).transpose()
+    }
+
+    async fn list_dead_letters(&self, filter: &DeadLetterFilter) -> Result<Vec<DeadLetter>, StoreError> {
+        let conn = self.conn();
+        let mut statement = conn
+            .prepare_cached(
+                "SELECT doc FROM dead_letters
+                 WHERE (?1 IS NULL OR source_queue = ?1) AND (?2 IS NULL OR reason = ?2) AND (?3 IS NULL OR state = ?3)
+                 ORDER BY dead_lettered_ns, id LIMIT ?4",
+            )
+            .map_err(db_error)?;
+        let limit = i64::try_from(filter.limit).unwrap_or(i64::MAX);
+        let docs = statement
+            .query_map(params![filter.source_queue, filter.reason, filter.state, limit], |row| {
+                row.get::<_, String>(0)
+            })
+            .map_err(db_error)?;
+        docs.map(|doc| from_doc(&doc.map_err(db_error)?)).collect()
+    }
+
+    async fn update_dead_letter(&self, dead_letter: &DeadLetter) -> Result<(), StoreError> {
+        let doc = to_doc(dead_letter)?;
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(db_error)?;
+        let stored: Option<u64> = tx
+            .prepare_cached("SELECT version FROM dead_letters WHERE id = ?1")
+            .map_err(db_error)?
+            .query_row([&dead_letter.id], |row| row.get(0))
+            .optional()
+            .map_err(db_error)?;
+        let Some(stored) = stored else { return Err(StoreError::NotFound) };
+        if dead_letter.version.checked_sub(1) != Some(stored) {
+            return Err(StoreError::Conflict(format!("dead letter {} changed", dead_letter.id)));
+        }
+        tx.prepare_cached(
+            "UPDATE dead_letters SET source_queue = ?2, reason = ?3, state = ?4, dead_lettered_ns = ?5,
+             version = ?6, doc = ?7 WHERE id = ?1",
+        )
+        .map_err(db_error)?
+        .execute(params![
+            dead_letter.id,
+            dead_letter.source_queue,
+            dead_letter.reason,
+            dead_letter.state.name(),
+            nanos(dead_letter.dead_lettered_at),
+            dead_letter.version,
+            doc,
+        ])
+        .map_err(db_error)?;
+        tx.commit().map_err(db_error)
+    }
+
+    async fn delete_dead_letter(&self, id: &str) -> Result<(), StoreError> {
+        let deleted = self
+            .conn()
+            .prepare_cached("DELETE FROM dead_letters WHERE id = ?1")
+            .map_err(db_error)?
+            .execute([id])
+            .map_err(db_error)?;
+        if deleted == 1 { Ok(()) } else { Err(StoreError::NotFound) }
+    }
+
+    async fn note_failure(&self, id: &str, reason: &str, at: Timestamp) -> Result<(), StoreError> {
+        let at_ns = nanos(at);
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(db_error)?;
+        // Expiry by the caller's time, as DynamoDB's TTL would by its own: a note
+        // untouched for a day goes.
+        tx.prepare_cached(
+            "DELETE FROM failure_notes WHERE id IN
+             (SELECT id FROM failure_notes WHERE expires_ns < ?1 ORDER BY expires_ns LIMIT ?2)",
+        )
+        .map_err(db_error)?
+        .execute(params![at_ns, PURGE_BATCH])
+        .map_err(db_error)?;
+        tx.prepare_cached(
+            "INSERT INTO failure_notes (id, attempts, first_at, last_at, last_reason, expires_ns)
+             VALUES (?1, 1, ?2, ?2, ?3, ?4)
+             ON CONFLICT (id) DO UPDATE SET attempts = attempts + 1, last_at = excluded.last_at,
+             last_reason = excluded.last_reason, expires_ns = excluded.expires_ns",
+        )
+        .map_err(db_error)?
+        .execute(params![id, at.to_string(), reason, at_ns.saturating_add(NOTE_KEEP_NS)])
+        .map_err(db_error)?;
+        tx.commit().map_err(db_error)
+    }
+
+    async fn failures(&self, id: &str) -> Result<Option<FailureNote>, StoreError> {
+        let row: Option<(u32, String, String, String)> = self
+            .conn()
+            .prepare_cached(
+                "SELECT attempts, first_at, last_at, last_reason FROM failure_notes WHERE id = ?1",
+            )
+            .map_err(db_error)?
+            .query_row([id], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)))
+            .optional()
+            .map_err(db_error)?;
+        row.map(|(attempts, first_at, last_at, last_reason)| {
+            Ok(FailureNote {
+                attempts,
+                first_at: parse_time("failure note first_at", &first_at)?,
+                last_at: parse_time("failure note last_at", &last_at)?,
+                last_reason,
+            })
+        })
+        .transpose()
+    }
+}
