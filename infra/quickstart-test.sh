@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs the README's quickstart and its workflow walk-through verbatim against a freshly
+# Runs the README's quickstart and its workflow and messaging walk-throughs verbatim against a freshly
 # started local stack (the README's run command, `tdev serve`, in an empty folder) and an
 # echo agent, checks what they printed, then restarts the stack and checks that the data
 # survived.
@@ -62,10 +62,21 @@ awk '/<!-- workflow:end -->/{on=0} on && !/^```/{print} /<!-- workflow:begin -->
 [ -s "$work/workflow.sh" ] || { echo "no workflow block in README.md" >&2; exit 1; }
 AGENT="http://127.0.0.1:$agent_port" timeout 60 bash -euo pipefail "$work/workflow.sh" >"$work/out.txt" 2>&1 \
   || fail "the workflow walk-through failed"
-kill "$agent_pid" 2>/dev/null || true
 grep -q '"status":"succeeded"' "$work/out.txt" || fail "the run did not succeed"
 grep -q '"report":{"inputs":{"clean_data":{"inputs":{"raw_data":{"inputs":{"source":"s3://bucket/raw.csv"}' "$work/out.txt" \
   || fail "each step must receive the previous one's output"
+# The messaging walk-through, verbatim, against the same echo agent.
+awk '/<!-- messaging:end -->/{on=0} on && !/^```/{print} /<!-- messaging:begin -->/{on=1}' \
+  "$repo/README.md" >"$work/messaging.sh"
+[ -s "$work/messaging.sh" ] || { echo "no messaging block in README.md" >&2; exit 1; }
+AGENT="http://127.0.0.1:$agent_port" timeout 60 bash -euo pipefail "$work/messaging.sh" >"$work/out.txt" 2>&1 \
+  || fail "the messaging walk-through failed"
+kill "$agent_pid" 2>/dev/null || true
+grep -q '"priority":2,"queue":"messages"' "$work/out.txt" || fail "a message should be accepted onto the messages queue"
+grep -q '"reason":"agent_rejected","attempts":1,"source_queue":"messages"' "$work/out.txt" \
+  || fail "the misconfigured agent's message should be dead-lettered as agent_rejected"
+grep -q '{"redriven":1}' "$work/out.txt" || fail "the redrive should send one message back"
+grep -q '\["summarizer","misconfigured"\]' "$work/out.txt" || fail "both messages should end delivered"
 
 kill "$pid"; wait "$pid" 2>/dev/null || true
 start second
@@ -73,5 +84,7 @@ start second
 keys=$(curl -fsS "$TDEV/v1/keys" -H "x-api-key: $(cat .tdev/admin-key)" | jq '.keys | length')
 [ "$keys" = 2 ] || fail "expected the admin and quickstart keys to survive the restart, found $keys"
 agents=$(curl -fsS "$TDEV/v1/agents" -H "x-api-key: $(cat .tdev/admin-key)" | jq '.agents | length')
-[ "$agents" = 3 ] || fail "expected the three agents to survive the restart, found $agents"
-echo "quickstart: 2 passed, 0 failed"
+[ "$agents" = 5 ] || fail "expected the five agents to survive the restart, found $agents"
+dead=$(curl -fsS "$TDEV/v1/dead-letters?state=all" -H "x-api-key: $(cat .tdev/admin-key)" | jq '.dead_letters | length')
+[ "$dead" = 1 ] || fail "expected the redriven dead letter to survive the restart, found $dead"
+echo "quickstart: 3 passed, 0 failed"

@@ -9,7 +9,9 @@ use tdev_aws::{AwsStore, SqsQueueSpec, SqsQueues};
 use tdev_domain::SystemClock;
 use tdev_domain::agents::Registry;
 use tdev_domain::auth::{AuthConfig, AuthService};
-use tdev_domain::messaging::{Bands, Dispatcher, MessagingConfig, Messenger};
+use tdev_domain::messaging::{
+    Bands, Dispatcher, EVENT_DEAD_LETTER_QUEUE, EVENT_QUEUE, MessagingConfig, Messenger,
+};
 use tdev_domain::ports::MessageQueue;
 use tdev_domain::runs::{Engine, STEP_DEAD_LETTER_QUEUE, STEP_MAX_RECEIVES, STEP_QUEUE};
 use tdev_domain::workflow::Limits;
@@ -106,7 +108,8 @@ impl<S: StackStore, Q: MessageQueue + Clone> Stack<S, Q> {
     }
 }
 
-/// The message queues for `messaging`'s bands, each with its dead-letter queue. The
+/// The message queues for `messaging`'s bands and the event queue, each with its
+/// dead-letter queue. The
 /// queue's own limit is one receive more than the dispatcher's, which dead-letters with
 /// the reason first; the queue's is the safety net for a consumer that died.
 fn message_queues(messaging: &MessagingConfig) -> impl Iterator<Item = (String, String, u32)> + '_ {
@@ -114,7 +117,9 @@ fn message_queues(messaging: &MessagingConfig) -> impl Iterator<Item = (String, 
         .bands
         .bands()
         .iter()
-        .map(|band| (band.queue.clone(), band.dead_letter_queue.clone(), messaging.max_receives + 1))
+        .map(|band| (band.queue.clone(), band.dead_letter_queue.clone()))
+        .chain([(EVENT_QUEUE.to_owned(), EVENT_DEAD_LETTER_QUEUE.to_owned())])
+        .map(|(queue, dead_letter_queue)| (queue, dead_letter_queue, messaging.max_receives + 1))
 }
 
 /// The step queue, the message queues, and their dead-letter queues, as the embedded
@@ -168,7 +173,7 @@ pub async fn serve(listener: TcpListener, config: StackConfig) -> anyhow::Result
                 SqsQueues::ensure(&sdk, store.table(), specs).await.context("creating the queues")?
             } else {
                 let mut names = vec![STEP_QUEUE, STEP_DEAD_LETTER_QUEUE];
-                names.extend(messaging.bands.queue_names());
+                names.extend(tdev_router::queue_names(&messaging.bands));
                 SqsQueues::from_env(&sdk, &names)?
             };
             tracing::info!("AWS backend");

@@ -354,6 +354,8 @@ async fn an_open_breaker_holds_messages_without_dead_lettering_them_then_closes(
         !get(&stack, "/v1/events?type=agent.circuit_opened").await["events"].as_array().unwrap().is_empty()
     })
     .await;
+    let health = &get(&stack, "/v1/agents/worker").await["health"];
+    assert_ne!(health["breaker"]["state"], "closed", "the registry shows the breaker: {health}");
     // Longer than three receives' worth of holds: the messages wait, none is dead-lettered.
     tokio::time::sleep(Duration::from_secs(7)).await;
     assert!(dead_letters(&stack, "state=all").await.is_empty(), "held messages were dead-lettered");
@@ -522,4 +524,80 @@ async fn ten_thousand_messages_with_failing_agents_none_lost() {
     assert_eq!(accounted.len(), TOTAL, "processed {} + dead {} != sent", processed.len(), dead_ids.len());
     assert!(accounted.iter().all(|id| accepted.contains(*id)));
     println!("processed {}, dead-lettered {} ({} rejected)", processed.len(), dead_ids.len(), rejected);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscribers_get_matching_events_at_least_once_with_retries() {
+    #[derive(Default)]
+    struct Hook {
+        calls: Mutex<u32>,
+        got: Mutex<Vec<Value>>,
+    }
+    async fn hook(
+        State(hook): State<Arc<Hook>>,
+        Path(name): Path<String>,
+        Json(event): Json<Value>,
+    ) -> StatusCode {
+        let n = {
+            let mut calls = hook.calls.lock().unwrap();
+            *calls += 1;
+            *calls
+        };
+        match name.as_str() {
+            // Unavailable twice, then fine: the deliveries are retried.
+            "flaky" if n <= 2 => StatusCode::SERVICE_UNAVAILABLE,
+            "flaky" => {
+                hook.got.lock().unwrap().push(event);
+                StatusCode::NO_CONTENT
+            }
+            _ => StatusCode::GONE,
+        }
+    }
+    let hooks = Arc::new(Hook::default());
+    let app = axum::Router::new().route("/{name}", axum::routing::post(hook)).with_state(hooks.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hooks_url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let (agents, base) = agents().await;
+    let stack = start_messaging(test_messaging()).await;
+    register(
+        &stack,
+        json!({"id": "worker", "name": "W", "target": {"kind": "http", "url": format!("{base}/worker")}}),
+    )
+    .await;
+    let bad = json!({"pattern": "message.*", "target": {"kind": "webhook", "url": "ftp://x"}});
+    let refused = problem(send(&stack, "/v1/subscriptions", bad).await, 422).await;
+    assert_eq!(refused["errors"][0]["path"], "$.target.url");
+    let flaky = json!({"pattern": "message.deliv*", "target": {"kind": "webhook", "url": format!("{hooks_url}/flaky")}});
+    assert_eq!(send(&stack, "/v1/subscriptions", flaky).await.status(), 201);
+    let gone = json!({"pattern": "message.accepted", "target": {"kind": "webhook", "url": format!("{hooks_url}/gone")}});
+    let gone: Value = send(&stack, "/v1/subscriptions", gone).await.json().await.unwrap();
+    assert_eq!(get(&stack, "/v1/subscriptions").await["subscriptions"].as_array().unwrap().len(), 2);
+
+    let sent: Value =
+        send(&stack, "/v1/messages", json!({"to_agent": "worker", "type": "t"})).await.json().await.unwrap();
+    eventually(Duration::from_secs(15), "the delivered event, after two refusals", async || {
+        !hooks.got.lock().unwrap().is_empty()
+    })
+    .await;
+    let got = hooks.got.lock().unwrap().clone();
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0]["type"], "message.delivered");
+    assert_eq!(got[0]["subject"], sent["id"]);
+    assert_eq!(agents.done.lock().unwrap().len(), 1);
+    // The subscriber that refuses: its delivery is a dead letter from the event queue.
+    eventually(Duration::from_secs(10), "the refused delivery's dead letter", async || {
+        !dead_letters(&stack, "source_queue=events").await.is_empty()
+    })
+    .await;
+    let dead = dead_letters(&stack, "source_queue=events").await;
+    assert_eq!(dead[0]["reason"], "subscriber_rejected", "{dead:?}");
+    let path = format!("/v1/subscriptions/{}", gone["id"].as_str().unwrap());
+    let deleted =
+        stack.request(Method::DELETE, &path).header("x-api-key", &stack.admin_key).send().await.unwrap();
+    assert_eq!(deleted.status(), 204);
+    let again =
+        stack.request(Method::DELETE, &path).header("x-api-key", &stack.admin_key).send().await.unwrap();
+    problem(again, 404).await;
 }

@@ -7,7 +7,7 @@ use reqwest::Method;
 use serde_json::Value;
 use support::{scenarios, start_on};
 use tdev_aws::{AwsStore, SqsQueueSpec, SqsQueues};
-use tdev_domain::messaging::{Bands, MessagingConfig};
+use tdev_domain::messaging::{Bands, EVENT_DEAD_LETTER_QUEUE, EVENT_QUEUE, MessagingConfig};
 use tdev_domain::runs::{STEP_DEAD_LETTER_QUEUE, STEP_MAX_RECEIVES, STEP_QUEUE};
 
 async fn moto_store() -> AwsStore {
@@ -54,6 +54,11 @@ async fn the_user_scenarios_pass_on_the_aws_backend() {
             messaging.max_receives + 1,
         ));
     }
+    specs.push(SqsQueueSpec::with_dead_letter(
+        EVENT_QUEUE,
+        EVENT_DEAD_LETTER_QUEUE,
+        messaging.max_receives + 1,
+    ));
     let queues = SqsQueues::ensure(&sdk, store.table(), specs).await.expect("queues");
     let stack = start_on(store, queues, config, messaging).await;
     scenarios::quickstart(&stack).await;

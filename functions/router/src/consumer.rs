@@ -6,15 +6,18 @@
 //! (`ReportBatchItemFailures`). On a FIFO queue, once a record of a group is not finished,
 //! the group's later records in the batch are not processed: they are made visible again
 //! at once and reported as failures, so order holds and they come back right behind it.
-//! Locally, a few consumer tasks poll the band queues, most urgent first, and one task
-//! archives the dead-letter queues.
+//! The event queue (deliveries to subscribers) is consumed the same way, and its
+//! dead-letter queue archived with the bands'. Locally, a few consumer tasks poll the band
+//! queues, most urgent first, then the event queue, and one task archives the dead-letter
+//! queues.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use tdev_domain::messaging::{Dispatcher, Disposition, MessagingStore};
-use tdev_domain::ports::{AgentInvoker, MessageQueue};
+use tdev_domain::messaging::{EVENT_DEAD_LETTER_QUEUE, EVENT_QUEUE};
+use tdev_domain::ports::{AgentInvoker, EventSink, MessageQueue};
 use tdev_domain::queue::Delivery;
 use tokio::sync::watch;
 
@@ -35,10 +38,10 @@ async fn handle<S, Q, I>(dispatcher: &Dispatcher<S, Q, I>, queue: &str, delivery
 where
     S: MessagingStore,
     Q: MessageQueue,
-    I: AgentInvoker,
+    I: AgentInvoker + EventSink,
 {
     let bands = &dispatcher.messenger().config().bands;
-    if bands.bands().iter().any(|band| band.dead_letter_queue == queue) {
+    if queue == EVENT_DEAD_LETTER_QUEUE || bands.bands().iter().any(|band| band.dead_letter_queue == queue) {
         return match dispatcher.archive(queue, delivery).await {
             Ok(()) => {
                 tdev_http::metrics::count("MessagesDeadLettered", 1);
@@ -50,7 +53,11 @@ where
             }
         };
     }
-    let disposition = dispatcher.process(queue, delivery).await;
+    let disposition = if queue == EVENT_QUEUE {
+        dispatcher.deliver_event(delivery).await
+    } else {
+        dispatcher.process(queue, delivery).await
+    };
     let finished = matches!(disposition, Disposition::Done | Disposition::DeadLetter { .. })
         || matches!(disposition, Disposition::Hold(_) if delivery.receive_count + 1 >= dispatcher.messenger().config().max_receives);
     match dispatcher.settle(queue, delivery, disposition).await {
@@ -74,7 +81,7 @@ async fn handle_all<S, Q, I>(
 where
     S: MessagingStore,
     Q: MessageQueue,
-    I: AgentInvoker,
+    I: AgentInvoker + EventSink,
 {
     let mut groups: Vec<(String, Vec<Delivery>)> = Vec::new();
     for delivery in deliveries {
@@ -114,7 +121,7 @@ pub async fn handle_batch<S, Q, I>(
 where
     S: MessagingStore,
     Q: MessageQueue,
-    I: AgentInvoker,
+    I: AgentInvoker + EventSink,
 {
     let mut failed: Vec<String> = Vec::new();
     let mut by_queue: Vec<(String, Vec<Delivery>)> = Vec::new();
@@ -168,15 +175,22 @@ pub async fn consume<S, Q, I>(
 ) where
     S: MessagingStore,
     Q: MessageQueue,
-    I: AgentInvoker,
+    I: AgentInvoker + EventSink,
 {
     let bands = dispatcher.messenger().config().bands.clone();
     let consumers = (0..workers.max(1)).map(|_| {
         let dispatcher = dispatcher.clone();
-        let queues: Vec<String> = bands.bands().iter().map(|band| band.queue.clone()).collect();
+        // The band queues, most urgent first, then event deliveries.
+        let queues: Vec<String> =
+            bands.bands().iter().map(|band| band.queue.clone()).chain([EVENT_QUEUE.to_owned()]).collect();
         poll(dispatcher, queues, shutdown.clone())
     });
-    let dead_letter_queues = bands.bands().iter().map(|band| band.dead_letter_queue.clone()).collect();
+    let dead_letter_queues = bands
+        .bands()
+        .iter()
+        .map(|band| band.dead_letter_queue.clone())
+        .chain([EVENT_DEAD_LETTER_QUEUE.to_owned()])
+        .collect();
     let archiver = poll(dispatcher.clone(), dead_letter_queues, shutdown.clone());
     futures::future::join(futures::future::join_all(consumers), archiver).await;
 }
@@ -190,7 +204,7 @@ async fn poll<S, Q, I>(
 ) where
     S: MessagingStore,
     Q: MessageQueue,
-    I: AgentInvoker,
+    I: AgentInvoker + EventSink,
 {
     while !*shutdown.borrow() {
         let mut worked = false;

@@ -9,12 +9,20 @@ mod routes;
 pub use routes::{ApiDoc, MAX_BATCH, RouterStore, router};
 
 use tdev_aws::SqsQueues;
-use tdev_domain::messaging::Bands;
+use tdev_domain::messaging::{Bands, EVENT_DEAD_LETTER_QUEUE, EVENT_QUEUE};
 
-/// The band queues and their dead-letter queues from `TDEV_QUEUE_*` variables.
+/// The band queues, the event queue, and their dead-letter queues from `TDEV_QUEUE_*`
+/// variables.
 pub fn queues_from_env(
     config: &aws_config::SdkConfig,
     bands: &Bands,
 ) -> Result<SqsQueues, tdev_domain::ports::StoreError> {
-    SqsQueues::from_env(config, &bands.queue_names())
+    SqsQueues::from_env(config, &queue_names(bands))
+}
+
+/// Every queue messaging uses: the bands' and the event queue, with their dead-letter queues.
+pub fn queue_names(bands: &Bands) -> Vec<&str> {
+    let mut names = bands.queue_names();
+    names.extend([EVENT_QUEUE, EVENT_DEAD_LETTER_QUEUE]);
+    names
 }

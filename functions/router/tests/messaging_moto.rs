@@ -13,7 +13,9 @@ use serde_json::{Value, json};
 use tdev_aws::{AwsStore, SqsQueueSpec, SqsQueues};
 use tdev_domain::SystemClock;
 use tdev_domain::agents::{Agent, AgentStatus, AgentTarget};
-use tdev_domain::messaging::{Bands, Dispatcher, MessagingConfig, Messenger, SendMessageRequest};
+use tdev_domain::messaging::{
+    Bands, Dispatcher, EVENT_DEAD_LETTER_QUEUE, EVENT_QUEUE, MessagingConfig, Messenger, SendMessageRequest,
+};
 use tdev_domain::ports::{AgentStore, MessageQueue, SecretStore};
 use tdev_invoke::{Invoker, default_http_client};
 
@@ -57,6 +59,8 @@ async fn agent() -> (Arc<Mutex<Vec<Value>>>, String) {
 }
 
 struct Setup {
+    sdk: aws_config::SdkConfig,
+    table: String,
     store: AwsStore,
     queues: SqsQueues,
     dispatcher: Arc<Dispatcher<AwsStore, SqsQueues, Invoker>>,
@@ -85,9 +89,9 @@ async fn setup() -> Setup {
         .bands
         .bands()
         .iter()
-        .map(|band| {
-            SqsQueueSpec::with_dead_letter(&band.queue, &band.dead_letter_queue, messaging.max_receives + 1)
-        })
+        .map(|band| (band.queue.as_str(), band.dead_letter_queue.as_str()))
+        .chain([(EVENT_QUEUE, EVENT_DEAD_LETTER_QUEUE)])
+        .map(|(queue, dlq)| SqsQueueSpec::with_dead_letter(queue, dlq, messaging.max_receives + 1))
         .collect::<Vec<_>>();
     let queues = SqsQueues::ensure(&sdk, &table, specs).await.expect("queues");
     let messenger = Arc::new(Messenger::new(store.clone(), queues.clone(), Arc::new(SystemClock), messaging));
@@ -103,9 +107,9 @@ async fn setup() -> Setup {
         created_at: jiff::Timestamp::now(),
     };
     store.insert_agent(&worker).await.expect("agent");
-    let invoker = Invoker::new(default_http_client().expect("http"), None);
+    let invoker = Invoker::new(default_http_client().expect("http"), Some(&sdk));
     let dispatcher = Arc::new(Dispatcher::new(messenger, invoker));
-    Setup { store, queues, dispatcher, seen, passphrase }
+    Setup { sdk, table, store, queues, dispatcher, seen, passphrase }
 }
 
 fn request(body: Value) -> SendMessageRequest {
@@ -352,4 +356,47 @@ async fn a_lambda_batch_retries_only_the_failing_group_from_its_failure_on() {
         .collect();
     seen.sort();
     assert_eq!(seen, ["a", "d", "e"], "c was not processed ahead of b");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_sqs_subscriber_gets_the_events_it_subscribed_to() {
+    let setup = setup().await;
+    let subscriber =
+        SqsQueues::ensure(&setup.sdk, &setup.table, [SqsQueueSpec::new("subscriber")]).await.expect("queue");
+    let queue_url = subscriber.url("subscriber").unwrap().to_owned();
+    let messenger = setup.dispatcher.messenger();
+    let request = serde_json::from_value(
+        json!({"pattern": "message.deliv*", "target": {"kind": "sqs", "queue_url": queue_url}}),
+    )
+    .expect("subscription");
+    let subscription = messenger.subscribe(request).await.expect("subscribe");
+    let sent = messenger.send(vec![("$".into(), request_for("worker"))], None).await.expect("send");
+    let (stop, shutdown) = tokio::sync::watch::channel(false);
+    let consumers = tokio::spawn(tdev_router::consumer::consume(setup.dispatcher.clone(), 2, shutdown));
+    let mut got = Vec::new();
+    let start = Instant::now();
+    while got.is_empty() {
+        if start.elapsed() > Duration::from_secs(30) {
+            let dead = setup.store_dead_letters().await;
+            let events = messenger
+                .events(&tdev_domain::events::EventFilter { limit: 100, ..Default::default() })
+                .await;
+            panic!("no event reached the subscriber's queue; dead letters {dead:?}; events {events:?}");
+        }
+        got = subscriber.receive("subscriber", 10, Duration::from_secs(30)).await.expect("receive");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let _ = stop.send(true);
+    consumers.await.unwrap();
+    assert_eq!(got.len(), 1, "only the matching event: {got:?}");
+    let event: Value = serde_json::from_str(&got[0].body).expect("an event");
+    assert_eq!(event["type"], "message.delivered");
+    assert_eq!(event["subject"], sent[0].id);
+    assert_eq!(got[0].group, tdev_invoke::EVENT_GROUP);
+    assert_eq!(got[0].dedup_id, event["id"].as_str().unwrap());
+    messenger.unsubscribe(&subscription.id).await.expect("unsubscribe");
+}
+
+fn request_for(agent: &str) -> SendMessageRequest {
+    request(json!({"to_agent": agent, "type": "t", "payload": {}}))
 }

@@ -107,6 +107,7 @@ mod queue;
 mod rate_limits;
 mod runs;
 mod secrets;
+mod subscriptions;
 mod table;
 
 pub use queue::{

@@ -11,19 +11,22 @@ use std::collections::BTreeMap;
 use futures::future::join_all;
 use jiff::{SignedDuration, Timestamp};
 use serde_json::json;
-use tdev_domain::events::{Event, EventFilter};
+use tdev_domain::events::{Event, EventFilter, Subscription, SubscriptionTarget};
 use tdev_domain::messaging::dead_letters::QueuedMessage;
 use tdev_domain::messaging::{
     Breaker, BreakerState, DeadLetter, DeadLetterFilter, DeadLetterState, FailureNote,
 };
-use tdev_domain::ports::{AgentLoadStore, Claim, DeadLetterStore, EventStore, IdempotencyStore, StoreError};
+use tdev_domain::ports::{
+    AgentLoadStore, Claim, DeadLetterStore, EventStore, IdempotencyStore, StoreError, SubscriptionStore,
+};
 use tdev_domain::queue::Priority;
 
 /// Runs every check of the four ports.
 pub async fn run_all<S>(store: &S)
 where
-    S: IdempotencyStore + AgentLoadStore + DeadLetterStore + EventStore,
+    S: IdempotencyStore + AgentLoadStore + DeadLetterStore + EventStore + SubscriptionStore,
 {
+    subscriptions(store).await;
     idempotency(store).await;
     idempotency_races(store).await;
     slots(store).await;
@@ -461,4 +464,34 @@ pub async fn events<S: EventStore>(store: &S) {
         "all at once"
     );
     assert_eq!(list("*", None, None, 0).await, Vec::new(), "at most filter.limit, even 0");
+}
+
+/// Subscriptions round-trip both target kinds; ids are unique; delete works once.
+pub async fn subscriptions<S: SubscriptionStore>(store: &S) {
+    let prefix = super::unique("sub");
+    let webhook = Subscription {
+        id: format!("{prefix}-a"),
+        pattern: "message.*".into(),
+        target: SubscriptionTarget::Webhook { url: "https://example.com/hook".into() },
+        created_at: Timestamp::from_second(1_700_000_000).unwrap(),
+    };
+    let queue = Subscription {
+        id: format!("{prefix}-b"),
+        pattern: "*".into(),
+        target: SubscriptionTarget::Sqs { queue_url: "https://sqs.us-east-1.amazonaws.com/1/q".into() },
+        created_at: Timestamp::from_second(1_700_000_001).unwrap(),
+    };
+    for subscription in [&queue, &webhook] {
+        store.insert_subscription(subscription).await.expect("insert subscription");
+    }
+    let again = store.insert_subscription(&webhook).await;
+    assert!(matches!(again, Err(StoreError::Conflict(_))), "{again:?}");
+    let listed = store.list_subscriptions().await.expect("list subscriptions");
+    let ours: Vec<&Subscription> = listed.iter().filter(|s| s.id.starts_with(&prefix)).collect();
+    assert_eq!(ours, vec![&webhook, &queue], "listed by id, every field");
+    store.delete_subscription(&webhook.id).await.expect("delete");
+    let gone = store.delete_subscription(&webhook.id).await;
+    assert!(matches!(gone, Err(StoreError::NotFound)), "{gone:?}");
+    let listed = store.list_subscriptions().await.expect("list subscriptions");
+    assert!(!listed.iter().any(|s| s.id == webhook.id));
 }

@@ -212,6 +212,10 @@ impl<S: AgentStore> Registry<S> {
         Self { store, clock }
     }
 
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
     pub async fn register(&self, request: NewAgentRequest) -> Result<Agent, RegistryError> {
         let agent = request.validate(self.clock.now())?;
         match self.store.insert_agent(&agent).await {

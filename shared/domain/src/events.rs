@@ -101,3 +101,70 @@ mod tests {
         }
     }
 }
+
+/// Where a subscription's events go.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum SubscriptionTarget {
+    /// A JSON POST of the event to `url`; any 2xx answer is a delivery.
+    Webhook { url: String },
+    /// SendMessage of the event to an SQS queue (a FIFO one gets the subscription id as
+    /// the group and the event id as the deduplication id).
+    Sqs { queue_url: String },
+}
+
+/// Events whose type matches `pattern` are delivered to `target`, at least once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Subscription {
+    pub id: String,
+    /// A glob over event types: `message.*`, `*`.
+    #[schema(example = "message.*")]
+    pub pattern: String,
+    pub target: SubscriptionTarget,
+    pub created_at: Timestamp,
+}
+
+/// The body of `POST /v1/subscriptions`.
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewSubscription {
+    #[schema(example = "message.*")]
+    pub pattern: String,
+    pub target: SubscriptionTarget,
+}
+
+fn http_url(url: &str) -> bool {
+    (url.starts_with("http://") || url.starts_with("https://"))
+        && url.len() > "https://".len()
+        && !url.chars().any(char::is_whitespace)
+}
+
+impl NewSubscription {
+    /// Checks every field, reporting each problem with its path.
+    pub fn validate(
+        self,
+        id: String,
+        now: Timestamp,
+    ) -> Result<Subscription, crate::validation::ValidationErrors> {
+        let mut errors = crate::validation::ValidationErrors::new();
+        let pattern_ok = !self.pattern.is_empty()
+            && self.pattern.len() <= 128
+            && self.pattern.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '*'));
+        if !pattern_ok {
+            errors.add("$.pattern", "must be 1 to 128 of A-Za-z0-9 . _ - and * (any run of characters)");
+        }
+        match &self.target {
+            SubscriptionTarget::Webhook { url } if !http_url(url) => {
+                errors.add("$.target.url", "must be an http:// or https:// URL");
+            }
+            SubscriptionTarget::Sqs { queue_url } if !http_url(queue_url) => {
+                errors.add(
+                    "$.target.queue_url",
+                    "must be a queue URL (https://sqs.<region>.amazonaws.com/<account>/<name>)",
+                );
+            }
+            _ => {}
+        }
+        errors.into_result(Subscription { id, pattern: self.pattern, target: self.target, created_at: now })
+    }
+}

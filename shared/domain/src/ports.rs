@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use crate::agents::{Agent, AgentTarget};
 use crate::auth::{ApiKey, ApiKeyId, RateDecision, RateLimit};
-use crate::events::{Event, EventFilter};
+use crate::events::{Event, EventFilter, Subscription, SubscriptionTarget};
 use crate::health::ComponentHealth;
 use crate::messaging::{Breaker, DeadLetter, DeadLetterFilter, FailureNote};
 use crate::queue::{Delivery, NewMessage};
@@ -361,4 +361,29 @@ pub trait EventStore: Send + Sync + 'static {
         &self,
         filter: &EventFilter,
     ) -> impl Future<Output = Result<Vec<Event>, StoreError>> + Send;
+}
+
+/// Event subscriptions.
+pub trait SubscriptionStore: Send + Sync + 'static {
+    /// `Conflict` if the id is taken.
+    fn insert_subscription(
+        &self,
+        subscription: &Subscription,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Every subscription, by id.
+    fn list_subscriptions(&self) -> impl Future<Output = Result<Vec<Subscription>, StoreError>> + Send;
+
+    /// `NotFound` if there is none.
+    fn delete_subscription(&self, id: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+/// Delivers an event to a subscriber: a webhook or an SQS queue.
+pub trait EventSink: Send + Sync + 'static {
+    fn deliver(
+        &self,
+        target: &SubscriptionTarget,
+        event: &Event,
+        timeout: Duration,
+    ) -> impl Future<Output = Result<(), InvokeError>> + Send;
 }

@@ -15,6 +15,7 @@ mod queue;
 mod rate_limits;
 mod runs;
 mod secrets;
+mod subscriptions;
 
 pub use queue::QueueSpec;
 
@@ -42,6 +43,10 @@ CREATE TABLE IF NOT EXISTS api_keys (
 );
 CREATE INDEX IF NOT EXISTS api_keys_by_age ON api_keys (created_us, id);
 CREATE TABLE IF NOT EXISTS agents (
+    id TEXT PRIMARY KEY,
+    doc TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS subscriptions (
     id TEXT PRIMARY KEY,
     doc TEXT NOT NULL
 );
@@ -97,6 +102,8 @@ CREATE TABLE IF NOT EXISTS queue_messages (
 );
 CREATE INDEX IF NOT EXISTS queue_order ON queue_messages (queue, priority, seq);
 CREATE INDEX IF NOT EXISTS queue_in_flight ON queue_messages (queue, visible_at_ms);
+-- Finds the messages received too often (to dead-letter) without scanning the queue.
+CREATE INDEX IF NOT EXISTS queue_exhausted ON queue_messages (queue, receive_count);
 CREATE TABLE IF NOT EXISTS queue_dedup (
     queue TEXT NOT NULL,
     dedup_id TEXT NOT NULL,

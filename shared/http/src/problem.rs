@@ -194,9 +194,9 @@ impl From<MessagingError> for ApiError {
     fn from(error: MessagingError) -> Self {
         match error {
             MessagingError::Invalid(errors) => ApiError::Validation(errors),
-            MessagingError::UnknownAgent(_) | MessagingError::DeadLetterNotFound(_) => {
-                ApiError::NotFound(error.to_string())
-            }
+            MessagingError::UnknownAgent(_)
+            | MessagingError::DeadLetterNotFound(_)
+            | MessagingError::SubscriptionNotFound(_) => ApiError::NotFound(error.to_string()),
             MessagingError::Misconfigured(detail) => ApiError::Internal(detail),
             MessagingError::Store(error) => error.into(),
         }

@@ -26,6 +26,7 @@
 mod agentcore;
 mod answer;
 mod bedrock;
+mod events;
 mod http;
 mod lambda;
 mod sdk;
@@ -35,8 +36,10 @@ use std::time::{Duration, Instant};
 use aws_config::{BehaviorVersion, SdkConfig};
 use serde_json::{Map, Value};
 use tdev_domain::agents::AgentTarget;
-use tdev_domain::ports::{AgentInvoker, InvokeError};
+use tdev_domain::events::{Event, SubscriptionTarget};
+use tdev_domain::ports::{AgentInvoker, EventSink, InvokeError};
 
+pub use events::EVENT_GROUP;
 pub use http::default_http_client;
 
 /// The AWS clients an [`Invoker`] calls AWS targets with. Cloning is cheap: the clients
@@ -46,10 +49,12 @@ pub struct AwsClients {
     pub lambda: aws_sdk_lambda::Client,
     pub bedrock_agent: aws_sdk_bedrockagentruntime::Client,
     pub agentcore: aws_sdk_bedrockagentcore::Client,
+    /// Delivers events to subscribers' queues.
+    pub sqs: aws_sdk_sqs::Client,
 }
 
 impl AwsClients {
-    /// Builds the three clients from `config`.
+    /// Builds the clients from `config`.
     pub fn new(config: &SdkConfig) -> Self {
         // The SDK's clients panic on a config without a behavior version; take the latest,
         // as `aws_config::load_defaults(BehaviorVersion::latest())` would.
@@ -64,6 +69,7 @@ impl AwsClients {
             lambda: aws_sdk_lambda::Client::new(config),
             bedrock_agent: aws_sdk_bedrockagentruntime::Client::new(config),
             agentcore: aws_sdk_bedrockagentcore::Client::new(config),
+            sqs: aws_sdk_sqs::Client::new(config),
         }
     }
 }
@@ -140,6 +146,30 @@ impl AgentInvoker for Invoker {
             Err(error) => tracing::debug!(kind = target.kind(), elapsed_ms, %error, "agent call failed"),
         }
         result
+    }
+}
+
+impl EventSink for Invoker {
+    async fn deliver(
+        &self,
+        target: &SubscriptionTarget,
+        event: &Event,
+        timeout: Duration,
+    ) -> Result<(), InvokeError> {
+        let delivery = async {
+            match target {
+                SubscriptionTarget::Webhook { url } => events::webhook(&self.http, url, event, timeout).await,
+                SubscriptionTarget::Sqs { queue_url } => {
+                    let aws = self.aws.as_ref().ok_or_else(|| {
+                        InvokeError::Unavailable(
+                            "no AWS configuration: this invoker cannot send to an SQS queue".into(),
+                        )
+                    })?;
+                    events::sqs(&aws.sqs, queue_url, event).await
+                }
+            }
+        };
+        tokio::time::timeout(timeout, delivery).await.unwrap_or(Err(InvokeError::Timeout(timeout)))
     }
 }
 

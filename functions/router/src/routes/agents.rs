@@ -9,6 +9,7 @@ use axum::response::IntoResponse;
 use serde::Serialize;
 use tdev_domain::agents::{Agent, AgentUpdate, NewAgentRequest, Registry};
 use tdev_domain::auth::Scope;
+use tdev_domain::messaging::Breaker;
 use tdev_http::{ApiError, ApiJson, Caller, Problem};
 use utoipa::ToSchema;
 
@@ -19,6 +20,22 @@ type State_<S> = State<Arc<Registry<S>>>;
 #[derive(Debug, Serialize, ToSchema)]
 pub struct AgentList {
     pub agents: Vec<Agent>,
+}
+
+/// An agent, with how it is doing: its work in flight and its circuit breaker.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AgentView {
+    #[serde(flatten)]
+    pub agent: Agent,
+    pub health: AgentHealth,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AgentHealth {
+    /// Messages being delivered to it now.
+    pub in_flight: u32,
+    /// `closed` (healthy), `open` (failing: messages wait) or `half_open` (one probe).
+    pub breaker: Breaker,
 }
 
 #[utoipa::path(
@@ -67,7 +84,7 @@ pub async fn list<S: RouterStore>(
     get, path = "/v1/agents/{id}", tag = "agents",
     params(("id" = String, Path, description = "The agent's id")),
     responses(
-        (status = 200, description = "The agent", body = Agent),
+        (status = 200, description = "The agent, with its health", body = AgentView),
         (status = 401, description = "Not authenticated", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Needs the read scope", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such agent", body = Problem, content_type = "application/problem+json"),
@@ -78,9 +95,14 @@ pub async fn get<S: RouterStore>(
     State(registry): State_<S>,
     caller: Caller,
     Path(id): Path<String>,
-) -> Result<Json<Agent>, ApiError> {
+) -> Result<Json<AgentView>, ApiError> {
     caller.require(Scope::Read)?;
-    Ok(Json(registry.get(&id).await?))
+    let agent = registry.get(&id).await?;
+    let health = AgentHealth {
+        in_flight: registry.store().in_flight(&id).await?,
+        breaker: registry.store().get_breaker(&id).await?.unwrap_or_default(),
+    };
+    Ok(Json(AgentView { agent, health }))
 }
 
 #[utoipa::path(

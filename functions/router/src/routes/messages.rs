@@ -10,7 +10,7 @@ use axum::response::IntoResponse;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use tdev_domain::auth::Scope;
-use tdev_domain::events::{Event, EventFilter};
+use tdev_domain::events::{Event, EventFilter, NewSubscription, Subscription};
 use tdev_domain::messaging::service::{Accepted, RedriveRequest, Redriven};
 use tdev_domain::messaging::{DeadLetter, DeadLetterFilter, Messenger, SendMessageRequest};
 use tdev_domain::ports::MessageQueue;
@@ -342,4 +342,65 @@ pub async fn events<S: RouterStore, Q: MessageQueue>(
         limit: limit(query.limit, "$.query.limit")?,
     };
     Ok(Json(EventList { events: messenger.events(&filter).await? }))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SubscriptionList {
+    pub subscriptions: Vec<Subscription>,
+}
+
+#[utoipa::path(
+    post, path = "/v1/subscriptions", tag = "events",
+    description = "Events whose type matches the pattern are delivered to the target at least once, retried with backoff while it is unavailable; what cannot be delivered becomes a dead letter (source queue `events`).",
+    request_body = NewSubscription,
+    responses(
+        (status = 201, description = "Subscribed", body = Subscription),
+        (status = 403, description = "Needs the admin scope", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid fields, with their paths", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("api_key" = []), ("bearer" = []))
+)]
+pub async fn subscribe<S: RouterStore, Q: MessageQueue>(
+    State(messenger): Shared<S, Q>,
+    caller: Caller,
+    body: Result<ApiJson<NewSubscription>, ApiError>,
+) -> Result<impl IntoResponse, ApiError> {
+    caller.require(Scope::Admin)?;
+    let ApiJson(request) = body?;
+    let subscription = messenger.subscribe(request).await?;
+    tracing::info!(subscription = %subscription.id, pattern = %subscription.pattern, "subscribed");
+    Ok((StatusCode::CREATED, Json(subscription)))
+}
+
+#[utoipa::path(
+    get, path = "/v1/subscriptions", tag = "events",
+    responses((status = 200, description = "Every subscription, by id", body = SubscriptionList)),
+    security(("api_key" = []), ("bearer" = []))
+)]
+pub async fn subscriptions<S: RouterStore, Q: MessageQueue>(
+    State(messenger): Shared<S, Q>,
+    caller: Caller,
+) -> Result<Json<SubscriptionList>, ApiError> {
+    caller.require(Scope::Read)?;
+    Ok(Json(SubscriptionList { subscriptions: messenger.subscriptions().await? }))
+}
+
+#[utoipa::path(
+    delete, path = "/v1/subscriptions/{id}", tag = "events",
+    params(("id" = String, Path, description = "The subscription's id")),
+    responses(
+        (status = 204, description = "Unsubscribed"),
+        (status = 403, description = "Needs the admin scope", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such subscription", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("api_key" = []), ("bearer" = []))
+)]
+pub async fn unsubscribe<S: RouterStore, Q: MessageQueue>(
+    State(messenger): Shared<S, Q>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    caller.require(Scope::Admin)?;
+    messenger.unsubscribe(&id).await?;
+    Ok(StatusCode::NO_CONTENT)
 }

@@ -42,6 +42,8 @@ pub fn router<S: RouterStore, Q: MessageQueue>(
         .route("/v1/dead-letters:redrive", post(messages::redrive::<S, Q>))
         .route("/v1/dead-letters:purge", post(messages::purge::<S, Q>))
         .route("/v1/events", get(messages::events::<S, Q>))
+        .route("/v1/subscriptions", get(messages::subscriptions::<S, Q>).post(messages::subscribe::<S, Q>))
+        .route("/v1/subscriptions/{id}", axum::routing::delete(messages::unsubscribe::<S, Q>))
         .with_state(messenger);
     guard::layer(agents.merge(messages), auth, mode)
 }
@@ -51,13 +53,14 @@ pub fn router<S: RouterStore, Q: MessageQueue>(
     paths(
         agents::register, agents::list, agents::get, agents::update, agents::remove,
         messages::send, messages::send_batch, messages::list_dead_letters, messages::get_dead_letter,
-        messages::redrive, messages::purge, messages::events,
+        messages::redrive, messages::purge, messages::events, messages::subscribe, messages::subscriptions,
+        messages::unsubscribe,
     ),
     tags(
         (name = "agents", description = "The agent registry: how to reach each agent, what it can do, and whether it takes work"),
         (name = "messages", description = "Messages to agents, by id or by capability, with priorities 1 (most urgent) to 10"),
         (name = "dead letters", description = "Messages that could not be delivered, with why; redrive or purge them"),
-        (name = "events", description = "What happened, append-only"),
+        (name = "events", description = "What happened, append-only; and subscriptions that deliver it"),
     )
 )]
 pub struct ApiDoc;

@@ -14,4 +14,7 @@ pub use bands::{Band, Bands};
 pub use breaker::{Breaker, BreakerSettings, BreakerState};
 pub use dead_letters::{DeadLetter, DeadLetterFilter, DeadLetterState, FailureNote};
 pub use message::{Message, Recipient, SendMessageRequest};
-pub use service::{Dispatcher, Disposition, MessagingConfig, MessagingError, MessagingStore, Messenger};
+pub use service::{
+    Dispatcher, Disposition, EVENT_DEAD_LETTER_QUEUE, EVENT_QUEUE, MessagingConfig, MessagingError,
+    MessagingStore, Messenger,
+};

@@ -41,22 +41,51 @@ use super::{Bands, Breaker, BreakerSettings, DeadLetter, DeadLetterFilter, DeadL
 use super::{Recipient, SendMessageRequest};
 use crate::agents::{Agent, AgentStatus};
 use crate::clock::Clock;
-use crate::events::{Event, EventFilter};
+use crate::events::{Event, EventFilter, NewSubscription, Subscription, glob_match};
 use crate::ports::{
-    AgentInvoker, AgentLoadStore, AgentStore, Claim, DeadLetterStore, EventStore, IdempotencyStore,
-    MessageQueue, SecretStore, StoreError,
+    AgentInvoker, AgentLoadStore, AgentStore, Claim, DeadLetterStore, EventSink, EventStore,
+    IdempotencyStore, MessageQueue, SecretStore, StoreError, SubscriptionStore,
 };
 use crate::queue::{Delivery, MAX_RECEIVES_EXCEEDED, NewMessage, Priority, dead_letter_attributes};
 use crate::validation::ValidationErrors;
 
 /// Every port messaging uses.
 pub trait MessagingStore:
-    AgentStore + SecretStore + IdempotencyStore + AgentLoadStore + DeadLetterStore + EventStore + Clone
+    AgentStore
+    + SecretStore
+    + IdempotencyStore
+    + AgentLoadStore
+    + DeadLetterStore
+    + EventStore
+    + SubscriptionStore
+    + Clone
 {
 }
 impl<T> MessagingStore for T where
-    T: AgentStore + SecretStore + IdempotencyStore + AgentLoadStore + DeadLetterStore + EventStore + Clone
+    T: AgentStore
+        + SecretStore
+        + IdempotencyStore
+        + AgentLoadStore
+        + DeadLetterStore
+        + EventStore
+        + SubscriptionStore
+        + Clone
 {
+}
+
+/// The queue event deliveries to subscribers travel on (one FIFO group per subscription).
+pub const EVENT_QUEUE: &str = "events";
+/// Its dead-letter queue, archived like the band queues' ones.
+pub const EVENT_DEAD_LETTER_QUEUE: &str = "events-dlq";
+/// How long the subscriptions are used before they are read again: a new subscription
+/// gets events within this long.
+const SUBSCRIPTION_CACHE: Duration = Duration::from_secs(5);
+
+/// An event on its way to one subscriber.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct EventDelivery {
+    subscription: String,
+    event: Event,
 }
 
 /// How messaging behaves; every field has a setting (see `docs/messaging.md`).
@@ -110,6 +139,8 @@ pub enum MessagingError {
     UnknownAgent(String),
     #[error("no dead letter {0:?}")]
     DeadLetterNotFound(String),
+    #[error("no subscription {0:?}")]
+    SubscriptionNotFound(String),
     #[error("misconfigured: {0}")]
     Misconfigured(String),
     #[error(transparent)]
@@ -230,6 +261,7 @@ pub struct Messenger<S, Q> {
     clock: Arc<dyn Clock>,
     config: MessagingConfig,
     keys: Keys<S>,
+    subscriptions: RwLock<Option<(Arc<Vec<Subscription>>, Timestamp)>>,
 }
 
 impl<S: MessagingStore, Q: MessageQueue> Messenger<S, Q> {
@@ -243,7 +275,7 @@ impl<S: MessagingStore, Q: MessageQueue> Messenger<S, Q> {
             reload: tokio::sync::Mutex::new(()),
             freshness: config.freshness,
         };
-        Self { store, queue, clock, config, keys }
+        Self { store, queue, clock, config, keys, subscriptions: RwLock::new(None) }
     }
 
     pub fn store(&self) -> &S {
@@ -362,6 +394,68 @@ impl<S: MessagingStore, Q: MessageQueue> Messenger<S, Q> {
         let event = Event::new(kind, subject, self.clock.now(), data);
         if let Err(e) = self.store.append_event(&event).await {
             tracing::warn!(error = %e, kind, subject, "could not record an event");
+            return;
+        }
+        self.fan_out(&event).await;
+    }
+
+    /// Queues the event for every subscription whose pattern matches it; from there it is
+    /// delivered at least once (see [`Dispatcher::deliver_event`]).
+    async fn fan_out(&self, event: &Event) {
+        let subscriptions = match self.current_subscriptions().await {
+            Ok(subscriptions) => subscriptions,
+            Err(e) => {
+                tracing::warn!(error = %e, event = %event.id, "could not read subscriptions; the event is only recorded");
+                return;
+            }
+        };
+        for subscription in subscriptions.iter().filter(|s| glob_match(&s.pattern, &event.kind)) {
+            let body = EventDelivery { subscription: subscription.id.clone(), event: event.clone() };
+            let message = NewMessage {
+                group: subscription.id.clone(),
+                dedup_id: format!("{}.{}", subscription.id, event.id),
+                body: serde_json::to_string(&body).unwrap_or_default(),
+                priority: Priority::DEFAULT,
+                attributes: Default::default(),
+            };
+            if let Err(e) = self.queue.send(EVENT_QUEUE, message).await {
+                tracing::warn!(error = %e, subscription = %subscription.id, event = %event.id, "could not queue an event delivery");
+            }
+        }
+    }
+
+    async fn current_subscriptions(&self) -> Result<Arc<Vec<Subscription>>, StoreError> {
+        let now = self.clock.now();
+        let cached = self.subscriptions.read().unwrap_or_else(|e| e.into_inner()).clone();
+        if let Some((subscriptions, at)) = cached
+            && until(at, now) < SUBSCRIPTION_CACHE
+        {
+            return Ok(subscriptions);
+        }
+        let subscriptions = Arc::new(self.store.list_subscriptions().await?);
+        *self.subscriptions.write().unwrap_or_else(|e| e.into_inner()) = Some((subscriptions.clone(), now));
+        Ok(subscriptions)
+    }
+
+    pub async fn subscribe(&self, request: NewSubscription) -> Result<Subscription, MessagingError> {
+        let subscription = request.validate(uuid::Uuid::new_v4().simple().to_string(), self.clock.now())?;
+        self.store.insert_subscription(&subscription).await?;
+        *self.subscriptions.write().unwrap_or_else(|e| e.into_inner()) = None;
+        Ok(subscription)
+    }
+
+    pub async fn subscriptions(&self) -> Result<Vec<Subscription>, MessagingError> {
+        Ok(self.store.list_subscriptions().await?)
+    }
+
+    pub async fn unsubscribe(&self, id: &str) -> Result<(), MessagingError> {
+        match self.store.delete_subscription(id).await {
+            Ok(()) => {
+                *self.subscriptions.write().unwrap_or_else(|e| e.into_inner()) = None;
+                Ok(())
+            }
+            Err(StoreError::NotFound) => Err(MessagingError::SubscriptionNotFound(id.into())),
+            Err(e) => Err(e.into()),
         }
     }
 
@@ -600,6 +694,47 @@ fn backoff(receive_count: u32) -> Duration {
 const MAX_HOLD: Duration = Duration::from_secs(30);
 /// When every candidate is at its concurrency limit, look again after this long.
 const BUSY_HOLD: Duration = Duration::from_secs(1);
+
+impl<S: MessagingStore, Q: MessageQueue, I: AgentInvoker + EventSink> Dispatcher<S, Q, I> {
+    /// Delivers one event to its subscriber: done, retried with backoff while the
+    /// subscriber is unavailable, dead-lettered when it refuses or its receives run out.
+    /// An event for a subscription since deleted is dropped.
+    pub async fn deliver_event(&self, delivery: &Delivery) -> Disposition {
+        let body: EventDelivery = match serde_json::from_str(&delivery.body) {
+            Ok(body) => body,
+            Err(e) => return Disposition::DeadLetter { reason: "malformed".into(), detail: e.to_string() },
+        };
+        let subscriptions = match self.messenger.current_subscriptions().await {
+            Ok(subscriptions) => subscriptions,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not read subscriptions");
+                return Disposition::RetryAfter(backoff(delivery.receive_count));
+            }
+        };
+        let Some(subscription) = subscriptions.iter().find(|s| s.id == body.subscription) else {
+            tracing::info!(subscription = %body.subscription, "an event for a deleted subscription dropped");
+            return Disposition::Done;
+        };
+        match self.invoker.deliver(&subscription.target, &body.event, self.config().attempt_timeout).await {
+            Ok(()) => Disposition::Done,
+            Err(e) => {
+                let detail = format!("subscription {}: {e}", subscription.id);
+                if !e.is_retryable() {
+                    Disposition::DeadLetter { reason: "subscriber_rejected".into(), detail }
+                } else if delivery.receive_count >= self.config().max_receives {
+                    Disposition::DeadLetter { reason: MAX_RECEIVES_EXCEEDED.into(), detail }
+                } else {
+                    let key = failure_key(EVENT_QUEUE, &delivery.dedup_id);
+                    let noted = self.store().note_failure(&key, &detail, self.messenger.clock.now()).await;
+                    if let Err(e) = noted {
+                        tracing::warn!(error = %e, "could not note a failure");
+                    }
+                    Disposition::RetryAfter(backoff(delivery.receive_count))
+                }
+            }
+        }
+    }
+}
 
 impl<S: MessagingStore, Q: MessageQueue, I: AgentInvoker> Dispatcher<S, Q, I> {
     pub fn new(messenger: Arc<Messenger<S, Q>>, invoker: I) -> Self {

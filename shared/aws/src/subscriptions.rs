@@ -1,0 +1,66 @@
+//! Subscriptions: one item each, `pk = "SUB#<id>"`, `sk = "SUB"`, listed through `gsi1`
+//! (`gsi1pk = "SUBSCRIPTIONS"`, `gsi1sk = <id>`); the subscription is a JSON document in
+//! `doc`. Insert is create-only; delete is conditional on the item existing.
+
+use tdev_domain::events::Subscription;
+use tdev_domain::ports::{StoreError, SubscriptionStore};
+
+use crate::AwsStore;
+use crate::attrs::{self, Item, s};
+use crate::items::GSI;
+
+const SK: &str = "SUB";
+const GSI_PK: &str = "SUBSCRIPTIONS";
+
+fn pk(id: &str) -> String {
+    format!("SUB#{id}")
+}
+
+impl SubscriptionStore for AwsStore {
+    async fn insert_subscription(&self, subscription: &Subscription) -> Result<(), StoreError> {
+        let doc = serde_json::to_string(subscription).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let item = Item::from([
+            ("pk".to_owned(), s(pk(&subscription.id))),
+            ("sk".to_owned(), s(SK)),
+            ("gsi1pk".to_owned(), s(GSI_PK)),
+            ("gsi1sk".to_owned(), s(&subscription.id)),
+            ("doc".to_owned(), s(doc)),
+        ]);
+        if self.create(item).await? {
+            Ok(())
+        } else {
+            Err(StoreError::Conflict(format!("subscription {} exists", subscription.id)))
+        }
+    }
+
+    async fn list_subscriptions(&self) -> Result<Vec<Subscription>, StoreError> {
+        let items = self.query(Some(GSI), GSI_PK.to_owned(), true).await?;
+        items
+            .iter()
+            .map(|item| {
+                let doc = attrs::string(item, "doc")?;
+                serde_json::from_str(doc)
+                    .map_err(|e| StoreError::Corrupt(format!("subscription document: {e}")))
+            })
+            .collect()
+    }
+
+    async fn delete_subscription(&self, id: &str) -> Result<(), StoreError> {
+        let result = self
+            .dynamodb
+            .delete_item()
+            .table_name(&self.table)
+            .key("pk", s(pk(id)))
+            .key("sk", s(SK))
+            .condition_expression("attribute_exists(pk)")
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) if e.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => {
+                Err(StoreError::NotFound)
+            }
+            Err(e) => Err(StoreError::unavailable(e)),
+        }
+    }
+}

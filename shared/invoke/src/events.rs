@@ -1,0 +1,76 @@
+//! Event delivery to subscribers: [`Invoker`](crate::Invoker) implements the domain's
+//! [`EventSink`](tdev_domain::ports::EventSink).
+//!
+//! - `webhook`: a JSON POST of the event; any 2xx is a delivery (the body is ignored).
+//!   408, 429, 5xx and connection failures are [`InvokeError::Unavailable`] (retried);
+//!   other answers [`InvokeError::Rejected`].
+//! - `sqs`: SendMessage of the event's JSON. A FIFO queue (`.fifo`) gets the group
+//!   `tdev-events` (so the subscriber sees events in delivery order) and the event id as
+//!   the deduplication id (so a retried delivery within five minutes is sent once).
+
+use std::time::Duration;
+
+use aws_sdk_sqs::error::ProvideErrorMetadata as _;
+use reqwest::StatusCode;
+use tdev_domain::events::Event;
+use tdev_domain::ports::InvokeError;
+
+use crate::answer::bytes_excerpt;
+use crate::error_chain;
+
+/// The FIFO group events are sent in.
+pub const EVENT_GROUP: &str = "tdev-events";
+
+pub(crate) async fn webhook(
+    client: &reqwest::Client,
+    url: &str,
+    event: &Event,
+    timeout: Duration,
+) -> Result<(), InvokeError> {
+    let response = client.post(url).json(event).timeout(timeout).send().await.map_err(|e| {
+        if e.is_timeout() && !e.is_connect() {
+            InvokeError::Timeout(timeout)
+        } else {
+            InvokeError::Unavailable(error_chain(&e.without_url()))
+        }
+    })?;
+    let status = response.status();
+    if status.is_success() {
+        return Ok(());
+    }
+    let body = response.bytes().await.unwrap_or_default();
+    let detail = format!("answered {status}: {}", bytes_excerpt(&body));
+    if status == StatusCode::REQUEST_TIMEOUT
+        || status == StatusCode::TOO_MANY_REQUESTS
+        || status.is_server_error()
+    {
+        Err(InvokeError::Unavailable(detail))
+    } else {
+        Err(InvokeError::Rejected(detail))
+    }
+}
+
+pub(crate) async fn sqs(
+    client: &aws_sdk_sqs::Client,
+    queue_url: &str,
+    event: &Event,
+) -> Result<(), InvokeError> {
+    let body = serde_json::to_string(event).map_err(|e| InvokeError::Rejected(e.to_string()))?;
+    let mut request = client.send_message().queue_url(queue_url).message_body(body);
+    if queue_url.ends_with(".fifo") {
+        request = request.message_group_id(EVENT_GROUP).message_deduplication_id(&event.id);
+    }
+    match request.send().await {
+        Ok(_) => Ok(()),
+        Err(e) => {
+            let code = e.code().unwrap_or_default().to_owned();
+            let detail = format!("{code}: {}", error_chain(&e));
+            let refused = e
+                .as_service_error()
+                .is_some_and(|s| s.is_queue_does_not_exist() || s.is_invalid_message_contents())
+                || code.contains("AccessDenied")
+                || code.contains("NonExistentQueue");
+            if refused { Err(InvokeError::Rejected(detail)) } else { Err(InvokeError::Unavailable(detail)) }
+        }
+    }
+}
