@@ -122,9 +122,12 @@ impl MessageQueue for SqliteStore {
             groups.collect::<Result<_, _>>().map_err(db_error)?
         };
         let mut taken = Vec::new();
+        // Walk the queue in priority order and stop at `max`: the planner would rather
+        // sort every visible message (its `visible_at_ms` index), which grows with the queue.
         {
             let sql = format!(
-                "SELECT {COLUMNS} FROM queue_messages WHERE queue = ?1 AND visible_at_ms <= ?2 ORDER BY priority, seq"
+                "SELECT {COLUMNS} FROM queue_messages INDEXED BY queue_order
+                 WHERE queue = ?1 AND visible_at_ms <= ?2 ORDER BY priority, seq"
             );
             let mut statement = tx.prepare_cached(&sql).map_err(db_error)?;
             let mut rows = statement.query(params![queue, now]).map_err(db_error)?;
