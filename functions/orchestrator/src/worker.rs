@@ -9,7 +9,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
+use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 use tdev_domain::ports::{AgentInvoker, AgentStore, MessageQueue, RunStore, WorkflowStore};
 use tdev_domain::runs::{Engine, Outcome, STEP_QUEUE};
 use tokio::sync::watch;
@@ -40,16 +40,7 @@ where
         failed
     });
     let failed: Vec<String> = futures::future::join_all(per_group).await.into_iter().flatten().collect();
-    let mut response = SqsBatchResponse::default();
-    response.batch_item_failures = failed
-        .into_iter()
-        .map(|id| {
-            let mut failure = BatchItemFailure::default();
-            failure.item_identifier = id;
-            failure
-        })
-        .collect();
-    response
+    tdev_aws::batch_failures(failed)
 }
 
 /// True when the record is finished with (done or dead-lettered); false to retry it.

@@ -14,7 +14,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
+use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use tdev_domain::messaging::{Dispatcher, Disposition, MessagingStore};
 use tdev_domain::messaging::{EVENT_DEAD_LETTER_QUEUE, EVENT_QUEUE};
 use tdev_domain::ports::{AgentInvoker, EventSink, MessageQueue};
@@ -139,16 +139,7 @@ where
     for (queue, deliveries) in by_queue {
         failed.extend(handle_all(dispatcher, &queue, deliveries).await);
     }
-    let mut response = SqsBatchResponse::default();
-    response.batch_item_failures = failed
-        .into_iter()
-        .map(|id| {
-            let mut failure = BatchItemFailure::default();
-            failure.item_identifier = id;
-            failure
-        })
-        .collect();
-    response
+    tdev_aws::batch_failures(failed)
 }
 
 fn read(record: &SqsMessage, queue_of: &impl Fn(&str) -> Option<String>) -> Option<(String, Delivery)> {

@@ -130,22 +130,7 @@ impl DeadLetterStore for AwsStore {
     }
 
     async fn delete_dead_letter(&self, id: &str) -> Result<(), StoreError> {
-        let result = self
-            .dynamodb
-            .delete_item()
-            .table_name(&self.table)
-            .key("pk", s(dlq_pk(id)))
-            .key("sk", s(DLQ_SK))
-            .condition_expression("attribute_exists(pk)")
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(e) if e.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => {
-                Err(StoreError::NotFound)
-            }
-            Err(e) => Err(StoreError::unavailable(e)),
-        }
+        self.delete_existing(dlq_pk(id), DLQ_SK).await
     }
 
     async fn note_failure(&self, id: &str, reason: &str, at: Timestamp) -> Result<(), StoreError> {

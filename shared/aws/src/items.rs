@@ -1,5 +1,6 @@
-//! The four item operations every store here is made of: a consistent read, a
-//! conditional write, a create that never overwrites, and a listing through a key.
+//! The item operations every store here is made of: a consistent read, a conditional
+//! write, a create that never overwrites, a listing through a key, and a delete of an
+//! item that must exist.
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use tdev_domain::ports::StoreError;
@@ -79,5 +80,25 @@ impl AwsStore {
             .try_collect()
             .await
             .map_err(StoreError::unavailable)
+    }
+
+    /// Deletes the item at `pk`/`sk`; `NotFound` if there is none.
+    pub(crate) async fn delete_existing(&self, pk: String, sk: &str) -> Result<(), StoreError> {
+        let result = self
+            .dynamodb
+            .delete_item()
+            .table_name(&self.table)
+            .key("pk", s(pk))
+            .key("sk", s(sk))
+            .condition_expression("attribute_exists(pk)")
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) if e.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => {
+                Err(StoreError::NotFound)
+            }
+            Err(e) => Err(StoreError::unavailable(e)),
+        }
     }
 }

@@ -111,8 +111,8 @@ mod subscriptions;
 mod table;
 
 pub use queue::{
-    PRIORITY_ATTRIBUTE, SqsDeadLetterSpec, SqsQueue, SqsQueueSpec, SqsQueues, delivery_from_event,
-    sqs_dedup_id,
+    PRIORITY_ATTRIBUTE, SqsDeadLetterSpec, SqsQueue, SqsQueueSpec, SqsQueues, batch_failures,
+    delivery_from_event, sqs_dedup_id,
 };
 
 use aws_config::{BehaviorVersion, SdkConfig};

@@ -540,6 +540,23 @@ impl MessageQueue for SqsQueues {
     }
 }
 
+/// The answer to a Lambda SQS batch that retries the records with these message ids
+/// (`ReportBatchItemFailures`); the others are deleted.
+pub fn batch_failures(
+    message_ids: impl IntoIterator<Item = String>,
+) -> aws_lambda_events::sqs::SqsBatchResponse {
+    let mut response = aws_lambda_events::sqs::SqsBatchResponse::default();
+    response.batch_item_failures = message_ids
+        .into_iter()
+        .map(|id| {
+            let mut failure = aws_lambda_events::sqs::BatchItemFailure::default();
+            failure.item_identifier = id;
+            failure
+        })
+        .collect();
+    response
+}
+
 /// A record of a Lambda SQS event as a [`Delivery`], read exactly as a received message is.
 pub fn delivery_from_event(record: &aws_lambda_events::sqs::SqsMessage) -> Result<Delivery, StoreError> {
     let system = record

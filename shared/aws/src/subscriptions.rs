@@ -46,21 +46,6 @@ impl SubscriptionStore for AwsStore {
     }
 
     async fn delete_subscription(&self, id: &str) -> Result<(), StoreError> {
-        let result = self
-            .dynamodb
-            .delete_item()
-            .table_name(&self.table)
-            .key("pk", s(pk(id)))
-            .key("sk", s(SK))
-            .condition_expression("attribute_exists(pk)")
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(e) if e.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => {
-                Err(StoreError::NotFound)
-            }
-            Err(e) => Err(StoreError::unavailable(e)),
-        }
+        self.delete_existing(pk(id), SK).await
     }
 }

@@ -11,11 +11,9 @@
 use std::time::Duration;
 
 use aws_sdk_sqs::error::ProvideErrorMetadata as _;
-use reqwest::StatusCode;
 use tdev_domain::events::Event;
 use tdev_domain::ports::InvokeError;
 
-use crate::answer::bytes_excerpt;
 use crate::error_chain;
 
 /// The FIFO group events are sent in.
@@ -27,27 +25,19 @@ pub(crate) async fn webhook(
     event: &Event,
     timeout: Duration,
 ) -> Result<(), InvokeError> {
-    let response = client.post(url).json(event).timeout(timeout).send().await.map_err(|e| {
-        if e.is_timeout() && !e.is_connect() {
-            InvokeError::Timeout(timeout)
-        } else {
-            InvokeError::Unavailable(error_chain(&e.without_url()))
-        }
-    })?;
+    let response = client
+        .post(url)
+        .json(event)
+        .timeout(timeout)
+        .send()
+        .await
+        .map_err(|e| crate::http::failure(e, timeout))?;
     let status = response.status();
     if status.is_success() {
         return Ok(());
     }
     let body = response.bytes().await.unwrap_or_default();
-    let detail = format!("answered {status}: {}", bytes_excerpt(&body));
-    if status == StatusCode::REQUEST_TIMEOUT
-        || status == StatusCode::TOO_MANY_REQUESTS
-        || status.is_server_error()
-    {
-        Err(InvokeError::Unavailable(detail))
-    } else {
-        Err(InvokeError::Rejected(detail))
-    }
+    Err(crate::http::status_error(status, &body))
 }
 
 pub(crate) async fn sqs(

@@ -39,18 +39,24 @@ pub(crate) async fn invoke(
         return json_object(&body)
             .map_err(|what| InvokeError::Rejected(format!("answered {status} with {what}")));
     }
-    let detail = format!("answered {status}: {}", bytes_excerpt(&body));
+    Err(status_error(status, &body))
+}
+
+/// An answer other than 2xx: 408, 429 and 5xx say "later" (worth retrying); the others
+/// refuse. The detail is the status and an excerpt of the body.
+pub(crate) fn status_error(status: StatusCode, body: &[u8]) -> InvokeError {
+    let detail = format!("answered {status}: {}", bytes_excerpt(body));
     if status == StatusCode::REQUEST_TIMEOUT
         || status == StatusCode::TOO_MANY_REQUESTS
         || status.is_server_error()
     {
-        Err(InvokeError::Unavailable(detail))
+        InvokeError::Unavailable(detail)
     } else {
-        Err(InvokeError::Rejected(detail))
+        InvokeError::Rejected(detail)
     }
 }
 
-fn failure(error: reqwest::Error, timeout: Duration) -> InvokeError {
+pub(crate) fn failure(error: reqwest::Error, timeout: Duration) -> InvokeError {
     // Connecting has its own, shorter timeout: running out of it means the agent cannot be
     // reached, not that it took too long to answer.
     if error.is_timeout() && !error.is_connect() {
