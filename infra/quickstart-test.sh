@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs the README's quickstart and its workflow and messaging walk-throughs verbatim against a freshly
+# Runs the README's quickstart and its workflow, messaging and deployment walk-throughs verbatim against a freshly
 # started local stack (the README's run command, `tdev serve`, in an empty folder) and an
 # echo agent, checks what they printed, then restarts the stack and checks that the data
 # survived.
@@ -71,12 +71,24 @@ awk '/<!-- messaging:end -->/{on=0} on && !/^```/{print} /<!-- messaging:begin -
 [ -s "$work/messaging.sh" ] || { echo "no messaging block in README.md" >&2; exit 1; }
 AGENT="http://127.0.0.1:$agent_port" timeout 60 bash -euo pipefail "$work/messaging.sh" >"$work/out.txt" 2>&1 \
   || fail "the messaging walk-through failed"
-kill "$agent_pid" 2>/dev/null || true
 grep -q '"priority":2,"queue":"messages"' "$work/out.txt" || fail "a message should be accepted onto the messages queue"
 grep -q '"reason":"agent_rejected","attempts":1,"source_queue":"messages"' "$work/out.txt" \
   || fail "the misconfigured agent's message should be dead-lettered as agent_rejected"
 grep -q '{"redriven":1}' "$work/out.txt" || fail "the redrive should send one message back"
 grep -q '\["summarizer","misconfigured"\]' "$work/out.txt" || fail "both messages should end delivered"
+# The deployment walk-through, verbatim, with the tdev binary as the CLI (the smoke test
+# calls the same echo agent).
+awk '/<!-- deploy:end -->/{on=0} on && !/^```/{print} /<!-- deploy:begin -->/{on=1}' \
+  "$repo/README.md" >"$work/deploy.sh"
+[ -s "$work/deploy.sh" ] || { echo "no deploy block in README.md" >&2; exit 1; }
+AGENT="http://127.0.0.1:$agent_port" TDEV_CLI="$bin" TDEV_URL="$TDEV" timeout 120 bash -euo pipefail "$work/deploy.sh" \
+  >"$work/out.txt" 2>&1 || fail "the deployment walk-through failed"
+kill "$agent_pid" 2>/dev/null || true
+grep -q 'the smoke test passed; registry entry helper points at it; deployed' "$work/out.txt" \
+  || fail "the first deploy should pass its smoke test and register the agent"
+grep -q '^\* version 2 ' "$work/out.txt" || fail "version 2 should serve after the second deploy"
+grep -q 'rolled_back (version 1, before 2)' "$work/out.txt" || fail "the rollback should put version 1 back"
+[ "$(grep -c '^\* version 1 .*rollback' "$work/out.txt")" = 1 ] || fail "the history should end with version 1 serving again"
 
 kill "$pid"; wait "$pid" 2>/dev/null || true
 start second
@@ -84,7 +96,9 @@ start second
 keys=$(curl -fsS "$TDEV/v1/keys" -H "x-api-key: $(cat .tdev/admin-key)" | jq '.keys | length')
 [ "$keys" = 2 ] || fail "expected the admin and quickstart keys to survive the restart, found $keys"
 agents=$(curl -fsS "$TDEV/v1/agents" -H "x-api-key: $(cat .tdev/admin-key)" | jq '.agents | length')
-[ "$agents" = 5 ] || fail "expected the five agents to survive the restart, found $agents"
+[ "$agents" = 6 ] || fail "expected the six agents to survive the restart, found $agents"
 dead=$(curl -fsS "$TDEV/v1/dead-letters?state=all" -H "x-api-key: $(cat .tdev/admin-key)" | jq '.dead_letters | length')
 [ "$dead" = 1 ] || fail "expected the redriven dead letter to survive the restart, found $dead"
-echo "quickstart: 3 passed, 0 failed"
+versions=$(TDEV_URL="$TDEV" "$bin" history helper --json | jq '.versions | length')
+[ "$versions" = 3 ] || fail "expected the agent's three versions to survive the restart, found $versions"
+echo "quickstart: 4 passed, 0 failed"

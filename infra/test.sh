@@ -25,7 +25,8 @@ export SAM_CLI_TELEMETRY=0
 step "moto (a local AWS-protocol server for the AWS adapters)"
 moto_port=$(.venv/bin/python -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 moto_log=$(mktemp)
-.venv/bin/moto_server -H 127.0.0.1 -p "$moto_port" >"$moto_log" 2>&1 &
+# moto, with updated AgentCore runtimes becoming READY as on AWS (see the script).
+.venv/bin/python infra/moto_server.py -H 127.0.0.1 -p "$moto_port" >"$moto_log" 2>&1 &
 moto_pid=$!
 trap 'kill $moto_pid 2>/dev/null || true' EXIT
 for _ in $(seq 1 100); do
@@ -53,8 +54,9 @@ sam validate --lint --region us-east-1
 cfn-lint template.yaml
 
 step "Lambda functions: cargo lambda build --release --x86-64"
-cargo lambda build --release --x86-64 --package tdev-auth --package tdev-router --package tdev-orchestrator
-for bin in auth authorizer router orchestrator step-worker; do
+cargo lambda build --release --x86-64 --package tdev-auth --package tdev-router --package tdev-orchestrator \
+  --package tdev-deployer
+for bin in auth authorizer router message-consumer orchestrator step-worker deployer deploy-worker; do
   test -s "${CARGO_TARGET_DIR:-target}/lambda/$bin/bootstrap" || { echo "$bin/bootstrap was not built" >&2; exit 1; }
 done
 

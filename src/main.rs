@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
+use tdev::cli;
 use tdev::stack::{self, Backend, StackConfig};
 use tdev_http::app::HttpSettings;
 
@@ -13,6 +14,8 @@ use tdev_http::app::HttpSettings;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    #[command(flatten)]
+    connection: cli::Connection,
 }
 
 #[derive(Subcommand)]
@@ -44,6 +47,8 @@ enum Command {
         #[arg(long, default_value = "127.0.0.1:9100")]
         addr: SocketAddr,
     },
+    #[command(flatten)]
+    Operate(cli::Operate),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -53,9 +58,14 @@ enum BackendKind {
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    tdev_http::telemetry::init();
-    match Cli::parse().command {
+async fn main() -> anyhow::Result<std::process::ExitCode> {
+    let Cli { command, connection } = Cli::parse();
+    if !matches!(command, Command::Operate(_)) {
+        // The CLI's output is for people; the servers log JSON.
+        tdev_http::telemetry::init();
+    }
+    match command {
+        Command::Operate(command) => return Ok(cli::run(connection, command).await),
         Command::Serve { addr, backend, data, create_table, admin_key_file, workers } => {
             let backend = match backend {
                 BackendKind::Embedded => Backend::Embedded { path: data },
@@ -71,12 +81,13 @@ async fn main() -> anyhow::Result<()> {
             };
             let listener =
                 tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
-            stack::serve(listener, config).await
+            stack::serve(listener, config).await?;
         }
         Command::EchoAgent { addr } => {
             let listener =
                 tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
-            tdev::echo_agent::serve(listener).await
+            tdev::echo_agent::serve(listener).await?;
         }
     }
+    Ok(std::process::ExitCode::SUCCESS)
 }

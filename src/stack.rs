@@ -6,21 +6,26 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use axum::Router;
 use tdev_aws::{AwsStore, SqsQueueSpec, SqsQueues};
+use tdev_deployer::DeployerStore;
 use tdev_domain::SystemClock;
 use tdev_domain::agents::Registry;
 use tdev_domain::auth::{AuthConfig, AuthService};
+use tdev_domain::deploy::{
+    DEPLOY_DEAD_LETTER_QUEUE, DEPLOY_MAX_RECEIVES, DEPLOY_QUEUE, DeployConfig, Deployments,
+};
 use tdev_domain::messaging::{
     Bands, Dispatcher, EVENT_DEAD_LETTER_QUEUE, EVENT_QUEUE, MessagingConfig, Messenger,
 };
-use tdev_domain::ports::MessageQueue;
+use tdev_domain::ports::{AgentDeployer, MessageQueue};
 use tdev_domain::runs::{Engine, STEP_DEAD_LETTER_QUEUE, STEP_MAX_RECEIVES, STEP_QUEUE};
 use tdev_domain::workflow::Limits;
-use tdev_embedded::{QueueSpec, SqliteStore};
+use tdev_embedded::{LocalTarget, QueueSpec, SqliteStore};
 use tdev_http::app::{HttpSettings, finish};
 use tdev_http::guard::Mode;
 use tdev_invoke::{Invoker, default_http_client};
 use tdev_orchestrator::OrchestratorStore;
 use tdev_router::RouterStore;
+use tdev_targets::AwsTargets;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -50,26 +55,40 @@ pub struct StackConfig {
 }
 
 /// Every port the local stack uses: the union of every function's.
-pub trait StackStore: RouterStore + OrchestratorStore {}
-impl<T: RouterStore + OrchestratorStore> StackStore for T {}
+pub trait StackStore: RouterStore + OrchestratorStore + DeployerStore {}
+impl<T: RouterStore + OrchestratorStore + DeployerStore> StackStore for T {}
 
-/// The whole system in one process, over one store and one queue.
-pub struct Stack<S, Q> {
+/// The whole system in one process, over one store and one queue; `D` is where agents
+/// are deployed (the local target on the embedded backend, AWS otherwise).
+pub struct Stack<S, Q, D> {
     pub auth: Arc<AuthService<S>>,
     pub engine: Arc<Engine<S, Q, Invoker>>,
     pub dispatcher: Arc<Dispatcher<S, Q, Invoker>>,
+    pub deployments: Arc<Deployments<S, Q, D, Invoker>>,
 }
 
-impl<S: StackStore, Q: MessageQueue + Clone> Stack<S, Q> {
-    pub fn new(store: S, queue: Q, invoker: Invoker, auth: AuthConfig, messaging: MessagingConfig) -> Self {
+/// The stack's parts that differ from the functions' defaults.
+pub struct Parts {
+    pub invoker: Invoker,
+    pub auth: AuthConfig,
+    pub messaging: MessagingConfig,
+    pub deploy: DeployConfig,
+}
+
+impl<S: StackStore, Q: MessageQueue + Clone, D: AgentDeployer> Stack<S, Q, D> {
+    pub fn new(store: S, queue: Q, deployer: D, parts: Parts) -> Self {
+        let Parts { invoker, auth, messaging, deploy } = parts;
         let clock = Arc::new(SystemClock);
         let engine =
             Engine::new(store.clone(), queue.clone(), invoker.clone(), clock.clone(), Limits::default());
+        let deployments =
+            Deployments::new(store.clone(), queue.clone(), deployer, invoker.clone(), clock.clone(), deploy);
         let messenger = Arc::new(Messenger::new(store.clone(), queue, clock.clone(), messaging));
         Self {
             auth: Arc::new(AuthService::new(store, clock, auth)),
             engine: Arc::new(engine),
             dispatcher: Arc::new(Dispatcher::new(messenger, invoker)),
+            deployments: Arc::new(deployments),
         }
     }
 
@@ -90,20 +109,22 @@ impl<S: StackStore, Q: MessageQueue + Clone> Stack<S, Q> {
                 Mode::Authenticate,
             ))
             .merge(tdev_orchestrator::router(self.engine.clone(), self.auth.clone(), Mode::Authenticate))
+            .merge(tdev_deployer::router(self.deployments.clone(), self.auth.clone(), Mode::Authenticate))
             .merge(tdev_http::docs::router(api));
         finish(routes, http)
     }
 
-    /// Step and message consumers, in-process, until `shutdown` turns true.
+    /// Step, message and deploy consumers, in-process, until `shutdown` turns true.
     pub fn spawn_workers(
         &self,
         workers: usize,
         shutdown: watch::Receiver<bool>,
     ) -> tokio::task::JoinHandle<()> {
         let steps = tdev_orchestrator::worker::consume(self.engine.clone(), workers, shutdown.clone());
-        let messages = tdev_router::consumer::consume(self.dispatcher.clone(), workers, shutdown);
+        let messages = tdev_router::consumer::consume(self.dispatcher.clone(), workers, shutdown.clone());
+        let deploys = tdev_deployer::worker::consume(self.deployments.clone(), workers.min(2), shutdown);
         tokio::spawn(async move {
-            futures::future::join(steps, messages).await;
+            futures::future::join3(steps, messages, deploys).await;
         })
     }
 }
@@ -125,9 +146,27 @@ fn message_queues(messaging: &MessagingConfig) -> impl Iterator<Item = (String, 
 /// The step queue, the message queues, and their dead-letter queues, as the embedded
 /// queue declares them.
 pub fn embedded_queues(messaging: &MessagingConfig) -> Vec<QueueSpec> {
-    let mut specs = vec![QueueSpec::with_dead_letter(STEP_QUEUE, STEP_DEAD_LETTER_QUEUE, STEP_MAX_RECEIVES)];
+    let mut specs = vec![
+        QueueSpec::with_dead_letter(STEP_QUEUE, STEP_DEAD_LETTER_QUEUE, STEP_MAX_RECEIVES),
+        QueueSpec::with_dead_letter(DEPLOY_QUEUE, DEPLOY_DEAD_LETTER_QUEUE, DEPLOY_MAX_RECEIVES),
+    ];
     specs.extend(message_queues(messaging).map(|(q, dlq, max)| QueueSpec::with_dead_letter(&q, &dlq, max)));
     specs
+}
+
+/// The same queues as SQS queues, for creating them where no template does (moto).
+pub fn aws_queues(messaging: &MessagingConfig) -> Vec<SqsQueueSpec> {
+    embedded_queues(messaging)
+        .iter()
+        .filter_map(|spec| {
+            let dead_letter = spec.dead_letter.as_ref()?;
+            Some(SqsQueueSpec::with_dead_letter(
+                &spec.name,
+                &dead_letter.queue,
+                dead_letter.max_receive_count,
+            ))
+        })
+        .collect()
 }
 
 /// The messaging settings from the environment, with `bands` unless `TDEV_MESSAGE_BANDS`
@@ -148,8 +187,13 @@ pub async fn serve(listener: TcpListener, config: StackConfig) -> anyhow::Result
                 .with_context(|| format!("opening the database at {}", path.display()))?
                 .with_queues(embedded_queues(&messaging));
             tracing::info!(path = %path.display(), "embedded backend");
-            let invoker = Invoker::new(default_http_client()?, None);
-            let stack = Stack::new(store.clone(), store, invoker, config.auth.clone(), messaging);
+            let parts = Parts {
+                invoker: Invoker::new(default_http_client()?, None),
+                auth: config.auth.clone(),
+                messaging,
+                deploy: tdev_deployer::config_from_env()?,
+            };
+            let stack = Stack::new(store.clone(), store.clone(), LocalTarget::new(store), parts);
             serve_with(listener, stack, &config).await
         }
         Backend::Aws { create_table } => {
@@ -161,32 +205,30 @@ pub async fn serve(listener: TcpListener, config: StackConfig) -> anyhow::Result
             let store = AwsStore::with_table_from_env(&sdk)?;
             let queues = if create_table {
                 store.ensure_table().await.context("creating the table")?;
-                let mut specs = vec![SqsQueueSpec::with_dead_letter(
-                    STEP_QUEUE,
-                    STEP_DEAD_LETTER_QUEUE,
-                    STEP_MAX_RECEIVES,
-                )];
-                specs.extend(
-                    message_queues(&messaging)
-                        .map(|(q, dlq, max)| SqsQueueSpec::with_dead_letter(&q, &dlq, max)),
-                );
-                SqsQueues::ensure(&sdk, store.table(), specs).await.context("creating the queues")?
+                SqsQueues::ensure(&sdk, store.table(), aws_queues(&messaging))
+                    .await
+                    .context("creating the queues")?
             } else {
-                let mut names = vec![STEP_QUEUE, STEP_DEAD_LETTER_QUEUE];
+                let mut names =
+                    vec![STEP_QUEUE, STEP_DEAD_LETTER_QUEUE, DEPLOY_QUEUE, DEPLOY_DEAD_LETTER_QUEUE];
                 names.extend(tdev_router::queue_names(&messaging.bands));
                 SqsQueues::from_env(&sdk, &names)?
             };
             tracing::info!("AWS backend");
-            let invoker = Invoker::new(default_http_client()?, Some(&sdk));
-            serve_with(listener, Stack::new(store, queues, invoker, config.auth.clone(), messaging), &config)
-                .await
+            let parts = Parts {
+                invoker: Invoker::new(default_http_client()?, Some(&sdk)),
+                auth: config.auth.clone(),
+                messaging,
+                deploy: tdev_deployer::config_from_env()?,
+            };
+            serve_with(listener, Stack::new(store, queues, AwsTargets::new(&sdk), parts), &config).await
         }
     }
 }
 
-async fn serve_with<S: StackStore, Q: MessageQueue + Clone>(
+async fn serve_with<S: StackStore, Q: MessageQueue + Clone, D: AgentDeployer>(
     listener: TcpListener,
-    stack: Stack<S, Q>,
+    stack: Stack<S, Q, D>,
     config: &StackConfig,
 ) -> anyhow::Result<()> {
     if let Some(admin) = stack.auth.bootstrap().await.context("bootstrapping")? {

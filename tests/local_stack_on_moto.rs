@@ -6,9 +6,8 @@ mod support;
 use reqwest::Method;
 use serde_json::Value;
 use support::{scenarios, start_on};
-use tdev_aws::{AwsStore, SqsQueueSpec, SqsQueues};
-use tdev_domain::messaging::{Bands, EVENT_DEAD_LETTER_QUEUE, EVENT_QUEUE, MessagingConfig};
-use tdev_domain::runs::{STEP_DEAD_LETTER_QUEUE, STEP_MAX_RECEIVES, STEP_QUEUE};
+use tdev_aws::{AwsStore, SqsQueues};
+use tdev_domain::messaging::{Bands, MessagingConfig};
 
 async fn moto_store() -> AwsStore {
     let endpoint = std::env::var("TDEV_TEST_MOTO_URL").unwrap_or_else(|_| {
@@ -24,6 +23,7 @@ async fn moto_store() -> AwsStore {
         std::env::set_var("AWS_ACCESS_KEY_ID", "testing");
         std::env::set_var("AWS_SECRET_ACCESS_KEY", "testing");
         std::env::set_var("TDEV_TABLE", format!("tdev-stack-{}", now_nanos()));
+        std::env::set_var("TDEV_DEPLOYMENTS_TABLE", format!("tdev-deployments-{}", now_nanos()));
     }
     let store = AwsStore::from_env().await.expect("store");
     store.ensure_table().await.expect("table");
@@ -45,27 +45,159 @@ async fn the_user_scenarios_pass_on_the_aws_backend() {
         envelope_secret: format!("tdev/envelope-key-{}", now_nanos()),
         ..MessagingConfig::default()
     };
-    let mut specs =
-        vec![SqsQueueSpec::with_dead_letter(STEP_QUEUE, STEP_DEAD_LETTER_QUEUE, STEP_MAX_RECEIVES)];
-    for band in messaging.bands.bands() {
-        specs.push(SqsQueueSpec::with_dead_letter(
-            &band.queue,
-            &band.dead_letter_queue,
-            messaging.max_receives + 1,
-        ));
-    }
-    specs.push(SqsQueueSpec::with_dead_letter(
-        EVENT_QUEUE,
-        EVENT_DEAD_LETTER_QUEUE,
-        messaging.max_receives + 1,
-    ));
-    let queues = SqsQueues::ensure(&sdk, store.table(), specs).await.expect("queues");
-    let stack = start_on(store, queues, config, messaging).await;
+    let queues =
+        SqsQueues::ensure(&sdk, store.table(), tdev::stack::aws_queues(&messaging)).await.expect("queues");
+    let stack = start_on(store, queues, tdev_targets::AwsTargets::new(&sdk), config, messaging).await;
     scenarios::quickstart(&stack).await;
     scenarios::hostile_credentials(&stack).await;
     scenarios::revocation(&stack).await;
     scenarios::agent_registry(&stack).await;
+    agentcore_deployments(&stack, &sdk).await;
     let health: Value = stack.request(Method::GET, "/health").send().await.unwrap().json().await.unwrap();
     assert_eq!(health["status"], "ok", "{health}");
     assert_eq!(health["components"][0]["name"], "dynamodb");
+}
+
+async fn wait_for_end(stack: &support::Stack<AwsStore, SqsQueues>, id: &str) -> Value {
+    for _ in 0..600 {
+        let record: Value = stack
+            .request(Method::GET, &format!("/v1/deployments/{id}"))
+            .header("x-api-key", &stack.admin_key)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if ["deployed", "rolled_back", "failed"].contains(&record["status"].as_str().unwrap()) {
+            return record;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("deployment {id} did not end");
+}
+
+/// The AgentCore Runtime target through the whole pipeline on moto: create (version 1),
+/// update (version 2, the endpoint moves), roll back (the endpoint serves 1 again), with
+/// the history and every deployment's events.
+async fn agentcore_deployments(stack: &support::Stack<AwsStore, SqsQueues>, sdk: &aws_config::SdkConfig) {
+    let name = format!("bot_{}", now_nanos() % 1_000_000_000_000);
+    let spec = |tag: &str| {
+        serde_json::json!({
+            "name": name,
+            "agent_role_arn": "arn:aws:iam::123456789012:role/tdev-agent-bot",
+            "target": {
+                "kind": "agentcore-runtime",
+                "artifact": format!("123456789012.dkr.ecr.us-east-1.amazonaws.com/bot:{tag}"),
+                "environment": {"MODE": tag},
+            },
+        })
+    };
+    let deploy = |body: Value| {
+        stack
+            .request(Method::POST, "/v1/deployments")
+            .header("x-api-key", &stack.admin_key)
+            .json(&body)
+            .send()
+    };
+    let first: Value = deploy(spec("1")).await.unwrap().json().await.unwrap();
+    let first = wait_for_end(stack, first["id"].as_str().unwrap()).await;
+    assert_eq!(
+        (first["status"].as_str(), first["version"].as_str()),
+        (Some("deployed"), Some("1")),
+        "{first}"
+    );
+    let second: Value = deploy(spec("2")).await.unwrap().json().await.unwrap();
+    let second = wait_for_end(stack, second["id"].as_str().unwrap()).await;
+    assert_eq!(
+        (second["status"].as_str(), second["version"].as_str(), second["previous_version"].as_str()),
+        (Some("deployed"), Some("2"), Some("1")),
+        "{second}"
+    );
+    let runtimes = tdev_targets::AgentcoreRuntimes::new(sdk);
+    let parsed: tdev_domain::deploy::AgentSpec = serde_json::from_value(spec("2")).unwrap();
+    use tdev_domain::ports::AgentDeployer as _;
+    let serving = |s: Option<tdev_domain::deploy::Snapshot>| s.and_then(|s| s.serving_version);
+    assert_eq!(
+        serving(runtimes.snapshot(&parsed).await.unwrap()).as_deref(),
+        Some("2"),
+        "the endpoint moved"
+    );
+
+    let rollback: Value = stack
+        .request(Method::POST, &format!("/v1/deployments/{}/rollback", second["id"].as_str().unwrap()))
+        .header("x-api-key", &stack.admin_key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let rollback = wait_for_end(stack, rollback["id"].as_str().unwrap()).await;
+    assert_eq!((rollback["status"].as_str(), rollback["version"].as_str()), (Some("rolled_back"), Some("1")));
+    assert_eq!(
+        serving(runtimes.snapshot(&parsed).await.unwrap()).as_deref(),
+        Some("1"),
+        "the endpoint is back"
+    );
+
+    let history: Value = stack
+        .request(Method::GET, &format!("/v1/deployed-agents/{name}/versions"))
+        .header("x-api-key", &stack.admin_key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let versions: Vec<(&str, &str)> = history["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| (v["version"].as_str().unwrap(), v["kind"].as_str().unwrap()))
+        .collect();
+    assert_eq!(versions, [("1", "rollback"), ("2", "deploy"), ("1", "deploy")]);
+    for (record, expected) in [
+        (
+            &first,
+            &[
+                "pending",
+                "validating",
+                "backing_up",
+                "deploying",
+                "preparing",
+                "versioning",
+                "verifying",
+                "deployed",
+            ][..],
+        ),
+        (
+            &second,
+            &[
+                "pending",
+                "validating",
+                "backing_up",
+                "deploying",
+                "preparing",
+                "versioning",
+                "verifying",
+                "deployed",
+            ][..],
+        ),
+        (&rollback, &["pending", "backing_up", "rolling_back", "rolled_back"][..]),
+    ] {
+        let events: Value = stack
+            .request(Method::GET, &format!("/v1/deployments/{}/events", record["id"].as_str().unwrap()))
+            .header("x-api-key", &stack.admin_key)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let statuses: Vec<&str> =
+            events["events"].as_array().unwrap().iter().map(|e| e["status"].as_str().unwrap()).collect();
+        // Polls while the runtime becomes READY add no events; retries would, and there are none.
+        assert_eq!(statuses, expected, "{events}");
+    }
 }

@@ -10,9 +10,10 @@ use reqwest::{Client, Method, RequestBuilder, Response};
 use serde_json::{Value, json};
 use tdev::stack::StackStore;
 use tdev_domain::auth::{AuthConfig, AuthService};
+use tdev_domain::deploy::DeployConfig;
 use tdev_domain::messaging::{Bands, MessagingConfig, Messenger};
 use tdev_domain::ports::AuthStore;
-use tdev_domain::ports::MessageQueue;
+use tdev_domain::ports::{AgentDeployer, MessageQueue};
 use tdev_embedded::SqliteStore;
 use tdev_http::app::HttpSettings;
 use tdev_invoke::{Invoker, default_http_client};
@@ -34,6 +35,11 @@ pub fn test_messaging() -> MessagingConfig {
     MessagingConfig { bands: Bands::single(), ..MessagingConfig::default() }
 }
 
+/// The pipeline's settings in tests: short pauses, so polls and retries do not wait.
+pub fn test_deploy_config() -> DeployConfig {
+    DeployConfig { first_pause: std::time::Duration::from_millis(5), ..DeployConfig::default() }
+}
+
 /// The stack on a fresh in-memory embedded store (and its embedded queue).
 pub async fn start() -> Stack {
     start_messaging(test_messaging()).await
@@ -51,30 +57,38 @@ pub async fn start_messaging(messaging: MessagingConfig) -> Stack {
 pub async fn start_paused(messaging: MessagingConfig) -> (Stack, Box<dyn FnOnce() + Send>) {
     let store =
         SqliteStore::in_memory().expect("store").with_queues(tdev::stack::embedded_queues(&messaging));
-    start_on_paused(store.clone(), store, tdev_conformance::test_auth_config(), messaging).await
+    let target = tdev_embedded::LocalTarget::new(store.clone());
+    start_on_paused(store.clone(), store, target, tdev_conformance::test_auth_config(), messaging).await
 }
 
 /// The stack on `store` (which must hold no API keys yet) and `queue`, with its
 /// workers running, serving on an ephemeral port.
-pub async fn start_on<S: StackStore, Q: MessageQueue + Clone>(
+pub async fn start_on<S: StackStore, Q: MessageQueue + Clone, D: AgentDeployer>(
     store: S,
     queue: Q,
+    deployer: D,
     config: AuthConfig,
     messaging: MessagingConfig,
 ) -> Stack<S, Q> {
-    let (stack, workers) = start_on_paused(store, queue, config, messaging).await;
+    let (stack, workers) = start_on_paused(store, queue, deployer, config, messaging).await;
     workers();
     stack
 }
 
-pub async fn start_on_paused<S: StackStore, Q: MessageQueue + Clone>(
+pub async fn start_on_paused<S: StackStore, Q: MessageQueue + Clone, D: AgentDeployer>(
     store: S,
     queue: Q,
+    deployer: D,
     config: AuthConfig,
     messaging: MessagingConfig,
 ) -> (Stack<S, Q>, Box<dyn FnOnce() + Send>) {
-    let invoker = Invoker::new(default_http_client().expect("http client"), None);
-    let system = tdev::stack::Stack::new(store.clone(), queue, invoker, config.clone(), messaging);
+    let parts = tdev::stack::Parts {
+        invoker: Invoker::new(default_http_client().expect("http client"), None),
+        auth: config.clone(),
+        messaging,
+        deploy: test_deploy_config(),
+    };
+    let system = tdev::stack::Stack::new(store.clone(), queue, deployer, parts);
     let service = system.auth.clone();
     let admin = service.bootstrap().await.expect("bootstrap").expect("a fresh store makes an admin key");
     system.messenger().bootstrap().await.expect("envelope key");

@@ -14,5 +14,6 @@ pub fn whole_api() -> utoipa::openapi::OpenApi {
     let mut api = ApiDoc::openapi();
     api.merge(tdev_router::ApiDoc::openapi());
     api.merge(tdev_orchestrator::ApiDoc::openapi());
+    api.merge(tdev_deployer::ApiDoc::openapi());
     api
 }

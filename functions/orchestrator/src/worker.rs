@@ -21,52 +21,18 @@ where
     Q: MessageQueue,
     I: AgentInvoker,
 {
-    let mut groups: Vec<(String, Vec<aws_lambda_events::sqs::SqsMessage>)> = Vec::new();
-    for record in event.records {
-        let group = record.attributes.get("MessageGroupId").cloned().unwrap_or_default();
-        match groups.iter_mut().find(|(g, _)| *g == group) {
-            Some((_, records)) => records.push(record),
-            None => groups.push((group, vec![record])),
-        }
-    }
-    let per_group = groups.into_iter().map(|(_, records)| async move {
-        let mut failed = Vec::new();
-        for record in records {
-            let id = record.message_id.clone().unwrap_or_default();
-            if !failed.is_empty() || !handle_record(engine, &record).await {
-                failed.push(id);
+    tdev_aws::fifo_batch(event, |delivery| async move {
+        let outcome = engine.process(&delivery).await;
+        let finished = !matches!(outcome, Outcome::RetryAfter(_));
+        match engine.settle(&delivery, outcome).await {
+            Ok(()) => finished,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not settle a task; it will come back");
+                false
             }
         }
-        failed
-    });
-    let failed: Vec<String> = futures::future::join_all(per_group).await.into_iter().flatten().collect();
-    tdev_aws::batch_failures(failed)
-}
-
-/// True when the record is finished with (done or dead-lettered); false to retry it.
-async fn handle_record<S, Q, I>(engine: &Engine<S, Q, I>, record: &aws_lambda_events::sqs::SqsMessage) -> bool
-where
-    S: RunStore + WorkflowStore + AgentStore,
-    Q: MessageQueue,
-    I: AgentInvoker,
-{
-    let delivery = match tdev_aws::delivery_from_event(record) {
-        Ok(delivery) => delivery,
-        Err(e) => {
-            // Unreadable: leave it to the queue's redrive policy, which dead-letters it.
-            tracing::error!(error = %e, "unreadable SQS record");
-            return false;
-        }
-    };
-    let outcome = engine.process(&delivery).await;
-    let finished = !matches!(outcome, Outcome::RetryAfter(_));
-    match engine.settle(&delivery, outcome).await {
-        Ok(()) => finished,
-        Err(e) => {
-            tracing::warn!(error = %e, "could not settle a task; it will come back");
-            false
-        }
-    }
+    })
+    .await
 }
 
 /// Runs `workers` consumers of the step queue until `shutdown` turns true.

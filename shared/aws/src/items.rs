@@ -14,10 +14,15 @@ pub(crate) const GSI: &str = "gsi1";
 impl AwsStore {
     /// The item at `pk`/`sk`, read strongly consistently (a write is seen by the next read).
     pub(crate) async fn get(&self, pk: String, sk: &str) -> Result<Option<Item>, StoreError> {
+        self.get_in(&self.table, pk, sk).await
+    }
+
+    /// [`Self::get`] in `table`.
+    pub(crate) async fn get_in(&self, table: &str, pk: String, sk: &str) -> Result<Option<Item>, StoreError> {
         let output = self
             .dynamodb
             .get_item()
-            .table_name(&self.table)
+            .table_name(table)
             .key("pk", s(pk))
             .key("sk", s(sk))
             .consistent_read(true)
@@ -34,12 +39,19 @@ impl AwsStore {
         condition: &str,
         values: &[(&str, AttributeValue)],
     ) -> Result<bool, StoreError> {
-        let mut request = self
-            .dynamodb
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .condition_expression(condition);
+        self.put_if_in(&self.table, item, condition, values).await
+    }
+
+    /// [`Self::put_if`] in `table`.
+    pub(crate) async fn put_if_in(
+        &self,
+        table: &str,
+        item: Item,
+        condition: &str,
+        values: &[(&str, AttributeValue)],
+    ) -> Result<bool, StoreError> {
+        let mut request =
+            self.dynamodb.put_item().table_name(table).set_item(Some(item)).condition_expression(condition);
         for (name, value) in values {
             request = request.expression_attribute_values(*name, value.clone());
         }

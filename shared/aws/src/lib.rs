@@ -1,5 +1,6 @@
-//! The AWS backend: every record in one DynamoDB table, secrets in Secrets Manager. [`AwsStore`] implements every port of `tdev_domain::ports` and passes
-//! the same conformance suite as the embedded backend.
+//! The AWS backend: every record in one DynamoDB table (deployments optionally in a table of
+//! their own), secrets in Secrets Manager. [`AwsStore`] implements every port of
+//! `tdev_domain::ports` and passes the same conformance suite as the embedded backend.
 //!
 //! # DynamoDB single-table schema
 //!
@@ -88,6 +89,37 @@
 //!   (UTC): each day costs a Query. One partition per day caps appends at DynamoDB's
 //!   per-partition write rate (1,000 write units a second).
 //!
+//! # Deployments table
+//!
+//! Deployments, their audit trail, backups and locks live in a table of their own
+//! ([`AwsStore::deployments_table`], `TDEV_DEPLOYMENTS_TABLE`, with its own retention),
+//! with the same key schema and index (no TTL: nothing there expires). Without one they
+//! share the main table; their key prefixes are apart from everything else's.
+//!
+//! **Deployment**: `pk = "DEPLOY#<id>"`, `sk = "DEPLOY"`, `gsi1pk = "DEPLOYS#<agent>"`,
+//! `gsi1sk = "<created_at, 20-digit ns>#<id>"`, `agent`, `status`, `revision` (N), `doc`
+//! (the deployment as JSON). **Event**: `pk = "DEPLOY#<id>"`, `sk = "EVENT#<seq, 20
+//! digits>"`, `doc`. **Backup**: `pk = "DEPLOY#<id>"`, `sk = "BACKUP"`, `doc`. **Lock**:
+//! `pk = "LOCK#<agent>"`, `sk = "LOCK"`, `holder` (the deployment id), `until_ns` (N).
+//!
+//! - create: one TransactWriteItems: Put the deployment and Put its event, each if
+//!   `attribute_not_exists(pk)`, and with `lock_until` Put the lock if
+//!   `attribute_not_exists(pk) OR until_ns < :now OR holder = :id` (a lock is held
+//!   through its last instant). A cancelled transaction is `Conflict`.
+//! - transition: TransactWriteItems: Put the deployment if `revision = :previous` (a
+//!   missing deployment fails it too: `Conflict`), Put the event if
+//!   `attribute_not_exists(pk)`.
+//! - get: consistent GetItem. events: consistent Query `pk = DEPLOY#<id> AND
+//!   begins_with(sk, "EVENT#")`, so by `seq`.
+//! - list by agent: Query `gsi1` on `DEPLOYS#<agent>` newest first, the status as a
+//!   FilterExpression, page after page until `limit` (0: no limit) match; eventually
+//!   consistent, like every GSI read. Every agent's: a consistent Scan filtered on
+//!   `sk = DEPLOY` (and the status), sorted newest first in memory, then limited:
+//!   deployments are few (a handful a day), so a Scan is cheap.
+//! - backup: PutItem if `attribute_not_exists(pk)`; lost is `Conflict`.
+//! - renew: UpdateItem `SET until_ns` if `holder = :holder`; lost is `Conflict`.
+//!   release: DeleteItem if `holder = :holder`; lost is fine.
+//!
 //! # Secrets Manager
 //!
 //! A secret's `AWSCURRENT` and `AWSPREVIOUS` stages are the current and previous
@@ -100,6 +132,7 @@ mod agents;
 mod api_keys;
 mod attrs;
 mod dead_letters;
+mod deployments;
 mod events;
 mod idempotency;
 mod items;
@@ -112,7 +145,7 @@ mod table;
 
 pub use queue::{
     PRIORITY_ATTRIBUTE, SqsDeadLetterSpec, SqsQueue, SqsQueueSpec, SqsQueues, batch_failures,
-    delivery_from_event, sqs_dedup_id,
+    delivery_from_event, fifo_batch, sqs_dedup_id,
 };
 
 use aws_config::{BehaviorVersion, SdkConfig};
@@ -127,6 +160,7 @@ pub struct AwsStore {
     dynamodb: aws_sdk_dynamodb::Client,
     secrets: aws_sdk_secretsmanager::Client,
     table: String,
+    deployments_table: String,
 }
 
 impl AwsStore {
@@ -138,16 +172,23 @@ impl AwsStore {
         Self::with_table_from_env(&config)
     }
 
-    /// The store on `config`, with the table named by `TDEV_TABLE`.
+    /// The store on `config`, with the table named by `TDEV_TABLE` and the deployments
+    /// table named by `TDEV_DEPLOYMENTS_TABLE` (the main table when unset or empty).
     pub fn with_table_from_env(config: &SdkConfig) -> Result<Self, StoreError> {
         let table = std::env::var("TDEV_TABLE").map_err(|_| {
             StoreError::unavailable(std::io::Error::other("TDEV_TABLE is not set: name the DynamoDB table"))
         })?;
-        Ok(Self::new(config, table))
+        let store = Self::new(config, table);
+        Ok(match std::env::var("TDEV_DEPLOYMENTS_TABLE") {
+            Ok(deployments) if !deployments.is_empty() => store.with_deployments_table(deployments),
+            _ => store,
+        })
     }
 
-    /// Builds both clients from `config`; `table` is the DynamoDB table's name.
+    /// Builds both clients from `config`; `table` is the DynamoDB table's name, which
+    /// also holds the deployments until [`Self::with_deployments_table`] says otherwise.
     pub fn new(config: &SdkConfig, table: impl Into<String>) -> Self {
+        let table = table.into();
         // The SDK's clients panic on a config without a behavior version; take the latest,
         // as `aws_config::load_defaults(BehaviorVersion::latest())` would.
         let with_version;
@@ -160,13 +201,26 @@ impl AwsStore {
         Self {
             dynamodb: aws_sdk_dynamodb::Client::new(config),
             secrets: aws_sdk_secretsmanager::Client::new(config),
-            table: table.into(),
+            deployments_table: table.clone(),
+            table,
         }
+    }
+
+    /// Keeps the deployments, their events, backups and locks in the table `name` (same
+    /// key schema), apart from everything else.
+    pub fn with_deployments_table(mut self, name: impl Into<String>) -> Self {
+        self.deployments_table = name.into();
+        self
     }
 
     /// The DynamoDB table's name.
     pub fn table(&self) -> &str {
         &self.table
+    }
+
+    /// The DynamoDB table the deployments are kept in (the main table unless set apart).
+    pub fn deployments_table(&self) -> &str {
+        &self.deployments_table
     }
 }
 
@@ -226,5 +280,13 @@ mod tests {
     fn a_config_without_a_behavior_version_does_not_panic() {
         let store = AwsStore::new(&SdkConfig::builder().build(), "t");
         assert_eq!(store.table(), "t");
+    }
+
+    #[test]
+    fn deployments_share_the_main_table_unless_set_apart() {
+        let store = AwsStore::new(&SdkConfig::builder().build(), "main");
+        assert_eq!(store.deployments_table(), "main");
+        let apart = store.with_deployments_table("deployments");
+        assert_eq!((apart.table(), apart.deployments_table()), ("main", "deployments"));
     }
 }

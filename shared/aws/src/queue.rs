@@ -584,6 +584,48 @@ pub fn delivery_from_event(record: &aws_lambda_events::sqs::SqsMessage) -> Resul
     delivery(message, None)
 }
 
+/// Handles a Lambda SQS batch from a FIFO queue: groups in parallel, each group's records
+/// in order. `handle` says whether a record is finished with; once one of a group is not,
+/// the group's later records are not processed and are reported too, so order holds. An
+/// unreadable record is left to the queue's redrive policy, which dead-letters it.
+pub async fn fifo_batch<F, Fut>(
+    event: aws_lambda_events::sqs::SqsEvent,
+    handle: F,
+) -> aws_lambda_events::sqs::SqsBatchResponse
+where
+    F: Fn(Delivery) -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let mut groups: Vec<(String, Vec<aws_lambda_events::sqs::SqsMessage>)> = Vec::new();
+    for record in event.records {
+        let group = record.attributes.get("MessageGroupId").cloned().unwrap_or_default();
+        match groups.iter_mut().find(|(g, _)| *g == group) {
+            Some((_, records)) => records.push(record),
+            None => groups.push((group, vec![record])),
+        }
+    }
+    let handle = &handle;
+    let per_group = groups.into_iter().map(|(_, records)| async move {
+        let mut failed = Vec::new();
+        for record in records {
+            let id = record.message_id.clone().unwrap_or_default();
+            let finished = failed.is_empty()
+                && match delivery_from_event(&record) {
+                    Ok(delivery) => handle(delivery).await,
+                    Err(e) => {
+                        tracing::error!(error = %e, "unreadable SQS record");
+                        false
+                    }
+                };
+            if !finished {
+                failed.push(id);
+            }
+        }
+        failed
+    });
+    batch_failures(futures::future::join_all(per_group).await.into_iter().flatten())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

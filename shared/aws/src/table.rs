@@ -25,14 +25,23 @@ pub(crate) enum Status {
 
 impl AwsStore {
     /// Creates the table if it does not exist (schema in the crate docs), waits until it
-    /// and its index are ACTIVE, and turns on TTL. Safe to call again, and from several
-    /// processes at once. Production tables come from the SAM template instead.
+    /// and its index are ACTIVE, and turns on TTL; likewise the deployments table (no TTL)
+    /// when it is a table of its own. Safe to call again, and from several processes at
+    /// once. Production tables come from the SAM template instead.
     pub async fn ensure_table(&self) -> Result<(), StoreError> {
-        if self.describe_table().await?.is_none() {
-            self.create_table().await?;
+        self.ensure_table_named(&self.table).await?;
+        self.ensure_ttl().await?;
+        if self.deployments_table != self.table {
+            self.ensure_table_named(&self.deployments_table).await?;
         }
-        self.wait_until_active().await?;
-        self.ensure_ttl().await
+        Ok(())
+    }
+
+    async fn ensure_table_named(&self, table: &str) -> Result<(), StoreError> {
+        if self.describe_table(table).await?.is_none() {
+            self.create_table(table).await?;
+        }
+        self.wait_until_active(table).await
     }
 
     /// `Err` holds a description of the failure, for the health report.
@@ -48,15 +57,15 @@ impl AwsStore {
     }
 
     /// `None` if there is no such table.
-    async fn describe_table(&self) -> Result<Option<TableDescription>, StoreError> {
-        match self.dynamodb.describe_table().table_name(&self.table).send().await {
+    async fn describe_table(&self, table: &str) -> Result<Option<TableDescription>, StoreError> {
+        match self.dynamodb.describe_table().table_name(table).send().await {
             Ok(output) => Ok(output.table),
             Err(e) if e.as_service_error().is_some_and(|e| e.is_resource_not_found_exception()) => Ok(None),
             Err(e) => Err(StoreError::unavailable(e)),
         }
     }
 
-    async fn create_table(&self) -> Result<(), StoreError> {
+    async fn create_table(&self, table: &str) -> Result<(), StoreError> {
         // The builders fail only on a missing required field, i.e. a bug here.
         let string_attr = |name: &str| {
             AttributeDefinition::builder()
@@ -82,7 +91,7 @@ impl AwsStore {
         let result = self
             .dynamodb
             .create_table()
-            .table_name(&self.table)
+            .table_name(table)
             .billing_mode(BillingMode::PayPerRequest)
             .attribute_definitions(string_attr("pk")?)
             .attribute_definitions(string_attr("sk")?)
@@ -95,7 +104,7 @@ impl AwsStore {
             .await;
         match result {
             Ok(_) => {
-                tracing::info!(table = %self.table, "created the DynamoDB table");
+                tracing::info!(table, "created the DynamoDB table");
                 Ok(())
             }
             // Someone else created it since we looked: waiting for ACTIVE covers us both.
@@ -104,12 +113,12 @@ impl AwsStore {
         }
     }
 
-    async fn wait_until_active(&self) -> Result<(), StoreError> {
+    async fn wait_until_active(&self, table_name: &str) -> Result<(), StoreError> {
         let started = Instant::now();
         let mut pause = Duration::from_millis(100);
         loop {
             // A table just created may not be visible yet, so "no table" means wait too.
-            let table = self.describe_table().await?;
+            let table = self.describe_table(table_name).await?;
             let status = table.as_ref().and_then(|t| t.table_status());
             let indexes_active = table.as_ref().is_some_and(|t| {
                 t.global_secondary_indexes()
@@ -123,7 +132,7 @@ impl AwsStore {
                 let status = status.map_or("absent", |s| s.as_str());
                 return Err(StoreError::unavailable(std::io::Error::new(
                     std::io::ErrorKind::TimedOut,
-                    format!("table {} is still {status} after {ACTIVE_TIMEOUT:?}", self.table),
+                    format!("table {table_name} is still {status} after {ACTIVE_TIMEOUT:?}"),
                 )));
             }
             tokio::time::sleep(pause).await;

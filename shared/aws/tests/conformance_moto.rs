@@ -38,3 +38,20 @@ async fn messaging_stores_conform_on_moto() {
     store.ensure_table().await.unwrap();
     tdev_conformance::messaging::run_all(&store).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn deployment_store_conforms_on_moto_in_its_own_table() {
+    let store = AwsStore::new(&moto_config(), unique("main")).with_deployments_table(unique("deployments"));
+    assert_ne!(store.deployments_table(), store.table());
+    store.ensure_table().await.unwrap();
+    store.ensure_table().await.unwrap();
+    tdev_conformance::deployments::run_all(&store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn deployment_store_conforms_on_moto_in_the_main_table() {
+    let store = AwsStore::new(&moto_config(), unique("shared"));
+    assert_eq!(store.deployments_table(), store.table());
+    store.ensure_table().await.unwrap();
+    tdev_conformance::deployments::run_all(&store).await;
+}

@@ -10,6 +10,7 @@ use tdev_domain::auth::{ApiKey, AuthConfig, NewApiKeyRequest, RateLimit, Scope, 
 use tdev_domain::ports::{AgentStore, ApiKeyStore, HealthCheck, RateLimitStore, SecretStore, StoreError};
 
 pub mod agents;
+pub mod deployments;
 pub mod engine;
 pub mod messaging;
 pub mod queue;

@@ -6,6 +6,7 @@
 pub mod agents;
 pub mod auth;
 pub mod clock;
+pub mod deploy;
 pub mod events;
 pub mod health;
 pub mod messaging;

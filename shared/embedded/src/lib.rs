@@ -9,14 +9,17 @@ mod agent_load;
 mod agents;
 mod api_keys;
 mod dead_letters;
+mod deployments;
 mod events;
 mod idempotency;
+mod local_target;
 mod queue;
 mod rate_limits;
 mod runs;
 mod secrets;
 mod subscriptions;
 
+pub use local_target::LocalTarget;
 pub use queue::QueueSpec;
 
 use std::collections::HashMap;
@@ -157,6 +160,46 @@ CREATE TABLE IF NOT EXISTS events (
     doc TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS events_by_time ON events (at_ns, id);
+CREATE TABLE IF NOT EXISTS deployments (
+    id TEXT PRIMARY KEY,
+    agent TEXT NOT NULL,
+    status TEXT NOT NULL,
+    created_ns INTEGER NOT NULL,
+    revision INTEGER NOT NULL,
+    doc TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS deployments_by_age ON deployments (created_ns, id);
+CREATE INDEX IF NOT EXISTS deployments_by_agent ON deployments (agent, created_ns, id);
+-- The audit trail: append-only, one row per change, in `seq` order.
+CREATE TABLE IF NOT EXISTS deployment_events (
+    deployment_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    doc TEXT NOT NULL,
+    PRIMARY KEY (deployment_id, seq)
+);
+CREATE TABLE IF NOT EXISTS deployment_backups (
+    deployment_id TEXT PRIMARY KEY,
+    doc TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS deployment_locks (
+    agent TEXT PRIMARY KEY,
+    holder TEXT NOT NULL,
+    until_ns INTEGER NOT NULL
+);
+-- The local deploy target: each agent's draft and alias, and its immutable versions.
+CREATE TABLE IF NOT EXISTS local_agents (
+    name TEXT PRIMARY KEY,
+    draft TEXT NOT NULL,
+    draft_revision INTEGER NOT NULL,
+    alias INTEGER
+);
+CREATE TABLE IF NOT EXISTS local_agent_versions (
+    name TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    spec TEXT NOT NULL,
+    draft_revision INTEGER NOT NULL,
+    PRIMARY KEY (name, version)
+);
 "#;
 
 #[derive(Clone)]

@@ -49,3 +49,17 @@ async fn messaging_stores_conform_on_a_file() {
     drop(store);
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn deployment_store_conforms() {
+    tdev_conformance::deployments::run_all(&SqliteStore::in_memory().unwrap()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn deployment_store_conforms_on_a_file() {
+    let dir = std::env::temp_dir().join(format!("tdev-deployments-{}", uuid_like()));
+    let store = SqliteStore::open(&dir.join("tdev.db")).unwrap();
+    tdev_conformance::deployments::run_all(&store).await;
+    drop(store);
+    std::fs::remove_dir_all(dir).unwrap();
+}

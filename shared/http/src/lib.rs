@@ -7,6 +7,7 @@
 pub mod app;
 pub mod config;
 pub mod docs;
+pub mod document;
 pub mod guard;
 pub mod json;
 pub mod metrics;

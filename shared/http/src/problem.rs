@@ -5,6 +5,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use tdev_domain::agents::RegistryError;
 use tdev_domain::auth::AuthError;
+use tdev_domain::deploy::DeployRequestError;
 use tdev_domain::messaging::MessagingError;
 use tdev_domain::ports::StoreError;
 use tdev_domain::runs::EngineError;
@@ -27,6 +28,9 @@ pub struct Problem {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     #[schema(value_type = Vec<Object>)]
     pub errors: Vec<FieldError>,
+    /// The record this occurrence left behind, e.g. the failed deployment of a rejected spec.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub instance: Option<String>,
 }
 
 /// Everything a handler can fail with. Handlers return `Result<_, ApiError>`.
@@ -36,6 +40,11 @@ pub enum ApiError {
     MalformedJson(String),
     /// The body is JSON but not the right shape, or fails validation (422).
     Validation(ValidationErrors),
+    /// A validation failure that left a record behind (422, with `instance`).
+    Rejected {
+        errors: ValidationErrors,
+        instance: String,
+    },
     Unauthenticated {
         code: String,
         detail: String,
@@ -62,7 +71,9 @@ impl ApiError {
         use ApiError::*;
         match self {
             MalformedJson(_) => (StatusCode::BAD_REQUEST, "malformed-json", "Malformed JSON"),
-            Validation(_) => (StatusCode::UNPROCESSABLE_ENTITY, "validation", "Invalid request"),
+            Validation(_) | Rejected { .. } => {
+                (StatusCode::UNPROCESSABLE_ENTITY, "validation", "Invalid request")
+            }
             Unauthenticated { .. } => (StatusCode::UNAUTHORIZED, "unauthenticated", "Not authenticated"),
             Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden", "Forbidden"),
             NotFound(_) => (StatusCode::NOT_FOUND, "not-found", "Not found"),
@@ -88,7 +99,9 @@ impl ApiError {
             | ApiError::NotFound(d)
             | ApiError::Conflict(d) => d.clone(),
             ApiError::Unauthenticated { detail, .. } => detail.clone(),
-            ApiError::Validation(e) => format!("{} invalid field(s): {e}", e.errors().len()),
+            ApiError::Validation(e) | ApiError::Rejected { errors: e, .. } => {
+                format!("{} invalid field(s): {e}", e.errors().len())
+            }
             ApiError::MethodNotAllowed => "this path does not accept that method".into(),
             ApiError::PayloadTooLarge { limit } => format!("the body exceeds the limit of {limit} bytes"),
             ApiError::UnsupportedMediaType => "send the body as application/json".into(),
@@ -99,7 +112,7 @@ impl ApiError {
             ApiError::Internal(_) => "an unexpected error occurred; it has been logged".into(),
         };
         let errors = match self {
-            ApiError::Validation(e) => e.errors().to_vec(),
+            ApiError::Validation(e) | ApiError::Rejected { errors: e, .. } => e.errors().to_vec(),
             ApiError::MalformedJson(d) => vec![FieldError { path: "$".into(), message: d.clone() }],
             _ => Vec::new(),
         };
@@ -109,6 +122,10 @@ impl ApiError {
             status: status.as_u16(),
             detail,
             errors,
+            instance: match self {
+                ApiError::Rejected { instance, .. } => Some(instance.clone()),
+                _ => None,
+            },
         }
     }
 }
@@ -257,6 +274,25 @@ impl From<AuthError> for ApiError {
             AuthError::KeyNotFound => ApiError::NotFound("no such API key".into()),
             AuthError::Misconfigured(detail) => ApiError::Internal(detail),
             AuthError::Store(error) => error.into(),
+        }
+    }
+}
+
+impl From<DeployRequestError> for ApiError {
+    fn from(error: DeployRequestError) -> Self {
+        match error {
+            DeployRequestError::Invalid { errors, deployment: Some(id) } => {
+                ApiError::Rejected { errors, instance: format!("/v1/deployments/{id}") }
+            }
+            DeployRequestError::Invalid { errors, deployment: None } => ApiError::Validation(errors),
+            DeployRequestError::Busy { .. } | DeployRequestError::KeyReused(_) => {
+                ApiError::Conflict(error.to_string())
+            }
+            DeployRequestError::NotFound(_) => ApiError::NotFound(error.to_string()),
+            DeployRequestError::NothingToRollBack(detail) => {
+                ApiError::Validation(ValidationErrors::single("$.to_version", detail))
+            }
+            DeployRequestError::Store(error) => error.into(),
         }
     }
 }

@@ -1,4 +1,7 @@
 //! The Lambda authorizer in front of every `/v1` route of the HTTP API.
+// The layout of `main`'s future (lambda_runtime's service stack over the store's futures)
+// goes past the default query depth when the bin is built for `cargo test`.
+#![recursion_limit = "256"]
 
 use std::sync::Arc;
 

@@ -1,6 +1,5 @@
 //! The orchestrator's HTTP routes.
 
-mod document;
 mod runs;
 mod workflows;
 

@@ -14,8 +14,8 @@ use tdev_domain::workflow::{Limits, ValidationReport};
 use tdev_http::{ApiError, Caller, Problem};
 use utoipa::ToSchema;
 
-use super::document::WorkflowDocument;
 use super::{OrchestratorStore, Shared};
+use tdev_http::document::Document;
 
 /// A stored version of a workflow.
 #[derive(Debug, Serialize, ToSchema)]
@@ -60,7 +60,7 @@ impl From<StoredWorkflow> for WorkflowVersion {
 )]
 pub async fn validate(
     caller: Caller,
-    document: Result<WorkflowDocument, ApiError>,
+    document: Result<Document, ApiError>,
 ) -> Result<Json<ValidationReport>, ApiError> {
     caller.require(Scope::Read)?;
     let document = document?;
@@ -85,7 +85,7 @@ pub async fn validate(
 pub async fn create<S: OrchestratorStore, Q: MessageQueue, I: AgentInvoker>(
     State(engine): State<Shared<S, Q, I>>,
     caller: Caller,
-    document: Result<WorkflowDocument, ApiError>,
+    document: Result<Document, ApiError>,
 ) -> Result<impl IntoResponse, ApiError> {
     caller.require(Scope::WorkflowsRun)?;
     let document = document?;

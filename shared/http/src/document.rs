@@ -1,18 +1,19 @@
-//! A workflow document in the request body: JSON or YAML, by its content type.
+//! A document in the request body (a workflow, an agent spec): JSON or YAML, by its
+//! content type.
 
+use crate::ApiError;
+use crate::json::BodyLimit;
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
 use axum::http::{StatusCode, header};
 use tdev_domain::workflow::Format;
-use tdev_http::ApiError;
-use tdev_http::json::BodyLimit;
 
-pub struct WorkflowDocument {
+pub struct Document {
     pub text: String,
     pub format: Format,
 }
 
-impl<S: Send + Sync> FromRequest<S> for WorkflowDocument {
+impl<S: Send + Sync> FromRequest<S> for Document {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {

@@ -1,0 +1,290 @@
+//! The deployer's HTTP routes.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use tdev_domain::auth::{AuthService, Scope};
+use tdev_domain::deploy::{
+    Deployment, DeploymentEvent, DeploymentFilter, DeploymentStatus, Deployments, RollbackReason, Submitted,
+    VersionEntry,
+};
+use tdev_domain::ports::{AgentDeployer, AgentInvoker, AgentStore, AuthStore, DeploymentStore, MessageQueue};
+use tdev_domain::validation::{FieldError, ValidationErrors};
+use tdev_http::document::Document;
+use tdev_http::guard::{self, Mode};
+use tdev_http::{ApiError, ApiJson, Caller, Problem};
+use utoipa::{IntoParams, OpenApi, ToSchema};
+
+/// Every store port the deployer uses.
+pub trait DeployerStore: AuthStore + DeploymentStore + AgentStore + Clone {}
+impl<T: AuthStore + DeploymentStore + AgentStore + Clone> DeployerStore for T {}
+
+type Shared<S, Q, D, I> = Arc<Deployments<S, Q, D, I>>;
+
+/// The guarded `/v1` deployment routes, not yet finished.
+pub fn router<S, Q, D, I>(deployments: Shared<S, Q, D, I>, auth: Arc<AuthService<S>>, mode: Mode) -> Router
+where
+    S: DeployerStore,
+    Q: MessageQueue,
+    D: AgentDeployer,
+    I: AgentInvoker,
+{
+    let routes = Router::new()
+        .route("/v1/deployments", post(create::<S, Q, D, I>).get(list::<S, Q, D, I>))
+        .route("/v1/deployments:validate", post(validate::<S, Q, D, I>))
+        .route("/v1/deployments/{id}", get(one::<S, Q, D, I>))
+        .route("/v1/deployments/{id}/events", get(events::<S, Q, D, I>))
+        .route("/v1/deployments/{id}/rollback", post(rollback::<S, Q, D, I>))
+        .route("/v1/deployed-agents/{agent}/versions", get(history::<S, Q, D, I>))
+        .with_state(deployments);
+    guard::layer(routes, auth, mode)
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    paths(create, validate, list, one, events, rollback, history),
+    components(schemas(tdev_domain::deploy::AgentSpec)),
+    tags((name = "deployments", description = "Agent deployments to Amazon Bedrock: ship, watch, roll back"))
+)]
+pub struct ApiDoc;
+
+/// The idempotency key of a request, if it has one.
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    match headers.get("idempotency-key") {
+        None => Ok(None),
+        Some(value) => match value.to_str() {
+            Ok(key) if !key.is_empty() && key.len() <= 255 => Ok(Some(key.to_owned())),
+            _ => Err(ValidationErrors::single("Idempotency-Key", "1 to 255 visible ASCII characters").into()),
+        },
+    }
+}
+
+fn submitted(document: Document) -> Result<Submitted, ApiError> {
+    Submitted::parse(&document.text).map_err(|e| ApiError::MalformedJson(e.0.to_string()))
+}
+
+fn accepted(deployment: Deployment) -> impl IntoResponse {
+    let location = format!("/v1/deployments/{}", deployment.id);
+    (StatusCode::ACCEPTED, [(header::LOCATION, location)], Json(deployment))
+}
+
+#[utoipa::path(
+    post, path = "/v1/deployments", tag = "deployments",
+    description = "Deploys an agent spec (JSON, or YAML with a YAML content type). The spec is \
+        checked at once; a valid one is queued and the answer is 202 with the deployment to \
+        follow. A rejected spec is a 422 whose `instance` is the failed deployment record, \
+        with its events. With an `Idempotency-Key`, the same request again answers with the \
+        same deployment. At most one deployment of an agent runs at a time: another is a 409.",
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retried request harmless")),
+    request_body(content = tdev_domain::deploy::AgentSpec, content_type = "application/json"),
+    responses(
+        (status = 202, description = "Queued: follow it at the Location", body = Deployment),
+        (status = 403, description = "Needs the deployments:write scope", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "A deployment of this agent is in progress, or the key was used for another request", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "The spec is invalid: every bad field with its path", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("api_key" = []), ("bearer" = []))
+)]
+pub async fn create<S: DeployerStore, Q: MessageQueue, D: AgentDeployer, I: AgentInvoker>(
+    State(deployments): State<Shared<S, Q, D, I>>,
+    caller: Caller,
+    headers: HeaderMap,
+    document: Result<Document, ApiError>,
+) -> Result<impl IntoResponse, ApiError> {
+    let principal = caller.require(Scope::DeploymentsWrite)?;
+    let key = idempotency_key(&headers)?;
+    let submitted = submitted(document?)?;
+    let deployment = deployments.deploy(submitted, principal.key_id.as_str(), key.as_deref()).await?;
+    tracing::info!(deployment = %deployment.id, agent = %deployment.agent, "deployment queued");
+    Ok(accepted(deployment))
+}
+
+/// What checking a spec found.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SpecReport {
+    pub valid: bool,
+    /// The agent definition's size as the limit counts it (compact JSON).
+    pub size_bytes: usize,
+    pub max_bytes: usize,
+    #[schema(value_type = Vec<Object>)]
+    pub errors: Vec<FieldError>,
+}
+
+#[utoipa::path(
+    post, path = "/v1/deployments:validate", tag = "deployments",
+    description = "Checks an agent spec as a deployment would, and records nothing.",
+    request_body(content = tdev_domain::deploy::AgentSpec, content_type = "application/json"),
+    responses((status = 200, description = "The report", body = SpecReport)),
+    security(("api_key" = []), ("bearer" = []))
+)]
+pub async fn validate<S: DeployerStore, Q: MessageQueue, D: AgentDeployer, I: AgentInvoker>(
+    State(deployments): State<Shared<S, Q, D, I>>,
+    caller: Caller,
+    document: Result<Document, ApiError>,
+) -> Result<Json<SpecReport>, ApiError> {
+    caller.require(Scope::Read)?;
+    let submitted = submitted(document?)?;
+    let errors = deployments.check(&submitted).err().map(|e| e.errors().to_vec()).unwrap_or_default();
+    Ok(Json(SpecReport {
+        valid: errors.is_empty(),
+        size_bytes: submitted.size(),
+        max_bytes: deployments.config().limits.max_bytes,
+        errors,
+    }))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    /// Only this agent's deployments.
+    pub agent: Option<String>,
+    /// Only deployments in this status.
+    pub status: Option<DeploymentStatus>,
+    /// At most this many (default 50, at most 500).
+    pub limit: Option<usize>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeploymentList {
+    pub deployments: Vec<Deployment>,
+}
+
+#[utoipa::path(
+    get, path = "/v1/deployments", tag = "deployments",
+    params(ListQuery),
+    responses((status = 200, description = "Deployments, newest first", body = DeploymentList)),
+    security(("api_key" = []), ("bearer" = []))
+)]
+pub async fn list<S: DeployerStore, Q: MessageQueue, D: AgentDeployer, I: AgentInvoker>(
+    State(deployments): State<Shared<S, Q, D, I>>,
+    caller: Caller,
+    Query(query): Query<ListQuery>,
+) -> Result<Json<DeploymentList>, ApiError> {
+    caller.require(Scope::Read)?;
+    let limit = query.limit.unwrap_or(50);
+    if !(1..=500).contains(&limit) {
+        return Err(ValidationErrors::single("$.limit", "1 to 500").into());
+    }
+    let filter = DeploymentFilter { agent: query.agent, status: query.status, limit };
+    Ok(Json(DeploymentList { deployments: deployments.list(&filter).await? }))
+}
+
+#[utoipa::path(
+    get, path = "/v1/deployments/{id}", tag = "deployments",
+    params(("id" = String, Path, description = "The deployment's id")),
+    responses(
+        (status = 200, description = "The deployment", body = Deployment),
+        (status = 404, description = "No such deployment", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("api_key" = []), ("bearer" = []))
+)]
+pub async fn one<S: DeployerStore, Q: MessageQueue, D: AgentDeployer, I: AgentInvoker>(
+    State(deployments): State<Shared<S, Q, D, I>>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Deployment>, ApiError> {
+    caller.require(Scope::Read)?;
+    let deployment = deployments.get(&id).await?.ok_or_else(|| not_found(&id))?;
+    Ok(Json(deployment))
+}
+
+fn not_found(id: &str) -> ApiError {
+    ApiError::NotFound(format!("no deployment {id:?}"))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EventList {
+    pub events: Vec<DeploymentEvent>,
+}
+
+#[utoipa::path(
+    get, path = "/v1/deployments/{id}/events", tag = "deployments",
+    description = "The deployment's audit trail: every transition with its time and detail, in order.",
+    params(("id" = String, Path, description = "The deployment's id")),
+    responses(
+        (status = 200, description = "Its events, oldest first", body = EventList),
+        (status = 404, description = "No such deployment", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("api_key" = []), ("bearer" = []))
+)]
+pub async fn events<S: DeployerStore, Q: MessageQueue, D: AgentDeployer, I: AgentInvoker>(
+    State(deployments): State<Shared<S, Q, D, I>>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<EventList>, ApiError> {
+    caller.require(Scope::Read)?;
+    let events = deployments.events(&id).await?.ok_or_else(|| not_found(&id))?;
+    Ok(Json(EventList { events }))
+}
+
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RollbackRequest {
+    /// The version to put back; default: the one that served before the deployment.
+    pub to_version: Option<String>,
+    /// Default `manual`.
+    pub reason: Option<RollbackReason>,
+}
+
+#[utoipa::path(
+    post, path = "/v1/deployments/{id}/rollback", tag = "deployments",
+    description = "Undoes a deployment: points the alias (or endpoint) back at the version that \
+        served before it, or at `to_version`, and restores that version's draft configuration \
+        from its backup. The rollback is a deployment of its own, queued (202).",
+    params(
+        ("id" = String, Path, description = "The deployment to undo"),
+        ("Idempotency-Key" = Option<String>, Header, description = "Makes a retried request harmless"),
+    ),
+    request_body = RollbackRequest,
+    responses(
+        (status = 202, description = "Queued: follow it at the Location", body = Deployment),
+        (status = 404, description = "No such deployment", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "A deployment of this agent is in progress", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Nothing to roll back to", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("api_key" = []), ("bearer" = []))
+)]
+pub async fn rollback<S: DeployerStore, Q: MessageQueue, D: AgentDeployer, I: AgentInvoker>(
+    State(deployments): State<Shared<S, Q, D, I>>,
+    caller: Caller,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Option<ApiJson<RollbackRequest>>,
+) -> Result<impl IntoResponse, ApiError> {
+    let principal = caller.require(Scope::DeploymentsWrite)?;
+    let key = idempotency_key(&headers)?;
+    let RollbackRequest { to_version, reason } = body.map(|ApiJson(b)| b).unwrap_or_default();
+    let reason = reason.unwrap_or(RollbackReason::Manual);
+    let deployment =
+        deployments.rollback(&id, to_version, reason, principal.key_id.as_str(), key.as_deref()).await?;
+    tracing::info!(deployment = %deployment.id, undoes = %id, "rollback queued");
+    Ok(accepted(deployment))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct VersionHistory {
+    pub agent: String,
+    pub versions: Vec<VersionEntry>,
+}
+
+#[utoipa::path(
+    get, path = "/v1/deployed-agents/{agent}/versions", tag = "deployments",
+    description = "The versions that served the agent, newest first; the first serves now.",
+    params(("agent" = String, Path, description = "The agent's name (the spec's `name`)")),
+    responses((status = 200, description = "Its history", body = VersionHistory)),
+    security(("api_key" = []), ("bearer" = []))
+)]
+pub async fn history<S: DeployerStore, Q: MessageQueue, D: AgentDeployer, I: AgentInvoker>(
+    State(deployments): State<Shared<S, Q, D, I>>,
+    caller: Caller,
+    Path(agent): Path<String>,
+) -> Result<Json<VersionHistory>, ApiError> {
+    caller.require(Scope::Read)?;
+    let versions = deployments.history(&agent).await?;
+    Ok(Json(VersionHistory { agent, versions }))
+}

@@ -1,0 +1,31 @@
+"""moto_server, as the test command starts it, with one thing AWS does that moto does not.
+
+moto's bedrock-agentcore-control moves a new runtime (and endpoint) from CREATING to
+READY, but leaves an updated one UPDATING for ever: its state manager knows only the
+CREATING -> READY transition. AWS makes an updated runtime READY again once its new
+version is up, and the deployment pipeline waits for that. This adds UPDATING -> READY to
+both models, with moto's own state manager (default progression: immediate). Everything
+else is moto as installed. Usage: python infra/moto_server.py -H 127.0.0.1 -p 5000
+"""
+
+import sys
+
+from moto.bedrockagentcorecontrol import models
+
+
+def _also_ready_after_update(cls):
+    init = cls.__init__
+
+    def __init__(self, *args, **kwargs):
+        init(self, *args, **kwargs)
+        self._transitions = [*self._transitions, ("UPDATING", "READY")]
+
+    cls.__init__ = __init__
+
+
+for model in (models.AgentRuntime, models.AgentRuntimeEndpoint):
+    _also_ready_after_update(model)
+
+from moto.server import main  # noqa: E402  (after the models are patched)
+
+sys.exit(main())

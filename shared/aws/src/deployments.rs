@@ -1,0 +1,315 @@
+//! Deployments, their events, backups and the per-agent locks, in the deployments table
+//! ([`AwsStore::deployments_table`]; key schema in the crate docs). A create and a
+//! transition are each one `TransactWriteItems`: the record, its event and the lock are
+//! written together or not at all.
+
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
+use jiff::Timestamp;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tdev_domain::deploy::{AgentLock, Backup, Deployment, DeploymentEvent, DeploymentFilter};
+use tdev_domain::ports::{DeploymentStore, StoreError};
+
+use crate::attrs::{self, Item, n, s};
+use crate::items::GSI;
+use crate::{AwsStore, from_nanos, nanos, sortable};
+
+const DEPLOY_SK: &str = "DEPLOY";
+const BACKUP_SK: &str = "BACKUP";
+const LOCK_SK: &str = "LOCK";
+const EVENT_PREFIX: &str = "EVENT#";
+/// Items read per page of a listing at most: the listing stops at its limit.
+const PAGE: usize = 100;
+
+fn deploy_pk(id: &str) -> String {
+    format!("DEPLOY#{id}")
+}
+
+fn lock_pk(agent: &str) -> String {
+    format!("LOCK#{agent}")
+}
+
+fn doc(value: &impl Serialize) -> Result<AttributeValue, StoreError> {
+    serde_json::to_string(value).map(s).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+fn from_doc<T: DeserializeOwned>(what: &str, item: &Item) -> Result<T, StoreError> {
+    serde_json::from_str(attrs::string(item, "doc")?).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
+}
+
+fn deployment_item(deployment: &Deployment) -> Result<Item, StoreError> {
+    Ok(Item::from([
+        ("pk".to_owned(), s(deploy_pk(&deployment.id))),
+        ("sk".to_owned(), s(DEPLOY_SK)),
+        ("gsi1pk".to_owned(), s(format!("DEPLOYS#{}", deployment.agent))),
+        ("gsi1sk".to_owned(), s(format!("{}#{}", sortable(deployment.created_at), deployment.id))),
+        ("agent".to_owned(), s(&deployment.agent)),
+        ("status".to_owned(), s(deployment.status.as_str())),
+        ("revision".to_owned(), n(deployment.revision)),
+        ("doc".to_owned(), doc(deployment)?),
+    ]))
+}
+
+fn event_item(event: &DeploymentEvent) -> Result<Item, StoreError> {
+    Ok(Item::from([
+        ("pk".to_owned(), s(deploy_pk(&event.deployment_id))),
+        ("sk".to_owned(), s(format!("{EVENT_PREFIX}{:020}", event.seq))),
+        ("doc".to_owned(), doc(event)?),
+    ]))
+}
+
+/// One conditional Put of a transaction.
+fn put(
+    table: &str,
+    item: Item,
+    condition: &str,
+    values: &[(&str, AttributeValue)],
+) -> Result<TransactWriteItem, StoreError> {
+    let mut put = Put::builder().table_name(table).set_item(Some(item)).condition_expression(condition);
+    for (name, value) in values {
+        put = put.expression_attribute_values(*name, value.clone());
+    }
+    // Fails only without a table name or an item: a bug here.
+    Ok(TransactWriteItem::builder().put(put.build().map_err(StoreError::unavailable)?).build())
+}
+
+/// Newest first, by `created_at` then id.
+fn newest_first(a: &Deployment, b: &Deployment) -> std::cmp::Ordering {
+    (b.created_at, &b.id).cmp(&(a.created_at, &a.id))
+}
+
+impl AwsStore {
+    /// Writes `items` all or nothing. A cancelled transaction is `Conflict`, named by
+    /// `lost[i]` for the first item `i` whose condition failed.
+    async fn transact(&self, items: Vec<TransactWriteItem>, lost: &[String]) -> Result<(), StoreError> {
+        let result = self.dynamodb.transact_write_items().set_transact_items(Some(items)).send().await;
+        let Err(error) = result else { return Ok(()) };
+        let Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) = error.as_service_error()
+        else {
+            return Err(StoreError::unavailable(error));
+        };
+        let codes: Vec<_> =
+            cancelled.cancellation_reasons().iter().map(|r| r.code().unwrap_or("None")).collect();
+        if let Some(i) = codes.iter().position(|code| *code == "ConditionalCheckFailed") {
+            return Err(StoreError::Conflict(
+                lost.get(i).cloned().unwrap_or_else(|| "a condition failed".into()),
+            ));
+        }
+        // A concurrent transaction on the same items (or a moto without reasons) lost a race.
+        if codes.is_empty() || codes.contains(&"TransactionConflict") {
+            return Err(StoreError::Conflict(format!("a concurrent write won: {codes:?}")));
+        }
+        Err(StoreError::unavailable(error))
+    }
+}
+
+impl DeploymentStore for AwsStore {
+    async fn create_deployment(
+        &self,
+        deployment: &Deployment,
+        event: &DeploymentEvent,
+        now: Timestamp,
+        lock_until: Option<Timestamp>,
+    ) -> Result<(), StoreError> {
+        let table = &self.deployments_table;
+        let mut items = vec![
+            put(table, deployment_item(deployment)?, "attribute_not_exists(pk)", &[])?,
+            put(table, event_item(event)?, "attribute_not_exists(pk)", &[])?,
+        ];
+        if let Some(until) = lock_until {
+            let lock = Item::from([
+                ("pk".to_owned(), s(lock_pk(&deployment.agent))),
+                ("sk".to_owned(), s(LOCK_SK)),
+                ("holder".to_owned(), s(&deployment.id)),
+                ("until_ns".to_owned(), n(nanos(until))),
+            ]);
+            let condition = "attribute_not_exists(pk) OR until_ns < :now OR holder = :id";
+            items.push(put(table, lock, condition, &[(":now", n(nanos(now))), (":id", s(&deployment.id))])?);
+        }
+        let lost = [
+            format!("deployment {} exists", deployment.id),
+            format!("deployment {} has an event {} already", event.deployment_id, event.seq),
+            format!("agent {} is locked by another deployment", deployment.agent),
+        ];
+        self.transact(items, &lost).await
+    }
+
+    async fn get_deployment(&self, id: &str) -> Result<Option<Deployment>, StoreError> {
+        let item = self.get_in(&self.deployments_table, deploy_pk(id), DEPLOY_SK).await?;
+        item.map(|item| from_doc("deployment", &item)).transpose()
+    }
+
+    async fn list_deployments(&self, filter: &DeploymentFilter) -> Result<Vec<Deployment>, StoreError> {
+        let limit = if filter.limit == 0 { usize::MAX } else { filter.limit };
+        let status = filter.status.map(|status| s(status.as_str()));
+        let Some(agent) = &filter.agent else {
+            // Deployments are few: a Scan of their items, sorted here, is cheap enough.
+            let mut conditions = "sk = :sk AND begins_with(pk, :prefix)".to_owned();
+            let mut scan = self
+                .dynamodb
+                .scan()
+                .table_name(&self.deployments_table)
+                .consistent_read(true)
+                .expression_attribute_values(":sk", s(DEPLOY_SK))
+                .expression_attribute_values(":prefix", s(deploy_pk("")));
+            if let Some(status) = status {
+                conditions.push_str(" AND #status = :status");
+                scan = scan
+                    .expression_attribute_names("#status", "status")
+                    .expression_attribute_values(":status", status);
+            }
+            let items: Vec<Item> = scan
+                .filter_expression(conditions)
+                .into_paginator()
+                .items()
+                .send()
+                .try_collect()
+                .await
+                .map_err(StoreError::unavailable)?;
+            let mut deployments = items
+                .iter()
+                .map(|item| from_doc("deployment", item))
+                .collect::<Result<Vec<Deployment>, _>>()?;
+            deployments.retain(|d| filter.matches(d));
+            deployments.sort_by(newest_first);
+            deployments.truncate(limit);
+            return Ok(deployments);
+        };
+        let mut request = self
+            .dynamodb
+            .query()
+            .table_name(&self.deployments_table)
+            .index_name(GSI)
+            .key_condition_expression("gsi1pk = :pk")
+            .expression_attribute_values(":pk", s(format!("DEPLOYS#{agent}")))
+            .scan_index_forward(false);
+        // A page's limit counts the items read, before the filter.
+        let page = if status.is_some() { PAGE } else { limit.min(PAGE) };
+        request = request.limit(i32::try_from(page).unwrap_or(1));
+        if let Some(status) = status {
+            request = request
+                .filter_expression("#status = :status")
+                .expression_attribute_names("#status", "status")
+                .expression_attribute_values(":status", status);
+        }
+        let mut items = request.into_paginator().items().send();
+        let mut deployments = Vec::new();
+        while deployments.len() < limit
+            && let Some(item) = items.try_next().await.map_err(StoreError::unavailable)?
+        {
+            let deployment: Deployment = from_doc("deployment", &item)?;
+            if filter.matches(&deployment) {
+                deployments.push(deployment);
+            }
+        }
+        Ok(deployments)
+    }
+
+    async fn transition(&self, deployment: &Deployment, event: &DeploymentEvent) -> Result<(), StoreError> {
+        let Some(previous) = deployment.revision.checked_sub(1) else {
+            return Err(StoreError::Conflict(format!("deployment {} has no revision 0", deployment.id)));
+        };
+        let table = &self.deployments_table;
+        // A missing record fails the condition too: `Conflict`, as the port says.
+        let items = vec![
+            put(table, deployment_item(deployment)?, "revision = :previous", &[(":previous", n(previous))])?,
+            put(table, event_item(event)?, "attribute_not_exists(pk)", &[])?,
+        ];
+        let lost = [
+            format!("deployment {} is not at revision {previous}", deployment.id),
+            format!("deployment {} has an event {} already", event.deployment_id, event.seq),
+        ];
+        self.transact(items, &lost).await
+    }
+
+    async fn deployment_events(&self, deployment_id: &str) -> Result<Vec<DeploymentEvent>, StoreError> {
+        let items: Vec<Item> = self
+            .dynamodb
+            .query()
+            .table_name(&self.deployments_table)
+            .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
+            .expression_attribute_values(":pk", s(deploy_pk(deployment_id)))
+            .expression_attribute_values(":prefix", s(EVENT_PREFIX))
+            .consistent_read(true)
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .map_err(StoreError::unavailable)?;
+        items.iter().map(|item| from_doc("deployment event", item)).collect()
+    }
+
+    async fn put_backup(&self, backup: &Backup) -> Result<(), StoreError> {
+        let item = Item::from([
+            ("pk".to_owned(), s(deploy_pk(&backup.deployment_id))),
+            ("sk".to_owned(), s(BACKUP_SK)),
+            ("doc".to_owned(), doc(backup)?),
+        ]);
+        if self.put_if_in(&self.deployments_table, item, "attribute_not_exists(pk)", &[]).await? {
+            Ok(())
+        } else {
+            Err(StoreError::Conflict(format!("deployment {} has a backup", backup.deployment_id)))
+        }
+    }
+
+    async fn get_backup(&self, deployment_id: &str) -> Result<Option<Backup>, StoreError> {
+        let item = self.get_in(&self.deployments_table, deploy_pk(deployment_id), BACKUP_SK).await?;
+        item.map(|item| from_doc("backup", &item)).transpose()
+    }
+
+    async fn get_lock(&self, agent: &str) -> Result<Option<AgentLock>, StoreError> {
+        let Some(item) = self.get_in(&self.deployments_table, lock_pk(agent), LOCK_SK).await? else {
+            return Ok(None);
+        };
+        Ok(Some(AgentLock {
+            agent: agent.to_owned(),
+            holder: attrs::string(&item, "holder")?.to_owned(),
+            until: from_nanos("lock until_ns", attrs::number(&item, "until_ns")?)?,
+        }))
+    }
+
+    async fn renew_lock(&self, agent: &str, holder: &str, until: Timestamp) -> Result<(), StoreError> {
+        let result = self
+            .dynamodb
+            .update_item()
+            .table_name(&self.deployments_table)
+            .key("pk", s(lock_pk(agent)))
+            .key("sk", s(LOCK_SK))
+            .update_expression("SET until_ns = :until")
+            .condition_expression("holder = :holder")
+            .expression_attribute_values(":until", n(nanos(until)))
+            .expression_attribute_values(":holder", s(holder))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) if e.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => {
+                Err(StoreError::Conflict(format!("{holder} does not hold agent {agent}'s lock")))
+            }
+            Err(e) => Err(StoreError::unavailable(e)),
+        }
+    }
+
+    async fn release_lock(&self, agent: &str, holder: &str) -> Result<(), StoreError> {
+        let result = self
+            .dynamodb
+            .delete_item()
+            .table_name(&self.deployments_table)
+            .key("pk", s(lock_pk(agent)))
+            .key("sk", s(LOCK_SK))
+            .condition_expression("holder = :holder")
+            .expression_attribute_values(":holder", s(holder))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            // Not (or no longer) `holder`'s: nothing to give up.
+            Err(e) if e.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => {
+                Ok(())
+            }
+            Err(e) => Err(StoreError::unavailable(e)),
+        }
+    }
+}

@@ -1,0 +1,202 @@
+use super::*;
+
+const ROLE: &str = "arn:aws:iam::123456789012:role/AgentRole";
+
+fn valid_yaml() -> String {
+    format!(
+        r#"
+name: support-bot
+description: Answers support questions
+instruction: You answer customer support questions politely and precisely, citing the order.
+foundation_model: anthropic.claude-3-5-sonnet-20240620-v1:0
+agent_role_arn: {ROLE}
+action_groups:
+  - name: orders
+    lambda_arn: arn:aws:lambda:us-east-1:123456789012:function:orders
+    api_schema:
+      inline:
+        openapi: 3.0.0
+        info: {{ title: orders, version: "1" }}
+        paths:
+          /orders/{{id}}:
+            get: {{ operationId: getOrder, description: Get an order }}
+  - name: refunds
+    functions:
+      - name: refund
+        parameters:
+          order_id: {{ type: string, required: true }}
+knowledge_bases:
+  - id: KB12345678
+    description: The product manual
+guardrail: {{ id: gr-1, version: "2" }}
+tags: {{ team: support }}
+register: {{ id: support-bot, capabilities: [support] }}
+verify: {{ input: {{ question: hi }}, expect: "answer" }}
+"#
+    )
+}
+
+fn errors_of(text: &str) -> Vec<(String, String)> {
+    match Submitted::parse(text).unwrap().spec(&SpecLimits::default()) {
+        Ok(spec) => panic!("accepted: {spec:?}"),
+        Err(errors) => errors.errors().iter().map(|e| (e.path.clone(), e.message.clone())).collect(),
+    }
+}
+
+fn paths(text: &str) -> Vec<String> {
+    errors_of(text).into_iter().map(|(p, _)| p).collect()
+}
+
+#[test]
+fn a_full_bedrock_spec_is_read_from_yaml_and_from_json_alike() {
+    let yaml = Submitted::parse(&valid_yaml()).unwrap();
+    let spec = yaml.spec(&SpecLimits::default()).unwrap();
+    assert_eq!(spec.name, "support-bot");
+    assert_eq!(spec.target, TargetSpec::BedrockAgent { alias: "live".into() });
+    assert_eq!(spec.idle_session_ttl_seconds, 600);
+    assert_eq!(spec.action_groups.len(), 2);
+    let payload = spec.action_groups[0].api_schema.as_ref().unwrap().payload().unwrap();
+    assert!(payload.contains("\"openapi\":\"3.0.0\""), "{payload}");
+    let json = Submitted::parse(&yaml.document.to_string()).unwrap();
+    assert_eq!(json.spec(&SpecLimits::default()).unwrap(), spec);
+    assert_eq!(AgentSpec::hash(&json.document), AgentSpec::hash(&yaml.document));
+}
+
+#[test]
+fn every_missing_required_field_is_reported_at_once() {
+    assert_eq!(
+        paths("description: x"),
+        ["$.name", "$.agent_role_arn", "$.instruction", "$.foundation_model"]
+    );
+}
+
+#[test]
+fn bedrock_limits_are_checked_with_paths() {
+    let text = valid_yaml()
+        .replace("name: support-bot\n", "name: support bot!\n")
+        .replace(
+            "instruction: You answer customer support questions politely and precisely, citing the order.",
+            "instruction: too short",
+        )
+        .replace("name: refunds", "name: orders")
+        .replace("type: string", "type: text")
+        .replace("KB12345678", "kb")
+        .replace("expect: \"answer\"", "expect: \"(\"");
+    assert_eq!(
+        paths(&text),
+        [
+            "$.name",
+            "$.instruction",
+            "$.action_groups[1].name",
+            "$.action_groups[1].functions[0].parameters.order_id.type",
+            "$.knowledge_bases[0].id",
+            "$.verify.expect",
+        ]
+    );
+}
+
+#[test]
+fn too_many_action_groups_and_a_bad_openapi_schema_are_refused() {
+    let mut spec: serde_json::Value = Submitted::parse(&valid_yaml()).unwrap().document;
+    spec["action_groups"][0]["api_schema"] = serde_json::json!({"inline": "openapi: [unclosed"});
+    let errors = Submitted::from_value(spec.clone()).spec(&SpecLimits::default()).unwrap_err();
+    assert_eq!(errors.errors()[0].path, "$.action_groups[0].api_schema.inline");
+    assert!(errors.errors()[0].message.contains("does not parse"), "{errors}");
+
+    spec["action_groups"][0]["api_schema"] = serde_json::json!({"inline": {"openapi": "2.0", "paths": {}}});
+    let errors = Submitted::from_value(spec.clone()).spec(&SpecLimits::default()).unwrap_err();
+    let found: Vec<_> = errors.errors().iter().map(|e| e.path.as_str()).collect();
+    assert_eq!(
+        found,
+        ["$.action_groups[0].api_schema.inline.openapi", "$.action_groups[0].api_schema.inline.paths"]
+    );
+
+    let group = serde_json::json!({"name": "g", "functions": [{"name": "f"}]});
+    spec["action_groups"] = serde_json::Value::Array(
+        (0..21)
+            .map(|i| serde_json::json!({"name": format!("g{i}"), "functions": group["functions"]}))
+            .collect(),
+    );
+    let errors = Submitted::from_value(spec).spec(&SpecLimits { max_bytes: 100_000 }).unwrap_err();
+    assert_eq!(errors.errors()[0].path, "$.action_groups");
+    assert!(errors.errors()[0].message.contains("at most 20"), "{errors}");
+}
+
+#[test]
+fn an_action_group_needs_exactly_one_schema() {
+    let text = valid_yaml().replace(
+        "  - name: refunds\n    functions:",
+        "  - name: refunds\n    api_schema: {s3: {bucket: my-bucket, key: a.yaml}}\n    functions:",
+    );
+    assert_eq!(
+        errors_of(&text),
+        [("$.action_groups[1]".into(), "has both an api_schema and functions: give one".into())]
+    );
+}
+
+#[test]
+fn the_size_limit_counts_compact_json_and_is_said_plainly() {
+    let limits = SpecLimits::default();
+    assert_eq!(limits.max_bytes, 6_656);
+    let mut spec = Submitted::parse(&valid_yaml()).unwrap().document;
+    spec["instruction"] = serde_json::json!("i".repeat(7_000));
+    let submitted = Submitted::from_value(spec.clone());
+    assert!(submitted.size() > limits.max_bytes);
+    let errors = submitted.spec(&limits).unwrap_err();
+    assert_eq!(errors.errors().len(), 1);
+    assert_eq!(errors.errors()[0].path, "$");
+    assert!(
+        errors.errors()[0].message.contains(&format!("is {} bytes", submitted.size()))
+            && errors.errors()[0].message.contains("the limit is 6656 bytes"),
+        "{errors}"
+    );
+    // One byte under the limit is fine.
+    let over = submitted.size() - limits.max_bytes;
+    let text = spec["instruction"].as_str().unwrap();
+    spec["instruction"] = serde_json::json!(text[..text.len() - over].to_owned());
+    assert_eq!(Submitted::from_value(spec).size(), limits.max_bytes);
+}
+
+#[test]
+fn wrong_types_and_unknown_fields_name_their_path() {
+    assert_eq!(paths("name: a\nidle_session_ttl_seconds: soon"), ["$.idle_session_ttl_seconds"]);
+    assert_eq!(paths("name: a\naction_groups: [{name: g, colour: red}]"), ["$.action_groups[0].colour"]);
+    let SpecParseError(errors) = Submitted::parse("[1, 2").unwrap_err();
+    assert_eq!(errors.errors()[0].path, "$");
+    assert!(paths("[1, 2]")[0].starts_with('$'));
+}
+
+#[test]
+fn agentcore_and_local_targets_have_their_own_rules() {
+    let core = format!(
+        "name: support-bot\nagent_role_arn: {ROLE}\ntarget: {{kind: agentcore-runtime, network_mode: VPC}}\naction_groups: [{{name: g, functions: [{{name: f}}]}}]"
+    );
+    assert_eq!(
+        paths(&core),
+        ["$.name", "$.action_groups", "$.target.artifact", "$.target.subnets", "$.target.security_groups"]
+    );
+    let ok = format!(
+        "name: support_bot\nagent_role_arn: {ROLE}\ntarget: {{kind: agentcore-runtime, artifact: 123456789012.dkr.ecr.us-east-1.amazonaws.com/bot:1}}"
+    );
+    assert!(Submitted::parse(&ok).unwrap().spec(&SpecLimits::default()).is_ok());
+    assert_eq!(paths("name: bot\ntarget: {kind: local}"), ["$.target.url"]);
+    let local = "name: bot\ntarget: {kind: local, url: 'http://127.0.0.1:9100/'}";
+    assert!(Submitted::parse(local).unwrap().spec(&SpecLimits::default()).is_ok());
+}
+
+#[test]
+fn names_follow_bedrocks_pattern() {
+    for good in ["a", "A1", "a-b_c", "a-", "a_b-c-"] {
+        assert!(bedrock_name(good), "{good}");
+    }
+    for bad in ["", "-a", "a--b", "a b", "a.b", &"a".repeat(101)] {
+        assert!(!bedrock_name(bad), "{bad}");
+    }
+    assert!(bedrock_name(&"a".repeat(100)));
+    assert!(runtime_name("bot_1") && !runtime_name("bot-1") && !runtime_name("1bot"));
+    assert!(
+        role_arn(ROLE)
+            && !role_arn("arn:aws:iam::1234:role/x")
+            && !role_arn("arn:aws:iam::123456789012:user/x")
+    );
+}

@@ -1,0 +1,220 @@
+//! Deployments (each a JSON document beside the columns that are filtered, ordered or
+//! conditioned on), their append-only events, their backups, and the per-agent locks.
+//!
+//! - create and transition are one `IMMEDIATE` transaction each: the record, its event and
+//!   the lock are written together or not at all.
+//! - A lock is held through its last instant: `until >= now` counts as held (as the AWS
+//!   backend's `until_ns < :now` takeover condition does).
+//! - A transition of a deployment that does not exist is a `Conflict` (no stored revision
+//!   matches), as on AWS.
+//! - A listing with `limit` 0 is not limited.
+
+use jiff::Timestamp;
+use rusqlite::{OptionalExtension, Transaction, TransactionBehavior, params};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tdev_domain::deploy::{AgentLock, Backup, Deployment, DeploymentEvent, DeploymentFilter};
+use tdev_domain::ports::{DeploymentStore, StoreError};
+
+use crate::{SqliteStore, db_error, from_nanos, is_constraint, nanos};
+
+fn to_doc(value: &impl Serialize) -> Result<String, StoreError> {
+    serde_json::to_string(value).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+fn from_doc<T: DeserializeOwned>(what: &str, doc: &str) -> Result<T, StoreError> {
+    serde_json::from_str(doc).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
+}
+
+/// A constraint violation is `Conflict` with `what`; anything else is unavailable.
+fn conflict_on_constraint(what: impl FnOnce() -> String) -> impl FnOnce(rusqlite::Error) -> StoreError {
+    move |e| if is_constraint(&e) { StoreError::Conflict(what()) } else { db_error(e) }
+}
+
+fn insert_event(tx: &Transaction<'_>, event: &DeploymentEvent) -> Result<(), StoreError> {
+    tx.prepare_cached("INSERT INTO deployment_events (deployment_id, seq, doc) VALUES (?1, ?2, ?3)")
+        .map_err(db_error)?
+        .execute(params![event.deployment_id, event.seq, to_doc(event)?])
+        .map_err(conflict_on_constraint(|| {
+            format!("deployment {} has an event {} already", event.deployment_id, event.seq)
+        }))?;
+    Ok(())
+}
+
+impl DeploymentStore for SqliteStore {
+    async fn create_deployment(
+        &self,
+        deployment: &Deployment,
+        event: &DeploymentEvent,
+        now: Timestamp,
+        lock_until: Option<Timestamp>,
+    ) -> Result<(), StoreError> {
+        let doc = to_doc(deployment)?;
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(db_error)?;
+        tx.prepare_cached(
+            "INSERT INTO deployments (id, agent, status, created_ns, revision, doc)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )
+        .map_err(db_error)?
+        .execute(params![
+            deployment.id,
+            deployment.agent,
+            deployment.status.as_str(),
+            nanos(deployment.created_at),
+            deployment.revision,
+            doc,
+        ])
+        .map_err(conflict_on_constraint(|| format!("deployment {} exists", deployment.id)))?;
+        insert_event(&tx, event)?;
+        if let Some(until) = lock_until {
+            // Takes the lock unless another holder has it through `now` or later.
+            let taken = tx
+                .prepare_cached(
+                    "INSERT INTO deployment_locks (agent, holder, until_ns) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (agent) DO UPDATE SET holder = excluded.holder, until_ns = excluded.until_ns
+                     WHERE deployment_locks.holder = excluded.holder OR deployment_locks.until_ns < ?4",
+                )
+                .map_err(db_error)?
+                .execute(params![deployment.agent, deployment.id, nanos(until), nanos(now)])
+                .map_err(db_error)?;
+            if taken == 0 {
+                return Err(StoreError::Conflict(format!(
+                    "agent {} is locked by another deployment",
+                    deployment.agent
+                )));
+            }
+        }
+        tx.commit().map_err(db_error)
+    }
+
+    async fn get_deployment(&self, id: &str) -> Result<Option<Deployment>, StoreError> {
+        let doc: Option<String> = self
+            .conn()
+            .prepare_cached("SELECT doc FROM deployments WHERE id = ?1")
+            .map_err(db_error)?
+            .query_row([id], |row| row.get(0))
+            .optional()
+            .map_err(db_error)?;
+        doc.map(|doc| from_doc("deployment", &doc)).transpose()
+    }
+
+    async fn list_deployments(&self, filter: &DeploymentFilter) -> Result<Vec<Deployment>, StoreError> {
+        let conn = self.conn();
+        let mut statement = conn
+            .prepare_cached(
+                "SELECT doc FROM deployments WHERE (?1 IS NULL OR agent = ?1) AND (?2 IS NULL OR status = ?2)
+                 ORDER BY created_ns DESC, id DESC LIMIT ?3",
+            )
+            .map_err(db_error)?;
+        // A negative LIMIT is none in SQLite.
+        let limit = if filter.limit == 0 { -1 } else { i64::try_from(filter.limit).unwrap_or(i64::MAX) };
+        let docs = statement
+            .query_map(params![filter.agent, filter.status.map(|s| s.as_str()), limit], |row| {
+                row.get::<_, String>(0)
+            })
+            .map_err(db_error)?;
+        docs.map(|doc| from_doc("deployment", &doc.map_err(db_error)?)).collect()
+    }
+
+    async fn transition(&self, deployment: &Deployment, event: &DeploymentEvent) -> Result<(), StoreError> {
+        let doc = to_doc(deployment)?;
+        let Some(previous) = deployment.revision.checked_sub(1) else {
+            return Err(StoreError::Conflict(format!("deployment {} has no revision 0", deployment.id)));
+        };
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(db_error)?;
+        let updated = tx
+            .prepare_cached(
+                "UPDATE deployments SET agent = ?2, status = ?3, created_ns = ?4, revision = ?5, doc = ?6
+                 WHERE id = ?1 AND revision = ?7",
+            )
+            .map_err(db_error)?
+            .execute(params![
+                deployment.id,
+                deployment.agent,
+                deployment.status.as_str(),
+                nanos(deployment.created_at),
+                deployment.revision,
+                doc,
+                previous,
+            ])
+            .map_err(db_error)?;
+        if updated == 0 {
+            return Err(StoreError::Conflict(format!(
+                "deployment {} is not at revision {previous}",
+                deployment.id
+            )));
+        }
+        insert_event(&tx, event)?;
+        tx.commit().map_err(db_error)
+    }
+
+    async fn deployment_events(&self, deployment_id: &str) -> Result<Vec<DeploymentEvent>, StoreError> {
+        let conn = self.conn();
+        let mut statement = conn
+            .prepare_cached("SELECT doc FROM deployment_events WHERE deployment_id = ?1 ORDER BY seq")
+            .map_err(db_error)?;
+        let docs = statement.query_map([deployment_id], |row| row.get::<_, String>(0)).map_err(db_error)?;
+        docs.map(|doc| from_doc("deployment event", &doc.map_err(db_error)?)).collect()
+    }
+
+    async fn put_backup(&self, backup: &Backup) -> Result<(), StoreError> {
+        self.conn()
+            .prepare_cached("INSERT INTO deployment_backups (deployment_id, doc) VALUES (?1, ?2)")
+            .map_err(db_error)?
+            .execute(params![backup.deployment_id, to_doc(backup)?])
+            .map_err(conflict_on_constraint(|| {
+                format!("deployment {} has a backup", backup.deployment_id)
+            }))?;
+        Ok(())
+    }
+
+    async fn get_backup(&self, deployment_id: &str) -> Result<Option<Backup>, StoreError> {
+        let doc: Option<String> = self
+            .conn()
+            .prepare_cached("SELECT doc FROM deployment_backups WHERE deployment_id = ?1")
+            .map_err(db_error)?
+            .query_row([deployment_id], |row| row.get(0))
+            .optional()
+            .map_err(db_error)?;
+        doc.map(|doc| from_doc("backup", &doc)).transpose()
+    }
+
+    async fn get_lock(&self, agent: &str) -> Result<Option<AgentLock>, StoreError> {
+        let row: Option<(String, i64)> = self
+            .conn()
+            .prepare_cached("SELECT holder, until_ns FROM deployment_locks WHERE agent = ?1")
+            .map_err(db_error)?
+            .query_row([agent], |row| Ok((row.get(0)?, row.get(1)?)))
+            .optional()
+            .map_err(db_error)?;
+        row.map(|(holder, until)| {
+            Ok(AgentLock { agent: agent.to_owned(), holder, until: from_nanos("lock until", until)? })
+        })
+        .transpose()
+    }
+
+    async fn renew_lock(&self, agent: &str, holder: &str, until: Timestamp) -> Result<(), StoreError> {
+        let renewed = self
+            .conn()
+            .prepare_cached("UPDATE deployment_locks SET until_ns = ?3 WHERE agent = ?1 AND holder = ?2")
+            .map_err(db_error)?
+            .execute(params![agent, holder, nanos(until)])
+            .map_err(db_error)?;
+        if renewed == 1 {
+            Ok(())
+        } else {
+            Err(StoreError::Conflict(format!("{holder} does not hold agent {agent}'s lock")))
+        }
+    }
+
+    async fn release_lock(&self, agent: &str, holder: &str) -> Result<(), StoreError> {
+        self.conn()
+            .prepare_cached("DELETE FROM deployment_locks WHERE agent = ?1 AND holder = ?2")
+            .map_err(db_error)?
+            .execute(params![agent, holder])
+            .map_err(db_error)?;
+        Ok(())
+    }
+}
