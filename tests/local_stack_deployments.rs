@@ -20,43 +20,21 @@ fn spec(url: &str) -> Value {
     })
 }
 
-async fn wait_for_end(stack: &support::Stack, id: &str) -> Value {
-    for _ in 0..500 {
-        let record: Value = stack
-            .request(Method::GET, &format!("/v1/deployments/{id}"))
-            .header("x-api-key", &stack.admin_key)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if ["deployed", "rolled_back", "failed"].contains(&record["status"].as_str().unwrap()) {
-            return record;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-    panic!("deployment {id} did not end");
-}
-
 #[tokio::test]
 async fn deploy_follow_and_roll_back_over_http() {
     let stack = start().await;
     let (_, writer) = stack.create_key(&["deployments:write"], None).await;
     let (_, reader) = stack.create_key(&["read"], None).await;
-    let post = |body: Value, key: &str| {
-        stack.request(Method::POST, "/v1/deployments").header("x-api-key", key).json(&body).send()
-    };
     // Reading is not deploying.
-    problem(post(spec("http://127.0.0.1:9/a"), &reader).await.unwrap(), 403).await;
+    problem(stack.post_json("/v1/deployments", &reader, &spec("http://127.0.0.1:9/a")).await, 403).await;
 
-    let response = post(spec("http://127.0.0.1:9/a"), &writer).await.unwrap();
+    let response = stack.post_json("/v1/deployments", &writer, &spec("http://127.0.0.1:9/a")).await;
     assert_eq!(response.status(), 202);
     let location = response.headers()["location"].to_str().unwrap().to_owned();
     let first: Value = response.json().await.unwrap();
     assert_eq!(location, format!("/v1/deployments/{}", first["id"].as_str().unwrap()));
     assert_eq!(first["status"], "pending");
-    let first = wait_for_end(&stack, first["id"].as_str().unwrap()).await;
+    let first = stack.deployment_end(first["id"].as_str().unwrap()).await;
     assert_eq!((first["status"].as_str(), first["version"].as_str()), (Some("deployed"), Some("1")));
 
     // A YAML body works the same way.
@@ -71,20 +49,10 @@ async fn deploy_follow_and_roll_back_over_http() {
         .unwrap();
     assert_eq!(response.status(), 202);
     let second: Value = response.json().await.unwrap();
-    let second = wait_for_end(&stack, second["id"].as_str().unwrap()).await;
+    let second = stack.deployment_end(second["id"].as_str().unwrap()).await;
     assert_eq!(second["version"], "2");
 
-    let events: Value = stack
-        .request(Method::GET, &format!("/v1/deployments/{}/events", second["id"].as_str().unwrap()))
-        .header("x-api-key", &reader)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let statuses: Vec<&str> =
-        events["events"].as_array().unwrap().iter().map(|e| e["status"].as_str().unwrap()).collect();
+    let statuses = stack.deployment_statuses(second["id"].as_str().unwrap()).await;
     assert_eq!(
         statuses,
         [
@@ -99,42 +67,21 @@ async fn deploy_follow_and_roll_back_over_http() {
         ]
     );
 
-    let response = stack
-        .request(Method::POST, &format!("/v1/deployments/{}/rollback", second["id"].as_str().unwrap()))
-        .header("x-api-key", &writer)
-        .json(&json!({"reason": "error_rate"}))
-        .send()
-        .await
-        .unwrap();
+    let path = format!("/v1/deployments/{}/rollback", second["id"].as_str().unwrap());
+    let response = stack.post_json(&path, &writer, &json!({"reason": "error_rate"})).await;
     assert_eq!(response.status(), 202);
     let rollback: Value = response.json().await.unwrap();
     assert_eq!(
         (rollback["kind"].as_str(), rollback["reason"].as_str()),
         (Some("rollback"), Some("error_rate"))
     );
-    let rollback = wait_for_end(&stack, rollback["id"].as_str().unwrap()).await;
+    let rollback = stack.deployment_end(rollback["id"].as_str().unwrap()).await;
     assert_eq!((rollback["status"].as_str(), rollback["version"].as_str()), (Some("rolled_back"), Some("1")));
 
-    let agent: Value = stack
-        .request(Method::GET, "/v1/agents/support-bot")
-        .header("x-api-key", &reader)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let agent: Value = stack.get_json("/v1/agents/support-bot", &reader).await;
     assert_eq!(agent["target"]["url"], "http://127.0.0.1:9/a", "the registry serves version 1 again");
 
-    let history: Value = stack
-        .request(Method::GET, "/v1/deployed-agents/support-bot/versions")
-        .header("x-api-key", &reader)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let history: Value = stack.get_json("/v1/deployed-agents/support-bot/versions", &reader).await;
     let versions: Vec<(&str, bool)> = history["versions"]
         .as_array()
         .unwrap()
@@ -143,15 +90,7 @@ async fn deploy_follow_and_roll_back_over_http() {
         .collect();
     assert_eq!(versions, [("1", true), ("2", false), ("1", false)]);
 
-    let listed: Value = stack
-        .request(Method::GET, "/v1/deployments?agent=support-bot&status=deployed")
-        .header("x-api-key", &reader)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let listed: Value = stack.get_json("/v1/deployments?agent=support-bot&status=deployed", &reader).await;
     let ids: Vec<&str> =
         listed["deployments"].as_array().unwrap().iter().map(|d| d["id"].as_str().unwrap()).collect();
     assert_eq!(ids, [second["id"].as_str().unwrap(), first["id"].as_str().unwrap()]);
@@ -163,27 +102,12 @@ async fn a_bad_spec_is_a_problem_with_every_path_and_a_failed_record() {
     let mut bad = spec("not a url");
     bad["name"] = json!("support bot");
     bad["verify"] = json!({"timeout_seconds": 0});
-    let response = stack
-        .request(Method::POST, "/v1/deployments")
-        .header("x-api-key", &stack.admin_key)
-        .json(&bad)
-        .send()
-        .await
-        .unwrap();
-    let body = problem(response, 422).await;
+    let body = problem(stack.post_json("/v1/deployments", &stack.admin_key, &bad).await, 422).await;
     let paths: Vec<&str> =
         body["errors"].as_array().unwrap().iter().map(|e| e["path"].as_str().unwrap()).collect();
     assert_eq!(paths, ["$.name", "$.target.url", "$.verify.timeout_seconds"]);
     let instance = body["instance"].as_str().expect("the failed record");
-    let record: Value = stack
-        .request(Method::GET, instance)
-        .header("x-api-key", &stack.admin_key)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let record: Value = stack.get_json(instance, &stack.admin_key).await;
     assert_eq!(record["status"], "failed");
     assert_eq!(record["agent"], "support bot");
 
@@ -215,17 +139,9 @@ async fn two_concurrent_deploys_of_one_agent_one_gets_409() {
     assert_eq!(statuses, [202, 409]);
     workers();
     // An Idempotency-Key makes a retried POST harmless.
-    let listed: Value = stack
-        .request(Method::GET, "/v1/deployments")
-        .header("x-api-key", &stack.admin_key)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let listed: Value = stack.get_json("/v1/deployments", &stack.admin_key).await;
     let id = listed["deployments"][0]["id"].as_str().unwrap().to_owned();
-    wait_for_end(&stack, &id).await;
+    stack.deployment_end(&id).await;
     let keyed = || {
         stack
             .request(Method::POST, "/v1/deployments")

@@ -58,25 +58,6 @@ async fn the_user_scenarios_pass_on_the_aws_backend() {
     assert_eq!(health["components"][0]["name"], "dynamodb");
 }
 
-async fn wait_for_end(stack: &support::Stack<AwsStore, SqsQueues>, id: &str) -> Value {
-    for _ in 0..600 {
-        let record: Value = stack
-            .request(Method::GET, &format!("/v1/deployments/{id}"))
-            .header("x-api-key", &stack.admin_key)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if ["deployed", "rolled_back", "failed"].contains(&record["status"].as_str().unwrap()) {
-            return record;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    panic!("deployment {id} did not end");
-}
-
 /// The AgentCore Runtime target through the whole pipeline on moto: create (version 1),
 /// update (version 2, the endpoint moves), roll back (the endpoint serves 1 again), with
 /// the history and every deployment's events.
@@ -93,22 +74,19 @@ async fn agentcore_deployments(stack: &support::Stack<AwsStore, SqsQueues>, sdk:
             },
         })
     };
-    let deploy = |body: Value| {
-        stack
-            .request(Method::POST, "/v1/deployments")
-            .header("x-api-key", &stack.admin_key)
-            .json(&body)
-            .send()
+    let deploy = |body: Value| async move {
+        let response = stack.post_json("/v1/deployments", &stack.admin_key, &body).await;
+        response.json::<Value>().await.unwrap()
     };
-    let first: Value = deploy(spec("1")).await.unwrap().json().await.unwrap();
-    let first = wait_for_end(stack, first["id"].as_str().unwrap()).await;
+    let first = deploy(spec("1")).await;
+    let first = stack.deployment_end(first["id"].as_str().unwrap()).await;
     assert_eq!(
         (first["status"].as_str(), first["version"].as_str()),
         (Some("deployed"), Some("1")),
         "{first}"
     );
-    let second: Value = deploy(spec("2")).await.unwrap().json().await.unwrap();
-    let second = wait_for_end(stack, second["id"].as_str().unwrap()).await;
+    let second = deploy(spec("2")).await;
+    let second = stack.deployment_end(second["id"].as_str().unwrap()).await;
     assert_eq!(
         (second["status"].as_str(), second["version"].as_str(), second["previous_version"].as_str()),
         (Some("deployed"), Some("2"), Some("1")),
@@ -124,16 +102,10 @@ async fn agentcore_deployments(stack: &support::Stack<AwsStore, SqsQueues>, sdk:
         "the endpoint moved"
     );
 
-    let rollback: Value = stack
-        .request(Method::POST, &format!("/v1/deployments/{}/rollback", second["id"].as_str().unwrap()))
-        .header("x-api-key", &stack.admin_key)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let rollback = wait_for_end(stack, rollback["id"].as_str().unwrap()).await;
+    let path = format!("/v1/deployments/{}/rollback", second["id"].as_str().unwrap());
+    let rollback: Value =
+        stack.post_json(&path, &stack.admin_key, &serde_json::json!({})).await.json().await.unwrap();
+    let rollback = stack.deployment_end(rollback["id"].as_str().unwrap()).await;
     assert_eq!((rollback["status"].as_str(), rollback["version"].as_str()), (Some("rolled_back"), Some("1")));
     assert_eq!(
         serving(runtimes.snapshot(&parsed).await.unwrap()).as_deref(),
@@ -141,15 +113,7 @@ async fn agentcore_deployments(stack: &support::Stack<AwsStore, SqsQueues>, sdk:
         "the endpoint is back"
     );
 
-    let history: Value = stack
-        .request(Method::GET, &format!("/v1/deployed-agents/{name}/versions"))
-        .header("x-api-key", &stack.admin_key)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let history = stack.get_json(&format!("/v1/deployed-agents/{name}/versions"), &stack.admin_key).await;
     let versions: Vec<(&str, &str)> = history["versions"]
         .as_array()
         .unwrap()
@@ -186,18 +150,8 @@ async fn agentcore_deployments(stack: &support::Stack<AwsStore, SqsQueues>, sdk:
         ),
         (&rollback, &["pending", "backing_up", "rolling_back", "rolled_back"][..]),
     ] {
-        let events: Value = stack
-            .request(Method::GET, &format!("/v1/deployments/{}/events", record["id"].as_str().unwrap()))
-            .header("x-api-key", &stack.admin_key)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let statuses: Vec<&str> =
-            events["events"].as_array().unwrap().iter().map(|e| e["status"].as_str().unwrap()).collect();
+        let statuses = stack.deployment_statuses(record["id"].as_str().unwrap()).await;
         // Polls while the runtime becomes READY add no events; retries would, and there are none.
-        assert_eq!(statuses, expected, "{events}");
+        assert_eq!(statuses, expected);
     }
 }

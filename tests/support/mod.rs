@@ -113,6 +113,41 @@ impl<S: AuthStore, Q> Stack<S, Q> {
         self.client.request(method, format!("{}{path}", self.base))
     }
 
+    /// GETs `path` with the API key `key`; the body as JSON, whatever the status.
+    pub async fn get_json(&self, path: &str, key: &str) -> Value {
+        let response = self.request(Method::GET, path).header("x-api-key", key).send().await.expect("send");
+        response.json().await.expect("a JSON body")
+    }
+
+    /// POSTs `body` as JSON to `path` with the API key `key`.
+    pub async fn post_json(&self, path: &str, key: &str, body: &Value) -> Response {
+        self.request(Method::POST, path).header("x-api-key", key).json(body).send().await.expect("send")
+    }
+
+    /// Deployment `id` once it has ended (deployed, rolled back or failed).
+    pub async fn deployment_end(&self, id: &str) -> Value {
+        for _ in 0..600 {
+            let record = self.get_json(&format!("/v1/deployments/{id}"), &self.admin_key).await;
+            if ["deployed", "rolled_back", "failed"].contains(&record["status"].as_str().unwrap_or_default())
+            {
+                return record;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        panic!("deployment {id} did not end");
+    }
+
+    /// The statuses of deployment `id`'s events, in order.
+    pub async fn deployment_statuses(&self, id: &str) -> Vec<String> {
+        let events = self.get_json(&format!("/v1/deployments/{id}/events"), &self.admin_key).await;
+        events["events"]
+            .as_array()
+            .expect("events")
+            .iter()
+            .map(|e| e["status"].as_str().unwrap().to_owned())
+            .collect()
+    }
+
     /// Creates a key with the admin key and returns `(id, secret)`.
     pub async fn create_key(&self, scopes: &[&str], rate_limit: Option<(u32, u32)>) -> (String, String) {
         let mut body = json!({"name": "test key", "scopes": scopes});

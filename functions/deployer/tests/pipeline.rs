@@ -496,3 +496,63 @@ async fn a_task_that_is_not_a_task_is_dead_lettered() {
     };
     assert_eq!(w.pipeline.process(&delivery).await, Outcome::DeadLetter("malformed_task".into()));
 }
+
+/// A refusal at any target call of an update ends the update — failed before the target
+/// changed, rolled back after — and version 1 keeps serving.
+#[tokio::test]
+async fn a_refusal_at_any_call_of_an_update_keeps_the_previous_version_serving() {
+    let plain = world(works);
+    plain.deploy(A).await;
+    plain.drain().await;
+    let first_calls = plain.calls().len();
+    plain.deploy(B).await;
+    plain.drain().await;
+    let update_calls = plain.calls()[first_calls..].to_vec();
+    assert_eq!(update_calls, ["snapshot", "apply", "prepare", "publish"]);
+
+    for (i, operation) in update_calls.iter().enumerate() {
+        let refuse_at = first_calls + i + 1;
+        let w = world(move |_, n| if n == refuse_at { Fault::Failed } else { Fault::None });
+        w.deploy(A).await;
+        w.drain().await;
+        let update = w.deploy(B).await;
+        w.drain().await;
+        let record = w.pipeline.get(&update).await.unwrap().unwrap();
+        let expected =
+            if operation == "snapshot" { DeploymentStatus::Failed } else { DeploymentStatus::RolledBack };
+        assert_eq!(record.status, expected, "refused at {operation}: {record:?}");
+        assert!(
+            record.error.as_deref().unwrap().contains(&format!("{operation}: access denied")),
+            "{record:?}"
+        );
+        assert_eq!(w.serving_url().await, A, "refused at {operation}");
+        let history = w.pipeline.history("support-bot").await.unwrap();
+        assert_eq!(history[0].version, "1", "refused at {operation}: {history:?}");
+        w.assert_consistent(&update).await;
+    }
+}
+
+/// A rollback that the target refuses ends `failed`, and says both why the deployment
+/// failed and why the rollback did.
+#[tokio::test]
+async fn a_refused_rollback_ends_failed_and_says_why() {
+    let w = world(|op, n| match op {
+        "publish" if n > 4 => Fault::Failed,
+        "point_to" => Fault::Failed,
+        _ => Fault::None,
+    });
+    w.deploy(A).await;
+    w.drain().await;
+    let update = w.deploy(B).await;
+    w.drain().await;
+    let record = w.pipeline.get(&update).await.unwrap().unwrap();
+    assert_eq!(record.status, DeploymentStatus::Failed, "{record:?}");
+    let error = record.error.unwrap();
+    assert!(
+        error.contains("publish: access denied") && error.contains("the rollback failed: point_to"),
+        "{error}"
+    );
+    use DeploymentStatus::*;
+    let statuses = w.statuses(&update).await;
+    assert_eq!(statuses[statuses.len() - 2..], [RollingBack, Failed]);
+}
