@@ -7,6 +7,7 @@ use tdev_domain::ports::{AgentLoadStore, StoreError};
 
 use crate::AwsStore;
 use crate::attrs::{self, Item, n, s};
+use crate::items::unless_refused;
 
 const LOAD_SK: &str = "LOAD";
 const BREAKER_SK: &str = "BREAKER";
@@ -36,13 +37,7 @@ impl AwsStore {
             .expression_attribute_values(bound.0, n(bound.1))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(e) if e.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => {
-                Ok(false)
-            }
-            Err(e) => Err(StoreError::unavailable(e)),
-        }
+        Ok(unless_refused(result)?.is_some())
     }
 }
 

@@ -8,6 +8,7 @@ use tdev_domain::ports::{ApiKeyStore, StoreError};
 use crate::AwsStore;
 use crate::attrs::{self, Item, n, s};
 use crate::items::GSI;
+use crate::items::unless_refused;
 
 const SK: &str = "KEY";
 const GSI_PK: &str = "KEYS";
@@ -110,14 +111,11 @@ impl ApiKeyStore for AwsStore {
             .return_values(ReturnValue::AllNew)
             .send()
             .await;
-        match result {
-            Ok(output) => from_item(output.attributes.as_ref().ok_or_else(|| {
+        match unless_refused(result)? {
+            Some(output) => from_item(output.attributes.as_ref().ok_or_else(|| {
                 StoreError::Corrupt(format!("revoking API key {id} returned no attributes"))
             })?),
-            Err(e) if e.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => {
-                Err(StoreError::NotFound)
-            }
-            Err(e) => Err(StoreError::unavailable(e)),
+            None => Err(StoreError::NotFound),
         }
     }
 }

@@ -13,6 +13,7 @@ use tdev_domain::ports::{DeploymentStore, StoreError};
 
 use crate::attrs::{self, Item, n, s};
 use crate::items::GSI;
+use crate::items::unless_refused;
 use crate::{AwsStore, from_nanos, nanos, sortable};
 
 const DEPLOY_SK: &str = "DEPLOY";
@@ -283,13 +284,9 @@ impl DeploymentStore for AwsStore {
             .expression_attribute_values(":holder", s(holder))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(e) if e.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => {
-                Err(StoreError::Conflict(format!("{holder} does not hold agent {agent}'s lock")))
-            }
-            Err(e) => Err(StoreError::unavailable(e)),
-        }
+        unless_refused(result)?
+            .map(drop)
+            .ok_or_else(|| StoreError::Conflict(format!("{holder} does not hold agent {agent}'s lock")))
     }
 
     async fn release_lock(&self, agent: &str, holder: &str) -> Result<(), StoreError> {
@@ -303,13 +300,8 @@ impl DeploymentStore for AwsStore {
             .expression_attribute_values(":holder", s(holder))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(()),
-            // Not (or no longer) `holder`'s: nothing to give up.
-            Err(e) if e.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => {
-                Ok(())
-            }
-            Err(e) => Err(StoreError::unavailable(e)),
-        }
+        // Not (or no longer) `holder`'s: nothing to give up.
+        unless_refused(result)?;
+        Ok(())
     }
 }

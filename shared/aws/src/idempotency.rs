@@ -7,6 +7,7 @@ use jiff::Timestamp;
 use tdev_domain::ports::{Claim, IdempotencyStore, StoreError};
 
 use crate::attrs::{self, Item, n, s};
+use crate::items::unless_refused;
 use crate::{AwsStore, from_nanos, nanos, ttl_after};
 
 const SK: &str = "IDEM";
@@ -77,13 +78,9 @@ impl IdempotencyStore for AwsStore {
             .expression_attribute_values(":holder", s(holder))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(e) if e.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => {
-                Err(StoreError::Conflict(format!("{holder} does not hold idempotency key {key}")))
-            }
-            Err(e) => Err(StoreError::unavailable(e)),
-        }
+        unless_refused(result)?
+            .map(drop)
+            .ok_or_else(|| StoreError::Conflict(format!("{holder} does not hold idempotency key {key}")))
     }
 
     async fn release(&self, key: &str, holder: &str) -> Result<(), StoreError> {
@@ -101,12 +98,7 @@ impl IdempotencyStore for AwsStore {
             .expression_attribute_values(":in_progress", s(IN_PROGRESS))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(e) if e.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => {
-                Ok(())
-            }
-            Err(e) => Err(StoreError::unavailable(e)),
-        }
+        unless_refused(result)?;
+        Ok(())
     }
 }

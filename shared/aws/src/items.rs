@@ -2,6 +2,7 @@
 //! write, a create that never overwrites, a listing through a key, and a delete of an
 //! item that must exist.
 
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::types::AttributeValue;
 use tdev_domain::ports::StoreError;
 
@@ -10,6 +11,20 @@ use crate::attrs::{Item, s};
 
 /// The index that lists records of one kind.
 pub(crate) const GSI: &str = "gsi1";
+
+/// A conditional write's answer: its output when it was made, `None` when its condition
+/// refused it, `Err` for any other failure.
+pub(crate) fn unless_refused<T, E, R>(result: Result<T, SdkError<E, R>>) -> Result<Option<T>, StoreError>
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
+{
+    match result {
+        Ok(output) => Ok(Some(output)),
+        Err(e) if e.code() == Some("ConditionalCheckFailedException") => Ok(None),
+        Err(e) => Err(StoreError::unavailable(e)),
+    }
+}
 
 impl AwsStore {
     /// The item at `pk`/`sk`, read strongly consistently (a write is seen by the next read).
@@ -55,13 +70,7 @@ impl AwsStore {
         for (name, value) in values {
             request = request.expression_attribute_values(*name, value.clone());
         }
-        match request.send().await {
-            Ok(_) => Ok(true),
-            Err(e) if e.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => {
-                Ok(false)
-            }
-            Err(e) => Err(StoreError::unavailable(e)),
-        }
+        Ok(unless_refused(request.send().await)?.is_some())
     }
 
     /// Puts `item` unless an item with its key exists; `Ok(false)` if one does.
@@ -105,12 +114,6 @@ impl AwsStore {
             .condition_expression("attribute_exists(pk)")
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(e) if e.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => {
-                Err(StoreError::NotFound)
-            }
-            Err(e) => Err(StoreError::unavailable(e)),
-        }
+        unless_refused(result)?.map(drop).ok_or(StoreError::NotFound)
     }
 }
