@@ -53,19 +53,7 @@ async fn deploy_follow_and_roll_back_over_http() {
     assert_eq!(second["version"], "2");
 
     let statuses = stack.deployment_statuses(second["id"].as_str().unwrap()).await;
-    assert_eq!(
-        statuses,
-        [
-            "pending",
-            "validating",
-            "backing_up",
-            "deploying",
-            "preparing",
-            "versioning",
-            "verifying",
-            "deployed"
-        ]
-    );
+    assert_eq!(statuses, support::DEPLOYED_STATUSES);
 
     let path = format!("/v1/deployments/{}/rollback", second["id"].as_str().unwrap());
     let response = stack.post_json(&path, &writer, &json!({"reason": "error_rate"})).await;

@@ -122,32 +122,8 @@ async fn agentcore_deployments(stack: &support::Stack<AwsStore, SqsQueues>, sdk:
         .collect();
     assert_eq!(versions, [("1", "rollback"), ("2", "deploy"), ("1", "deploy")]);
     for (record, expected) in [
-        (
-            &first,
-            &[
-                "pending",
-                "validating",
-                "backing_up",
-                "deploying",
-                "preparing",
-                "versioning",
-                "verifying",
-                "deployed",
-            ][..],
-        ),
-        (
-            &second,
-            &[
-                "pending",
-                "validating",
-                "backing_up",
-                "deploying",
-                "preparing",
-                "versioning",
-                "verifying",
-                "deployed",
-            ][..],
-        ),
+        (&first, &support::DEPLOYED_STATUSES[..]),
+        (&second, &support::DEPLOYED_STATUSES[..]),
         (&rollback, &["pending", "backing_up", "rolling_back", "rolled_back"][..]),
     ] {
         let statuses = stack.deployment_statuses(record["id"].as_str().unwrap()).await;

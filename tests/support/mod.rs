@@ -20,6 +20,10 @@ use tdev_invoke::{Invoker, default_http_client};
 
 pub const MAX_BODY: usize = 4096;
 
+/// Every status a deployment that succeeds goes through, in order (its events say so).
+pub const DEPLOYED_STATUSES: [&str; 8] =
+    ["pending", "validating", "backing_up", "deploying", "preparing", "versioning", "verifying", "deployed"];
+
 pub struct Stack<S = SqliteStore, Q = SqliteStore> {
     pub base: String,
     pub messenger: Arc<Messenger<S, Q>>,

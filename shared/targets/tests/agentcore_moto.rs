@@ -9,40 +9,16 @@
 
 use std::collections::BTreeMap;
 
-use aws_config::{BehaviorVersion, Region, SdkConfig};
-use aws_credential_types::Credentials;
-use aws_credential_types::provider::SharedCredentialsProvider;
 use tdev_domain::agents::AgentTarget;
 use tdev_domain::deploy::{AgentSpec, Snapshot, TargetSpec};
 use tdev_domain::ports::{AgentDeployer, Published, Readiness};
 use tdev_targets::AgentcoreRuntimes;
 
-const ROLE: &str = "arn:aws:iam::123456789012:role/agentcore-runtime";
+#[path = "../../aws/tests/support/mod.rs"]
+mod support;
+use support::moto_config;
 
-/// A configuration that can only reach the moto server `infra/test.sh` started.
-fn moto_config() -> SdkConfig {
-    let url = std::env::var("TDEV_TEST_MOTO_URL").unwrap_or_else(|_| {
-        panic!(
-            "TDEV_TEST_MOTO_URL is not set: these tests need a moto server. Run the project's \
-             test command, infra/test.sh, which starts moto and sets it (or start \
-             `.venv/bin/python infra/moto_server.py -p 5123` and set TDEV_TEST_MOTO_URL=http://127.0.0.1:5123)"
-        )
-    });
-    // Everything explicit, so no environment variable or profile file can point the
-    // tests at a real account.
-    SdkConfig::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .endpoint_url(url)
-        .credentials_provider(SharedCredentialsProvider::new(Credentials::new(
-            "testing",
-            "testing",
-            None,
-            None,
-            "tdev-tests",
-        )))
-        .build()
-}
+const ROLE: &str = "arn:aws:iam::123456789012:role/agentcore-runtime";
 
 fn target() -> AgentcoreRuntimes {
     AgentcoreRuntimes::new(&moto_config())

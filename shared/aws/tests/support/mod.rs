@@ -1,4 +1,5 @@
 //! What every moto test shares: the endpoint, explicit test credentials, unique names.
+//! (`shared/targets`' moto tests include this file too.)
 
 #![allow(dead_code)]
 
@@ -12,7 +13,7 @@ pub fn moto_config() -> SdkConfig {
         panic!(
             "TDEV_TEST_MOTO_URL is not set: these tests need a moto server. Run the project's \
              test command, infra/test.sh, which starts moto and sets it (or start \
-             `moto_server -p 5123` and set TDEV_TEST_MOTO_URL=http://127.0.0.1:5123)"
+             `.venv/bin/python infra/moto_server.py -p 5123` and set TDEV_TEST_MOTO_URL=http://127.0.0.1:5123)"
         )
     });
     // Everything explicit, so no environment variable or profile file can point the
