@@ -48,17 +48,11 @@ impl AgentLoadStore for SqliteStore {
     }
 
     async fn get_breaker(&self, agent: &str) -> Result<Option<Breaker>, StoreError> {
-        let doc: Option<String> = self
-            .conn()
-            .prepare_cached("SELECT doc FROM agent_breakers WHERE agent = ?1")
-            .map_err(db_error)?
-            .query_row([agent], |row| row.get(0))
-            .optional()
-            .map_err(db_error)?;
-        doc.map(|doc| {
-            serde_json::from_str(&doc).map_err(|e| StoreError::Corrupt(format!("breaker of {agent}: {e}")))
-        })
-        .transpose()
+        self.one_doc(
+            &format!("breaker of {agent}"),
+            "SELECT doc FROM agent_breakers WHERE agent = ?1",
+            [agent],
+        )
     }
 
     async fn put_breaker(&self, agent: &str, breaker: &Breaker) -> Result<(), StoreError> {

@@ -1,8 +1,8 @@
-use rusqlite::{OptionalExtension, params};
+use rusqlite::params;
 use tdev_domain::agents::Agent;
 use tdev_domain::ports::{AgentStore, StoreError};
 
-use crate::{SqliteStore, db_error};
+use crate::{SqliteStore, db_error, from_doc};
 
 /// Agents are stored as their JSON document: the registry grows fields with the routing
 /// issue, and nothing queries inside them.
@@ -21,12 +21,7 @@ impl AgentStore for SqliteStore {
     }
 
     async fn get_agent(&self, id: &str) -> Result<Option<Agent>, StoreError> {
-        let doc: Option<String> = self
-            .conn()
-            .query_row("SELECT doc FROM agents WHERE id = ?1", [id], |row| row.get(0))
-            .optional()
-            .map_err(db_error)?;
-        doc.map(|doc| parse(id, &doc)).transpose()
+        self.one_doc(&format!("agent {id}"), "SELECT doc FROM agents WHERE id = ?1", [id])
     }
 
     async fn list_agents(&self) -> Result<Vec<Agent>, StoreError> {
@@ -38,7 +33,7 @@ impl AgentStore for SqliteStore {
             .map_err(db_error)?;
         rows.map(|row| {
             let (id, doc) = row.map_err(db_error)?;
-            parse(&id, &doc)
+            from_doc(&format!("agent {id}"), &doc)
         })
         .collect()
     }
@@ -56,8 +51,4 @@ impl AgentStore for SqliteStore {
         let deleted = self.conn().execute("DELETE FROM agents WHERE id = ?1", [id]).map_err(db_error)?;
         if deleted == 0 { Err(StoreError::NotFound) } else { Ok(()) }
     }
-}
-
-fn parse(id: &str, doc: &str) -> Result<Agent, StoreError> {
-    serde_json::from_str(doc).map_err(|e| StoreError::Corrupt(format!("agent {id}: {e}")))
 }

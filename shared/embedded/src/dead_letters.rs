@@ -6,20 +6,12 @@ use rusqlite::{OptionalExtension, TransactionBehavior, params};
 use tdev_domain::messaging::{DeadLetter, DeadLetterFilter, FailureNote};
 use tdev_domain::ports::{DeadLetterStore, StoreError};
 
-use crate::{SqliteStore, db_error, is_constraint, nanos};
+use crate::{SqliteStore, db_error, from_doc, is_constraint, nanos, to_doc};
 
 /// How long a failure note is kept after its last failure (the port promises a day).
 const NOTE_KEEP_NS: i64 = 24 * 3_600 * 1_000_000_000;
 /// Notes purged per call, bounded so a call stays fast after a long pause.
 const PURGE_BATCH: i64 = 16;
-
-fn to_doc(dead_letter: &DeadLetter) -> Result<String, StoreError> {
-    serde_json::to_string(dead_letter).map_err(|e| StoreError::Corrupt(e.to_string()))
-}
-
-fn from_doc(doc: &str) -> Result<DeadLetter, StoreError> {
-    serde_json::from_str(doc).map_err(|e| StoreError::Corrupt(format!("dead letter: {e}")))
-}
 
 fn parse_time(what: &str, text: &str) -> Result<Timestamp, StoreError> {
     text.parse().map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
@@ -53,14 +45,7 @@ impl DeadLetterStore for SqliteStore {
     }
 
     async fn get_dead_letter(&self, id: &str) -> Result<Option<DeadLetter>, StoreError> {
-        let doc: Option<String> = self
-            .conn()
-            .prepare_cached("SELECT doc FROM dead_letters WHERE id = ?1")
-            .map_err(db_error)?
-            .query_row([id], |row| row.get(0))
-            .optional()
-            .map_err(db_error)?;
-        doc.as_deref().map(from_doc).transpose()
+        self.one_doc("dead letter", "SELECT doc FROM dead_letters WHERE id = ?1", [id])
     }
 
     async fn list_dead_letters(&self, filter: &DeadLetterFilter) -> Result<Vec<DeadLetter>, StoreError> {
@@ -78,7 +63,7 @@ impl DeadLetterStore for SqliteStore {
                 row.get::<_, String>(0)
             })
             .map_err(db_error)?;
-        docs.map(|doc| from_doc(&doc.map_err(db_error)?)).collect()
+        docs.map(|doc| from_doc("dead letter", &doc.map_err(db_error)?)).collect()
     }
 
     async fn update_dead_letter(&self, dead_letter: &DeadLetter) -> Result<(), StoreError> {

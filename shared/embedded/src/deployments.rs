@@ -11,20 +11,10 @@
 
 use jiff::Timestamp;
 use rusqlite::{OptionalExtension, Transaction, TransactionBehavior, params};
-use serde::Serialize;
-use serde::de::DeserializeOwned;
 use tdev_domain::deploy::{AgentLock, Backup, Deployment, DeploymentEvent, DeploymentFilter};
 use tdev_domain::ports::{DeploymentStore, StoreError};
 
-use crate::{SqliteStore, db_error, from_nanos, is_constraint, nanos};
-
-fn to_doc(value: &impl Serialize) -> Result<String, StoreError> {
-    serde_json::to_string(value).map_err(|e| StoreError::Corrupt(e.to_string()))
-}
-
-fn from_doc<T: DeserializeOwned>(what: &str, doc: &str) -> Result<T, StoreError> {
-    serde_json::from_str(doc).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
-}
+use crate::{SqliteStore, db_error, from_doc, from_nanos, is_constraint, nanos, to_doc};
 
 /// A constraint violation is `Conflict` with `what`; anything else is unavailable.
 fn conflict_on_constraint(what: impl FnOnce() -> String) -> impl FnOnce(rusqlite::Error) -> StoreError {
@@ -89,14 +79,7 @@ impl DeploymentStore for SqliteStore {
     }
 
     async fn get_deployment(&self, id: &str) -> Result<Option<Deployment>, StoreError> {
-        let doc: Option<String> = self
-            .conn()
-            .prepare_cached("SELECT doc FROM deployments WHERE id = ?1")
-            .map_err(db_error)?
-            .query_row([id], |row| row.get(0))
-            .optional()
-            .map_err(db_error)?;
-        doc.map(|doc| from_doc("deployment", &doc)).transpose()
+        self.one_doc("deployment", "SELECT doc FROM deployments WHERE id = ?1", [id])
     }
 
     async fn list_deployments(&self, filter: &DeploymentFilter) -> Result<Vec<Deployment>, StoreError> {
@@ -171,14 +154,7 @@ impl DeploymentStore for SqliteStore {
     }
 
     async fn get_backup(&self, deployment_id: &str) -> Result<Option<Backup>, StoreError> {
-        let doc: Option<String> = self
-            .conn()
-            .prepare_cached("SELECT doc FROM deployment_backups WHERE deployment_id = ?1")
-            .map_err(db_error)?
-            .query_row([deployment_id], |row| row.get(0))
-            .optional()
-            .map_err(db_error)?;
-        doc.map(|doc| from_doc("backup", &doc)).transpose()
+        self.one_doc("backup", "SELECT doc FROM deployment_backups WHERE deployment_id = ?1", [deployment_id])
     }
 
     async fn get_lock(&self, agent: &str) -> Result<Option<AgentLock>, StoreError> {

@@ -272,6 +272,36 @@ fn db_error(error: rusqlite::Error) -> StoreError {
     StoreError::unavailable(error)
 }
 
+/// A record as the JSON document stored beside its queried columns.
+fn to_doc(value: &impl serde::Serialize) -> Result<String, StoreError> {
+    serde_json::to_string(value).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+/// A stored document read back; `what` names it in the error if it does not read.
+fn from_doc<T: serde::de::DeserializeOwned>(what: &str, doc: &str) -> Result<T, StoreError> {
+    serde_json::from_str(doc).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
+}
+
+impl SqliteStore {
+    /// The document `sql` selects (at most one row of one column), read as a `T`.
+    fn one_doc<T: serde::de::DeserializeOwned>(
+        &self,
+        what: &str,
+        sql: &str,
+        params: impl rusqlite::Params,
+    ) -> Result<Option<T>, StoreError> {
+        use rusqlite::OptionalExtension as _;
+        let doc: Option<String> = self
+            .conn()
+            .prepare_cached(sql)
+            .map_err(db_error)?
+            .query_row(params, |row| row.get(0))
+            .optional()
+            .map_err(db_error)?;
+        doc.map(|doc| from_doc(what, &doc)).transpose()
+    }
+}
+
 fn is_constraint(error: &rusqlite::Error) -> bool {
     matches!(error, rusqlite::Error::SqliteFailure(e, _) if e.code == rusqlite::ErrorCode::ConstraintViolation)
 }

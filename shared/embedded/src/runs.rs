@@ -2,24 +2,10 @@
 //! columns that are queried or conditioned on.
 
 use rusqlite::{OptionalExtension, params};
-use serde::Serialize;
-use serde::de::DeserializeOwned;
 use tdev_domain::ports::{RunStore, StoreError, WorkflowStore};
 use tdev_domain::runs::{Run, RunFilter, StepRun, StoredWorkflow};
 
-use crate::{SqliteStore, db_error};
-
-fn to_doc(value: &impl Serialize) -> Result<String, StoreError> {
-    serde_json::to_string(value).map_err(|e| StoreError::Corrupt(e.to_string()))
-}
-
-fn from_doc<T: DeserializeOwned>(what: &str, doc: &str) -> Result<T, StoreError> {
-    serde_json::from_str(doc).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
-}
-
-fn is_constraint(error: &rusqlite::Error) -> bool {
-    matches!(error, rusqlite::Error::SqliteFailure(e, _) if e.code == rusqlite::ErrorCode::ConstraintViolation)
-}
+use crate::{SqliteStore, db_error, from_doc, is_constraint, to_doc};
 
 impl WorkflowStore for SqliteStore {
     async fn put_workflow(&self, workflow: &StoredWorkflow) -> Result<(), StoreError> {
@@ -152,16 +138,11 @@ impl RunStore for SqliteStore {
     }
 
     async fn get_step(&self, run_id: &str, step_id: &str) -> Result<Option<StepRun>, StoreError> {
-        let doc: Option<String> = self
-            .conn()
-            .query_row(
-                "SELECT doc FROM run_steps WHERE run_id = ?1 AND step_id = ?2",
-                [run_id, step_id],
-                |row| row.get(0),
-            )
-            .optional()
-            .map_err(db_error)?;
-        doc.map(|doc| from_doc("step", &doc)).transpose()
+        self.one_doc(
+            "step",
+            "SELECT doc FROM run_steps WHERE run_id = ?1 AND step_id = ?2",
+            [run_id, step_id],
+        )
     }
 
     async fn update_step(&self, run_id: &str, step: &StepRun) -> Result<(), StoreError> {
