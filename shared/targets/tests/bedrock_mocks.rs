@@ -8,10 +8,14 @@
 //! one is missing. Time is paused, so the waits' sleeps pass at once.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use aws_sdk_bedrockagent::Client;
 use aws_sdk_bedrockagent::config::http::HttpResponse;
+use aws_sdk_bedrockagent::config::interceptors::BeforeDeserializationInterceptorContextMut;
 use aws_sdk_bedrockagent::config::retry::RetryConfig;
+use aws_sdk_bedrockagent::config::{ConfigBag, Intercept, RuntimeComponents};
+use aws_sdk_bedrockagent::error::BoxError;
 use aws_sdk_bedrockagent::types::{
     ActionGroupExecutor, ActionGroupState, ApiSchema as SdkApiSchema, CustomControlMethod, FunctionSchema,
 };
@@ -66,10 +70,46 @@ impl Script {
         BedrockAgents::from_client(client)
     }
 
+    /// [`Self::target`], except that call `k` (from 0) is refused with a
+    /// `ValidationException` in place of the script's answer.
+    fn target_refusing(&self, k: usize) -> BedrockAgents {
+        let client = mock_client!(aws_sdk_bedrockagent, RuleMode::Sequential, &self.rules, |config| config
+            .retry_config(RetryConfig::disabled())
+            .interceptor(RefuseCall { k, seen: AtomicUsize::new(0) }));
+        BedrockAgents::from_client(client)
+    }
+
     fn assert_all_made(&self) {
         for (i, rule) in self.rules.iter().enumerate() {
             assert_eq!(rule.num_calls(), 1, "expected call #{i} of {} was not made", self.rules.len());
         }
+    }
+}
+
+/// Replaces the answer to request `k` (from 0) with a refusal. It runs after the mock's
+/// interceptor, so it sees (and replaces) the answer the script gave.
+#[derive(Debug)]
+struct RefuseCall {
+    k: usize,
+    seen: AtomicUsize,
+}
+
+impl Intercept for RefuseCall {
+    fn name(&self) -> &'static str {
+        "RefuseCall"
+    }
+
+    fn modify_before_deserialization(
+        &self,
+        context: &mut BeforeDeserializationInterceptorContextMut<'_>,
+        _: &RuntimeComponents,
+        _: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        if self.seen.fetch_add(1, Ordering::SeqCst) == self.k {
+            *context.response_mut() =
+                http(400, Some("ValidationException"), &json!({"message": "refused by the test"}));
+        }
+        Ok(())
     }
 }
 
@@ -531,14 +571,19 @@ async fn a_first_deploy_creates_the_agent_its_action_groups_and_the_alias_in_ord
 // ---------------------------------------------------------------------------------------
 // 2. An update
 
-#[tokio::test(start_paused = true)]
-async fn an_update_deletes_creates_and_updates_action_groups_and_leaves_the_rest_alone() {
-    // Held: lookup (unchanged), orders (its description changes), legacy (removed) and a
-    // built-in group. Wanted: lookup, orders, and refunds (new); a new instruction.
+/// The update the tests of this section make: held are lookup (unchanged), orders (its
+/// description changes), legacy (removed) and a built-in group; wanted are lookup,
+/// orders, and refunds (new), with a new instruction.
+fn updated_spec() -> AgentSpec {
     let mut spec = spec(vec![lookup_group(), orders_group("Finds and explains orders"), refunds_group()]);
+    spec.instruction = Some(format!("{INSTRUCTION} Never promise a refund."));
+    spec
+}
+
+/// The calls `apply` makes for [`updated_spec`].
+fn update_calls() -> Vec<Rule> {
     let instruction = format!("{INSTRUCTION} Never promise a refund.");
-    spec.instruction = Some(instruction.clone());
-    let script = Script::default()
+    Script::default()
         .then(list_agents(true))
         .then(get_agent(with(agent("PREPARED"), json!({"preparedAt": T2}))))
         .then(
@@ -579,10 +624,99 @@ async fn an_update_deletes_creates_and_updates_action_groups_and_leaves_the_rest
                 })
                 .then_http_response(group_answer("AG00000005", &refunds_group())),
         )
-        .then(held_knowledge_bases(&[knowledge_base()]));
+        .then(held_knowledge_bases(&[knowledge_base()]))
+        .rules
+}
 
-    script.target().apply(&spec).await.expect("apply");
+#[tokio::test(start_paused = true)]
+async fn an_update_deletes_creates_and_updates_action_groups_and_leaves_the_rest_alone() {
+    let script = Script::default().then_all(update_calls());
+    script.target().apply(&updated_spec()).await.expect("apply");
     script.assert_all_made();
+}
+
+/// Every call of a whole update as the pipeline makes it, version 1 serving before: the
+/// backup (snapshot), [`update_calls`], prepare (PREPARING, then PREPARED) and publish,
+/// whose `UpdateAgentAlias` is the one call that moves the alias to version 2.
+fn whole_update_calls() -> Vec<Rule> {
+    let update_alias_without_routing = mock!(Client::update_agent_alias)
+        .match_requests(|r| r.agent_alias_id() == Some(ALIAS_ID) && r.routing_configuration().is_empty())
+        .then_http_response(answer(json!({"agentAlias": alias("UPDATING", "1")})));
+    Script::default()
+        // snapshot
+        .then(list_agents(true))
+        .then(get_agent(with(agent("PREPARED"), json!({"preparedAt": T1}))))
+        .then_all(held_groups(vec![
+            held_group("AG00000001", &lookup_group()),
+            held_group("AG00000002", &orders_group("Finds orders")),
+            held_group("AG00000003", &legacy_group()),
+            builtin_group("AG00000004"),
+        ]))
+        .then(held_knowledge_bases(&[knowledge_base()]))
+        .then(list_aliases(vec![alias("PREPARED", "1")]))
+        // apply
+        .then_all(update_calls())
+        // prepare, twice
+        .then(list_agents(true))
+        .then(get_agent(agent("NOT_PREPARED")))
+        .then(mock!(Client::prepare_agent).then_http_response(answer(json!({
+            "agentId": AGENT_ID,
+            "agentStatus": "PREPARING",
+            "agentVersion": "DRAFT",
+            "preparedAt": T2,
+        }))))
+        .then(list_agents(true))
+        .then(get_agent(with(agent("PREPARED"), json!({"preparedAt": T2}))))
+        // publish
+        .then(list_agents(true))
+        .then(list_aliases(vec![alias("PREPARED", "1")]))
+        .then(get_agent(with(agent("PREPARED"), json!({"preparedAt": T2}))))
+        .then(get_version("1", T1))
+        .then(update_alias_without_routing)
+        .then(get_alias("UPDATING", "1"))
+        .then(get_alias("PREPARED", "2"))
+        .rules
+}
+
+/// What the pipeline asks of the target for an update, stopping at the first error.
+async fn update(target: &BedrockAgents, spec: &AgentSpec) -> Result<Published, DeployError> {
+    target.snapshot(spec).await?.expect("the agent exists");
+    target.apply(spec).await?;
+    while target.prepare(spec).await? != Readiness::Ready {}
+    target.publish(spec).await
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_refusal_at_any_call_of_an_update_stops_it_there_and_the_alias_is_not_moved() {
+    let spec = updated_spec();
+    let calls = whole_update_calls().len();
+    let moves_the_alias = calls - 3;
+
+    // Unrefused, the whole script is the update: version 2 serves at the end.
+    let script = Script::default().then_all(whole_update_calls());
+    assert_eq!(update(&script.target(), &spec).await, Ok(published("2")));
+    script.assert_all_made();
+
+    for k in 0..calls {
+        let script = Script::default().then_all(whole_update_calls());
+        let Err(error) = update(&script.target_refusing(k), &spec).await else {
+            panic!("call {k} was refused, yet the update went through")
+        };
+        // A refusal is final (not retried as unavailability), and says why.
+        assert!(
+            matches!(&error, DeployError::Failed(m) if m.contains("refused by the test")),
+            "call {k}: {error:?}"
+        );
+        // No call after the refused one: the update stopped there. Before the alias call,
+        // version 1 still serves; from it on, the alias may have moved, and the pipeline's
+        // rollback routes it back (`restore_brings_back_the_snapshot_and_point_to_routes_the_alias_back`).
+        let made: Vec<usize> = script.rules.iter().map(Rule::num_calls).collect();
+        let expected: Vec<usize> = (0..calls).map(|i| usize::from(i <= k)).collect();
+        assert_eq!(made, expected, "refusing call {k}");
+        if k < moves_the_alias {
+            assert_eq!(script.rules[moves_the_alias].num_calls(), 0, "call {k}: the alias was not touched");
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------
