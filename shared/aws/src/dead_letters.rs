@@ -11,7 +11,6 @@ use tdev_domain::messaging::{DeadLetter, DeadLetterFilter, FailureNote};
 use tdev_domain::ports::{DeadLetterStore, StoreError};
 
 use crate::attrs::{self, Item, n, s};
-use crate::items::GSI;
 use crate::{AwsStore, sortable, ttl_after};
 
 const DLQ_SK: &str = "DLQ";
@@ -19,9 +18,6 @@ const GSI_PK: &str = "DEADLETTERS";
 const FAIL_SK: &str = "FAIL";
 /// The port lets notes go a day after the last failure.
 const NOTE_KEEP: SignedDuration = SignedDuration::from_hours(24);
-/// Items read per page of a listing at most: the listing stops at its limit, so a small
-/// limit reads little.
-const PAGE: usize = 100;
 
 fn dlq_pk(id: &str) -> String {
     format!("DLQ#{id}")
@@ -70,46 +66,17 @@ impl DeadLetterStore for AwsStore {
     }
 
     async fn list_dead_letters(&self, filter: &DeadLetterFilter) -> Result<Vec<DeadLetter>, StoreError> {
-        if filter.limit == 0 {
-            return Ok(Vec::new());
-        }
-        let mut request = self
-            .dynamodb
-            .query()
-            .table_name(&self.table)
-            .index_name(GSI)
-            .key_condition_expression("gsi1pk = :pk")
-            .expression_attribute_values(":pk", s(GSI_PK));
-        // The filter is applied on the server (less to transfer), and again below.
-        let mut conditions = Vec::new();
-        for (name, value) in
-            [("source_queue", &filter.source_queue), ("reason", &filter.reason), ("state", &filter.state)]
-        {
-            if let Some(value) = value {
-                conditions.push(format!("#{name} = :{name}"));
-                request = request
-                    .expression_attribute_names(format!("#{name}"), name)
-                    .expression_attribute_values(format!(":{name}"), s(value));
-            }
-        }
-        // A page's limit counts the items read, before the filter.
-        let page = if conditions.is_empty() { filter.limit.min(PAGE) } else { PAGE };
-        request = request.limit(i32::try_from(page).unwrap_or(1));
-        if !conditions.is_empty() {
-            request = request.filter_expression(conditions.join(" AND "));
-        }
-        let mut items = request.into_paginator().items().send();
-        let mut dead_letters = Vec::new();
-        while let Some(item) = items.try_next().await.map_err(StoreError::unavailable)? {
-            let dead_letter = from_item(&item)?;
-            if filter.matches(&dead_letter) {
-                dead_letters.push(dead_letter);
-                if dead_letters.len() == filter.limit {
-                    break;
-                }
-            }
-        }
-        Ok(dead_letters)
+        let equal = [
+            ("source_queue", filter.source_queue.as_deref()),
+            ("reason", filter.reason.as_deref()),
+            ("state", filter.state.as_deref()),
+        ];
+        // The filter is applied on the server (less to transfer), and again here.
+        self.list_under(&self.table, GSI_PK, true, &equal, filter.limit, |item| {
+            let dead_letter = from_item(item)?;
+            Ok(filter.matches(&dead_letter).then_some(dead_letter))
+        })
+        .await
     }
 
     async fn update_dead_letter(&self, dead_letter: &DeadLetter) -> Result<(), StoreError> {

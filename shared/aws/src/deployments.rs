@@ -12,7 +12,6 @@ use tdev_domain::deploy::{AgentLock, Backup, Deployment, DeploymentEvent, Deploy
 use tdev_domain::ports::{DeploymentStore, StoreError};
 
 use crate::attrs::{self, Item, n, s};
-use crate::items::GSI;
 use crate::items::unless_refused;
 use crate::{AwsStore, from_nanos, nanos, sortable};
 
@@ -20,8 +19,8 @@ const DEPLOY_SK: &str = "DEPLOY";
 const BACKUP_SK: &str = "BACKUP";
 const LOCK_SK: &str = "LOCK";
 const EVENT_PREFIX: &str = "EVENT#";
-/// Items read per page of a listing at most: the listing stops at its limit.
-const PAGE: usize = 100;
+/// The index partition every deployment is listed under, newest first.
+const GSI_PK: &str = "DEPLOYS";
 
 fn deploy_pk(id: &str) -> String {
     format!("DEPLOY#{id}")
@@ -43,7 +42,7 @@ fn deployment_item(deployment: &Deployment) -> Result<Item, StoreError> {
     Ok(Item::from([
         ("pk".to_owned(), s(deploy_pk(&deployment.id))),
         ("sk".to_owned(), s(DEPLOY_SK)),
-        ("gsi1pk".to_owned(), s(format!("DEPLOYS#{}", deployment.agent))),
+        ("gsi1pk".to_owned(), s(GSI_PK)),
         ("gsi1sk".to_owned(), s(format!("{}#{}", sortable(deployment.created_at), deployment.id))),
         ("agent".to_owned(), s(&deployment.agent)),
         ("status".to_owned(), s(deployment.status.as_str())),
@@ -73,11 +72,6 @@ fn put(
     }
     // Fails only without a table name or an item: a bug here.
     Ok(TransactWriteItem::builder().put(put.build().map_err(StoreError::unavailable)?).build())
-}
-
-/// Newest first, by `created_at` then id.
-fn newest_first(a: &Deployment, b: &Deployment) -> std::cmp::Ordering {
-    (b.created_at, &b.id).cmp(&(a.created_at, &a.id))
 }
 
 impl AwsStore {
@@ -143,68 +137,12 @@ impl DeploymentStore for AwsStore {
 
     async fn list_deployments(&self, filter: &DeploymentFilter) -> Result<Vec<Deployment>, StoreError> {
         let limit = if filter.limit == 0 { usize::MAX } else { filter.limit };
-        let status = filter.status.map(|status| s(status.as_str()));
-        let Some(agent) = &filter.agent else {
-            // Deployments are few: a Scan of their items, sorted here, is cheap enough.
-            let mut conditions = "sk = :sk AND begins_with(pk, :prefix)".to_owned();
-            let mut scan = self
-                .dynamodb
-                .scan()
-                .table_name(&self.deployments_table)
-                .consistent_read(true)
-                .expression_attribute_values(":sk", s(DEPLOY_SK))
-                .expression_attribute_values(":prefix", s(deploy_pk("")));
-            if let Some(status) = status {
-                conditions.push_str(" AND #status = :status");
-                scan = scan
-                    .expression_attribute_names("#status", "status")
-                    .expression_attribute_values(":status", status);
-            }
-            let items: Vec<Item> = scan
-                .filter_expression(conditions)
-                .into_paginator()
-                .items()
-                .send()
-                .try_collect()
-                .await
-                .map_err(StoreError::unavailable)?;
-            let mut deployments = items
-                .iter()
-                .map(|item| from_doc("deployment", item))
-                .collect::<Result<Vec<Deployment>, _>>()?;
-            deployments.retain(|d| filter.matches(d));
-            deployments.sort_by(newest_first);
-            deployments.truncate(limit);
-            return Ok(deployments);
-        };
-        let mut request = self
-            .dynamodb
-            .query()
-            .table_name(&self.deployments_table)
-            .index_name(GSI)
-            .key_condition_expression("gsi1pk = :pk")
-            .expression_attribute_values(":pk", s(format!("DEPLOYS#{agent}")))
-            .scan_index_forward(false);
-        // A page's limit counts the items read, before the filter.
-        let page = if status.is_some() { PAGE } else { limit.min(PAGE) };
-        request = request.limit(i32::try_from(page).unwrap_or(1));
-        if let Some(status) = status {
-            request = request
-                .filter_expression("#status = :status")
-                .expression_attribute_names("#status", "status")
-                .expression_attribute_values(":status", status);
-        }
-        let mut items = request.into_paginator().items().send();
-        let mut deployments = Vec::new();
-        while deployments.len() < limit
-            && let Some(item) = items.try_next().await.map_err(StoreError::unavailable)?
-        {
-            let deployment: Deployment = from_doc("deployment", &item)?;
-            if filter.matches(&deployment) {
-                deployments.push(deployment);
-            }
-        }
-        Ok(deployments)
+        let equal = [("agent", filter.agent.as_deref()), ("status", filter.status.map(|s| s.as_str()))];
+        self.list_under(&self.deployments_table, GSI_PK, false, &equal, limit, |item| {
+            let deployment: Deployment = from_doc("deployment", item)?;
+            Ok(filter.matches(&deployment).then_some(deployment))
+        })
+        .await
     }
 
     async fn transition(&self, deployment: &Deployment, event: &DeploymentEvent) -> Result<(), StoreError> {

@@ -78,6 +78,56 @@ impl AwsStore {
         self.put_if(item, "attribute_not_exists(pk)", &[]).await
     }
 
+    /// The records listed under `gsi1pk = partition` in `table`, newest sort key first
+    /// or oldest (`forward`), whose string attributes are `equal` to the values given
+    /// (filtered on the server, so less is transferred), each read by `read` (which may
+    /// refuse it too), page after page until `limit` are kept or the partition ends.
+    pub(crate) async fn list_under<T>(
+        &self,
+        table: &str,
+        partition: &str,
+        forward: bool,
+        equal: &[(&str, Option<&str>)],
+        limit: usize,
+        read: impl Fn(&Item) -> Result<Option<T>, StoreError>,
+    ) -> Result<Vec<T>, StoreError> {
+        const PAGE: usize = 100;
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let mut request = self
+            .dynamodb
+            .query()
+            .table_name(table)
+            .index_name(GSI)
+            .key_condition_expression("gsi1pk = :pk")
+            .expression_attribute_values(":pk", s(partition))
+            .scan_index_forward(forward);
+        let mut conditions = Vec::new();
+        for (name, value) in equal {
+            if let Some(value) = value {
+                conditions.push(format!("#{name} = :{name}"));
+                request = request
+                    .expression_attribute_names(format!("#{name}"), *name)
+                    .expression_attribute_values(format!(":{name}"), s(*value));
+            }
+        }
+        // A page's limit counts the items read, before the filter.
+        let page = if conditions.is_empty() { limit.min(PAGE) } else { PAGE };
+        request = request.limit(i32::try_from(page).unwrap_or(1));
+        if !conditions.is_empty() {
+            request = request.filter_expression(conditions.join(" AND "));
+        }
+        let mut items = request.into_paginator().items().send();
+        let mut kept = Vec::new();
+        while kept.len() < limit
+            && let Some(item) = items.try_next().await.map_err(StoreError::unavailable)?
+        {
+            kept.extend(read(&item)?);
+        }
+        Ok(kept)
+    }
+
     /// Every item whose `key` (`pk`, or `gsi1pk` with `index`) is `value`, in sort-key
     /// order (`forward`) or reverse; a table query is strongly consistent.
     pub(crate) async fn query(

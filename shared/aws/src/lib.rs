@@ -96,7 +96,7 @@
 //! with the same key schema and index (no TTL: nothing there expires). Without one they
 //! share the main table; their key prefixes are apart from everything else's.
 //!
-//! **Deployment**: `pk = "DEPLOY#<id>"`, `sk = "DEPLOY"`, `gsi1pk = "DEPLOYS#<agent>"`,
+//! **Deployment**: `pk = "DEPLOY#<id>"`, `sk = "DEPLOY"`, `gsi1pk = "DEPLOYS"`,
 //! `gsi1sk = "<created_at, 20-digit ns>#<id>"`, `agent`, `status`, `revision` (N), `doc`
 //! (the deployment as JSON). **Event**: `pk = "DEPLOY#<id>"`, `sk = "EVENT#<seq, 20
 //! digits>"`, `doc`. **Backup**: `pk = "DEPLOY#<id>"`, `sk = "BACKUP"`, `doc`. **Lock**:
@@ -111,11 +111,9 @@
 //!   `attribute_not_exists(pk)`.
 //! - get: consistent GetItem. events: consistent Query `pk = DEPLOY#<id> AND
 //!   begins_with(sk, "EVENT#")`, so by `seq`.
-//! - list by agent: Query `gsi1` on `DEPLOYS#<agent>` newest first, the status as a
+//! - list: Query `gsi1` on `DEPLOYS` newest first, the agent and status as a
 //!   FilterExpression, page after page until `limit` (0: no limit) match; eventually
-//!   consistent, like every GSI read. Every agent's: a consistent Scan filtered on
-//!   `sk = DEPLOY` (and the status), sorted newest first in memory, then limited:
-//!   deployments are few (a handful a day), so a Scan is cheap.
+//!   consistent, like every GSI read. Events, backups and locks are not in the index.
 //! - backup: PutItem if `attribute_not_exists(pk)`; lost is `Conflict`.
 //! - renew: UpdateItem `SET until_ns` if `holder = :holder`; lost is `Conflict`.
 //!   release: DeleteItem if `holder = :holder`; lost is fine.

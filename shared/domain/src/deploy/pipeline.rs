@@ -530,17 +530,6 @@ where
         }
     }
 
-    /// Runs a task to its end in this process (tests and the CLI's local mode): process,
-    /// sleep as told, repeat.
-    pub async fn run_to_end(&self, delivery: &Delivery) {
-        loop {
-            match self.process(delivery).await {
-                Outcome::RetryAfter(pause) => tokio::time::sleep(pause).await,
-                _ => return,
-            }
-        }
-    }
-
     /// Does the work of the record's status and moves it on.
     async fn step(&self, record: Deployment) -> Next {
         if record.status.is_terminal() {
