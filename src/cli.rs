@@ -4,7 +4,8 @@
 //! Where it connects, first found wins: the `--url` and `--api-key` flags, then
 //! `TDEV_URL` and `TDEV_API_KEY`, then the config file (`--config`, `TDEV_CONFIG`, or
 //! `~/.config/tdev/config.json`: `{"url": "...", "api_key": "..."}` or `"api_key_file"`),
-//! then `http://127.0.0.1:8080` with the key the local stack wrote to `.tdev/admin-key`.
+//! then `http://127.0.0.1:8080` with the key the local stack wrote to `.tdev/admin-key`
+//! (sent to this machine only: localhost or a loopback address, on any port).
 //!
 //! Exit codes: 0 it worked (`deploy`: deployed; `rollback`: rolled back); 1 the
 //! deployment ended otherwise (failed, or rolled back); 2 the request was refused
@@ -109,7 +110,8 @@ pub async fn run(connection: Connection, command: Operate) -> ExitCode {
 
 struct Api {
     http: reqwest::Client,
-    url: String,
+    /// The API's base URL.
+    url: reqwest::Url,
     key: String,
     json: bool,
 }
@@ -121,7 +123,7 @@ async fn execute(connection: Connection, command: Operate) -> Result<u8, Exit> {
             let (text, content_type) = read_spec(&spec)?;
             if dry_run {
                 let report =
-                    api.send(api.post("/v1/deployments:validate", content_type).body(text), None).await?;
+                    api.send(api.post(&["deployments:validate"], content_type).body(text), None).await?;
                 api.print(&report, || {
                     if report["valid"] == true {
                         format!("valid ({} of {} bytes)", report["size_bytes"], report["max_bytes"])
@@ -131,20 +133,19 @@ async fn execute(connection: Connection, command: Operate) -> Result<u8, Exit> {
                 });
                 return Ok(if report["valid"] == true { 0 } else { 2 });
             }
-            let request = api.post("/v1/deployments", content_type).body(text);
+            let request = api.post(&["deployments"], content_type).body(text);
             let deployment = api.send(request, idempotency_key.as_deref()).await?;
             api.follow(deployment, no_wait, wait_seconds, "deployed").await
         }
         Operate::Rollback { deployment, to, reason, no_wait, wait_seconds, idempotency_key } => {
             let body = serde_json::json!({ "to_version": to, "reason": reason });
-            let request =
-                api.post(&format!("/v1/deployments/{deployment}/rollback"), "application/json").json(&body);
+            let request = api.post(&["deployments", &deployment, "rollback"], "application/json").json(&body);
             let rollback = api.send(request, idempotency_key.as_deref()).await?;
             api.follow(rollback, no_wait, wait_seconds, "rolled_back").await
         }
         Operate::Status { deployment } => {
-            let record = api.get(&format!("/v1/deployments/{deployment}")).await?;
-            let events = api.get(&format!("/v1/deployments/{deployment}/events")).await?;
+            let record = api.get(&["deployments", &deployment]).await?;
+            let events = api.get(&["deployments", &deployment, "events"]).await?;
             if api.json {
                 println!("{}", serde_json::json!({ "deployment": record, "events": events["events"] }));
             } else {
@@ -156,7 +157,7 @@ async fn execute(connection: Connection, command: Operate) -> Result<u8, Exit> {
             Ok(0)
         }
         Operate::History { agent } => {
-            let history = api.get(&format!("/v1/deployed-agents/{agent}/versions")).await?;
+            let history = api.get(&["deployed-agents", &agent, "versions"]).await?;
             api.print(&history, || {
                 let versions = history["versions"].as_array().cloned().unwrap_or_default();
                 if versions.is_empty() {
@@ -187,8 +188,8 @@ impl Api {
         let path = connection.config.clone().or_else(default_config_path);
         let file = match &path {
             Some(path) if path.exists() => {
-                let text =
-                    std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| Exit(2, format!("reading {}: {e}", path.display())))?;
                 serde_json::from_str::<ConfigFile>(&text)
                     .map_err(|e| Exit(2, format!("{}: {e}", path.display())))?
             }
@@ -197,15 +198,23 @@ impl Api {
             }
             _ => ConfigFile::default(),
         };
-        let url = connection
-            .url
-            .or_else(|| std::env::var("TDEV_URL").ok())
-            .or(file.url)
-            .unwrap_or_else(|| DEFAULT_URL.to_owned());
-        let key = match connection.api_key.or_else(|| std::env::var("TDEV_API_KEY").ok()).or(file.api_key) {
+        let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        let url =
+            connection.url.or_else(|| env("TDEV_URL")).or(file.url).unwrap_or_else(|| DEFAULT_URL.to_owned());
+        let key = match connection.api_key.or_else(|| env("TDEV_API_KEY")).or(file.api_key) {
             Some(key) => key,
             None => {
-                let key_file = file.api_key_file.unwrap_or_else(|| PathBuf::from(DEFAULT_KEY_FILE));
+                // The local stack's admin key goes to this machine only.
+                let key_file = match file.api_key_file {
+                    Some(file) => file,
+                    None if is_loopback(&url) => PathBuf::from(DEFAULT_KEY_FILE),
+                    None => {
+                        return Err(Exit(
+                            2,
+                            format!("no API key for {url}: set TDEV_API_KEY, or put one in the config file"),
+                        ));
+                    }
+                };
                 std::fs::read_to_string(&key_file).map(|k| k.trim().to_owned()).map_err(|e| {
                     Exit(
                         2,
@@ -217,20 +226,49 @@ impl Api {
                 })?
             }
         };
+        let url = reqwest::Url::parse(&url)
+            .ok()
+            .filter(|u| !u.cannot_be_a_base())
+            .ok_or_else(|| Exit(2, format!("{url:?} is not an API URL (for example {DEFAULT_URL})")))?;
         let http =
             reqwest::Client::builder().timeout(Duration::from_secs(30)).build().context("HTTP client")?;
-        Ok(Self { http, url: url.trim_end_matches('/').to_owned(), key, json: connection.json })
+        Ok(Self { http, url, key, json: connection.json })
     }
 
-    fn post(&self, path: &str, content_type: &str) -> reqwest::RequestBuilder {
+    /// The API's URL of `/v1/<segments>`, each segment escaped (an id cannot reach
+    /// another path).
+    fn endpoint(&self, segments: &[&str]) -> reqwest::Url {
+        let mut url = self.url.clone();
+        if let Ok(mut path) = url.path_segments_mut() {
+            path.pop_if_empty().push("v1").extend(segments);
+        }
+        url
+    }
+
+    fn post(&self, segments: &[&str], content_type: &str) -> reqwest::RequestBuilder {
         self.http
-            .post(format!("{}{path}", self.url))
+            .post(self.endpoint(segments))
             .header("x-api-key", &self.key)
             .header(reqwest::header::CONTENT_TYPE, content_type)
     }
 
-    async fn get(&self, path: &str) -> Result<Value, Exit> {
-        self.send(self.http.get(format!("{}{path}", self.url)).header("x-api-key", &self.key), None).await
+    fn get_request(&self, segments: &[&str]) -> reqwest::RequestBuilder {
+        self.http.get(self.endpoint(segments)).header("x-api-key", &self.key)
+    }
+
+    async fn get(&self, segments: &[&str]) -> Result<Value, Exit> {
+        self.send(self.get_request(segments), None).await
+    }
+
+    /// A GET while following a deployment: `None` when the API is unreachable, busy
+    /// (429) or failing (5xx) for a moment, which the caller waits out.
+    async fn poll(&self, segments: &[&str]) -> Result<Option<Value>, Exit> {
+        let Ok(response) = self.get_request(segments).send().await else { return Ok(None) };
+        let status = response.status();
+        if status == reqwest::StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
+            return Ok(None);
+        }
+        self.answer(response).await.map(Some)
     }
 
     /// Sends the request; a problem answer becomes the exit it calls for.
@@ -241,6 +279,11 @@ impl Api {
         };
         let response =
             request.send().await.map_err(|e| Exit(3, format!("could not reach {}: {e}", self.url)))?;
+        self.answer(response).await
+    }
+
+    /// The answer's JSON; a problem answer becomes the exit it calls for.
+    async fn answer(&self, response: reqwest::Response) -> Result<Value, Exit> {
         let status = response.status();
         let body: Value = response.json().await.unwrap_or(Value::Null);
         if status.is_success() {
@@ -276,27 +319,57 @@ impl Api {
         }
         let started = Instant::now();
         let mut shown = 0;
+        let mut pause = FIRST_POLL;
         loop {
-            let events = self.get(&format!("/v1/deployments/{id}/events")).await?;
-            let events = events["events"].as_array().cloned().unwrap_or_default();
-            if !self.json {
-                for event in events.iter().skip(shown) {
-                    println!("{}", event_line(event));
+            // The events say when the deployment ends (each carries its status); the
+            // record is read once, at the end.
+            let ended = match self.poll(&["deployments", &id, "events"]).await? {
+                Some(events) => {
+                    let events = events["events"].as_array().cloned().unwrap_or_default();
+                    if !self.json {
+                        for event in events.iter().skip(shown) {
+                            println!("{}", event_line(event));
+                        }
+                    }
+                    if events.len() > shown {
+                        pause = FIRST_POLL;
+                    }
+                    shown = shown.max(events.len());
+                    events
+                        .last()
+                        .is_some_and(|e| TERMINAL.contains(&e["status"].as_str().unwrap_or_default()))
                 }
-            }
-            shown = shown.max(events.len());
-            let record = self.get(&format!("/v1/deployments/{id}")).await?;
-            let status = text(&record["status"]);
-            if ["deployed", "rolled_back", "failed"].contains(&status.as_str()) {
+                None => false,
+            };
+            if ended {
+                let record = self.get(&["deployments", &id]).await?;
+                let status = text(&record["status"]);
                 self.print(&record, || summary(&record));
                 return Ok(if status == success { 0 } else { 1 });
             }
             if started.elapsed() > Duration::from_secs(wait_seconds) {
-                return Err(Exit(4, format!("{id} is still {status} after {wait_seconds} s; it goes on")));
+                return Err(Exit(4, format!("{id} is still going after {wait_seconds} s; it goes on")));
             }
-            tokio::time::sleep(Duration::from_millis(300)).await;
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(LAST_POLL);
         }
     }
+}
+
+/// The statuses a deployment ends in.
+const TERMINAL: [&str; 3] = ["deployed", "rolled_back", "failed"];
+/// The pause between polls while following: short after news, doubling to the last.
+const FIRST_POLL: Duration = Duration::from_millis(250);
+const LAST_POLL: Duration = Duration::from_secs(5);
+
+/// Whether `url` names this machine (a local stack on any port).
+fn is_loopback(url: &str) -> bool {
+    let Some(host) = reqwest::Url::parse(url).ok().and_then(|u| u.host_str().map(str::to_owned)) else {
+        return false;
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 fn default_config_path() -> Option<PathBuf> {

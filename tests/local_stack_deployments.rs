@@ -109,6 +109,16 @@ async fn a_bad_spec_is_a_problem_with_every_path_and_a_failed_record() {
         .await
         .unwrap();
     problem(response, 400).await;
+
+    // A listing's query that does not read is a problem too, at `$.query`.
+    let response = stack
+        .request(Method::GET, "/v1/deployments?status=sideways")
+        .header("x-api-key", &stack.admin_key)
+        .send()
+        .await
+        .unwrap();
+    let body = problem(response, 422).await;
+    assert_eq!(body["errors"][0]["path"], "$.query", "{body}");
 }
 
 #[tokio::test]
@@ -227,8 +237,31 @@ async fn the_cli_deploys_shows_history_and_rolls_back() {
     let out = run(args(&["rollback", "dep-nonexistent"])).await.unwrap();
     assert_eq!(out.status.code(), Some(2));
 
+    // A name is one path segment, however it is spelled: it cannot reach another path
+    // (unescaped, this would be `/v1/deployed-agents/helper/versions`).
+    let out = run(args(&["history", "helper/../helper"])).await.unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(stdout(&out).trim(), "helper/../helper: no version has served yet");
+
     // No API reachable: 3.
     let out = tdev("http://127.0.0.1:9", "k", &dir, &args(&["status", "x"]));
     assert_eq!(out.status.code(), Some(3));
+
+    // The local stack's admin key is only sent to this machine: without a key, another
+    // host is refused before any request.
+    std::fs::create_dir_all(dir.join(".tdev")).unwrap();
+    std::fs::write(dir.join(".tdev/admin-key"), &stack.admin_key).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tdev"))
+        .args(["status", "x"])
+        .current_dir(&dir)
+        .env("TDEV_URL", "https://api.example.com/prod")
+        .env_remove("TDEV_API_KEY")
+        .env("HOME", &dir)
+        .env_remove("TDEV_CONFIG")
+        .output()
+        .expect("run tdev");
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no API key for"), "{err}");
     std::fs::remove_dir_all(&dir).ok();
 }

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
@@ -17,7 +17,7 @@ use tdev_domain::ports::{AgentDeployer, AgentInvoker, AgentStore, AuthStore, Dep
 use tdev_domain::validation::{FieldError, ValidationErrors};
 use tdev_http::document::Document;
 use tdev_http::guard::{self, Mode};
-use tdev_http::{ApiError, ApiJson, Caller, Problem};
+use tdev_http::{ApiError, ApiJson, ApiQuery, Caller, Problem};
 use utoipa::{IntoParams, OpenApi, ToSchema};
 
 /// Every store port the deployer uses.
@@ -163,7 +163,7 @@ pub struct DeploymentList {
 pub async fn list<S: DeployerStore, Q: MessageQueue, D: AgentDeployer, I: AgentInvoker>(
     State(deployments): State<Shared<S, Q, D, I>>,
     caller: Caller,
-    Query(query): Query<ListQuery>,
+    ApiQuery(query): ApiQuery<ListQuery>,
 ) -> Result<Json<DeploymentList>, ApiError> {
     caller.require(Scope::Read)?;
     let limit = query.limit.unwrap_or(50);

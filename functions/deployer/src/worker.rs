@@ -12,9 +12,9 @@ use tdev_domain::queue::Delivery;
 use tdev_domain::runs::Outcome;
 use tokio::sync::watch;
 
-/// How long a received task stays hidden while it is worked on, locally. The pipeline
-/// hands a task back before its work budget (40 s) runs out.
-const LOCAL_VISIBILITY: Duration = Duration::from_secs(60);
+/// How much longer than the work budget a received task stays hidden, locally: the
+/// pipeline hands a task back once its budget is spent, after the step under way.
+const LOCAL_VISIBILITY_MARGIN: Duration = Duration::from_secs(20);
 
 /// Processes and settles one task; true when it is finished with.
 async fn handle<S, Q, D, I>(deployments: &Deployments<S, Q, D, I>, delivery: &Delivery) -> bool
@@ -60,12 +60,13 @@ pub async fn consume<S, Q, D, I>(
     D: AgentDeployer,
     I: AgentInvoker,
 {
+    let visibility = deployments.config().work_budget + LOCAL_VISIBILITY_MARGIN;
     let consumers = (0..workers.max(1)).map(|_| {
         let deployments = deployments.clone();
         let mut shutdown = shutdown.clone();
         async move {
             while !*shutdown.borrow() {
-                let batch = match deployments.queue().receive(DEPLOY_QUEUE, 1, LOCAL_VISIBILITY).await {
+                let batch = match deployments.queue().receive(DEPLOY_QUEUE, 1, visibility).await {
                     Ok(batch) => batch,
                     Err(e) => {
                         tracing::warn!(error = %e, "could not receive deploy tasks");

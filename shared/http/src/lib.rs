@@ -12,9 +12,11 @@ pub mod guard;
 pub mod json;
 pub mod metrics;
 pub mod problem;
+pub mod query;
 pub mod request_id;
 pub mod telemetry;
 
 pub use guard::Caller;
 pub use json::ApiJson;
 pub use problem::{ApiError, Problem};
+pub use query::ApiQuery;

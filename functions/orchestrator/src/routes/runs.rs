@@ -1,7 +1,7 @@
 //! `/v1/workflows/{id}/runs` and `/v1/runs`: start, watch, list and cancel runs.
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use serde::{Deserialize, Serialize};
@@ -9,7 +9,7 @@ use serde_json::{Map, Value};
 use tdev_domain::auth::Scope;
 use tdev_domain::ports::{AgentInvoker, MessageQueue};
 use tdev_domain::runs::{Run, RunFilter, RunStatus, StepRun};
-use tdev_http::{ApiError, ApiJson, Caller, Problem};
+use tdev_http::{ApiError, ApiJson, ApiQuery, Caller, Problem};
 use utoipa::{IntoParams, ToSchema};
 
 use super::{OrchestratorStore, Shared};
@@ -85,12 +85,9 @@ pub async fn start<S: OrchestratorStore, Q: MessageQueue, I: AgentInvoker>(
 pub async fn list<S: OrchestratorStore, Q: MessageQueue, I: AgentInvoker>(
     State(engine): State<Shared<S, Q, I>>,
     caller: Caller,
-    query: Result<Query<RunQuery>, axum::extract::rejection::QueryRejection>,
+    ApiQuery(query): ApiQuery<RunQuery>,
 ) -> Result<Json<RunList>, ApiError> {
     caller.require(Scope::Read)?;
-    let Query(query) = query.map_err(|e| {
-        ApiError::Validation(tdev_domain::validation::ValidationErrors::single("$.query", e.body_text()))
-    })?;
     let filter = RunFilter { workflow_id: query.workflow_id, status: query.status };
     Ok(Json(RunList { runs: engine.store().list_runs(&filter).await? }))
 }

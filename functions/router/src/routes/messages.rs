@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use jiff::Timestamp;
@@ -16,7 +16,7 @@ use tdev_domain::messaging::{DeadLetter, DeadLetterFilter, Messenger, SendMessag
 use tdev_domain::ports::MessageQueue;
 use tdev_domain::queue::Priority;
 use tdev_domain::validation::ValidationErrors;
-use tdev_http::{ApiError, ApiJson, Caller, Problem};
+use tdev_http::{ApiError, ApiJson, ApiQuery, Caller, Problem};
 use utoipa::{IntoParams, ToSchema};
 
 use super::RouterStore;
@@ -118,10 +118,6 @@ pub struct DeadLetterList {
     pub dead_letters: Vec<DeadLetter>,
 }
 
-fn query_error(e: axum::extract::rejection::QueryRejection) -> ApiError {
-    ValidationErrors::single("$.query", e.body_text()).into()
-}
-
 fn limit(limit: Option<usize>, path: &str) -> Result<usize, ApiError> {
     match limit {
         None => Ok(DEFAULT_LIST),
@@ -142,10 +138,9 @@ fn limit(limit: Option<usize>, path: &str) -> Result<usize, ApiError> {
 pub async fn list_dead_letters<S: RouterStore, Q: MessageQueue>(
     State(messenger): Shared<S, Q>,
     caller: Caller,
-    query: Result<Query<DeadLetterQuery>, axum::extract::rejection::QueryRejection>,
+    ApiQuery(query): ApiQuery<DeadLetterQuery>,
 ) -> Result<Json<DeadLetterList>, ApiError> {
     caller.require(Scope::Read)?;
-    let Query(query) = query.map_err(query_error)?;
     let state = match query.state.as_deref() {
         None => Some("dead".to_owned()),
         Some("all") => None,
@@ -331,10 +326,9 @@ pub struct EventList {
 pub async fn events<S: RouterStore, Q: MessageQueue>(
     State(messenger): Shared<S, Q>,
     caller: Caller,
-    query: Result<Query<EventQuery>, axum::extract::rejection::QueryRejection>,
+    ApiQuery(query): ApiQuery<EventQuery>,
 ) -> Result<Json<EventList>, ApiError> {
     caller.require(Scope::Read)?;
-    let Query(query) = query.map_err(query_error)?;
     let filter = EventFilter {
         pattern: query.kind,
         since: query.since,
