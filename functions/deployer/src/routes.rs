@@ -65,7 +65,7 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
 }
 
 fn submitted(document: Document) -> Result<Submitted, ApiError> {
-    Submitted::parse(&document.text).map_err(|e| ApiError::MalformedJson(e.0.to_string()))
+    Submitted::parse_as(&document.text, document.format).map_err(|e| ApiError::MalformedJson(e.0.to_string()))
 }
 
 fn accepted(deployment: Deployment) -> impl IntoResponse {

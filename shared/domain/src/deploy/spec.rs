@@ -322,6 +322,18 @@ impl Submitted {
         Ok(Self::from_value(document))
     }
 
+    /// Reads a document sent as `format` (a request's content type): JSON must be JSON,
+    /// so a broken JSON body is told what is wrong with it as JSON.
+    pub fn parse_as(text: &str, format: crate::workflow::Format) -> Result<Self, SpecParseError> {
+        let document: Value = match format {
+            crate::workflow::Format::Json => serde_json::from_str(text)
+                .map_err(|e| SpecParseError(ValidationErrors::single("$", format!("not JSON: {e}"))))?,
+            crate::workflow::Format::Yaml => yaml_serde::from_str(text)
+                .map_err(|e| SpecParseError(ValidationErrors::single("$", format!("not YAML: {e}"))))?,
+        };
+        Ok(Self::from_value(document))
+    }
+
     pub fn from_value(document: Value) -> Self {
         let name = document.get("name").and_then(Value::as_str).map(str::to_owned);
         Self { document, name }

@@ -200,3 +200,19 @@ fn names_follow_bedrocks_pattern() {
             && !role_arn("arn:aws:iam::123456789012:user/x")
     );
 }
+
+#[test]
+fn a_body_is_read_as_its_content_type_says() {
+    use crate::workflow::Format;
+    let yaml = valid_yaml();
+    let as_yaml = Submitted::parse_as(&yaml, Format::Yaml).unwrap();
+    assert_eq!(as_yaml, Submitted::parse(&yaml).unwrap());
+    // JSON is YAML; YAML is not JSON, and a broken JSON body hears about JSON.
+    let json = as_yaml.document.to_string();
+    assert_eq!(Submitted::parse_as(&json, Format::Yaml).unwrap(), as_yaml);
+    assert_eq!(Submitted::parse_as(&json, Format::Json).unwrap(), as_yaml);
+    let error = Submitted::parse_as(&yaml, Format::Json).unwrap_err();
+    assert!(error.0.to_string().contains("not JSON"), "{}", error.0);
+    let error = Submitted::parse_as(r#"{"name": "a",}"#, Format::Json).unwrap_err();
+    assert!(error.0.to_string().contains("not JSON: trailing comma"), "{}", error.0);
+}
