@@ -16,18 +16,17 @@ fn pk(id: &str) -> String {
 }
 
 fn from_item(item: &Item) -> Result<Agent, StoreError> {
-    let doc = attrs::string(item, "doc")?;
-    serde_json::from_str(doc).map_err(|e| StoreError::Corrupt(format!("agent document: {e}")))
+    attrs::from_doc("agent document", item)
 }
 
 fn to_item(agent: &Agent) -> Result<Item, StoreError> {
-    let doc = serde_json::to_string(agent).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let doc = attrs::doc(agent)?;
     Ok(Item::from([
         ("pk".to_owned(), s(pk(&agent.id))),
         ("sk".to_owned(), s(SK)),
         ("gsi1pk".to_owned(), s(GSI_PK)),
         ("gsi1sk".to_owned(), s(&agent.id)),
-        ("doc".to_owned(), s(doc)),
+        ("doc".to_owned(), doc),
     ]))
 }
 

@@ -9,6 +9,16 @@ use tdev_domain::ports::StoreError;
 
 pub(crate) type Item = HashMap<String, AttributeValue>;
 
+/// A record as the JSON document its item keeps in `doc`.
+pub(crate) fn doc(value: &impl serde::Serialize) -> Result<AttributeValue, StoreError> {
+    serde_json::to_string(value).map(s).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+/// The record in `item`'s `doc`; `what` names it if it does not read.
+pub(crate) fn from_doc<T: serde::de::DeserializeOwned>(what: &str, item: &Item) -> Result<T, StoreError> {
+    serde_json::from_str(string(item, "doc")?).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
+}
+
 pub(crate) fn s(value: impl Into<String>) -> AttributeValue {
     AttributeValue::S(value.into())
 }

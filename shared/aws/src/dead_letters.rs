@@ -28,7 +28,7 @@ fn fail_pk(id: &str) -> String {
 }
 
 fn to_item(dead_letter: &DeadLetter) -> Result<Item, StoreError> {
-    let doc = serde_json::to_string(dead_letter).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let doc = attrs::doc(dead_letter)?;
     Ok(Item::from([
         ("pk".to_owned(), s(dlq_pk(&dead_letter.id))),
         ("sk".to_owned(), s(DLQ_SK)),
@@ -38,13 +38,12 @@ fn to_item(dead_letter: &DeadLetter) -> Result<Item, StoreError> {
         ("reason".to_owned(), s(&dead_letter.reason)),
         ("state".to_owned(), s(dead_letter.state.name())),
         ("version".to_owned(), n(dead_letter.version)),
-        ("doc".to_owned(), s(doc)),
+        ("doc".to_owned(), doc),
     ]))
 }
 
 fn from_item(item: &Item) -> Result<DeadLetter, StoreError> {
-    let doc = attrs::string(item, "doc")?;
-    serde_json::from_str(doc).map_err(|e| StoreError::Corrupt(format!("dead letter: {e}")))
+    attrs::from_doc("dead letter", item)
 }
 
 fn time(item: &Item, name: &str) -> Result<Timestamp, StoreError> {

@@ -6,8 +6,6 @@
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
 use jiff::Timestamp;
-use serde::Serialize;
-use serde::de::DeserializeOwned;
 use tdev_domain::deploy::{AgentLock, Backup, Deployment, DeploymentEvent, DeploymentFilter};
 use tdev_domain::ports::{DeploymentStore, StoreError};
 
@@ -30,14 +28,6 @@ fn lock_pk(agent: &str) -> String {
     format!("LOCK#{agent}")
 }
 
-fn doc(value: &impl Serialize) -> Result<AttributeValue, StoreError> {
-    serde_json::to_string(value).map(s).map_err(|e| StoreError::Corrupt(e.to_string()))
-}
-
-fn from_doc<T: DeserializeOwned>(what: &str, item: &Item) -> Result<T, StoreError> {
-    serde_json::from_str(attrs::string(item, "doc")?).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
-}
-
 fn deployment_item(deployment: &Deployment) -> Result<Item, StoreError> {
     Ok(Item::from([
         ("pk".to_owned(), s(deploy_pk(&deployment.id))),
@@ -47,7 +37,7 @@ fn deployment_item(deployment: &Deployment) -> Result<Item, StoreError> {
         ("agent".to_owned(), s(&deployment.agent)),
         ("status".to_owned(), s(deployment.status.as_str())),
         ("revision".to_owned(), n(deployment.revision)),
-        ("doc".to_owned(), doc(deployment)?),
+        ("doc".to_owned(), attrs::doc(deployment)?),
     ]))
 }
 
@@ -55,7 +45,7 @@ fn event_item(event: &DeploymentEvent) -> Result<Item, StoreError> {
     Ok(Item::from([
         ("pk".to_owned(), s(deploy_pk(&event.deployment_id))),
         ("sk".to_owned(), s(format!("{EVENT_PREFIX}{:020}", event.seq))),
-        ("doc".to_owned(), doc(event)?),
+        ("doc".to_owned(), attrs::doc(event)?),
     ]))
 }
 
@@ -132,14 +122,14 @@ impl DeploymentStore for AwsStore {
 
     async fn get_deployment(&self, id: &str) -> Result<Option<Deployment>, StoreError> {
         let item = self.get_in(&self.deployments_table, deploy_pk(id), DEPLOY_SK).await?;
-        item.map(|item| from_doc("deployment", &item)).transpose()
+        item.map(|item| attrs::from_doc("deployment", &item)).transpose()
     }
 
     async fn list_deployments(&self, filter: &DeploymentFilter) -> Result<Vec<Deployment>, StoreError> {
         let limit = if filter.limit == 0 { usize::MAX } else { filter.limit };
         let equal = [("agent", filter.agent.as_deref()), ("status", filter.status.map(|s| s.as_str()))];
         self.list_under(&self.deployments_table, GSI_PK, false, &equal, limit, |item| {
-            let deployment: Deployment = from_doc("deployment", item)?;
+            let deployment: Deployment = attrs::from_doc("deployment", item)?;
             Ok(filter.matches(&deployment).then_some(deployment))
         })
         .await
@@ -177,14 +167,14 @@ impl DeploymentStore for AwsStore {
             .try_collect()
             .await
             .map_err(StoreError::unavailable)?;
-        items.iter().map(|item| from_doc("deployment event", item)).collect()
+        items.iter().map(|item| attrs::from_doc("deployment event", item)).collect()
     }
 
     async fn put_backup(&self, backup: &Backup) -> Result<(), StoreError> {
         let item = Item::from([
             ("pk".to_owned(), s(deploy_pk(&backup.deployment_id))),
             ("sk".to_owned(), s(BACKUP_SK)),
-            ("doc".to_owned(), doc(backup)?),
+            ("doc".to_owned(), attrs::doc(backup)?),
         ]);
         if self.put_if_in(&self.deployments_table, item, "attribute_not_exists(pk)", &[]).await? {
             Ok(())
@@ -195,7 +185,7 @@ impl DeploymentStore for AwsStore {
 
     async fn get_backup(&self, deployment_id: &str) -> Result<Option<Backup>, StoreError> {
         let item = self.get_in(&self.deployments_table, deploy_pk(deployment_id), BACKUP_SK).await?;
-        item.map(|item| from_doc("backup", &item)).transpose()
+        item.map(|item| attrs::from_doc("backup", &item)).transpose()
     }
 
     async fn get_lock(&self, agent: &str) -> Result<Option<AgentLock>, StoreError> {

@@ -49,7 +49,7 @@ fn window(filter: &EventFilter, now: Timestamp) -> (Timestamp, Timestamp) {
 }
 
 fn to_item(event: &Event) -> Result<Item, StoreError> {
-    let doc = serde_json::to_string(event).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let doc = attrs::doc(event)?;
     Ok(Item::from([
         ("pk".to_owned(), s(pk(day_of(event.at)))),
         ("sk".to_owned(), s(format!("{}#{}", sortable(event.at), event.id))),
@@ -57,13 +57,12 @@ fn to_item(event: &Event) -> Result<Item, StoreError> {
         ("type".to_owned(), s(&event.kind)),
         ("at".to_owned(), s(event.at.to_string())),
         ("subject".to_owned(), s(&event.subject)),
-        ("doc".to_owned(), s(doc)),
+        ("doc".to_owned(), doc),
     ]))
 }
 
 fn from_item(item: &Item) -> Result<Event, StoreError> {
-    let doc = attrs::string(item, "doc")?;
-    serde_json::from_str(doc).map_err(|e| StoreError::Corrupt(format!("event: {e}")))
+    attrs::from_doc("event", item)
 }
 
 impl EventStore for AwsStore {

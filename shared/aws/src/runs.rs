@@ -8,8 +8,6 @@
 //!
 //! Documents are JSON strings; DynamoDB's 400 KB item limit bounds a stored definition.
 
-use serde::Serialize;
-use serde::de::DeserializeOwned;
 use tdev_domain::ports::{RunStore, StoreError, WorkflowStore};
 use tdev_domain::runs::{Run, RunFilter, StepRun, StoredWorkflow};
 
@@ -19,15 +17,6 @@ use crate::items::GSI;
 
 const RUN_SK: &str = "RUN";
 const RUNS_GSI_PK: &str = "RUNS";
-
-fn to_doc(value: &impl Serialize) -> Result<String, StoreError> {
-    serde_json::to_string(value).map_err(|e| StoreError::Corrupt(e.to_string()))
-}
-
-fn from_doc<T: DeserializeOwned>(what: &str, item: &Item) -> Result<T, StoreError> {
-    let doc = attrs::string(item, "doc")?;
-    serde_json::from_str(doc).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
-}
 
 fn run_pk(id: &str) -> String {
     format!("RUN#{id}")
@@ -40,7 +29,7 @@ fn step_sk(step_id: &str) -> String {
 impl AwsStore {
     async fn workflow_version(&self, id: &str, version: &str) -> Result<Option<StoredWorkflow>, StoreError> {
         let item = self.get(format!("WORKFLOW#{id}"), &format!("V#{version}")).await?;
-        item.as_ref().map(|item| from_doc("workflow", item)).transpose()
+        item.as_ref().map(|item| attrs::from_doc("workflow", item)).transpose()
     }
 }
 
@@ -50,7 +39,7 @@ impl WorkflowStore for AwsStore {
             ("pk".to_owned(), s(format!("WORKFLOW#{}", workflow.id))),
             ("sk".to_owned(), s(format!("V#{}", workflow.version))),
             ("created_us".to_owned(), n(workflow.created_at.as_microsecond())),
-            ("doc".to_owned(), s(to_doc(workflow)?)),
+            ("doc".to_owned(), attrs::doc(workflow)?),
         ]);
         if self.create(item).await? {
             return Ok(());
@@ -105,9 +94,9 @@ impl RunStore for AwsStore {
         let mut steps = Vec::new();
         for item in &items {
             if attrs::string(item, "sk")? == RUN_SK {
-                run = Some(from_doc::<Run>("run", item)?);
+                run = Some(attrs::from_doc::<Run>("run", item)?);
             } else {
-                steps.push(from_doc::<StepRun>("step", item)?);
+                steps.push(attrs::from_doc::<StepRun>("step", item)?);
             }
         }
         Ok(run.map(|run| (run, steps)))
@@ -117,7 +106,7 @@ impl RunStore for AwsStore {
         let items = self.query(Some(GSI), RUNS_GSI_PK.to_owned(), false).await?;
         let mut runs = Vec::new();
         for item in &items {
-            let run: Run = from_doc("run", item)?;
+            let run: Run = attrs::from_doc("run", item)?;
             if filter.matches(&run) {
                 runs.push(run);
             }
@@ -144,7 +133,7 @@ impl RunStore for AwsStore {
 
     async fn get_step(&self, run_id: &str, step_id: &str) -> Result<Option<StepRun>, StoreError> {
         let item = self.get(run_pk(run_id), &step_sk(step_id)).await?;
-        item.as_ref().map(|item| from_doc("step", item)).transpose()
+        item.as_ref().map(|item| attrs::from_doc("step", item)).transpose()
     }
 
     async fn update_step(&self, run_id: &str, step: &StepRun) -> Result<(), StoreError> {
@@ -168,7 +157,7 @@ fn run_item(run: &Run) -> Result<Item, StoreError> {
         ("workflow_id".to_owned(), s(&run.workflow_id)),
         ("status".to_owned(), s(run.status.as_str())),
         ("version".to_owned(), n(run.version)),
-        ("doc".to_owned(), s(to_doc(run)?)),
+        ("doc".to_owned(), attrs::doc(run)?),
     ]))
 }
 
@@ -177,6 +166,6 @@ fn step_item(run_id: &str, step: &StepRun) -> Result<Item, StoreError> {
         ("pk".to_owned(), s(run_pk(run_id))),
         ("sk".to_owned(), s(step_sk(&step.step_id))),
         ("version".to_owned(), n(step.version)),
-        ("doc".to_owned(), s(to_doc(step)?)),
+        ("doc".to_owned(), attrs::doc(step)?),
     ]))
 }
