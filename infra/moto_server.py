@@ -4,8 +4,10 @@ moto's bedrock-agentcore-control moves a new runtime (and endpoint) from CREATIN
 READY, but leaves an updated one UPDATING for ever: its state manager knows only the
 CREATING -> READY transition. AWS makes an updated runtime READY again once its new
 version is up, and the deployment pipeline waits for that. This adds UPDATING -> READY to
-both models, with moto's own state manager (default progression: immediate). Everything
-else is moto as installed. Usage: python infra/moto_server.py -H 127.0.0.1 -p 5000
+both models, with moto's own state manager (default progression: immediate). And moto's
+UpdateAgentRuntimeEndpoint sets only the endpoint's target version and never makes it
+live; AWS does, once the endpoint is READY, and the pipeline waits for that too: a READY
+endpoint here serves its target version. Everything else is moto as installed. Usage: python infra/moto_server.py -H 127.0.0.1 -p 5000
 """
 
 import sys
@@ -25,6 +27,18 @@ def _also_ready_after_update(cls):
 
 for model in (models.AgentRuntime, models.AgentRuntimeEndpoint):
     _also_ready_after_update(model)
+
+_status = models.AgentRuntimeEndpoint.status
+
+
+def _status_and_live(self):
+    status = _status.fget(self)
+    if status == "READY":
+        self.live_version = self.target_version
+    return status
+
+
+models.AgentRuntimeEndpoint.status = property(_status_and_live, _status.fset)
 
 from moto.server import main  # noqa: E402  (after the models are patched)
 

@@ -6,51 +6,70 @@
 //! missing, so any step can be repeated after a crash.
 //!
 //! - `snapshot`: `GetAgentRuntime` (artifact, role, protocol, environment, network,
-//!   version) and `GetAgentRuntimeEndpoint`, whose target version is the serving version.
-//! - `apply`: `CreateAgentRuntime` (version 1); or `GetAgentRuntime` and, only if its
-//!   configuration differs from the spec's, `UpdateAgentRuntime` (a new version). The
-//!   description is sent but not compared: on its own it makes no new version.
+//!   version) and `GetAgentRuntimeEndpoint`, whose live version is the serving version (its
+//!   target version only while it has none: mid-update, the target has not served yet).
+//! - `apply`: `CreateAgentRuntime` (version 1); or `GetAgentRuntime` and, if its
+//!   configuration differs from the spec's or its status is `CREATE_FAILED` or
+//!   `UPDATE_FAILED`, `UpdateAgentRuntime` (a new version: the same spec is tried again).
+//!   The description is sent but not compared: on its own it makes no new version.
 //! - `prepare`: `GetAgentRuntime`'s status: `READY`, `CREATING`/`UPDATING`, `*_FAILED`.
 //! - `publish`: the runtime's latest version (as listed); `CreateAgentRuntimeEndpoint` if
-//!   the endpoint is absent, `UpdateAgentRuntimeEndpoint` if it targets another version.
+//!   the endpoint is absent, `UpdateAgentRuntimeEndpoint` if it targets another version (or
+//!   its last change failed). Then `GetAgentRuntimeEndpoint` until the endpoint is `READY`
+//!   with that version live, so that what follows (the smoke test) reaches it.
 //! - `point_to`: the same with the given version.
 //! - `restore`: nothing to do (see [`AgentDeployer::restore`] below).
 //!
-//! `publish` and `point_to` return once AgentCore has taken the endpoint's new target
-//! version; AgentCore moves the live version when the endpoint is `READY` again.
+//! The wait of `publish` and `point_to` is bounded, 15 s by default
+//! ([`AgentcoreRuntimes::with_wait_limit`]): a step runs in a worker Lambda with a 60 s
+//! timeout. An endpoint still moving then makes the step `Unavailable`, naming it, its
+//! status and live version; the pipeline repeats the step, which finds the endpoint
+//! already targeting the version and only waits again.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use aws_config::SdkConfig;
 use aws_sdk_bedrockagentcorecontrol::operation::get_agent_runtime::GetAgentRuntimeOutput;
 use aws_sdk_bedrockagentcorecontrol::operation::get_agent_runtime_endpoint::GetAgentRuntimeEndpointOutput;
 use aws_sdk_bedrockagentcorecontrol::types::{
-    AgentRuntime, AgentRuntimeArtifact, AgentRuntimeStatus, ContainerConfiguration, NetworkConfiguration,
-    NetworkMode, ProtocolConfiguration, ServerProtocol, VpcConfig,
+    AgentRuntime, AgentRuntimeArtifact, AgentRuntimeEndpointStatus, AgentRuntimeStatus,
+    ContainerConfiguration, NetworkConfiguration, NetworkMode, ProtocolConfiguration, ServerProtocol,
+    VpcConfig,
 };
 use serde::{Deserialize, Serialize};
 use tdev_domain::agents::AgentTarget;
 use tdev_domain::deploy::{AgentSpec, Snapshot, TargetKind, TargetSpec};
 use tdev_domain::ports::{AgentDeployer, DeployError, Published, Readiness};
 
-use crate::calls::CallResult;
+use crate::calls::{CallResult, Deadline, STEP_WAIT};
 
 /// Deploys to Amazon Bedrock AgentCore Runtime: each change is a new runtime version,
 /// served through the spec's endpoint.
 #[derive(Debug, Clone)]
 pub struct AgentcoreRuntimes {
     client: aws_sdk_bedrockagentcorecontrol::Client,
+    /// How long `publish` and `point_to` wait for the endpoint to serve the version before
+    /// they are `Unavailable`.
+    wait_limit: Duration,
 }
 
 impl AgentcoreRuntimes {
     /// A client for the account and region of `config`.
     pub fn new(config: &SdkConfig) -> Self {
-        Self { client: aws_sdk_bedrockagentcorecontrol::Client::new(config) }
+        Self::from_client(aws_sdk_bedrockagentcorecontrol::Client::new(config))
     }
 
     /// Uses `client` as it is (tests give one that talks to moto).
     pub fn from_client(client: aws_sdk_bedrockagentcorecontrol::Client) -> Self {
-        Self { client }
+        Self { client, wait_limit: STEP_WAIT }
+    }
+
+    /// Bounds each step's waiting by `limit` (default 15 s): the endpoint still moving
+    /// then makes the step `Unavailable`.
+    pub fn with_wait_limit(mut self, limit: Duration) -> Self {
+        self.wait_limit = limit;
+        self
     }
 }
 
@@ -179,9 +198,19 @@ struct SavedEndpoint {
 }
 
 /// The version an endpoint is pointed at: its target, which becomes live once AgentCore
-/// has moved it.
+/// has moved it. What `route` compares, not what serves (see [`serving_version`]).
 fn endpoint_version(endpoint: &GetAgentRuntimeEndpointOutput) -> Option<&str> {
     endpoint.target_version().or(endpoint.live_version())
+}
+
+/// The version an endpoint serves: its live one. Mid-update the target has not served yet,
+/// so it counts only for an endpoint without a live version.
+fn serving_version(endpoint: &GetAgentRuntimeEndpointOutput) -> Option<&str> {
+    endpoint.live_version().or(endpoint.target_version())
+}
+
+fn endpoint_failed(status: &AgentRuntimeEndpointStatus) -> bool {
+    matches!(status, AgentRuntimeEndpointStatus::CreateFailed | AgentRuntimeEndpointStatus::UpdateFailed)
 }
 
 fn endpoint_name(spec: &AgentSpec) -> Result<&str, DeployError> {
@@ -228,28 +257,33 @@ impl AgentcoreRuntimes {
         }
     }
 
-    /// Points the endpoint at `version`, creating it if absent; nothing if it is already.
+    /// Points the endpoint at `version`, creating it if absent (nothing if it already
+    /// targets it, unless its last change failed), then waits until it serves `version`.
     async fn route(
         &self,
         spec: &AgentSpec,
         runtime: &AgentRuntime,
         version: &str,
+        deadline: Deadline,
     ) -> Result<Published, DeployError> {
         let endpoint = endpoint_name(spec)?;
         let runtime_id = runtime.agent_runtime_id();
-        match self.endpoint(runtime_id, endpoint).await? {
+        let seen = match self.endpoint(runtime_id, endpoint).await? {
             None => {
                 let request = self.client.create_agent_runtime_endpoint().agent_runtime_id(runtime_id);
                 let request = request.name(endpoint).agent_runtime_version(version);
                 request.send().await.or_deploy_error("CreateAgentRuntimeEndpoint")?;
+                None
             }
-            Some(held) if endpoint_version(&held) != Some(version) => {
+            Some(held) if endpoint_version(&held) != Some(version) || endpoint_failed(held.status()) => {
                 let request = self.client.update_agent_runtime_endpoint().agent_runtime_id(runtime_id);
                 let request = request.endpoint_name(endpoint).agent_runtime_version(version);
                 request.send().await.or_deploy_error("UpdateAgentRuntimeEndpoint")?;
+                None
             }
-            Some(_) => {}
-        }
+            Some(held) => Some(held),
+        };
+        self.await_endpoint(runtime_id, endpoint, version, seen, deadline).await?;
         Ok(Published {
             version: version.to_owned(),
             target: AgentTarget::AgentcoreRuntime {
@@ -257,6 +291,47 @@ impl AgentcoreRuntimes {
                 qualifier: Some(endpoint.to_owned()),
             },
         })
+    }
+
+    /// Waits until the endpoint serves `version`: `READY`, with `version` live. `seen` is
+    /// the endpoint as just got, if nothing was written since. One that ends `*_FAILED`
+    /// is `Err(Failed)`; one still moving at `deadline` is `Unavailable`.
+    async fn await_endpoint(
+        &self,
+        runtime_id: &str,
+        name: &str,
+        version: &str,
+        mut seen: Option<GetAgentRuntimeEndpointOutput>,
+        deadline: Deadline,
+    ) -> Result<(), DeployError> {
+        let mut backoff = deadline.backoff();
+        loop {
+            let endpoint = match seen.take() {
+                Some(endpoint) => endpoint,
+                None => self.endpoint(runtime_id, name).await?.ok_or_else(|| {
+                    DeployError::Unavailable(format!(
+                        "the endpoint {name} is gone while it was being pointed"
+                    ))
+                })?,
+            };
+            let (status, live) = (endpoint.status(), endpoint.live_version());
+            if *status == AgentRuntimeEndpointStatus::Ready && live == Some(version) {
+                return Ok(());
+            }
+            if endpoint_failed(status) {
+                return Err(DeployError::Failed(format!(
+                    "the endpoint {name} is {}: {}",
+                    status.as_str(),
+                    endpoint.failure_reason().unwrap_or("no reason given")
+                )));
+            }
+            let serving = live.map_or("no version".to_owned(), |live| format!("version {live}"));
+            let what = format!(
+                "the endpoint {name} is {}, serving {serving} and not yet {version}",
+                status.as_str()
+            );
+            backoff.wait(&what).await?;
+        }
     }
 }
 
@@ -270,7 +345,7 @@ impl AgentDeployer for AgentcoreRuntimes {
         let Some(runtime) = self.find_runtime(&spec.name).await? else { return Ok(None) };
         let held = self.get_runtime(runtime.agent_runtime_id()).await?;
         let endpoint = self.endpoint(runtime.agent_runtime_id(), endpoint_name).await?;
-        let serving_version = endpoint.as_ref().and_then(endpoint_version).map(str::to_owned);
+        let serving_version = endpoint.as_ref().and_then(serving_version).map(str::to_owned);
         let saved = Saved {
             runtime_id: held.agent_runtime_id().to_owned(),
             runtime_arn: held.agent_runtime_arn().to_owned(),
@@ -309,7 +384,13 @@ impl AgentDeployer for AgentcoreRuntimes {
             }
             Some(runtime) => {
                 let held = self.get_runtime(runtime.agent_runtime_id()).await?;
-                if RuntimeConfig::held_by(&held) != wanted {
+                // A failed version holds the spec's configuration but will never serve: a
+                // new version is the only way forward for the same spec.
+                let failed = matches!(
+                    held.status(),
+                    AgentRuntimeStatus::CreateFailed | AgentRuntimeStatus::UpdateFailed
+                );
+                if failed || RuntimeConfig::held_by(&held) != wanted {
                     self.client
                         .update_agent_runtime()
                         .agent_runtime_id(runtime.agent_runtime_id())
@@ -346,13 +427,15 @@ impl AgentDeployer for AgentcoreRuntimes {
     }
 
     async fn publish(&self, spec: &AgentSpec) -> Result<Published, DeployError> {
+        let deadline = Deadline::after(self.wait_limit);
         let runtime = self.runtime(&spec.name).await?;
-        self.route(spec, &runtime, runtime.agent_runtime_version()).await
+        self.route(spec, &runtime, runtime.agent_runtime_version(), deadline).await
     }
 
     async fn point_to(&self, spec: &AgentSpec, version: &str) -> Result<Published, DeployError> {
+        let deadline = Deadline::after(self.wait_limit);
         let runtime = self.runtime(&spec.name).await?;
-        self.route(spec, &runtime, version).await
+        self.route(spec, &runtime, version, deadline).await
     }
 
     /// Nothing to restore: a runtime's versions are immutable, so the version the

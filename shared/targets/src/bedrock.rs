@@ -26,6 +26,12 @@
 //!   (an agent deleted since is created again).
 //!
 //! Tags are set when the agent is created (`UpdateAgent` takes none).
+//!
+//! Every wait of one step (for the agent to leave `CREATING`, `UPDATING`… in `apply` and
+//! `restore`, for the alias to be `PREPARED` in `publish` and `point_to`) shares one bound,
+//! 15 s by default ([`BedrockAgents::with_wait_limit`]): a step runs in a worker Lambda with
+//! a 60 s timeout. An agent or alias still busy then makes the step `Unavailable`, naming
+//! it and its status, and the pipeline repeats the step later.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
@@ -36,7 +42,6 @@ use aws_sdk_bedrockagent::types::{
     AgentAliasStatus, AgentStatus, ApiSchema as SdkApiSchema, CustomControlMethod, Function, FunctionSchema,
     GuardrailConfiguration, KnowledgeBaseState, ParameterDetail, S3Identifier, Type,
 };
-use aws_smithy_types::error::operation::BuildError;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tdev_domain::agents::AgentTarget;
@@ -46,31 +51,37 @@ use tdev_domain::deploy::{
 };
 use tdev_domain::ports::{AgentDeployer, DeployError, Published, Readiness};
 
-use crate::calls::{Backoff, CallResult};
+use crate::calls::{CallResult, Deadline, STEP_WAIT};
 
 /// The version that `apply` and `restore` change.
 const DRAFT: &str = "DRAFT";
-/// How long `apply` waits for the agent to finish a change (e.g. leave `CREATING`).
-const AGENT_WAIT: Duration = Duration::from_secs(60);
-/// How long `publish` and `point_to` wait for the alias to be `PREPARED`.
-const ALIAS_WAIT: Duration = Duration::from_secs(120);
 
 /// Deploys to Amazon Bedrock Agents: the DRAFT is written, prepared, and published as a
 /// new version through the spec's alias.
 #[derive(Debug, Clone)]
 pub struct BedrockAgents {
     client: aws_sdk_bedrockagent::Client,
+    /// How long one step waits, all its waits together, for the agent or the alias to
+    /// settle before it is `Unavailable`.
+    wait_limit: Duration,
 }
 
 impl BedrockAgents {
     /// A client for the account and region of `config`.
     pub fn new(config: &SdkConfig) -> Self {
-        Self { client: aws_sdk_bedrockagent::Client::new(config) }
+        Self::from_client(aws_sdk_bedrockagent::Client::new(config))
     }
 
     /// Uses `client` as it is (tests give a mocked one).
     pub fn from_client(client: aws_sdk_bedrockagent::Client) -> Self {
-        Self { client }
+        Self { client, wait_limit: STEP_WAIT }
+    }
+
+    /// Bounds each step's waiting by `limit` (default 15 s) in place of the default: the
+    /// agent or alias still busy then makes the step `Unavailable`.
+    pub fn with_wait_limit(mut self, limit: Duration) -> Self {
+        self.wait_limit = limit;
+        self
     }
 }
 
@@ -179,31 +190,46 @@ impl ActionGroup {
         }
     }
 
-    fn executor(&self) -> ActionGroupExecutor {
-        match &self.lambda_arn {
+    /// The group as the SDK takes it, every value built and checked: what the writes of
+    /// [`BedrockAgents::sync_action_groups`] send.
+    fn to_sdk(&self) -> Result<SdkActionGroup<'_>, DeployError> {
+        let invalid = |why: String| DeployError::Failed(format!("the action group {}: {why}", self.name));
+        let executor = match &self.lambda_arn {
             Some(arn) => ActionGroupExecutor::Lambda(arn.clone()),
             None => ActionGroupExecutor::CustomControl(CustomControlMethod::ReturnControl),
-        }
-    }
-
-    fn sdk_api_schema(&self) -> Option<SdkApiSchema> {
-        self.api_schema.as_ref().map(|schema| match schema {
+        };
+        let api_schema = self.api_schema.as_ref().map(|schema| match schema {
             ApiSchema::S3 { bucket, key } => {
                 SdkApiSchema::S3(S3Identifier::builder().s3_bucket_name(bucket).s3_object_key(key).build())
             }
             inline => SdkApiSchema::Payload(inline.payload().unwrap_or_default()),
+        });
+        let function_schema = if self.functions.is_empty() {
+            None
+        } else {
+            let functions = self.functions.iter().map(sdk_function).collect::<Result<Vec<_>, _>>();
+            Some(FunctionSchema::Functions(functions.map_err(invalid)?))
+        };
+        if !ActionGroupState::values().contains(&self.state.as_str()) {
+            return Err(invalid(format!("its state {} is not one Bedrock knows", self.state)));
+        }
+        Ok(SdkActionGroup {
+            group: self,
+            executor,
+            api_schema,
+            function_schema,
+            state: ActionGroupState::from(self.state.as_str()),
         })
     }
+}
 
-    fn function_schema(&self) -> Result<Option<FunctionSchema>, DeployError> {
-        if self.functions.is_empty() {
-            return Ok(None);
-        }
-        let functions = self.functions.iter().map(sdk_function).collect::<Result<Vec<_>, _>>();
-        functions
-            .map(|functions| Some(FunctionSchema::Functions(functions)))
-            .map_err(|e| DeployError::Failed(format!("the action group {}: {e}", self.name)))
-    }
+/// An action group and the values the SDK takes for it, built before anything is written.
+struct SdkActionGroup<'a> {
+    group: &'a ActionGroup,
+    executor: ActionGroupExecutor,
+    api_schema: Option<SdkApiSchema>,
+    function_schema: Option<FunctionSchema>,
+    state: ActionGroupState,
 }
 
 fn function_spec(function: &Function) -> FunctionSpec {
@@ -222,21 +248,34 @@ fn function_spec(function: &Function) -> FunctionSpec {
     }
 }
 
-fn sdk_function(spec: &FunctionSpec) -> Result<Function, BuildError> {
+/// A function as the SDK takes it; a parameter type Bedrock does not know (the spec's
+/// validation allows none, but a snapshot or a spec made in code could hold one) is
+/// refused here rather than by Bedrock half-way through a write.
+fn sdk_function(spec: &FunctionSpec) -> Result<Function, String> {
+    let function = &spec.name;
     let mut parameters = HashMap::new();
     for (name, parameter) in &spec.parameters {
+        if !Type::values().contains(&parameter.kind.as_str()) {
+            return Err(format!(
+                "the function {function}'s parameter {name} has the type {:?}, not one of {}",
+                parameter.kind,
+                Type::values().join(", ")
+            ));
+        }
         let detail = ParameterDetail::builder()
             .r#type(Type::from(parameter.kind.as_str()))
             .set_description(parameter.description.clone())
             .required(parameter.required)
-            .build()?;
+            .build()
+            .map_err(|e| format!("the function {function}'s parameter {name}: {e}"))?;
         parameters.insert(name.clone(), detail);
     }
     Function::builder()
-        .name(&spec.name)
+        .name(function)
         .set_description(spec.description.clone())
         .set_parameters((!parameters.is_empty()).then_some(parameters))
         .build()
+        .map_err(|e| format!("the function {function}: {e}"))
 }
 
 /// What the DRAFT holds: what `apply` and `restore` write.
@@ -353,9 +392,10 @@ impl BedrockAgents {
     }
 
     /// Waits while the agent is busy with a change: writing to it then would conflict.
-    async fn settle(&self, mut agent: Agent) -> Result<Agent, DeployError> {
+    /// Still busy at `deadline`: `Unavailable`.
+    async fn settle(&self, mut agent: Agent, deadline: Deadline) -> Result<Agent, DeployError> {
         use AgentStatus::*;
-        let mut backoff = Backoff::new(AGENT_WAIT);
+        let mut backoff = deadline.backoff();
         while matches!(agent.agent_status(), Creating | Updating | Preparing | Versioning) {
             let status = agent.agent_status().as_str();
             backoff.wait(&format!("the agent {} is still {status}", agent.agent_name())).await?;
@@ -411,9 +451,15 @@ impl BedrockAgents {
         Ok(None)
     }
 
-    /// Waits for the alias to be `PREPARED`; one that ends `FAILED` is `Err(Failed)`.
-    async fn await_alias(&self, agent_id: &str, alias_id: &str) -> Result<Alias, DeployError> {
-        let mut backoff = Backoff::new(ALIAS_WAIT);
+    /// Waits for the alias to be `PREPARED`; one that ends `FAILED` is `Err(Failed)`, one
+    /// still busy at `deadline` is `Unavailable`.
+    async fn await_alias(
+        &self,
+        agent_id: &str,
+        alias_id: &str,
+        deadline: Deadline,
+    ) -> Result<Alias, DeployError> {
+        let mut backoff = deadline.backoff();
         loop {
             let request = self.client.get_agent_alias().agent_id(agent_id).agent_alias_id(alias_id);
             let output = request.send().await.or_deploy_error("GetAgentAlias")?;
@@ -446,20 +492,24 @@ impl BedrockAgents {
         Ok(made.is_some_and(|made| made >= prepared_at))
     }
 
-    /// Makes the agent hold `draft`, creating it (with `tags`) if there is none.
+    /// Makes the agent hold `draft`, creating it (with `tags`) if there is none. Every
+    /// value the SDK takes is built first: one that cannot be built fails the step before
+    /// anything is written, rather than half-way through the DRAFT.
     async fn write(&self, draft: &Draft, tags: &BTreeMap<String, String>) -> Result<(), DeployError> {
+        let deadline = Deadline::after(self.wait_limit);
+        let groups = draft.action_groups.iter().map(ActionGroup::to_sdk).collect::<Result<Vec<_>, _>>()?;
         let fields = &draft.agent;
         let agent_id = match self.find_agent(&fields.name).await? {
-            None => self.create_agent(fields, tags).await?,
+            None => self.create_agent(fields, tags, deadline).await?,
             Some(agent_id) => {
-                let agent = self.settle(self.get_agent(&agent_id).await?).await?;
+                let agent = self.settle(self.get_agent(&agent_id).await?, deadline).await?;
                 if AgentFields::held_by(&agent) != *fields {
-                    self.update_agent(&agent_id, fields).await?;
+                    self.update_agent(&agent_id, fields, deadline).await?;
                 }
                 agent_id
             }
         };
-        self.sync_action_groups(&agent_id, &draft.action_groups).await?;
+        self.sync_action_groups(&agent_id, &groups).await?;
         self.sync_knowledge_bases(&agent_id, &draft.knowledge_bases).await
     }
 
@@ -467,6 +517,7 @@ impl BedrockAgents {
         &self,
         fields: &AgentFields,
         tags: &BTreeMap<String, String>,
+        deadline: Deadline,
     ) -> Result<String, DeployError> {
         let output = self
             .client
@@ -482,7 +533,7 @@ impl BedrockAgents {
             .send()
             .await
             .or_deploy_error("CreateAgent")?;
-        let agent = self.settle(output.agent.ok_or_else(|| no_output("CreateAgent"))?).await?;
+        let agent = self.settle(output.agent.ok_or_else(|| no_output("CreateAgent"))?, deadline).await?;
         if *agent.agent_status() == AgentStatus::Failed {
             let why = reasons(agent.failure_reasons());
             return Err(DeployError::Failed(format!(
@@ -493,7 +544,12 @@ impl BedrockAgents {
         Ok(agent.agent_id().to_owned())
     }
 
-    async fn update_agent(&self, agent_id: &str, fields: &AgentFields) -> Result<(), DeployError> {
+    async fn update_agent(
+        &self,
+        agent_id: &str,
+        fields: &AgentFields,
+        deadline: Deadline,
+    ) -> Result<(), DeployError> {
         let output = self
             .client
             .update_agent()
@@ -508,16 +564,20 @@ impl BedrockAgents {
             .send()
             .await
             .or_deploy_error("UpdateAgent")?;
-        self.settle(output.agent.ok_or_else(|| no_output("UpdateAgent"))?).await?;
+        self.settle(output.agent.ok_or_else(|| no_output("UpdateAgent"))?, deadline).await?;
         Ok(())
     }
 
     /// Deletes the DRAFT's extra action groups, then creates the missing ones and updates
-    /// those that differ.
-    async fn sync_action_groups(&self, agent_id: &str, wanted: &[ActionGroup]) -> Result<(), DeployError> {
+    /// those that differ. `wanted` is built beforehand: nothing here can fail but a call.
+    async fn sync_action_groups(
+        &self,
+        agent_id: &str,
+        wanted: &[SdkActionGroup<'_>],
+    ) -> Result<(), DeployError> {
         let held = self.action_groups(agent_id).await?;
         for (id, group) in &held {
-            if !wanted.iter().any(|w| w.name == group.name) {
+            if !wanted.iter().any(|w| w.group.name == group.name) {
                 self.client
                     .delete_agent_action_group()
                     .agent_id(agent_id)
@@ -529,7 +589,8 @@ impl BedrockAgents {
                     .or_deploy_error(&format!("DeleteAgentActionGroup {}", group.name))?;
             }
         }
-        for group in wanted {
+        for sdk in wanted {
+            let group = sdk.group;
             match held.iter().find(|(_, h)| h.name == group.name) {
                 None => {
                     self.client
@@ -538,10 +599,10 @@ impl BedrockAgents {
                         .agent_version(DRAFT)
                         .action_group_name(&group.name)
                         .set_description(group.description.clone())
-                        .action_group_executor(group.executor())
-                        .set_api_schema(group.sdk_api_schema())
-                        .set_function_schema(group.function_schema()?)
-                        .action_group_state(ActionGroupState::from(group.state.as_str()))
+                        .action_group_executor(sdk.executor.clone())
+                        .set_api_schema(sdk.api_schema.clone())
+                        .set_function_schema(sdk.function_schema.clone())
+                        .action_group_state(sdk.state.clone())
                         .send()
                         .await
                         .or_deploy_error(&format!("CreateAgentActionGroup {}", group.name))?;
@@ -554,10 +615,10 @@ impl BedrockAgents {
                         .action_group_id(id)
                         .action_group_name(&group.name)
                         .set_description(group.description.clone())
-                        .action_group_executor(group.executor())
-                        .set_api_schema(group.sdk_api_schema())
-                        .set_function_schema(group.function_schema()?)
-                        .action_group_state(ActionGroupState::from(group.state.as_str()))
+                        .action_group_executor(sdk.executor.clone())
+                        .set_api_schema(sdk.api_schema.clone())
+                        .set_function_schema(sdk.function_schema.clone())
+                        .action_group_state(sdk.state.clone())
                         .send()
                         .await
                         .or_deploy_error(&format!("UpdateAgentActionGroup {}", group.name))?;
@@ -671,6 +732,7 @@ impl AgentDeployer for BedrockAgents {
     }
 
     async fn publish(&self, spec: &AgentSpec) -> Result<Published, DeployError> {
+        let deadline = Deadline::after(self.wait_limit);
         let alias_name = alias_name(spec)?;
         let agent_id = self.agent_id(&spec.name).await?;
         let alias = match self.find_alias(&agent_id, alias_name).await? {
@@ -679,12 +741,12 @@ impl AgentDeployer for BedrockAgents {
                     self.client.create_agent_alias().agent_id(&agent_id).agent_alias_name(alias_name);
                 let output = request.send().await.or_deploy_error("CreateAgentAlias")?;
                 let created = output.agent_alias.ok_or_else(|| no_output("CreateAgentAlias"))?;
-                self.await_alias(&agent_id, created.agent_alias_id()).await?
+                self.await_alias(&agent_id, created.agent_alias_id(), deadline).await?
             }
             Some(alias) => {
                 let alias = match alias.status {
                     AgentAliasStatus::Creating | AgentAliasStatus::Updating => {
-                        self.await_alias(&agent_id, &alias.id).await?
+                        self.await_alias(&agent_id, &alias.id, deadline).await?
                     }
                     _ => alias,
                 };
@@ -694,7 +756,7 @@ impl AgentDeployer for BedrockAgents {
                     let request = self.client.update_agent_alias().agent_id(&agent_id);
                     let request = request.agent_alias_id(&alias.id).agent_alias_name(alias_name);
                     request.send().await.or_deploy_error("UpdateAgentAlias")?;
-                    self.await_alias(&agent_id, &alias.id).await?
+                    self.await_alias(&agent_id, &alias.id, deadline).await?
                 }
             }
         };
@@ -702,6 +764,7 @@ impl AgentDeployer for BedrockAgents {
     }
 
     async fn point_to(&self, spec: &AgentSpec, version: &str) -> Result<Published, DeployError> {
+        let deadline = Deadline::after(self.wait_limit);
         let alias_name = alias_name(spec)?;
         let agent_id = self.agent_id(&spec.name).await?;
         let alias = self.find_alias(&agent_id, alias_name).await?.ok_or_else(|| {
@@ -714,7 +777,7 @@ impl AgentDeployer for BedrockAgents {
         let request = self.client.update_agent_alias().agent_id(&agent_id).agent_alias_id(&alias.id);
         let request = request.agent_alias_name(alias_name).routing_configuration(route);
         request.send().await.or_deploy_error("UpdateAgentAlias")?;
-        self.await_alias(&agent_id, &alias.id).await?.published(&agent_id)
+        self.await_alias(&agent_id, &alias.id, deadline).await?.published(&agent_id)
     }
 
     async fn restore(&self, spec: &AgentSpec, snapshot: &Snapshot) -> Result<(), DeployError> {

@@ -47,26 +47,56 @@ where
     }
 }
 
-/// Waiting for a resource to settle: sleeps of 1, 2, 4… up to 10 seconds, until `limit`
-/// has passed; then the step is `Unavailable`, and the pipeline will ask again.
-pub(crate) struct Backoff {
+/// How long one step may wait, all its waits together, for resources to settle. The
+/// pipeline runs each step in a worker with a 60 s timeout and checks its 40 s work budget
+/// only between steps, so a step's waiting must end well within what is left; a resource
+/// still busy then makes the step `Unavailable`, and the pipeline repeats it later (every
+/// step looks before it acts).
+pub(crate) const STEP_WAIT: Duration = Duration::from_secs(15);
+
+/// A last sleep shorter than this is not worth another look: the step gives up instead.
+const SHORTEST_SLEEP: Duration = Duration::from_millis(500);
+
+/// When one step's waiting must end. Made once when the step starts and shared by each of
+/// its waits, so that two waits in one step (e.g. for the agent before and after an
+/// update) cannot wait twice the limit.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Deadline {
     started: Instant,
     limit: Duration,
+}
+
+impl Deadline {
+    /// `limit` from now.
+    pub(crate) fn after(limit: Duration) -> Self {
+        Self { started: Instant::now(), limit }
+    }
+
+    /// A new wait within this deadline, starting with short sleeps.
+    pub(crate) fn backoff(self) -> Backoff {
+        Backoff { deadline: self, delay: Duration::from_secs(1) }
+    }
+}
+
+/// Waiting for a resource to settle: sleeps of 1, 2, 4… up to 10 seconds, cut short by the
+/// step's [`Deadline`]; once that has passed, the step is `Unavailable`, and the pipeline
+/// will ask again.
+pub(crate) struct Backoff {
+    deadline: Deadline,
     delay: Duration,
 }
 
 impl Backoff {
-    pub(crate) fn new(limit: Duration) -> Self {
-        Self { started: Instant::now(), limit, delay: Duration::from_secs(1) }
-    }
-
     /// Sleeps before the next look, or gives up: `what` is what is still unfinished
-    /// (e.g. `the alias live is UPDATING`).
+    /// (e.g. `the alias live is still UPDATING`).
     pub(crate) async fn wait(&mut self, what: &str) -> Result<(), DeployError> {
-        if self.started.elapsed() + self.delay > self.limit {
-            return Err(DeployError::Unavailable(format!("{what} after {} s", self.limit.as_secs())));
+        let left = self.deadline.limit.saturating_sub(self.deadline.started.elapsed());
+        let sleep = self.delay.min(left);
+        if sleep < SHORTEST_SLEEP {
+            let limit = self.deadline.limit.as_secs();
+            return Err(DeployError::Unavailable(format!("{what} after {limit} s")));
         }
-        tokio::time::sleep(self.delay).await;
+        tokio::time::sleep(sleep).await;
         self.delay = (self.delay * 2).min(Duration::from_secs(10));
         Ok(())
     }

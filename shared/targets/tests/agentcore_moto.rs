@@ -6,12 +6,20 @@
 //! `CREATING` → `READY`); the test command's moto (`infra/moto_server.py`) adds the
 //! `UPDATING` → `READY` that AWS makes, so `prepare` after an update is `Ready` here.
 //! `tests/agentcore_mocks.rs` covers the `*_FAILED` states.
+//!
+//! moto also never moves an updated endpoint's live version (`UpdateAgentRuntimeEndpoint`
+//! sets only its target), whereas `publish` and `point_to` wait until the version is live.
+//! So here a publish to a new version on an existing endpoint may end `Unavailable` (with a
+//! short wait limit), and the tests check what holds either way: a version is only ever
+//! reported published once it is live, and the snapshot names the live version. The mocks
+//! (`tests/agentcore_mocks.rs`) script the endpoint going live.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use tdev_domain::agents::AgentTarget;
 use tdev_domain::deploy::{AgentSpec, Snapshot, TargetSpec};
-use tdev_domain::ports::{AgentDeployer, Published, Readiness};
+use tdev_domain::ports::{AgentDeployer, DeployError, Published, Readiness};
 use tdev_targets::AgentcoreRuntimes;
 
 #[path = "../../aws/tests/support/mod.rs"]
@@ -20,8 +28,9 @@ use support::moto_config;
 
 const ROLE: &str = "arn:aws:iam::123456789012:role/agentcore-runtime";
 
+/// A short wait: moto answers at once, and never moves an updated endpoint's live version.
 fn target() -> AgentcoreRuntimes {
-    AgentcoreRuntimes::new(&moto_config())
+    AgentcoreRuntimes::new(&moto_config()).with_wait_limit(Duration::from_secs(2))
 }
 
 /// Runtime names are per run (moto outlives a test run), and match AgentCore's pattern
@@ -70,6 +79,39 @@ fn latest_version(snapshot: &Snapshot) -> &str {
     snapshot.config["version"].as_str().expect("a version")
 }
 
+/// Publishes `spec`, whose runtime's latest version is `version`, on an endpoint serving
+/// `before`, and checks what holds whether or not the endpoint goes live (moto's does not):
+/// `Ok` only once `version` is live, else `Unavailable` naming the endpoint and what it
+/// serves; the endpoint targets `version`, and the snapshot names the live version.
+/// Returns the snapshot after.
+async fn publish_new_version(
+    target: &AgentcoreRuntimes,
+    spec: &AgentSpec,
+    version: &str,
+    before: &str,
+) -> Snapshot {
+    let result = target.publish(spec).await;
+    let snap = snapshot(target, spec).await;
+    let endpoint = &snap.config["endpoint"];
+    assert_eq!(endpoint["target_version"], version, "the endpoint is pointed at {version}");
+    let live = endpoint["live_version"].as_str().expect("a live version");
+    assert_eq!(snap.serving_version.as_deref(), Some(live), "the snapshot names the live version");
+    match result {
+        Ok(published) => {
+            assert_published(&published, version);
+            assert_eq!(live, version, "published means live");
+        }
+        Err(DeployError::Unavailable(message)) => {
+            assert_eq!(live, before, "{message}");
+            let expected =
+                format!("the endpoint live is READY, serving version {before} and not yet {version}");
+            assert!(message.starts_with(&expected), "{message}");
+        }
+        Err(other) => panic!("publish failed: {other:?}"),
+    }
+    snap
+}
+
 fn assert_published(published: &Published, version: &str) {
     assert_eq!(published.version, version);
     match &published.target {
@@ -107,7 +149,7 @@ async fn a_runtime_is_created_updated_and_pointed_back_and_a_repeated_apply_make
     let snap = snapshot(&target, &first).await;
     assert_eq!((latest_version(&snap), snap.serving_version.as_deref()), ("1", Some("1")));
 
-    // A new artifact: version 2, and the endpoint moves to it.
+    // A new artifact: version 2, and the endpoint is pointed at it (moto keeps 1 live).
     let second = spec(&name, &image("v2"), &[("LOG_LEVEL", "info")]);
     target.apply(&second).await.expect("apply updates the runtime");
     assert_eq!(
@@ -115,17 +157,16 @@ async fn a_runtime_is_created_updated_and_pointed_back_and_a_repeated_apply_make
         Readiness::Ready,
         "an updated runtime is READY again (infra/moto_server.py)"
     );
-    assert_published(&target.publish(&second).await.expect("publish"), "2");
-    let snap = snapshot(&target, &second).await;
-    assert_eq!((latest_version(&snap), snap.serving_version.as_deref()), ("2", Some("2")));
+    let snap = publish_new_version(&target, &second, "2", "1").await;
+    assert_eq!(latest_version(&snap), "2");
     assert_eq!(snap.config["config"]["artifact"], image("v2"));
+    let serving = snap.serving_version.clone().expect("a serving version");
 
     // A changed environment: version 3.
     let third = spec(&name, &image("v2"), &[("LOG_LEVEL", "debug"), ("REGION", "us-east-1")]);
     target.apply(&third).await.expect("apply with a new environment");
-    assert_published(&target.publish(&third).await.expect("publish"), "3");
-    let snap = snapshot(&target, &third).await;
-    assert_eq!((latest_version(&snap), snap.serving_version.as_deref()), ("3", Some("3")));
+    let snap = publish_new_version(&target, &third, "3", &serving).await;
+    assert_eq!(latest_version(&snap), "3");
     assert_eq!(snap.config["config"]["environment"]["LOG_LEVEL"], "debug");
     target.apply(&third).await.expect("a repeated apply");
     assert_eq!(latest_version(&snapshot(&target, &third).await), "3", "an unchanged spec makes no version");
