@@ -29,6 +29,8 @@ enum Fault {
     Failed,
     /// `prepare` never finishes.
     NeverReady,
+    /// The resource is still changing after the call's own wait.
+    Settling,
 }
 
 type Rule = Box<dyn FnMut(&str, usize) -> Fault + Send>;
@@ -74,6 +76,7 @@ impl Faulty {
         match fault {
             Fault::Unavailable => Err(DeployError::Unavailable(format!("{operation}: throttled"))),
             Fault::Failed => Err(DeployError::Failed(format!("{operation}: access denied"))),
+            Fault::Settling => Err(DeployError::Settling(format!("{operation}: the alias is UPDATING"))),
             Fault::CrashAfter => {
                 let _ = work.await;
                 panic!("injected crash after {operation}");
@@ -406,6 +409,30 @@ async fn a_failed_smoke_test_rolls_back_automatically() {
     assert_eq!(record.rollback_reason, Some(RollbackReason::HealthCheck));
     assert!(record.error.as_deref().unwrap().contains("does not match \"good\""), "{record:?}");
     assert_eq!(w.serving_url().await, format!("{base}/good"));
+}
+
+#[tokio::test]
+async fn a_resource_still_settling_is_waited_for_without_using_up_the_attempts() {
+    // The alias stays UPDATING through twice as many publishes as a step's attempts.
+    let settling = 2 * quick().max_attempts as usize;
+    let mut publishes = 0;
+    let w = world(move |op, _| {
+        if op != "publish" {
+            return Fault::None;
+        }
+        publishes += 1;
+        if publishes <= settling { Fault::Settling } else { Fault::None }
+    });
+    let id = w.deploy(A).await;
+    w.drain().await;
+    let record = w.pipeline.get(&id).await.unwrap().unwrap();
+    assert_eq!(record.status, DeploymentStatus::Deployed, "{record:?}");
+    assert_eq!(record.attempts, 0);
+    let details: Vec<String> = w.events(&id).await.into_iter().map(|e| e.detail).collect();
+    assert!(!details.iter().any(|d| d.contains("retrying")), "waiting is not a failed attempt: {details:#?}");
+    let calls = w.calls();
+    assert_eq!(calls.iter().filter(|c| *c == "publish").count(), settling + 1, "{calls:?}");
+    w.assert_consistent(&id).await;
 }
 
 #[tokio::test]

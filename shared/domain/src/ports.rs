@@ -462,6 +462,11 @@ pub enum DeployError {
     /// configuration, a preparation that FAILED).
     #[error("{0}")]
     Failed(String),
+    /// A resource is still changing (an agent updating, an alias or endpoint moving) after
+    /// the step's own wait: the step is repeated later. Not a failed attempt: only the
+    /// deployment's deadline bounds it, as it bounds a preparation.
+    #[error("still settling: {0}")]
+    Settling(String),
 }
 
 /// How far a preparation has got.

@@ -22,7 +22,7 @@
 //!
 //! The wait of `publish` and `point_to` is bounded, 15 s by default
 //! ([`AgentcoreRuntimes::with_wait_limit`]): a step runs in a worker Lambda with a 60 s
-//! timeout. An endpoint still moving then makes the step `Unavailable`, naming it, its
+//! timeout. An endpoint still moving then makes the step `Settling`, naming it, its
 //! status and live version; the pipeline repeats the step, which finds the endpoint
 //! already targeting the version and only waits again.
 
@@ -50,7 +50,7 @@ use crate::calls::{CallResult, Deadline, STEP_WAIT};
 pub struct AgentcoreRuntimes {
     client: aws_sdk_bedrockagentcorecontrol::Client,
     /// How long `publish` and `point_to` wait for the endpoint to serve the version before
-    /// they are `Unavailable`.
+    /// they are `Settling`.
     wait_limit: Duration,
 }
 
@@ -66,7 +66,7 @@ impl AgentcoreRuntimes {
     }
 
     /// Bounds each step's waiting by `limit` (default 15 s): the endpoint still moving
-    /// then makes the step `Unavailable`.
+    /// then makes the step `Settling`.
     pub fn with_wait_limit(mut self, limit: Duration) -> Self {
         self.wait_limit = limit;
         self
@@ -295,7 +295,7 @@ impl AgentcoreRuntimes {
 
     /// Waits until the endpoint serves `version`: `READY`, with `version` live. `seen` is
     /// the endpoint as just got, if nothing was written since. One that ends `*_FAILED`
-    /// is `Err(Failed)`; one still moving at `deadline` is `Unavailable`.
+    /// is `Err(Failed)`; one still moving at `deadline` is `Settling`.
     async fn await_endpoint(
         &self,
         runtime_id: &str,

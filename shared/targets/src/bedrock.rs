@@ -30,7 +30,7 @@
 //! Every wait of one step (for the agent to leave `CREATING`, `UPDATING`… in `apply` and
 //! `restore`, for the alias to be `PREPARED` in `publish` and `point_to`) shares one bound,
 //! 15 s by default ([`BedrockAgents::with_wait_limit`]): a step runs in a worker Lambda with
-//! a 60 s timeout. An agent or alias still busy then makes the step `Unavailable`, naming
+//! a 60 s timeout. An agent or alias still busy then makes the step `Settling`, naming
 //! it and its status, and the pipeline repeats the step later.
 
 use std::collections::{BTreeMap, HashMap};
@@ -62,7 +62,7 @@ const DRAFT: &str = "DRAFT";
 pub struct BedrockAgents {
     client: aws_sdk_bedrockagent::Client,
     /// How long one step waits, all its waits together, for the agent or the alias to
-    /// settle before it is `Unavailable`.
+    /// settle before it is `Settling`.
     wait_limit: Duration,
 }
 
@@ -78,7 +78,7 @@ impl BedrockAgents {
     }
 
     /// Bounds each step's waiting by `limit` (default 15 s) in place of the default: the
-    /// agent or alias still busy then makes the step `Unavailable`.
+    /// agent or alias still busy then makes the step `Settling`.
     pub fn with_wait_limit(mut self, limit: Duration) -> Self {
         self.wait_limit = limit;
         self
@@ -392,7 +392,7 @@ impl BedrockAgents {
     }
 
     /// Waits while the agent is busy with a change: writing to it then would conflict.
-    /// Still busy at `deadline`: `Unavailable`.
+    /// Still busy at `deadline`: `Settling`.
     async fn settle(&self, mut agent: Agent, deadline: Deadline) -> Result<Agent, DeployError> {
         use AgentStatus::*;
         let mut backoff = deadline.backoff();
@@ -452,7 +452,7 @@ impl BedrockAgents {
     }
 
     /// Waits for the alias to be `PREPARED`; one that ends `FAILED` is `Err(Failed)`, one
-    /// still busy at `deadline` is `Unavailable`.
+    /// still busy at `deadline` is `Settling`.
     async fn await_alias(
         &self,
         agent_id: &str,

@@ -50,7 +50,7 @@ where
 /// How long one step may wait, all its waits together, for resources to settle. The
 /// pipeline runs each step in a worker with a 60 s timeout and checks its 40 s work budget
 /// only between steps, so a step's waiting must end well within what is left; a resource
-/// still busy then makes the step `Unavailable`, and the pipeline repeats it later (every
+/// still busy then makes the step `Settling`, and the pipeline repeats it later (every
 /// step looks before it acts).
 pub(crate) const STEP_WAIT: Duration = Duration::from_secs(15);
 
@@ -79,7 +79,7 @@ impl Deadline {
 }
 
 /// Waiting for a resource to settle: sleeps of 1, 2, 4… up to 10 seconds, cut short by the
-/// step's [`Deadline`]; once that has passed, the step is `Unavailable`, and the pipeline
+/// step's [`Deadline`]; once that has passed, the step is `Settling`, and the pipeline
 /// will ask again.
 pub(crate) struct Backoff {
     deadline: Deadline,
@@ -94,7 +94,7 @@ impl Backoff {
         let sleep = self.delay.min(left);
         if sleep < SHORTEST_SLEEP {
             let limit = self.deadline.limit.as_secs();
-            return Err(DeployError::Unavailable(format!("{what} after {limit} s")));
+            return Err(DeployError::Settling(format!("{what} after {limit} s")));
         }
         tokio::time::sleep(sleep).await;
         self.delay = (self.delay * 2).min(Duration::from_secs(10));

@@ -310,11 +310,11 @@ async fn an_endpoint_still_moving_at_the_bound_is_unavailable_and_one_that_faile
     let result = target(&rules).publish(&spec()).await;
     let waited = started.elapsed();
     match result {
-        Err(DeployError::Unavailable(message)) => {
+        Err(DeployError::Settling(message)) => {
             let expected = "the endpoint live is UPDATING, serving version 1 and not yet 2";
             assert!(message.starts_with(expected), "{message}");
         }
-        other => panic!("expected Unavailable, got {other:?}"),
+        other => panic!("expected Settling, got {other:?}"),
     }
     assert!(waited <= STEP_WAIT, "publish waited {waited:?}");
     assert!(updating_forever.num_calls() >= 2, "the endpoint was looked at more than once");

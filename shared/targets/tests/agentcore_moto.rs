@@ -7,19 +7,17 @@
 //! `UPDATING` → `READY` that AWS makes, so `prepare` after an update is `Ready` here.
 //! `tests/agentcore_mocks.rs` covers the `*_FAILED` states.
 //!
-//! moto also never moves an updated endpoint's live version (`UpdateAgentRuntimeEndpoint`
-//! sets only its target), whereas `publish` and `point_to` wait until the version is live.
-//! So here a publish to a new version on an existing endpoint may end `Unavailable` (with a
-//! short wait limit), and the tests check what holds either way: a version is only ever
-//! reported published once it is live, and the snapshot names the live version. The mocks
-//! (`tests/agentcore_mocks.rs`) script the endpoint going live.
+//! moto also never moves an updated endpoint's live version on its own
+//! (`UpdateAgentRuntimeEndpoint` sets only its target); the test command's moto makes a
+//! READY endpoint serve its target, as AWS does, and `publish` and `point_to` wait for
+//! that. The mocks (`tests/agentcore_mocks.rs`) script an endpoint that stays behind.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use tdev_domain::agents::AgentTarget;
 use tdev_domain::deploy::{AgentSpec, Snapshot, TargetSpec};
-use tdev_domain::ports::{AgentDeployer, DeployError, Published, Readiness};
+use tdev_domain::ports::{AgentDeployer, Published, Readiness};
 use tdev_targets::AgentcoreRuntimes;
 
 #[path = "../../aws/tests/support/mod.rs"]
@@ -80,9 +78,7 @@ fn latest_version(snapshot: &Snapshot) -> &str {
 }
 
 /// Publishes `spec`, whose runtime's latest version is `version`, on an endpoint serving
-/// `before`, and checks what holds whether or not the endpoint goes live (moto's does not):
-/// `Ok` only once `version` is live, else `Unavailable` naming the endpoint and what it
-/// serves; the endpoint targets `version`, and the snapshot names the live version.
+/// `before`: it returns once `version` is live, and the snapshot then names it.
 /// Returns the snapshot after.
 async fn publish_new_version(
     target: &AgentcoreRuntimes,
@@ -96,19 +92,9 @@ async fn publish_new_version(
     assert_eq!(endpoint["target_version"], version, "the endpoint is pointed at {version}");
     let live = endpoint["live_version"].as_str().expect("a live version");
     assert_eq!(snap.serving_version.as_deref(), Some(live), "the snapshot names the live version");
-    match result {
-        Ok(published) => {
-            assert_published(&published, version);
-            assert_eq!(live, version, "published means live");
-        }
-        Err(DeployError::Unavailable(message)) => {
-            assert_eq!(live, before, "{message}");
-            let expected =
-                format!("the endpoint live is READY, serving version {before} and not yet {version}");
-            assert!(message.starts_with(&expected), "{message}");
-        }
-        Err(other) => panic!("publish failed: {other:?}"),
-    }
+    let published = result.unwrap_or_else(|e| panic!("publish over version {before} failed: {e:?}"));
+    assert_published(&published, version);
+    assert_eq!(live, version, "published means live");
     snap
 }
 

@@ -1044,10 +1044,10 @@ async fn the_waits_of_one_apply_share_one_bound_then_it_is_unavailable_naming_th
     let waited = started.elapsed();
 
     match result {
-        Err(DeployError::Unavailable(message)) => {
+        Err(DeployError::Settling(message)) => {
             assert!(message.contains("the agent support-bot is still UPDATING"), "{message}")
         }
-        other => panic!("expected Unavailable, got {other:?}"),
+        other => panic!("expected Settling, got {other:?}"),
     }
     assert!(waited <= STEP_WAIT, "apply waited {waited:?}");
     assert!(busy_forever.num_calls() >= 2, "the agent was looked at again after the update");
@@ -1087,10 +1087,10 @@ async fn the_waits_of_one_publish_share_one_bound_then_it_is_unavailable_naming_
     let waited = started.elapsed();
 
     match result {
-        Err(DeployError::Unavailable(message)) => {
+        Err(DeployError::Settling(message)) => {
             assert!(message.contains("the alias live is still UPDATING"), "{message}")
         }
-        other => panic!("expected Unavailable, got {other:?}"),
+        other => panic!("expected Settling, got {other:?}"),
     }
     assert!(waited <= STEP_WAIT, "publish waited {waited:?}");
     assert!(updating_forever.num_calls() >= 2, "the alias was looked at again after the update");

@@ -562,6 +562,10 @@ where
                 tracing::warn!(error = %e, deployment = %record.id, "store unavailable; will retry");
                 Next::Wait(self.config.first_pause)
             }
+            Err(StepError::Deploy(DeployError::Settling(state))) => {
+                tracing::debug!(deployment = %record.id, %state, "still settling");
+                Next::Wait(self.settling_pause(&record))
+            }
             Err(StepError::Deploy(DeployError::Unavailable(why)))
                 if record.attempts + 1 < self.config.max_attempts =>
             {
@@ -582,6 +586,14 @@ where
             Err(StoreError::Conflict(_)) => Next::Wait(Duration::ZERO),
             Err(_) => Next::Wait(self.config.first_pause),
         }
+    }
+
+    /// The pause before looking again at something that takes its time (a preparation, a
+    /// resource settling): it grows with the time spent in the status so far.
+    fn settling_pause(&self, record: &Deployment) -> Duration {
+        let waited =
+            Duration::try_from(self.clock.now().duration_since(record.updated_at)).unwrap_or_default();
+        (waited / 2).clamp(self.config.first_pause, MAX_PAUSE)
     }
 
     fn pause(&self, attempts: u32) -> Duration {
@@ -668,11 +680,8 @@ where
                             .await?,
                     ),
                     Readiness::Pending(state) => {
-                        // Poll with backoff: the pause grows with the time spent waiting.
-                        let waited = Duration::try_from(self.clock.now().duration_since(record.updated_at))
-                            .unwrap_or_default();
                         tracing::debug!(deployment = %record.id, %state, "still preparing");
-                        Ok(Next::Wait((waited / 2).clamp(self.config.first_pause, MAX_PAUSE)))
+                        Ok(Next::Wait(self.settling_pause(record)))
                     }
                 }
             }
