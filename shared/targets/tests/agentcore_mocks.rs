@@ -294,7 +294,7 @@ async fn publish_returns_once_the_endpoint_serves_the_version_and_a_repeat_only_
 }
 
 #[tokio::test(start_paused = true)]
-async fn an_endpoint_still_moving_at_the_bound_is_unavailable_and_one_that_failed_is_failed() {
+async fn an_endpoint_still_moving_at_the_bound_is_settling_and_one_that_failed_is_failed() {
     let updating_forever = mock!(Client::get_agent_runtime_endpoint)
         .sequence()
         .http_response(|| http(200, None, &endpoint("UPDATING", "1", "2")))

@@ -1026,7 +1026,7 @@ fn get_agent_forever(agent: Value) -> Rule {
 }
 
 #[tokio::test(start_paused = true)]
-async fn the_waits_of_one_apply_share_one_bound_then_it_is_unavailable_naming_the_agent() {
+async fn the_waits_of_one_apply_share_one_bound_then_it_is_settling_naming_the_agent() {
     // The agent is busy (7 s), then updated, then busy for ever: apply waited for it
     // twice, up to a minute each, past the worker's 60 s.
     let mut spec = spec(vec![]);
@@ -1054,7 +1054,7 @@ async fn the_waits_of_one_apply_share_one_bound_then_it_is_unavailable_naming_th
 }
 
 #[tokio::test(start_paused = true)]
-async fn the_waits_of_one_publish_share_one_bound_then_it_is_unavailable_naming_the_alias() {
+async fn the_waits_of_one_publish_share_one_bound_then_it_is_settling_naming_the_alias() {
     // The alias is UPDATING (7 s), then PREPARED on an old version, so it is updated, and
     // stays UPDATING: publish waited for it twice, up to two minutes each.
     let spec = spec(vec![]);
