@@ -11,6 +11,23 @@ pub struct FieldError {
     pub message: String,
 }
 
+/// What an id or a name may not contain, as a field error says it.
+pub const UNSAFE_TEXT: &str = "must not contain control, bidirectional or invisible formatting characters";
+
+/// The first character no id or name may hold: controls (C0, C1 and DEL) and the
+/// invisible formatting characters that reorder or hide text — bidirectional marks,
+/// embeddings, overrides (U+202E) and isolates, zero-width spaces and joiners, word
+/// joiners and the byte-order mark — so that a name in a log, a terminal or a console
+/// reads as what it is.
+pub fn unsafe_char(text: &str) -> Option<char> {
+    text.chars().find(|&c| {
+        c.is_control()
+            || matches!(c,
+                '\u{061C}' | '\u{180E}' | '\u{200B}'..='\u{200F}' | '\u{2028}'..='\u{202E}'
+                | '\u{2060}'..='\u{2069}' | '\u{FEFF}' | '\u{FFF9}'..='\u{FFFB}')
+    })
+}
+
 /// At most this many problems are listed in one report; the rest are counted. A report
 /// stays readable and small whatever the input (99,000 bad aliases once made 10.7 MB).
 pub const MAX_REPORTED: usize = 100;
@@ -72,6 +89,25 @@ impl std::error::Error for ValidationErrors {}
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn controls_and_invisible_formatting_are_unsafe_in_names() {
+        for bad in [
+            "a\u{202E}b",
+            "tab\there",
+            "nul\0",
+            "\u{200B}",
+            "x\u{2066}",
+            "\u{FEFF}id",
+            "del\u{7F}",
+            "c1\u{85}",
+        ] {
+            assert!(unsafe_char(bad).is_some(), "{bad:?}");
+        }
+        for good in ["etl-2024", "Ünïcödé name", "名前", "a b.c:d/e", "emoji 🚀"] {
+            assert_eq!(unsafe_char(good), None, "{good:?}");
+        }
+    }
 
     #[test]
     fn a_report_lists_the_first_problems_and_counts_the_rest() {

@@ -50,6 +50,13 @@ pub fn auth_config_from_env() -> anyhow::Result<AuthConfig> {
     if default_rate_limit.capacity == 0 || default_rate_limit.refill_per_minute == 0 {
         bail!("TDEV_RATE_CAPACITY and TDEV_RATE_REFILL_PER_MINUTE must be at least 1");
     }
+    let failed_auth_limit = RateLimit {
+        capacity: var_or("TDEV_FAILED_AUTH_CAPACITY", AuthConfig::DEFAULT_FAILED_AUTH_LIMIT.capacity)?,
+        refill_per_minute: var_or(
+            "TDEV_FAILED_AUTH_REFILL_PER_MINUTE",
+            AuthConfig::DEFAULT_FAILED_AUTH_LIMIT.refill_per_minute,
+        )?,
+    };
     Ok(AuthConfig {
         token: TokenSettings {
             issuer: var_or("TDEV_JWT_ISSUER", "t-developer".to_owned())?,
@@ -58,6 +65,7 @@ pub fn auth_config_from_env() -> anyhow::Result<AuthConfig> {
         },
         token_ttl_secs: ttl,
         default_rate_limit,
+        failed_auth_limit,
         signing_secret: var_or("TDEV_SIGNING_SECRET", "tdev/signing-key".to_owned())?,
         key_cache_secs: var_or("TDEV_KEY_CACHE_SECONDS", 300)?,
     })

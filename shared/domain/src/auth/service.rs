@@ -24,6 +24,9 @@ pub struct AuthConfig {
     pub token_ttl_secs: u32,
     /// Applies to keys created without a rate limit of their own.
     pub default_rate_limit: RateLimit,
+    /// Requests that fail to authenticate, per source address: past it they are answered
+    /// 429 instead of 401, so guessing credentials is slow and a flood of them is cheap.
+    pub failed_auth_limit: RateLimit,
     /// Name (or ARN) of the secret holding the token signing key.
     pub signing_secret: String,
     /// How long fetched signing keys are used before they are fetched again.
@@ -33,6 +36,8 @@ pub struct AuthConfig {
 impl AuthConfig {
     pub const DEFAULT_TOKEN_TTL_SECS: u32 = 900;
     pub const MAX_TOKEN_TTL_SECS: u32 = 3600;
+    /// 30 failed attempts at once from one address, 30 more a minute.
+    pub const DEFAULT_FAILED_AUTH_LIMIT: RateLimit = RateLimit { capacity: 30, refill_per_minute: 30 };
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -344,6 +349,13 @@ impl<S: RateLimitStore> AuthService<S> {
     /// Charges one request to the principal's bucket.
     pub async fn rate_limit(&self, principal: &Principal) -> Result<RateDecision, StoreError> {
         self.store.acquire(principal.key_id.as_str(), &principal.rate_limit, self.clock.now()).await
+    }
+
+    /// Charges one failed authentication to the bucket of the address it came from (a
+    /// bucket apart from every key's: key ids have no `#`).
+    pub async fn rate_limit_failure(&self, source: &str) -> Result<RateDecision, StoreError> {
+        let client = format!("unauthenticated#{source}");
+        self.store.acquire(&client, &self.config.failed_auth_limit, self.clock.now()).await
     }
 }
 

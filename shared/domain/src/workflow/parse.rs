@@ -442,10 +442,12 @@ impl<'n> Walker<'n> {
             metadata,
         ] = self.fields(entries, &ROOT, &WORKFLOW_FIELDS, "a workflow");
 
-        let id = self.required(id, &ROOT, "id").and_then(|node| self.non_blank(node, &ROOT.key("id")));
-        let name = self.required(name, &ROOT, "name").and_then(|node| self.string(node, &ROOT.key("name")));
+        let id = self.required(id, &ROOT, "id").and_then(|node| self.label(node, &ROOT.key("id")));
+        let name = self.required(name, &ROOT, "name").and_then(|node| self.label(node, &ROOT.key("name")));
         let version = match present(version) {
-            Some(node) => self.version(node, &ROOT.key("version")),
+            Some(node) => {
+                self.version(node, &ROOT.key("version")).and_then(|v| self.safe(v, &ROOT.key("version")))
+            }
             None => Some("1.0.0"),
         };
         let description = present(description).and_then(|n| self.string(n, &ROOT.key("description")));
@@ -635,7 +637,7 @@ impl<'n> Walker<'n> {
         if id.is_none_or(|n| matches!(n, Node::Null)) {
             self.error(&loc.key("id"), "is required");
         }
-        let name = self.required(name, loc, "name").and_then(|n| self.string(n, &loc.key("name")));
+        let name = self.required(name, loc, "name").and_then(|n| self.label(n, &loc.key("name")));
         let type_loc = loc.key("type");
         let step_type = self.required(step_type, loc, "type").and_then(|node| {
             let raw = self.string(node, &type_loc)?;
@@ -1179,6 +1181,20 @@ impl<'n> Walker<'n> {
             return None;
         }
         Some(s)
+    }
+
+    /// An id or a name: not blank, and nothing that hides or reorders text.
+    fn label(&mut self, node: &'n Node<'n>, loc: &Loc<'_>) -> Option<&'n str> {
+        let text = self.non_blank(node, loc)?;
+        self.safe(text, loc)
+    }
+
+    fn safe(&mut self, text: &'n str, loc: &Loc<'_>) -> Option<&'n str> {
+        if crate::validation::unsafe_char(text).is_some() {
+            self.error(loc, crate::validation::UNSAFE_TEXT);
+            return None;
+        }
+        Some(text)
     }
 
     fn version(&mut self, node: &'n Node<'n>, loc: &Loc<'_>) -> Option<&'n str> {
