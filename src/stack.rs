@@ -232,6 +232,7 @@ async fn serve_with<S: StackStore, Q: MessageQueue + Clone, D: AgentDeployer>(
     stack: Stack<S, Q, D>,
     config: &StackConfig,
 ) -> anyhow::Result<()> {
+    narrow_to_owner(&config.admin_key_file)?;
     if let Some(admin) = stack.auth.bootstrap().await.context("bootstrapping")? {
         write_admin_key(&config.admin_key_file, &admin.plaintext)?;
         println!(
@@ -273,6 +274,15 @@ fn secure_data_dir(database: &Path) -> anyhow::Result<()> {
     tdev_embedded::private_dir(dir).with_context(|| format!("creating {}", dir.display()))?;
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
         .with_context(|| format!("making {} private", dir.display()))
+}
+
+/// An admin key file an older version left readable to others becomes 0600.
+fn narrow_to_owner(path: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
+    match std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        other => other.with_context(|| format!("making {} private", path.display())),
+    }
 }
 
 fn write_admin_key(path: &Path, key: &str) -> anyhow::Result<()> {
