@@ -24,6 +24,9 @@ pub enum Behaviour {
     FailTimes { n: u32, outputs: Vec<String> },
     /// Always fails retryably.
     AlwaysFail,
+    /// A loop's agent: fails retryably the first call for each item (`inputs[over]`) in
+    /// `fail`, echoes otherwise.
+    FailItemsOnce { over: String, fail: Vec<Value>, outputs: Vec<String> },
     /// Never answers within the timeout.
     Hang,
 }
@@ -68,6 +71,15 @@ impl AgentInvoker for ScriptedAgents {
             u32::try_from(list.len()).unwrap_or(u32::MAX)
         };
         let behaviour = self.behaviours.lock().unwrap().get(&agent).cloned();
+        if let Some(Behaviour::FailItemsOnce { over, fail, outputs }) = &behaviour {
+            let item = &payload["inputs"][over];
+            let calls_for_item = self.calls(&agent).iter().filter(|p| &p["inputs"][over] == item).count();
+            return if fail.contains(item) && calls_for_item == 1 {
+                Err(InvokeError::Unavailable(format!("{agent} is scripted to fail item {item} once")))
+            } else {
+                Ok(echo(&agent, payload, outputs))
+            };
+        }
         match behaviour {
             Some(Behaviour::Echo { outputs }) => Ok(echo(&agent, payload, &outputs)),
             Some(Behaviour::FailTimes { n: fails, outputs }) if n > fails => {
@@ -76,6 +88,7 @@ impl AgentInvoker for ScriptedAgents {
             Some(Behaviour::FailTimes { .. }) | Some(Behaviour::AlwaysFail) => {
                 Err(InvokeError::Unavailable(format!("{agent} is scripted to fail call {n}")))
             }
+            Some(Behaviour::FailItemsOnce { .. }) => unreachable!("answered above"),
             Some(Behaviour::Hang) => {
                 tokio::time::sleep(timeout).await;
                 Err(InvokeError::Timeout(timeout))
@@ -219,7 +232,42 @@ where
     cancel(&h).await;
     worker_crash_mid_step(&h).await;
     loop_and_groups(&h).await;
+    loop_retries_only_the_items_that_failed(&h).await;
     conditions(&h).await;
+}
+
+/// A `loop` whose agent fails for some items: the retry calls the agent for those items
+/// only, and the replies of the items that succeeded the first time are kept.
+pub async fn loop_retries_only_the_items_that_failed<S, Q>(h: &Harness<S, Q>)
+where
+    S: RunStore + WorkflowStore + AgentStore + Clone,
+    Q: MessageQueue,
+{
+    let outputs = vec!["item_result".to_owned()];
+    let fail = vec![json!("y"), json!("w")];
+    let ids = h
+        .agents(&[("flaky-per-item", Behaviour::FailItemsOnce { over: "items".into(), fail, outputs })])
+        .await;
+    let workflow = json!({"name": "loop-retry", "steps": [
+        {"id": "each", "name": "each", "type": "loop", "inputs": ["items"], "outputs": ["results"],
+         "parameters": {"over": "items", "agent_id": ids[0], "max_concurrency": 2},
+         "retry_policy": {"max_attempts": 3, "initial_delay_seconds": 0.1}},
+    ]});
+    let run = h.start(workflow, json!({"items": ["x", "y", "z", "w"]})).await;
+    let ended = h.drive(&run.id, false, LIMIT).await;
+    assert_eq!(ended.status, RunStatus::Succeeded, "{ended:?}");
+    let mut per_item: HashMap<String, usize> = HashMap::new();
+    for call in h.agents.calls(&ids[0]) {
+        *per_item.entry(call["inputs"]["items"].as_str().unwrap().to_owned()).or_default() += 1;
+    }
+    let expected: HashMap<String, usize> =
+        [("x", 1), ("y", 2), ("z", 1), ("w", 2)].into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
+    assert_eq!(per_item, expected, "the items that succeeded were not called again");
+    let steps = h.steps(&run.id).await;
+    let results = &steps["each"].2.as_ref().expect("loop outputs")["results"];
+    let order: Vec<&Value> =
+        results.as_array().expect("a list").iter().map(|r| &r["item_result"]["inputs"]["items"]).collect();
+    assert_eq!(order, [&json!("x"), &json!("y"), &json!("z"), &json!("w")], "replies in item order");
 }
 
 /// a → (b, c) → d, linked by data edges; with `duplicate`, every task is delivered

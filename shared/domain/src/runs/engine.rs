@@ -60,6 +60,29 @@ pub enum Task {
     Deadline { run_id: String },
 }
 
+/// An attempt that failed, with a `loop`'s replies so far.
+#[derive(Debug)]
+struct Failed {
+    error: InvokeError,
+    loop_results: Option<Vec<Option<Value>>>,
+}
+
+impl From<InvokeError> for Failed {
+    fn from(error: InvokeError) -> Self {
+        Failed { error, loop_results: None }
+    }
+}
+
+/// What one loop step asks of each item's call.
+#[derive(Clone, Copy)]
+struct LoopCall<'a> {
+    target: &'a AgentTarget,
+    over: &'a str,
+    inputs: &'a Map<String, Value>,
+    context: &'a Value,
+    budget: Duration,
+}
+
 /// What to do with a delivery once it is processed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
@@ -407,7 +430,7 @@ where
         // mid-attempt is noticed when it reappears, not before.
         self.queue.retry_after(STEP_QUEUE, &delivery.receipt, budget + self.visibility_margin).await?;
 
-        let result = self.execute(&compiled, &run, index, &records, attempt, budget).await;
+        let result = self.execute(&compiled, &run, index, &records, &started, budget).await;
         if result.is_err()
             && let Some(deadline) = run.deadline
             && self.clock.now() >= deadline
@@ -439,21 +462,26 @@ where
                 self.advance(&compiled, &run, index).await?;
                 Ok(Outcome::Done)
             }
-            Err(error) if error.is_retryable() => match definition.retry_policy.delay_before(attempt + 1) {
-                Some(delay) => {
-                    tracing::warn!(run_id, step_id, attempt, error = %error, "attempt failed; retrying");
-                    let waiting = StepRun {
-                        status: StepStatus::Queued,
-                        error: Some(error.to_string()),
-                        version: started.version + 1,
-                        ..started
-                    };
-                    self.store.update_step(run_id, &waiting).await?;
-                    Ok(Outcome::RetryAfter(Duration::from_secs_f64(delay)))
+            Err(Failed { error, loop_results }) if error.is_retryable() => {
+                match definition.retry_policy.delay_before(attempt + 1) {
+                    Some(delay) => {
+                        tracing::warn!(run_id, step_id, attempt, error = %error, "attempt failed; retrying");
+                        let waiting = StepRun {
+                            status: StepStatus::Queued,
+                            error: Some(error.to_string()),
+                            loop_results: loop_results.or(started.loop_results.clone()),
+                            version: started.version + 1,
+                            ..started
+                        };
+                        self.store.update_step(run_id, &waiting).await?;
+                        Ok(Outcome::RetryAfter(Duration::from_secs_f64(delay)))
+                    }
+                    None => self.fail_step(&compiled, &run, index, started, error.to_string()).await,
                 }
-                None => self.fail_step(&compiled, &run, index, started, error.to_string()).await,
-            },
-            Err(error) => self.fail_step(&compiled, &run, index, started, error.to_string()).await,
+            }
+            Err(Failed { error, .. }) => {
+                self.fail_step(&compiled, &run, index, started, error.to_string()).await
+            }
         }
     }
 
@@ -464,9 +492,10 @@ where
         run: &Run,
         index: StepIndex,
         records: &HashMap<&str, &StepRun>,
-        attempt: u32,
+        this: &StepRun,
         budget: Duration,
-    ) -> Result<Map<String, Value>, InvokeError> {
+    ) -> Result<Map<String, Value>, Failed> {
+        let attempt = this.attempts;
         let definition = compiled.workflow.step(index);
         let value_of = |name: &str| -> Value {
             match compiled.producers.get(name) {
@@ -500,11 +529,12 @@ where
                     other => {
                         return Err(InvokeError::Rejected(format!(
                             "loop input {over:?} is not a list: {other:?}"
-                        )));
+                        ))
+                        .into());
                     }
                 };
-                let results =
-                    self.run_loop(&target, over, &inputs, &context, items, *max_concurrency, budget).await?;
+                let call = LoopCall { target: &target, over, inputs: &inputs, context: &context, budget };
+                let results = self.run_loop(call, items, *max_concurrency, this.loop_results.clone()).await?;
                 let output =
                     definition.outputs.first().map_or_else(|| "results".to_owned(), |o| o.to_string());
                 return Ok(Map::from_iter([(output, Value::Array(results))]));
@@ -531,30 +561,47 @@ where
         Ok(outputs)
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// Calls the agent for each item not yet done (`done`: the replies of earlier
+    /// attempts, index by index), `max_concurrency` at a time. Every item is tried once
+    /// per attempt; on any failure the replies so far travel with the error, so that the
+    /// next attempt calls only the items that failed.
     async fn run_loop(
         &self,
-        target: &AgentTarget,
-        over: &str,
-        inputs: &Map<String, Value>,
-        context: &Value,
+        call: LoopCall<'_>,
         items: Vec<Value>,
         max_concurrency: u32,
-        budget: Duration,
-    ) -> Result<Vec<Value>, InvokeError> {
-        let mut results = Vec::with_capacity(items.len());
-        for chunk in items.chunks(usize::try_from(max_concurrency.max(1)).unwrap_or(1)) {
-            let calls = chunk.iter().map(|item| {
-                let mut one = inputs.clone();
-                one.insert(over.to_owned(), item.clone());
-                let payload = json!({"inputs": one, "parameters": {}, "context": context});
-                async move { self.invoker.invoke(target, &payload, budget).await }
+        done: Option<Vec<Option<Value>>>,
+    ) -> Result<Vec<Value>, Failed> {
+        let mut results = match done {
+            Some(done) if done.len() == items.len() => done,
+            _ => vec![None; items.len()],
+        };
+        let todo: Vec<usize> = (0..items.len()).filter(|&i| results[i].is_none()).collect();
+        let mut first_error: Option<InvokeError> = None;
+        for chunk in todo.chunks(usize::try_from(max_concurrency.max(1)).unwrap_or(1)) {
+            let calls = chunk.iter().map(|&i| {
+                let mut one = call.inputs.clone();
+                one.insert(call.over.to_owned(), items[i].clone());
+                let payload = json!({"inputs": one, "parameters": {}, "context": call.context});
+                async move { (i, self.invoker.invoke(call.target, &payload, call.budget).await) }
             });
-            for reply in futures::future::join_all(calls).await {
-                results.push(Value::Object(reply?));
+            for (i, reply) in futures::future::join_all(calls).await {
+                match reply {
+                    Ok(reply) => results[i] = Some(Value::Object(reply)),
+                    // A refusal ends the step whatever else happened: report it first.
+                    Err(error) if !error.is_retryable() => {
+                        return Err(Failed { error, loop_results: Some(results) });
+                    }
+                    Err(error) => {
+                        first_error.get_or_insert(error);
+                    }
+                }
             }
         }
-        Ok(results)
+        match first_error {
+            Some(error) => Err(Failed { error, loop_results: Some(results) }),
+            None => Ok(results.into_iter().flatten().collect()),
+        }
     }
 
     async fn agent_target(&self, agent_id: &str) -> Result<AgentTarget, InvokeError> {
@@ -599,6 +646,7 @@ where
             finished_at: Some(self.clock.now()),
             outputs,
             error,
+            loop_results: None,
             version: step.version + 1,
             ..step
         };

@@ -42,6 +42,11 @@ pub struct StepRun {
     /// Why a skipped step was skipped.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub skip_reason: Option<SkipReason>,
+    /// A `loop` step between attempts: each item's reply once it succeeded, `null` for
+    /// the items still to do. A retry calls the agent for those only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<Object>>)]
+    pub loop_results: Option<Vec<Option<Value>>>,
     pub version: u64,
 }
 
@@ -69,6 +74,7 @@ impl StepRun {
             outputs: None,
             error: None,
             skip_reason: None,
+            loop_results: None,
             version: 1,
         }
     }
