@@ -540,8 +540,16 @@ where
                 return Ok(Map::from_iter([(output, Value::Array(results))]));
             }
             StepKind::Condition { expression, .. } => {
-                let result = crate::workflow::condition::evaluate(expression, &inputs)
-                    .map_err(InvokeError::Rejected)?;
+                // Off the async runtime, within the attempt's budget like any other work.
+                let (expression, one) = (expression.clone(), inputs.clone());
+                let result = crate::bounded::off_runtime(budget, move || {
+                    crate::workflow::condition::evaluate(&expression, &one)
+                })
+                .await
+                .map_err(|unfinished| {
+                    InvokeError::Rejected(format!("the condition's evaluation: {unfinished}"))
+                })?
+                .map_err(InvokeError::Rejected)?;
                 let output =
                     definition.outputs.first().map_or_else(|| "result".to_owned(), |o| o.to_string());
                 return Ok(Map::from_iter([(output, Value::Bool(result))]));
