@@ -514,12 +514,12 @@ impl<'n> Walker<'n> {
             edge_count += self.dependencies(node, if all_valid { Some(&mut steps) } else { None });
         }
 
-        if !(self.found == 0) || !all_valid {
+        if self.found != 0 || !all_valid {
             return None;
         }
         let (edges, required_inputs) = self.edges(&steps, edge_count, limits)?;
         self.check_branches(&steps, &edges);
-        if !(self.found == 0) {
+        if self.found != 0 {
             return None;
         }
         let index = steps.iter().enumerate().map(|(i, s)| (s.id.clone(), StepIndex::new(i))).collect();
