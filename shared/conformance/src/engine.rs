@@ -220,6 +220,7 @@ where
     worker_crash_mid_step(&h).await;
     loop_and_groups(&h).await;
     conditions(&h).await;
+    large_workflow(&h).await;
 }
 
 /// a → (b, c) → d, linked by data edges; with `duplicate`, every task is delivered
@@ -533,4 +534,29 @@ where
     let ended = h.drive(&run.id, false, LIMIT).await;
     assert_eq!(ended.status, RunStatus::Failed, "{ended:?}");
     assert_eq!(h.steps(&run.id).await["check"].0, StepStatus::Failed);
+}
+
+/// A 2 MiB workflow (five times DynamoDB's item limit) is stored, read back by the
+/// workers and run to the end.
+pub async fn large_workflow<S, Q>(h: &Harness<S, Q>)
+where
+    S: RunStore + WorkflowStore + AgentStore + Clone,
+    Q: MessageQueue,
+{
+    let ids = h
+        .agents(&[
+            ("first", Behaviour::Echo { outputs: vec!["raw".into()] }),
+            ("second", Behaviour::Echo { outputs: vec!["done".into()] }),
+        ])
+        .await;
+    let mut workflow = super::runs::large_definition("large", "1.0.0", 2 << 20, "run me");
+    workflow["steps"] = json!([
+        agent_step("first", &ids[0], &["source"], &["raw"]),
+        agent_step("second", &ids[1], &["raw"], &["done"]),
+    ]);
+    assert!(workflow.to_string().len() > 2 << 20, "the definition is over 2 MiB");
+    let run = h.start(workflow, json!({"source": "s3://in"})).await;
+    let ended = h.drive(&run.id, false, LIMIT).await;
+    assert_eq!(ended.status, RunStatus::Succeeded, "{ended:?}");
+    assert_eq!(h.agents.calls(&ids[1])[0]["inputs"]["raw"]["from"], ids[0].as_str());
 }
