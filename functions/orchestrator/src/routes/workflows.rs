@@ -65,7 +65,9 @@ pub async fn validate<S: OrchestratorStore, Q: MessageQueue, I: AgentInvoker>(
 ) -> Result<Json<ValidationReport>, ApiError> {
     caller.require(Scope::Read)?;
     let document = document?;
-    Ok(Json(tdev_domain::workflow::validate(&document.text, document.format, engine.limits())))
+    Ok(Json(
+        tdev_domain::workflow::validate_off_runtime(document.text, document.format, *engine.limits()).await,
+    ))
 }
 
 #[utoipa::path(

@@ -144,6 +144,7 @@ impl<S: ApiKeyStore + SecretStore> AuthService<S> {
             scopes: key.scopes,
             via: CredentialKind::ApiKey,
             rate_limit: key.rate_limit.unwrap_or(self.config.default_rate_limit),
+            key_expires_at: key.expires_at.map(|at| at.as_second()),
         })
     }
 
@@ -159,6 +160,8 @@ impl<S: ApiKeyStore + SecretStore> AuthService<S> {
             scopes: Scopes::parse_space_separated(&claims.scope).map_err(|_| malformed())?,
             via: CredentialKind::Token,
             rate_limit: claims.rl.unwrap_or(self.config.default_rate_limit),
+            // The token's own expiry is never later than its key's.
+            key_expires_at: Some(claims.exp),
         })
     }
 
@@ -204,11 +207,19 @@ impl<S: ApiKeyStore + SecretStore> AuthService<S> {
         }
         let keys = self.keys_with("").await?;
         let now = self.clock.now().as_second();
+        // Never wider than the key: not in scopes, and not in time.
+        let exp = principal
+            .key_expires_at
+            .map_or(now + i64::from(ttl), |key_exp| key_exp.min(now + i64::from(ttl)));
+        if exp <= now {
+            return Err(AuthFailure::ExpiredApiKey.into());
+        }
+        let ttl = u32::try_from(exp - now).unwrap_or(ttl);
         let claims = Claims {
             iss: self.config.token.issuer.clone(),
             aud: self.config.token.audience.clone(),
             sub: principal.key_id.to_string(),
-            exp: now + i64::from(ttl),
+            exp,
             nbf: now,
             iat: now,
             jti: uuid::Uuid::new_v4().to_string(),
