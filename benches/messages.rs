@@ -50,7 +50,13 @@ async fn main() {
     let mut auth = tdev_conformance::test_auth_config();
     auth.default_rate_limit =
         tdev_domain::auth::RateLimit { capacity: 1_000_000, refill_per_minute: 1_000_000 };
-    let parts = tdev::stack::Parts { invoker, auth, messaging, deploy: Default::default() };
+    let parts = tdev::stack::Parts {
+        invoker,
+        auth,
+        messaging,
+        deploy: Default::default(),
+        workflow: Default::default(),
+    };
     let stack = Stack::new(store.clone(), store.clone(), tdev_embedded::LocalTarget::new(store), parts);
     let admin = stack.auth.bootstrap().await.unwrap().unwrap().plaintext;
     stack.messenger().bootstrap().await.unwrap();

@@ -73,14 +73,14 @@ pub struct Parts {
     pub auth: AuthConfig,
     pub messaging: MessagingConfig,
     pub deploy: DeployConfig,
+    pub workflow: Limits,
 }
 
 impl<S: StackStore, Q: MessageQueue + Clone, D: AgentDeployer> Stack<S, Q, D> {
     pub fn new(store: S, queue: Q, deployer: D, parts: Parts) -> Self {
-        let Parts { invoker, auth, messaging, deploy } = parts;
+        let Parts { invoker, auth, messaging, deploy, workflow } = parts;
         let clock = Arc::new(SystemClock);
-        let engine =
-            Engine::new(store.clone(), queue.clone(), invoker.clone(), clock.clone(), Limits::default());
+        let engine = Engine::new(store.clone(), queue.clone(), invoker.clone(), clock.clone(), workflow);
         let deployments =
             Deployments::new(store.clone(), queue.clone(), deployer, invoker.clone(), clock.clone(), deploy);
         let messenger = Arc::new(Messenger::new(store.clone(), queue, clock.clone(), messaging));
@@ -193,6 +193,7 @@ pub async fn serve(listener: TcpListener, config: StackConfig) -> anyhow::Result
                 auth: config.auth.clone(),
                 messaging,
                 deploy: tdev_deployer::config_from_env()?,
+                workflow: tdev_http::config::workflow_limits_from_env()?,
             };
             let stack = Stack::new(store.clone(), store.clone(), LocalTarget::new(store), parts);
             serve_with(listener, stack, &config).await
@@ -221,6 +222,7 @@ pub async fn serve(listener: TcpListener, config: StackConfig) -> anyhow::Result
                 auth: config.auth.clone(),
                 messaging,
                 deploy: tdev_deployer::config_from_env()?,
+                workflow: tdev_http::config::workflow_limits_from_env()?,
             };
             serve_with(listener, Stack::new(store, queues, AwsTargets::new(&sdk), parts), &config).await
         }

@@ -90,7 +90,15 @@ async fn bad_bodies_get_problems_with_field_paths() {
     assert_eq!(missing["errors"][0]["path"], "$.name");
 
     let oversized = json!({"name": "x".repeat(MAX_BODY), "scopes": ["read"]}).to_string();
-    problem(post(oversized, "application/json").send().await.unwrap(), 413).await;
+    let too_large = problem(post(oversized, "application/json").send().await.unwrap(), 413).await;
+    assert_eq!(
+        too_large["detail"],
+        format!(
+            "the body exceeds the limit of {MAX_BODY} bytes (set by TDEV_MAX_BODY_BYTES, the template \
+             parameter MaxBodyBytes)"
+        ),
+        "a 413 names the limit and how to raise it"
+    );
     problem(
         post(json!({"name": "x", "scopes": ["read"]}).to_string(), "text/plain").send().await.unwrap(),
         415,

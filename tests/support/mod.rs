@@ -91,6 +91,7 @@ pub async fn start_on_paused<S: StackStore, Q: MessageQueue + Clone, D: AgentDep
         auth: config.clone(),
         messaging,
         deploy: test_deploy_config(),
+        workflow: Default::default(),
     };
     let system = tdev::stack::Stack::new(store.clone(), queue, deployer, parts);
     let service = system.auth.clone();

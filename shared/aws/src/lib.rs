@@ -140,6 +140,7 @@ mod runs;
 mod secrets;
 mod subscriptions;
 mod table;
+mod workflows;
 
 pub use queue::{
     PRIORITY_ATTRIBUTE, SqsDeadLetterSpec, SqsQueue, SqsQueueSpec, SqsQueues, batch_failures,

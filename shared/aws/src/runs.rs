@@ -1,15 +1,12 @@
-//! Workflow definitions, runs and steps in the single table.
+//! Runs and steps in the single table (workflow versions: [`crate::workflows`]).
 //!
-//! - Workflow version: `pk = "WORKFLOW#<id>"`, `sk = "V#<version>"`, `created_us`, `doc`.
 //! - Run: `pk = "RUN#<id>"`, `sk = "RUN"`, `version`, `status`, `workflow_id`, `doc`,
 //!   listed through `gsi1` (`gsi1pk = "RUNS"`, `gsi1sk = <created µs, 20 digits>#<id>`).
 //! - Step: `pk = "RUN#<id>"`, `sk = "STEP#<step id>"`, `version`, `doc` — one Query reads
 //!   a run with all its steps.
-//!
-//! Documents are JSON strings; DynamoDB's 400 KB item limit bounds a stored definition.
 
-use tdev_domain::ports::{RunStore, StoreError, WorkflowStore};
-use tdev_domain::runs::{Run, RunFilter, StepRun, StoredWorkflow};
+use tdev_domain::ports::{RunStore, StoreError};
+use tdev_domain::runs::{Run, RunFilter, StepRun};
 
 use crate::AwsStore;
 use crate::attrs::{self, Item, n, s};
@@ -24,59 +21,6 @@ fn run_pk(id: &str) -> String {
 
 fn step_sk(step_id: &str) -> String {
     format!("STEP#{step_id}")
-}
-
-impl AwsStore {
-    async fn workflow_version(&self, id: &str, version: &str) -> Result<Option<StoredWorkflow>, StoreError> {
-        let item = self.get(format!("WORKFLOW#{id}"), &format!("V#{version}")).await?;
-        item.as_ref().map(|item| attrs::from_doc("workflow", item)).transpose()
-    }
-}
-
-impl WorkflowStore for AwsStore {
-    async fn put_workflow(&self, workflow: &StoredWorkflow) -> Result<(), StoreError> {
-        let item = Item::from([
-            ("pk".to_owned(), s(format!("WORKFLOW#{}", workflow.id))),
-            ("sk".to_owned(), s(format!("V#{}", workflow.version))),
-            ("created_us".to_owned(), n(workflow.created_at.as_microsecond())),
-            ("doc".to_owned(), attrs::doc(workflow)?),
-        ]);
-        if self.create(item).await? {
-            return Ok(());
-        }
-        match self.get_workflow(&workflow.id, Some(&workflow.version)).await? {
-            Some(stored) if stored.content_hash == workflow.content_hash => Ok(()),
-            _ => Err(StoreError::Conflict(format!(
-                "workflow {} version {} exists with other content",
-                workflow.id, workflow.version
-            ))),
-        }
-    }
-
-    async fn get_workflow(
-        &self,
-        id: &str,
-        version: Option<&str>,
-    ) -> Result<Option<StoredWorkflow>, StoreError> {
-        let pk = format!("WORKFLOW#{id}");
-        if let Some(version) = version {
-            return self.workflow_version(id, version).await;
-        }
-        // Versions sort by name, not by age: read them all (a handful) and take the newest.
-        let items = self.query(None, pk, true).await?;
-        let mut newest: Option<(i64, String)> = None;
-        for item in &items {
-            let created: i64 = attrs::optional_number(item, "created_us")?.unwrap_or(0);
-            let sk = attrs::string(item, "sk")?;
-            if newest.as_ref().is_none_or(|(at, _)| created >= *at) {
-                newest = Some((created, sk.trim_start_matches("V#").to_owned()));
-            }
-        }
-        match newest {
-            Some((_, version)) => self.workflow_version(id, &version).await,
-            None => Ok(None),
-        }
-    }
 }
 
 impl RunStore for AwsStore {

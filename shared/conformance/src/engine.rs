@@ -234,6 +234,7 @@ where
     loop_and_groups(&h).await;
     loop_retries_only_the_items_that_failed(&h).await;
     conditions(&h).await;
+    large_workflow(&h).await;
 }
 
 /// A `loop` whose agent fails for some items: the retry calls the agent for those items
@@ -581,4 +582,29 @@ where
     let ended = h.drive(&run.id, false, LIMIT).await;
     assert_eq!(ended.status, RunStatus::Failed, "{ended:?}");
     assert_eq!(h.steps(&run.id).await["check"].0, StepStatus::Failed);
+}
+
+/// A 2 MiB workflow (five times DynamoDB's item limit) is stored, read back by the
+/// workers and run to the end.
+pub async fn large_workflow<S, Q>(h: &Harness<S, Q>)
+where
+    S: RunStore + WorkflowStore + AgentStore + Clone,
+    Q: MessageQueue,
+{
+    let ids = h
+        .agents(&[
+            ("first", Behaviour::Echo { outputs: vec!["raw".into()] }),
+            ("second", Behaviour::Echo { outputs: vec!["done".into()] }),
+        ])
+        .await;
+    let mut workflow = super::runs::large_definition("large", "1.0.0", 2 << 20, "run me");
+    workflow["steps"] = json!([
+        agent_step("first", &ids[0], &["source"], &["raw"]),
+        agent_step("second", &ids[1], &["raw"], &["done"]),
+    ]);
+    assert!(workflow.to_string().len() > 2 << 20, "the definition is over 2 MiB");
+    let run = h.start(workflow, json!({"source": "s3://in"})).await;
+    let ended = h.drive(&run.id, false, LIMIT).await;
+    assert_eq!(ended.status, RunStatus::Succeeded, "{ended:?}");
+    assert_eq!(h.agents.calls(&ids[1])[0]["inputs"]["raw"]["from"], ids[0].as_str());
 }

@@ -130,4 +130,49 @@ pub async fn workflows<S: WorkflowStore>(store: &S) {
     assert_eq!(store.get_workflow(&id, None).await.expect("get latest"), Some(v2));
     assert_eq!(store.get_workflow(&id, Some("9.9.9")).await.expect("get missing version"), None);
     assert_eq!(store.get_workflow("no-such-workflow", None).await.expect("get missing"), None);
+    large_workflows(store).await;
+}
+
+/// A definition of `bytes` bytes or more: `metadata` holds text that differs per `seed`
+/// (multi-byte characters included, so a split inside one would show).
+pub fn large_definition(id: &str, version: &str, bytes: usize, seed: &str) -> serde_json::Value {
+    let line = format!("{seed} — größer als ein DynamoDB-Eintrag, 400 KB ✓\n");
+    let text = line.repeat(bytes / line.len() + 1);
+    json!({"id": id, "name": "large", "version": version, "steps": [{"id": "s"}],
+           "metadata": {"notes": text}})
+}
+
+fn large(id: &str, version: &str, offset: i64, seed: &str) -> StoredWorkflow {
+    StoredWorkflow {
+        definition: large_definition(id, version, 2 << 20, seed),
+        content_hash: format!("hash-{version}-{seed}"),
+        ..workflow(id, version, offset, 1)
+    }
+}
+
+/// Definitions far larger than one DynamoDB item (400 KB): 2 MiB round-trips whole, is
+/// immutable like any other, and writers racing to store the same version all succeed
+/// while writers of other content all fail.
+pub async fn large_workflows<S: WorkflowStore>(store: &S) {
+    let id = super::unique("large-workflow");
+    let v1 = large(&id, "1.0.0", 0, "first");
+    let v2 = large(&id, "2.0.0", 10, "second");
+    store.put_workflow(&v1).await.expect("put a 2 MiB definition");
+    assert_eq!(store.get_workflow(&id, Some("1.0.0")).await.expect("get v1"), Some(v1.clone()));
+    store.put_workflow(&v1).await.expect("the same content again is harmless");
+    let other = large(&id, "1.0.0", 20, "other");
+    assert!(matches!(store.put_workflow(&other).await, Err(StoreError::Conflict(_))), "immutable");
+    assert_eq!(store.get_workflow(&id, Some("1.0.0")).await.expect("get v1 again"), Some(v1.clone()));
+
+    let same = futures::future::join_all((0..4).map(|_| store.put_workflow(&v2))).await;
+    assert!(same.iter().all(Result::is_ok), "racing writers of the same content: {same:?}");
+    assert_eq!(store.get_workflow(&id, None).await.expect("get latest"), Some(v2.clone()));
+
+    let racers: Vec<StoredWorkflow> =
+        (0..4).map(|i| large(&id, "3.0.0", 30, &format!("racer {i}"))).collect();
+    let raced = futures::future::join_all(racers.iter().map(|w| store.put_workflow(w))).await;
+    let winners: Vec<&StoredWorkflow> =
+        racers.iter().zip(&raced).filter(|(_, r)| r.is_ok()).map(|(w, _)| w).collect();
+    assert_eq!(winners.len(), 1, "one of several contents wins a version: {raced:?}");
+    assert_eq!(store.get_workflow(&id, Some("3.0.0")).await.expect("get v3"), Some(winners[0].clone()));
 }

@@ -3,6 +3,7 @@
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::response::IntoResponse;
+use tdev_domain::workflow::Limits;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
@@ -21,7 +22,8 @@ pub struct HttpSettings {
 }
 
 impl HttpSettings {
-    pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
+    /// The workflow document limit: a workflow is the largest body the API takes.
+    pub const DEFAULT_MAX_BODY_BYTES: usize = Limits::DEFAULT_MAX_BYTES;
 }
 
 /// Adds problem+json for unknown routes and methods, the body limit, metrics, request

@@ -8,6 +8,7 @@ use anyhow::{Context as _, bail};
 
 use tdev_domain::auth::{AuthConfig, RateLimit, TokenSettings};
 use tdev_domain::messaging::{Bands, BreakerSettings, MessagingConfig};
+use tdev_domain::workflow::{LimitKind, Limits};
 
 use crate::app::HttpSettings;
 use crate::metrics::EmfSettings;
@@ -43,7 +44,8 @@ where
 }
 
 impl HttpSettings {
-    /// `TDEV_MAX_BODY_BYTES`, `TDEV_METRICS` (`off` or `emf`) and `TDEV_METRICS_NAMESPACE`.
+    /// `TDEV_MAX_BODY_BYTES` (see [`workflow_limits_from_env`]), `TDEV_METRICS` (`off` or
+    /// `emf`) and `TDEV_METRICS_NAMESPACE`.
     pub fn from_env(service: &str) -> anyhow::Result<Self> {
         let emf = match var_or("TDEV_METRICS", "off".to_owned())?.as_str() {
             "off" => None,
@@ -53,8 +55,21 @@ impl HttpSettings {
             }),
             other => bail!("TDEV_METRICS={other:?}: use off or emf"),
         };
-        Ok(Self { max_body_bytes: var_or("TDEV_MAX_BODY_BYTES", Self::DEFAULT_MAX_BODY_BYTES)?, emf })
+        Ok(Self { max_body_bytes: workflow_limits_from_env()?.max_bytes, emf })
     }
+}
+
+/// The workflow limits, each from the variable [`LimitKind::setting`] names, in range:
+/// `TDEV_MAX_BODY_BYTES` (also every request body's limit), `TDEV_WORKFLOW_MAX_STEPS`
+/// and `TDEV_WORKFLOW_MAX_EDGES`.
+pub fn workflow_limits_from_env() -> anyhow::Result<Limits> {
+    let limit = |kind: LimitKind, default: usize, max: usize| var_in(kind.setting(), default, 1..=max);
+    Ok(Limits {
+        // The most the local stack takes (the template allows 3 MiB: see docs/workflows.md).
+        max_bytes: limit(LimitKind::MaxBytes, Limits::DEFAULT_MAX_BYTES, 256 * 1024 * 1024)?,
+        max_steps: limit(LimitKind::MaxSteps, Limits::DEFAULT_MAX_STEPS, 1_000_000)?,
+        max_edges: limit(LimitKind::MaxEdges, Limits::DEFAULT_MAX_EDGES, 10_000_000)?,
+    })
 }
 
 /// Reads `TDEV_*` variables; unset ones take their documented defaults.

@@ -10,7 +10,7 @@ use tdev_domain::messaging::MessagingError;
 use tdev_domain::ports::StoreError;
 use tdev_domain::runs::EngineError;
 use tdev_domain::validation::{FieldError, ValidationErrors};
-use tdev_domain::workflow::{ParseError, WorkflowError};
+use tdev_domain::workflow::{LimitKind, ParseError, WorkflowError};
 use utoipa::ToSchema;
 
 pub const CONTENT_TYPE: &str = "application/problem+json";
@@ -103,7 +103,14 @@ impl ApiError {
                 format!("{} invalid field(s): {e}", e.errors().len())
             }
             ApiError::MethodNotAllowed => "this path does not accept that method".into(),
-            ApiError::PayloadTooLarge { limit } => format!("the body exceeds the limit of {limit} bytes"),
+            ApiError::PayloadTooLarge { limit } => {
+                let kind = LimitKind::MaxBytes;
+                format!(
+                    "the body exceeds the limit of {limit} bytes (set by {}, the template parameter {})",
+                    kind.setting(),
+                    kind.parameter()
+                )
+            }
             ApiError::UnsupportedMediaType => "send the body as application/json".into(),
             ApiError::RateLimited { retry_after_secs } => {
                 format!("rate limit reached; retry after {retry_after_secs} s")

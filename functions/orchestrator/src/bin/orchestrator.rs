@@ -7,7 +7,6 @@ use tdev_aws::{AwsStore, SqsQueues};
 use tdev_domain::SystemClock;
 use tdev_domain::auth::AuthService;
 use tdev_domain::runs::{Engine, STEP_DEAD_LETTER_QUEUE, STEP_QUEUE};
-use tdev_domain::workflow::Limits;
 use tdev_http::app::{HttpSettings, finish};
 use tdev_http::guard::Mode;
 use tdev_invoke::{Invoker, default_http_client};
@@ -22,7 +21,13 @@ async fn main() -> Result<(), lambda_http::Error> {
     let queues = SqsQueues::from_env(&sdk, &[STEP_QUEUE, STEP_DEAD_LETTER_QUEUE])?;
     let clock = Arc::new(SystemClock);
     let invoker = Invoker::new(default_http_client()?, Some(&sdk));
-    let engine = Arc::new(Engine::new(store.clone(), queues, invoker, clock.clone(), Limits::default()));
+    let engine = Arc::new(Engine::new(
+        store.clone(),
+        queues,
+        invoker,
+        clock.clone(),
+        tdev_http::config::workflow_limits_from_env()?,
+    ));
     let auth = Arc::new(AuthService::new(store, clock, auth));
     lambda_http::run(finish(tdev_orchestrator::router(engine, auth, Mode::AuthorizerContext), &http)).await
 }

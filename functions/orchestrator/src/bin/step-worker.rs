@@ -9,7 +9,6 @@ use lambda_runtime::{LambdaEvent, service_fn};
 use tdev_aws::{AwsStore, SqsQueues};
 use tdev_domain::SystemClock;
 use tdev_domain::runs::{Engine, STEP_DEAD_LETTER_QUEUE, STEP_QUEUE};
-use tdev_domain::workflow::Limits;
 use tdev_invoke::{Invoker, default_http_client};
 
 #[tokio::main]
@@ -22,7 +21,8 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     // An attempt must end before the Lambda does: the template sets this below the
     // function's timeout.
     let attempt = tdev_http::config::var_in("TDEV_ATTEMPT_TIMEOUT_SECONDS", 50u64, 1..=900)?;
-    let engine = Engine::new(store, queues, invoker, Arc::new(SystemClock), Limits::default())
+    let limits = tdev_http::config::workflow_limits_from_env()?;
+    let engine = Engine::new(store, queues, invoker, Arc::new(SystemClock), limits)
         .with_attempt_timeout(std::time::Duration::from_secs(attempt));
     let engine = Arc::new(engine);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| {

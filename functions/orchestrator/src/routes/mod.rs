@@ -28,7 +28,7 @@ where
     I: AgentInvoker,
 {
     let routes = Router::new()
-        .route("/v1/workflows:validate", post(workflows::validate))
+        .route("/v1/workflows:validate", post(workflows::validate::<S, Q, I>))
         .route("/v1/workflows", post(workflows::create::<S, Q, I>))
         .route("/v1/workflows/{id}", get(workflows::latest::<S, Q, I>))
         .route("/v1/workflows/{id}/versions/{version}", get(workflows::version::<S, Q, I>))

@@ -10,7 +10,7 @@ use serde_json::Value;
 use tdev_domain::auth::Scope;
 use tdev_domain::ports::{AgentInvoker, MessageQueue};
 use tdev_domain::runs::StoredWorkflow;
-use tdev_domain::workflow::{Limits, ValidationReport};
+use tdev_domain::workflow::ValidationReport;
 use tdev_http::{ApiError, Caller, Problem};
 use utoipa::ToSchema;
 
@@ -58,14 +58,15 @@ impl From<StoredWorkflow> for WorkflowVersion {
     ),
     security(("api_key" = []), ("bearer" = []))
 )]
-pub async fn validate(
+pub async fn validate<S: OrchestratorStore, Q: MessageQueue, I: AgentInvoker>(
+    State(engine): State<Shared<S, Q, I>>,
     caller: Caller,
     document: Result<Document, ApiError>,
 ) -> Result<Json<ValidationReport>, ApiError> {
     caller.require(Scope::Read)?;
     let document = document?;
     Ok(Json(
-        tdev_domain::workflow::validate_off_runtime(document.text, document.format, Limits::default()).await,
+        tdev_domain::workflow::validate_off_runtime(document.text, document.format, *engine.limits()).await,
     ))
 }
 

@@ -27,22 +27,33 @@ pub enum Format {
 }
 
 /// Bounds on what one document may hold, checked before or while parsing so that an
-/// oversized document fails fast instead of exhausting memory.
+/// oversized document fails fast instead of exhausting memory. These are the system's
+/// one set of workflow limits (docs/workflows.md#limits): a document arrives as a request
+/// body, so `max_bytes` is the API's body limit too, set by the same variable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
-    /// The text's size in bytes. Default 10 MiB: what API Gateway accepts in one request.
+    /// The text's size in bytes. Default 3 MiB: the largest body that always reaches a
+    /// Lambda function whole (see [`Limits::DEFAULT_MAX_BYTES`]).
     pub max_bytes: usize,
-    /// Entries in `steps`. Default 100,000.
+    /// Entries in `steps`. Default 20,000.
     pub max_steps: usize,
     /// Orderings, before de-duplication: entries in `dependencies` lists, data edges and
-    /// group edges. Default 1,000,000.
+    /// group edges. Default 200,000.
     pub max_edges: usize,
 }
 
 impl Limits {
-    pub const DEFAULT_MAX_BYTES: usize = 10 * 1024 * 1024;
-    pub const DEFAULT_MAX_STEPS: usize = 100_000;
-    pub const DEFAULT_MAX_EDGES: usize = 1_000_000;
+    /// API Gateway's HTTP API takes 10 MB, but a synchronous Lambda invocation carries at
+    /// most 6 MB (6,291,456 bytes) of event, and the body travels inside it base64-encoded
+    /// (4/3 larger) or as an escaped JSON string: 3 MiB leaves room for both and the
+    /// headers.
+    pub const DEFAULT_MAX_BYTES: usize = 3 * 1024 * 1024;
+    /// What fits in `DEFAULT_MAX_BYTES` at about 150 bytes a step.
+    pub const DEFAULT_MAX_STEPS: usize = 20_000;
+    /// Ten per step.
+    pub const DEFAULT_MAX_EDGES: usize = 200_000;
+    /// No bounds: for a stored definition, which met the limits in force when stored.
+    pub const NONE: Limits = Limits { max_bytes: usize::MAX, max_steps: usize::MAX, max_edges: usize::MAX };
 }
 
 impl Default for Limits {
@@ -72,6 +83,24 @@ impl LimitKind {
             LimitKind::MaxEdges => "max_edges",
         }
     }
+
+    /// The environment variable that sets this limit.
+    pub fn setting(self) -> &'static str {
+        match self {
+            LimitKind::MaxBytes => "TDEV_MAX_BODY_BYTES",
+            LimitKind::MaxSteps => "TDEV_WORKFLOW_MAX_STEPS",
+            LimitKind::MaxEdges => "TDEV_WORKFLOW_MAX_EDGES",
+        }
+    }
+
+    /// The SAM template's parameter that sets [`Self::setting`] on AWS.
+    pub fn parameter(self) -> &'static str {
+        match self {
+            LimitKind::MaxBytes => "MaxBodyBytes",
+            LimitKind::MaxSteps => "WorkflowMaxSteps",
+            LimitKind::MaxEdges => "WorkflowMaxEdges",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,7 +127,14 @@ impl fmt::Display for LimitExceeded {
             LimitKind::MaxSteps => "steps",
             LimitKind::MaxEdges => "dependencies and data edges",
         };
-        write!(f, "{} {what}, more than the limit of {} ({})", self.found, self.max, self.limit.as_str())
+        let (found, max, limit) = (self.found, self.max, self.limit);
+        write!(
+            f,
+            "{found} {what}, more than the limit of {max} ({}; set by {}, the template parameter {})",
+            limit.as_str(),
+            limit.setting(),
+            limit.parameter()
+        )
     }
 }
 

@@ -405,7 +405,11 @@ fn limits_are_enforced_before_the_work_they_bound() {
 
     let two_steps = Limits { max_steps: 2, ..Limits::default() };
     let errors = parse_json(&text, &two_steps).unwrap_err();
-    assert_eq!(errors.to_string(), "$.steps: 3 steps, more than the limit of 2 (max_steps)");
+    assert_eq!(
+        errors.to_string(),
+        "$.steps: 3 steps, more than the limit of 2 (max_steps; set by TDEV_WORKFLOW_MAX_STEPS, \
+         the template parameter WorkflowMaxSteps)"
+    );
 
     let one_edge = Limits { max_edges: 1, ..Limits::default() };
     let errors = parse_json(&text, &one_edge).unwrap_err();
