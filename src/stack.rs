@@ -183,6 +183,7 @@ pub async fn serve(listener: TcpListener, config: StackConfig) -> anyhow::Result
                 Some(messaging) => messaging,
                 None => messaging_from_env(Bands::single())?,
             };
+            secure_data_dir(&path)?;
             let store = SqliteStore::open(&path)
                 .with_context(|| format!("opening the database at {}", path.display()))?
                 .with_queues(embedded_queues(&messaging));
@@ -231,6 +232,7 @@ async fn serve_with<S: StackStore, Q: MessageQueue + Clone, D: AgentDeployer>(
     stack: Stack<S, Q, D>,
     config: &StackConfig,
 ) -> anyhow::Result<()> {
+    narrow_to_owner(&config.admin_key_file)?;
     if let Some(admin) = stack.auth.bootstrap().await.context("bootstrapping")? {
         write_admin_key(&config.admin_key_file, &admin.plaintext)?;
         println!(
@@ -247,7 +249,9 @@ async fn serve_with<S: StackStore, Q: MessageQueue + Clone, D: AgentDeployer>(
     let workers = stack.spawn_workers(config.workers, shutdown);
     let address = listener.local_addr()?;
     println!("T-Developer listening on http://{address} (API docs: http://{address}/docs)");
-    let served = axum::serve(listener, stack.router(&config.http))
+    // With each connection's peer address: failed authentications are counted per address.
+    let app = stack.router(&config.http).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let served = axum::serve(listener, app)
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;
         })
@@ -258,11 +262,34 @@ async fn serve_with<S: StackStore, Q: MessageQueue + Clone, D: AgentDeployer>(
     served
 }
 
+/// The stack's own data folder (`.tdev`, the default) holds the database and the admin
+/// key: it is made 0700, also when an older version left it wider. A database placed in
+/// any other folder gets private files, and the folder is left as it is (it may be shared
+/// on purpose, like `/tmp`).
+fn secure_data_dir(database: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let Some(dir) = database.parent().filter(|p| p.file_name() == Some(std::ffi::OsStr::new(".tdev"))) else {
+        return Ok(());
+    };
+    tdev_embedded::private_dir(dir).with_context(|| format!("creating {}", dir.display()))?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+        .with_context(|| format!("making {} private", dir.display()))
+}
+
+/// An admin key file an older version left readable to others becomes 0600.
+fn narrow_to_owner(path: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
+    match std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        other => other.with_context(|| format!("making {} private", path.display())),
+    }
+}
+
 fn write_admin_key(path: &Path, key: &str) -> anyhow::Result<()> {
     use std::io::Write as _;
     use std::os::unix::fs::OpenOptionsExt as _;
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent)?;
+        tdev_embedded::private_dir(parent)?;
     }
     let mut file = std::fs::OpenOptions::new()
         .write(true)

@@ -194,3 +194,41 @@ async fn health_docs_request_ids_and_unknown_routes() {
     let wrong_method = stack.request(Method::PUT, "/health").send().await.unwrap();
     problem(wrong_method, 405).await;
 }
+
+/// Guessing credentials is throttled per address: past the failed-authentication bucket
+/// (30 at once) a bad credential gets a 429 with Retry-After, not another 401; a good
+/// credential from elsewhere is not affected (its own bucket), and neither is this
+/// address's good key.
+#[tokio::test]
+async fn bad_credentials_are_throttled_per_address() {
+    let stack = start().await;
+    let capacity = tdev_domain::auth::AuthConfig::DEFAULT_FAILED_AUTH_LIMIT.capacity;
+    let guess = |i: u32| {
+        stack.request(Method::GET, "/v1/whoami").header("x-api-key", format!("tdk_aaaaaaaaaaaaaaaa_{i:043}"))
+    };
+    for i in 0..capacity {
+        assert_eq!(guess(i).send().await.unwrap().status(), 401, "attempt {i}");
+    }
+    let throttled = guess(capacity).send().await.unwrap();
+    assert_eq!(throttled.status(), 429);
+    assert!(throttled.headers()["retry-after"].to_str().unwrap().parse::<u64>().unwrap() >= 1);
+    problem(throttled, 429).await;
+    let good =
+        stack.request(Method::GET, "/v1/whoami").header("x-api-key", &stack.admin_key).send().await.unwrap();
+    assert_eq!(good.status(), 200, "a valid key is charged to its own bucket");
+}
+
+/// A caller's request id is echoed only when it is short and plain; any other is replaced.
+#[tokio::test]
+async fn only_usable_request_ids_are_echoed() {
+    let stack = start().await;
+    let echoed = |id: String| {
+        let request = stack.request(Method::GET, "/health").header("x-request-id", id);
+        async move { request.send().await.unwrap().headers()["x-request-id"].to_str().unwrap().to_owned() }
+    };
+    assert_eq!(echoed("trace-42".into()).await, "trace-42");
+    let long = echoed("a".repeat(10_000)).await;
+    assert!(long.len() <= 128 && !long.starts_with("aaaa"), "{long}");
+    let odd = echoed("<img src=x onerror=alert(1)>".into()).await;
+    assert!(!odd.contains('<'), "{odd}");
+}

@@ -99,7 +99,9 @@ pub async fn start_on_paused<S: StackStore, Q: MessageQueue + Clone, D: AgentDep
     let app = system.router(&HttpSettings { max_body_bytes: MAX_BODY, emf: None });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let base = format!("http://{}", listener.local_addr().expect("addr"));
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    tokio::spawn(async move {
+        axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>()).await
+    });
     let messenger = system.messenger().clone();
     let workers = Box::new(move || {
         let (stop, shutdown) = tokio::sync::watch::channel(false);

@@ -34,6 +34,7 @@ fn config() -> AuthConfig {
         },
         token_ttl_secs: 900,
         default_rate_limit: RateLimit::DEFAULT,
+        failed_auth_limit: AuthConfig::DEFAULT_FAILED_AUTH_LIMIT,
         signing_secret: "tdev/signing-key".into(),
         key_cache_secs: 300,
     }

@@ -50,9 +50,13 @@ impl<'a> Call<'a> {
 }
 
 async fn lambda() -> Lambda {
+    lambda_with_clock(Arc::new(SystemClock)).await
+}
+
+async fn lambda_with_clock(clock: Arc<dyn tdev_domain::Clock>) -> Lambda {
     let store = SqliteStore::in_memory().unwrap();
     let config = tdev_conformance::test_auth_config();
-    let service = Arc::new(AuthService::new(store, Arc::new(SystemClock), config));
+    let service = Arc::new(AuthService::new(store, clock, config));
     let admin_key = service.bootstrap().await.unwrap().unwrap().plaintext;
     let app = finish(
         tdev_auth::router(service.clone(), Mode::AuthorizerContext),
@@ -184,4 +188,49 @@ async fn revoked_keys_missing_scopes_and_bad_bodies() {
     let huge = json!({"name": "x".repeat(MAX_BODY), "scopes": ["read"]}).to_string();
     let (status, _) = lambda.call(admin(Call::post("/v1/keys", &huge))).await;
     assert_eq!(status, 413);
+}
+
+/// A token never outlives its key: one minted 4 s before the key expires is refused when
+/// the key is, whatever lifetime was asked for.
+#[tokio::test]
+async fn a_token_expires_no_later_than_its_key() {
+    let clock = Arc::new(tdev_domain::ManualClock::new("2026-01-01T00:00:00Z".parse().unwrap()));
+    let lambda = lambda_with_clock(clock.clone()).await;
+    let body = json!({"name": "short", "scopes": ["read"], "expires_at": "2026-01-01T00:00:04Z"}).to_string();
+    let (status, created) =
+        lambda.call(Call::post("/v1/keys", &body).header("x-api-key", &lambda.admin_key)).await;
+    assert_eq!(status, 201, "{created}");
+    let key = created["secret"].as_str().unwrap().to_owned();
+
+    let (status, token) = lambda.call(Call::post("/v1/tokens", "{}").header("x-api-key", &key)).await;
+    assert_eq!((status, token["expires_in"].as_u64()), (200, Some(4)), "{token}");
+    let bearer = format!("Bearer {}", token["access_token"].as_str().unwrap());
+    clock.advance(jiff::SignedDuration::from_secs(3));
+    let (status, _) = lambda.call(Call::get("/v1/whoami").header("authorization", &bearer)).await;
+    assert_eq!(status, 200);
+    clock.advance(jiff::SignedDuration::from_secs(1));
+    let (status, body) = lambda.call(Call::get("/v1/whoami").header("authorization", &bearer)).await;
+    assert_eq!((status, body["detail"].as_str()), (401, Some("the token has expired")), "{body}");
+    let (status, _) = lambda.call(Call::get("/v1/whoami").header("x-api-key", &key)).await;
+    assert_eq!(status, 401, "and so has the key");
+}
+
+/// serde reads a struct from a list of its fields too; a request body may not.
+#[tokio::test]
+async fn bodies_in_the_list_form_of_a_struct_are_refused() {
+    let lambda = lambda().await;
+    let admin = |call: Call<'static>| call.header("x-api-key", lambda.admin_key.clone());
+    let (status, body) = lambda.call(admin(Call::post("/v1/tokens", r#"[["read"], 5]"#))).await;
+    assert_eq!((status, body["errors"][0]["path"].as_str()), (422, Some("$")), "{body}");
+    let (status, body) = lambda
+        .call(admin(Call::post(
+            "/v1/keys",
+            r#"["name", ["read"], null, {"capacity": 1, "refill_per_minute": 1}]"#,
+        )))
+        .await;
+    assert_eq!((status, body["errors"][0]["path"].as_str()), (422, Some("$")), "{body}");
+    let (status, body) = lambda
+        .call(admin(Call::post("/v1/keys", r#"{"name": "n", "scopes": ["read"], "rate_limit": [1, 1]}"#)))
+        .await;
+    assert_eq!((status, body["errors"][0]["path"].as_str()), (422, Some("$.rate_limit")), "{body}");
 }

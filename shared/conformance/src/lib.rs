@@ -27,6 +27,7 @@ pub fn test_auth_config() -> AuthConfig {
         },
         token_ttl_secs: AuthConfig::DEFAULT_TOKEN_TTL_SECS,
         default_rate_limit: RateLimit::DEFAULT,
+        failed_auth_limit: AuthConfig::DEFAULT_FAILED_AUTH_LIMIT,
         signing_secret: "tdev/signing-key".into(),
         key_cache_secs: 300,
     }

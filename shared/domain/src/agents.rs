@@ -144,6 +144,8 @@ impl NewAgentRequest {
         }
         if self.name.trim().is_empty() || self.name.chars().count() > 200 {
             errors.add("$.name", "must be 1 to 200 characters");
+        } else if crate::validation::unsafe_char(&self.name).is_some() {
+            errors.add("$.name", crate::validation::UNSAFE_TEXT);
         }
         match &self.target {
             AgentTarget::Http { url } => {

@@ -208,6 +208,30 @@ CREATE TABLE IF NOT EXISTS local_agent_versions (
 );
 "#;
 
+/// Creates `dir` (and missing parents) readable by its owner only.
+pub fn private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt as _;
+    if dir.is_dir() {
+        return Ok(());
+    }
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)
+}
+
+/// Creates the database file if missing and makes it and its companions 0600.
+fn private_files(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+    std::fs::OpenOptions::new().append(true).create(true).mode(0o600).open(path)?;
+    for suffix in ["", "-wal", "-shm", "-journal"] {
+        let mut name = path.as_os_str().to_owned();
+        name.push(suffix);
+        match std::fs::set_permissions(&name, std::fs::Permissions::from_mode(0o600)) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            other => other?,
+        }
+    }
+    Ok(())
+}
+
 #[derive(Clone)]
 pub struct SqliteStore {
     conn: Arc<Mutex<Connection>>,
@@ -216,10 +240,16 @@ pub struct SqliteStore {
 
 impl SqliteStore {
     /// Opens (creating if needed) the database file, its parent folder, and the schema.
+    ///
+    /// The file holds the JWT signing secret and the envelope keys, so it is readable by
+    /// its owner only: a folder it creates is 0700, and the file and its `-wal` and `-shm`
+    /// companions are 0600 (SQLite gives the companions the database file's mode; files
+    /// left wider by an older version are narrowed on every open).
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent).map_err(StoreError::unavailable)?;
+            private_dir(parent).map_err(StoreError::unavailable)?;
         }
+        private_files(path).map_err(StoreError::unavailable)?;
         Self::with_connection(Connection::open(path).map_err(StoreError::unavailable)?)
     }
 

@@ -53,5 +53,6 @@ pub fn finish(router: Router, settings: &HttpSettings) -> Router {
         )
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(SetRequestIdLayer::x_request_id(MakeId))
+        .layer(tower::util::MapRequestLayer::new(crate::request_id::drop_unusable::<axum::body::Body>))
         .layer(CatchPanicLayer::custom(|_| ApiError::Internal("a handler panicked".into()).into_response()))
 }

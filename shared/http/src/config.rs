@@ -1,5 +1,7 @@
 //! Settings from the environment, shared by every function and the local stack.
 
+use std::fmt::Display;
+use std::ops::RangeInclusive;
 use std::str::FromStr;
 
 use anyhow::{Context as _, bail};
@@ -22,6 +24,24 @@ where
     }
 }
 
+/// `name` parsed as `T` and within `range`, or `default` when unset: every numeric
+/// setting is read this way, so a value that would misbehave later (a refill rate whose
+/// interval rounds to zero) stops the process at start with the variable's name.
+pub fn var_in<T: FromStr + PartialOrd + Display>(
+    name: &str,
+    default: T,
+    range: RangeInclusive<T>,
+) -> anyhow::Result<T>
+where
+    T::Err: std::error::Error + Send + Sync + 'static,
+{
+    let value = var_or(name, default)?;
+    if !range.contains(&value) {
+        bail!("{name}={value} is out of range: it must be {} to {}", range.start(), range.end());
+    }
+    Ok(value)
+}
+
 impl HttpSettings {
     /// `TDEV_MAX_BODY_BYTES`, `TDEV_METRICS` (`off` or `emf`) and `TDEV_METRICS_NAMESPACE`.
     pub fn from_env(service: &str) -> anyhow::Result<Self> {
@@ -39,27 +59,40 @@ impl HttpSettings {
 
 /// Reads `TDEV_*` variables; unset ones take their documented defaults.
 pub fn auth_config_from_env() -> anyhow::Result<AuthConfig> {
-    let ttl: u32 = var_or("TDEV_TOKEN_TTL_SECONDS", AuthConfig::DEFAULT_TOKEN_TTL_SECS)?;
-    if !(1..=AuthConfig::MAX_TOKEN_TTL_SECS).contains(&ttl) {
-        bail!("TDEV_TOKEN_TTL_SECONDS must be 1 to {}", AuthConfig::MAX_TOKEN_TTL_SECS);
-    }
-    let default_rate_limit = RateLimit {
-        capacity: var_or("TDEV_RATE_CAPACITY", RateLimit::DEFAULT.capacity)?,
-        refill_per_minute: var_or("TDEV_RATE_REFILL_PER_MINUTE", RateLimit::DEFAULT.refill_per_minute)?,
-    };
-    if default_rate_limit.capacity == 0 || default_rate_limit.refill_per_minute == 0 {
-        bail!("TDEV_RATE_CAPACITY and TDEV_RATE_REFILL_PER_MINUTE must be at least 1");
-    }
+    let ttl = var_in(
+        "TDEV_TOKEN_TTL_SECONDS",
+        AuthConfig::DEFAULT_TOKEN_TTL_SECS,
+        1..=AuthConfig::MAX_TOKEN_TTL_SECS,
+    )?;
+    let rate_limit =
+        |capacity_var: &str, refill_var: &str, default: RateLimit| -> anyhow::Result<RateLimit> {
+            Ok(RateLimit {
+                capacity: var_in(capacity_var, default.capacity, 1..=RateLimit::MAX_CAPACITY)?,
+                refill_per_minute: var_in(
+                    refill_var,
+                    default.refill_per_minute,
+                    1..=RateLimit::MAX_REFILL_PER_MINUTE,
+                )?,
+            })
+        };
+    let default_rate_limit =
+        rate_limit("TDEV_RATE_CAPACITY", "TDEV_RATE_REFILL_PER_MINUTE", RateLimit::DEFAULT)?;
+    let failed_auth_limit = rate_limit(
+        "TDEV_FAILED_AUTH_CAPACITY",
+        "TDEV_FAILED_AUTH_REFILL_PER_MINUTE",
+        AuthConfig::DEFAULT_FAILED_AUTH_LIMIT,
+    )?;
     Ok(AuthConfig {
         token: TokenSettings {
             issuer: var_or("TDEV_JWT_ISSUER", "t-developer".to_owned())?,
             audience: var_or("TDEV_JWT_AUDIENCE", "t-developer-api".to_owned())?,
-            leeway_secs: var_or("TDEV_JWT_LEEWAY_SECONDS", 5)?,
+            leeway_secs: var_in("TDEV_JWT_LEEWAY_SECONDS", 5, 0..=300)?,
         },
         token_ttl_secs: ttl,
         default_rate_limit,
+        failed_auth_limit,
         signing_secret: var_or("TDEV_SIGNING_SECRET", "tdev/signing-key".to_owned())?,
-        key_cache_secs: var_or("TDEV_KEY_CACHE_SECONDS", 300)?,
+        key_cache_secs: var_in("TDEV_KEY_CACHE_SECONDS", 300, 0..=86_400)?,
     })
 }
 
@@ -73,18 +106,22 @@ pub fn messaging_config_from_env(bands: Bands) -> anyhow::Result<MessagingConfig
     use std::time::Duration;
     let defaults = MessagingConfig::default();
     let bands = match std::env::var("TDEV_MESSAGE_BANDS") {
-        Ok(spec) if !spec.trim().is_empty() => spec.parse()?,
+        Ok(spec) if !spec.trim().is_empty() => {
+            spec.parse().with_context(|| format!("TDEV_MESSAGE_BANDS={spec:?} is not valid"))?
+        }
         _ => bands,
     };
-    let max_receives: u32 = var_or("TDEV_MESSAGE_MAX_RECEIVES", defaults.max_receives)?;
-    let failures: u32 = var_or("TDEV_BREAKER_FAILURES", defaults.breaker.failure_threshold)?;
-    if max_receives == 0 || failures == 0 {
-        bail!("TDEV_MESSAGE_MAX_RECEIVES and TDEV_BREAKER_FAILURES must be at least 1");
-    }
+    let max_receives = var_in("TDEV_MESSAGE_MAX_RECEIVES", defaults.max_receives, 1..=100)?;
+    let failures = var_in("TDEV_BREAKER_FAILURES", defaults.breaker.failure_threshold, 1..=10_000)?;
     let seconds = |name: &str, default: Duration| -> anyhow::Result<Duration> {
-        Ok(Duration::from_secs(var_or(name, default.as_secs())?))
+        Ok(Duration::from_secs(var_in(name, default.as_secs(), 1..=86_400)?))
     };
-    let attempt_timeout = seconds("TDEV_ATTEMPT_TIMEOUT_SECONDS", defaults.attempt_timeout)?;
+    // An attempt must end before a Lambda can (15 minutes at most).
+    let attempt_timeout = Duration::from_secs(var_in(
+        "TDEV_ATTEMPT_TIMEOUT_SECONDS",
+        defaults.attempt_timeout.as_secs(),
+        1..=900,
+    )?);
     Ok(MessagingConfig {
         bands,
         envelope_secret: var_or("TDEV_ENVELOPE_SECRET", defaults.envelope_secret)?,

@@ -57,8 +57,18 @@ where
     let principal = match verdict {
         Verdict::Authenticated(principal) => principal,
         Verdict::Unauthenticated { code, detail } => {
-            tracing::info!(code = %code, "unauthenticated request");
-            return ApiError::Unauthenticated { code, detail }.into_response();
+            let source = source_address(&request);
+            tracing::info!(code = %code, source = %source, "unauthenticated request");
+            return match guard.service.rate_limit_failure(&source).await {
+                Ok(decision) if !decision.allowed => {
+                    let retry_after_secs = decision.retry_after_secs.unwrap_or(1);
+                    let mut response = ApiError::RateLimited { retry_after_secs }.into_response();
+                    rate_limit_headers(response.headers_mut(), &decision);
+                    response
+                }
+                // A store that cannot count does not turn a 401 into a 503.
+                _ => ApiError::Unauthenticated { code, detail }.into_response(),
+            };
         }
     };
     let decision = match guard.service.rate_limit(&principal).await {
@@ -77,6 +87,20 @@ where
     };
     rate_limit_headers(response.headers_mut(), &decision);
     response
+}
+
+/// Where a request came from: API Gateway's source IP, else the peer address the local
+/// server saw, else `unknown` (all such requests share one bucket).
+fn source_address(request: &Request) -> String {
+    if let Some(lambda_http::request::RequestContext::ApiGatewayV2(context)) = request.request_context_ref() {
+        if let Some(ip) = context.http.source_ip.as_deref() {
+            return ip.to_owned();
+        }
+    }
+    request
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map_or_else(|| "unknown".to_owned(), |info| info.0.ip().to_string())
 }
 
 /// Reads the `Authorization` and `X-Api-Key` headers.

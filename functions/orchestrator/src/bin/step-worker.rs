@@ -21,7 +21,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let invoker = Invoker::new(default_http_client()?, Some(&sdk));
     // An attempt must end before the Lambda does: the template sets this below the
     // function's timeout.
-    let attempt = tdev_http::config::var_or("TDEV_ATTEMPT_TIMEOUT_SECONDS", 50u64)?;
+    let attempt = tdev_http::config::var_in("TDEV_ATTEMPT_TIMEOUT_SECONDS", 50u64, 1..=900)?;
     let engine = Engine::new(store, queues, invoker, Arc::new(SystemClock), Limits::default())
         .with_attempt_timeout(std::time::Duration::from_secs(attempt));
     let engine = Arc::new(engine);

@@ -59,8 +59,8 @@ impl KeyName {
         if trimmed.is_empty() || trimmed.chars().count() > 100 {
             return Err("must be 1 to 100 characters");
         }
-        if trimmed.chars().any(char::is_control) {
-            return Err("must not contain control characters");
+        if crate::validation::unsafe_char(trimmed).is_some() {
+            return Err(crate::validation::UNSAFE_TEXT);
         }
         Ok(Self(trimmed.to_owned()))
     }

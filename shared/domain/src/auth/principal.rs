@@ -67,6 +67,9 @@ pub struct Principal {
     pub scopes: Scopes,
     pub via: CredentialKind,
     pub rate_limit: RateLimit,
+    /// When the key stops working, in seconds since the epoch: a token issued for this
+    /// principal expires no later.
+    pub key_expires_at: Option<i64>,
 }
 
 impl Principal {
@@ -145,6 +148,7 @@ impl Verdict {
                 "via": p.via.as_str(),
                 "rate_capacity": p.rate_limit.capacity,
                 "rate_refill_per_minute": p.rate_limit.refill_per_minute,
+                "key_expires_at": p.key_expires_at,
             }),
             Verdict::Unauthenticated { code, detail } => json!({
                 "authenticated": false,
@@ -191,6 +195,9 @@ impl Verdict {
                 capacity: number("rate_capacity")?,
                 refill_per_minute: number("rate_refill_per_minute")?,
             },
+            key_expires_at: context
+                .get("key_expires_at")
+                .and_then(|v| v.as_i64().or_else(|| v.as_str()?.parse().ok())),
         }))
     }
 }
@@ -217,6 +224,7 @@ mod tests {
             scopes: Scopes::new([Scope::Read, Scope::MessagesSend]),
             via: CredentialKind::Token,
             rate_limit: RateLimit { capacity: 3, refill_per_minute: 7 },
+            key_expires_at: Some(1_800_000_000),
         };
         for verdict in [
             Verdict::Authenticated(principal),

@@ -28,7 +28,8 @@ impl RateLimit {
 
     /// Microseconds between two tokens.
     fn interval_us(&self) -> i64 {
-        60_000_000 / i64::from(self.refill_per_minute.max(1))
+        // At least 1 µs whatever the setting: a zero interval would divide by zero.
+        (60_000_000 / i64::from(self.refill_per_minute.max(1))).max(1)
     }
 }
 
@@ -130,6 +131,16 @@ mod tests {
         assert_eq!(d3.reset_secs, 2);
         let (_, later) = acquire(&limit, s2, SECOND);
         assert!(later.allowed);
+    }
+
+    #[test]
+    fn any_refill_rate_answers_without_panicking() {
+        // 1,000,000,000 a minute once made the interval 0 and every request divide by it.
+        for refill in [1, 60_000_000, 1_000_000_000, u32::MAX] {
+            let limit = RateLimit { capacity: 3, refill_per_minute: refill };
+            let (state, decision) = acquire(&limit, None, 1_000_000);
+            assert!(decision.allowed && state.is_some(), "{refill}");
+        }
     }
 
     #[test]

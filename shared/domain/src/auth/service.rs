@@ -24,6 +24,9 @@ pub struct AuthConfig {
     pub token_ttl_secs: u32,
     /// Applies to keys created without a rate limit of their own.
     pub default_rate_limit: RateLimit,
+    /// Requests that fail to authenticate, per source address: past it they are answered
+    /// 429 instead of 401, so guessing credentials is slow and a flood of them is cheap.
+    pub failed_auth_limit: RateLimit,
     /// Name (or ARN) of the secret holding the token signing key.
     pub signing_secret: String,
     /// How long fetched signing keys are used before they are fetched again.
@@ -33,6 +36,8 @@ pub struct AuthConfig {
 impl AuthConfig {
     pub const DEFAULT_TOKEN_TTL_SECS: u32 = 900;
     pub const MAX_TOKEN_TTL_SECS: u32 = 3600;
+    /// 30 failed attempts at once from one address, 30 more a minute.
+    pub const DEFAULT_FAILED_AUTH_LIMIT: RateLimit = RateLimit { capacity: 30, refill_per_minute: 30 };
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -144,6 +149,7 @@ impl<S: ApiKeyStore + SecretStore> AuthService<S> {
             scopes: key.scopes,
             via: CredentialKind::ApiKey,
             rate_limit: key.rate_limit.unwrap_or(self.config.default_rate_limit),
+            key_expires_at: key.expires_at.map(|at| at.as_second()),
         })
     }
 
@@ -159,6 +165,8 @@ impl<S: ApiKeyStore + SecretStore> AuthService<S> {
             scopes: Scopes::parse_space_separated(&claims.scope).map_err(|_| malformed())?,
             via: CredentialKind::Token,
             rate_limit: claims.rl.unwrap_or(self.config.default_rate_limit),
+            // The token's own expiry is never later than its key's.
+            key_expires_at: Some(claims.exp),
         })
     }
 
@@ -204,11 +212,19 @@ impl<S: ApiKeyStore + SecretStore> AuthService<S> {
         }
         let keys = self.keys_with("").await?;
         let now = self.clock.now().as_second();
+        // Never wider than the key: not in scopes, and not in time.
+        let exp = principal
+            .key_expires_at
+            .map_or(now + i64::from(ttl), |key_exp| key_exp.min(now + i64::from(ttl)));
+        if exp <= now {
+            return Err(AuthFailure::ExpiredApiKey.into());
+        }
+        let ttl = u32::try_from(exp - now).unwrap_or(ttl);
         let claims = Claims {
             iss: self.config.token.issuer.clone(),
             aud: self.config.token.audience.clone(),
             sub: principal.key_id.to_string(),
-            exp: now + i64::from(ttl),
+            exp,
             nbf: now,
             iat: now,
             jti: uuid::Uuid::new_v4().to_string(),
@@ -333,6 +349,13 @@ impl<S: RateLimitStore> AuthService<S> {
     /// Charges one request to the principal's bucket.
     pub async fn rate_limit(&self, principal: &Principal) -> Result<RateDecision, StoreError> {
         self.store.acquire(principal.key_id.as_str(), &principal.rate_limit, self.clock.now()).await
+    }
+
+    /// Charges one failed authentication to the bucket of the address it came from (a
+    /// bucket apart from every key's: key ids have no `#`).
+    pub async fn rate_limit_failure(&self, source: &str) -> Result<RateDecision, StoreError> {
+        let client = format!("unauthenticated#{source}");
+        self.store.acquire(&client, &self.config.failed_auth_limit, self.clock.now()).await
     }
 }
 

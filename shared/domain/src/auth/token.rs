@@ -134,7 +134,9 @@ pub fn verify(
         })?;
     let claims = data.claims;
     let now = now.as_second();
-    if now >= claims.exp + settings.leeway_secs {
+    // No leeway on expiry: the same fleet's clocks mint and check it, and a token must
+    // not outlive its key by the leeway. The leeway is for `nbf`, across instances.
+    if now >= claims.exp {
         return Err(TokenError::Expired);
     }
     if claims.nbf > now + settings.leeway_secs {

@@ -49,8 +49,8 @@ impl StepId {
         if raw.trim().is_empty() {
             return Err("must not be empty or blank");
         }
-        if raw.chars().any(char::is_control) {
-            return Err("must not contain control characters");
+        if crate::validation::unsafe_char(raw).is_some() {
+            return Err(crate::validation::UNSAFE_TEXT);
         }
         // Count characters only when the bytes could exceed the limit: ids are usually short.
         if raw.len() > Self::MAX_CHARS && raw.chars().count() > Self::MAX_CHARS {
