@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use reqwest::Method;
 use serde_json::{Value, json};
 use support::{Stack, problem, test_messaging};
@@ -24,6 +24,8 @@ use tdev_domain::queue::{NewMessage, Priority};
 #[derive(Default)]
 struct Agents {
     done: Mutex<Vec<Value>>,
+    /// Every call as it arrived, with its `Idempotency-Key` header as `idempotency_key_header`.
+    received: Mutex<Vec<Value>>,
     calls: Mutex<HashMap<String, u32>>,
     /// While set, every call fails with 503.
     down: Mutex<bool>,
@@ -32,11 +34,13 @@ struct Agents {
 /// The scripted agents' HTTP server. A message's payload steers its agent:
 /// `{"fail_times": n}` fails the first n calls for it with 503, `{"reject": true}`
 /// answers 400, `{"flaky": p}` fails a call with probability p (by a hash of the id and
-/// the call's number).
+/// the call's number), `{"slow_first_ms": ms}` does the first call's work and answers
+/// only after `ms`.
 async fn agents() -> (Arc<Agents>, String) {
     async fn call(
         State(agents): State<Arc<Agents>>,
         Path(name): Path<String>,
+        headers: HeaderMap,
         Json(message): Json<Value>,
     ) -> Result<Json<Value>, (StatusCode, String)> {
         let id = message["id"].as_str().unwrap_or_default().to_owned();
@@ -46,7 +50,18 @@ async fn agents() -> (Arc<Agents>, String) {
             *n += 1;
             *n
         };
+        let mut received = message.clone();
+        received["idempotency_key_header"] =
+            json!(headers.get("idempotency-key").map(|v| v.to_str().unwrap()));
+        agents.received.lock().unwrap().push(received);
         let payload = &message["payload"];
+        if let Some(ms) = payload["slow_first_ms"].as_u64().filter(|_| n == 1) {
+            let mut record = message.clone();
+            record["agent"] = json!(name);
+            agents.done.lock().unwrap().push(record);
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            return Ok(Json(json!({"ok": true})));
+        }
         let down = *agents.down.lock().unwrap();
         let fail_times = payload["fail_times"].as_u64().unwrap_or(0) as u32;
         let flaky = payload["flaky"].as_f64().is_some_and(|p| {
@@ -295,6 +310,48 @@ async fn bad_envelopes_are_dead_lettered_with_their_reason_and_duplicates_have_o
     assert!(done.iter().all(|m| !refused.contains(m["id"].as_str().unwrap())));
     let events = get(&stack, "/v1/events?type=message.duplicate").await;
     assert_eq!(events["events"].as_array().unwrap().len(), 2, "{events}");
+}
+
+/// The agent does the work but its answer comes after the attempt timeout, as if the
+/// consumer had died before hearing it: the message is delivered again, and every call
+/// carries the message's idempotency key, as the header and in the body.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_called_again_after_its_answer_was_lost_gets_the_same_idempotency_key() {
+    let (agents, base) = agents().await;
+    let messaging = MessagingConfig { attempt_timeout: Duration::from_millis(500), ..test_messaging() };
+    let stack = start_messaging(messaging).await;
+    register(
+        &stack,
+        json!({"id": "ledger", "name": "L", "target": {"kind": "http", "url": format!("{base}/ledger")}}),
+    )
+    .await;
+    let body = json!({"to_agent": "ledger", "type": "credit", "dedup_id": "credit-42", "payload": {"slow_first_ms": 1500}});
+    assert_eq!(send(&stack, "/v1/messages", body).await.status(), 202);
+    let other = json!({"to_agent": "ledger", "type": "credit", "group": "other", "payload": {}});
+    let accepted: Value = send(&stack, "/v1/messages", other).await.json().await.unwrap();
+
+    eventually(Duration::from_secs(15), "the second call of credit-42", async || {
+        agents.received.lock().unwrap().iter().filter(|m| m["idempotency_key"] == "credit-42").count() == 2
+            && get(&stack, "/v1/events?type=message.delivered").await["events"].as_array().unwrap().len() == 2
+    })
+    .await;
+    let keys: Vec<(Value, Value)> = agents
+        .received
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|m| (m["idempotency_key_header"].clone(), m["idempotency_key"].clone()))
+        .collect();
+    let default_key = accepted["id"].clone();
+    assert_eq!(keys.len(), 3, "{keys:?}");
+    for expected in [json!("credit-42"), default_key] {
+        let calls = keys.iter().filter(|(_, field)| *field == expected).count();
+        let with_header =
+            keys.iter().filter(|(header, field)| *field == expected && *header == expected).count();
+        assert_eq!(with_header, calls, "every call carries the key as the header too: {keys:?}");
+    }
+    let failed = get(&stack, "/v1/events?type=message.failed").await;
+    assert_eq!(failed["events"].as_array().unwrap().len(), 1, "the lost answer: {failed}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

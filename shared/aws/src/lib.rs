@@ -55,9 +55,15 @@
 //!
 //! **Agent load**: beside the agent's item, under its `pk = "AGENT#<id>"`.
 //!
-//! - `sk = "LOAD"`, `in_flight` (N). acquire: UpdateItem `ADD in_flight :one` if
-//!   `attribute_not_exists(in_flight) OR in_flight < :max` (lost: no slot; `max` 0 asks
-//!   nothing). release: `ADD in_flight :minus_one` if `in_flight > :zero` (lost: it was 0).
+//! - `sk = "LOAD"`, `version` (N), `slots` (M: each holder's lease end, N in ns), `ttl`
+//!   (the last lease's end in seconds, plus 61). A slot past its end counts as absent.
+//!   acquire: consistent GetItem; with `max` live slots held by others, no slot (nothing
+//!   written); else PutItem of the live slots and the holder's, `version + 1`, if
+//!   `version = :seen` (or `attribute_not_exists(version)` for none, which also replaces
+//!   the `in_flight` counter of before); a lost condition retries from the read after a
+//!   jittered pause, at most 50 times, then `Conflict`. release: UpdateItem `REMOVE
+//!   slots.#holder SET version = version + :one` if `attribute_exists(slots.#holder)`
+//!   (lost: it held none). in flight: consistent GetItem, the live slots counted.
 //! - `sk = "BREAKER"`, `version` (N), `doc` (the breaker as JSON). put: PutItem if
 //!   `attribute_not_exists(pk)` for version 1, else `version = :previous`; lost is `Conflict`.
 //!

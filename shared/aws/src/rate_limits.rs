@@ -29,7 +29,7 @@ fn ttl_secs(tat_us: i64) -> i64 {
 }
 
 /// A pause of 0 to `attempt + 1` ms (at most 10), random so that racing writers spread out.
-fn backoff(attempt: u32) -> Duration {
+pub(crate) fn backoff(attempt: u32) -> Duration {
     let ceiling = u64::from(attempt.min(9)) + 1;
     // A fresh `RandomState` is randomly keyed, which is all the randomness a jitter needs.
     let random = RandomState::new().hash_one(attempt);

@@ -30,6 +30,7 @@ where
     idempotency(store).await;
     idempotency_races(store).await;
     slots(store).await;
+    slot_leases(store).await;
     breakers(store).await;
     dead_letters(store).await;
     failure_notes(store).await;
@@ -139,37 +140,98 @@ pub async fn idempotency_races<S: IdempotencyStore>(store: &S) {
     assert_eq!(acquired, 1, "exactly one takes over an ended lease: {claims:?}");
 }
 
-/// Slots count work in flight per agent: never more than `max` at once however many
-/// race, never below zero.
+/// Slots count work in flight per agent, each held by one holder: never more than `max`
+/// at once however many race; a holder keeps its slot (its lease renewed); giving a slot
+/// back is idempotent.
 pub async fn slots<S: AgentLoadStore>(store: &S) {
+    let t = Timestamp::now();
+    let lease = secs(t, 60);
     let agent = super::unique("load");
-    assert_eq!(store.in_flight(&agent).await.expect("in flight"), 0, "nothing recorded is zero");
-    store.release_slot(&agent).await.expect("release with nothing recorded");
-    assert_eq!(store.in_flight(&agent).await.expect("in flight"), 0, "never below zero");
-    assert!(!store.acquire_slot(&agent, 0).await.expect("acquire of 0"), "max 0 admits nothing");
+    let in_flight = |agent: &str| {
+        let agent = agent.to_owned();
+        async move { store.in_flight(&agent, t).await.expect("in flight") }
+    };
+    assert_eq!(in_flight(&agent).await, 0, "nothing recorded is zero");
+    store.release_slot(&agent, "nobody").await.expect("release with nothing recorded");
+    assert_eq!(in_flight(&agent).await, 0, "never below zero");
+    assert!(
+        !store.acquire_slot(&agent, "h", 0, t, lease).await.expect("acquire of 0"),
+        "max 0 admits nothing"
+    );
 
-    let taken = join_all((0..20).map(|_| store.acquire_slot(&agent, 3))).await;
-    let taken = taken.into_iter().map(|t| t.expect("acquire")).filter(|t| *t).count();
-    assert_eq!(taken, 3, "exactly max of 20 concurrent acquires succeed");
-    assert_eq!(store.in_flight(&agent).await.expect("in flight"), 3);
-    assert!(!store.acquire_slot(&agent, 3).await.expect("acquire when full"), "all taken");
-    assert!(store.acquire_slot(&agent, 4).await.expect("acquire below a higher max"), "max is per call");
-    assert_eq!(store.in_flight(&agent).await.expect("in flight"), 4);
+    let holders: Vec<String> = (0..20).map(|i| format!("holder-{i}")).collect();
+    let taken = join_all(holders.iter().map(|h| store.acquire_slot(&agent, h, 3, t, lease))).await;
+    let winners: Vec<&String> =
+        holders.iter().zip(taken).filter_map(|(h, taken)| taken.expect("acquire").then_some(h)).collect();
+    assert_eq!(winners.len(), 3, "exactly max of 20 concurrent acquires succeed");
+    assert_eq!(in_flight(&agent).await, 3);
+    assert!(!store.acquire_slot(&agent, "late", 3, t, lease).await.expect("acquire when full"), "all taken");
+    assert!(
+        store.acquire_slot(&agent, "late", 4, t, lease).await.expect("below a higher max"),
+        "max is per call"
+    );
+    assert_eq!(in_flight(&agent).await, 4);
+    assert!(
+        store.acquire_slot(&agent, winners[0], 1, secs(t, 1), secs(t, 90)).await.expect("acquire again"),
+        "a holder keeps its slot, whatever max"
+    );
+    assert_eq!(in_flight(&agent).await, 4, "holding a slot again takes no second one");
 
     let other = super::unique("load");
-    assert!(store.acquire_slot(&other, 1).await.expect("other agent"), "slots are per agent");
-    assert_eq!(store.in_flight(&other).await.expect("in flight other"), 1);
+    assert!(store.acquire_slot(&other, "h", 1, t, lease).await.expect("other agent"), "slots are per agent");
+    assert_eq!(in_flight(&other).await, 1);
 
-    store.release_slot(&agent).await.expect("release");
-    assert_eq!(store.in_flight(&agent).await.expect("in flight"), 3);
-    for released in join_all((0..10).map(|_| store.release_slot(&agent))).await {
+    store.release_slot(&agent, winners[0]).await.expect("release");
+    assert_eq!(in_flight(&agent).await, 3);
+    store.release_slot(&agent, winners[0]).await.expect("release again");
+    store.release_slot(&agent, "never-held").await.expect("release of a holder without a slot");
+    assert_eq!(in_flight(&agent).await, 3, "giving a slot back twice, or one never taken, frees no other");
+    let rest = [winners[1], winners[2], "late"];
+    for released in join_all(rest.iter().chain(&rest).map(|h| store.release_slot(&agent, h))).await {
         released.expect("concurrent release");
     }
-    assert_eq!(store.in_flight(&agent).await.expect("in flight"), 0, "ten releases of three stop at zero");
-    assert!(store.acquire_slot(&agent, 1).await.expect("acquire after releases"));
-    assert!(!store.acquire_slot(&agent, 1).await.expect("acquire of 1 when 1 is taken"));
-    assert_eq!(store.in_flight(&agent).await.expect("in flight"), 1);
-    assert_eq!(store.in_flight(&other).await.expect("in flight other"), 1, "untouched by the other agent");
+    assert_eq!(in_flight(&agent).await, 0, "each released twice, concurrently");
+    assert!(store.acquire_slot(&agent, "a", 1, t, lease).await.expect("acquire after releases"));
+    assert!(!store.acquire_slot(&agent, "b", 1, t, lease).await.expect("acquire of 1 when 1 is taken"));
+    assert_eq!(in_flight(&agent).await, 1);
+    assert_eq!(in_flight(&other).await, 1, "untouched by the other agent");
+}
+
+/// A slot counts only while its lease is live (through its last instant): the slot of a
+/// consumer that died holding it is free again once its lease has run out, and that
+/// consumer's late release frees nobody else's.
+pub async fn slot_leases<S: AgentLoadStore>(store: &S) {
+    let t = Timestamp::now();
+    let agent = super::unique("lease");
+    assert!(store.acquire_slot(&agent, "dies", 1, t, secs(t, 10)).await.expect("acquire"));
+    assert!(
+        !store.acquire_slot(&agent, "next", 1, secs(t, 10), secs(t, 70)).await.expect("acquire at the end"),
+        "a lease is live through its last instant"
+    );
+    assert_eq!(store.in_flight(&agent, secs(t, 10)).await.expect("in flight"), 1);
+    assert_eq!(
+        store.in_flight(&agent, secs(t, 11)).await.expect("in flight after the lease"),
+        0,
+        "a slot whose lease ran out no longer counts"
+    );
+    assert!(
+        store.acquire_slot(&agent, "next", 1, secs(t, 11), secs(t, 71)).await.expect("acquire after"),
+        "the dead holder's slot is free once its lease ran out"
+    );
+    assert_eq!(store.in_flight(&agent, secs(t, 11)).await.expect("in flight"), 1);
+    store.release_slot(&agent, "dies").await.expect("a late release");
+    assert_eq!(
+        store.in_flight(&agent, secs(t, 12)).await.expect("in flight"),
+        1,
+        "the dead holder's late release frees nobody else's slot"
+    );
+    assert!(
+        store.acquire_slot(&agent, "next", 1, secs(t, 60), secs(t, 120)).await.expect("renew"),
+        "a holder renews its lease"
+    );
+    assert_eq!(store.in_flight(&agent, secs(t, 100)).await.expect("in flight"), 1, "renewed to 120");
+    store.release_slot(&agent, "next").await.expect("release");
+    assert_eq!(store.in_flight(&agent, secs(t, 12)).await.expect("in flight"), 0);
 }
 
 /// A breaker round-trips every field and is written only over the version it was made

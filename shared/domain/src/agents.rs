@@ -218,6 +218,10 @@ impl<S: AgentStore> Registry<S> {
         &self.store
     }
 
+    pub fn now(&self) -> Timestamp {
+        self.clock.now()
+    }
+
     pub async fn register(&self, request: NewAgentRequest) -> Result<Agent, RegistryError> {
         let agent = request.validate(self.clock.now())?;
         match self.store.insert_agent(&agent).await {

@@ -240,8 +240,18 @@ impl InvokeError {
     }
 }
 
+/// The payload member that carries a delivery's idempotency key to the agent (a message's
+/// deliveries, redeliveries included, all carry the message's key).
+pub const IDEMPOTENCY_KEY_FIELD: &str = "idempotency_key";
+
 /// Calls an agent: an HTTP endpoint, a Lambda function, a Bedrock agent or an AgentCore
 /// runtime. The payload is a JSON object; so is a successful answer.
+///
+/// A payload whose [`IDEMPOTENCY_KEY_FIELD`] is a string is passed on with that key where
+/// the target lets the agent see more than the payload: an HTTP agent gets it as the
+/// `Idempotency-Key` header too, a Bedrock agent as a prompt session attribute
+/// `idempotency_key` too. A key that cannot be an HTTP header value (it holds a control
+/// character) is [`InvokeError::Rejected`] by an HTTP target.
 pub trait AgentInvoker: Send + Sync + 'static {
     fn invoke(
         &self,
@@ -288,17 +298,32 @@ pub trait IdempotencyStore: Send + Sync + 'static {
     fn release(&self, key: &str, holder: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
-/// Per-agent load: work in flight, and the circuit breaker. Shared by every consumer.
+/// Per-agent load: leased slots of work in flight, and the circuit breaker. Shared by every
+/// consumer.
+///
+/// A slot is held by one holder (a delivery attempt) until its lease ends. A lease is live
+/// through its last instant; one that ran out no longer counts, so a consumer that dies
+/// holding a slot holds it no longer than its lease.
 pub trait AgentLoadStore: Send + Sync + 'static {
-    /// Takes one of the agent's `max` slots (adds one to its work in flight) unless all
-    /// are taken; `Ok(false)` then.
-    fn acquire_slot(&self, agent: &str, max: u32) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    /// Takes one of the agent's `max` slots for `holder` until `lease_until`, unless `max`
+    /// slots are held by others with leases live at `now`: `Ok(false)` then. A holder
+    /// with a live slot keeps it, its lease now ending at `lease_until`. A backend that
+    /// decides by optimistic writes may answer `Conflict` after losing many races in a row.
+    fn acquire_slot(
+        &self,
+        agent: &str,
+        holder: &str,
+        max: u32,
+        now: Timestamp,
+        lease_until: Timestamp,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
-    /// Gives a slot back (never below zero).
-    fn release_slot(&self, agent: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Gives `holder`'s slot back. Harmless when it holds none (given back already, or
+    /// its lease ran out).
+    fn release_slot(&self, agent: &str, holder: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
 
-    /// The agent's work in flight (0 when never recorded).
-    fn in_flight(&self, agent: &str) -> impl Future<Output = Result<u32, StoreError>> + Send;
+    /// The agent's slots whose leases are live at `now` (0 when never recorded).
+    fn in_flight(&self, agent: &str, now: Timestamp) -> impl Future<Output = Result<u32, StoreError>> + Send;
 
     /// The agent's breaker; `None` if never stored (a closed one).
     fn get_breaker(&self, agent: &str) -> impl Future<Output = Result<Option<Breaker>, StoreError>> + Send;

@@ -1,50 +1,71 @@
-//! Per-agent load: a counter of work in flight, changed by single conditional
-//! statements (atomic on their own), and the circuit breaker as a JSON document with
-//! its version beside it for the conditional write.
+//! Per-agent load: a row per leased slot of work in flight, taken inside one `IMMEDIATE`
+//! transaction (so racing acquires never exceed the maximum), and the circuit breaker as
+//! a JSON document with its version beside it for the conditional write.
+//!
+//! A slot past its `until_ns` counts as absent; the agent's next acquire deletes it.
 
-use rusqlite::{OptionalExtension, params};
+use jiff::Timestamp;
+use rusqlite::{TransactionBehavior, params};
 use tdev_domain::messaging::Breaker;
 use tdev_domain::ports::{AgentLoadStore, StoreError};
 
-use crate::{SqliteStore, db_error};
+use crate::{SqliteStore, db_error, nanos};
 
 impl AgentLoadStore for SqliteStore {
-    async fn acquire_slot(&self, agent: &str, max: u32) -> Result<bool, StoreError> {
-        if max == 0 {
-            return Ok(false);
-        }
-        let changed = self
-            .conn()
-            .prepare_cached(
-                "INSERT INTO agent_slots (agent, in_flight) VALUES (?1, 1)
-                 ON CONFLICT (agent) DO UPDATE SET in_flight = in_flight + 1 WHERE in_flight < ?2",
+    async fn acquire_slot(
+        &self,
+        agent: &str,
+        holder: &str,
+        max: u32,
+        now: Timestamp,
+        lease_until: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(db_error)?;
+        tx.prepare_cached("DELETE FROM agent_slot_leases WHERE agent = ?1 AND until_ns < ?2")
+            .map_err(db_error)?
+            .execute(params![agent, nanos(now)])
+            .map_err(db_error)?;
+        let others: u32 = tx
+            .prepare_cached("SELECT count(*) FROM agent_slot_leases WHERE agent = ?1 AND holder <> ?2")
+            .map_err(db_error)?
+            .query_row(params![agent, holder], |row| row.get(0))
+            .map_err(db_error)?;
+        let held: bool = tx
+            .prepare_cached("SELECT count(*) > 0 FROM agent_slot_leases WHERE agent = ?1 AND holder = ?2")
+            .map_err(db_error)?
+            .query_row(params![agent, holder], |row| row.get(0))
+            .map_err(db_error)?;
+        let taken = held || others < max;
+        if taken {
+            tx.prepare_cached(
+                "INSERT INTO agent_slot_leases (agent, holder, until_ns) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (agent, holder) DO UPDATE SET until_ns = excluded.until_ns",
             )
             .map_err(db_error)?
-            .execute(params![agent, max])
+            .execute(params![agent, holder, nanos(lease_until)])
             .map_err(db_error)?;
-        Ok(changed == 1)
+        }
+        // Committed either way: the expired slots stay deleted.
+        tx.commit().map_err(db_error)?;
+        Ok(taken)
     }
 
-    async fn release_slot(&self, agent: &str) -> Result<(), StoreError> {
+    async fn release_slot(&self, agent: &str, holder: &str) -> Result<(), StoreError> {
         self.conn()
-            .prepare_cached(
-                "UPDATE agent_slots SET in_flight = in_flight - 1 WHERE agent = ?1 AND in_flight > 0",
-            )
+            .prepare_cached("DELETE FROM agent_slot_leases WHERE agent = ?1 AND holder = ?2")
             .map_err(db_error)?
-            .execute([agent])
+            .execute([agent, holder])
             .map_err(db_error)?;
         Ok(())
     }
 
-    async fn in_flight(&self, agent: &str) -> Result<u32, StoreError> {
-        let in_flight: Option<u32> = self
-            .conn()
-            .prepare_cached("SELECT in_flight FROM agent_slots WHERE agent = ?1")
+    async fn in_flight(&self, agent: &str, now: Timestamp) -> Result<u32, StoreError> {
+        self.conn()
+            .prepare_cached("SELECT count(*) FROM agent_slot_leases WHERE agent = ?1 AND until_ns >= ?2")
             .map_err(db_error)?
-            .query_row([agent], |row| row.get(0))
-            .optional()
-            .map_err(db_error)?;
-        Ok(in_flight.unwrap_or(0))
+            .query_row(params![agent, nanos(now)], |row| row.get(0))
+            .map_err(db_error)
     }
 
     async fn get_breaker(&self, agent: &str) -> Result<Option<Breaker>, StoreError> {

@@ -125,9 +125,15 @@ CREATE TABLE IF NOT EXISTS idempotency (
     until_ns INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS idempotency_expiry ON idempotency (until_ns);
-CREATE TABLE IF NOT EXISTS agent_slots (
-    agent TEXT PRIMARY KEY,
-    in_flight INTEGER NOT NULL CHECK (in_flight >= 0)
+-- One row per leased slot of an agent's work in flight: a row past its `until_ns` no
+-- longer counts. It replaced `agent_slots`, counters that a consumer dying between
+-- taking and giving back a slot left too high for ever.
+DROP TABLE IF EXISTS agent_slots;
+CREATE TABLE IF NOT EXISTS agent_slot_leases (
+    agent TEXT NOT NULL,
+    holder TEXT NOT NULL,
+    until_ns INTEGER NOT NULL,
+    PRIMARY KEY (agent, holder)
 );
 CREATE TABLE IF NOT EXISTS agent_breakers (
     agent TEXT PRIMARY KEY,

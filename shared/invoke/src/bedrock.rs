@@ -1,12 +1,14 @@
-//! Bedrock agents: `InvokeAgent`, whose answer is an event stream of text chunks.
+//! Bedrock agents: `InvokeAgent`, whose answer is an event stream of text chunks. The
+//! payload's idempotency key (if it has one) is also the prompt session attribute
+//! `idempotency_key`.
 
 use aws_sdk_bedrockagentruntime::operation::invoke_agent::InvokeAgentError;
-use aws_sdk_bedrockagentruntime::types::ResponseStream;
 use aws_sdk_bedrockagentruntime::types::error::ResponseStreamError;
+use aws_sdk_bedrockagentruntime::types::{ResponseStream, SessionState};
 use serde_json::{Map, Value};
-use tdev_domain::ports::InvokeError;
+use tdev_domain::ports::{IDEMPOTENCY_KEY_FIELD, InvokeError};
 
-use crate::sdk;
+use crate::{idempotency_key, sdk};
 
 const CALL: &str = "Bedrock InvokeAgent";
 
@@ -26,12 +28,16 @@ pub(crate) async fn invoke(
         Some(Value::String(text)) => text.clone(),
         _ => payload.to_string(),
     };
+    // An action group's Lambda function sees the prompt session attributes.
+    let session_state = idempotency_key(payload)
+        .map(|key| SessionState::builder().prompt_session_attributes(IDEMPOTENCY_KEY_FIELD, key).build());
     let mut output = client
         .invoke_agent()
         .agent_id(agent_id)
         .agent_alias_id(alias_id)
         .session_id(&session_id)
         .input_text(input_text)
+        .set_session_state(session_state)
         .send()
         .await
         .map_err(|e| sdk::failure(CALL, e, transient, sdk::http_status))?;

@@ -1,13 +1,19 @@
-//! HTTP agents: a JSON POST.
+//! HTTP agents: a JSON POST, with the payload's idempotency key (if it has one) as the
+//! `Idempotency-Key` header.
 
 use std::time::Duration;
 
 use reqwest::StatusCode;
+use reqwest::header::HeaderValue;
 use serde_json::{Map, Value};
 use tdev_domain::ports::InvokeError;
 
 use crate::answer::{bytes_excerpt, json_object};
-use crate::error_chain;
+use crate::{error_chain, idempotency_key};
+
+/// The header that carries a delivery's idempotency key (as in the IETF draft
+/// "The Idempotency-Key HTTP Header Field", and Stripe's API).
+const IDEMPOTENCY_KEY_HEADER: &str = "idempotency-key";
 
 /// How long to wait for a TCP (and TLS) connection, whatever the call's timeout: an agent
 /// that cannot be reached in this time is down, and saying so early leaves the caller
@@ -31,8 +37,16 @@ pub(crate) async fn invoke(
     payload: &Value,
     timeout: Duration,
 ) -> Result<Map<String, Value>, InvokeError> {
-    let response =
-        client.post(url).json(payload).timeout(timeout).send().await.map_err(|e| failure(e, timeout))?;
+    let mut request = client.post(url).json(payload).timeout(timeout);
+    if let Some(key) = idempotency_key(payload) {
+        let value = HeaderValue::from_str(key).map_err(|_| {
+            InvokeError::Rejected(
+                "the idempotency key cannot be an HTTP header value: it holds a control character".into(),
+            )
+        })?;
+        request = request.header(IDEMPOTENCY_KEY_HEADER, value);
+    }
+    let response = request.send().await.map_err(|e| failure(e, timeout))?;
     let status = response.status();
     let body = response.bytes().await.map_err(|e| failure(e, timeout))?;
     if status.is_success() {

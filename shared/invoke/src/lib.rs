@@ -8,6 +8,15 @@
 //! | `bedrock_agent` | Bedrock `InvokeAgent` | the streamed text as `{"output", "session_id"}`, or the text itself if it is a JSON object |
 //! | `agentcore_runtime` | AgentCore `InvokeAgentRuntime`, the payload as the body | the body if it is a JSON object, else `{"output": <text>}` |
 //!
+//! # Idempotency keys
+//!
+//! A payload whose `idempotency_key` ([`IDEMPOTENCY_KEY_FIELD`]) is a string carries a
+//! delivery's key: every kind gets it in the payload (Lambda's event, AgentCore's body,
+//! the POST body; a Bedrock agent's input text when the payload has no `input`), and
+//! where the target allows more: an HTTP agent as the `Idempotency-Key` header, a Bedrock
+//! agent as the prompt session attribute `idempotency_key` (its action groups' Lambda
+//! functions see it). A key that cannot be a header value is refused by an HTTP target.
+//!
 //! # Errors
 //!
 //! - [`InvokeError::Timeout`]: no complete answer within the timeout. The whole call,
@@ -37,7 +46,7 @@ use aws_config::{BehaviorVersion, SdkConfig};
 use serde_json::{Map, Value};
 use tdev_domain::agents::AgentTarget;
 use tdev_domain::events::{Event, SubscriptionTarget};
-use tdev_domain::ports::{AgentInvoker, EventSink, InvokeError};
+use tdev_domain::ports::{AgentInvoker, EventSink, IDEMPOTENCY_KEY_FIELD, InvokeError};
 
 pub use events::EVENT_GROUP;
 pub use http::default_http_client;
@@ -171,6 +180,11 @@ impl EventSink for Invoker {
         };
         tokio::time::timeout(timeout, delivery).await.unwrap_or(Err(InvokeError::Timeout(timeout)))
     }
+}
+
+/// The delivery's idempotency key the payload carries, if any.
+pub(crate) fn idempotency_key(payload: &Value) -> Option<&str> {
+    payload.get(IDEMPOTENCY_KEY_FIELD).and_then(Value::as_str)
 }
 
 /// An error and its sources, by their `Display`: the outer messages ("error sending

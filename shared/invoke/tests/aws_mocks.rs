@@ -116,6 +116,16 @@ async fn lambda_sends_the_payload_as_a_request_response_event_and_answers_the_ob
 }
 
 #[tokio::test]
+async fn lambda_gets_a_delivery_key_in_its_event() {
+    let (invoker, request) = lambda(|| lambda_answer(br#"{"ok": true}"#));
+    let payload = json!({"id": "m-1", "idempotency_key": "order-42"});
+    invoker.invoke(&lambda_target(), &payload, TIMEOUT).await.expect("answer");
+    let event: Value =
+        serde_json::from_slice(seen(&request).payload().expect("a payload").as_ref()).expect("JSON event");
+    assert_eq!(event["idempotency_key"], "order-42");
+}
+
+#[tokio::test]
 async fn lambda_function_error_is_rejected_with_the_error_payload() {
     let (invoker, _) = lambda(|| {
         MockResponse::Output(
@@ -283,6 +293,28 @@ async fn bedrock_agent_sends_the_input_and_session_and_joins_the_chunks() {
 }
 
 #[tokio::test]
+async fn bedrock_agent_gets_a_delivery_key_as_a_prompt_session_attribute_and_in_its_input() {
+    let (invoker, request) = bedrock(|request| {
+        let session = request.session_id().unwrap_or_default().to_owned();
+        MockResponse::Http(agent_stream(&session, vec![chunk("done")]))
+    });
+    let payload = json!({"id": "m-1", "payload": {"n": 1}, "idempotency_key": "order-42"});
+    invoker.invoke(&agent_target(), &payload, TIMEOUT).await.expect("answer");
+    let request = seen(&request);
+    let attributes = request.session_state().and_then(|state| state.prompt_session_attributes());
+    assert_eq!(attributes.and_then(|a| a.get("idempotency_key")).map(String::as_str), Some("order-42"));
+    let input: Value = serde_json::from_str(request.input_text().expect("input text")).expect("JSON input");
+    assert_eq!(input["idempotency_key"], "order-42");
+
+    let (invoker, request) = bedrock(|request| {
+        let session = request.session_id().unwrap_or_default().to_owned();
+        MockResponse::Http(agent_stream(&session, vec![chunk("done")]))
+    });
+    invoker.invoke(&agent_target(), &json!({"input": "x"}), TIMEOUT).await.expect("answer");
+    assert_eq!(seen(&request).session_state(), None, "no key, no session state");
+}
+
+#[tokio::test]
 async fn bedrock_agent_without_input_or_session_gets_the_payload_and_a_new_session() {
     let (invoker, request) = bedrock(|request| {
         let session = request.session_id().unwrap_or_default().to_owned();
@@ -419,6 +451,17 @@ async fn agentcore_sends_the_payload_and_answers_the_json_object() {
     let body: Value =
         serde_json::from_slice(request.payload().expect("a payload").as_ref()).expect("JSON body");
     assert_eq!(body, payload);
+}
+
+#[tokio::test]
+async fn agentcore_gets_a_delivery_key_in_its_body() {
+    let (invoker, request) = agentcore(|| runtime_answer("application/json", br#"{"ok": true}"#));
+    let target = AgentTarget::AgentcoreRuntime { runtime_arn: RUNTIME_ARN.into(), qualifier: None };
+    let payload = json!({"id": "m-1", "idempotency_key": "order-42"});
+    invoker.invoke(&target, &payload, TIMEOUT).await.expect("answer");
+    let body: Value =
+        serde_json::from_slice(seen(&request).payload().expect("a payload").as_ref()).expect("JSON body");
+    assert_eq!(body["idempotency_key"], "order-42");
 }
 
 #[tokio::test]

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use axum::Json;
 use axum::Router;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use serde_json::{Value, json};
 use tdev_domain::agents::AgentTarget;
@@ -52,6 +52,35 @@ async fn a_json_object_is_the_answer_and_the_payload_arrives_intact() {
     let address = serve(Router::new().route("/agent", post(echo))).await;
     let answer = invoker().invoke(&target(address, "/agent"), &payload(), TIMEOUT).await.expect("answer");
     assert_eq!(Value::Object(answer), json!({"received": payload(), "agent": "echo"}));
+}
+
+/// Answers the request's `Idempotency-Key` header (null without one) and its body.
+async fn key_echo(headers: HeaderMap, Json(request): Json<Value>) -> Json<Value> {
+    let header = headers.get("idempotency-key").map(|v| v.to_str().expect("text").to_owned());
+    Json(json!({"header": header, "body": request}))
+}
+
+#[tokio::test]
+async fn a_delivery_key_is_sent_as_the_idempotency_key_header_and_stays_in_the_body() {
+    let address = serve(Router::new().route("/", post(key_echo))).await;
+    let payload = json!({"id": "m-1", "payload": {"n": 1}, "idempotency_key": "order-42:credit.1"});
+    let answer = invoker().invoke(&target(address, "/"), &payload, TIMEOUT).await.expect("answer");
+    assert_eq!(Value::Object(answer), json!({"header": "order-42:credit.1", "body": payload}));
+
+    let without = json!({"id": "m-2"});
+    let answer = invoker().invoke(&target(address, "/"), &without, TIMEOUT).await.expect("answer");
+    assert_eq!(Value::Object(answer), json!({"header": null, "body": without}), "no key, no header");
+}
+
+#[tokio::test]
+async fn a_key_that_cannot_be_a_header_is_refused_before_any_call() {
+    let address = serve(Router::new().route("/", post(key_echo))).await;
+    let payload = json!({"idempotency_key": "line\nbreak"});
+    let error = invoker().invoke(&target(address, "/"), &payload, TIMEOUT).await.expect_err("refused");
+    assert!(
+        matches!(&error, InvokeError::Rejected(m) if m.contains("idempotency key") && m.contains("control character")),
+        "{error:?}"
+    );
 }
 
 #[tokio::test]

@@ -32,7 +32,8 @@ pub struct AgentView {
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct AgentHealth {
-    /// Messages being delivered to it now.
+    /// Messages being delivered to it now: its slots whose leases are live (a slot a
+    /// dead consumer held counts only until its lease runs out).
     pub in_flight: u32,
     /// `closed` (healthy), `open` (failing: messages wait) or `half_open` (one probe).
     pub breaker: Breaker,
@@ -99,7 +100,7 @@ pub async fn get<S: RouterStore>(
     caller.require(Scope::Read)?;
     let agent = registry.get(&id).await?;
     let health = AgentHealth {
-        in_flight: registry.store().in_flight(&id).await?,
+        in_flight: registry.store().in_flight(&id, registry.now()).await?,
         breaker: registry.store().get_breaker(&id).await?.unwrap_or_default(),
     };
     Ok(Json(AgentView { agent, health }))

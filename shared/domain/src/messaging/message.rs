@@ -42,7 +42,8 @@ pub struct Message {
     pub priority: Priority,
     /// Messages of one group are processed in order, one at a time.
     pub group: String,
-    /// Delivering a message twice has one effect: the consumer keeps this key.
+    /// The consumer remembers a delivered message's key for a day, and passes it to the
+    /// agent on every delivery, so that the agent can deduplicate.
     pub idempotency_key: String,
     /// Small JSON object of the sender's.
     pub metadata: serde_json::Map<String, serde_json::Value>,
@@ -72,8 +73,10 @@ pub struct SendMessageRequest {
     pub priority: Option<u8>,
     /// The ordering key; default: the recipient (`agent:<id>` or `capability:<name>`).
     pub group: Option<String>,
-    /// The idempotency key: a second message with the same key within the deduplication
-    /// window is not sent again, and is never processed twice. Default: the message id.
+    /// The idempotency key: a second message with the same key within five minutes is not
+    /// queued again, and one within a day of the first one's delivery does not reach the
+    /// agent. The agent receives it with the message (to deduplicate by it beyond that:
+    /// see `docs/messaging.md`). Default: the message id.
     pub dedup_id: Option<String>,
     #[serde(default)]
     #[schema(value_type = Object)]

@@ -13,12 +13,22 @@
 //! 3. It is routed ([`super::routing::candidates`]); no agent → dead-lettered with the
 //!    [`NoRoute::code`].
 //! 4. The first candidate whose circuit breaker admits it and that has a free slot
-//!    (`max_concurrency`) gets it. When none does, the message is *held*: made visible
-//!    again when the breaker may let a probe through. Held messages are not dead-lettered
-//!    early: one whose next receive would be its last is re-sent to its band queue (with
-//!    a fresh deduplication id; its idempotency key is unchanged) and the old copy
-//!    deleted, which resets its receive count.
-//! 5. The agent answers: done (the key is marked done for a day). Unavailable: the
+//!    (`max_concurrency`) gets it. A slot is leased for the attempt timeout and
+//!    [`SLOT_LEASE_MARGIN`] more and given back when the agent answers: a consumer that
+//!    dies holding one holds it only until the lease runs out. When no candidate gets
+//!    it, the message is *held*: made visible again when the breaker may let a probe
+//!    through. Held messages are not dead-lettered early: one whose next receive would
+//!    be its last is re-sent to its band queue (with a fresh deduplication id; its
+//!    idempotency key is unchanged) and the old copy deleted, which resets its receive
+//!    count.
+//! 5. The agent is called with the message, its idempotency key included
+//!    ([`IDEMPOTENCY_KEY_FIELD`]; an HTTP agent also gets it as the `Idempotency-Key`
+//!    header), the same on every delivery of the message. A consumer that dies after the
+//!    agent answered and before the key is marked done leaves the key claimed until its
+//!    lease (the attempt timeout and 30 s) ends; the message's redelivery then calls the
+//!    agent again with the same key, and only an agent that deduplicates by it has one
+//!    effect (see `docs/messaging.md`).
+//! 6. The agent answers: done (the key is marked done for a day). Unavailable: the
 //!    breaker counts a failure, and the message is retried with backoff (1, 2, 4, … s, at
 //!    most a minute) until its `max_receives`-th receive, then dead-lettered
 //!    (`max_receive_count_exceeded`). Refused: dead-lettered (`agent_rejected`).
@@ -44,7 +54,8 @@ use crate::clock::Clock;
 use crate::events::{Event, EventFilter, NewSubscription, Subscription, glob_match};
 use crate::ports::{
     AgentInvoker, AgentLoadStore, AgentStore, Claim, DeadLetterStore, EventSink, EventStore,
-    IdempotencyStore, MessageQueue, SecretStore, StoreError, SubscriptionStore,
+    IDEMPOTENCY_KEY_FIELD, IdempotencyStore, InvokeError, MessageQueue, SecretStore, StoreError,
+    SubscriptionStore,
 };
 use crate::queue::{Delivery, MAX_RECEIVES_EXCEEDED, NewMessage, Priority, dead_letter_attributes};
 use crate::validation::ValidationErrors;
@@ -676,6 +687,17 @@ pub struct Dispatcher<S, Q, I> {
     invoker: I,
 }
 
+/// What an agent receives for a message: the same on every delivery of it.
+fn payload(message: &Message) -> serde_json::Value {
+    let mut payload = json!({
+        "id": message.id, "type": message.kind, "payload": message.payload,
+        "metadata": message.metadata, "sender": message.sender, "priority": message.priority,
+        "group": message.group, "created_at": message.created_at,
+    });
+    payload[IDEMPOTENCY_KEY_FIELD] = json!(message.idempotency_key);
+    payload
+}
+
 fn until(now: Timestamp, then: Timestamp) -> Duration {
     Duration::try_from(then.duration_since(now)).unwrap_or(Duration::ZERO)
 }
@@ -694,6 +716,12 @@ fn backoff(receive_count: u32) -> Duration {
 const MAX_HOLD: Duration = Duration::from_secs(30);
 /// When every candidate is at its concurrency limit, look again after this long.
 const BUSY_HOLD: Duration = Duration::from_secs(1);
+/// A slot's lease is the attempt timeout and this much more: the call is bounded by the
+/// timeout, and the margin covers the writes around it and clocks a little apart.
+pub const SLOT_LEASE_MARGIN: Duration = Duration::from_secs(10);
+/// An idempotency key's claim is leased for the attempt timeout and this much more: it
+/// spans the routing, the call and the settling, and must not run out before them.
+const CLAIM_LEASE_MARGIN: Duration = Duration::from_secs(30);
 
 impl<S: MessagingStore, Q: MessageQueue, I: AgentInvoker + EventSink> Dispatcher<S, Q, I> {
     /// Delivers one event to its subscriber: done, retried with backoff while the
@@ -785,7 +813,7 @@ impl<S: MessagingStore, Q: MessageQueue, I: AgentInvoker> Dispatcher<S, Q, I> {
         };
         let key = format!("message/{}", message.idempotency_key);
         let holder = uuid::Uuid::new_v4().to_string();
-        let lease = after(now, self.config().attempt_timeout + Duration::from_secs(30));
+        let lease = after(now, self.config().attempt_timeout + CLAIM_LEASE_MARGIN);
         match self.store().claim(&key, &holder, now, lease).await? {
             Claim::Acquired => {}
             Claim::Done => {
@@ -801,7 +829,7 @@ impl<S: MessagingStore, Q: MessageQueue, I: AgentInvoker> Dispatcher<S, Q, I> {
             }
             Claim::Busy { until: then } => return Ok(Disposition::Hold(until(now, then).max(BUSY_HOLD))),
         }
-        let result = self.deliver(queue, &message, delivery, now).await;
+        let result = self.deliver(queue, &message, delivery, &holder, now).await;
         let keep = match &result {
             Ok(Disposition::Done) => Some(after(now, self.config().keep_done)),
             _ => None,
@@ -816,12 +844,14 @@ impl<S: MessagingStore, Q: MessageQueue, I: AgentInvoker> Dispatcher<S, Q, I> {
         result
     }
 
-    /// Routes the message and calls the chosen agent.
+    /// Routes the message and calls the chosen agent; `holder` (the attempt's) holds the
+    /// agent's slot for the call.
     async fn deliver(
         &self,
         queue: &str,
         message: &Message,
         delivery: &Delivery,
+        holder: &str,
         now: Timestamp,
     ) -> Result<Disposition, MessagingError> {
         let agents = match &message.to {
@@ -831,7 +861,7 @@ impl<S: MessagingStore, Q: MessageQueue, I: AgentInvoker> Dispatcher<S, Q, I> {
         let mut load = std::collections::HashMap::new();
         if matches!(message.to, Recipient::Capability(_)) {
             for agent in agents.iter().filter(|a| a.status == AgentStatus::Active) {
-                load.insert(agent.id.clone(), self.store().in_flight(&agent.id).await?);
+                load.insert(agent.id.clone(), self.store().in_flight(&agent.id, now).await?);
             }
         }
         let candidates =
@@ -865,36 +895,40 @@ impl<S: MessagingStore, Q: MessageQueue, I: AgentInvoker> Dispatcher<S, Q, I> {
                     Err(e) => return Err(e.into()),
                 },
             };
-            if !self.store().acquire_slot(&agent.id, agent.max_concurrency.unwrap_or(u32::MAX)).await? {
-                hold = hold.min(BUSY_HOLD);
-                continue;
+            let max = agent.max_concurrency.unwrap_or(u32::MAX);
+            let now = self.messenger.clock.now();
+            let lease = after(now, self.config().attempt_timeout + SLOT_LEASE_MARGIN);
+            match self.store().acquire_slot(&agent.id, holder, max, now, lease).await {
+                Ok(true) => {}
+                // All taken, or too many consumers raced for one.
+                Ok(false) | Err(StoreError::Conflict(_)) => {
+                    hold = hold.min(BUSY_HOLD);
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
             }
-            let outcome = self.call(queue, agent, message, delivery, probe).await;
-            if let Err(e) = self.store().release_slot(&agent.id).await {
-                tracing::warn!(error = %e, agent_id = %agent.id, "could not release a slot");
+            let result =
+                self.invoker.invoke(&agent.target, &payload(message), self.config().attempt_timeout).await;
+            if let Err(e) = self.store().release_slot(&agent.id, holder).await {
+                tracing::warn!(error = %e, agent_id = %agent.id, "could not give a slot back; its lease ends it");
             }
-            return Ok(outcome);
+            return Ok(self.answered(queue, agent, message, delivery, probe, result).await);
         }
         Ok(Disposition::Hold(hold.max(Duration::from_secs(1))))
     }
 
-    /// Calls the agent. A failed probe (`probe`: the breaker was half-open) holds the
-    /// message rather than using up one of its receives: the agent is down, and messages
-    /// wait for it rather than die of it.
-    async fn call(
+    /// What the agent's answer means for the message. A failed probe (`probe`: the
+    /// breaker was half-open) holds the message rather than using up one of its receives:
+    /// the agent is down, and messages wait for it rather than die of it.
+    async fn answered(
         &self,
         queue: &str,
         agent: &Agent,
         message: &Message,
         delivery: &Delivery,
         probe: bool,
+        result: Result<serde_json::Map<String, serde_json::Value>, InvokeError>,
     ) -> Disposition {
-        let payload = json!({
-            "id": message.id, "type": message.kind, "payload": message.payload,
-            "metadata": message.metadata, "sender": message.sender, "priority": message.priority,
-            "group": message.group, "created_at": message.created_at,
-        });
-        let result = self.invoker.invoke(&agent.target, &payload, self.config().attempt_timeout).await;
         let now = self.messenger.clock.now();
         self.record_breaker(agent, result.as_ref().map(|_| ()).map_err(|e| e.is_retryable())).await;
         match result {
