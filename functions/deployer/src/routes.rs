@@ -64,8 +64,20 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     }
 }
 
-fn submitted(document: Document) -> Result<Submitted, ApiError> {
-    Submitted::parse_as(&document.text, document.format).map_err(|e| ApiError::MalformedJson(e.0.to_string()))
+/// Reads a spec off the async runtime (YAML parsing is CPU work on caller input).
+async fn submitted(document: Document) -> Result<Submitted, ApiError> {
+    let Document { text, format } = document;
+    tdev_domain::bounded::off_runtime(tdev_domain::bounded::DOCUMENT_BUDGET, move || {
+        Submitted::parse_as(&text, format)
+    })
+    .await
+    .map_err(|unfinished| {
+        ApiError::Validation(ValidationErrors::single(
+            "$",
+            format!("the spec could not be read: {unfinished}"),
+        ))
+    })?
+    .map_err(|e| ApiError::MalformedJson(e.0.to_string()))
 }
 
 fn accepted(deployment: Deployment) -> impl IntoResponse {
@@ -105,7 +117,7 @@ pub async fn create<S: DeployerStore, Q: MessageQueue, D: AgentDeployer, I: Agen
 ) -> Result<impl IntoResponse, ApiError> {
     let principal = caller.require(Scope::DeploymentsWrite)?;
     let key = idempotency_key(&headers)?;
-    let submitted = submitted(document?)?;
+    let submitted = submitted(document?).await?;
     let deployment = deployments.deploy(submitted, principal.key_id.as_str(), key.as_deref()).await?;
     tracing::info!(deployment = %deployment.id, agent = %deployment.agent, "deployment queued");
     Ok(accepted(deployment))
@@ -138,7 +150,7 @@ pub async fn validate<S: DeployerStore, Q: MessageQueue, D: AgentDeployer, I: Ag
     document: Result<Document, ApiError>,
 ) -> Result<Json<SpecReport>, ApiError> {
     caller.require(Scope::Read)?;
-    let submitted = submitted(document?)?;
+    let submitted = submitted(document?).await?;
     let errors = deployments.check(&submitted).err().map(|e| e.errors().to_vec()).unwrap_or_default();
     Ok(Json(SpecReport {
         valid: errors.is_empty(),

@@ -5,6 +5,7 @@
 
 pub mod agents;
 pub mod auth;
+pub mod bounded;
 pub mod clock;
 pub mod deploy;
 pub mod events;
@@ -13,7 +14,9 @@ pub mod messaging;
 pub mod ports;
 pub mod queue;
 pub mod runs;
+pub mod strict;
 pub mod validation;
 pub mod workflow;
+pub mod yaml;
 
 pub use clock::{Clock, ManualClock, SystemClock};

@@ -71,14 +71,14 @@ fn is_json(headers: &axum::http::HeaderMap) -> bool {
 }
 
 /// Parses JSON into `T`, mapping errors to 400 (syntax) or 422 (shape) with a JSON path.
+/// A struct is read from an object only, never from a list of its fields
+/// ([`tdev_domain::strict`]).
 pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
-    let value: T = serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
+    let value = tdev_domain::strict::value_from_slice(bytes).map_err(|e| shape_or_syntax(e, "$".into()))?;
+    serde_path_to_error::deserialize(tdev_domain::strict::Strict(&value)).map_err(|e| {
         let path = json_path(&e.path().to_string());
         shape_or_syntax(e.into_inner(), path)
-    })?;
-    deserializer.end().map_err(|e| shape_or_syntax(e, "$".into()))?;
-    Ok(value)
+    })
 }
 
 fn shape_or_syntax(error: serde_json::Error, path: String) -> ApiError {
@@ -153,6 +153,13 @@ mod tests {
             problem_of(r#"{"name": "x", "limits": [{}]}"#),
             (422, vec!["$.limits[0].capacity".to_string()])
         );
+    }
+
+    #[test]
+    fn a_struct_sent_as_a_list_of_its_fields_is_refused() {
+        assert_eq!(problem_of(r#"["x", []]"#), (422, vec!["$".to_string()]));
+        assert_eq!(problem_of(r#"{"name": "x", "limits": [[1]]}"#), (422, vec!["$.limits[0]".to_string()]));
+        assert_eq!(problem_of(r#"{"name": "x", "name": "y", "limits": []}"#).0, 422);
     }
 
     #[test]

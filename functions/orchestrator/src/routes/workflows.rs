@@ -62,7 +62,9 @@ pub async fn validate(
 ) -> Result<Json<ValidationReport>, ApiError> {
     caller.require(Scope::Read)?;
     let document = document?;
-    Ok(Json(tdev_domain::workflow::validate(&document.text, document.format, &Limits::default())))
+    Ok(Json(
+        tdev_domain::workflow::validate_off_runtime(document.text, document.format, Limits::default()).await,
+    ))
 }
 
 #[utoipa::path(

@@ -315,7 +315,7 @@ impl Submitted {
     pub fn parse(text: &str) -> Result<Self, SpecParseError> {
         let document: Value = match serde_json::from_str(text) {
             Ok(value) => value,
-            Err(_) => yaml_serde::from_str(text).map_err(|e| {
+            Err(_) => crate::yaml::from_str(text).map_err(|e| {
                 SpecParseError(ValidationErrors::single("$", format!("not YAML or JSON: {e}")))
             })?,
         };
@@ -326,9 +326,9 @@ impl Submitted {
     /// so a broken JSON body is told what is wrong with it as JSON.
     pub fn parse_as(text: &str, format: crate::workflow::Format) -> Result<Self, SpecParseError> {
         let document: Value = match format {
-            crate::workflow::Format::Json => serde_json::from_str(text)
+            crate::workflow::Format::Json => crate::strict::value_from_slice(text.as_bytes())
                 .map_err(|e| SpecParseError(ValidationErrors::single("$", format!("not JSON: {e}"))))?,
-            crate::workflow::Format::Yaml => yaml_serde::from_str(text)
+            crate::workflow::Format::Yaml => crate::yaml::value_from_str(text)
                 .map_err(|e| SpecParseError(ValidationErrors::single("$", format!("not YAML: {e}"))))?,
         };
         Ok(Self::from_value(document))
@@ -357,15 +357,16 @@ impl Submitted {
                 ),
             ));
         }
-        let spec: AgentSpec = serde_path_to_error::deserialize(&self.document).map_err(|e| {
-            let path = e.path().to_string();
-            let path = match path.as_str() {
-                "." => "$".to_owned(),
-                p if p.starts_with('[') => format!("${p}"),
-                p => format!("$.{p}"),
-            };
-            ValidationErrors::single(path, e.into_inner().to_string())
-        })?;
+        let spec: AgentSpec = serde_path_to_error::deserialize(crate::strict::Strict(&self.document))
+            .map_err(|e| {
+                let path = e.path().to_string();
+                let path = match path.as_str() {
+                    "." => "$".to_owned(),
+                    p if p.starts_with('[') => format!("${p}"),
+                    p => format!("$.{p}"),
+                };
+                ValidationErrors::single(path, e.into_inner().to_string())
+            })?;
         spec.validate().into_result(spec)
     }
 }
@@ -612,7 +613,7 @@ fn check_api_schema(schema: &ApiSchema, at: &str, errors: &mut ValidationErrors)
             let parsed = match value {
                 Value::String(text) => match serde_json::from_str::<Value>(text) {
                     Ok(v) => Ok(v),
-                    Err(_) => yaml_serde::from_str::<Value>(text).map_err(|e| e.to_string()),
+                    Err(_) => crate::yaml::from_str::<Value>(text).map_err(|e| e.to_string()),
                 },
                 other => Ok(other.clone()),
             };

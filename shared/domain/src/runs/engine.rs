@@ -30,8 +30,8 @@ use crate::ports::{
 use crate::queue::{Delivery, NewMessage, Priority};
 use crate::validation::ValidationErrors;
 use crate::workflow::{
-    ErrorHandling, Format, Limits, ServiceTarget, StepIndex, StepKind, Workflow, WorkflowError, load,
-    parse_json,
+    ErrorHandling, Format, Limits, ServiceTarget, StepIndex, StepKind, Workflow, WorkflowError,
+    load_off_runtime, parse_json,
 };
 
 /// The queue step tasks travel on.
@@ -208,14 +208,14 @@ where
     /// Storing the same version with the same content again is harmless; with other
     /// content it is a `Conflict`.
     pub async fn put_workflow(&self, text: &str, format: Format) -> Result<StoredWorkflow, EngineError> {
-        let validated = load(text, format, &self.limits)?;
+        let validated = load_off_runtime(text.to_owned(), format, self.limits).await?;
         let workflow = validated.workflow();
         // The document as JSON, keys sorted (serde_json's map is ordered): YAML and JSON
         // spellings of one workflow store the same definition and hash.
         let definition: Value = match format {
             Format::Json => serde_json::from_str(text),
             Format::Yaml => {
-                yaml_serde::from_str(text).map_err(|e| serde_json::Error::io(std::io::Error::other(e)))
+                crate::yaml::from_str(text).map_err(|e| serde_json::Error::io(std::io::Error::other(e)))
             }
         }
         .map_err(|e| EngineError::Corrupt(e.to_string()))?;
@@ -510,7 +510,8 @@ where
                 return Ok(Map::from_iter([(output, Value::Array(results))]));
             }
             StepKind::Condition { expression, .. } => {
-                let result = evaluate_condition(expression, &inputs).map_err(InvokeError::Rejected)?;
+                let result = crate::workflow::condition::evaluate(expression, &inputs)
+                    .map_err(InvokeError::Rejected)?;
                 let output =
                     definition.outputs.first().map_or_else(|| "result".to_owned(), |o| o.to_string());
                 return Ok(Map::from_iter([(output, Value::Bool(result))]));
@@ -756,18 +757,5 @@ fn service_target(target: &ServiceTarget) -> AgentTarget {
     match target {
         ServiceTarget::Http { url } => AgentTarget::Http { url: url.to_string() },
         ServiceTarget::Lambda { function } => AgentTarget::Lambda { function: function.clone() },
-    }
-}
-
-/// Evaluates a condition's CEL expression with the step's inputs as `inputs`.
-fn evaluate_condition(expression: &str, inputs: &Map<String, Value>) -> Result<bool, String> {
-    let program =
-        cel::Program::compile(expression).map_err(|e| format!("the condition does not compile: {e}"))?;
-    let mut context = cel::Context::default();
-    context.add_variable("inputs", inputs).map_err(|e| format!("the inputs cannot be given to CEL: {e}"))?;
-    match program.execute(&context) {
-        Ok(cel::Value::Bool(result)) => Ok(result),
-        Ok(other) => Err(format!("the condition gave {other:?}, not true or false")),
-        Err(e) => Err(format!("the condition failed: {e}")),
     }
 }

@@ -8,6 +8,7 @@
 //!
 //! Pure: no I/O, no clock.
 
+pub mod condition;
 mod graph;
 mod model;
 mod parse;
@@ -30,4 +31,7 @@ pub use plan::{
     CriticalPath, DurationSource, EarlierStart, ImpliedBy, MAX_VIA_STEPS, Parallelism, PathStep, Plan,
     REDUNDANCY_BUDGET_BASE, REDUNDANCY_BUDGET_PER_ELEMENT, RedundantDependency, plan,
 };
-pub use report::{ReportError, ValidationReport, WorkflowError, WorkflowSummary, load, validate};
+pub use report::{
+    ReportError, ValidationReport, WorkflowError, WorkflowSummary, load, load_off_runtime, validate,
+    validate_off_runtime,
+};

@@ -16,7 +16,7 @@ use super::model::{
     StepType, Workflow,
 };
 use super::tree::{self, Entry, Node};
-use crate::validation::FieldError;
+use crate::validation::{FieldError, MAX_REPORTED};
 
 /// The two notations a workflow may be written in; both give the same [`Workflow`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
@@ -190,19 +190,25 @@ pub fn parse_yaml(text: &str, limits: &Limits) -> Result<Workflow, ParseErrors> 
     walk(&root, limits)
 }
 
-fn yaml_error(e: yaml_serde::Error) -> ParseErrors {
+fn yaml_error(e: crate::yaml::YamlError) -> ParseErrors {
     let full = e.to_string();
     let error = match e.location() {
-        Some(at) => {
+        Some((line, column)) => {
             // libyaml puts the position mid-message ("… at line 6 column 1, while …").
-            let position = format!(" at line {} column {}", at.line(), at.column());
+            let position = format!(" at line {line} column {column}");
             let message = full.replacen(&position, "", 1);
-            ParseError::Syntax { line: at.line(), column: at.column(), message }
+            let message = message.strip_prefix(&format!("line {line}: ")).unwrap_or(&message).to_owned();
+            ParseError::Syntax { line, column, message }
         }
         // Errors about the whole document (an alias repetition limit) have no place.
         None => field("$".to_owned(), full),
     };
     ParseErrors(vec![error])
+}
+
+/// A problem with the document as a whole, at `$`.
+pub(super) fn whole_document_error(message: String) -> ParseErrors {
+    ParseErrors(vec![field("$".into(), message)])
 }
 
 fn check_size(text: &str, limits: &Limits) -> Result<(), ParseErrors> {
@@ -327,7 +333,9 @@ struct BranchCheck {
 }
 
 struct Walker<'n> {
+    /// The first [`MAX_REPORTED`] problems; `found` counts them all.
     errors: Vec<ParseError>,
+    found: usize,
     /// Step id → first step with it.
     ids: HashMap<&'n str, StepIndex>,
     /// Output name → (producing step, its position in that step's outputs).
@@ -378,6 +386,7 @@ impl<T: Copy + Eq + std::hash::Hash> Seen<T> {
 fn walk<'n>(root: &'n Node<'n>, limits: &Limits) -> Result<Workflow, ParseErrors> {
     let mut w = Walker {
         errors: Vec::new(),
+        found: 0,
         ids: HashMap::new(),
         producers: HashMap::new(),
         branch_checks: Vec::new(),
@@ -386,14 +395,32 @@ fn walk<'n>(root: &'n Node<'n>, limits: &Limits) -> Result<Workflow, ParseErrors
         required_seen: HashSet::new(),
     };
     match w.build(root, limits) {
-        Some(workflow) if w.errors.is_empty() => Ok(workflow),
-        _ => Err(ParseErrors(w.errors)),
+        Some(workflow) if w.found == 0 => Ok(workflow),
+        _ => {
+            if w.found > w.errors.len() {
+                let more = w.found - w.errors.len();
+                w.errors.push(field("$".into(), format!("{more} more problems, not listed")));
+            }
+            Err(ParseErrors(w.errors))
+        }
     }
 }
 
 impl<'n> Walker<'n> {
     fn error(&mut self, loc: &Loc<'_>, message: impl Into<String>) {
-        self.errors.push(field(loc.render(), message));
+        if self.errors.len() < MAX_REPORTED {
+            self.push_error(field(loc.render(), message));
+        } else {
+            self.found += 1;
+        }
+    }
+
+    /// Records a problem: the first [`MAX_REPORTED`] are kept, all are counted.
+    fn push_error(&mut self, error: ParseError) {
+        self.found += 1;
+        if self.errors.len() < MAX_REPORTED {
+            self.errors.push(error);
+        }
     }
 
     fn build(&mut self, root: &'n Node<'n>, limits: &Limits) -> Option<Workflow> {
@@ -462,7 +489,7 @@ impl<'n> Walker<'n> {
         let max_steps = limits.max_steps.min(u32::MAX as usize);
         if step_nodes.len() > max_steps {
             let limit = LimitExceeded { limit: LimitKind::MaxSteps, max: max_steps, found: step_nodes.len() };
-            self.errors.push(ParseError::Limit(limit));
+            self.push_error(ParseError::Limit(limit));
             return None;
         }
 
@@ -485,12 +512,12 @@ impl<'n> Walker<'n> {
             edge_count += self.dependencies(node, if all_valid { Some(&mut steps) } else { None });
         }
 
-        if !self.errors.is_empty() || !all_valid {
+        if !(self.found == 0) || !all_valid {
             return None;
         }
         let (edges, required_inputs) = self.edges(&steps, edge_count, limits)?;
         self.check_branches(&steps, &edges);
-        if !self.errors.is_empty() {
+        if !(self.found == 0) {
             return None;
         }
         let index = steps.iter().enumerate().map(|(i, s)| (s.id.clone(), StepIndex::new(i))).collect();
@@ -767,10 +794,10 @@ impl<'n> Walker<'n> {
                 let expression = self
                     .required(expression, &params_loc, "expression")
                     .and_then(|n| self.non_blank(n, &expression_loc))
-                    .and_then(|text| match cel::Program::compile(text) {
+                    .and_then(|text| match super::condition::compile(text) {
                         Ok(_) => Some(text),
-                        Err(e) => {
-                            self.error(&expression_loc, format!("is not a CEL expression: {e}"));
+                        Err(message) => {
+                            self.error(&expression_loc, message);
                             None
                         }
                     });
@@ -778,7 +805,7 @@ impl<'n> Walker<'n> {
                 let mut branch = |w: &mut Self, node: Option<&'n Node<'n>>, name: &'static str| {
                     let branch_loc = params_loc.key(name);
                     let Some(node) = present(node) else { return Some(Vec::new()) };
-                    let before = w.errors.len();
+                    let before = w.found;
                     let targets = w.list(node, &branch_loc, "a list of step ids", |w, item, item_loc| {
                         let target = w.step_ref(item, item_loc)?;
                         if target == this {
@@ -801,7 +828,7 @@ impl<'n> Walker<'n> {
                         });
                         Some(target)
                     });
-                    (w.errors.len() == before).then_some(targets)
+                    (w.found == before).then_some(targets)
                 };
                 let when_true = branch(self, when_true, "when_true");
                 let when_false = branch(self, when_false, "when_false");
@@ -843,7 +870,7 @@ impl<'n> Walker<'n> {
                 let [steps] = self.fields(params?, &params_loc, &["steps"], "a group step's parameters");
                 let steps_loc = params_loc.key("steps");
                 let node = self.required(steps, &params_loc, "steps")?;
-                let before = self.errors.len();
+                let before = self.found;
                 let mut seen = Seen::default();
                 let steps = self.list(node, &steps_loc, "a list of step ids", |w, item, item_loc| {
                     let target = w.step_ref(item, item_loc)?;
@@ -860,7 +887,7 @@ impl<'n> Walker<'n> {
                 if matches!(node, Node::Seq(items) if items.is_empty()) {
                     self.error(&steps_loc, "must list at least one step");
                 }
-                if self.errors.len() != before {
+                if self.found != before {
                     return None;
                 }
                 Some(match step_type {
@@ -928,7 +955,7 @@ impl<'n> Walker<'n> {
         let [max_attempts, backoff_factor, initial_delay, max_delay] =
             self.fields(entries, loc, &RETRY_FIELDS, "a retry policy");
         let defaults = RetryPolicy::default();
-        let before = self.errors.len();
+        let before = self.found;
         let max_attempts = present(max_attempts).map_or(Some(defaults.max_attempts), |n| {
             self.integer(n, &loc.key("max_attempts"), 1, RetryPolicy::MAX_ATTEMPTS)
         });
@@ -964,7 +991,7 @@ impl<'n> Walker<'n> {
             let at = if present(max_delay).is_some() { "max_delay_seconds" } else { "initial_delay_seconds" };
             self.error(&loc.key(at), message);
         }
-        if self.errors.len() != before {
+        if self.found != before {
             return None;
         }
         Some(RetryPolicy {
@@ -1032,7 +1059,7 @@ impl<'n> Walker<'n> {
         let total = explicit + data + group;
         if total > limits.max_edges {
             let limit = LimitExceeded { limit: LimitKind::MaxEdges, max: limits.max_edges, found: total };
-            self.errors.push(ParseError::Limit(limit));
+            self.push_error(ParseError::Limit(limit));
             return None;
         }
         let mut edges = Vec::with_capacity(total);
@@ -1081,7 +1108,7 @@ impl<'n> Walker<'n> {
                     steps[check.target.index()].id.as_str(),
                     steps[check.condition.index()].id.as_str()
                 );
-                self.errors.push(field(check.path, message));
+                self.push_error(field(check.path, message));
             }
         }
     }

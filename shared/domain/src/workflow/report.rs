@@ -23,6 +23,32 @@ pub fn load(text: &str, format: Format, limits: &Limits) -> Result<ValidatedWork
     ValidatedWorkflow::new(workflow).map_err(WorkflowError::Cycles)
 }
 
+/// [`load`] off the async runtime, within [`crate::bounded::DOCUMENT_BUDGET`].
+pub async fn load_off_runtime(
+    text: String,
+    format: Format,
+    limits: Limits,
+) -> Result<ValidatedWorkflow, WorkflowError> {
+    crate::bounded::off_runtime(crate::bounded::DOCUMENT_BUDGET, move || load(&text, format, &limits))
+        .await
+        .unwrap_or_else(|unfinished| Err(WorkflowError::Parse(unfinished_error(unfinished))))
+}
+
+/// [`validate`] off the async runtime, within [`crate::bounded::DOCUMENT_BUDGET`].
+pub async fn validate_off_runtime(text: String, format: Format, limits: Limits) -> ValidationReport {
+    crate::bounded::off_runtime(crate::bounded::DOCUMENT_BUDGET, move || validate(&text, format, &limits))
+        .await
+        .unwrap_or_else(|unfinished| {
+            let errors =
+                unfinished_error(unfinished).into_errors().into_iter().map(ReportError::from).collect();
+            ValidationReport { valid: false, errors, workflow: None, plan: None }
+        })
+}
+
+fn unfinished_error(unfinished: crate::bounded::Unfinished) -> super::ParseErrors {
+    super::parse::whole_document_error(format!("the document could not be checked: {unfinished}"))
+}
+
 /// One problem, tagged by `kind`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -116,9 +142,11 @@ pub fn validate(text: &str, format: Format, limits: &Limits) -> ValidationReport
             plan: Some(plan(&validated)),
         },
         Err(cycles) => {
-            let errors = cycles
+            let unlisted = cycles.0.len().saturating_sub(crate::validation::MAX_REPORTED);
+            let mut errors: Vec<ReportError> = cycles
                 .0
                 .into_iter()
+                .take(crate::validation::MAX_REPORTED)
                 .map(|cycle| ReportError::Cycle {
                     message: cycle.to_string(),
                     steps: cycle.steps.into_iter().map(|s| s.as_str().to_owned()).collect(),
@@ -126,6 +154,10 @@ pub fn validate(text: &str, format: Format, limits: &Limits) -> ValidationReport
                     component: cycle.component.into_iter().map(|s| s.as_str().to_owned()).collect(),
                 })
                 .collect();
+            if unlisted > 0 {
+                let message = format!("{unlisted} more cycles, not listed");
+                errors.push(ReportError::Field { path: "$".into(), message });
+            }
             ValidationReport { valid: false, errors, workflow: Some(summary), plan: None }
         }
     }

@@ -52,8 +52,9 @@ pub(super) fn from_json(text: &str) -> Result<Node<'_>, serde_json::Error> {
 }
 
 /// Parses YAML text (one document) into a tree.
-pub(super) fn from_yaml(text: &str) -> Result<Node<'_>, yaml_serde::Error> {
-    NodeSeed { scratch: &mut Scratch::default() }.deserialize(yaml_serde::Deserializer::from_str(text))
+pub(super) fn from_yaml(text: &str) -> Result<Node<'_>, crate::yaml::YamlError> {
+    let deserializer = crate::yaml::deserializer(text)?;
+    Ok(NodeSeed { scratch: &mut Scratch::default() }.deserialize(deserializer)?)
 }
 
 /// Shared stacks that lists and objects collect into while they are read, so that each
