@@ -4,9 +4,10 @@
 //! 409 and why. What the shared layers answer the same way for every operation is added
 //! here, once, by [`complete`]: the guard's 401, 403 and 429, a body's 400, 413, 415 and
 //! 422, a bad query's or header's 422, a named resource's 404, the 414 of an over-long
-//! URI and a dependency's 503, each as `application/problem+json`. It also writes every
-//! timestamp as what it is, an RFC 3339 `date-time` string (utoipa names jiff's
-//! `Timestamp` a `String` component, without a format).
+//! URI and a dependency's 503, each as `application/problem+json`. It also mends what
+//! utoipa writes wrong: a jiff `Timestamp` as a `String` component without a format (it
+//! is an RFC 3339 `date-time`), a `u32` as `int32` (whose range is half of it), and the
+//! fields of a link in snake case (`operationId`, `requestBody`).
 
 use utoipa::openapi::header::HeaderBuilder;
 use utoipa::openapi::path::{Operation, ParameterIn};
@@ -41,12 +42,12 @@ pub fn complete(mut api: OpenApi) -> Value {
             complete_operation(operation);
         }
     }
-    timestamps_as_date_time(api)
+    mend(api)
 }
 
 const STRING_REF: &str = "#/components/schemas/String";
 
-fn timestamps_as_date_time(api: OpenApi) -> Value {
+fn mend(api: OpenApi) -> Value {
     fn walk(value: &mut Value) {
         match value {
             Value::Object(map) => {
@@ -54,6 +55,22 @@ fn timestamps_as_date_time(api: OpenApi) -> Value {
                     map.remove("$ref");
                     map.insert("type".into(), json!("string"));
                     map.insert("format".into(), json!("date-time"));
+                }
+                // utoipa's `u32`: `int32` from 0, which refuses half the values it takes.
+                if map.get("format").and_then(Value::as_str) == Some("int32")
+                    && map.get("minimum").and_then(Value::as_u64) == Some(0)
+                {
+                    map.remove("format");
+                    map.entry("maximum").or_insert(json!(u32::MAX));
+                }
+                if let Some(links) = map.get_mut("links").and_then(Value::as_object_mut) {
+                    for link in links.values_mut().filter_map(Value::as_object_mut) {
+                        for (snake, camel) in [("operation_id", "operationId"), ("request_body", "requestBody")] {
+                            if let Some(field) = link.remove(snake) {
+                                link.insert(camel.into(), field);
+                            }
+                        }
+                    }
                 }
                 map.values_mut().for_each(walk);
             }

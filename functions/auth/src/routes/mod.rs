@@ -77,7 +77,7 @@ impl Modify for SecuritySchemes {
 
 /// The limits `tdev_domain::auth` enforces on request bodies, written into their schemas
 /// in the whole API's `document`.
-pub fn constrain_schemas(openapi: &mut serde_json::Value) {
+pub fn constrain_schemas(openapi: &mut serde_json::Value, max_token_ttl_secs: u32) {
     {
         let scopes = Scope::ALL.map(|scope| scope.as_str());
         // No C0 or C1 control character, and something other than white space.
@@ -97,8 +97,8 @@ pub fn constrain_schemas(openapi: &mut serde_json::Value) {
             "TokenRequest",
             json!({"properties": {
                 "scopes": {"minItems": 1, "items": {"enum": scopes}},
-                "ttl_seconds": {"minimum": 1, "description": "Ask for a shorter lifetime than the configured one \
-                    (`TDEV_TOKEN_TTL_SECONDS`, 900 by default): 1 to that many seconds."},
+                "ttl_seconds": {"minimum": 1, "maximum": max_token_ttl_secs,
+                    "description": "Ask for a shorter lifetime than the configured one (`TDEV_TOKEN_TTL_SECONDS`)."},
             }}),
         );
         tdev_http::docs::constrain(

@@ -87,10 +87,10 @@ pub fn constrain_schemas(api: &mut serde_json::Value) {
             api,
             "AgentTarget",
             json!({"oneOf": [
-                {"properties": {"url": {"pattern": http_url()}}},
-                {"properties": {"function": {"pattern": not_blank()}}},
-                {"properties": {"agent_id": {"pattern": not_blank()}, "alias_id": {"pattern": not_blank()}}},
-                {"properties": {"runtime_arn": {"pattern": "^arn:"}}},
+                {"additionalProperties": false, "properties": {"url": {"pattern": http_url()}}},
+                {"additionalProperties": false, "properties": {"function": {"pattern": not_blank()}}},
+                {"additionalProperties": false, "properties": {"agent_id": {"pattern": not_blank()}, "alias_id": {"pattern": not_blank()}}},
+                {"additionalProperties": false, "properties": {"runtime_arn": {"pattern": "^arn:"}}},
             ]}),
         );
         constrain(
@@ -138,8 +138,8 @@ pub fn constrain_schemas(api: &mut serde_json::Value) {
             api,
             "SubscriptionTarget",
             json!({"oneOf": [
-                {"properties": {"url": {"pattern": http_url()}}},
-                {"properties": {"queue_url": {"pattern": http_url()}}},
+                {"additionalProperties": false, "properties": {"url": {"pattern": http_url()}}},
+                {"additionalProperties": false, "properties": {"queue_url": {"pattern": http_url()}}},
             ]}),
         );
     }
