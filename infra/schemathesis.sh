@@ -7,6 +7,9 @@
 #   TDEV_SCHEMATHESIS_LONG=1 infra/schemathesis.sh  # a local soak run (30 minutes)
 #   TDEV_SCHEMATHESIS_SECONDS=600 infra/schemathesis.sh
 #
+# The JUnit report and the stack's log end in target/schemathesis (or
+# $TDEV_SCHEMATHESIS_REPORT_DIR).
+#
 # schemathesis comes from .venv (pinned in infra/requirements.txt), or $SCHEMATHESIS.
 # The stack runs from target/debug/tdev (or $TDEV_BIN) in an empty folder of its own, and
 # schemathesis calls it with an admin key of its own, which it may revoke: the key the
@@ -50,6 +53,8 @@ key=$(curl -fsS "$base/v1/keys" -H "x-api-key: $(cat "$work/.tdev/admin-key")" -
   -d '{"name":"schemathesis","scopes":["admin"],"rate_limit":{"capacity":1000000,"refill_per_minute":6000000}}' |
   jq -er .secret)
 
+report=${TDEV_SCHEMATHESIS_REPORT_DIR:-$repo/target/schemathesis}
+mkdir -p "$report"
 started=$(date +%s)
 status=0
 "$st" --config-file "$repo/infra/schemathesis.toml" run "$base/openapi.json" \
@@ -62,8 +67,9 @@ status=0
   --header "X-Api-Key: $key" \
   --generation-database none \
   --suppress-health-check too_slow,filter_too_much \
-  --report junit --report-dir "${TDEV_SCHEMATHESIS_REPORT_DIR:-$work/report}" || status=$?
+  --report junit --report-dir "$report" || status=$?
 echo "schemathesis: $(( $(date +%s) - started )) s, exit $status"
+cp "$work/serve.log" "$report/serve.log"
 if ! kill -0 "$pid" 2>/dev/null; then
   tail -50 "$work/serve.log"; echo "the stack died during the run" >&2; exit 1
 fi

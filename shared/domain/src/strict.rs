@@ -228,9 +228,18 @@ impl<'de> Deserializer<'de> for Strict<'de> {
         whole_number(self, visitor)
     }
 
+    /// A name (the `kind` of an internally tagged enum) is text: serde would also take a
+    /// variant's number (`{"kind": 0}`).
+    fn deserialize_identifier<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+        match self.0 {
+            Value::String(name) => visitor.visit_borrowed_str(name),
+            other => Err(de::Error::invalid_type(unexpected(other), &"a name")),
+        }
+    }
+
     forward_to_deserialize_any! {
         bool i128 u128 f32 f64 char str string bytes byte_buf
-        unit unit_struct seq tuple tuple_struct map identifier ignored_any
+        unit unit_struct seq tuple tuple_struct map ignored_any
     }
 }
 
@@ -390,6 +399,8 @@ mod tests {
             read::<Tagged>(json!({"kind": "http", "url": "x"})).unwrap(),
             Tagged::Http { url: "x".into() }
         );
+        let by_number = read::<Tagged>(json!({"kind": 0, "url": "x"})).unwrap_err().to_string();
+        assert!(by_number.contains("expected a name"), "{by_number}");
         let map: BTreeMap<String, Value> = read(json!({"a": [1, {"b": null}]})).unwrap();
         assert_eq!(map["a"], json!([1, {"b": null}]));
         let big: u64 = read(json!(u64::MAX)).unwrap();
