@@ -9,11 +9,11 @@
 //! is an RFC 3339 `date-time`), a `u32` as `int32` (whose range is half of it), and the
 //! fields of a link in snake case (`operationId`, `requestBody`).
 
+use serde_json::{Value, json};
 use utoipa::openapi::header::HeaderBuilder;
 use utoipa::openapi::path::{Operation, ParameterIn};
 use utoipa::openapi::response::ResponseBuilder;
 use utoipa::openapi::schema::{ObjectBuilder, Type};
-use serde_json::{Value, json};
 use utoipa::openapi::{Content, OpenApi, Ref, RefOr};
 use utoipa_swagger_ui::SwaggerUi;
 
@@ -65,7 +65,9 @@ fn mend(api: OpenApi) -> Value {
                 }
                 if let Some(links) = map.get_mut("links").and_then(Value::as_object_mut) {
                     for link in links.values_mut().filter_map(Value::as_object_mut) {
-                        for (snake, camel) in [("operation_id", "operationId"), ("request_body", "requestBody")] {
+                        for (snake, camel) in
+                            [("operation_id", "operationId"), ("request_body", "requestBody")]
+                        {
                             if let Some(field) = link.remove(snake) {
                                 link.insert(camel.into(), field);
                             }
@@ -137,17 +139,13 @@ pub fn constrain(document: &mut Value, name: &str, patch: Value) {
 
 fn complete_operation(operation: &mut Operation) {
     let guarded = operation.security.as_ref().is_some_and(|s| !s.is_empty());
-    let located = |place: ParameterIn| {
-        operation.parameters.iter().flatten().any(|p| p.parameter_in == place)
-    };
+    let located = |place: ParameterIn| operation.parameters.iter().flatten().any(|p| p.parameter_in == place);
     let (in_path, in_query, in_header) =
         (located(ParameterIn::Path), located(ParameterIn::Query), located(ParameterIn::Header));
     let body = operation.request_body.is_some();
     let mut add = |status: u16, description: &str| {
         let responses = &mut operation.responses.responses;
-        if !responses.contains_key(&status.to_string()) {
-            responses.insert(status.to_string(), RefOr::T(problem(status, description)));
-        }
+        responses.entry(status.to_string()).or_insert_with(|| RefOr::T(problem(status, description)));
     };
     if body {
         add(400, "The body is not JSON (or YAML) at all, or not UTF-8");

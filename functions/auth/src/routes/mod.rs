@@ -9,11 +9,11 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::routing::{get, post};
+use serde_json::json;
 use tdev_domain::auth::{AuthService, RateLimit, Scope};
 use tdev_http::guard::{self, Mode};
 use tdev_http::problem::Problem;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
-use serde_json::json;
 use utoipa::{Modify, OpenApi};
 
 pub use tdev_domain::ports::AuthStore;

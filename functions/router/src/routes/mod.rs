@@ -7,13 +7,13 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::routing::{get, post};
+use serde_json::json;
 use tdev_domain::agents::Registry;
 use tdev_domain::auth::AuthService;
 use tdev_domain::messaging::{MessagingStore, Messenger};
 use tdev_domain::ports::{AuthStore, MessageQueue};
-use tdev_http::guard::{self, Mode};
-use serde_json::json;
 use tdev_http::docs::{AGENT_ID, constrain, http_url, not_blank};
+use tdev_http::guard::{self, Mode};
 use utoipa::OpenApi;
 
 pub use messages::MAX_BATCH;
@@ -112,7 +112,11 @@ pub fn constrain_schemas(api: &mut serde_json::Value) {
                 ],
             }),
         );
-        constrain(api, "SendBatch", json!({"properties": {"messages": {"minItems": 1, "maxItems": MAX_BATCH}}}));
+        constrain(
+            api,
+            "SendBatch",
+            json!({"properties": {"messages": {"minItems": 1, "maxItems": MAX_BATCH}}}),
+        );
         let ids = json!({"minItems": 1, "maxItems": messages::MAX_LIST});
         constrain(
             api,
