@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test of the project on a fresh machine: installs the tools it needs into
-# .venv (moto, cfn-lint, aws-sam-cli, cargo-lambda), starts moto for the AWS adapters,
-# runs the Rust test suites, lints the SAM template and builds the Lambda functions.
+# .venv (moto, cfn-lint, aws-sam-cli, cargo-lambda, schemathesis), starts moto for the AWS
+# adapters, runs the Rust test suites, fuzzes the local stack's API with schemathesis,
+# lints the SAM template and builds the Lambda functions.
 # Any missing tool or failing step fails the whole run: nothing is skipped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -48,6 +49,9 @@ cargo test --workspace --locked
 step "README quickstart, pasted verbatim against a fresh local stack"
 cargo build --locked -p tdev
 ./infra/quickstart-test.sh
+
+step "schemathesis: every operation, every check, stateful, against a fresh local stack"
+./infra/schemathesis.sh
 
 step "SAM template: sam validate --lint and cfn-lint"
 sam validate --lint --region us-east-1

@@ -86,16 +86,23 @@ fn accepted(deployment: Deployment) -> impl IntoResponse {
 }
 
 #[utoipa::path(
-    post, path = "/v1/deployments", tag = "deployments",
+    post, path = "/v1/deployments", tag = "deployments", operation_id = "deploy",
     description = "Deploys an agent spec (JSON, or YAML with a YAML content type). The spec is \
         checked at once; a valid one is queued and the answer is 202 with the deployment to \
         follow. A rejected spec is a 422 whose `instance` is the failed deployment record, \
         with its events. With an `Idempotency-Key`, the same request again answers with the \
         same deployment. At most one deployment of an agent runs at a time: another is a 409.",
-    params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retried request harmless")),
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retried request harmless: 1 to 255 visible ASCII characters", pattern = "^[!-~]([ -~]{0,253}[!-~])?$")),
     request_body(content = tdev_domain::deploy::AgentSpec, content_type = "application/json"),
     responses(
-        (status = 202, description = "Queued: follow it at the Location", body = Deployment),
+        (status = 202, description = "Queued: follow it at the Location", body = Deployment,
+            headers(("Location" = String, description = "The deployment: `/v1/deployments/{id}`")),
+            links(
+                ("GetDeployment" = (operation_id = "get_deployment", parameters(("id" = "$response.body#/id")))),
+                ("ListDeploymentEvents" = (operation_id = "list_deployment_events", parameters(("id" = "$response.body#/id")))),
+                ("RollBack" = (operation_id = "roll_back", parameters(("id" = "$response.body#/id")))),
+                ("DeployedAgentVersions" = (operation_id = "deployed_agent_versions", parameters(("agent" = "$response.body#/agent")))),
+            )),
         (status = 403, description = "Needs the deployments:write scope", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "A deployment of this agent is in progress, or the key was used for another request", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "The spec is invalid: every bad field with its path", body = Problem, content_type = "application/problem+json"),
@@ -128,10 +135,13 @@ pub struct SpecReport {
 }
 
 #[utoipa::path(
-    post, path = "/v1/deployments:validate", tag = "deployments",
+    post, path = "/v1/deployments:validate", tag = "deployments", operation_id = "validate_spec",
     description = "Checks an agent spec as a deployment would, and records nothing.",
     request_body(content = tdev_domain::deploy::AgentSpec, content_type = "application/json"),
-    responses((status = 200, description = "The report", body = SpecReport)),
+    responses(
+        (status = 200, description = "The report", body = SpecReport),
+        (status = 403, description = "Needs the read scope", body = Problem, content_type = "application/problem+json"),
+    ),
     security(("api_key" = []), ("bearer" = []))
 )]
 pub async fn validate<S: DeployerStore, Q: MessageQueue, D: AgentDeployer, I: AgentInvoker>(
@@ -152,12 +162,15 @@ pub async fn validate<S: DeployerStore, Q: MessageQueue, D: AgentDeployer, I: Ag
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
     /// Only this agent's deployments.
     pub agent: Option<String>,
     /// Only deployments in this status.
+    #[param(inline)]
     pub status: Option<DeploymentStatus>,
-    /// At most this many (default 50, at most 500).
+    /// At most this many (default 50).
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<usize>,
 }
 
@@ -167,9 +180,12 @@ pub struct DeploymentList {
 }
 
 #[utoipa::path(
-    get, path = "/v1/deployments", tag = "deployments",
+    get, path = "/v1/deployments", tag = "deployments", operation_id = "list_deployments",
     params(ListQuery),
-    responses((status = 200, description = "Deployments, newest first", body = DeploymentList)),
+    responses(
+        (status = 200, description = "Deployments, newest first", body = DeploymentList),
+        (status = 403, description = "Needs the read scope", body = Problem, content_type = "application/problem+json"),
+    ),
     security(("api_key" = []), ("bearer" = []))
 )]
 pub async fn list<S: DeployerStore, Q: MessageQueue, D: AgentDeployer, I: AgentInvoker>(
@@ -180,16 +196,17 @@ pub async fn list<S: DeployerStore, Q: MessageQueue, D: AgentDeployer, I: AgentI
     caller.require(Scope::Read)?;
     let limit = query.limit.unwrap_or(50);
     if !(1..=500).contains(&limit) {
-        return Err(ValidationErrors::single("$.limit", "1 to 500").into());
+        return Err(ValidationErrors::single("$.query.limit", "1 to 500").into());
     }
     let filter = DeploymentFilter { agent: query.agent, status: query.status, limit };
     Ok(Json(DeploymentList { deployments: deployments.list(&filter).await? }))
 }
 
 #[utoipa::path(
-    get, path = "/v1/deployments/{id}", tag = "deployments",
+    get, path = "/v1/deployments/{id}", tag = "deployments", operation_id = "get_deployment",
     params(("id" = String, Path, description = "The deployment's id")),
     responses(
+        (status = 403, description = "Needs the read scope", body = Problem, content_type = "application/problem+json"),
         (status = 200, description = "The deployment", body = Deployment),
         (status = 404, description = "No such deployment", body = Problem, content_type = "application/problem+json"),
     ),
@@ -209,17 +226,19 @@ fn not_found(id: &str) -> ApiError {
     ApiError::NotFound(format!("no deployment {id:?}"))
 }
 
+/// A deployment's audit trail (not the `EventList` of `GET /v1/events`).
 #[derive(Debug, Serialize, ToSchema)]
-pub struct EventList {
+pub struct DeploymentEventList {
     pub events: Vec<DeploymentEvent>,
 }
 
 #[utoipa::path(
-    get, path = "/v1/deployments/{id}/events", tag = "deployments",
+    get, path = "/v1/deployments/{id}/events", tag = "deployments", operation_id = "list_deployment_events",
     description = "The deployment's audit trail: every transition with its time and detail, in order.",
     params(("id" = String, Path, description = "The deployment's id")),
     responses(
-        (status = 200, description = "Its events, oldest first", body = EventList),
+        (status = 200, description = "Its events, oldest first", body = DeploymentEventList),
+        (status = 403, description = "Needs the read scope", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such deployment", body = Problem, content_type = "application/problem+json"),
     ),
     security(("api_key" = []), ("bearer" = []))
@@ -228,10 +247,10 @@ pub async fn events<S: DeployerStore, Q: MessageQueue, D: AgentDeployer, I: Agen
     State(deployments): State<Shared<S, Q, D, I>>,
     caller: Caller,
     Path(id): Path<String>,
-) -> Result<Json<EventList>, ApiError> {
+) -> Result<Json<DeploymentEventList>, ApiError> {
     caller.require(Scope::Read)?;
     let events = deployments.events(&id).await?.ok_or_else(|| not_found(&id))?;
-    Ok(Json(EventList { events }))
+    Ok(Json(DeploymentEventList { events }))
 }
 
 #[derive(Debug, Default, Deserialize, ToSchema)]
@@ -244,17 +263,21 @@ pub struct RollbackRequest {
 }
 
 #[utoipa::path(
-    post, path = "/v1/deployments/{id}/rollback", tag = "deployments",
+    post, path = "/v1/deployments/{id}/rollback", tag = "deployments", operation_id = "roll_back",
     description = "Undoes a deployment: points the alias (or endpoint) back at the version that \
         served before it, or at `to_version`, and restores that version's draft configuration \
         from its backup. The rollback is a deployment of its own, queued (202).",
     params(
         ("id" = String, Path, description = "The deployment to undo"),
-        ("Idempotency-Key" = Option<String>, Header, description = "Makes a retried request harmless"),
+        ("Idempotency-Key" = Option<String>, Header, description = "Makes a retried request harmless: 1 to 255 visible ASCII characters", pattern = "^[!-~]([ -~]{0,253}[!-~])?$"),
     ),
-    request_body = RollbackRequest,
+    request_body(content = Option<RollbackRequest>, content_type = "application/json",
+        description = "Optional: nothing (and no content type), or `null`, puts back the version that served before, as a manual rollback"),
     responses(
-        (status = 202, description = "Queued: follow it at the Location", body = Deployment),
+        (status = 202, description = "Queued: follow it at the Location", body = Deployment,
+            headers(("Location" = String, description = "The rollback's deployment: `/v1/deployments/{id}`")),
+            links(("GetDeployment" = (operation_id = "get_deployment", parameters(("id" = "$response.body#/id")))))),
+        (status = 403, description = "Needs the deployments:write scope", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such deployment", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "A deployment of this agent is in progress", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Nothing to roll back to", body = Problem, content_type = "application/problem+json"),
@@ -266,11 +289,11 @@ pub async fn rollback<S: DeployerStore, Q: MessageQueue, D: AgentDeployer, I: Ag
     caller: Caller,
     headers: HeaderMap,
     Path(id): Path<String>,
-    body: Option<ApiJson<RollbackRequest>>,
+    body: Option<ApiJson<Option<RollbackRequest>>>,
 ) -> Result<impl IntoResponse, ApiError> {
     let principal = caller.require(Scope::DeploymentsWrite)?;
     let key = idempotency_key(&headers)?;
-    let RollbackRequest { to_version, reason } = body.map(|ApiJson(b)| b).unwrap_or_default();
+    let RollbackRequest { to_version, reason } = body.and_then(|ApiJson(b)| b).unwrap_or_default();
     let reason = reason.unwrap_or(RollbackReason::Manual);
     let deployment =
         deployments.rollback(&id, to_version, reason, principal.key_id.as_str(), key.as_deref()).await?;
@@ -285,10 +308,13 @@ pub struct VersionHistory {
 }
 
 #[utoipa::path(
-    get, path = "/v1/deployed-agents/{agent}/versions", tag = "deployments",
-    description = "The versions that served the agent, newest first; the first serves now.",
+    get, path = "/v1/deployed-agents/{agent}/versions", tag = "deployments", operation_id = "deployed_agent_versions",
+    description = "The versions that served the agent, newest first; the first serves now. An agent never deployed has none.",
     params(("agent" = String, Path, description = "The agent's name (the spec's `name`)")),
-    responses((status = 200, description = "Its history", body = VersionHistory)),
+    responses(
+        (status = 200, description = "Its history", body = VersionHistory),
+        (status = 403, description = "Needs the read scope", body = Problem, content_type = "application/problem+json"),
+    ),
     security(("api_key" = []), ("bearer" = []))
 )]
 pub async fn history<S: DeployerStore, Q: MessageQueue, D: AgentDeployer, I: AgentInvoker>(

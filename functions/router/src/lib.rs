@@ -6,7 +6,7 @@
 pub mod consumer;
 mod routes;
 
-pub use routes::{ApiDoc, MAX_BATCH, RouterStore, router};
+pub use routes::{ApiDoc, MAX_BATCH, RouterStore, constrain_schemas, router};
 
 use tdev_aws::SqsQueues;
 use tdev_domain::messaging::{Bands, EVENT_DEAD_LETTER_QUEUE, EVENT_QUEUE};

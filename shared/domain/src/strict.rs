@@ -196,9 +196,67 @@ impl<'de> Deserializer<'de> for Strict<'de> {
         }
     }
 
+    fn deserialize_i8<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+        whole_number(self, visitor)
+    }
+
+    fn deserialize_i16<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+        whole_number(self, visitor)
+    }
+
+    fn deserialize_i32<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+        whole_number(self, visitor)
+    }
+
+    fn deserialize_i64<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+        whole_number(self, visitor)
+    }
+
+    fn deserialize_u8<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+        whole_number(self, visitor)
+    }
+
+    fn deserialize_u16<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+        whole_number(self, visitor)
+    }
+
+    fn deserialize_u32<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+        whole_number(self, visitor)
+    }
+
+    fn deserialize_u64<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+        whole_number(self, visitor)
+    }
+
+    /// A name (the `kind` of an internally tagged enum) is text: serde would also take a
+    /// variant's number (`{"kind": 0}`).
+    fn deserialize_identifier<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+        match self.0 {
+            Value::String(name) => visitor.visit_borrowed_str(name),
+            other => Err(de::Error::invalid_type(unexpected(other), &"a name")),
+        }
+    }
+
     forward_to_deserialize_any! {
-        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf
-        unit unit_struct seq tuple tuple_struct map identifier ignored_any
+        bool i128 u128 f32 f64 char str string bytes byte_buf
+        unit unit_struct seq tuple tuple_struct map ignored_any
+    }
+}
+
+/// An integer field also reads a whole number written with a fraction (`2.0`): JSON (and
+/// JSON Schema's `integer`) has one kind of number, and clients whose numbers are all
+/// floats write integers that way. Anything else reads as `Value` reads it.
+fn whole_number<'de, V: Visitor<'de>>(strict: Strict<'de>, visitor: V) -> Result<V::Value, Error> {
+    /// 2^64: the first whole float past `u64::MAX`.
+    const PAST_U64: f64 = 18_446_744_073_709_551_616.0;
+    let whole = match strict.0 {
+        Value::Number(n) if !n.is_u64() && !n.is_i64() => n.as_f64().filter(|f| f.fract() == 0.0),
+        _ => None,
+    };
+    match whole {
+        Some(f) if (0.0..PAST_U64).contains(&f) => visitor.visit_u64(f as u64),
+        Some(f) if f >= i64::MIN as f64 && f < 0.0 => visitor.visit_i64(f as i64),
+        _ => strict.deserialize_any(visitor),
     }
 }
 
@@ -341,9 +399,22 @@ mod tests {
             read::<Tagged>(json!({"kind": "http", "url": "x"})).unwrap(),
             Tagged::Http { url: "x".into() }
         );
+        let by_number = read::<Tagged>(json!({"kind": 0, "url": "x"})).unwrap_err().to_string();
+        assert!(by_number.contains("expected a name"), "{by_number}");
         let map: BTreeMap<String, Value> = read(json!({"a": [1, {"b": null}]})).unwrap();
         assert_eq!(map["a"], json!([1, {"b": null}]));
         let big: u64 = read(json!(u64::MAX)).unwrap();
         assert_eq!(big, u64::MAX);
+    }
+
+    #[test]
+    fn a_whole_number_written_with_a_fraction_is_an_integer() {
+        let token: Token = read(json!({"ttl_seconds": 5.0})).unwrap();
+        assert_eq!(token.ttl_seconds, Some(5));
+        assert_eq!(read::<i32>(json!(-3.0)).unwrap(), -3);
+        for refused in [json!(1.5), json!(-1.0), json!(4294967296.0), json!(1e300)] {
+            assert!(read::<u32>(refused.clone()).is_err(), "{refused}");
+        }
+        assert_eq!(read::<Value>(json!(2.0)).unwrap(), json!(2.0), "only integer fields change");
     }
 }

@@ -1,8 +1,9 @@
 //! The layers every response passes through, applied once to the whole router.
 
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
-use axum::response::IntoResponse;
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 use tdev_domain::workflow::Limits;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
@@ -21,19 +22,24 @@ pub struct HttpSettings {
     pub emf: Option<EmfSettings>,
 }
 
+/// The longest path and query taken (API Gateway takes 10 KiB of request line and headers).
+/// Longer ones are a 414 problem; past 64 KiB, hyper itself answers 414, without a body.
+pub const MAX_URI_BYTES: usize = 8 * 1024;
+
 impl HttpSettings {
     /// The workflow document limit: a workflow is the largest body the API takes.
     pub const DEFAULT_MAX_BODY_BYTES: usize = Limits::DEFAULT_MAX_BYTES;
 }
 
-/// Adds problem+json for unknown routes and methods, the body limit, metrics, request
-/// ids, request logs and a 500 problem for a panic.
+/// Adds problem+json for unknown routes and methods, the URI and body limits, metrics,
+/// request ids, request logs and a 500 problem for a panic.
 pub fn finish(router: Router, settings: &HttpSettings) -> Router {
     let router = router
         .fallback(|| async { ApiError::NotFound("no route for this path".into()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(settings.max_body_bytes))
-        .layer(axum::Extension(BodyLimit(settings.max_body_bytes)));
+        .layer(axum::Extension(BodyLimit(settings.max_body_bytes)))
+        .layer(axum::middleware::from_fn(limit_uri));
     let router = match &settings.emf {
         Some(emf) => metrics::layer(router, emf.clone()),
         None => router,
@@ -57,4 +63,13 @@ pub fn finish(router: Router, settings: &HttpSettings) -> Router {
         .layer(SetRequestIdLayer::x_request_id(MakeId))
         .layer(tower::util::MapRequestLayer::new(crate::request_id::drop_unusable::<axum::body::Body>))
         .layer(CatchPanicLayer::custom(|_| ApiError::Internal("a handler panicked".into()).into_response()))
+}
+
+async fn limit_uri(request: Request, next: Next) -> Response {
+    let uri = request.uri();
+    let length = uri.path_and_query().map_or(uri.path().len(), |p| p.as_str().len());
+    if length > MAX_URI_BYTES {
+        return ApiError::UriTooLong.into_response();
+    }
+    next.run(request).await
 }

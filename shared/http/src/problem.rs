@@ -57,6 +57,8 @@ pub enum ApiError {
         limit: usize,
     },
     UnsupportedMediaType,
+    /// The path and query are longer than [`crate::app::MAX_URI_BYTES`] (414).
+    UriTooLong,
     RateLimited {
         retry_after_secs: u64,
     },
@@ -85,6 +87,7 @@ impl ApiError {
             UnsupportedMediaType => {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported-media-type", "Unsupported media type")
             }
+            UriTooLong => (StatusCode::URI_TOO_LONG, "uri-too-long", "URI too long"),
             RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate-limited", "Too many requests"),
             Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable", "Service unavailable"),
             Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal", "Internal error"),
@@ -112,6 +115,9 @@ impl ApiError {
                 )
             }
             ApiError::UnsupportedMediaType => "send the body as application/json".into(),
+            ApiError::UriTooLong => {
+                format!("the path and query exceed the limit of {} bytes", crate::app::MAX_URI_BYTES)
+            }
             ApiError::RateLimited { retry_after_secs } => {
                 format!("rate limit reached; retry after {retry_after_secs} s")
             }

@@ -19,7 +19,7 @@ pub struct Health {
 }
 
 #[utoipa::path(
-    get, path = "/health", tag = "health",
+    get, path = "/health", tag = "health", operation_id = "health",
     responses(
         (status = 200, description = "Every component is up", body = Health),
         (status = 503, description = "Some component is down", body = Health),

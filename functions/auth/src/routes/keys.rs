@@ -57,17 +57,17 @@ pub struct KeyList {
 }
 
 #[utoipa::path(
-    post, path = "/v1/keys", tag = "keys",
+    post, path = "/v1/keys", tag = "keys", operation_id = "create_key",
     request_body = NewApiKeyRequest,
     responses(
-        (status = 201, description = "Created; the secret is in the body, once", body = CreatedKeyView),
-        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Not authenticated", body = Problem, content_type = "application/problem+json"),
+        (status = 201, description = "Created; the secret is in the body, once", body = CreatedKeyView,
+            headers(("Location" = String, description = "The key: `/v1/keys/{id}`")),
+            links(
+                ("GetKey" = (operation_id = "get_key", parameters(("id" = "$response.body#/id")))),
+                ("RevokeKey" = (operation_id = "revoke_key", parameters(("id" = "$response.body#/id")))),
+            )),
         (status = 403, description = "Needs the admin scope", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid fields, with their paths", body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "Rate limited", body = Problem, content_type = "application/problem+json"),
     ),
     security(("api_key" = []), ("bearer" = []))
 )]
@@ -86,10 +86,9 @@ pub async fn create<S: AuthStore>(
 }
 
 #[utoipa::path(
-    get, path = "/v1/keys", tag = "keys",
+    get, path = "/v1/keys", tag = "keys", operation_id = "list_keys",
     responses(
         (status = 200, description = "Every key, oldest first", body = KeyList),
-        (status = 401, description = "Not authenticated", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Needs the admin scope", body = Problem, content_type = "application/problem+json"),
     ),
     security(("api_key" = []), ("bearer" = []))
@@ -104,11 +103,11 @@ pub async fn list<S: AuthStore>(
 }
 
 #[utoipa::path(
-    get, path = "/v1/keys/{id}", tag = "keys",
+    get, path = "/v1/keys/{id}", tag = "keys", operation_id = "get_key",
+    description = "A revoked key is still shown, with `revoked_at`: revoking keeps the record for audit.",
     params(("id" = String, Path, description = "The key's id")),
     responses(
         (status = 200, description = "The key", body = KeyView),
-        (status = 401, description = "Not authenticated", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Needs the admin scope", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such key", body = Problem, content_type = "application/problem+json"),
     ),
@@ -124,14 +123,13 @@ pub async fn get<S: AuthStore>(
 }
 
 #[utoipa::path(
-    delete, path = "/v1/keys/{id}", tag = "keys",
+    delete, path = "/v1/keys/{id}", tag = "keys", operation_id = "revoke_key",
     description = "Revokes the key at once: it no longer authenticates, nor exchanges for tokens. \
         Tokens already issued stay valid until they expire (at most the token lifetime). \
         Revoking again is harmless.",
     params(("id" = String, Path, description = "The key's id")),
     responses(
         (status = 204, description = "Revoked"),
-        (status = 401, description = "Not authenticated", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Needs the admin scope", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such key", body = Problem, content_type = "application/problem+json"),
     ),

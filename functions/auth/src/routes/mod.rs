@@ -9,7 +9,8 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::routing::{get, post};
-use tdev_domain::auth::AuthService;
+use serde_json::json;
+use tdev_domain::auth::{AuthService, RateLimit, Scope};
 use tdev_http::guard::{self, Mode};
 use tdev_http::problem::Problem;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -70,6 +71,43 @@ impl Modify for SecuritySchemes {
             SecurityScheme::Http(
                 HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build(),
             ),
+        );
+    }
+}
+
+/// The limits `tdev_domain::auth` enforces on request bodies, written into their schemas
+/// in the whole API's `document`.
+pub fn constrain_schemas(openapi: &mut serde_json::Value, max_token_ttl_secs: u32) {
+    {
+        let scopes = Scope::ALL.map(|scope| scope.as_str());
+        // No C0 or C1 control character, and something other than white space.
+        let control = r"\u0000-\u001f\u007f-\u009f";
+        let white = tdev_http::docs::WHITE_SPACE;
+        let name = format!("^[^{control}]*[^{white}{control}][^{control}]*$");
+        tdev_http::docs::constrain(
+            openapi,
+            "NewApiKeyRequest",
+            json!({"properties": {
+                "name": {"minLength": 1, "maxLength": 100, "pattern": name},
+                "scopes": {"minItems": 1, "items": {"enum": scopes}},
+            }}),
+        );
+        tdev_http::docs::constrain(
+            openapi,
+            "TokenRequest",
+            json!({"properties": {
+                "scopes": {"minItems": 1, "items": {"enum": scopes}},
+                "ttl_seconds": {"minimum": 1, "maximum": max_token_ttl_secs,
+                    "description": "Ask for a shorter lifetime than the configured one (`TDEV_TOKEN_TTL_SECONDS`)."},
+            }}),
+        );
+        tdev_http::docs::constrain(
+            openapi,
+            "RateLimit",
+            json!({"properties": {
+                "capacity": {"minimum": 1, "maximum": RateLimit::MAX_CAPACITY},
+                "refill_per_minute": {"minimum": 1, "maximum": RateLimit::MAX_REFILL_PER_MINUTE},
+            }}),
         );
     }
 }

@@ -25,24 +25,23 @@ pub struct TokenView {
 }
 
 #[utoipa::path(
-    post, path = "/v1/tokens", tag = "tokens",
+    post, path = "/v1/tokens", tag = "tokens", operation_id = "issue_token",
     description = "Needs an API key (X-Api-Key), not a token. The body is optional: narrow the \
         scopes, or ask for a shorter lifetime. A token is never wider than its key.",
-    request_body(content = Option<TokenRequest>, content_type = "application/json"),
+    request_body(content = Option<TokenRequest>, content_type = "application/json",
+        description = "Optional: nothing (and no content type), or `null`, asks for the key's scopes and the configured lifetime"),
     responses(
         (status = 200, description = "A signed token", body = TokenView),
-        (status = 401, description = "Missing, bad, revoked or expired key", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "A token was sent instead of a key, or a scope the key lacks was asked for", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid fields, with their paths", body = Problem, content_type = "application/problem+json"),
     ),
     security(("api_key" = []))
 )]
 pub async fn issue<S: AuthStore>(
     State(service): State<Service<S>>,
     Caller(principal): Caller,
-    body: Option<ApiJson<TokenRequest>>,
+    body: Option<ApiJson<Option<TokenRequest>>>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let request = body.map(|ApiJson(request)| request).unwrap_or_default();
+    let request = body.and_then(|ApiJson(request)| request).unwrap_or_default();
     let token = service.issue_token(&principal, request).await?;
     let view = TokenView {
         access_token: token.access_token,

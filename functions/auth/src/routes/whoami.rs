@@ -16,12 +16,10 @@ pub struct WhoAmI {
 }
 
 #[utoipa::path(
-    get, path = "/v1/whoami", tag = "tokens",
+    get, path = "/v1/whoami", tag = "tokens", operation_id = "whoami",
     responses(
         (status = 200, description = "The caller", body = WhoAmI),
-        (status = 401, description = "Not authenticated", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Needs the read scope", body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "Rate limited", body = Problem, content_type = "application/problem+json"),
     ),
     security(("api_key" = []), ("bearer" = []))
 )]

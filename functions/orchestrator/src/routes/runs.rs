@@ -41,19 +41,27 @@ pub struct RunList {
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct RunQuery {
     /// Only runs of this workflow.
     pub workflow_id: Option<String>,
     /// Only runs in this state.
+    #[param(inline)]
     pub status: Option<RunStatus>,
 }
 
 #[utoipa::path(
-    post, path = "/v1/workflows/{id}/runs", tag = "runs",
+    post, path = "/v1/workflows/{id}/runs", tag = "runs", operation_id = "start_run",
     params(("id" = String, Path, description = "The workflow's id")),
-    request_body = StartRun,
+    request_body(content = Option<StartRun>, content_type = "application/json",
+        description = "Optional: nothing (and no content type), or `null`, runs the latest version without inputs"),
     responses(
-        (status = 202, description = "Started: follow it at the Location", body = Run),
+        (status = 202, description = "Started: follow it at the Location", body = Run,
+            headers(("Location" = String, description = "The run: `/v1/runs/{id}`")),
+            links(
+                ("GetRun" = (operation_id = "get_run", parameters(("id" = "$response.body#/id")))),
+                ("CancelRun" = (operation_id = "cancel_run", parameters(("id" = "$response.body#/id")))),
+            )),
         (status = 403, description = "Needs the workflows:run scope", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such workflow or version", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "A required input is missing, or the workflow holds a step the engine cannot run yet", body = Problem, content_type = "application/problem+json"),
@@ -64,21 +72,21 @@ pub async fn start<S: OrchestratorStore, Q: MessageQueue, I: AgentInvoker>(
     State(engine): State<Shared<S, Q, I>>,
     caller: Caller,
     Path(id): Path<String>,
-    body: Option<ApiJson<StartRun>>,
+    body: Option<ApiJson<Option<StartRun>>>,
 ) -> Result<impl IntoResponse, ApiError> {
     caller.require(Scope::WorkflowsRun)?;
-    let StartRun { inputs, version } = body.map(|ApiJson(b)| b).unwrap_or_default();
+    let StartRun { inputs, version } = body.and_then(|ApiJson(b)| b).unwrap_or_default();
     let run = engine.start_run(&id, version.as_deref(), inputs).await?;
     tracing::info!(run_id = %run.id, workflow_id = %id, "run started");
     Ok((StatusCode::ACCEPTED, [(header::LOCATION, format!("/v1/runs/{}", run.id))], Json(run)))
 }
 
 #[utoipa::path(
-    get, path = "/v1/runs", tag = "runs",
+    get, path = "/v1/runs", tag = "runs", operation_id = "list_runs",
     params(RunQuery),
     responses(
         (status = 200, description = "Runs, newest first", body = RunList),
-        (status = 400, description = "A bad filter", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Needs the read scope", body = Problem, content_type = "application/problem+json"),
     ),
     security(("api_key" = []), ("bearer" = []))
 )]
@@ -93,9 +101,10 @@ pub async fn list<S: OrchestratorStore, Q: MessageQueue, I: AgentInvoker>(
 }
 
 #[utoipa::path(
-    get, path = "/v1/runs/{id}", tag = "runs",
+    get, path = "/v1/runs/{id}", tag = "runs", operation_id = "get_run",
     params(("id" = String, Path, description = "The run's id")),
     responses(
+        (status = 403, description = "Needs the read scope", body = Problem, content_type = "application/problem+json"),
         (status = 200, description = "The run and its steps: status, attempts, timings, outputs, error", body = RunView),
         (status = 404, description = "No such run", body = Problem, content_type = "application/problem+json"),
     ),
@@ -113,11 +122,12 @@ pub async fn get<S: OrchestratorStore, Q: MessageQueue, I: AgentInvoker>(
 }
 
 #[utoipa::path(
-    post, path = "/v1/runs/{id}/cancel", tag = "runs",
+    post, path = "/v1/runs/{id}/cancel", tag = "runs", operation_id = "cancel_run",
     description = "Nothing new starts; attempts in flight finish but start nothing after them.",
     params(("id" = String, Path, description = "The run's id")),
     responses(
         (status = 200, description = "Cancelled", body = Run),
+        (status = 403, description = "Needs the workflows:run scope", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such run", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The run has already ended", body = Problem, content_type = "application/problem+json"),
     ),

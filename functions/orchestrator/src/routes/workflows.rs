@@ -43,7 +43,7 @@ impl From<StoredWorkflow> for WorkflowVersion {
 }
 
 #[utoipa::path(
-    post, path = "/v1/workflows:validate", tag = "workflows",
+    post, path = "/v1/workflows:validate", tag = "workflows", operation_id = "validate_workflow",
     description = "Parses, checks and plans a workflow (JSON, or YAML with a YAML content type) \
         without storing anything. Always 200 with a report when the caller may validate: \
         `valid`, every error with its location, and for a valid workflow the plan \
@@ -51,9 +51,7 @@ impl From<StoredWorkflow> for WorkflowVersion {
     request_body(content = Object, content_type = "application/json"),
     responses(
         (status = 200, description = "The report", body = ValidationReport),
-        (status = 401, description = "Not authenticated", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Needs the read scope", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Neither JSON nor YAML", body = Problem, content_type = "application/problem+json"),
     ),
     security(("api_key" = []), ("bearer" = []))
@@ -71,13 +69,20 @@ pub async fn validate<S: OrchestratorStore, Q: MessageQueue, I: AgentInvoker>(
 }
 
 #[utoipa::path(
-    post, path = "/v1/workflows", tag = "workflows",
+    post, path = "/v1/workflows", tag = "workflows", operation_id = "create_workflow",
     description = "Stores a workflow version (JSON, or YAML with a YAML content type). Versions \
         are immutable: storing the same id and version again with the same content is \
         harmless, with other content a 409.",
     request_body(content = Object, content_type = "application/json"),
     responses(
-        (status = 201, description = "Stored", body = WorkflowVersion),
+        (status = 201, description = "Stored", body = WorkflowVersion,
+            headers(("Location" = String, description = "The version: `/v1/workflows/{id}/versions/{version}`")),
+            links(
+                ("GetWorkflow" = (operation_id = "get_workflow", parameters(("id" = "$response.body#/id")))),
+                ("GetWorkflowVersion" = (operation_id = "get_workflow_version",
+                    parameters(("id" = "$response.body#/id"), ("version" = "$response.body#/version")))),
+                ("StartRun" = (operation_id = "start_run", parameters(("id" = "$response.body#/id")))),
+            )),
         (status = 400, description = "Not JSON or YAML at all (line and column)", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Needs the workflows:run scope", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "This version exists with other content", body = Problem, content_type = "application/problem+json"),
@@ -99,9 +104,10 @@ pub async fn create<S: OrchestratorStore, Q: MessageQueue, I: AgentInvoker>(
 }
 
 #[utoipa::path(
-    get, path = "/v1/workflows/{id}", tag = "workflows",
+    get, path = "/v1/workflows/{id}", tag = "workflows", operation_id = "get_workflow",
     params(("id" = String, Path, description = "The workflow's id")),
     responses(
+        (status = 403, description = "Needs the read scope", body = Problem, content_type = "application/problem+json"),
         (status = 200, description = "The most recently stored version", body = WorkflowVersion),
         (status = 404, description = "No such workflow", body = Problem, content_type = "application/problem+json"),
     ),
@@ -117,10 +123,11 @@ pub async fn latest<S: OrchestratorStore, Q: MessageQueue, I: AgentInvoker>(
 }
 
 #[utoipa::path(
-    get, path = "/v1/workflows/{id}/versions/{version}", tag = "workflows",
+    get, path = "/v1/workflows/{id}/versions/{version}", tag = "workflows", operation_id = "get_workflow_version",
     params(("id" = String, Path, description = "The workflow's id"), ("version" = String, Path, description = "The version")),
     responses(
         (status = 200, description = "That version", body = WorkflowVersion),
+        (status = 403, description = "Needs the read scope", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such workflow or version", body = Problem, content_type = "application/problem+json"),
     ),
     security(("api_key" = []), ("bearer" = []))

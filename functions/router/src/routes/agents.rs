@@ -40,15 +40,18 @@ pub struct AgentHealth {
 }
 
 #[utoipa::path(
-    post, path = "/v1/agents", tag = "agents",
+    post, path = "/v1/agents", tag = "agents", operation_id = "register_agent",
     request_body = NewAgentRequest,
     responses(
-        (status = 201, description = "Registered", body = Agent),
-        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Not authenticated", body = Problem, content_type = "application/problem+json"),
+        (status = 201, description = "Registered", body = Agent,
+            headers(("Location" = String, description = "The agent: `/v1/agents/{id}`")),
+            links(
+                ("GetAgent" = (operation_id = "get_agent", parameters(("id" = "$response.body#/id")))),
+                ("UpdateAgent" = (operation_id = "update_agent", parameters(("id" = "$response.body#/id")))),
+                ("RemoveAgent" = (operation_id = "remove_agent", parameters(("id" = "$response.body#/id")))),
+            )),
         (status = 403, description = "Needs the agents:write scope", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The id is taken", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid fields, with their paths", body = Problem, content_type = "application/problem+json"),
     ),
     security(("api_key" = []), ("bearer" = []))
 )]
@@ -65,10 +68,9 @@ pub async fn register<S: RouterStore>(
 }
 
 #[utoipa::path(
-    get, path = "/v1/agents", tag = "agents",
+    get, path = "/v1/agents", tag = "agents", operation_id = "list_agents",
     responses(
         (status = 200, description = "Every agent, by id", body = AgentList),
-        (status = 401, description = "Not authenticated", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Needs the read scope", body = Problem, content_type = "application/problem+json"),
     ),
     security(("api_key" = []), ("bearer" = []))
@@ -82,11 +84,10 @@ pub async fn list<S: RouterStore>(
 }
 
 #[utoipa::path(
-    get, path = "/v1/agents/{id}", tag = "agents",
+    get, path = "/v1/agents/{id}", tag = "agents", operation_id = "get_agent",
     params(("id" = String, Path, description = "The agent's id")),
     responses(
         (status = 200, description = "The agent, with its health", body = AgentView),
-        (status = 401, description = "Not authenticated", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Needs the read scope", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such agent", body = Problem, content_type = "application/problem+json"),
     ),
@@ -107,7 +108,7 @@ pub async fn get<S: RouterStore>(
 }
 
 #[utoipa::path(
-    patch, path = "/v1/agents/{id}", tag = "agents",
+    patch, path = "/v1/agents/{id}", tag = "agents", operation_id = "update_agent",
     description = "Changes only the fields given: status (active, draining, inactive), max_concurrency (null for none), capabilities, target, name.",
     params(("id" = String, Path, description = "The agent's id")),
     request_body = AgentUpdate,
@@ -115,7 +116,6 @@ pub async fn get<S: RouterStore>(
         (status = 200, description = "The agent as it is now", body = Agent),
         (status = 403, description = "Needs the agents:write scope", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such agent", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid fields, with their paths", body = Problem, content_type = "application/problem+json"),
     ),
     security(("api_key" = []), ("bearer" = []))
 )]
@@ -133,11 +133,10 @@ pub async fn update<S: RouterStore>(
 }
 
 #[utoipa::path(
-    delete, path = "/v1/agents/{id}", tag = "agents",
+    delete, path = "/v1/agents/{id}", tag = "agents", operation_id = "remove_agent",
     params(("id" = String, Path, description = "The agent's id")),
     responses(
         (status = 204, description = "Removed"),
-        (status = 401, description = "Not authenticated", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Needs the agents:write scope", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such agent", body = Problem, content_type = "application/problem+json"),
     ),

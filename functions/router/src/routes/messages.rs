@@ -26,7 +26,7 @@ type Shared<S, Q> = State<Arc<Messenger<S, Q>>>;
 /// The most messages one batch takes.
 pub const MAX_BATCH: usize = 100;
 /// The most records one listing returns, and the default.
-const MAX_LIST: usize = 1000;
+pub const MAX_LIST: usize = 1000;
 const DEFAULT_LIST: usize = 100;
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -43,11 +43,10 @@ pub struct AcceptedBatch {
 }
 
 #[utoipa::path(
-    post, path = "/v1/messages", tag = "messages",
+    post, path = "/v1/messages", tag = "messages", operation_id = "send_message",
     request_body = SendMessageRequest,
     responses(
         (status = 202, description = "Accepted: queued for delivery", body = Accepted),
-        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Needs the messages:send scope", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "`to_agent` names no registered agent", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid fields (with their paths), an inactive agent, or no active agent with the capability", body = Problem, content_type = "application/problem+json"),
@@ -69,11 +68,10 @@ pub async fn send<S: RouterStore, Q: MessageQueue>(
 }
 
 #[utoipa::path(
-    post, path = "/v1/messages:batch", tag = "messages",
+    post, path = "/v1/messages:batch", tag = "messages", operation_id = "send_messages",
     request_body = SendBatch,
     responses(
         (status = 202, description = "Every message accepted", body = AcceptedBatch),
-        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Needs the messages:send scope", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "A `to_agent` names no registered agent; nothing was sent", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid messages, with paths like `$.messages[3].priority`; nothing was sent", body = Problem, content_type = "application/problem+json"),
@@ -102,15 +100,28 @@ pub async fn send_batch<S: RouterStore, Q: MessageQueue>(
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct DeadLetterQuery {
     /// Only those from this queue (`messages-1`, …).
     pub source_queue: Option<String>,
     /// Only those with this reason code.
     pub reason: Option<String>,
-    /// `dead` (the default), `redriving`, `redriven` or `all`.
-    pub state: Option<String>,
-    /// At most this many (default 100, at most 1000), oldest first.
+    /// Default `dead`.
+    #[param(inline)]
+    pub state: Option<StateFilter>,
+    /// At most this many (default 100), oldest first.
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<usize>,
+}
+
+/// Which dead letters a listing shows, by state.
+#[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum StateFilter {
+    Dead,
+    Redriving,
+    Redriven,
+    All,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -127,10 +138,12 @@ fn limit(limit: Option<usize>, path: &str) -> Result<usize, ApiError> {
 }
 
 #[utoipa::path(
-    get, path = "/v1/dead-letters", tag = "dead letters",
+    get, path = "/v1/dead-letters", tag = "dead letters", operation_id = "list_dead_letters",
     params(DeadLetterQuery),
     responses(
-        (status = 200, description = "Dead letters, oldest first: reason, attempts, first and last failure, source queue", body = DeadLetterList),
+        (status = 200, description = "Dead letters, oldest first: reason, attempts, first and last failure, source queue", body = DeadLetterList,
+            links(("GetFirstDeadLetter" = (operation_id = "get_dead_letter", parameters(("id" = "$response.body#/dead_letters/0/id")))))),
+        (status = 403, description = "Needs the read scope", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "A bad filter", body = Problem, content_type = "application/problem+json"),
     ),
     security(("api_key" = []), ("bearer" = []))
@@ -141,32 +154,27 @@ pub async fn list_dead_letters<S: RouterStore, Q: MessageQueue>(
     ApiQuery(query): ApiQuery<DeadLetterQuery>,
 ) -> Result<Json<DeadLetterList>, ApiError> {
     caller.require(Scope::Read)?;
-    let state = match query.state.as_deref() {
-        None => Some("dead".to_owned()),
-        Some("all") => None,
-        Some(state @ ("dead" | "redriving" | "redriven")) => Some(state.to_owned()),
-        Some(_) => {
-            return Err(ValidationErrors::single(
-                "$.query.state",
-                "must be dead, redriving, redriven or all",
-            )
-            .into());
-        }
+    let state = match query.state.unwrap_or(StateFilter::Dead) {
+        StateFilter::Dead => Some("dead"),
+        StateFilter::Redriving => Some("redriving"),
+        StateFilter::Redriven => Some("redriven"),
+        StateFilter::All => None,
     };
     let filter = DeadLetterFilter {
         source_queue: query.source_queue,
         reason: query.reason,
-        state,
+        state: state.map(str::to_owned),
         limit: limit(query.limit, "$.query.limit")?,
     };
     Ok(Json(DeadLetterList { dead_letters: messenger.dead_letters(&filter).await? }))
 }
 
 #[utoipa::path(
-    get, path = "/v1/dead-letters/{id}", tag = "dead letters",
+    get, path = "/v1/dead-letters/{id}", tag = "dead letters", operation_id = "get_dead_letter",
     params(("id" = String, Path, description = "The dead letter's id")),
     responses(
         (status = 200, description = "The dead letter, with its message", body = DeadLetter),
+        (status = 403, description = "Needs the read scope", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such dead letter", body = Problem, content_type = "application/problem+json"),
     ),
     security(("api_key" = []), ("bearer" = []))
@@ -204,7 +212,7 @@ pub struct RedriveResult {
 }
 
 #[utoipa::path(
-    post, path = "/v1/dead-letters:redrive", tag = "dead letters",
+    post, path = "/v1/dead-letters:redrive", tag = "dead letters", operation_id = "redrive_dead_letters",
     description = "Sends dead letters back to their band queue, each exactly once. A message whose envelope still verifies is re-sealed with a fresh time.",
     request_body = RedriveBody,
     responses(
@@ -269,7 +277,7 @@ pub struct PurgeResult {
 }
 
 #[utoipa::path(
-    post, path = "/v1/dead-letters:purge", tag = "dead letters",
+    post, path = "/v1/dead-letters:purge", tag = "dead letters", operation_id = "purge_dead_letters",
     request_body = PurgeBody,
     responses(
         (status = 200, description = "Deleted", body = PurgeResult),
@@ -295,17 +303,19 @@ pub async fn purge<S: RouterStore, Q: MessageQueue>(
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct EventQuery {
     /// A glob over the type: `message.*`.
     #[serde(rename = "type")]
     pub kind: Option<String>,
     /// From this time (RFC 3339), inclusive.
-    #[param(value_type = Option<String>)]
+    #[param(value_type = Option<String>, format = DateTime)]
     pub since: Option<Timestamp>,
     /// Up to this time, exclusive.
-    #[param(value_type = Option<String>)]
+    #[param(value_type = Option<String>, format = DateTime)]
     pub until: Option<Timestamp>,
-    /// At most this many (default 100, at most 1000), oldest first.
+    /// At most this many (default 100), oldest first.
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<usize>,
 }
 
@@ -315,10 +325,11 @@ pub struct EventList {
 }
 
 #[utoipa::path(
-    get, path = "/v1/events", tag = "events",
+    get, path = "/v1/events", tag = "events", operation_id = "list_events",
     params(EventQuery),
     responses(
         (status = 200, description = "Events, oldest first", body = EventList),
+        (status = 403, description = "Needs the read scope", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "A bad filter", body = Problem, content_type = "application/problem+json"),
     ),
     security(("api_key" = []), ("bearer" = []))
@@ -344,13 +355,13 @@ pub struct SubscriptionList {
 }
 
 #[utoipa::path(
-    post, path = "/v1/subscriptions", tag = "events",
+    post, path = "/v1/subscriptions", tag = "events", operation_id = "subscribe",
     description = "Events whose type matches the pattern are delivered to the target at least once, retried with backoff while it is unavailable; what cannot be delivered becomes a dead letter (source queue `events`).",
     request_body = NewSubscription,
     responses(
-        (status = 201, description = "Subscribed", body = Subscription),
+        (status = 201, description = "Subscribed", body = Subscription,
+            links(("Unsubscribe" = (operation_id = "unsubscribe", parameters(("id" = "$response.body#/id")))))),
         (status = 403, description = "Needs the admin scope", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid fields, with their paths", body = Problem, content_type = "application/problem+json"),
     ),
     security(("api_key" = []), ("bearer" = []))
 )]
@@ -367,8 +378,11 @@ pub async fn subscribe<S: RouterStore, Q: MessageQueue>(
 }
 
 #[utoipa::path(
-    get, path = "/v1/subscriptions", tag = "events",
-    responses((status = 200, description = "Every subscription, by id", body = SubscriptionList)),
+    get, path = "/v1/subscriptions", tag = "events", operation_id = "list_subscriptions",
+    responses(
+        (status = 200, description = "Every subscription, by id", body = SubscriptionList),
+        (status = 403, description = "Needs the read scope", body = Problem, content_type = "application/problem+json"),
+    ),
     security(("api_key" = []), ("bearer" = []))
 )]
 pub async fn subscriptions<S: RouterStore, Q: MessageQueue>(
@@ -380,7 +394,7 @@ pub async fn subscriptions<S: RouterStore, Q: MessageQueue>(
 }
 
 #[utoipa::path(
-    delete, path = "/v1/subscriptions/{id}", tag = "events",
+    delete, path = "/v1/subscriptions/{id}", tag = "events", operation_id = "unsubscribe",
     params(("id" = String, Path, description = "The subscription's id")),
     responses(
         (status = 204, description = "Unsubscribed"),

@@ -7,10 +7,12 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::routing::{get, post};
+use serde_json::json;
 use tdev_domain::agents::Registry;
 use tdev_domain::auth::AuthService;
 use tdev_domain::messaging::{MessagingStore, Messenger};
 use tdev_domain::ports::{AuthStore, MessageQueue};
+use tdev_http::docs::{AGENT_ID, constrain, http_url, not_blank};
 use tdev_http::guard::{self, Mode};
 use utoipa::OpenApi;
 
@@ -64,3 +66,85 @@ pub fn router<S: RouterStore, Q: MessageQueue>(
     )
 )]
 pub struct ApiDoc;
+
+/// Types, groups and dedup ids: 1 to 128 of `A-Za-z0-9._:-`.
+const TOKEN: &str = "^[A-Za-z0-9._:-]{1,128}$";
+
+/// The limits the registry and the messenger enforce, written into their schemas in the
+/// whole API's `document`.
+pub fn constrain_schemas(api: &mut serde_json::Value) {
+    {
+        let agent_fields = json!({
+            "name": {"maxLength": 200, "pattern": not_blank()},
+            "capabilities": {"items": {"pattern": AGENT_ID}},
+            "max_concurrency": {"minimum": 1},
+        });
+        constrain(api, "NewAgentRequest", json!({"properties": {"id": {"pattern": AGENT_ID}}}));
+        constrain(api, "NewAgentRequest", json!({"properties": agent_fields}));
+        constrain(api, "AgentUpdate", json!({"properties": agent_fields}));
+        // Its variants, in order: http, lambda, bedrock_agent, agentcore_runtime.
+        constrain(
+            api,
+            "AgentTarget",
+            json!({"oneOf": [
+                {"additionalProperties": false, "properties": {"url": {"pattern": http_url()}}},
+                {"additionalProperties": false, "properties": {"function": {"pattern": not_blank()}}},
+                {"additionalProperties": false, "properties": {"agent_id": {"pattern": not_blank()}, "alias_id": {"pattern": not_blank()}}},
+                {"additionalProperties": false, "properties": {"runtime_arn": {"pattern": "^arn:"}}},
+            ]}),
+        );
+        constrain(
+            api,
+            "SendMessageRequest",
+            json!({
+                "properties": {
+                    "to_agent": {"pattern": AGENT_ID},
+                    "capability": {"pattern": AGENT_ID},
+                    "type": {"pattern": TOKEN},
+                    "payload": {"type": null, "description": "Any JSON value."},
+                    "priority": {"type": ["integer", "null"]},
+                    "group": {"pattern": TOKEN},
+                    "dedup_id": {"pattern": TOKEN},
+                },
+                "oneOf": [
+                    {"required": ["to_agent"], "properties": {"to_agent": {"type": "string"}, "capability": {"type": "null"}}},
+                    {"required": ["capability"], "properties": {"capability": {"type": "string"}, "to_agent": {"type": "null"}}},
+                ],
+            }),
+        );
+        constrain(
+            api,
+            "SendBatch",
+            json!({"properties": {"messages": {"minItems": 1, "maxItems": MAX_BATCH}}}),
+        );
+        let ids = json!({"minItems": 1, "maxItems": messages::MAX_LIST});
+        constrain(
+            api,
+            "RedriveBody",
+            json!({
+                "properties": {"ids": ids, "limit": {"minimum": 1, "maximum": messages::MAX_LIST}},
+                "oneOf": [
+                    {"required": ["ids"], "properties": {"ids": {"type": "array"}, "all": {"const": false}}},
+                    {"required": ["all"], "properties": {"all": {"const": true}, "ids": {"type": "null"}}},
+                ],
+            }),
+        );
+        constrain(api, "PurgeBody", json!({"properties": {"ids": ids}}));
+        constrain(
+            api,
+            "NewSubscription",
+            json!({"properties": {
+                "pattern": {"pattern": "^[A-Za-z0-9._*-]{1,128}$"},
+            }}),
+        );
+        // Its variants, in order: webhook, sqs.
+        constrain(
+            api,
+            "SubscriptionTarget",
+            json!({"oneOf": [
+                {"additionalProperties": false, "properties": {"url": {"pattern": http_url()}}},
+                {"additionalProperties": false, "properties": {"queue_url": {"pattern": http_url()}}},
+            ]}),
+        );
+    }
+}

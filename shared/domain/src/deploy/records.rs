@@ -62,8 +62,8 @@ pub struct Deployment {
     #[serde(flatten)]
     pub kind: DeploymentKind,
     pub status: DeploymentStatus,
-    /// The spec as submitted (its JSON form), valid or not.
-    #[schema(value_type = Object)]
+    /// The spec as submitted (its JSON form), valid or not: any JSON value.
+    #[schema(value_type = Value)]
     pub spec: Value,
     /// SHA-256 of the spec's compact JSON.
     pub spec_hash: String,
