@@ -49,6 +49,15 @@ pub async fn start() -> Stack {
     start_messaging(test_messaging()).await
 }
 
+/// As [`start`], with these auth settings.
+pub async fn start_with_auth(config: AuthConfig) -> Stack {
+    let messaging = test_messaging();
+    let store =
+        SqliteStore::in_memory().expect("store").with_queues(tdev::stack::embedded_queues(&messaging));
+    let target = tdev_embedded::LocalTarget::new(store.clone());
+    start_on(store.clone(), store, target, config, messaging).await
+}
+
 /// As [`start`], with these messaging settings.
 pub async fn start_messaging(messaging: MessagingConfig) -> Stack {
     let (stack, workers) = start_paused(messaging).await;
