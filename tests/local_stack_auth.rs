@@ -240,3 +240,38 @@ async fn only_usable_request_ids_are_echoed() {
     let odd = echoed("<img src=x onerror=alert(1)>".into()).await;
     assert!(!odd.contains('<'), "{odd}");
 }
+
+/// Ids and names that would reorder or hide text in a log or a console (U+202E, the
+/// right-to-left override, among them) are refused with the field's path.
+#[tokio::test]
+async fn names_with_bidi_overrides_or_controls_are_refused() {
+    let stack = start().await;
+    let admin =
+        |method: Method, path: &str| stack.request(method, path).header("x-api-key", &stack.admin_key);
+    for name in ["evil\u{202E}txt.exe", "tab\tname", "zero\u{200B}width"] {
+        let key = admin(Method::POST, "/v1/keys")
+            .json(&json!({"name": name, "scopes": ["read"]}))
+            .send()
+            .await
+            .unwrap();
+        let body = problem(key, 422).await;
+        assert_eq!(body["errors"][0]["path"], "$.name", "{name:?}: {body}");
+        let agent = admin(Method::POST, "/v1/agents")
+            .json(
+                &json!({"id": "a1", "name": name, "target": {"kind": "http", "url": "http://127.0.0.1:9/"}}),
+            )
+            .send()
+            .await
+            .unwrap();
+        let body = problem(agent, 422).await;
+        assert_eq!(body["errors"][0]["path"], "$.name", "{name:?}: {body}");
+        let workflow = json!({"id": name, "name": "w", "steps": [
+            {"id": format!("s{name}"), "name": "s", "type": "agent", "agent_id": "a1"}
+        ]});
+        let stored = admin(Method::POST, "/v1/workflows").json(&workflow).send().await.unwrap();
+        let body = problem(stored, 422).await;
+        let paths: Vec<&str> =
+            body["errors"].as_array().unwrap().iter().filter_map(|e| e["path"].as_str()).collect();
+        assert!(paths.contains(&"$.id") && paths.contains(&"$.steps[0].id"), "{name:?}: {body}");
+    }
+}
