@@ -92,6 +92,17 @@ fn mend(api: OpenApi) -> Value {
 /// `White_Space`), which is not quite the `\s` of the patterns' ECMAScript dialect.
 pub const WHITE_SPACE: &str = r"\t\n\u000b\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000";
 
+/// The characters no id or name may hold (`tdev_domain::validation::unsafe_char`):
+/// controls, bidirectional marks, embeddings, overrides and isolates, zero-width and
+/// other invisible formatting characters.
+pub const UNSAFE_TEXT: &str =
+    r"\u0000-\u001f\u007f-\u009f\u061c\u180e\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff\ufff9-\ufffb";
+
+/// A name: something other than white space, and nothing from [`UNSAFE_TEXT`].
+pub fn label() -> String {
+    format!("^[^{UNSAFE_TEXT}]*[^{WHITE_SPACE}{UNSAFE_TEXT}][^{UNSAFE_TEXT}]*$")
+}
+
 /// Text with something in it other than white space: what `trim().is_empty()` refuses.
 pub fn not_blank() -> String {
     format!("[^{WHITE_SPACE}]")

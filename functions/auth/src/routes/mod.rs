@@ -80,10 +80,7 @@ impl Modify for SecuritySchemes {
 pub fn constrain_schemas(openapi: &mut serde_json::Value, max_token_ttl_secs: u32) {
     {
         let scopes = Scope::ALL.map(|scope| scope.as_str());
-        // No C0 or C1 control character, and something other than white space.
-        let control = r"\u0000-\u001f\u007f-\u009f";
-        let white = tdev_http::docs::WHITE_SPACE;
-        let name = format!("^[^{control}]*[^{white}{control}][^{control}]*$");
+        let name = tdev_http::docs::label();
         tdev_http::docs::constrain(
             openapi,
             "NewApiKeyRequest",

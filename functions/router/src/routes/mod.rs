@@ -75,7 +75,7 @@ const TOKEN: &str = "^[A-Za-z0-9._:-]{1,128}$";
 pub fn constrain_schemas(api: &mut serde_json::Value) {
     {
         let agent_fields = json!({
-            "name": {"maxLength": 200, "pattern": not_blank()},
+            "name": {"maxLength": 200, "pattern": tdev_http::docs::label()},
             "capabilities": {"items": {"pattern": AGENT_ID}},
             "max_concurrency": {"minimum": 1},
         });

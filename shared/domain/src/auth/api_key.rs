@@ -59,7 +59,8 @@ impl KeyName {
         if trimmed.is_empty() || trimmed.chars().count() > 100 {
             return Err("must be 1 to 100 characters");
         }
-        if crate::validation::unsafe_char(trimmed).is_some() {
+        // The whole text, edges included: a name with a tab is refused, not trimmed.
+        if crate::validation::unsafe_char(raw).is_some() {
             return Err(crate::validation::UNSAFE_TEXT);
         }
         Ok(Self(trimmed.to_owned()))
