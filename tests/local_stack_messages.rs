@@ -658,3 +658,26 @@ async fn subscribers_get_matching_events_at_least_once_with_retries() {
         stack.request(Method::DELETE, &path).header("x-api-key", &stack.admin_key).send().await.unwrap();
     problem(again, 404).await;
 }
+
+/// Recording an event costs one send, however many subscriptions match it: the fan-out to
+/// each subscriber happens in the consumer. (A redrive of 100 dead letters with a few
+/// hundred subscriptions once did tens of thousands of sends inside one request.)
+#[tokio::test]
+async fn an_event_is_one_fan_out_task_however_many_subscriptions_match() {
+    let (stack, _workers) = start_paused(test_messaging()).await;
+    for i in 0..50 {
+        let subscription =
+            json!({"pattern": "*", "target": {"kind": "webhook", "url": format!("http://127.0.0.1:9/{i}")}});
+        assert_eq!(send(&stack, "/v1/subscriptions", subscription).await.status(), 201);
+    }
+    register(
+        &stack,
+        json!({"id": "worker", "name": "W", "target": {"kind": "http", "url": "http://127.0.0.1:9/w"}}),
+    )
+    .await;
+    assert_eq!(send(&stack, "/v1/messages", json!({"to_agent": "worker", "type": "t"})).await.status(), 202);
+    let queued =
+        stack.store.receive(tdev_domain::messaging::EVENT_QUEUE, 100, Duration::from_secs(60)).await.unwrap();
+    assert_eq!(queued.len(), 1, "one task for the accepted message's event, not one per subscription");
+    assert_eq!(queued[0].group, "fan-out");
+}

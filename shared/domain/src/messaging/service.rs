@@ -92,12 +92,17 @@ pub const EVENT_DEAD_LETTER_QUEUE: &str = "events-dlq";
 /// gets events within this long.
 const SUBSCRIPTION_CACHE: Duration = Duration::from_secs(5);
 
-/// An event on its way to one subscriber.
+/// An event on the event queue: on its way to one subscriber, or (without a
+/// subscription) to be fanned out to every subscription that matches it.
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
 struct EventDelivery {
-    subscription: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    subscription: Option<String>,
     event: Event,
 }
+
+/// The FIFO group of fan-out tasks: events reach the subscriptions in the order recorded.
+const FAN_OUT_GROUP: &str = "fan-out";
 
 /// How messaging behaves; every field has a setting (see `docs/messaging.md`).
 #[derive(Debug, Clone)]
@@ -410,8 +415,10 @@ impl<S: MessagingStore, Q: MessageQueue> Messenger<S, Q> {
         self.fan_out(&event).await;
     }
 
-    /// Queues the event for every subscription whose pattern matches it; from there it is
-    /// delivered at least once (see [`Dispatcher::deliver_event`]).
+    /// Queues one fan-out task for the event when any subscription may want it: the
+    /// consumer then queues a delivery for each matching subscription (see
+    /// [`Dispatcher::deliver_event`]). One send per event, however many subscriptions
+    /// there are: a request that records many events does not pay for each subscriber.
     async fn fan_out(&self, event: &Event) {
         let subscriptions = match self.current_subscriptions().await {
             Ok(subscriptions) => subscriptions,
@@ -420,8 +427,29 @@ impl<S: MessagingStore, Q: MessageQueue> Messenger<S, Q> {
                 return;
             }
         };
+        if !subscriptions.iter().any(|s| glob_match(&s.pattern, &event.kind)) {
+            return;
+        }
+        let body = EventDelivery { subscription: None, event: event.clone() };
+        let message = NewMessage {
+            group: FAN_OUT_GROUP.into(),
+            dedup_id: format!("fan-out.{}", event.id),
+            body: serde_json::to_string(&body).unwrap_or_default(),
+            priority: Priority::DEFAULT,
+            attributes: Default::default(),
+        };
+        if let Err(e) = self.queue.send(EVENT_QUEUE, message).await {
+            tracing::warn!(error = %e, event = %event.id, "could not queue an event's fan-out");
+        }
+    }
+
+    /// Queues the event for each subscription whose pattern matches it, in its own FIFO
+    /// group; a send that fails makes the whole fan-out retried (the deliveries already
+    /// queued are deduplicated by their ids).
+    async fn queue_deliveries(&self, event: &Event) -> Result<(), StoreError> {
+        let subscriptions = self.current_subscriptions().await?;
         for subscription in subscriptions.iter().filter(|s| glob_match(&s.pattern, &event.kind)) {
-            let body = EventDelivery { subscription: subscription.id.clone(), event: event.clone() };
+            let body = EventDelivery { subscription: Some(subscription.id.clone()), event: event.clone() };
             let message = NewMessage {
                 group: subscription.id.clone(),
                 dedup_id: format!("{}.{}", subscription.id, event.id),
@@ -429,10 +457,9 @@ impl<S: MessagingStore, Q: MessageQueue> Messenger<S, Q> {
                 priority: Priority::DEFAULT,
                 attributes: Default::default(),
             };
-            if let Err(e) = self.queue.send(EVENT_QUEUE, message).await {
-                tracing::warn!(error = %e, subscription = %subscription.id, event = %event.id, "could not queue an event delivery");
-            }
+            self.queue.send(EVENT_QUEUE, message).await?;
         }
+        Ok(())
     }
 
     async fn current_subscriptions(&self) -> Result<Arc<Vec<Subscription>>, StoreError> {
@@ -732,6 +759,19 @@ impl<S: MessagingStore, Q: MessageQueue, I: AgentInvoker + EventSink> Dispatcher
             Ok(body) => body,
             Err(e) => return Disposition::DeadLetter { reason: "malformed".into(), detail: e.to_string() },
         };
+        let Some(subscription_id) = body.subscription else {
+            return match self.messenger.queue_deliveries(&body.event).await {
+                Ok(()) => Disposition::Done,
+                Err(e) if delivery.receive_count >= self.config().max_receives => Disposition::DeadLetter {
+                    reason: MAX_RECEIVES_EXCEEDED.into(),
+                    detail: format!("fan-out: {e}"),
+                },
+                Err(e) => {
+                    tracing::warn!(error = %e, event = %body.event.id, "could not fan an event out");
+                    Disposition::RetryAfter(backoff(delivery.receive_count))
+                }
+            };
+        };
         let subscriptions = match self.messenger.current_subscriptions().await {
             Ok(subscriptions) => subscriptions,
             Err(e) => {
@@ -739,8 +779,8 @@ impl<S: MessagingStore, Q: MessageQueue, I: AgentInvoker + EventSink> Dispatcher
                 return Disposition::RetryAfter(backoff(delivery.receive_count));
             }
         };
-        let Some(subscription) = subscriptions.iter().find(|s| s.id == body.subscription) else {
-            tracing::info!(subscription = %body.subscription, "an event for a deleted subscription dropped");
+        let Some(subscription) = subscriptions.iter().find(|s| s.id == subscription_id) else {
+            tracing::info!(subscription = %subscription_id, "an event for a deleted subscription dropped");
             return Disposition::Done;
         };
         match self.invoker.deliver(&subscription.target, &body.event, self.config().attempt_timeout).await {
