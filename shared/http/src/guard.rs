@@ -92,10 +92,10 @@ where
 /// Where a request came from: API Gateway's source IP, else the peer address the local
 /// server saw, else `unknown` (all such requests share one bucket).
 fn source_address(request: &Request) -> String {
-    if let Some(lambda_http::request::RequestContext::ApiGatewayV2(context)) = request.request_context_ref() {
-        if let Some(ip) = context.http.source_ip.as_deref() {
-            return ip.to_owned();
-        }
+    if let Some(lambda_http::request::RequestContext::ApiGatewayV2(context)) = request.request_context_ref()
+        && let Some(ip) = context.http.source_ip.as_deref()
+    {
+        return ip.to_owned();
     }
     request
         .extensions()
