@@ -2,119 +2,14 @@
 //! API (payload 2.0) event JSON, the authorizer's answer passed on in the request context
 //! exactly as API Gateway passes it.
 
+mod support;
+
 use std::sync::Arc;
 
-use aws_lambda_events::apigw::ApiGatewayV2CustomAuthorizerV2Request;
-use axum::Router;
-use http_body_util::BodyExt as _;
-use serde_json::{Value, json};
-use tdev_auth::authorizer::authorize;
+use serde_json::json;
+use support::{Call, MAX_BODY, lambda, lambda_with_clock};
 use tdev_conformance::tokens::SigningMaterial;
-use tdev_domain::SystemClock;
-use tdev_domain::auth::AuthService;
 use tdev_domain::ports::SecretStore;
-use tdev_embedded::SqliteStore;
-use tdev_http::app::{HttpSettings, finish};
-use tdev_http::guard::Mode;
-use tower::ServiceExt as _;
-
-const MAX_BODY: usize = 2048;
-
-struct Lambda {
-    service: Arc<AuthService<SqliteStore>>,
-    app: Router,
-    admin_key: String,
-}
-
-struct Call<'a> {
-    method: &'a str,
-    path: &'a str,
-    headers: Vec<(&'a str, String)>,
-    body: Option<String>,
-}
-
-impl<'a> Call<'a> {
-    fn get(path: &'a str) -> Self {
-        Self { method: "GET", path, headers: Vec::new(), body: None }
-    }
-
-    fn post(path: &'a str, body: &str) -> Self {
-        let headers = vec![("content-type", "application/json".to_owned())];
-        Self { method: "POST", path, headers, body: Some(body.to_owned()) }
-    }
-
-    fn header(mut self, name: &'a str, value: impl Into<String>) -> Self {
-        self.headers.push((name, value.into()));
-        self
-    }
-}
-
-async fn lambda() -> Lambda {
-    lambda_with_clock(Arc::new(SystemClock)).await
-}
-
-async fn lambda_with_clock(clock: Arc<dyn tdev_domain::Clock>) -> Lambda {
-    let store = SqliteStore::in_memory().unwrap();
-    let config = tdev_conformance::test_auth_config();
-    let service = Arc::new(AuthService::new(store, clock, config));
-    let admin_key = service.bootstrap().await.unwrap().unwrap().plaintext;
-    let app = finish(
-        tdev_auth::router(service.clone(), Mode::AuthorizerContext),
-        &HttpSettings { max_body_bytes: MAX_BODY, emf: None },
-    );
-    Lambda { service, app, admin_key }
-}
-
-fn fixture(name: &str) -> Value {
-    let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
-}
-
-impl Lambda {
-    /// The authorizer's answer for `call`, as the JSON API Gateway receives.
-    async fn authorize(&self, call: &Call<'_>) -> Value {
-        let mut event = fixture("authorizer-request.json");
-        set_route(&mut event, call);
-        let event: ApiGatewayV2CustomAuthorizerV2Request = serde_json::from_value(event).unwrap();
-        let answer = authorize(&self.service, &event).await.unwrap();
-        serde_json::to_value(answer).unwrap()
-    }
-
-    /// The authorizer, then the function; returns the status and the body.
-    async fn call(&self, call: Call<'_>) -> (u16, Value) {
-        let answer = self.authorize(&call).await;
-        assert_eq!(answer["isAuthorized"], true, "the verdict travels in the context");
-        self.invoke(&call, answer["context"].clone()).await
-    }
-
-    async fn invoke(&self, call: &Call<'_>, authorizer_context: Value) -> (u16, Value) {
-        let mut event = fixture("http-request.json");
-        set_route(&mut event, call);
-        event["requestContext"]["authorizer"]["lambda"] = authorizer_context;
-        if let Some(body) = &call.body {
-            event["body"] = json!(body);
-            event["headers"]["content-length"] = json!(body.len().to_string());
-        }
-        let request = lambda_http::request::from_str(&event.to_string()).unwrap();
-        let response = self.app.clone().oneshot(request).await.unwrap();
-        let status = response.status().as_u16();
-        if status >= 400 {
-            assert_eq!(response.headers()["content-type"], "application/problem+json");
-        }
-        let bytes = response.into_body().collect().await.unwrap().to_bytes();
-        (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
-    }
-}
-
-fn set_route(event: &mut Value, call: &Call<'_>) {
-    event["rawPath"] = json!(call.path);
-    event["routeKey"] = json!(format!("{} {}", call.method, call.path));
-    event["requestContext"]["http"]["method"] = json!(call.method);
-    event["requestContext"]["http"]["path"] = json!(call.path);
-    for (name, value) in &call.headers {
-        event["headers"][*name] = json!(value);
-    }
-}
 
 #[tokio::test]
 async fn valid_key_and_token_pass_and_every_bad_token_is_a_401() {
@@ -191,68 +86,6 @@ async fn revoked_keys_missing_scopes_and_bad_bodies() {
 }
 
 /// Captured log output.
-#[derive(Clone, Default)]
-struct Logs(Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl std::io::Write for Logs {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Logs {
-    type Writer = Logs;
-
-    fn make_writer(&'a self) -> Logs {
-        self.clone()
-    }
-}
-
-#[tokio::test]
-async fn every_log_line_of_an_invocation_names_its_x_ray_trace() {
-    let lambda = lambda().await;
-    let logs = Logs::default();
-    // This thread only (a current-thread runtime): other tests keep their own output.
-    let _subscriber =
-        tracing::subscriber::set_default(tdev_http::telemetry::subscriber("info", logs.clone()));
-    let trace = "Root=1-6650f1c2-5e2d1c0b9a8f7e6d5c4b3a29;Parent=53995c3f42cd8ad8;Sampled=1";
-    let mut context = lambda_http::Context::default();
-    context.request_id = "e6f4a9d2-invocation".into();
-    context.xray_trace_id = Some(trace.into());
-
-    // As lambda_http::run does: the event through the adapter, in the runtime's span.
-    let mut event = fixture("http-request.json");
-    let call = Call::post("/v1/tokens", &json!({"api_key": "tdev_not-a-key"}).to_string());
-    set_route(&mut event, &call);
-    event["body"] = json!(call.body);
-    let request: lambda_http::request::LambdaRequest = serde_json::from_value(event).unwrap();
-    let span = lambda_http::lambda_runtime::layers::trace::request_span(&context);
-    let adapter = lambda_http::Adapter::from(lambda.app.clone());
-    let response = tracing::Instrument::instrument(
-        adapter.oneshot(lambda_http::LambdaEvent::new(request, context)),
-        span,
-    )
-    .await
-    .unwrap();
-    let response = serde_json::to_value(response).unwrap();
-    assert_eq!(response["statusCode"], 401, "a bad key: {response}");
-
-    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
-    let lines: Vec<Value> = text.lines().map(|line| serde_json::from_str(line).unwrap()).collect();
-    assert!(lines.len() >= 2, "the request's lines: {text}");
-    for line in &lines {
-        let spans = line["spans"].as_array().unwrap_or_else(|| panic!("no spans: {line}"));
-        assert_eq!(spans[0]["xrayTraceId"], trace, "{line}");
-        assert_eq!(spans[0]["requestId"], "e6f4a9d2-invocation", "{line}");
-    }
-    assert!(lines.iter().any(|l| l["message"] == "finished processing request"), "{text}");
-}
-
 /// A token never outlives its key: one minted 4 s before the key expires is refused when
 /// the key is, whatever lifetime was asked for.
 #[tokio::test]
