@@ -86,6 +86,48 @@ impl fmt::Display for ValidationErrors {
 
 impl std::error::Error for ValidationErrors {}
 
+/// The candidate a near miss most likely meant: the closest by Damerau–Levenshtein
+/// distance (a swap of two neighbours counts once, so `agnet` is one edit from `agent`),
+/// if it is at most 2 edits away and fewer edits than the word has characters. Matching
+/// ignores ASCII case, `-` versus `_`, and surrounding blanks, since those are the usual
+/// slips (`Agent_ID`, `max-attempts`).
+pub fn did_you_mean<'c>(word: &str, candidates: &[&'c str]) -> Option<&'c str> {
+    fn fold(text: &str) -> String {
+        text.trim().chars().map(|c| if c == '-' { '_' } else { c.to_ascii_lowercase() }).collect()
+    }
+    // Only short words are compared: the distance is quadratic, and a long word is no slip.
+    if word.len() > 64 {
+        return None;
+    }
+    let folded = fold(word);
+    let len = folded.chars().count();
+    candidates
+        .iter()
+        .filter(|c| **c != word)
+        .map(|c| (strsim::damerau_levenshtein(&folded, &fold(c)), *c))
+        .filter(|(distance, _)| *distance <= 2 && *distance < len)
+        .min_by_key(|(distance, _)| *distance)
+        .map(|(_, c)| c)
+}
+
+/// ` (did you mean "x"?)` when [`did_you_mean`] finds one, else nothing.
+pub fn suggestion(word: &str, candidates: &[&str]) -> String {
+    did_you_mean(word, candidates).map(|c| format!(" (did you mean {c:?}?)")).unwrap_or_default()
+}
+
+/// The one wording of an unknown field: `unknown field "agnet_id" (did you mean
+/// "agent_id"?); a step has only id, name, …`. `what` names the object (`a step`).
+pub fn unknown_field(key: &str, names: &[&str], what: &str) -> String {
+    format!("unknown field {key:?}{}; {what} has only {}", suggestion(key, names), names.join(", "))
+}
+
+/// The one wording of a value outside a fixed set: `unknown target kind "htp" (did you
+/// mean "http"?); expected one of "http", "lambda"`. `what` names the value (`target kind`).
+pub fn unknown_value(what: &str, value: &str, allowed: &[&str]) -> String {
+    let quoted: Vec<String> = allowed.iter().map(|a| format!("{a:?}")).collect();
+    format!("unknown {what} {value:?}{}; expected one of {}", suggestion(value, allowed), quoted.join(", "))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -119,5 +161,26 @@ mod tests {
         assert_eq!(errors.errors()[MAX_REPORTED - 1].path, format!("$.steps[{}]", MAX_REPORTED - 1));
         let last = &errors.errors()[MAX_REPORTED];
         assert_eq!((last.path.as_str(), last.message.as_str()), ("$", "5000 more problems, not listed"));
+    }
+    #[test]
+    fn near_misses_are_suggested_and_far_ones_are_not() {
+        let kinds = ["http", "lambda", "agent"];
+        assert_eq!(did_you_mean("htp", &kinds), Some("http"));
+        assert_eq!(did_you_mean("agnet", &kinds), Some("agent"));
+        assert_eq!(did_you_mean("LAMBDA", &kinds), Some("lambda"));
+        assert_eq!(did_you_mean("max-attempts", &["max_attempts"]), Some("max_attempts"));
+        assert_eq!(did_you_mean("ftp", &kinds), Some("http"));
+        assert_eq!(did_you_mean("xyz", &kinds), None);
+        assert_eq!(did_you_mean("a", &["b"]), None, "a one-letter word is never a slip of another");
+        assert_eq!(did_you_mean("http", &kinds), None, "an exact match is not a suggestion");
+        assert_eq!(did_you_mean(&"x".repeat(10_000), &kinds), None);
+        assert_eq!(
+            unknown_value("target kind", "htp", &["http", "lambda"]),
+            "unknown target kind \"htp\" (did you mean \"http\"?); expected one of \"http\", \"lambda\""
+        );
+        assert_eq!(
+            unknown_field("nmae", &["id", "name"], "an agent"),
+            "unknown field \"nmae\" (did you mean \"name\"?); an agent has only id, name"
+        );
     }
 }

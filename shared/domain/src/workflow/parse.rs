@@ -1364,28 +1364,5 @@ fn present<'n>(node: Option<&'n Node<'n>>) -> Option<&'n Node<'n>> {
 }
 
 fn unknown_field_message(key: &str, names: &[&str], what: &str) -> String {
-    let suggestion = names
-        .iter()
-        .map(|name| (edit_distance(key, name), name))
-        .filter(|(distance, _)| *distance <= 2)
-        .min_by_key(|(distance, _)| *distance)
-        .map(|(_, name)| format!(" (did you mean {name:?}?)"))
-        .unwrap_or_default();
-    format!("unknown field {key:?}{suggestion}; {what} has only {}", names.join(", "))
-}
-
-/// Levenshtein distance, for "did you mean" on unknown fields (short strings only).
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut diagonal = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let above = row[j + 1];
-            row[j + 1] = if ca == *cb { diagonal } else { 1 + diagonal.min(above).min(row[j]) };
-            diagonal = above;
-        }
-    }
-    row[b.len()]
+    crate::validation::unknown_field(key, names, what)
 }
