@@ -18,65 +18,120 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
+use clap::parser::ValueSource;
 use clap::{Args, Subcommand};
 use serde::Deserialize;
 use serde_json::Value;
 
 /// Where the API is and the key to call it with.
 #[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Connection")]
 pub struct Connection {
-    /// The API's base URL.
-    #[arg(long, global = true)]
+    /// The API's base URL; without it, the config file's `url`, else the local stack at
+    /// http://127.0.0.1:8080
+    #[arg(long, env = "TDEV_URL", value_name = "URL")]
     url: Option<String>,
-    /// The API key (prefer `TDEV_API_KEY` or the config file: flags show in `ps`).
-    #[arg(long, global = true)]
+    /// The API key; without it, the config file's, else (for a stack on this machine) the
+    /// one the local stack wrote to .tdev/admin-key. Prefer the variable or the config
+    /// file: flags show in `ps`
+    #[arg(long, env = "TDEV_API_KEY", hide_env_values = true, value_name = "KEY")]
     api_key: Option<String>,
-    /// The config file.
-    #[arg(long, global = true, env = "TDEV_CONFIG")]
+    /// The config file: {"url": "...", "api_key": "..."}, or "api_key_file" instead of
+    /// "api_key" [default: ~/.config/tdev/config.json]
+    #[arg(long, env = "TDEV_CONFIG", value_name = "FILE")]
     config: Option<PathBuf>,
-    /// Print the API's JSON instead of text.
-    #[arg(long, global = true)]
+    /// Print the API's JSON instead of text
+    #[arg(long)]
     json: bool,
+    /// Where `url` came from, when it came from the command line or the environment.
+    #[arg(skip)]
+    url_source: Option<ValueSource>,
 }
+
+/// The reasons a rollback may give.
+const REASONS: [&str; 5] = ["manual", "failure", "health_check", "timeout", "error_rate"];
 
 #[derive(Debug, Subcommand)]
 pub enum Operate {
     /// Deploy an agent spec (YAML or JSON): validates it, shows each step as it happens,
-    /// and waits for the end.
+    /// and waits for the end
     Deploy {
+        /// The spec file (.yaml or .yml is read as YAML, anything else as JSON)
         spec: PathBuf,
-        /// Only check the spec; record nothing.
+        /// Only check the spec; record nothing
         #[arg(long)]
         dry_run: bool,
-        /// Return once the deployment is queued.
+        /// Return once the deployment is queued
         #[arg(long)]
         no_wait: bool,
-        /// Give up waiting after this long (exit 4); the deployment goes on.
-        #[arg(long, default_value_t = 1800)]
+        /// Give up waiting after this long (exit 4); the deployment goes on
+        #[arg(long, value_name = "SECONDS", default_value_t = 1800)]
         wait_seconds: u64,
-        /// Makes a retried command harmless: the same key gives the same deployment.
-        #[arg(long)]
+        /// Makes a retried command harmless: the same key gives the same deployment
+        #[arg(long, value_name = "KEY")]
         idempotency_key: Option<String>,
+        #[command(flatten)]
+        connection: Connection,
     },
-    /// Undo a deployment: the version before it serves again (or `--to`).
+    /// Undo a deployment: the version before it serves again (or `--to`)
     Rollback {
+        /// The deployment to undo (its id: `tdev history` and `tdev deploy` show it)
         deployment: String,
-        #[arg(long)]
+        /// The version to put back [default: the one before the deployment]
+        #[arg(long, value_name = "VERSION")]
         to: Option<String>,
-        /// manual (default), failure, health_check, timeout or error_rate.
-        #[arg(long, default_value = "manual")]
+        /// Why, as recorded on the rollback
+        #[arg(long, default_value = "manual", value_parser = REASONS)]
         reason: String,
+        /// Return once the rollback is queued
         #[arg(long)]
         no_wait: bool,
-        #[arg(long, default_value_t = 1800)]
+        /// Give up waiting after this long (exit 4); the rollback goes on
+        #[arg(long, value_name = "SECONDS", default_value_t = 1800)]
         wait_seconds: u64,
-        #[arg(long)]
+        /// Makes a retried command harmless: the same key gives the same rollback
+        #[arg(long, value_name = "KEY")]
         idempotency_key: Option<String>,
+        #[command(flatten)]
+        connection: Connection,
     },
-    /// A deployment and its events.
-    Status { deployment: String },
-    /// The versions that served an agent, newest first.
-    History { agent: String },
+    /// A deployment and its events
+    Status {
+        /// The deployment's id
+        deployment: String,
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// The versions that served an agent, newest first
+    History {
+        /// The agent's name (the spec's `name`)
+        agent: String,
+        #[command(flatten)]
+        connection: Connection,
+    },
+}
+
+impl Operate {
+    fn connection(&self) -> &Connection {
+        match self {
+            Operate::Deploy { connection, .. }
+            | Operate::Rollback { connection, .. }
+            | Operate::Status { connection, .. }
+            | Operate::History { connection, .. } => connection,
+        }
+    }
+
+    /// The command with where its `--url` came from (`matches`: the subcommand's).
+    pub fn with_sources(mut self, matches: &clap::ArgMatches) -> Self {
+        let source = matches.value_source("url");
+        match &mut self {
+            Operate::Deploy { connection, .. }
+            | Operate::Rollback { connection, .. }
+            | Operate::Status { connection, .. }
+            | Operate::History { connection, .. } => connection.url_source = source,
+        }
+        self
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -98,8 +153,8 @@ impl From<anyhow::Error> for Exit {
     }
 }
 
-pub async fn run(connection: Connection, command: Operate) -> ExitCode {
-    match execute(connection, command).await {
+pub async fn run(command: Operate) -> ExitCode {
+    match execute(command).await {
         Ok(code) => ExitCode::from(code),
         Err(Exit(code, message)) => {
             eprintln!("error: {message}");
@@ -112,14 +167,16 @@ struct Api {
     http: reqwest::Client,
     /// The API's base URL.
     url: reqwest::Url,
+    /// Where the URL came from, for a message when it cannot be reached.
+    url_from: String,
     key: String,
     json: bool,
 }
 
-async fn execute(connection: Connection, command: Operate) -> Result<u8, Exit> {
-    let api = Api::connect(connection)?;
+async fn execute(command: Operate) -> Result<u8, Exit> {
+    let api = Api::connect(command.connection().clone())?;
     match command {
-        Operate::Deploy { spec, dry_run, no_wait, wait_seconds, idempotency_key } => {
+        Operate::Deploy { spec, dry_run, no_wait, wait_seconds, idempotency_key, .. } => {
             let (text, content_type) = read_spec(&spec)?;
             if dry_run {
                 let report =
@@ -128,7 +185,8 @@ async fn execute(connection: Connection, command: Operate) -> Result<u8, Exit> {
                     if report["valid"] == true {
                         format!("valid ({} of {} bytes)", report["size_bytes"], report["max_bytes"])
                     } else {
-                        problem_text(&report)
+                        let errors = report["errors"].as_array().map(Vec::as_slice).unwrap_or_default();
+                        format!("invalid:\n{}", error_lines(errors))
                     }
                 });
                 return Ok(if report["valid"] == true { 0 } else { 2 });
@@ -137,13 +195,13 @@ async fn execute(connection: Connection, command: Operate) -> Result<u8, Exit> {
             let deployment = api.send(request, idempotency_key.as_deref()).await?;
             api.follow(deployment, no_wait, wait_seconds, "deployed").await
         }
-        Operate::Rollback { deployment, to, reason, no_wait, wait_seconds, idempotency_key } => {
+        Operate::Rollback { deployment, to, reason, no_wait, wait_seconds, idempotency_key, .. } => {
             let body = serde_json::json!({ "to_version": to, "reason": reason });
             let request = api.post(&["deployments", &deployment, "rollback"], "application/json").json(&body);
             let rollback = api.send(request, idempotency_key.as_deref()).await?;
             api.follow(rollback, no_wait, wait_seconds, "rolled_back").await
         }
-        Operate::Status { deployment } => {
+        Operate::Status { deployment, .. } => {
             let record = api.get(&["deployments", &deployment]).await?;
             let events = api.get(&["deployments", &deployment, "events"]).await?;
             if api.json {
@@ -156,7 +214,7 @@ async fn execute(connection: Connection, command: Operate) -> Result<u8, Exit> {
             }
             Ok(0)
         }
-        Operate::History { agent } => {
+        Operate::History { agent, .. } => {
             let history = api.get(&["deployed-agents", &agent, "versions"]).await?;
             api.print(&history, || {
                 let versions = history["versions"].as_array().cloned().unwrap_or_default();
@@ -198,10 +256,14 @@ impl Api {
             }
             _ => ConfigFile::default(),
         };
-        let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-        let url =
-            connection.url.or_else(|| env("TDEV_URL")).or(file.url).unwrap_or_else(|| DEFAULT_URL.to_owned());
-        let key = match connection.api_key.or_else(|| env("TDEV_API_KEY")).or(file.api_key) {
+        let config_name = || path.as_deref().map_or_else(|| "the config file".to_owned(), |p| p.display().to_string());
+        let (url, url_from) = match (connection.url, file.url) {
+            (Some(url), _) if connection.url_source == Some(ValueSource::EnvVariable) => (url, "TDEV_URL".to_owned()),
+            (Some(url), _) => (url, "--url".to_owned()),
+            (None, Some(url)) => (url, config_name()),
+            (None, None) => (DEFAULT_URL.to_owned(), "the default: the local stack (tdev serve)".to_owned()),
+        };
+        let key = match connection.api_key.or(file.api_key) {
             Some(key) => key,
             None => {
                 // The local stack's admin key goes to this machine only.
@@ -232,7 +294,7 @@ impl Api {
             .ok_or_else(|| Exit(2, format!("{url:?} is not an API URL (for example {DEFAULT_URL})")))?;
         let http =
             reqwest::Client::builder().timeout(Duration::from_secs(30)).build().context("HTTP client")?;
-        Ok(Self { http, url, key, json: connection.json })
+        Ok(Self { http, url, url_from, key, json: connection.json })
     }
 
     /// The API's URL of `/v1/<segments>`, each segment escaped (an id cannot reach
@@ -277,8 +339,9 @@ impl Api {
             Some(key) => request.header("Idempotency-Key", key),
             None => request,
         };
-        let response =
-            request.send().await.map_err(|e| Exit(3, format!("could not reach {}: {e}", self.url)))?;
+        let response = request.send().await.map_err(|e| {
+            Exit(3, format!("cannot reach the API at {} (from {}): {}", self.url, self.url_from, cause(&e)))
+        })?;
         self.answer(response).await
     }
 
@@ -393,12 +456,36 @@ fn text(value: &Value) -> String {
     }
 }
 
+/// A problem as text: its detail, or, when it lists problems, each once with its path.
 fn problem_text(problem: &Value) -> String {
-    let mut lines = vec![text(&problem["detail"])];
-    for error in problem["errors"].as_array().into_iter().flatten() {
-        lines.push(format!("  {}: {}", text(&error["path"]), text(&error["message"])));
+    let errors = problem["errors"].as_array().map(Vec::as_slice).unwrap_or_default();
+    if errors.is_empty() {
+        return text(&problem["detail"]);
     }
+    format!("{}:\n{}", text(&problem["title"]).to_lowercase(), error_lines(errors))
+}
+
+/// Each problem once, with its path: `  $.target.url: required`.
+fn error_lines(errors: &[Value]) -> String {
+    let lines: Vec<String> = errors
+        .iter()
+        .map(|error| {
+            let (path, message) = (text(&error["path"]), text(&error["message"]));
+            // A message that repeats its path says it once.
+            let message = message.strip_prefix(&format!("{path}: ")).unwrap_or(&message);
+            format!("  {path}: {message}")
+        })
+        .collect();
     lines.join("\n")
+}
+
+/// The innermost cause of a failed request: "Connection refused", not reqwest's wrapper.
+fn cause(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut inner = error;
+    while let Some(source) = inner.source() {
+        inner = source;
+    }
+    inner.to_string()
 }
 
 fn event_line(event: &Value) -> String {
@@ -418,4 +505,37 @@ fn summary(record: &Value) -> String {
         line.push_str(&format!("\n  error: {error}"));
     }
     line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Where `Api::connect` says its URL came from, with a config file holding `config`.
+    fn source(url: Option<&str>, url_source: Option<ValueSource>, config: &str) -> String {
+        let path = std::env::temp_dir().join(format!("tdev-config-{}-{config:.8}.json", std::process::id()));
+        std::fs::write(&path, config).unwrap();
+        let connection = Connection {
+            url: url.map(str::to_owned),
+            api_key: Some("k".into()),
+            config: Some(path.clone()),
+            json: false,
+            url_source,
+        };
+        let api = Api::connect(connection).ok().expect("connects");
+        std::fs::remove_file(&path).ok();
+        format!("{} from {}", api.url, api.url_from)
+    }
+
+    #[test]
+    fn the_url_says_where_it_came_from() {
+        let flag = source(Some("http://h:1"), Some(ValueSource::CommandLine), "{}");
+        assert_eq!(flag, "http://h:1/ from --url");
+        let env = source(Some("http://h:1"), Some(ValueSource::EnvVariable), "{}");
+        assert_eq!(env, "http://h:1/ from TDEV_URL");
+        let file = source(None, None, r#"{"url": "http://f:2"}"#);
+        assert!(file.starts_with("http://f:2/ from ") && file.ends_with(".json"), "{file}");
+        let default = source(None, None, "{}");
+        assert_eq!(default, "http://127.0.0.1:8080/ from the default: the local stack (tdev serve)");
+    }
 }

@@ -4,18 +4,19 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::Context as _;
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory as _, FromArgMatches as _, Parser, Subcommand, ValueEnum};
 use tdev::cli;
 use tdev::stack::{self, Backend, StackConfig};
 use tdev_http::app::HttpSettings;
 
 #[derive(Parser)]
 #[command(name = "tdev", version, about = "T-Developer: the local stack and operator CLI")]
+#[command(after_help = "Exit codes: 0 it worked; 1 the deployment failed or was rolled back; 2 refused \
+(invalid spec, busy, not found, not allowed, bad command line); 3 the API could not be reached or \
+failed; 4 still running when --wait-seconds ran out")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
-    #[command(flatten)]
-    connection: cli::Connection,
 }
 
 #[derive(Subcommand)]
@@ -34,16 +35,17 @@ enum Command {
         /// With the AWS backend: create the DynamoDB table if it is missing (for moto).
         #[arg(long, env = "TDEV_CREATE_TABLE")]
         create_table: bool,
-        /// Where the first start writes the admin key.
+        /// Where the first start writes the admin key (mode 0600).
         #[arg(long, env = "TDEV_ADMIN_KEY_FILE", default_value = ".tdev/admin-key")]
         admin_key_file: PathBuf,
-        /// In-process consumers of the step queue.
+        /// In-process consumers of the step queue, and as many of each message queue.
         #[arg(long, env = "TDEV_WORKERS", default_value_t = 4)]
         workers: usize,
     },
     /// Serve an agent that answers each output named in its URL's `outputs` query with
     /// what the step received: for trying workflows locally.
     EchoAgent {
+        /// Address to listen on.
         #[arg(long, default_value = "127.0.0.1:9100")]
         addr: SocketAddr,
     },
@@ -53,19 +55,31 @@ enum Command {
 
 #[derive(Clone, Copy, ValueEnum)]
 enum BackendKind {
+    /// One SQLite file (`--data`): no AWS account needed.
     Embedded,
+    /// DynamoDB, SQS and Secrets Manager from the standard AWS configuration (`TDEV_TABLE`;
+    /// `AWS_ENDPOINT_URL` for moto).
     Aws,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<std::process::ExitCode> {
-    let Cli { command, connection } = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let Cli { command } = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     if !matches!(command, Command::Operate(_)) {
         // The CLI's output is for people; the servers log JSON.
         tdev_http::telemetry::init();
     }
     match command {
-        Command::Operate(command) => return Ok(cli::run(connection, command).await),
+        Command::Operate(command) => {
+            // Where `--url` came from (the flag or TDEV_URL), for the message when the API
+            // cannot be reached.
+            let command = match matches.subcommand() {
+                Some((_, sub)) => command.with_sources(sub),
+                None => command,
+            };
+            return Ok(cli::run(command).await);
+        }
         Command::Serve { addr, backend, data, create_table, admin_key_file, workers } => {
             let backend = match backend {
                 BackendKind::Embedded => Backend::Embedded { path: data },

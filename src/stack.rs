@@ -237,11 +237,16 @@ async fn serve_with<S: StackStore, Q: MessageQueue + Clone, D: AgentDeployer>(
     narrow_to_owner(&config.admin_key_file)?;
     if let Some(admin) = stack.auth.bootstrap().await.context("bootstrapping")? {
         write_admin_key(&config.admin_key_file, &admin.plaintext)?;
+        let limit = &stack.auth.config().default_rate_limit;
         println!(
             "\nFirst start: created the admin API key. It is shown only this once\n\
-             (and written to {} with mode 0600):\n\n    {}\n",
+             (and written to {} with mode 0600):\n\n    {}\n\n\
+             Like every key without a rate limit of its own, it may make {} requests at once\n\
+             and {} more a minute (TDEV_RATE_CAPACITY, TDEV_RATE_REFILL_PER_MINUTE).\n",
             config.admin_key_file.display(),
-            admin.plaintext
+            admin.plaintext,
+            limit.capacity,
+            limit.refill_per_minute,
         );
     }
     if stack.messenger().bootstrap().await.context("creating the envelope key")? {
