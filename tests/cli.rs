@@ -244,3 +244,41 @@ async fn a_deployment_still_going_when_the_wait_runs_out_exits_4() {
     let out = run(&dir, &stack.base, &stack.admin_key, &["status", &id]).await;
     assert_eq!(out.status.code(), Some(0));
 }
+
+/// Every problem of a spec at once, each at its field — also when one of them is a field
+/// that does not read (an unknown name, a wrong type).
+///
+/// Fails today: `Submitted::spec` (shared/domain/src/deploy/spec.rs) deserializes with
+/// serde_path_to_error, which stops at the first field that does not read, so the rules
+/// that `AgentSpec::validate` checks are never reached; and an unknown field inside
+/// `target` (an internally tagged enum) is reported at `$.target`, not at the field. Left
+/// to the domain's owner; run it with `cargo test -p tdev --test cli -- --ignored`.
+#[ignore = "the domain's spec parsing stops at the first unreadable field (shared/domain/src/deploy/spec.rs)"]
+#[tokio::test(flavor = "multi_thread")]
+async fn a_spec_with_unreadable_fields_still_reports_every_problem_at_its_field() {
+    let stack = start().await;
+    let dir = scratch("every-problem");
+    let cases = [
+        // An unknown field beside broken ones.
+        (
+            "name: support bot\ndescripton: x\ntarget: {kind: local, url: 'not a url'}\n",
+            &["$.descripton", "$.name", "$.target.url"][..],
+        ),
+        // A field of the wrong type beside broken ones.
+        (
+            "name: support bot\nidle_session_ttl_seconds: ten\naction_groups: [{name: 'a b'}]\n",
+            &["$.idle_session_ttl_seconds", "$.name", "$.action_groups[0].name"][..],
+        ),
+        // An unknown field of the target, at its own path.
+        ("name: helper\ntarget: {kind: local, urll: 'http://127.0.0.1:9/'}\n", &["$.target.urll"][..]),
+    ];
+    for (spec, paths) in cases {
+        std::fs::write(dir.join("spec.yaml"), spec).unwrap();
+        let out = run(&dir, &stack.base, &stack.admin_key, &["deploy", "spec.yaml", "--dry-run"]).await;
+        assert_eq!(out.status.code(), Some(2));
+        let report = stdout(&out);
+        for path in paths {
+            assert!(report.contains(&format!("  {path}: ")), "{path} is not reported for\n{spec}---\n{report}");
+        }
+    }
+}
