@@ -256,9 +256,12 @@ impl Api {
             }
             _ => ConfigFile::default(),
         };
-        let config_name = || path.as_deref().map_or_else(|| "the config file".to_owned(), |p| p.display().to_string());
+        let config_name =
+            || path.as_deref().map_or_else(|| "the config file".to_owned(), |p| p.display().to_string());
         let (url, url_from) = match (connection.url, file.url) {
-            (Some(url), _) if connection.url_source == Some(ValueSource::EnvVariable) => (url, "TDEV_URL".to_owned()),
+            (Some(url), _) if connection.url_source == Some(ValueSource::EnvVariable) => {
+                (url, "TDEV_URL".to_owned())
+            }
             (Some(url), _) => (url, "--url".to_owned()),
             (None, Some(url)) => (url, config_name()),
             (None, None) => (DEFAULT_URL.to_owned(), "the default: the local stack (tdev serve)".to_owned()),

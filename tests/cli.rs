@@ -86,7 +86,8 @@ fn every_argument_and_option_has_a_description() {
                 continue;
             }
             let (name, inline) = entry.split_once("  ").unwrap_or((entry, ""));
-            let below = lines.get(i + 1).filter(|next| next.starts_with("          ")).map_or("", |n| n.trim());
+            let below =
+                lines.get(i + 1).filter(|next| next.starts_with("          ")).map_or("", |n| n.trim());
             assert!(
                 !inline.trim().is_empty() || !below.is_empty(),
                 "tdev {}: {name} has no description",
@@ -126,10 +127,27 @@ fn only_the_commands_that_call_the_api_take_its_options() {
 #[test]
 fn an_unreachable_api_is_named_with_where_its_url_came_from() {
     let dir = scratch("unreachable");
-    let cases: [(&[&str], &[(&str, &str)], &str, &str); 3] = [
-        (&["status", "x"], &[("TDEV_URL", "http://127.0.0.1:9"), ("TDEV_API_KEY", "k")], "http://127.0.0.1:9/", "TDEV_URL"),
-        (&["status", "x", "--url", "http://127.0.0.1:9/api"], &[("TDEV_API_KEY", "k")], "http://127.0.0.1:9/api", "--url"),
-        (&["status", "x"], &[("TDEV_API_KEY", "k"), ("TDEV_CONFIG", "c.json")], "http://127.0.0.1:9/c", "c.json"),
+    // The command line, its environment, the URL the message names, and where it came from.
+    type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str, &'a str);
+    let cases: [Case; 3] = [
+        (
+            &["status", "x"],
+            &[("TDEV_URL", "http://127.0.0.1:9"), ("TDEV_API_KEY", "k")],
+            "http://127.0.0.1:9/",
+            "TDEV_URL",
+        ),
+        (
+            &["status", "x", "--url", "http://127.0.0.1:9/api"],
+            &[("TDEV_API_KEY", "k")],
+            "http://127.0.0.1:9/api",
+            "--url",
+        ),
+        (
+            &["status", "x"],
+            &[("TDEV_API_KEY", "k"), ("TDEV_CONFIG", "c.json")],
+            "http://127.0.0.1:9/c",
+            "c.json",
+        ),
     ];
     std::fs::write(dir.join("c.json"), r#"{"url": "http://127.0.0.1:9/c"}"#).unwrap();
     for (args, env, url, source) in cases {
@@ -207,8 +225,11 @@ async fn a_deployment_that_fails_or_is_rolled_back_exits_1() {
     let failing = "name: helper\ntarget: {kind: local, url: 'http://127.0.0.1:9/'}\n\
                    verify: {input: {question: ping}, expect: answer}\n";
     std::fs::write(dir.join("failing.yaml"), failing).unwrap();
-    std::fs::write(dir.join("plain.yaml"), "name: helper\ntarget: {kind: local, url: 'http://127.0.0.1:9/v1'}\n")
-        .unwrap();
+    std::fs::write(
+        dir.join("plain.yaml"),
+        "name: helper\ntarget: {kind: local, url: 'http://127.0.0.1:9/v1'}\n",
+    )
+    .unwrap();
 
     let out = run(&dir, &stack.base, &stack.admin_key, &["deploy", "failing.yaml"]).await;
     assert_eq!(out.status.code(), Some(1), "{}{}", stdout(&out), stderr(&out));
@@ -228,9 +249,13 @@ async fn a_deployment_that_fails_or_is_rolled_back_exits_1() {
 async fn a_deployment_still_going_when_the_wait_runs_out_exits_4() {
     let (stack, workers) = start_paused(test_messaging()).await;
     let dir = scratch("exit4");
-    std::fs::write(dir.join("plain.yaml"), "name: helper\ntarget: {kind: local, url: 'http://127.0.0.1:9/v1'}\n")
-        .unwrap();
-    let out = run(&dir, &stack.base, &stack.admin_key, &["deploy", "plain.yaml", "--wait-seconds", "1"]).await;
+    std::fs::write(
+        dir.join("plain.yaml"),
+        "name: helper\ntarget: {kind: local, url: 'http://127.0.0.1:9/v1'}\n",
+    )
+    .unwrap();
+    let out =
+        run(&dir, &stack.base, &stack.admin_key, &["deploy", "plain.yaml", "--wait-seconds", "1"]).await;
     assert_eq!(out.status.code(), Some(4), "{}{}", stdout(&out), stderr(&out));
     let err = stderr(&out);
     assert!(err.contains("is still going after 1 s; it goes on"), "{err}");
@@ -278,7 +303,10 @@ async fn a_spec_with_unreadable_fields_still_reports_every_problem_at_its_field(
         assert_eq!(out.status.code(), Some(2));
         let report = stdout(&out);
         for path in paths {
-            assert!(report.contains(&format!("  {path}: ")), "{path} is not reported for\n{spec}---\n{report}");
+            assert!(
+                report.contains(&format!("  {path}: ")),
+                "{path} is not reported for\n{spec}---\n{report}"
+            );
         }
     }
 }
