@@ -57,6 +57,10 @@ impl Shaped for NewAgentRequest {
         });
         &SHAPE
     }
+
+    fn rules(&self) -> ValidationErrors {
+        self.clone().validate(Timestamp::UNIX_EPOCH).err().unwrap_or_default()
+    }
 }
 
 impl Shaped for AgentUpdate {

@@ -156,6 +156,10 @@ impl crate::strict::shape::Shaped for NewSubscription {
         });
         &SHAPE
     }
+
+    fn rules(&self) -> crate::validation::ValidationErrors {
+        self.clone().validate(String::new(), Timestamp::UNIX_EPOCH).err().unwrap_or_default()
+    }
 }
 
 fn http_url(url: &str) -> bool {

@@ -46,6 +46,19 @@ impl Shaped for SendBatch {
         });
         &SHAPE
     }
+
+    fn rules(&self) -> ValidationErrors {
+        let mut errors = ValidationErrors::new();
+        if self.messages.is_empty() || self.messages.len() > MAX_BATCH {
+            errors.add("$.messages", format!("must hold 1 to {MAX_BATCH} messages"));
+        }
+        for (i, message) in self.messages.iter().enumerate() {
+            for e in message.rules_at(&format!("$.messages[{i}]")).errors() {
+                errors.add(e.path.clone(), e.message.clone());
+            }
+        }
+        errors
+    }
 }
 
 #[derive(Debug, Serialize, ToSchema)]

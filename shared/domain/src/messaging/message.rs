@@ -106,6 +106,17 @@ impl Shaped for SendMessageRequest {
     fn shape() -> &'static Shape {
         &SEND_MESSAGE
     }
+
+    fn rules(&self) -> ValidationErrors {
+        self.rules_at("$")
+    }
+}
+
+impl SendMessageRequest {
+    /// [`Shaped::rules`] with paths under `at` (`$.messages[3]` in a batch).
+    pub fn rules_at(&self, at: &str) -> ValidationErrors {
+        self.clone().validate(at, String::new(), None, Timestamp::UNIX_EPOCH).err().unwrap_or_default()
+    }
 }
 
 /// The most a message's body may take once sealed: SQS's limit, 256 KiB.
