@@ -263,7 +263,8 @@ fn find<'a>(found: &'a [(String, String)], path: &str, route: &Route) -> &'a str
 #[tokio::test]
 async fn every_write_route_answers_mistakes_the_same_way() {
     let stack = start().await;
-    let existing = json!({"id": "existing", "name": "E", "target": {"kind": "http", "url": "http://127.0.0.1:9/e"}});
+    let existing =
+        json!({"id": "existing", "name": "E", "target": {"kind": "http", "url": "http://127.0.0.1:9/e"}});
     assert_eq!(stack.post_json("/v1/agents", &stack.admin_key, &existing).await.status(), 201);
 
     for route in routes() {
@@ -273,13 +274,19 @@ async fn every_write_route_answers_mistakes_the_same_way() {
         let (field, typo) = route.near;
         let found = problems(&stack, &route, &rename(route.valid.clone(), field, typo)).await;
         let message = find(&found, &format!("$.{typo}"), &route);
-        assert!(message.starts_with(&format!("unknown field \"{typo}\" (did you mean \"{field}\"?)")), "{label}: {message}");
+        assert!(
+            message.starts_with(&format!("unknown field \"{typo}\" (did you mean \"{field}\"?)")),
+            "{label}: {message}"
+        );
 
         // An unknown field like no known one: no suggestion, but every known name.
         let far = set(route.valid.clone(), "/zzqxv", json!(1));
         let found = problems(&stack, &route, &far).await;
         let message = find(&found, "$.zzqxv", &route);
-        assert!(message.starts_with("unknown field \"zzqxv\"; ") && message.contains(field), "{label}: {message}");
+        assert!(
+            message.starts_with("unknown field \"zzqxv\"; ") && message.contains(field),
+            "{label}: {message}"
+        );
 
         // A required field left out.
         if let Some((pointer, path)) = route.required {
@@ -332,7 +339,8 @@ async fn every_write_route_answers_mistakes_the_same_way() {
             .unwrap();
         let problem = problem(response, 415).await;
         assert_eq!(problem["type"], "urn:tdev:problem:unsupported-media-type");
-        let accepted: Vec<&str> = problem["accepted"].as_array().unwrap().iter().map(|t| t.as_str().unwrap()).collect();
+        let accepted: Vec<&str> =
+            problem["accepted"].as_array().unwrap().iter().map(|t| t.as_str().unwrap()).collect();
         for media_type in route.accepted {
             assert!(accepted.contains(media_type), "{label}: {accepted:?}");
             assert!(problem["detail"].as_str().unwrap().contains(media_type), "{label}: {problem}");
@@ -402,7 +410,11 @@ async fn target_kinds_are_spelt_one_way_and_the_other_is_read_as_an_alias() {
     assert!(errors.iter().all(|e| e["path"] != "$.target.kind"), "{report}");
     let response = stack.post_json("/v1/deployments", &key, &spec).await;
     let body: Value = response.json().await.unwrap();
-    let id = body["id"].as_str().or_else(|| body["instance"].as_str().and_then(|i| i.rsplit('/').next())).unwrap().to_owned();
+    let id = body["id"]
+        .as_str()
+        .or_else(|| body["instance"].as_str().and_then(|i| i.rsplit('/').next()))
+        .unwrap()
+        .to_owned();
     let record = stack.get_json(&format!("/v1/deployments/{id}"), &key).await;
     assert_eq!(record["target"], "agentcore_runtime", "{record}");
 }

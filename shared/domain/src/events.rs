@@ -147,8 +147,16 @@ impl crate::strict::shape::Shaped for NewSubscription {
                         what: "subscription target kind",
                         object: "a target",
                         variants: &[
-                            Variant { name: "webhook", aliases: &[], fields: &[Field::required("url", Shape::Str)] },
-                            Variant { name: "sqs", aliases: &[], fields: &[Field::required("queue_url", Shape::Str)] },
+                            Variant {
+                                name: "webhook",
+                                aliases: &[],
+                                fields: &[Field::required("url", Shape::Str)],
+                            },
+                            Variant {
+                                name: "sqs",
+                                aliases: &[],
+                                fields: &[Field::required("queue_url", Shape::Str)],
+                            },
                         ],
                     }),
                 ),

@@ -149,7 +149,9 @@ impl ApiError {
         let errors = match self {
             ApiError::Validation(e) | ApiError::Rejected { errors: e, .. } => e.errors().to_vec(),
             ApiError::MalformedJson(d) => vec![FieldError { path: "$".into(), message: d.clone() }],
-            ApiError::NoSuch { path, message } => vec![FieldError { path: path.clone(), message: message.clone() }],
+            ApiError::NoSuch { path, message } => {
+                vec![FieldError { path: path.clone(), message: message.clone() }]
+            }
             _ => Vec::new(),
         };
         Problem {
@@ -163,7 +165,9 @@ impl ApiError {
                 _ => None,
             },
             accepted: match self {
-                ApiError::UnsupportedMediaType { accepted } => accepted.iter().map(|t| t.to_string()).collect(),
+                ApiError::UnsupportedMediaType { accepted } => {
+                    accepted.iter().map(|t| t.to_string()).collect()
+                }
                 _ => Vec::new(),
             },
         }
@@ -264,7 +268,9 @@ impl From<MessagingError> for ApiError {
             MessagingError::UnknownAgent { path, id } => {
                 ApiError::no_such(path, format!("no agent with id {id:?}"))
             }
-            MessagingError::DeadLetterNotFound { ref path, .. } => ApiError::no_such(path.clone(), error.to_string()),
+            MessagingError::DeadLetterNotFound { ref path, .. } => {
+                ApiError::no_such(path.clone(), error.to_string())
+            }
             MessagingError::SubscriptionNotFound(_) => ApiError::no_such(PATH_ID, error.to_string()),
             MessagingError::Misconfigured(detail) => ApiError::Internal(detail),
             MessagingError::Store(error) => error.into(),

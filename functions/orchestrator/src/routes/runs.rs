@@ -130,8 +130,11 @@ pub async fn get<S: OrchestratorStore, Q: MessageQueue, I: AgentInvoker>(
     Path(id): Path<String>,
 ) -> Result<Json<RunView>, ApiError> {
     caller.require(Scope::Read)?;
-    let (run, steps) =
-        engine.store().get_run(&id).await?.ok_or_else(|| ApiError::no_such(tdev_http::problem::PATH_ID, format!("no run {id:?}")))?;
+    let (run, steps) = engine
+        .store()
+        .get_run(&id)
+        .await?
+        .ok_or_else(|| ApiError::no_such(tdev_http::problem::PATH_ID, format!("no run {id:?}")))?;
     Ok(Json(RunView { run, steps }))
 }
 

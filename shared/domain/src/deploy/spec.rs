@@ -128,7 +128,8 @@ pub enum TargetKind {
 }
 
 impl TargetKind {
-    pub const ALL: [TargetKind; 3] = [TargetKind::BedrockAgent, TargetKind::AgentcoreRuntime, TargetKind::Local];
+    pub const ALL: [TargetKind; 3] =
+        [TargetKind::BedrockAgent, TargetKind::AgentcoreRuntime, TargetKind::Local];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -390,7 +391,10 @@ const ACTION_GROUP: Shape = Shape::Object(&Object {
                         "s3",
                         Shape::Object(&Object {
                             what: "an S3 location",
-                            fields: &[Field::required("bucket", Shape::Str), Field::required("key", Shape::Str)],
+                            fields: &[
+                                Field::required("bucket", Shape::Str),
+                                Field::required("key", Shape::Str),
+                            ],
                         }),
                     ),
                 ],

@@ -508,10 +508,10 @@ impl<S: MessagingStore, Q: MessageQueue> Messenger<S, Q> {
     }
 
     pub async fn dead_letter(&self, id: &str) -> Result<DeadLetter, MessagingError> {
-        self.store.get_dead_letter(id).await?.ok_or_else(|| MessagingError::DeadLetterNotFound {
-            path: "$.path.id".into(),
-            id: id.into(),
-        })
+        self.store
+            .get_dead_letter(id)
+            .await?
+            .ok_or_else(|| MessagingError::DeadLetterNotFound { path: "$.path.id".into(), id: id.into() })
     }
 
     /// Archives a delivery from a dead-letter queue: once, whatever the redeliveries.

@@ -32,7 +32,10 @@ pub enum Shape {
     /// Any number.
     Num,
     /// A whole number from `min` to `max` (`3.0` counts as whole).
-    Int { min: f64, max: f64 },
+    Int {
+        min: f64,
+        max: f64,
+    },
     /// `null`, or the inner shape (an `Option`).
     Nullable(&'static Shape),
     List(&'static Shape),
@@ -203,7 +206,9 @@ fn prune(value: &mut Value, shape: &Shape) {
         }
         (Shape::Tagged(tagged), Value::Object(entries)) => {
             let name = entries.get(tagged.tag).and_then(Value::as_str).unwrap_or_default().to_owned();
-            if let Some(chosen) = tagged.variants.iter().find(|v| v.name == name || v.aliases.contains(&name.as_str())) {
+            if let Some(chosen) =
+                tagged.variants.iter().find(|v| v.name == name || v.aliases.contains(&name.as_str()))
+            {
                 prune_fields(entries, chosen.fields, Some(tagged.tag));
             }
         }
@@ -420,9 +425,13 @@ mod tests {
     #[derive(Debug, Deserialize, PartialEq)]
     #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
     enum Target {
-        Http { url: String },
+        Http {
+            url: String,
+        },
         #[serde(alias = "bedrock-agent")]
-        BedrockAgent { agent_id: String },
+        BedrockAgent {
+            agent_id: String,
+        },
     }
 
     const TARGET: Tagged = Tagged {
@@ -443,7 +452,10 @@ mod tests {
         what: "a body",
         fields: &[
             Field::required("name", Shape::Str),
-            Field::optional("tags", Shape::List(&Shape::Enum(&Enum { what: "tag", values: &["red", "green"], aliases: &[] }))),
+            Field::optional(
+                "tags",
+                Shape::List(&Shape::Enum(&Enum { what: "tag", values: &["red", "green"], aliases: &[] })),
+            ),
             Field::optional("count", Shape::Nullable(&Shape::Int { min: 0.0, max: 255.0 })),
             Field::required("target", Shape::Tagged(&TARGET)),
         ],
@@ -466,9 +478,14 @@ mod tests {
 
     #[test]
     fn a_body_of_the_right_shape_reads_and_an_alias_is_accepted() {
-        let body: Body = read(&json!({"name": "x", "count": null, "target": {"kind": "bedrock-agent", "agent_id": "a"}})).unwrap();
+        let body: Body =
+            read(&json!({"name": "x", "count": null, "target": {"kind": "bedrock-agent", "agent_id": "a"}}))
+                .unwrap();
         assert_eq!(body.target, Target::BedrockAgent { agent_id: "a".into() });
-        let body: Body = read(&json!({"name": "x", "count": 3.0, "tags": ["red"], "target": {"kind": "http", "url": "u"}})).unwrap();
+        let body: Body = read(
+            &json!({"name": "x", "count": 3.0, "tags": ["red"], "target": {"kind": "http", "url": "u"}}),
+        )
+        .unwrap();
         assert_eq!(body.count, Some(3));
     }
 
@@ -481,25 +498,50 @@ mod tests {
             "zzzzzz": 1,
             "target": {"kind": "htp", "url": 5},
         }));
-        let paths: Vec<&str> = found.iter().map(|(p, _)| p.as_str()).collect();
-        assert_eq!(paths, ["$.count", "$.nmae", "$.tags[1]", "$.tags[2]", "$.target.kind", "$.zzzzzz", "$.name"]);
+        // In the document's order where serde_json keeps it (`preserve_order`), else by key.
+        let mut paths: Vec<&str> = found.iter().map(|(p, _)| p.as_str()).collect();
+        paths.sort_unstable();
+        assert_eq!(
+            paths,
+            ["$.count", "$.name", "$.nmae", "$.tags[1]", "$.tags[2]", "$.target.kind", "$.zzzzzz"]
+        );
         let message = |path: &str| found.iter().find(|(p, _)| p == path).unwrap().1.clone();
-        assert_eq!(message("$.nmae"), "unknown field \"nmae\" (did you mean \"name\"?); a body has only name, tags, count, target");
+        assert_eq!(
+            message("$.nmae"),
+            "unknown field \"nmae\" (did you mean \"name\"?); a body has only name, tags, count, target"
+        );
         assert!(!message("$.zzzzzz").contains("did you mean"), "{}", message("$.zzzzzz"));
-        assert_eq!(message("$.tags[1]"), "unknown tag \"gren\" (did you mean \"green\"?); expected one of \"red\", \"green\"");
+        assert_eq!(
+            message("$.tags[1]"),
+            "unknown tag \"gren\" (did you mean \"green\"?); expected one of \"red\", \"green\""
+        );
         assert_eq!(message("$.tags[2]"), "must be one of \"red\", \"green\", not a number");
         assert_eq!(message("$.count"), "must be a whole number from 0 to 255, not 300");
-        assert!(message("$.target.kind").contains("(did you mean \"http\"?)"), "{}", message("$.target.kind"));
+        assert!(
+            message("$.target.kind").contains("(did you mean \"http\"?)"),
+            "{}",
+            message("$.target.kind")
+        );
         assert_eq!(message("$.name"), "is required");
     }
 
     #[test]
     fn a_variant_s_fields_are_checked_and_a_missing_tag_is_named() {
         let found = problems(json!({"name": "x", "target": {"kind": "http", "ulr": "u"}}));
-        assert_eq!(found[0], ("$.target.ulr".to_string(), "unknown field \"ulr\" (did you mean \"url\"?); a target of kind \"http\" has only kind, url".to_string()));
+        assert_eq!(
+            found[0],
+            (
+                "$.target.ulr".to_string(),
+                "unknown field \"ulr\" (did you mean \"url\"?); a target of kind \"http\" has only kind, url"
+                    .to_string()
+            )
+        );
         assert_eq!(found[1].0, "$.target.url");
         let found = problems(json!({"name": "x", "target": {"url": "u"}}));
-        assert_eq!(found, [("$.target.kind".to_string(), "is required: one of \"http\", \"bedrock_agent\"".to_string())]);
+        assert_eq!(
+            found,
+            [("$.target.kind".to_string(), "is required: one of \"http\", \"bedrock_agent\"".to_string())]
+        );
         let found = problems(json!({"name": "x", "target": "http"}));
         assert_eq!(found, [("$.target".to_string(), "must be an object, not a string".to_string())]);
     }
@@ -507,7 +549,8 @@ mod tests {
     #[test]
     fn odd_keys_are_quoted_in_paths_and_long_text_is_cut() {
         let long = "k".repeat(10_000);
-        let found = problems(json!({"name": "x", "target": {"kind": "http", "url": "u"}, "a b": 1, long.clone(): 2}));
+        let found =
+            problems(json!({"name": "x", "target": {"kind": "http", "url": "u"}, "a b": 1, long.clone(): 2}));
         assert_eq!(found[0].0, "$[\"a b\"]");
         assert!(found[1].0.len() < 200 && found[1].1.len() < 400, "{found:?}");
     }

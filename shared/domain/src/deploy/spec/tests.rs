@@ -227,7 +227,8 @@ fn every_problem_of_a_spec_s_shape_is_reported_at_once_with_suggestions() {
     let found = errors_of(
         "name: a\ndescripton: x\nidle_session_ttl_seconds: soon\ntarget: {kind: agnetcore_runtime}\nverify: {timout_seconds: 3}\naction_groups: [{name: g, functions: [{name: f, parameters: {p: {type: strng}}}]}]",
     );
-    let paths: Vec<&str> = found.iter().map(|(p, _)| p.as_str()).collect();
+    let mut paths: Vec<&str> = found.iter().map(|(p, _)| p.as_str()).collect();
+    paths.sort_unstable();
     assert_eq!(
         paths,
         [
@@ -242,14 +243,21 @@ fn every_problem_of_a_spec_s_shape_is_reported_at_once_with_suggestions() {
     assert!(message("$.descripton").contains("(did you mean \"description\"?)"));
     assert!(message("$.target.kind").contains("(did you mean \"agentcore_runtime\"?)"));
     assert!(message("$.verify.timout_seconds").contains("(did you mean \"timeout_seconds\"?)"));
-    assert!(message("$.action_groups[0].functions[0].parameters.p.type").contains("(did you mean \"string\"?)"));
+    assert!(
+        message("$.action_groups[0].functions[0].parameters.p.type").contains("(did you mean \"string\"?)")
+    );
     // A target that is not an object is said to be one, at `$.target`.
-    assert_eq!(errors_of("name: a\ntarget: local"), [("$.target".into(), "must be an object, not a string".into())]);
+    assert_eq!(
+        errors_of("name: a\ntarget: local"),
+        [("$.target".into(), "must be an object, not a string".into())]
+    );
 }
 
 #[test]
 fn target_kinds_are_snake_case_and_the_kebab_spelling_is_an_alias() {
-    let kebab = format!("name: support_bot\nagent_role_arn: {ROLE}\ntarget: {{kind: agentcore-runtime, artifact: a.example/bot:1}}");
+    let kebab = format!(
+        "name: support_bot\nagent_role_arn: {ROLE}\ntarget: {{kind: agentcore-runtime, artifact: a.example/bot:1}}"
+    );
     let snake = kebab.replace("agentcore-runtime", "agentcore_runtime");
     let read = |text: &str| Submitted::parse(text).unwrap().spec(&SpecLimits::default()).unwrap();
     assert_eq!(read(&kebab), read(&snake));
