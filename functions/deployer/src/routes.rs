@@ -14,6 +14,7 @@ use tdev_domain::deploy::{
     VersionEntry,
 };
 use tdev_domain::ports::{AgentDeployer, AgentInvoker, AgentStore, AuthStore, DeploymentStore, MessageQueue};
+use tdev_domain::strict::shape::{Enum, Field, Object, Shape, Shaped};
 use tdev_domain::validation::{FieldError, ValidationErrors};
 use tdev_http::document::Document;
 use tdev_http::guard::{self, Mode};
@@ -223,7 +224,7 @@ pub async fn one<S: DeployerStore, Q: MessageQueue, D: AgentDeployer, I: AgentIn
 }
 
 fn not_found(id: &str) -> ApiError {
-    ApiError::NotFound(format!("no deployment {id:?}"))
+    ApiError::no_such(tdev_http::problem::PATH_ID, format!("no deployment {id:?}"))
 }
 
 /// A deployment's audit trail (not the `EventList` of `GET /v1/events`).
@@ -260,6 +261,26 @@ pub struct RollbackRequest {
     pub to_version: Option<String>,
     /// Default `manual`.
     pub reason: Option<RollbackReason>,
+}
+
+impl Shaped for RollbackRequest {
+    fn shape() -> &'static Shape {
+        static SHAPE: Shape = Shape::Object(&Object {
+            what: "a rollback",
+            fields: &[
+                Field::optional("to_version", Shape::Nullable(&Shape::Str)),
+                Field::optional(
+                    "reason",
+                    Shape::Nullable(&Shape::Enum(&Enum {
+                        what: "rollback reason",
+                        values: &["manual", "failure", "health_check", "timeout", "error_rate"],
+                        aliases: &[],
+                    })),
+                ),
+            ],
+        });
+        &SHAPE
+    }
 }
 
 #[utoipa::path(

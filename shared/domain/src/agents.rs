@@ -12,7 +12,72 @@ use std::sync::Arc;
 
 use crate::clock::Clock;
 use crate::ports::{AgentStore, StoreError};
+use crate::strict::shape::{Enum, Field, Object, Shape, Shaped, Tagged, Variant};
 use crate::validation::ValidationErrors;
+
+/// The shape of an [`AgentTarget`].
+pub const AGENT_TARGET: Shape = Shape::Tagged(&Tagged {
+    tag: "kind",
+    what: "target kind",
+    object: "a target",
+    variants: &[
+        Variant { name: "http", aliases: &[], fields: &[Field::required("url", Shape::Str)] },
+        Variant { name: "lambda", aliases: &[], fields: &[Field::required("function", Shape::Str)] },
+        Variant {
+            name: "bedrock_agent",
+            aliases: &["bedrock-agent"],
+            fields: &[Field::required("agent_id", Shape::Str), Field::required("alias_id", Shape::Str)],
+        },
+        Variant {
+            name: "agentcore_runtime",
+            aliases: &["agentcore-runtime"],
+            fields: &[
+                Field::required("runtime_arn", Shape::Str),
+                Field::optional("qualifier", Shape::Nullable(&Shape::Str)),
+            ],
+        },
+    ],
+});
+
+const AGENT_STATUS: Shape =
+    Shape::Enum(&Enum { what: "agent status", values: &["active", "draining", "inactive"], aliases: &[] });
+
+impl Shaped for NewAgentRequest {
+    fn shape() -> &'static Shape {
+        static SHAPE: Shape = Shape::Object(&Object {
+            what: "an agent",
+            fields: &[
+                Field::required("id", Shape::Str),
+                Field::required("name", Shape::Str),
+                Field::required("target", AGENT_TARGET),
+                Field::optional("capabilities", Shape::List(&Shape::Str)),
+                Field::optional("status", AGENT_STATUS),
+                Field::optional("max_concurrency", Shape::Nullable(&Shape::U32)),
+            ],
+        });
+        &SHAPE
+    }
+
+    fn rules(&self) -> ValidationErrors {
+        self.clone().validate(Timestamp::UNIX_EPOCH).err().unwrap_or_default()
+    }
+}
+
+impl Shaped for AgentUpdate {
+    fn shape() -> &'static Shape {
+        static SHAPE: Shape = Shape::Object(&Object {
+            what: "an agent update",
+            fields: &[
+                Field::optional("name", Shape::Nullable(&Shape::Str)),
+                Field::optional("target", Shape::Nullable(&AGENT_TARGET)),
+                Field::optional("capabilities", Shape::Nullable(&Shape::List(&Shape::Str))),
+                Field::optional("status", Shape::Nullable(&AGENT_STATUS)),
+                Field::optional("max_concurrency", Shape::Nullable(&Shape::U32)),
+            ],
+        });
+        &SHAPE
+    }
+}
 
 /// How to reach an agent: the invoker port dispatches on this.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -22,9 +87,12 @@ pub enum AgentTarget {
     Http { url: String },
     /// An AWS Lambda function, by name or ARN.
     Lambda { function: String },
-    /// An Amazon Bedrock agent, through InvokeAgent.
+    /// An Amazon Bedrock agent, through InvokeAgent. (`bedrock-agent` is read too.)
+    #[serde(alias = "bedrock-agent")]
     BedrockAgent { agent_id: String, alias_id: String },
-    /// An Amazon Bedrock AgentCore runtime, through InvokeAgentRuntime.
+    /// An Amazon Bedrock AgentCore runtime, through InvokeAgentRuntime. (`agentcore-runtime`
+    /// is read too.)
+    #[serde(alias = "agentcore-runtime")]
     AgentcoreRuntime {
         runtime_arn: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]

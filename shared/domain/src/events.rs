@@ -133,6 +133,43 @@ pub struct NewSubscription {
     pub target: SubscriptionTarget,
 }
 
+impl crate::strict::shape::Shaped for NewSubscription {
+    fn shape() -> &'static crate::strict::shape::Shape {
+        use crate::strict::shape::{Field, Object, Shape, Tagged, Variant};
+        static SHAPE: Shape = Shape::Object(&Object {
+            what: "a subscription",
+            fields: &[
+                Field::required("pattern", Shape::Str),
+                Field::required(
+                    "target",
+                    Shape::Tagged(&Tagged {
+                        tag: "kind",
+                        what: "subscription target kind",
+                        object: "a target",
+                        variants: &[
+                            Variant {
+                                name: "webhook",
+                                aliases: &[],
+                                fields: &[Field::required("url", Shape::Str)],
+                            },
+                            Variant {
+                                name: "sqs",
+                                aliases: &[],
+                                fields: &[Field::required("queue_url", Shape::Str)],
+                            },
+                        ],
+                    }),
+                ),
+            ],
+        });
+        &SHAPE
+    }
+
+    fn rules(&self) -> crate::validation::ValidationErrors {
+        self.clone().validate(String::new(), Timestamp::UNIX_EPOCH).err().unwrap_or_default()
+    }
+}
+
 fn http_url(url: &str) -> bool {
     (url.starts_with("http://") || url.starts_with("https://"))
         && url.len() > "https://".len()

@@ -5,7 +5,9 @@
 //! `deny_unknown_fields` and every name check. No client of this API means that, so
 //! request bodies are read through [`Strict`], which refuses the list form at any depth.
 //! Everything else behaves as `serde_json::Value`'s own deserializer. The JSON bodies of
-//! every route and deploy specs are read this way.
+//! every route and deploy specs are read this way, after [`shape`] has checked them.
+
+pub mod shape;
 
 use serde::de::value::{MapDeserializer, SeqDeserializer};
 use serde::de::{

@@ -103,6 +103,8 @@ const SPEC_WORDS: &[&str] = &[
     "target",
     "bedrock-agent",
     "agentcore-runtime",
+    "bedrock_agent",
+    "agentcore_runtime",
     "local",
     "instruction",
     "foundation_model",

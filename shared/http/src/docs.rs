@@ -166,17 +166,20 @@ fn complete_operation(operation: &mut Operation) {
         add(403, "The credentials lack the scope this operation needs");
     }
     if in_path {
-        add(404, "Nothing by that name");
+        add(404, "Nothing by that name: `errors` holds the path where it was named (`$.path.id`)");
     }
     if body {
         add(413, "The body is larger than the limit");
     }
     add(414, "The URI is longer than the limit");
     if body {
-        add(415, "The body's content type is not one this operation reads");
+        add(415, "The body's content type is not one this operation reads: `accepted` lists those it does");
     }
     if body || in_query || in_header {
-        add(422, "Invalid fields, each with its JSON path (`$.query.<name>` for the query)");
+        add(
+            422,
+            "Every problem at once, each with its JSON path (`$.query.<name>` for the query) and, for a near miss of a name, the nearest known one",
+        );
     }
     if guarded {
         add(429, "Rate limited: retry after `Retry-After` seconds");

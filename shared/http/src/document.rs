@@ -23,7 +23,7 @@ impl<S: Send + Sync> FromRequest<S> for Document {
         let format = match essence.as_str() {
             "application/json" => Format::Json,
             "application/yaml" | "application/x-yaml" | "text/yaml" | "text/x-yaml" => Format::Yaml,
-            _ => return Err(ApiError::UnsupportedMediaType),
+            _ => return Err(ApiError::UnsupportedMediaType { accepted: crate::problem::DOCUMENT_TYPES }),
         };
         let limit = req.extensions().get::<BodyLimit>().map_or(0, |l| l.0);
         let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {

@@ -1,14 +1,15 @@
-//! JSON request bodies: 415 for the wrong media type, 413 over the size limit, 400 with
-//! line and column for broken JSON, and 422 with the JSON path of the bad field.
+//! JSON request bodies: 415 for the wrong media type (listing the ones taken), 413 over
+//! the size limit, 400 with line and column for broken JSON, and 422 listing every problem
+//! of the body's shape, each with its JSON path ([`tdev_domain::strict::shape`]).
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, OptionalFromRequest, Request};
 use axum::http::{StatusCode, header};
-use serde::de::DeserializeOwned;
 use serde_json::error::Category;
+use tdev_domain::strict::shape::Shaped;
 use tdev_domain::validation::ValidationErrors;
 
-use crate::problem::ApiError;
+use crate::problem::{ApiError, JSON_TYPES};
 
 /// The body size limit in force, put in request extensions by [`crate::app::finish`] so
 /// that a 413 can say what the limit is.
@@ -19,12 +20,12 @@ pub struct BodyLimit(pub usize);
 #[derive(Debug, Clone)]
 pub struct ApiJson<T>(pub T);
 
-impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
+impl<T: Shaped, S: Send + Sync> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         if !is_json(req.headers()) {
-            return Err(ApiError::UnsupportedMediaType);
+            return Err(ApiError::UnsupportedMediaType { accepted: JSON_TYPES });
         }
         let bytes = read_body(req, state).await?;
         parse(&bytes).map(ApiJson)
@@ -32,20 +33,20 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
 }
 
 /// An optional body: absent (no content type, nothing sent) is `None`.
-impl<T: DeserializeOwned, S: Send + Sync> OptionalFromRequest<S> for ApiJson<T> {
+impl<T: Shaped, S: Send + Sync> OptionalFromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Option<Self>, Self::Rejection> {
         let has_type = req.headers().contains_key(header::CONTENT_TYPE);
         if has_type && !is_json(req.headers()) {
-            return Err(ApiError::UnsupportedMediaType);
+            return Err(ApiError::UnsupportedMediaType { accepted: JSON_TYPES });
         }
         let bytes = read_body(req, state).await?;
         if bytes.iter().all(u8::is_ascii_whitespace) && !has_type {
             return Ok(None);
         }
         if !has_type {
-            return Err(ApiError::UnsupportedMediaType);
+            return Err(ApiError::UnsupportedMediaType { accepted: JSON_TYPES });
         }
         parse(&bytes).map(|v| Some(ApiJson(v)))
     }
@@ -70,49 +71,28 @@ fn is_json(headers: &axum::http::HeaderMap) -> bool {
     essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 
-/// Parses JSON into `T`, mapping errors to 400 (syntax) or 422 (shape) with a JSON path.
-/// A struct is read from an object only, never from a list of its fields
-/// ([`tdev_domain::strict`]).
-pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    let value = tdev_domain::strict::value_from_slice(bytes).map_err(|e| shape_or_syntax(e, "$".into()))?;
-    serde_path_to_error::deserialize(tdev_domain::strict::Strict(&value)).map_err(|e| {
-        let path = json_path(&e.path().to_string());
-        shape_or_syntax(e.into_inner(), path)
-    })
-}
-
-fn shape_or_syntax(error: serde_json::Error, path: String) -> ApiError {
-    let full = error.to_string();
-    let message = full.rfind(" at line ").map_or(full.as_str(), |i| &full[..i]).to_owned();
-    match error.classify() {
-        Category::Data => {
-            // serde reports a missing field at its parent; point at the field itself.
-            let field = message.strip_prefix("missing field `").and_then(|rest| rest.split('`').next());
-            let path = match field {
-                Some(name) if path == "$" => format!("$.{name}"),
-                Some(name) => format!("{path}.{name}"),
-                None => path,
-            };
-            ApiError::Validation(ValidationErrors::single(path, message))
+/// Parses JSON into `T`: 400 for text that is not JSON (with line and column), else 422
+/// listing every problem of its shape with its path. A struct is read from an object only,
+/// never from a list of its fields ([`tdev_domain::strict`]).
+pub fn parse<T: Shaped>(bytes: &[u8]) -> Result<T, ApiError> {
+    let value = tdev_domain::strict::value_from_slice(bytes).map_err(|error| {
+        let full = error.to_string();
+        let message = full.rfind(" at line ").map_or(full.as_str(), |i| &full[..i]);
+        match error.classify() {
+            // A repeated key.
+            Category::Data => ApiError::Validation(ValidationErrors::single("$", message)),
+            Category::Syntax | Category::Eof | Category::Io => {
+                ApiError::MalformedJson(format!("line {} column {}: {message}", error.line(), error.column()))
+            }
         }
-        Category::Syntax | Category::Eof | Category::Io => {
-            ApiError::MalformedJson(format!("line {} column {}: {message}", error.line(), error.column()))
-        }
-    }
-}
-
-/// serde_path_to_error writes `a.b[1]`, and `.` for the root; we write `$.a.b[1]`.
-fn json_path(raw: &str) -> String {
-    match raw {
-        "" | "." => "$".into(),
-        _ if raw.starts_with('[') => format!("${raw}"),
-        _ => format!("$.{raw}"),
-    }
+    })?;
+    Ok(tdev_domain::strict::shape::read(&value)?)
 }
 
 #[cfg(test)]
 mod tests {
     use serde::Deserialize;
+    use tdev_domain::strict::shape::{Field, Object, Shape};
 
     use super::*;
 
@@ -128,6 +108,34 @@ mod tests {
     #[allow(dead_code)]
     struct Limit {
         capacity: u32,
+    }
+
+    impl Shaped for Body {
+        fn shape() -> &'static Shape {
+            static SHAPE: Shape = Shape::Object(&Object {
+                what: "a body",
+                fields: &[
+                    Field::required("name", Shape::Str),
+                    Field::required(
+                        "limits",
+                        Shape::List(&Shape::Object(&Object {
+                            what: "a limit",
+                            fields: &[Field::required("capacity", Shape::U32)],
+                        })),
+                    ),
+                ],
+            });
+            &SHAPE
+        }
+    }
+
+    #[test]
+    fn every_problem_is_listed_at_once() {
+        let (status, mut paths) =
+            problem_of(r#"{"nmae": "x", "limits": [{"capacity": -1}, {}], "extra": 1}"#);
+        assert_eq!(status, 422);
+        paths.sort_unstable();
+        assert_eq!(paths, ["$.extra", "$.limits[0].capacity", "$.limits[1].capacity", "$.name", "$.nmae"]);
     }
 
     fn problem_of(text: &str) -> (u16, Vec<String>) {

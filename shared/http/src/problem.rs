@@ -31,7 +31,16 @@ pub struct Problem {
     /// The record this occurrence left behind, e.g. the failed deployment of a rejected spec.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub instance: Option<String>,
+    /// For a 415: every media type the route takes.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub accepted: Vec<String>,
 }
+
+/// The media types of a JSON body (and any `application/<x>+json`).
+pub const JSON_TYPES: &[&str] = &["application/json"];
+/// The media types of a document body (a workflow, an agent spec): JSON or YAML.
+pub const DOCUMENT_TYPES: &[&str] =
+    &["application/json", "application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml"];
 
 /// Everything a handler can fail with. Handlers return `Result<_, ApiError>`.
 #[derive(Debug)]
@@ -50,13 +59,23 @@ pub enum ApiError {
         detail: String,
     },
     Forbidden(String),
+    /// No route for the path.
     NotFound(String),
+    /// No such thing by that name: `path` is where the name was given, `$.path.id` for
+    /// the route's `{id}` (`$.path.<parameter>`), or a body field's path.
+    NoSuch {
+        path: String,
+        message: String,
+    },
     MethodNotAllowed,
     Conflict(String),
     PayloadTooLarge {
         limit: usize,
     },
-    UnsupportedMediaType,
+    /// The body's content type is not one of `accepted`.
+    UnsupportedMediaType {
+        accepted: &'static [&'static str],
+    },
     /// The path and query are longer than [`crate::app::MAX_URI_BYTES`] (414).
     UriTooLong,
     RateLimited {
@@ -78,13 +97,13 @@ impl ApiError {
             }
             Unauthenticated { .. } => (StatusCode::UNAUTHORIZED, "unauthenticated", "Not authenticated"),
             Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden", "Forbidden"),
-            NotFound(_) => (StatusCode::NOT_FOUND, "not-found", "Not found"),
+            NotFound(_) | NoSuch { .. } => (StatusCode::NOT_FOUND, "not-found", "Not found"),
             MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed", "Method not allowed"),
             Conflict(_) => (StatusCode::CONFLICT, "conflict", "Conflict"),
             PayloadTooLarge { .. } => {
                 (StatusCode::PAYLOAD_TOO_LARGE, "payload-too-large", "Payload too large")
             }
-            UnsupportedMediaType => {
+            UnsupportedMediaType { .. } => {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported-media-type", "Unsupported media type")
             }
             UriTooLong => (StatusCode::URI_TOO_LONG, "uri-too-long", "URI too long"),
@@ -102,6 +121,7 @@ impl ApiError {
             | ApiError::NotFound(d)
             | ApiError::Conflict(d) => d.clone(),
             ApiError::Unauthenticated { detail, .. } => detail.clone(),
+            ApiError::NoSuch { message, .. } => message.clone(),
             ApiError::Validation(e) | ApiError::Rejected { errors: e, .. } => {
                 format!("{} invalid field(s): {e}", e.errors().len())
             }
@@ -114,7 +134,9 @@ impl ApiError {
                     kind.parameter()
                 )
             }
-            ApiError::UnsupportedMediaType => "send the body as application/json".into(),
+            ApiError::UnsupportedMediaType { accepted } => {
+                format!("send the body as {}", accepted.join(", "))
+            }
             ApiError::UriTooLong => {
                 format!("the path and query exceed the limit of {} bytes", crate::app::MAX_URI_BYTES)
             }
@@ -127,6 +149,9 @@ impl ApiError {
         let errors = match self {
             ApiError::Validation(e) | ApiError::Rejected { errors: e, .. } => e.errors().to_vec(),
             ApiError::MalformedJson(d) => vec![FieldError { path: "$".into(), message: d.clone() }],
+            ApiError::NoSuch { path, message } => {
+                vec![FieldError { path: path.clone(), message: message.clone() }]
+            }
             _ => Vec::new(),
         };
         Problem {
@@ -138,6 +163,12 @@ impl ApiError {
             instance: match self {
                 ApiError::Rejected { instance, .. } => Some(instance.clone()),
                 _ => None,
+            },
+            accepted: match self {
+                ApiError::UnsupportedMediaType { accepted } => {
+                    accepted.iter().map(|t| t.to_string()).collect()
+                }
+                _ => Vec::new(),
             },
         }
     }
@@ -180,6 +211,16 @@ fn oauth_error(code: &str) -> &'static str {
     }
 }
 
+impl ApiError {
+    /// A 404 for a thing named at `path` (`$.path.id`).
+    pub fn no_such(path: impl Into<String>, message: impl Into<String>) -> Self {
+        ApiError::NoSuch { path: path.into(), message: message.into() }
+    }
+}
+
+/// Where a route's `{id}` is, in a 404's `errors[]`.
+pub const PATH_ID: &str = "$.path.id";
+
 impl From<ValidationErrors> for ApiError {
     fn from(errors: ValidationErrors) -> Self {
         ApiError::Validation(errors)
@@ -214,7 +255,7 @@ impl From<RegistryError> for ApiError {
         match error {
             RegistryError::Invalid(errors) => ApiError::Validation(errors),
             RegistryError::Duplicate(_) => ApiError::Conflict(error.to_string()),
-            RegistryError::NotFound(_) => ApiError::NotFound(error.to_string()),
+            RegistryError::NotFound(_) => ApiError::no_such(PATH_ID, error.to_string()),
             RegistryError::Store(error) => error.into(),
         }
     }
@@ -224,9 +265,13 @@ impl From<MessagingError> for ApiError {
     fn from(error: MessagingError) -> Self {
         match error {
             MessagingError::Invalid(errors) => ApiError::Validation(errors),
-            MessagingError::UnknownAgent(_)
-            | MessagingError::DeadLetterNotFound(_)
-            | MessagingError::SubscriptionNotFound(_) => ApiError::NotFound(error.to_string()),
+            MessagingError::UnknownAgent { path, id } => {
+                ApiError::no_such(path, format!("no agent with id {id:?}"))
+            }
+            MessagingError::DeadLetterNotFound { ref path, .. } => {
+                ApiError::no_such(path.clone(), error.to_string())
+            }
+            MessagingError::SubscriptionNotFound(_) => ApiError::no_such(PATH_ID, error.to_string()),
             MessagingError::Misconfigured(detail) => ApiError::Internal(detail),
             MessagingError::Store(error) => error.into(),
         }
@@ -265,7 +310,7 @@ impl From<EngineError> for ApiError {
     fn from(error: EngineError) -> Self {
         match error {
             EngineError::WorkflowNotFound { .. } | EngineError::RunNotFound(_) => {
-                ApiError::NotFound(error.to_string())
+                ApiError::no_such(PATH_ID, error.to_string())
             }
             EngineError::Invalid(errors) => ApiError::Validation(errors),
             EngineError::InvalidWorkflow(error) => error.into(),
@@ -284,7 +329,7 @@ impl From<AuthError> for ApiError {
             }
             AuthError::Forbidden(detail) => ApiError::Forbidden(detail),
             AuthError::Invalid(errors) => ApiError::Validation(errors),
-            AuthError::KeyNotFound => ApiError::NotFound("no such API key".into()),
+            AuthError::KeyNotFound => ApiError::no_such(PATH_ID, "no such API key"),
             AuthError::Misconfigured(detail) => ApiError::Internal(detail),
             AuthError::Store(error) => error.into(),
         }
@@ -301,7 +346,7 @@ impl From<DeployRequestError> for ApiError {
             DeployRequestError::Busy { .. } | DeployRequestError::KeyReused(_) => {
                 ApiError::Conflict(error.to_string())
             }
-            DeployRequestError::NotFound(_) => ApiError::NotFound(error.to_string()),
+            DeployRequestError::NotFound(_) => ApiError::no_such(PATH_ID, error.to_string()),
             DeployRequestError::NothingToRollBack(detail) => {
                 ApiError::Validation(ValidationErrors::single("$.to_version", detail))
             }

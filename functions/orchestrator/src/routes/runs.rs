@@ -26,6 +26,20 @@ pub struct StartRun {
     pub version: Option<String>,
 }
 
+impl tdev_domain::strict::shape::Shaped for StartRun {
+    fn shape() -> &'static tdev_domain::strict::shape::Shape {
+        use tdev_domain::strict::shape::{Field, Object, Shape};
+        static SHAPE: Shape = Shape::Object(&Object {
+            what: "a run request",
+            fields: &[
+                Field::optional("inputs", Shape::Map(&Shape::Any)),
+                Field::optional("version", Shape::Nullable(&Shape::Str)),
+            ],
+        });
+        &SHAPE
+    }
+}
+
 /// A run with every step that has started or ended (a step not listed is waiting).
 #[derive(Debug, Serialize, ToSchema)]
 pub struct RunView {
@@ -116,8 +130,11 @@ pub async fn get<S: OrchestratorStore, Q: MessageQueue, I: AgentInvoker>(
     Path(id): Path<String>,
 ) -> Result<Json<RunView>, ApiError> {
     caller.require(Scope::Read)?;
-    let (run, steps) =
-        engine.store().get_run(&id).await?.ok_or_else(|| ApiError::NotFound(format!("no run {id:?}")))?;
+    let (run, steps) = engine
+        .store()
+        .get_run(&id)
+        .await?
+        .ok_or_else(|| ApiError::no_such(tdev_http::problem::PATH_ID, format!("no run {id:?}")))?;
     Ok(Json(RunView { run, steps }))
 }
 

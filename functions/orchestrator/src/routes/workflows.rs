@@ -147,11 +147,11 @@ async fn find<S: OrchestratorStore, Q: MessageQueue, I: AgentInvoker>(
     version: Option<&str>,
 ) -> Result<Json<WorkflowVersion>, ApiError> {
     let stored = engine.store().get_workflow(id, version).await?;
-    let stored = stored.ok_or_else(|| {
-        ApiError::NotFound(match version {
-            Some(version) => format!("no workflow {id:?} version {version:?}"),
-            None => format!("no workflow {id:?}"),
-        })
+    let stored = stored.ok_or_else(|| match version {
+        Some(version) => {
+            ApiError::no_such("$.path.version", format!("no workflow {id:?} version {version:?}"))
+        }
+        None => ApiError::no_such(tdev_http::problem::PATH_ID, format!("no workflow {id:?}")),
     })?;
     Ok(Json(stored.into()))
 }

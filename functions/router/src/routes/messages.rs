@@ -11,10 +11,12 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use tdev_domain::auth::Scope;
 use tdev_domain::events::{Event, EventFilter, NewSubscription, Subscription};
+use tdev_domain::messaging::message::{PRIORITY, SEND_MESSAGE};
 use tdev_domain::messaging::service::{Accepted, RedriveRequest, Redriven};
 use tdev_domain::messaging::{DeadLetter, DeadLetterFilter, Messenger, SendMessageRequest};
 use tdev_domain::ports::MessageQueue;
 use tdev_domain::queue::Priority;
+use tdev_domain::strict::shape::{Field, Object, Shape, Shaped};
 use tdev_domain::validation::ValidationErrors;
 use tdev_http::{ApiError, ApiJson, ApiQuery, Caller, Problem};
 use utoipa::{IntoParams, ToSchema};
@@ -34,6 +36,29 @@ const DEFAULT_LIST: usize = 100;
 pub struct SendBatch {
     /// 1 to 100 messages; all are checked before any is sent.
     pub messages: Vec<SendMessageRequest>,
+}
+
+impl Shaped for SendBatch {
+    fn shape() -> &'static Shape {
+        static SHAPE: Shape = Shape::Object(&Object {
+            what: "a batch",
+            fields: &[Field::required("messages", Shape::List(&SEND_MESSAGE))],
+        });
+        &SHAPE
+    }
+
+    fn rules(&self) -> ValidationErrors {
+        let mut errors = ValidationErrors::new();
+        if self.messages.is_empty() || self.messages.len() > MAX_BATCH {
+            errors.add("$.messages", format!("must hold 1 to {MAX_BATCH} messages"));
+        }
+        for (i, message) in self.messages.iter().enumerate() {
+            for e in message.rules_at(&format!("$.messages[{i}]")).errors() {
+                errors.add(e.path.clone(), e.message.clone());
+            }
+        }
+        errors
+    }
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -205,6 +230,23 @@ pub struct RedriveBody {
     pub priority: Option<u8>,
 }
 
+impl Shaped for RedriveBody {
+    fn shape() -> &'static Shape {
+        static SHAPE: Shape = Shape::Object(&Object {
+            what: "a redrive",
+            fields: &[
+                Field::optional("ids", Shape::Nullable(&Shape::List(&Shape::Str))),
+                Field::optional("all", Shape::Bool),
+                Field::optional("source_queue", Shape::Nullable(&Shape::Str)),
+                Field::optional("reason", Shape::Nullable(&Shape::Str)),
+                Field::optional("limit", Shape::Nullable(&Shape::COUNT)),
+                Field::optional("priority", Shape::Nullable(&PRIORITY)),
+            ],
+        });
+        &SHAPE
+    }
+}
+
 #[derive(Debug, Serialize, ToSchema)]
 pub struct RedriveResult {
     /// What was sent back; a dead letter already redriven is not sent again.
@@ -268,6 +310,16 @@ pub async fn redrive<S: RouterStore, Q: MessageQueue>(
 pub struct PurgeBody {
     /// The dead letters to delete for good.
     pub ids: Vec<String>,
+}
+
+impl Shaped for PurgeBody {
+    fn shape() -> &'static Shape {
+        static SHAPE: Shape = Shape::Object(&Object {
+            what: "a purge",
+            fields: &[Field::required("ids", Shape::List(&Shape::Str))],
+        });
+        &SHAPE
+    }
 }
 
 #[derive(Debug, Serialize, ToSchema)]

@@ -124,6 +124,27 @@ pub struct NewApiKey {
     pub rate_limit: Option<RateLimit>,
 }
 
+impl crate::strict::shape::Shaped for NewApiKeyRequest {
+    fn shape() -> &'static crate::strict::shape::Shape {
+        use crate::strict::shape::{Field, Object, Shape};
+        static SHAPE: Shape = Shape::Object(&Object {
+            what: "an API key",
+            fields: &[
+                Field::required("name", Shape::Str),
+                Field::required("scopes", Shape::List(&super::scope::SCOPE)),
+                Field::optional("expires_at", Shape::Nullable(&Shape::Str)),
+                Field::optional("rate_limit", Shape::Nullable(&super::rate_limit::RATE_LIMIT)),
+            ],
+        });
+        &SHAPE
+    }
+
+    /// Every rule but the expiry's, which needs the time (the service checks it).
+    fn rules(&self) -> ValidationErrors {
+        self.clone().validate(Timestamp::UNIX_EPOCH).err().unwrap_or_default()
+    }
+}
+
 impl NewApiKeyRequest {
     /// Checks every field and reports every problem, each with its JSON path.
     pub fn validate(self, now: Timestamp) -> Result<NewApiKey, ValidationErrors> {

@@ -19,6 +19,16 @@ pub struct RateLimit {
     pub refill_per_minute: u32,
 }
 
+/// The shape of a [`RateLimit`] in a request.
+pub(crate) const RATE_LIMIT: crate::strict::shape::Shape =
+    crate::strict::shape::Shape::Object(&crate::strict::shape::Object {
+        what: "a rate limit",
+        fields: &[
+            crate::strict::shape::Field::required("capacity", crate::strict::shape::Shape::U32),
+            crate::strict::shape::Field::required("refill_per_minute", crate::strict::shape::Shape::U32),
+        ],
+    });
+
 impl RateLimit {
     /// What existing users expect: 100 requests a minute, all of which may come at once.
     pub const DEFAULT: RateLimit = RateLimit { capacity: 100, refill_per_minute: 100 };

@@ -44,6 +44,14 @@ impl Scope {
     }
 }
 
+/// A scope's name in a request: one of [`Scope::ALL`]'s.
+pub(crate) const SCOPE: crate::strict::shape::Shape =
+    crate::strict::shape::Shape::Enum(&crate::strict::shape::Enum {
+        what: "scope",
+        values: &["admin", "read", "agents:write", "messages:send", "workflows:run", "deployments:write"],
+        aliases: &[],
+    });
+
 impl fmt::Display for Scope {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())

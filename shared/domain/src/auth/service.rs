@@ -75,6 +75,20 @@ pub struct TokenRequest {
     pub ttl_seconds: Option<u32>,
 }
 
+impl crate::strict::shape::Shaped for TokenRequest {
+    fn shape() -> &'static crate::strict::shape::Shape {
+        use crate::strict::shape::{Field, Object, Shape};
+        static SHAPE: Shape = Shape::Object(&Object {
+            what: "a token request",
+            fields: &[
+                Field::optional("scopes", Shape::Nullable(&Shape::List(&super::scope::SCOPE))),
+                Field::optional("ttl_seconds", Shape::Nullable(&Shape::U32)),
+            ],
+        });
+        &SHAPE
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct IssuedToken {
     pub access_token: String,

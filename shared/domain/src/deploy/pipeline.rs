@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     AgentSpec, Deployment, DeploymentEvent, DeploymentFilter, DeploymentKind, DeploymentStatus,
-    RollbackReason, SpecLimits, Submitted,
+    RollbackReason, SpecLimits, Submitted, TargetKind,
 };
 use crate::agents::{Agent, AgentStatus, AgentTarget};
 use crate::clock::Clock;
@@ -223,8 +223,7 @@ where
                 .document
                 .pointer("/target/kind")
                 .and_then(|k| k.as_str())
-                .unwrap_or("bedrock-agent")
-                .to_owned(),
+                .map_or_else(|| TargetKind::BedrockAgent.as_str().to_owned(), TargetKind::canonical),
         };
         let record = self.new_record(
             id.clone(),

@@ -7,6 +7,10 @@ use serde_json::Value;
 use super::state::DeploymentStatus;
 use crate::agents::AgentTarget;
 
+fn canonical_kind<S: serde::Serializer>(kind: &str, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(&super::TargetKind::canonical(kind))
+}
+
 /// Why a rollback happened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -58,6 +62,9 @@ pub struct Deployment {
     pub id: String,
     /// The agent's name (the spec's `name`).
     pub agent: String,
+    /// The target's kind (`bedrock_agent`, `agentcore_runtime`, `local`); a record
+    /// written with the older kebab-case spelling is answered in this one.
+    #[serde(serialize_with = "canonical_kind")]
     pub target: String,
     #[serde(flatten)]
     pub kind: DeploymentKind,

@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::strict::shape::{Enum, Field, Object, Shape, Shaped, Tagged, Variant};
 use crate::validation::ValidationErrors;
 
 /// The size limit existing users work to: 6.5 KB.
@@ -46,17 +47,19 @@ pub mod bedrock_limits {
 
 /// Where the agent goes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum TargetSpec {
     /// Amazon Bedrock Agents: the agent's draft is updated, prepared, and published as a
-    /// new version through `alias`.
+    /// new version through `alias`. (`bedrock-agent` is read too.)
+    #[serde(alias = "bedrock-agent")]
     BedrockAgent {
         /// The alias that serves the published version. Default `live`.
         #[serde(default = "default_alias")]
         alias: String,
     },
     /// Amazon Bedrock AgentCore Runtime: each deployment is a new runtime version, and
-    /// `endpoint` is pointed at it.
+    /// `endpoint` is pointed at it. (`agentcore-runtime` is read too.)
+    #[serde(alias = "agentcore-runtime")]
     AgentcoreRuntime {
         /// The container image URI (ECR).
         #[serde(default)]
@@ -111,21 +114,39 @@ fn default_network_mode() -> String {
     "PUBLIC".to_owned()
 }
 
+/// A target's kind. One spelling for agents' targets and deploy specs' alike: snake_case,
+/// as every other name in the API; the kebab-case spelling specs used before
+/// (`bedrock-agent`) is read as an alias and never written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "kebab-case")]
+#[serde(rename_all = "snake_case")]
 pub enum TargetKind {
+    #[serde(alias = "bedrock-agent")]
     BedrockAgent,
+    #[serde(alias = "agentcore-runtime")]
     AgentcoreRuntime,
     Local,
 }
 
 impl TargetKind {
+    pub const ALL: [TargetKind; 3] =
+        [TargetKind::BedrockAgent, TargetKind::AgentcoreRuntime, TargetKind::Local];
+
     pub fn as_str(self) -> &'static str {
         match self {
-            TargetKind::BedrockAgent => "bedrock-agent",
-            TargetKind::AgentcoreRuntime => "agentcore-runtime",
+            TargetKind::BedrockAgent => "bedrock_agent",
+            TargetKind::AgentcoreRuntime => "agentcore_runtime",
             TargetKind::Local => "local",
         }
+    }
+
+    /// The kind a name spells, in either spelling (`bedrock_agent`, `bedrock-agent`).
+    pub fn named(name: &str) -> Option<TargetKind> {
+        Self::ALL.into_iter().find(|kind| kind.as_str() == name || kind.as_str().replace('_', "-") == name)
+    }
+
+    /// `name` in the canonical spelling if it names a kind, else as it is.
+    pub fn canonical(name: &str) -> String {
+        Self::named(name).map_or_else(|| name.to_owned(), |kind| kind.as_str().to_owned())
     }
 }
 
@@ -293,6 +314,157 @@ pub struct AgentSpec {
     pub verify: Option<VerifySpec>,
 }
 
+impl Shaped for AgentSpec {
+    fn shape() -> &'static Shape {
+        &AGENT_SPEC
+    }
+
+    fn rules(&self) -> ValidationErrors {
+        self.validate()
+    }
+}
+
+const NAME_LIST: Shape = Shape::List(&Shape::Str);
+const TEXT: Shape = Shape::Nullable(&Shape::Str);
+
+/// The shape of an [`AgentSpec`].
+static AGENT_SPEC: Shape = Shape::Object(&Object {
+    what: "an agent spec",
+    fields: &[
+        Field::optional("name", Shape::Str),
+        Field::optional("description", TEXT),
+        Field::optional("instruction", TEXT),
+        Field::optional("foundation_model", TEXT),
+        Field::optional("agent_role_arn", TEXT),
+        Field::optional("idle_session_ttl_seconds", Shape::U32),
+        Field::optional("action_groups", Shape::List(&ACTION_GROUP)),
+        Field::optional(
+            "guardrail",
+            Shape::Nullable(&Shape::Object(&Object {
+                what: "a guardrail",
+                fields: &[Field::optional("id", Shape::Str), Field::optional("version", Shape::Str)],
+            })),
+        ),
+        Field::optional(
+            "knowledge_bases",
+            Shape::List(&Shape::Object(&Object {
+                what: "a knowledge base",
+                fields: &[Field::optional("id", Shape::Str), Field::optional("description", Shape::Str)],
+            })),
+        ),
+        Field::optional("tags", Shape::Map(&Shape::Str)),
+        Field::optional("target", TARGET_SPEC),
+        Field::optional(
+            "register",
+            Shape::Nullable(&Shape::Object(&Object {
+                what: "register",
+                fields: &[Field::optional("id", Shape::Str), Field::optional("capabilities", NAME_LIST)],
+            })),
+        ),
+        Field::optional(
+            "verify",
+            Shape::Nullable(&Shape::Object(&Object {
+                what: "verify",
+                fields: &[
+                    Field::optional("input", Shape::Any),
+                    Field::optional("expect", TEXT),
+                    Field::optional("timeout_seconds", Shape::U32),
+                ],
+            })),
+        ),
+    ],
+});
+
+const ACTION_GROUP: Shape = Shape::Object(&Object {
+    what: "an action group",
+    fields: &[
+        Field::optional("name", Shape::Str),
+        Field::optional("description", TEXT),
+        Field::optional("lambda_arn", TEXT),
+        Field::optional(
+            "api_schema",
+            Shape::Nullable(&Shape::OneKey(&Object {
+                what: "an api_schema",
+                fields: &[
+                    Field::optional("inline", Shape::Any),
+                    Field::optional(
+                        "s3",
+                        Shape::Object(&Object {
+                            what: "an S3 location",
+                            fields: &[
+                                Field::required("bucket", Shape::Str),
+                                Field::required("key", Shape::Str),
+                            ],
+                        }),
+                    ),
+                ],
+            })),
+        ),
+        Field::optional(
+            "functions",
+            Shape::List(&Shape::Object(&Object {
+                what: "a function",
+                fields: &[
+                    Field::optional("name", Shape::Str),
+                    Field::optional("description", TEXT),
+                    Field::optional(
+                        "parameters",
+                        Shape::Map(&Shape::Object(&Object {
+                            what: "a parameter",
+                            fields: &[
+                                Field::optional(
+                                    "type",
+                                    Shape::Enum(&Enum {
+                                        what: "parameter type",
+                                        values: &["string", "number", "integer", "boolean", "array"],
+                                        aliases: &[],
+                                    }),
+                                ),
+                                Field::optional("description", TEXT),
+                                Field::optional("required", Shape::Bool),
+                            ],
+                        })),
+                    ),
+                ],
+            })),
+        ),
+    ],
+});
+
+/// The shape of a [`TargetSpec`].
+const TARGET_SPEC: Shape = Shape::Tagged(&Tagged {
+    tag: "kind",
+    what: "target kind",
+    object: "a target",
+    variants: &[
+        Variant {
+            name: "bedrock_agent",
+            aliases: &["bedrock-agent"],
+            fields: &[Field::optional("alias", Shape::Str)],
+        },
+        Variant {
+            name: "agentcore_runtime",
+            aliases: &["agentcore-runtime"],
+            fields: &[
+                Field::optional("artifact", Shape::Str),
+                Field::optional(
+                    "protocol",
+                    Shape::Enum(&Enum { what: "protocol", values: &["HTTP", "MCP", "A2A"], aliases: &[] }),
+                ),
+                Field::optional("environment", Shape::Map(&Shape::Str)),
+                Field::optional(
+                    "network_mode",
+                    Shape::Enum(&Enum { what: "network mode", values: &["PUBLIC", "VPC"], aliases: &[] }),
+                ),
+                Field::optional("subnets", NAME_LIST),
+                Field::optional("security_groups", NAME_LIST),
+                Field::optional("endpoint", Shape::Str),
+            ],
+        },
+        Variant { name: "local", aliases: &[], fields: &[Field::optional("url", Shape::Str)] },
+    ],
+});
+
 fn default_idle_ttl() -> u32 {
     600
 }
@@ -357,23 +529,13 @@ impl Submitted {
                 ),
             ));
         }
-        let spec: AgentSpec = serde_path_to_error::deserialize(crate::strict::Strict(&self.document))
-            .map_err(|e| {
-                let path = e.path().to_string();
-                let path = match path.as_str() {
-                    "." => "$".to_owned(),
-                    p if p.starts_with('[') => format!("${p}"),
-                    p => format!("$.{p}"),
-                };
-                ValidationErrors::single(path, e.into_inner().to_string())
-            })?;
-        spec.validate().into_result(spec)
+        crate::strict::shape::read(&self.document)
     }
 }
 
 impl AgentSpec {
     /// Every rule the target would enforce, and ours. Bedrock's rules apply to the
-    /// `bedrock-agent` target, AgentCore's to `agentcore-runtime`.
+    /// `bedrock_agent` target, AgentCore's to `agentcore_runtime`.
     pub fn validate(&self) -> ValidationErrors {
         let mut errors = ValidationErrors::new();
         let kind = self.target.kind();
@@ -418,7 +580,7 @@ impl AgentSpec {
                 ("guardrail", self.guardrail.is_some()),
             ] {
                 if given {
-                    errors.add(format!("$.{field}"), format!("only the bedrock-agent target has {field}"));
+                    errors.add(format!("$.{field}"), format!("only the bedrock_agent target has {field}"));
                 }
             }
         }

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::agents::valid_agent_id;
 use crate::queue::Priority;
+use crate::strict::shape::{Field, Object, Shape, Shaped};
 use crate::validation::ValidationErrors;
 
 /// Who a message is for: one agent by id, or whichever capable agent routing picks.
@@ -81,6 +82,41 @@ pub struct SendMessageRequest {
     #[serde(default)]
     #[schema(value_type = Object)]
     pub metadata: serde_json::Map<String, serde_json::Value>,
+}
+
+/// The shape of a [`SendMessageRequest`].
+pub const SEND_MESSAGE: Shape = Shape::Object(&Object {
+    what: "a message",
+    fields: &[
+        Field::optional("to_agent", Shape::Nullable(&Shape::Str)),
+        Field::optional("capability", Shape::Nullable(&Shape::Str)),
+        Field::required("type", Shape::Str),
+        Field::optional("payload", Shape::Any),
+        Field::optional("priority", Shape::Nullable(&PRIORITY)),
+        Field::optional("group", Shape::Nullable(&Shape::Str)),
+        Field::optional("dedup_id", Shape::Nullable(&Shape::Str)),
+        Field::optional("metadata", Shape::Map(&Shape::Any)),
+    ],
+});
+
+/// A priority as a request gives it: 1 (most urgent) to 10.
+pub const PRIORITY: Shape = Shape::Int { min: 1.0, max: 10.0 };
+
+impl Shaped for SendMessageRequest {
+    fn shape() -> &'static Shape {
+        &SEND_MESSAGE
+    }
+
+    fn rules(&self) -> ValidationErrors {
+        self.rules_at("$")
+    }
+}
+
+impl SendMessageRequest {
+    /// [`Shaped::rules`] with paths under `at` (`$.messages[3]` in a batch).
+    pub fn rules_at(&self, at: &str) -> ValidationErrors {
+        self.clone().validate(at, String::new(), None, Timestamp::UNIX_EPOCH).err().unwrap_or_default()
+    }
 }
 
 /// The most a message's body may take once sealed: SQS's limit, 256 KiB.

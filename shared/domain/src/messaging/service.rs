@@ -151,10 +151,12 @@ pub enum MessagingError {
     #[error("invalid request: {0}")]
     Invalid(#[from] ValidationErrors),
     /// A message addressed to an agent that does not exist.
-    #[error("{0}")]
-    UnknownAgent(String),
-    #[error("no dead letter {0:?}")]
-    DeadLetterNotFound(String),
+    /// A message addressed to an agent that does not exist; `path` is its `to_agent`.
+    #[error("{path}: no agent with id {id:?}")]
+    UnknownAgent { path: String, id: String },
+    /// `path` is where the id was given: `$.path.id`, or `$.ids[3]` of a redrive.
+    #[error("no dead letter {id:?}")]
+    DeadLetterNotFound { path: String, id: String },
     #[error("no subscription {0:?}")]
     SubscriptionNotFound(String),
     #[error("misconfigured: {0}")]
@@ -357,7 +359,7 @@ impl<S: MessagingStore, Q: MessageQueue> Messenger<S, Q> {
             match routing::candidates(&message.to, &agents, |_| 0) {
                 Ok(_) => {}
                 Err(NoRoute::UnknownAgent(id)) if unknown.is_none() => {
-                    unknown = Some(format!("{at}.to_agent: no agent with id {id:?}"));
+                    unknown = Some(MessagingError::UnknownAgent { path: format!("{at}.to_agent"), id });
                 }
                 Err(NoRoute::UnknownAgent(_)) => {}
                 Err(no_route @ NoRoute::Inactive(_)) => {
@@ -369,7 +371,7 @@ impl<S: MessagingStore, Q: MessageQueue> Messenger<S, Q> {
             }
         }
         if let Some(unknown) = unknown {
-            return Err(MessagingError::UnknownAgent(unknown));
+            return Err(unknown);
         }
         errors.into_result(())?;
         let opener = self.keys.opener(now, None).await?;
@@ -506,7 +508,10 @@ impl<S: MessagingStore, Q: MessageQueue> Messenger<S, Q> {
     }
 
     pub async fn dead_letter(&self, id: &str) -> Result<DeadLetter, MessagingError> {
-        self.store.get_dead_letter(id).await?.ok_or_else(|| MessagingError::DeadLetterNotFound(id.into()))
+        self.store
+            .get_dead_letter(id)
+            .await?
+            .ok_or_else(|| MessagingError::DeadLetterNotFound { path: "$.path.id".into(), id: id.into() })
     }
 
     /// Archives a delivery from a dead-letter queue: once, whatever the redeliveries.
@@ -574,8 +579,14 @@ impl<S: MessagingStore, Q: MessageQueue> Messenger<S, Q> {
         let targets = match request.ids {
             Some(ids) => {
                 let mut found = Vec::with_capacity(ids.len());
-                for id in ids {
-                    found.push(self.dead_letter(&id).await?);
+                for (i, id) in ids.into_iter().enumerate() {
+                    let dead_letter = self.dead_letter(&id).await.map_err(|e| match e {
+                        MessagingError::DeadLetterNotFound { id, .. } => {
+                            MessagingError::DeadLetterNotFound { path: format!("$.ids[{i}]"), id }
+                        }
+                        other => other,
+                    })?;
+                    found.push(dead_letter);
                 }
                 found
             }

@@ -84,11 +84,12 @@ fn bedrock_limits_are_checked_with_paths() {
         .replace("expect: \"answer\"", "expect: \"(\"");
     assert_eq!(
         paths(&text),
+        // The shape's problems first (a parameter type is one of a fixed set), then the rules'.
         [
+            "$.action_groups[1].functions[0].parameters.order_id.type",
             "$.name",
             "$.instruction",
             "$.action_groups[1].name",
-            "$.action_groups[1].functions[0].parameters.order_id.type",
             "$.knowledge_bases[0].id",
             "$.verify.expect",
         ]
@@ -160,7 +161,11 @@ fn the_size_limit_counts_compact_json_and_is_said_plainly() {
 #[test]
 fn wrong_types_and_unknown_fields_name_their_path() {
     assert_eq!(paths("name: a\nidle_session_ttl_seconds: soon"), ["$.idle_session_ttl_seconds"]);
-    assert_eq!(paths("name: a\naction_groups: [{name: g, colour: red}]"), ["$.action_groups[0].colour"]);
+    // An unknown field, and beside it every rule the rest of the spec breaks.
+    assert_eq!(
+        paths("name: a\naction_groups: [{name: g, colour: red}]"),
+        ["$.action_groups[0].colour", "$.agent_role_arn", "$.instruction", "$.foundation_model"]
+    );
     let SpecParseError(errors) = Submitted::parse("[1, 2").unwrap_err();
     assert_eq!(errors.errors()[0].path, "$");
     assert!(paths("[1, 2]")[0].starts_with('$'));
@@ -215,4 +220,49 @@ fn a_body_is_read_as_its_content_type_says() {
     assert!(error.0.to_string().contains("not JSON"), "{}", error.0);
     let error = Submitted::parse_as(r#"{"name": "a",}"#, Format::Json).unwrap_err();
     assert!(error.0.to_string().contains("not JSON: trailing comma"), "{}", error.0);
+}
+
+#[test]
+fn every_problem_of_a_spec_s_shape_is_reported_at_once_with_suggestions() {
+    let found = errors_of(
+        "name: a\ndescripton: x\nidle_session_ttl_seconds: soon\ntarget: {kind: agnetcore_runtime}\nverify: {timout_seconds: 3}\naction_groups: [{name: g, functions: [{name: f, parameters: {p: {type: strng}}}]}]",
+    );
+    let mut paths: Vec<&str> = found.iter().map(|(p, _)| p.as_str()).collect();
+    paths.sort_unstable();
+    assert_eq!(
+        paths,
+        [
+            "$.action_groups[0].functions[0].parameters.p.type",
+            "$.descripton",
+            "$.idle_session_ttl_seconds",
+            "$.target.kind",
+            "$.verify.timout_seconds",
+        ]
+    );
+    let message = |path: &str| found.iter().find(|(p, _)| p == path).unwrap().1.as_str();
+    assert!(message("$.descripton").contains("(did you mean \"description\"?)"));
+    assert!(message("$.target.kind").contains("(did you mean \"agentcore_runtime\"?)"));
+    assert!(message("$.verify.timout_seconds").contains("(did you mean \"timeout_seconds\"?)"));
+    assert!(
+        message("$.action_groups[0].functions[0].parameters.p.type").contains("(did you mean \"string\"?)")
+    );
+    // A target that is not an object is said to be one, at `$.target`.
+    assert_eq!(
+        errors_of("name: a\ntarget: local"),
+        [("$.target".into(), "must be an object, not a string".into())]
+    );
+}
+
+#[test]
+fn target_kinds_are_snake_case_and_the_kebab_spelling_is_an_alias() {
+    let kebab = format!(
+        "name: support_bot\nagent_role_arn: {ROLE}\ntarget: {{kind: agentcore-runtime, artifact: a.example/bot:1}}"
+    );
+    let snake = kebab.replace("agentcore-runtime", "agentcore_runtime");
+    let read = |text: &str| Submitted::parse(text).unwrap().spec(&SpecLimits::default()).unwrap();
+    assert_eq!(read(&kebab), read(&snake));
+    assert_eq!(read(&kebab).target.kind().as_str(), "agentcore_runtime");
+    assert_eq!(TargetKind::named("bedrock-agent"), Some(TargetKind::BedrockAgent));
+    assert_eq!(TargetKind::canonical("agentcore-runtime"), "agentcore_runtime");
+    assert_eq!(TargetKind::canonical("htp"), "htp");
 }
