@@ -32,7 +32,7 @@ use crate::validation::ValidationErrors;
 use crate::workflow::{
     ErrorHandling, Format, Limits, Notice, ResolvedTarget, ServiceTarget, StepIndex, StepKind,
     ValidatedWorkflow, ValidationReport, Workflow, WorkflowError, load_off_runtime, parse_json,
-    untargeted, untargeted_message, validate_off_runtime,
+    to_json, untargeted, untargeted_message, validate_off_runtime,
 };
 
 /// The queue step tasks travel on.
@@ -283,15 +283,10 @@ where
         let missing = self.missing_agents(workflow).await?;
         let notices: Vec<Notice> =
             Notice::not_runnable(workflow).into_iter().chain(Notice::unknown_agents(workflow, &missing)).collect();
-        // The document as JSON, keys sorted (serde_json's map is ordered): YAML and JSON
-        // spellings of one workflow store the same definition and hash.
-        let definition: Value = match format {
-            Format::Json => serde_json::from_str(text),
-            Format::Yaml => {
-                crate::yaml::from_str(text).map_err(|e| serde_json::Error::io(std::io::Error::other(e)))
-            }
-        }
-        .map_err(|e| EngineError::Corrupt(e.to_string()))?;
+        // The document as JSON, keys sorted and YAML merge keys applied: YAML and JSON
+        // spellings of one workflow store the same definition and hash, and the engine
+        // reads it back as JSON.
+        let definition = to_json(text, format).map_err(|e| EngineError::Corrupt(e.to_string()))?;
         let canonical = definition.to_string();
         let stored = StoredWorkflow {
             id: workflow.id().to_owned(),

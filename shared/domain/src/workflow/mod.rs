@@ -27,7 +27,7 @@ pub use model::{
 };
 pub use parse::{
     CYCLE_PATH, Format, LimitExceeded, LimitKind, Limits, ParseError, ParseErrors, parse, parse_json,
-    parse_yaml,
+    parse_yaml, to_json,
 };
 pub use plan::{
     CriticalPath, DurationSource, EarlierStart, ImpliedBy, MAX_VIA_STEPS, Parallelism, PathStep, Plan,

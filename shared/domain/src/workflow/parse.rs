@@ -253,6 +253,20 @@ pub fn parse_yaml(text: &str, limits: &Limits) -> Result<Workflow, ParseErrors> 
     walk(&root, limits)
 }
 
+/// The document as JSON, with YAML merge keys applied: what is stored of a workflow, which
+/// parses (as JSON) to the same [`Workflow`]. Keys are sorted, so the JSON and YAML
+/// spellings of one workflow give the same value.
+pub fn to_json(text: &str, format: Format) -> Result<Value, ParseErrors> {
+    match format {
+        Format::Json => serde_json::from_str(text).map_err(|e| whole_document_error(e.to_string())),
+        Format::Yaml => {
+            let mut root = tree::from_yaml(text).map_err(yaml_error)?;
+            tree::apply_merge_keys(&mut root);
+            Ok(tree::to_value(&root))
+        }
+    }
+}
+
 fn yaml_error(e: crate::yaml::YamlError) -> ParseErrors {
     let full = e.to_string();
     let error = match e.location() {

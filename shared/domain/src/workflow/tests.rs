@@ -538,6 +538,20 @@ steps:
 }
 
 #[test]
+fn the_stored_json_of_a_yaml_workflow_has_its_merge_keys_applied() {
+    for text in [
+        include_str!("../../tests/fixtures/seed/anchored_defaults.yaml"),
+        include_str!("../../tests/fixtures/seed/anchors_under_defaults.yaml"),
+    ] {
+        let json = to_json(text, Format::Yaml).unwrap();
+        assert!(!json.to_string().contains("<<"), "{json}");
+        assert_eq!(parse_json(&json.to_string(), &limits()).unwrap(), parse_yaml(text, &limits()).unwrap());
+    }
+    let json = to_json(&etl().to_string(), Format::Json).unwrap();
+    assert_eq!(json, etl());
+}
+
+#[test]
 fn an_agent_target_names_a_registered_agent() {
     let mut value = json!({"id": "wf", "name": "wf", "steps": [service("s")]});
     value["steps"][0]["parameters"] = json!({"target": {"kind": "agent", "agent_id": "summarizer"}});
