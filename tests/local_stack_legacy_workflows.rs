@@ -19,7 +19,14 @@ fn seed(file: &str) -> String {
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
-async fn send(stack: &Stack, key: &str, method: Method, path: &str, yaml: Option<&str>, json: Option<&Value>) -> Response {
+async fn send(
+    stack: &Stack,
+    key: &str,
+    method: Method,
+    path: &str,
+    yaml: Option<&str>,
+    json: Option<&Value>,
+) -> Response {
     let mut request = stack.request(method, path).header("x-api-key", key);
     if let Some(text) = yaml {
         request = request.header("content-type", "application/yaml").body(text.to_owned());
@@ -61,9 +68,16 @@ async fn a_seed_workflow_is_stored_refused_a_run_and_runs_once_it_has_a_default_
     let text = seed("anchored_defaults.yaml");
 
     // Validated unchanged: valid, planned, one not-runnable notice for the four steps.
-    let report: Value =
-        send(&stack, &key, Method::POST, "/v1/workflows:validate", Some(&text), None).await.json().await.unwrap();
-    assert_eq!((report["valid"].clone(), report["runnable"].clone()), (json!(true), json!(false)), "{report:#}");
+    let report: Value = send(&stack, &key, Method::POST, "/v1/workflows:validate", Some(&text), None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (report["valid"].clone(), report["runnable"].clone()),
+        (json!(true), json!(false)),
+        "{report:#}"
+    );
     assert_eq!(report["plan"]["levels"], json!([["research"], ["outline", "write"], ["edit"]]));
     assert_eq!(report["notices"].as_array().unwrap().len(), 1, "{report:#}");
     assert_eq!(report["notices"][0]["kind"], "not_runnable");
@@ -77,7 +91,9 @@ async fn a_seed_workflow_is_stored_refused_a_run_and_runs_once_it_has_a_default_
 
     // A run is refused before anything runs, naming every step and how to give a target.
     let start_run = json!({"inputs": {"topic": "rust"}});
-    let refused = send(&stack, &key, Method::POST, "/v1/workflows/anchored-defaults/runs", None, Some(&start_run)).await;
+    let refused =
+        send(&stack, &key, Method::POST, "/v1/workflows/anchored-defaults/runs", None, Some(&start_run))
+            .await;
     let refused = problem(refused, 422).await;
     assert_eq!(
         paths(&refused),
@@ -91,7 +107,8 @@ async fn a_seed_workflow_is_stored_refused_a_run_and_runs_once_it_has_a_default_
     assert_eq!(runs["runs"], json!([]), "no run was created");
 
     // Version 2 names a default target: an agent not registered yet, a warning on store...
-    let anchored = "defaults: &d\n  timeout: 30\n  retry_policy:\n    max_attempts: 3\n    backoff_factor: 2\n";
+    let anchored =
+        "defaults: &d\n  timeout: 30\n  retry_policy:\n    max_attempts: 3\n    backoff_factor: 2\n";
     let beside = "version: \"2.0.0\"\ndefaults:\n  target: {kind: agent, agent_id: writer}\n  common: &d\n    \
                   timeout: 30\n    retry_policy:\n      max_attempts: 3\n      backoff_factor: 2\n";
     let v2 = text.replacen(anchored, beside, 1);
@@ -105,17 +122,23 @@ async fn a_seed_workflow_is_stored_refused_a_run_and_runs_once_it_has_a_default_
     assert_eq!(stored["notices"][0]["references"][0]["path"], "$.defaults.target.agent_id");
 
     // ...and a refusal at run start, naming the agent for each step that calls it.
-    let refused = send(&stack, &key, Method::POST, "/v1/workflows/anchored-defaults/runs", None, Some(&start_run)).await;
+    let refused =
+        send(&stack, &key, Method::POST, "/v1/workflows/anchored-defaults/runs", None, Some(&start_run))
+            .await;
     let refused = problem(refused, 422).await;
     assert_eq!(paths(&refused), ["$.defaults.target.agent_id"; 4], "{refused:#}");
-    assert!(refused["errors"][0]["message"].as_str().unwrap().contains("\"writer\", which is not registered"));
+    assert!(
+        refused["errors"][0]["message"].as_str().unwrap().contains("\"writer\", which is not registered")
+    );
     assert!(!refused["detail"].as_str().unwrap().contains("refused the request"));
 
     // Registered: the run goes through, and its steps are listed in the plan's order.
     let url = agent(json!({"notes": "some notes"})).await;
     let body = json!({"id": "writer", "name": "writer", "target": {"kind": "http", "url": url}});
     assert_eq!(stack.post_json("/v1/agents", &key, &body).await.status(), 201);
-    let started = send(&stack, &key, Method::POST, "/v1/workflows/anchored-defaults/runs", None, Some(&start_run)).await;
+    let started =
+        send(&stack, &key, Method::POST, "/v1/workflows/anchored-defaults/runs", None, Some(&start_run))
+            .await;
     assert_eq!(started.status(), 202);
     let run: Value = started.json().await.unwrap();
     assert_eq!(run["workflow_version"], "2.0.0");
@@ -148,9 +171,16 @@ steps:
     let body = json!({"id": "registered", "name": "registered", "target": {"kind": "http", "url": url}});
     assert_eq!(stack.post_json("/v1/agents", &key, &body).await.status(), 201);
 
-    let report: Value =
-        send(&stack, &key, Method::POST, "/v1/workflows:validate", Some(workflow), None).await.json().await.unwrap();
-    assert_eq!((report["valid"].clone(), report["runnable"].clone()), (json!(true), json!(false)), "{report:#}");
+    let report: Value = send(&stack, &key, Method::POST, "/v1/workflows:validate", Some(workflow), None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (report["valid"].clone(), report["runnable"].clone()),
+        (json!(true), json!(false)),
+        "{report:#}"
+    );
     assert_eq!(report["notices"][0]["kind"], "unknown_agents");
 
     let stored = send(&stack, &key, Method::POST, "/v1/workflows", Some(workflow), None).await;
@@ -195,8 +225,11 @@ dependencies:
   b: [a]
   c: [ghost]
 "#;
-    let report: Value =
-        send(&stack, &key, Method::POST, "/v1/workflows:validate", Some(workflow), None).await.json().await.unwrap();
+    let report: Value = send(&stack, &key, Method::POST, "/v1/workflows:validate", Some(workflow), None)
+        .await
+        .json()
+        .await
+        .unwrap();
     let errors = report["errors"].as_array().unwrap();
     let kinds: Vec<(&str, &str)> = errors
         .iter()
@@ -212,4 +245,28 @@ dependencies:
     let refused = problem(refused, 422).await;
     assert_eq!(paths(&refused), ["$.steps[1].name", "$.dependencies.c[0]", "$.dependencies"], "{refused:#}");
     assert!(refused["errors"][2]["message"].as_str().unwrap().contains("a → b → a"));
+}
+
+#[tokio::test]
+async fn the_openapi_document_describes_notices_and_runnable() {
+    let stack = start().await;
+    let document: Value =
+        stack.request(Method::GET, "/openapi.json").send().await.unwrap().json().await.unwrap();
+    let schemas = &document["components"]["schemas"];
+    let report = &schemas["ValidationReport"];
+    for field in ["valid", "runnable", "errors", "notices"] {
+        assert!(report["required"].as_array().unwrap().contains(&json!(field)), "{field}: {report:#}");
+    }
+    let kinds: Vec<&str> = schemas["Notice"]["oneOf"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{:#}", schemas["Notice"]))
+        .iter()
+        .map(|variant| variant["properties"]["kind"]["enum"][0].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["not_runnable", "unknown_agents"]);
+    assert!(
+        schemas["WorkflowVersion"]["properties"]["notices"].is_object(),
+        "{:#}",
+        schemas["WorkflowVersion"]
+    );
 }

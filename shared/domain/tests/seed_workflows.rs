@@ -84,23 +84,36 @@ fn strings(value: &Value) -> Vec<String> {
     value.as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_owned()).collect()
 }
 
-/// The cycles, plan levels and redundant dependencies of a report, as plain lists.
-fn graph_findings(report: &Value) -> (Vec<Vec<String>>, Vec<Vec<String>>, Vec<(String, String, Vec<String>)>) {
+/// The cycles, plan levels and redundant dependencies (step, dependency, via) of a
+/// report, as plain lists.
+#[derive(Debug, PartialEq)]
+struct GraphFindings {
+    cycles: Vec<Vec<String>>,
+    levels: Vec<Vec<String>>,
+    redundant: Vec<(String, String, Vec<String>)>,
+}
+
+fn graph_findings(report: &Value) -> GraphFindings {
     let errors = report["errors"].as_array().unwrap();
     for error in errors {
         assert_eq!(error["kind"], "cycle", "only cycles are wrong with these files: {error}");
     }
     let cycles = errors.iter().map(|e| strings(&e["steps"])).collect();
-    let levels = report["plan"]["levels"].as_array().map_or_else(Vec::new, |l| l.iter().map(strings).collect());
+    let levels =
+        report["plan"]["levels"].as_array().map_or_else(Vec::new, |l| l.iter().map(strings).collect());
     let redundant = report["plan"]["redundant_dependencies"].as_array().map_or_else(Vec::new, |r| {
         r.iter()
             .map(|r| {
                 assert_eq!(r["implied_by"], "path");
-                (r["step"].as_str().unwrap().to_owned(), r["dependency"].as_str().unwrap().to_owned(), strings(&r["via"]))
+                (
+                    r["step"].as_str().unwrap().to_owned(),
+                    r["dependency"].as_str().unwrap().to_owned(),
+                    strings(&r["via"]),
+                )
             })
             .collect()
     });
-    (cycles, levels, redundant)
+    GraphFindings { cycles, levels, redundant }
 }
 
 #[test]
@@ -109,7 +122,7 @@ fn seed_workflows_load_unchanged_with_their_cycles_plan_and_one_not_runnable_not
         let (text, format) = fixture(case.file);
         let report = report(&text, format);
         let file = case.file;
-        let (cycles, levels, redundant) = graph_findings(&report);
+        let GraphFindings { cycles, levels, redundant } = graph_findings(&report);
         let expected: Vec<Vec<String>> =
             case.cycles.iter().map(|c| c.iter().map(|s| (*s).to_owned()).collect()).collect();
         assert_eq!(cycles, expected, "{file}: cycles");
@@ -119,7 +132,9 @@ fn seed_workflows_load_unchanged_with_their_cycles_plan_and_one_not_runnable_not
         let expected: Vec<(String, String, Vec<String>)> = case
             .redundant
             .iter()
-            .map(|(s, d, via)| ((*s).to_owned(), (*d).to_owned(), via.iter().map(|v| (*v).to_owned()).collect()))
+            .map(|(s, d, via)| {
+                ((*s).to_owned(), (*d).to_owned(), via.iter().map(|v| (*v).to_owned()).collect())
+            })
             .collect();
         assert_eq!(redundant, expected, "{file}: redundant dependencies");
         assert_eq!(report["valid"], case.cycles.is_empty(), "{file}: {report:#}");

@@ -31,8 +31,8 @@ use crate::queue::{Delivery, NewMessage, Priority};
 use crate::validation::ValidationErrors;
 use crate::workflow::{
     ErrorHandling, Format, Limits, Notice, ResolvedTarget, ServiceTarget, StepIndex, StepKind,
-    ValidatedWorkflow, ValidationReport, Workflow, WorkflowError, load_off_runtime, parse_json,
-    to_json, untargeted, untargeted_message, validate_off_runtime,
+    ValidatedWorkflow, ValidationReport, Workflow, WorkflowError, load_off_runtime, parse_json, to_json,
+    untargeted, untargeted_message, validate_off_runtime,
 };
 
 /// The queue step tasks travel on.
@@ -245,7 +245,11 @@ where
 
     /// The validation report of a document, with the agents it names checked against
     /// the registry (an `unknown_agents` notice).
-    pub async fn validate_workflow(&self, text: String, format: Format) -> Result<ValidationReport, EngineError> {
+    pub async fn validate_workflow(
+        &self,
+        text: String,
+        format: Format,
+    ) -> Result<ValidationReport, EngineError> {
         let (mut report, validated) = validate_off_runtime(text, format, self.limits).await;
         if let Some(validated) = validated {
             let workflow = validated.workflow();
@@ -262,7 +266,8 @@ where
         let mut checked = std::collections::HashSet::new();
         let mut missing = Vec::new();
         for reference in workflow.agent_references() {
-            if checked.insert(reference.agent_id) && self.store.get_agent(reference.agent_id).await?.is_none() {
+            if checked.insert(reference.agent_id) && self.store.get_agent(reference.agent_id).await?.is_none()
+            {
                 missing.push(reference.agent_id);
             }
         }
@@ -281,8 +286,10 @@ where
         let validated = load_off_runtime(text.to_owned(), format, self.limits).await?;
         let workflow = validated.workflow();
         let missing = self.missing_agents(workflow).await?;
-        let notices: Vec<Notice> =
-            Notice::not_runnable(workflow).into_iter().chain(Notice::unknown_agents(workflow, &missing)).collect();
+        let notices: Vec<Notice> = Notice::not_runnable(workflow)
+            .into_iter()
+            .chain(Notice::unknown_agents(workflow, &missing))
+            .collect();
         // The document as JSON, keys sorted and YAML merge keys applied: YAML and JSON
         // spellings of one workflow store the same definition and hash, and the engine
         // reads it back as JSON.

@@ -22,8 +22,8 @@ mod tests;
 
 pub use graph::{Cycle, CycleEdge, CycleErrors, EdgeKinds, ValidatedWorkflow};
 pub use model::{
-    AgentReference, Edge, EdgeReason, ErrorHandling, ResolvedTarget, RetryPolicy, Seconds, ServiceTarget, Step,
-    StepId, StepIndex, StepKind, StepType, TargetSource, Workflow,
+    AgentReference, Edge, EdgeReason, ErrorHandling, ResolvedTarget, RetryPolicy, Seconds, ServiceTarget,
+    Step, StepId, StepIndex, StepKind, StepType, TargetSource, Workflow,
 };
 pub use parse::{
     CYCLE_PATH, Format, LimitExceeded, LimitKind, Limits, ParseError, ParseErrors, parse, parse_json,

@@ -703,7 +703,9 @@ impl<'n> Walker<'n> {
                 .into_iter()
                 .enumerate()
                 .map(|(i, id)| {
-                    id.unwrap_or_else(|| StepId::parse(&steps_loc.index(i).render()).expect("a path is an id"))
+                    id.unwrap_or_else(|| {
+                        StepId::parse(&steps_loc.index(i).render()).expect("a path is an id")
+                    })
                 })
                 .collect(),
             inputs: parsed
@@ -1172,7 +1174,10 @@ impl<'n> Walker<'n> {
             if !DEFAULTS_FIELDS.contains(&key) {
                 if crate::validation::did_you_mean(key, &DEFAULTS_FIELDS).is_some() {
                     let message = unknown_field_message(key, &DEFAULTS_FIELDS, "defaults");
-                    self.error(&key_loc, format!("{message} (other keys are not read: they hold YAML anchors)"));
+                    self.error(
+                        &key_loc,
+                        format!("{message} (other keys are not read: they hold YAML anchors)"),
+                    );
                 }
                 continue;
             }
@@ -1214,8 +1219,7 @@ impl<'n> Walker<'n> {
         for (id, path, target) in defaults.targets {
             let Some(&index) = self.ids.get(id) else {
                 let known: Vec<&str> = self.ids.keys().copied().collect();
-                let message =
-                    format!("unknown step {id:?}{}", crate::validation::suggestion(id, &known));
+                let message = format!("unknown step {id:?}{}", crate::validation::suggestion(id, &known));
                 self.push_error(field(path, message));
                 continue;
             };

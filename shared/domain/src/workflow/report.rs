@@ -272,9 +272,7 @@ pub fn validate(text: &str, format: Format, limits: &Limits) -> ValidationReport
 }
 
 /// The report, and the workflow when it is valid.
-fn validate_parsed(
-    parsed: Result<Workflow, ParseErrors>,
-) -> (ValidationReport, Option<ValidatedWorkflow>) {
+fn validate_parsed(parsed: Result<Workflow, ParseErrors>) -> (ValidationReport, Option<ValidatedWorkflow>) {
     let workflow = match parsed {
         Ok(workflow) => workflow,
         Err(errors) => {

@@ -342,7 +342,10 @@ fn an_unknown_step_type_is_reported() {
 fn a_near_miss_of_a_step_type_gets_a_suggestion() {
     let value = json!({"id": "wf", "name": "wf", "steps": [{"id": "a", "name": "A", "type": "agnet", "agent_id": "x"}]});
     let errors = field_errors(&value);
-    assert!(has_error(&errors, "$.steps[0].type", "unknown step type \"agnet\" (did you mean \"agent\"?)"), "{errors:?}");
+    assert!(
+        has_error(&errors, "$.steps[0].type", "unknown step type \"agnet\" (did you mean \"agent\"?)"),
+        "{errors:?}"
+    );
 }
 
 // ---------------------------------------------------------------------------------------
@@ -370,7 +373,8 @@ fn a_missing_field_and_a_cycle_are_both_reported() {
 
     // The report lists both kinds, each once.
     let report = serde_json::to_value(validate(&value.to_string(), Format::Json, &limits())).unwrap();
-    let kinds: Vec<&str> = report["errors"].as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap()).collect();
+    let kinds: Vec<&str> =
+        report["errors"].as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap()).collect();
     assert_eq!(kinds, ["field", "field", "field", "cycle"], "{report:#}");
     assert_eq!(report["errors"][3]["message"], "cycle: a → b → a");
     assert_eq!(report["valid"], false);
@@ -430,7 +434,8 @@ fn service(id: &str) -> Value {
 
 #[test]
 fn a_service_step_without_a_target_is_valid_but_not_runnable() {
-    let value = json!({"id": "wf", "name": "wf", "steps": [service("fetch"), agent("think"), service("store")]});
+    let value =
+        json!({"id": "wf", "name": "wf", "steps": [service("fetch"), agent("think"), service("store")]});
     let workflow = parsed(&value);
     let untargeted: Vec<usize> = workflow.untargeted_steps().map(StepIndex::index).collect();
     assert_eq!(untargeted, [0, 2]);
@@ -482,7 +487,8 @@ fn defaults_give_service_steps_their_targets() {
 
 #[test]
 fn defaults_are_checked_and_its_other_keys_only_hold_anchors() {
-    let mut value = json!({"id": "wf", "name": "wf", "steps": [service("fetch"), service("own"), agent("a")]});
+    let mut value =
+        json!({"id": "wf", "name": "wf", "steps": [service("fetch"), service("own"), agent("a")]});
     value["steps"][1]["parameters"] = json!({"target": {"kind": "lambda", "function": "mine"}});
     value["defaults"] = json!({
         "targte": {"kind": "http", "url": "https://runner.example/"},
@@ -510,7 +516,10 @@ fn defaults_are_checked_and_its_other_keys_only_hold_anchors() {
 
     value["defaults"] = json!({"targets": {"a": {"kind": "lambda", "function": "f"}}});
     let errors = field_errors(&value);
-    assert!(has_error(&errors, "$.defaults.targets.a", "step \"a\" is an agent step; only service steps"), "{errors:?}");
+    assert!(
+        has_error(&errors, "$.defaults.targets.a", "step \"a\" is an agent step; only service steps"),
+        "{errors:?}"
+    );
     value["defaults"] = json!(["not", "an", "object"]);
     assert!(has_error(&field_errors(&value), "$.defaults", "must be an object"));
 }
@@ -559,7 +568,11 @@ fn an_agent_target_names_a_registered_agent() {
     assert_eq!(workflow.agent_references()[0].path, "$.steps[0].parameters.target.agent_id");
     value["steps"][0]["parameters"] = json!({"target": {"kind": "agent", "function": "f"}});
     let errors = field_errors(&value);
-    assert!(has_error(&errors, "$.steps[0].parameters.target.function", "only lambda targets take a function"));
+    assert!(has_error(
+        &errors,
+        "$.steps[0].parameters.target.function",
+        "only lambda targets take a function"
+    ));
     assert!(has_error(&errors, "$.steps[0].parameters.target.agent_id", "is required"));
 }
 
