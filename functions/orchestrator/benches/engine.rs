@@ -204,7 +204,7 @@ async fn run_case<I: AgentInvoker + Clone>(
     };
     store.insert_agent(&agent).await.expect("register the agent");
     let id = format!("bench-{}-{steps}", shape.name());
-    let stored = engine.put_workflow(&workflow(&id, shape, steps), Format::Json).await.expect("store");
+    let (stored, _) = engine.put_workflow(&workflow(&id, shape, steps), Format::Json).await.expect("store");
 
     let (stop, shutdown) = watch::channel(false);
     let consumers = tokio::spawn(worker::consume(engine.clone(), workers, shutdown));

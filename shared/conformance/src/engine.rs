@@ -153,7 +153,7 @@ where
     /// Stores `workflow` (a JSON value, given a unique id) and starts a run.
     pub async fn start(&self, mut workflow: Value, inputs: Value) -> Run {
         workflow["id"] = json!(super::unique("wf"));
-        let stored =
+        let (stored, _) =
             self.engine.put_workflow(&workflow.to_string(), Format::Json).await.expect("store workflow");
         let Value::Object(inputs) = inputs else { panic!("inputs must be an object") };
         self.engine.start_run(&stored.id, Some(&stored.version), inputs).await.expect("start run")

@@ -40,7 +40,8 @@ impl tdev_domain::strict::shape::Shaped for StartRun {
     }
 }
 
-/// A run with every step that has started or ended (a step not listed is waiting).
+/// A run with every step that has started or ended (a step not listed is waiting), in the
+/// plan's order: by level, then in file order.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct RunView {
     #[serde(flatten)]
@@ -78,7 +79,7 @@ pub struct RunQuery {
             )),
         (status = 403, description = "Needs the workflows:run scope", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such workflow or version", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "A required input is missing, or the workflow holds a step the engine cannot run yet", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A required input is missing, or the workflow cannot run yet: every service step without a target and every agent not registered, each at its path in the workflow's document", body = Problem, content_type = "application/problem+json"),
     ),
     security(("api_key" = []), ("bearer" = []))
 )]
@@ -119,7 +120,7 @@ pub async fn list<S: OrchestratorStore, Q: MessageQueue, I: AgentInvoker>(
     params(("id" = String, Path, description = "The run's id")),
     responses(
         (status = 403, description = "Needs the read scope", body = Problem, content_type = "application/problem+json"),
-        (status = 200, description = "The run and its steps: status, attempts, timings, outputs, error", body = RunView),
+        (status = 200, description = "The run and its steps in the plan's order: status, attempts, timings, outputs, error", body = RunView),
         (status = 404, description = "No such run", body = Problem, content_type = "application/problem+json"),
     ),
     security(("api_key" = []), ("bearer" = []))
@@ -130,11 +131,7 @@ pub async fn get<S: OrchestratorStore, Q: MessageQueue, I: AgentInvoker>(
     Path(id): Path<String>,
 ) -> Result<Json<RunView>, ApiError> {
     caller.require(Scope::Read)?;
-    let (run, steps) = engine
-        .store()
-        .get_run(&id)
-        .await?
-        .ok_or_else(|| ApiError::no_such(tdev_http::problem::PATH_ID, format!("no run {id:?}")))?;
+    let (run, steps) = engine.run_view(&id).await?;
     Ok(Json(RunView { run, steps }))
 }
 

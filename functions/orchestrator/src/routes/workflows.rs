@@ -10,7 +10,7 @@ use serde_json::Value;
 use tdev_domain::auth::Scope;
 use tdev_domain::ports::{AgentInvoker, MessageQueue};
 use tdev_domain::runs::StoredWorkflow;
-use tdev_domain::workflow::ValidationReport;
+use tdev_domain::workflow::{Notice, ValidationReport};
 use tdev_http::{ApiError, Caller, Problem};
 use utoipa::ToSchema;
 
@@ -28,6 +28,10 @@ pub struct WorkflowVersion {
     /// The document, as JSON.
     #[schema(value_type = Object)]
     pub definition: Value,
+    /// Only in the answer to storing it: findings that did not stop it from being stored
+    /// but will refuse a run (service steps without a target, agents not registered yet).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notices: Vec<Notice>,
 }
 
 impl From<StoredWorkflow> for WorkflowVersion {
@@ -38,6 +42,7 @@ impl From<StoredWorkflow> for WorkflowVersion {
             content_hash: stored.content_hash,
             created_at: stored.created_at,
             definition: stored.definition,
+            notices: Vec::new(),
         }
     }
 }
@@ -46,8 +51,10 @@ impl From<StoredWorkflow> for WorkflowVersion {
     post, path = "/v1/workflows:validate", tag = "workflows", operation_id = "validate_workflow",
     description = "Parses, checks and plans a workflow (JSON, or YAML with a YAML content type) \
         without storing anything. Always 200 with a report when the caller may validate: \
-        `valid`, every error with its location, and for a valid workflow the plan \
-        (levels, critical path, width, parallelism, redundant dependencies, suggestions).",
+        `valid`, every error with its location (field errors and cycles together), and for a \
+        valid workflow the plan (levels, critical path, width, parallelism, redundant \
+        dependencies, suggestions), `runnable` and the `notices` that stop a run (service \
+        steps without a target, agents not registered).",
     request_body(content = Object, content_type = "application/json"),
     responses(
         (status = 200, description = "The report", body = ValidationReport),
@@ -63,16 +70,16 @@ pub async fn validate<S: OrchestratorStore, Q: MessageQueue, I: AgentInvoker>(
 ) -> Result<Json<ValidationReport>, ApiError> {
     caller.require(Scope::Read)?;
     let document = document?;
-    Ok(Json(
-        tdev_domain::workflow::validate_off_runtime(document.text, document.format, *engine.limits()).await,
-    ))
+    Ok(Json(engine.validate_workflow(document.text, document.format).await?))
 }
 
 #[utoipa::path(
     post, path = "/v1/workflows", tag = "workflows", operation_id = "create_workflow",
     description = "Stores a workflow version (JSON, or YAML with a YAML content type). Versions \
         are immutable: storing the same id and version again with the same content is \
-        harmless, with other content a 409.",
+        harmless, with other content a 409. A valid workflow that cannot run yet (service \
+        steps without a target, agents not registered) is stored, with `notices` saying what \
+        a run still lacks.",
     request_body(content = Object, content_type = "application/json"),
     responses(
         (status = 201, description = "Stored", body = WorkflowVersion,
@@ -97,10 +104,11 @@ pub async fn create<S: OrchestratorStore, Q: MessageQueue, I: AgentInvoker>(
 ) -> Result<impl IntoResponse, ApiError> {
     caller.require(Scope::WorkflowsRun)?;
     let document = document?;
-    let stored = engine.put_workflow(&document.text, document.format).await?;
+    let (stored, notices) = engine.put_workflow(&document.text, document.format).await?;
     let location = format!("/v1/workflows/{}/versions/{}", stored.id, stored.version);
-    tracing::info!(workflow_id = %stored.id, version = %stored.version, "workflow stored");
-    Ok((StatusCode::CREATED, [(header::LOCATION, location)], Json(WorkflowVersion::from(stored))))
+    tracing::info!(workflow_id = %stored.id, version = %stored.version, notices = notices.len(), "workflow stored");
+    let body = WorkflowVersion { notices, ..WorkflowVersion::from(stored) };
+    Ok((StatusCode::CREATED, [(header::LOCATION, location)], Json(body)))
 }
 
 #[utoipa::path(

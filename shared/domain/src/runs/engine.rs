@@ -30,8 +30,9 @@ use crate::ports::{
 use crate::queue::{Delivery, NewMessage, Priority};
 use crate::validation::ValidationErrors;
 use crate::workflow::{
-    ErrorHandling, Format, Limits, ServiceTarget, StepIndex, StepKind, Workflow, WorkflowError,
-    load_off_runtime, parse_json,
+    ErrorHandling, Format, Limits, Notice, ResolvedTarget, ServiceTarget, StepIndex, StepKind,
+    ValidatedWorkflow, ValidationReport, Workflow, WorkflowError, load_off_runtime, parse_json, to_json,
+    untargeted, untargeted_message, validate_off_runtime,
 };
 
 /// The queue step tasks travel on.
@@ -119,10 +120,17 @@ struct Compiled {
     dependents: Vec<Vec<StepIndex>>,
     /// Which step produces each data name.
     producers: HashMap<String, StepIndex>,
+    /// Each step's position in the plan's order (by level, then file order).
+    rank: Vec<u32>,
 }
 
 impl Compiled {
-    fn new(workflow: Workflow) -> Self {
+    fn new(validated: ValidatedWorkflow) -> Self {
+        let mut rank = vec![0u32; validated.workflow().steps().len()];
+        for (position, step) in validated.topological_order().iter().enumerate() {
+            rank[step.index()] = position as u32;
+        }
+        let workflow = validated.into_workflow();
         let n = workflow.steps().len();
         let mut dependencies = vec![Vec::new(); n];
         let mut dependents = vec![Vec::new(); n];
@@ -138,7 +146,7 @@ impl Compiled {
                 producers.insert(output.to_string(), StepIndex::new(i));
             }
         }
-        Self { workflow, dependencies, dependents, producers }
+        Self { workflow, dependencies, dependents, producers, rank }
     }
 
     fn index(&self, step_id: &str) -> Option<StepIndex> {
@@ -221,7 +229,8 @@ where
         // was (aliases expanded), and the limits may have been lowered since.
         let workflow = parse_json(&stored.definition.to_string(), &Limits::NONE)
             .map_err(|e| EngineError::Corrupt(e.to_string()))?;
-        let compiled = Arc::new(Compiled::new(workflow));
+        let validated = ValidatedWorkflow::new(workflow).map_err(|e| EngineError::Corrupt(e.to_string()))?;
+        let compiled = Arc::new(Compiled::new(validated));
         let mut cache = self.cache();
         if cache.len() >= 64 {
             cache.clear();
@@ -234,21 +243,57 @@ where
         self.compiled.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Checks a workflow document (JSON or YAML) and stores it as an immutable version.
-    /// Storing the same version with the same content again is harmless; with other
-    /// content it is a `Conflict`.
-    pub async fn put_workflow(&self, text: &str, format: Format) -> Result<StoredWorkflow, EngineError> {
-        let validated = load_off_runtime(text.to_owned(), format, self.limits).await?;
-        let workflow = validated.workflow();
-        // The document as JSON, keys sorted (serde_json's map is ordered): YAML and JSON
-        // spellings of one workflow store the same definition and hash.
-        let definition: Value = match format {
-            Format::Json => serde_json::from_str(text),
-            Format::Yaml => {
-                crate::yaml::from_str(text).map_err(|e| serde_json::Error::io(std::io::Error::other(e)))
+    /// The validation report of a document, with the agents it names checked against
+    /// the registry (an `unknown_agents` notice).
+    pub async fn validate_workflow(
+        &self,
+        text: String,
+        format: Format,
+    ) -> Result<ValidationReport, EngineError> {
+        let (mut report, validated) = validate_off_runtime(text, format, self.limits).await;
+        if let Some(validated) = validated {
+            let workflow = validated.workflow();
+            let missing = self.missing_agents(workflow).await?;
+            if let Some(notice) = Notice::unknown_agents(workflow, &missing) {
+                report.notice(notice);
             }
         }
-        .map_err(|e| EngineError::Corrupt(e.to_string()))?;
+        Ok(report)
+    }
+
+    /// The agents `workflow` names that are not registered, each once, in file order.
+    async fn missing_agents<'w>(&self, workflow: &'w Workflow) -> Result<Vec<&'w str>, StoreError> {
+        let mut checked = std::collections::HashSet::new();
+        let mut missing = Vec::new();
+        for reference in workflow.agent_references() {
+            if checked.insert(reference.agent_id) && self.store.get_agent(reference.agent_id).await?.is_none()
+            {
+                missing.push(reference.agent_id);
+            }
+        }
+        Ok(missing)
+    }
+
+    /// Checks a workflow document (JSON or YAML) and stores it as an immutable version,
+    /// with the findings that do not stop it from being stored: service steps without a
+    /// target, agents not registered (yet). Storing the same version with the same
+    /// content again is harmless; with other content it is a `Conflict`.
+    pub async fn put_workflow(
+        &self,
+        text: &str,
+        format: Format,
+    ) -> Result<(StoredWorkflow, Vec<Notice>), EngineError> {
+        let validated = load_off_runtime(text.to_owned(), format, self.limits).await?;
+        let workflow = validated.workflow();
+        let missing = self.missing_agents(workflow).await?;
+        let notices: Vec<Notice> = Notice::not_runnable(workflow)
+            .into_iter()
+            .chain(Notice::unknown_agents(workflow, &missing))
+            .collect();
+        // The document as JSON, keys sorted and YAML merge keys applied: YAML and JSON
+        // spellings of one workflow store the same definition and hash, and the engine
+        // reads it back as JSON.
+        let definition = to_json(text, format).map_err(|e| EngineError::Corrupt(e.to_string()))?;
         let canonical = definition.to_string();
         let stored = StoredWorkflow {
             id: workflow.id().to_owned(),
@@ -258,7 +303,7 @@ where
             created_at: self.clock.now(),
         };
         self.store.put_workflow(&stored).await?;
-        Ok(stored)
+        Ok((stored, notices))
     }
 
     /// Starts a run of a stored workflow (the latest version unless one is named): checks
@@ -275,6 +320,22 @@ where
         for name in workflow.required_inputs() {
             if !inputs.contains_key(&**name) {
                 errors.add(format!("$.inputs.{name}"), "this workflow input is required");
+            }
+        }
+        // What the workflow itself lacks, before anything runs; paths are in its document.
+        for step in untargeted(workflow) {
+            errors.add(step.path, untargeted_message(&step.step));
+        }
+        let missing = self.missing_agents(workflow).await?;
+        for reference in workflow.agent_references() {
+            if missing.contains(&reference.agent_id) {
+                let step = workflow.step(reference.step).id.as_str();
+                let message = format!(
+                    "step {step:?} calls agent {:?}, which is not registered: register it (POST /v1/agents) \
+                     or change the workflow",
+                    reference.agent_id
+                );
+                errors.add(reference.path, message);
             }
         }
         errors.into_result(())?;
@@ -302,6 +363,15 @@ where
             }
         }
         Ok(run)
+    }
+
+    /// A run and the records of its steps, in the plan's order (by level, then file order).
+    pub async fn run_view(&self, run_id: &str) -> Result<(Run, Vec<StepRun>), EngineError> {
+        let (run, mut steps) =
+            self.store.get_run(run_id).await?.ok_or_else(|| EngineError::RunNotFound(run_id.into()))?;
+        let compiled = self.compiled(&run.workflow_id, Some(&run.workflow_version)).await?;
+        steps.sort_by_key(|s| compiled.index(&s.step_id).map_or(u32::MAX, |i| compiled.rank[i.index()]));
+        Ok((run, steps))
     }
 
     /// Cancels a running run: nothing new starts; attempts in flight finish but do not
@@ -528,7 +598,18 @@ where
             StepKind::Agent { agent_id, parameters } => {
                 (self.agent_target(agent_id).await?, parameters.clone())
             }
-            StepKind::Service { target } => (service_target(target), Map::new()),
+            StepKind::Service { target: Some(ResolvedTarget { target, .. }) } => {
+                let target = match target {
+                    ServiceTarget::Http { url } => AgentTarget::Http { url: url.to_string() },
+                    ServiceTarget::Lambda { function } => AgentTarget::Lambda { function: function.clone() },
+                    ServiceTarget::Agent { agent_id } => self.agent_target(agent_id).await?,
+                };
+                (target, Map::new())
+            }
+            // A run does not start without every target; a stored run cannot lose one.
+            StepKind::Service { target: None } => {
+                return Err(InvokeError::Rejected("the step has no target".into()).into());
+            }
             StepKind::Loop { over, agent_id, max_concurrency } => {
                 let target = self.agent_target(agent_id).await?;
                 let items = match inputs.get(over) {
@@ -813,12 +894,5 @@ where
         self.store.update_run(&ended).await?;
         tracing::info!(run_id = %run.id, status = status.as_str(), "run ended");
         Ok(ended)
-    }
-}
-
-fn service_target(target: &ServiceTarget) -> AgentTarget {
-    match target {
-        ServiceTarget::Http { url } => AgentTarget::Http { url: url.to_string() },
-        ServiceTarget::Lambda { function } => AgentTarget::Lambda { function: function.clone() },
     }
 }

@@ -12,7 +12,7 @@ use petgraph::algo::kosaraju_scc;
 use petgraph::graph::{DiGraph, NodeIndex};
 use serde::Serialize;
 
-use super::model::{EdgeReason, StepId, StepIndex, StepKind, Workflow};
+use super::model::{Edge, EdgeReason, StepId, StepIndex, StepKind, Workflow};
 
 /// Why one step waits for another, as a set: one pair may have several reasons.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
@@ -64,39 +64,91 @@ pub struct ValidatedWorkflow {
     level_start: Vec<u32>,
 }
 
+/// What cycle finding reads of a graph: a parsed [`Workflow`], or the partial graph the
+/// parser builds from a document with field errors (so that its cycles are reported too).
+pub(super) trait StepGraph {
+    fn step_count(&self) -> usize;
+    /// Every ordering, one per reason (see [`Workflow::edges`]).
+    fn edges(&self) -> &[Edge];
+    fn id(&self, step: StepIndex) -> &StepId;
+    /// The name of `step`'s input number `input`: what a data edge carries.
+    fn input(&self, step: StepIndex, input: u32) -> &str;
+}
+
+impl StepGraph for Workflow {
+    fn step_count(&self) -> usize {
+        self.steps().len()
+    }
+
+    fn edges(&self) -> &[Edge] {
+        Workflow::edges(self)
+    }
+
+    fn id(&self, step: StepIndex) -> &StepId {
+        &self.step(step).id
+    }
+
+    fn input(&self, step: StepIndex, input: u32) -> &str {
+        &self.step(step).inputs[input as usize]
+    }
+}
+
+/// Kahn's algorithm, one level at a time, each level in file order.
+struct Levels {
+    order: Vec<StepIndex>,
+    level: Vec<u32>,
+    level_start: Vec<u32>,
+}
+
+fn levels(n: usize, dep_start: &[u32], dependent_start: &[u32], dependents: &[StepIndex]) -> Levels {
+    let mut waiting: Vec<u32> = (0..n).map(|i| dep_start[i + 1] - dep_start[i]).collect();
+    let mut frontier: Vec<StepIndex> = (0..n).filter(|&i| waiting[i] == 0).map(StepIndex::new).collect();
+    let mut order = Vec::with_capacity(n);
+    let mut level = vec![u32::MAX; n];
+    let mut level_start = vec![0u32];
+    let mut current = 0u32;
+    while !frontier.is_empty() {
+        let mut next = Vec::new();
+        for &step in &frontier {
+            level[step.index()] = current;
+            let i = step.index();
+            for &dependent in &dependents[dependent_start[i] as usize..dependent_start[i + 1] as usize] {
+                let w = &mut waiting[dependent.index()];
+                *w -= 1;
+                if *w == 0 {
+                    next.push(dependent);
+                }
+            }
+        }
+        order.extend_from_slice(&frontier);
+        level_start.push(order.len() as u32);
+        next.sort_unstable();
+        frontier = next;
+        current += 1;
+    }
+    Levels { order, level, level_start }
+}
+
+/// Every cyclic component of `graph`, each once; empty if it has none.
+pub(super) fn cycles_of(graph: &impl StepGraph) -> Vec<Cycle> {
+    let n = graph.step_count();
+    let (dep_start, deps, _) = dependencies_csr(graph);
+    let (dependent_start, dependents) = transpose(n, &dep_start, &deps);
+    let levels = levels(n, &dep_start, &dependent_start, &dependents);
+    if levels.order.len() == n {
+        return Vec::new();
+    }
+    let stuck: Vec<StepIndex> = (0..n).filter(|&i| levels.level[i] == u32::MAX).map(StepIndex::new).collect();
+    find_cycles(graph, &stuck, &dep_start, &deps).0
+}
+
 impl ValidatedWorkflow {
     /// Checks that the workflow's graph has no cycle. O(V + E log E).
     pub fn new(workflow: Workflow) -> Result<Self, CycleErrors> {
         let n = workflow.steps().len();
         let (dep_start, deps, dep_kinds) = dependencies_csr(&workflow);
         let (dependent_start, dependents) = transpose(n, &dep_start, &deps);
-
-        // Kahn's algorithm, one level at a time, each level in file order.
-        let mut waiting: Vec<u32> = (0..n).map(|i| dep_start[i + 1] - dep_start[i]).collect();
-        let mut frontier: Vec<StepIndex> = (0..n).filter(|&i| waiting[i] == 0).map(StepIndex::new).collect();
-        let mut order = Vec::with_capacity(n);
-        let mut level = vec![u32::MAX; n];
-        let mut level_start = vec![0u32];
-        let mut current = 0u32;
-        while !frontier.is_empty() {
-            let mut next = Vec::new();
-            for &step in &frontier {
-                level[step.index()] = current;
-                let i = step.index();
-                for &dependent in &dependents[dependent_start[i] as usize..dependent_start[i + 1] as usize] {
-                    let w = &mut waiting[dependent.index()];
-                    *w -= 1;
-                    if *w == 0 {
-                        next.push(dependent);
-                    }
-                }
-            }
-            order.extend_from_slice(&frontier);
-            level_start.push(order.len() as u32);
-            next.sort_unstable();
-            frontier = next;
-            current += 1;
-        }
+        let Levels { order, level, level_start } = levels(n, &dep_start, &dependent_start, &dependents);
         if order.len() < n {
             let stuck: Vec<StepIndex> =
                 (0..n).filter(|&i| level[i] == u32::MAX).map(StepIndex::new).collect();
@@ -169,9 +221,9 @@ impl ValidatedWorkflow {
 }
 
 /// Each step's direct dependencies, de-duplicated and sorted, with their kinds merged.
-fn dependencies_csr(workflow: &Workflow) -> (Vec<u32>, Vec<StepIndex>, Vec<EdgeKinds>) {
-    let n = workflow.steps().len();
-    let edges = workflow.edges();
+fn dependencies_csr(graph: &impl StepGraph) -> (Vec<u32>, Vec<StepIndex>, Vec<EdgeKinds>) {
+    let n = graph.step_count();
+    let edges = graph.edges();
     let mut start = vec![0u32; n + 1];
     for edge in edges {
         start[edge.to.index() + 1] += 1;
@@ -300,14 +352,14 @@ impl fmt::Display for CycleErrors {
 /// Finds the strongly connected components among the steps Kahn's algorithm could not
 /// order (every cycle is among them, with whatever waits on one) and a cycle in each.
 fn find_cycles(
-    workflow: &Workflow,
+    graph_of: &impl StepGraph,
     stuck: &[StepIndex],
     dep_start: &[u32],
     deps: &[StepIndex],
 ) -> CycleErrors {
     // The subgraph on the stuck steps, in petgraph (kosaraju_scc is iterative: a
     // 100,000-step cycle must not overflow the stack, as the recursive tarjan_scc would).
-    let n = workflow.steps().len();
+    let n = graph_of.step_count();
     let mut local = vec![u32::MAX; n];
     let mut graph = DiGraph::<StepIndex, ()>::with_capacity(stuck.len(), 0);
     for &step in stuck {
@@ -352,8 +404,8 @@ fn find_cycles(
         .map(|(c, steps)| shortest_cycle(&graph, &local, steps[0], c as u32, &component_of))
         .collect();
 
-    let details = edge_details(workflow, &paths);
-    let id = |step: &StepIndex| workflow.step(*step).id.clone();
+    let details = edge_details(graph_of, &paths);
+    let id = |step: &StepIndex| graph_of.id(*step).clone();
     let cycles = components
         .iter()
         .zip(&paths)
@@ -427,19 +479,19 @@ struct Detail {
 }
 
 /// Why each edge of the cycles exists, in one pass over the workflow's edges.
-fn edge_details(workflow: &Workflow, paths: &[Vec<StepIndex>]) -> HashMap<(StepIndex, StepIndex), Detail> {
+fn edge_details(graph: &impl StepGraph, paths: &[Vec<StepIndex>]) -> HashMap<(StepIndex, StepIndex), Detail> {
     let mut details: HashMap<(StepIndex, StepIndex), Detail> = HashMap::new();
     for path in paths {
         for pair in path.windows(2) {
             details.entry((pair[0], pair[1])).or_default();
         }
     }
-    for edge in workflow.edges() {
+    for edge in graph.edges() {
         let Some(detail) = details.get_mut(&(edge.from, edge.to)) else { continue };
         match edge.reason {
             EdgeReason::Dependency => detail.dependency = true,
             EdgeReason::Data { input } => {
-                detail.data.push(workflow.step(edge.to).inputs[input as usize].clone());
+                detail.data.push(graph.input(edge.to, input).to_owned());
             }
             EdgeReason::Group { group } => {
                 if !detail.groups.contains(&group) {

@@ -1,7 +1,8 @@
 //! Workflows: teams describe multi-agent work as a DAG of steps, in JSON or YAML.
 //!
 //! [`parse`] turns a document into a [`Workflow`] (every field checked, every error
-//! reported at once with its place); [`ValidatedWorkflow::new`] checks the graph for
+//! reported at once with its place, and with field errors the cycles of the graph as far
+//! as it could be read); [`ValidatedWorkflow::new`] checks the graph for
 //! cycles (every strongly connected component reported once, with a concrete cycle);
 //! [`plan()`] computes levels, the critical path and what could be simplified. [`validate`]
 //! does all three for `POST /v1/workflows:validate`. The format is in docs/workflows.md.
@@ -21,17 +22,18 @@ mod tests;
 
 pub use graph::{Cycle, CycleEdge, CycleErrors, EdgeKinds, ValidatedWorkflow};
 pub use model::{
-    Edge, EdgeReason, ErrorHandling, RetryPolicy, Seconds, ServiceTarget, Step, StepId, StepIndex, StepKind,
-    StepType, Workflow,
+    AgentReference, Edge, EdgeReason, ErrorHandling, ResolvedTarget, RetryPolicy, Seconds, ServiceTarget,
+    Step, StepId, StepIndex, StepKind, StepType, TargetSource, Workflow,
 };
 pub use parse::{
-    Format, LimitExceeded, LimitKind, Limits, ParseError, ParseErrors, parse, parse_json, parse_yaml,
+    CYCLE_PATH, Format, LimitExceeded, LimitKind, Limits, ParseError, ParseErrors, parse, parse_json,
+    parse_yaml, to_json,
 };
 pub use plan::{
     CriticalPath, DurationSource, EarlierStart, ImpliedBy, MAX_VIA_STEPS, Parallelism, PathStep, Plan,
     REDUNDANCY_BUDGET_BASE, REDUNDANCY_BUDGET_PER_ELEMENT, RedundantDependency, plan,
 };
 pub use report::{
-    ReportError, ValidationReport, WorkflowError, WorkflowSummary, load, load_off_runtime, validate,
-    validate_off_runtime,
+    AgentPath, Notice, ReportError, StepPath, ValidationReport, WorkflowError, WorkflowSummary, load,
+    load_off_runtime, untargeted, untargeted_message, validate, validate_off_runtime,
 };

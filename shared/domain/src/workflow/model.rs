@@ -181,6 +181,26 @@ pub enum ServiceTarget {
     Http { url: url::Url },
     /// A synchronous invocation of an AWS Lambda function, by name or ARN.
     Lambda { function: String },
+    /// The registered agent `agent_id`, invoked as an `agent` step with no parameters.
+    Agent { agent_id: String },
+}
+
+/// Where in the document a service step's target was given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TargetSource {
+    /// The step's own `parameters.target`.
+    Step,
+    /// The workflow's `defaults.target`, for every service step without its own.
+    Default,
+    /// The workflow's `defaults.targets.<step id>`.
+    DefaultForStep,
+}
+
+/// A service step's target and where it came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResolvedTarget {
+    pub target: ServiceTarget,
+    pub source: TargetSource,
 }
 
 /// The six step types, without their parameters: for messages and reports.
@@ -239,8 +259,9 @@ pub enum StepKind {
     /// fields named in the step's `outputs` become its outputs.
     Agent { agent_id: String, parameters: Map<String, Value> },
     /// Sends the step's inputs to `target`; the response's fields named in `outputs`
-    /// become its outputs.
-    Service { target: ServiceTarget },
+    /// become its outputs. `None`: the file names no target for it (the system this
+    /// replaces had none), so the workflow is valid but cannot run until one is given.
+    Service { target: Option<ResolvedTarget> },
     /// Evaluates `expression` over the step's inputs. Of its direct dependents, those in
     /// the branch not taken are skipped. Its single output, if declared, is the result.
     Condition { expression: String, when_true: Vec<StepIndex>, when_false: Vec<StepIndex> },
@@ -316,6 +337,15 @@ pub struct Edge {
     pub from: StepIndex,
     pub to: StepIndex,
     pub reason: EdgeReason,
+}
+
+/// One place a workflow names an agent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentReference<'w> {
+    pub agent_id: &'w str,
+    pub step: StepIndex,
+    /// The JSON path of the agent id in the document.
+    pub path: String,
 }
 
 /// A parsed workflow. Built only by [`super::parse`].
@@ -402,6 +432,40 @@ impl Workflow {
     /// starts. In order of first use, each once.
     pub fn required_inputs(&self) -> &[String] {
         &self.required_inputs
+    }
+
+    /// Service steps with no target: a run cannot start until each has one. In file order.
+    pub fn untargeted_steps(&self) -> impl Iterator<Item = StepIndex> + '_ {
+        self.steps
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| matches!(s.kind, StepKind::Service { target: None }))
+            .map(|(i, _)| StepIndex::new(i))
+    }
+
+    /// Every place the workflow names an agent (agent steps, loop steps, service steps
+    /// whose target is an agent), in file order.
+    pub fn agent_references(&self) -> Vec<AgentReference<'_>> {
+        let mut out = Vec::new();
+        for (i, step) in self.steps.iter().enumerate() {
+            let (agent_id, path) = match &step.kind {
+                StepKind::Agent { agent_id, .. } => (agent_id, format!("$.steps[{i}].agent_id")),
+                StepKind::Loop { agent_id, .. } => (agent_id, format!("$.steps[{i}].parameters.agent_id")),
+                StepKind::Service {
+                    target: Some(ResolvedTarget { target: ServiceTarget::Agent { agent_id }, source }),
+                } => {
+                    let target = match source {
+                        TargetSource::Step => format!("$.steps[{i}].parameters.target"),
+                        TargetSource::Default => "$.defaults.target".to_owned(),
+                        TargetSource::DefaultForStep => super::parse::default_target_path(step.id.as_str()),
+                    };
+                    (agent_id, format!("{target}.agent_id"))
+                }
+                _ => continue,
+            };
+            out.push(AgentReference { agent_id, step: StepIndex::new(i), path });
+        }
+        out
     }
 
     /// What a step makes available to others: its own `outputs`, or for a group step the

@@ -11,9 +11,10 @@ use std::fmt;
 
 use serde_json::{Map, Value};
 
+use super::graph::{Cycle, StepGraph, cycles_of};
 use super::model::{
-    Edge, EdgeReason, ErrorHandling, RetryPolicy, Seconds, ServiceTarget, Step, StepId, StepIndex, StepKind,
-    StepType, Workflow,
+    Edge, EdgeReason, ErrorHandling, ResolvedTarget, RetryPolicy, Seconds, ServiceTarget, Step, StepId,
+    StepIndex, StepKind, StepType, TargetSource, Workflow,
 };
 use super::tree::{self, Entry, Node};
 use crate::validation::{FieldError, MAX_REPORTED};
@@ -161,22 +162,47 @@ impl fmt::Display for ParseError {
     }
 }
 
-/// Every problem found in one document, in the order found.
+/// Every problem found in one document, in the order found, and the cycles of the
+/// graph as far as it could be read: a document with field errors still has its cycles
+/// reported whenever its step ids and the orderings between them can be read.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ParseErrors(Vec<ParseError>);
+pub struct ParseErrors {
+    errors: Vec<ParseError>,
+    cycles: Vec<Cycle>,
+}
+
+/// Where a flat list of problems (problem+json) puts a cycle.
+pub const CYCLE_PATH: &str = "$.dependencies";
 
 impl ParseErrors {
-    pub fn errors(&self) -> &[ParseError] {
-        &self.0
+    fn of(errors: Vec<ParseError>) -> Self {
+        Self { errors, cycles: Vec::new() }
     }
 
+    /// Every problem but the cycles.
+    pub fn errors(&self) -> &[ParseError] {
+        &self.errors
+    }
+
+    /// The cycles of the graph read from the document, each component once.
+    pub fn cycles(&self) -> &[Cycle] {
+        &self.cycles
+    }
+
+    pub fn into_parts(self) -> (Vec<ParseError>, Vec<Cycle>) {
+        (self.errors, self.cycles)
+    }
+
+    /// Every problem as one list, each cycle last as a field error at [`CYCLE_PATH`].
     pub fn into_errors(self) -> Vec<ParseError> {
-        self.0
+        let mut errors = self.errors;
+        errors.extend(self.cycles.into_iter().map(|cycle| field(CYCLE_PATH.to_owned(), cycle.to_string())));
+        errors
     }
 
     /// The field errors only, e.g. to assert on paths.
     pub fn field_errors(&self) -> impl Iterator<Item = &FieldError> {
-        self.0.iter().filter_map(|e| match e {
+        self.errors.iter().filter_map(|e| match e {
             ParseError::Field(f) => Some(f),
             _ => None,
         })
@@ -185,7 +211,8 @@ impl ParseErrors {
 
 impl fmt::Display for ParseErrors {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, error) in self.0.iter().enumerate() {
+        let cycles = self.cycles.iter().map(|c| c as &dyn fmt::Display);
+        for (i, error) in self.errors.iter().map(|e| e as &dyn fmt::Display).chain(cycles).enumerate() {
             if i > 0 {
                 f.write_str("; ")?;
             }
@@ -211,7 +238,7 @@ pub fn parse_json(text: &str, limits: &Limits) -> Result<Workflow, ParseErrors> 
         let full = e.to_string();
         let suffix = format!(" at line {line} column {column}");
         let message = full.strip_suffix(&suffix).unwrap_or(&full).to_owned();
-        ParseErrors(vec![ParseError::Syntax { line, column, message }])
+        ParseErrors::of(vec![ParseError::Syntax { line, column, message }])
     })?;
     walk(&root, limits)
 }
@@ -224,6 +251,20 @@ pub fn parse_yaml(text: &str, limits: &Limits) -> Result<Workflow, ParseErrors> 
     let mut root = tree::from_yaml(text).map_err(yaml_error)?;
     tree::apply_merge_keys(&mut root);
     walk(&root, limits)
+}
+
+/// The document as JSON, with YAML merge keys applied: what is stored of a workflow, which
+/// parses (as JSON) to the same [`Workflow`]. Keys are sorted, so the JSON and YAML
+/// spellings of one workflow give the same value.
+pub fn to_json(text: &str, format: Format) -> Result<Value, ParseErrors> {
+    match format {
+        Format::Json => serde_json::from_str(text).map_err(|e| whole_document_error(e.to_string())),
+        Format::Yaml => {
+            let mut root = tree::from_yaml(text).map_err(yaml_error)?;
+            tree::apply_merge_keys(&mut root);
+            Ok(tree::to_value(&root))
+        }
+    }
 }
 
 fn yaml_error(e: crate::yaml::YamlError) -> ParseErrors {
@@ -239,18 +280,18 @@ fn yaml_error(e: crate::yaml::YamlError) -> ParseErrors {
         // Errors about the whole document (an alias repetition limit) have no place.
         None => field("$".to_owned(), full),
     };
-    ParseErrors(vec![error])
+    ParseErrors::of(vec![error])
 }
 
 /// A problem with the document as a whole, at `$`.
 pub(super) fn whole_document_error(message: String) -> ParseErrors {
-    ParseErrors(vec![field("$".into(), message)])
+    ParseErrors::of(vec![field("$".into(), message)])
 }
 
 fn check_size(text: &str, limits: &Limits) -> Result<(), ParseErrors> {
     if text.len() > limits.max_bytes {
         let limit = LimitExceeded { limit: LimitKind::MaxBytes, max: limits.max_bytes, found: text.len() };
-        return Err(ParseErrors(vec![ParseError::Limit(limit)]));
+        return Err(ParseErrors::of(vec![ParseError::Limit(limit)]));
     }
     Ok(())
 }
@@ -327,7 +368,7 @@ fn is_plain_key(key: &str) -> bool {
 // ---------------------------------------------------------------------------------------
 // The walk.
 
-const WORKFLOW_FIELDS: [&str; 11] = [
+const WORKFLOW_FIELDS: [&str; 12] = [
     "id",
     "name",
     "version",
@@ -335,11 +376,15 @@ const WORKFLOW_FIELDS: [&str; 11] = [
     "created_at",
     "steps",
     "dependencies",
+    "defaults",
     "timeout",
     "error_handling",
     "tags",
     "metadata",
 ];
+/// The fields of `defaults` that mean something; its other keys only hold YAML anchors.
+const DEFAULTS_FIELDS: [&str; 2] = ["target", "targets"];
+const TARGET_KINDS: [&str; 3] = ["http", "lambda", "agent"];
 const STEP_FIELDS: [&str; 10] = [
     "id",
     "name",
@@ -359,6 +404,45 @@ const RETRY_FIELDS: [&str; 4] =
 struct Head {
     id: Option<StepId>,
     outputs: Vec<String>,
+}
+
+/// The workflow's `defaults`: service targets for steps that name none.
+#[derive(Default)]
+struct Defaults<'n> {
+    target: Option<ServiceTarget>,
+    /// Step id → target, with the path of the entry.
+    targets: Vec<(&'n str, String, ServiceTarget)>,
+}
+
+/// The graph as far as a document with errors could be read, for its cycles. A step
+/// whose id could not be read is named by its path.
+struct PartialGraph {
+    ids: Vec<StepId>,
+    inputs: Vec<Vec<String>>,
+    edges: Vec<Edge>,
+}
+
+impl StepGraph for PartialGraph {
+    fn step_count(&self) -> usize {
+        self.ids.len()
+    }
+
+    fn edges(&self) -> &[Edge] {
+        &self.edges
+    }
+
+    fn id(&self, step: StepIndex) -> &StepId {
+        &self.ids[step.index()]
+    }
+
+    fn input(&self, step: StepIndex, input: u32) -> &str {
+        &self.inputs[step.index()][input as usize]
+    }
+}
+
+/// The JSON path of `defaults.targets.<step id>`.
+pub(super) fn default_target_path(step_id: &str) -> String {
+    ROOT.key("defaults").key("targets").key(step_id).render()
 }
 
 /// A condition's branch step, checked once every edge is known.
@@ -382,6 +466,10 @@ struct Walker<'n> {
     /// Inputs no step produces, in order of first use.
     required: Vec<String>,
     required_seen: HashSet<&'n str>,
+    /// What could be read of group steps whose step lists have errors: for the cycles.
+    partial_groups: Vec<(StepIndex, StepType, Vec<StepIndex>)>,
+    /// The cycles of the graph of a document with errors.
+    cycles: Vec<Cycle>,
 }
 
 /// A set for spotting repeats in one list: a linear scan over a fixed array while the
@@ -429,6 +517,8 @@ fn walk<'n>(root: &'n Node<'n>, limits: &Limits) -> Result<Workflow, ParseErrors
         data_edges: Vec::new(),
         required: Vec::new(),
         required_seen: HashSet::new(),
+        partial_groups: Vec::new(),
+        cycles: Vec::new(),
     };
     match w.build(root, limits) {
         Some(workflow) if w.found == 0 => Ok(workflow),
@@ -437,7 +527,7 @@ fn walk<'n>(root: &'n Node<'n>, limits: &Limits) -> Result<Workflow, ParseErrors
                 let more = w.found - w.errors.len();
                 w.errors.push(field("$".into(), format!("{more} more problems, not listed")));
             }
-            Err(ParseErrors(w.errors))
+            Err(ParseErrors { errors: w.errors, cycles: w.cycles })
         }
     }
 }
@@ -472,6 +562,7 @@ impl<'n> Walker<'n> {
             created_at,
             steps,
             dependencies,
+            defaults,
             timeout,
             error_handling,
             tags,
@@ -534,46 +625,100 @@ impl<'n> Walker<'n> {
         self.ids.reserve(step_nodes.len());
         self.producers.reserve(step_nodes.len());
         let heads = self.heads(step_nodes, &steps_loc);
-        // Steps are kept only while every one so far is valid (so that positions match
-        // indices); after the first invalid one the rest are still checked, not kept.
-        let mut steps: Vec<Step> = Vec::with_capacity(step_nodes.len());
-        let mut all_valid = true;
-        for (i, (node, head)) in step_nodes.iter().zip(heads).enumerate() {
-            match self.step(node, &steps_loc.index(i), StepIndex::new(i), head) {
-                Some(step) if all_valid => steps.push(step),
-                Some(_) => {}
-                None => all_valid = false,
-            }
-        }
+        let ids: Vec<Option<StepId>> = heads.iter().map(|h| h.id.clone()).collect();
+        // Each step, or what could be read of it (its inputs) when it has errors.
+        let parsed: Vec<Result<Step, Vec<String>>> = step_nodes
+            .iter()
+            .zip(heads)
+            .enumerate()
+            .map(|(i, (node, head))| self.step(node, &steps_loc.index(i), StepIndex::new(i), head))
+            .collect();
+        let mut explicit: Vec<Vec<StepIndex>> = vec![Vec::new(); parsed.len()];
         let mut edge_count = 0usize;
         if let Some(node) = present(dependencies) {
-            edge_count += self.dependencies(node, if all_valid { Some(&mut steps) } else { None });
+            edge_count += self.dependencies(node, &mut explicit);
+        }
+        let defaults = present(defaults).map(|node| self.defaults(node)).unwrap_or_default();
+        let mut parsed = parsed;
+        self.apply_defaults(defaults, &mut parsed);
+
+        if parsed.iter().all(Result::is_ok) && self.partial_groups.is_empty() {
+            let mut steps: Vec<Step> = parsed.into_iter().flatten().collect();
+            for (step, deps) in steps.iter_mut().zip(explicit) {
+                step.dependencies = deps;
+            }
+            let groups: Vec<(StepIndex, StepType, &[StepIndex])> = steps
+                .iter()
+                .enumerate()
+                .filter(|(_, s)| s.kind.step_type().is_group())
+                .map(|(i, s)| (StepIndex::new(i), s.kind.step_type(), s.kind.grouped_steps()))
+                .collect();
+            let deps: Vec<&[StepIndex]> = steps.iter().map(|s| s.dependencies.as_slice()).collect();
+            let edges = self.edges(&deps, &groups, edge_count, limits)?;
+            self.check_branches(&steps, &edges);
+            if self.found != 0 {
+                // The graph is whole: its cycles are reported with the other problems.
+                let graph = PartialGraph {
+                    ids: steps.iter().map(|s| s.id.clone()).collect(),
+                    inputs: steps.into_iter().map(|s| s.inputs).collect(),
+                    edges,
+                };
+                self.cycles = cycles_of(&graph);
+                return None;
+            }
+            let required_inputs = std::mem::take(&mut self.required);
+            let index = steps.iter().enumerate().map(|(i, s)| (s.id.clone(), StepIndex::new(i))).collect();
+            return Some(Workflow {
+                id: id?.to_owned(),
+                name: name?.to_owned(),
+                version: version?.to_owned(),
+                description: description.map(str::to_owned),
+                created_at: created_at.map(str::to_owned),
+                timeout,
+                error_handling,
+                tags,
+                metadata,
+                steps,
+                index,
+                edges,
+                required_inputs,
+            });
         }
 
-        if self.found != 0 || !all_valid {
-            return None;
-        }
-        let (edges, required_inputs) = self.edges(&steps, edge_count, limits)?;
-        self.check_branches(&steps, &edges);
-        if self.found != 0 {
-            return None;
-        }
-        let index = steps.iter().enumerate().map(|(i, s)| (s.id.clone(), StepIndex::new(i))).collect();
-        Some(Workflow {
-            id: id?.to_owned(),
-            name: name?.to_owned(),
-            version: version?.to_owned(),
-            description: description.map(str::to_owned),
-            created_at: created_at.map(str::to_owned),
-            timeout,
-            error_handling,
-            tags,
-            metadata,
-            steps,
-            index,
+        // Some step has errors: the graph of what could be read, for its cycles.
+        let partial_groups = std::mem::take(&mut self.partial_groups);
+        let mut groups: Vec<(StepIndex, StepType, &[StepIndex])> = parsed
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| s.as_ref().ok().map(|s| (i, s)))
+            .filter(|(_, s)| s.kind.step_type().is_group())
+            .map(|(i, s)| (StepIndex::new(i), s.kind.step_type(), s.kind.grouped_steps()))
+            .collect();
+        groups.extend(partial_groups.iter().map(|(i, t, steps)| (*i, *t, steps.as_slice())));
+        groups.sort_unstable_by_key(|(i, _, _)| *i);
+        let deps: Vec<&[StepIndex]> = explicit.iter().map(Vec::as_slice).collect();
+        let edges = self.edges(&deps, &groups, edge_count, limits)?;
+        let graph = PartialGraph {
+            ids: ids
+                .into_iter()
+                .enumerate()
+                .map(|(i, id)| {
+                    id.unwrap_or_else(|| {
+                        StepId::parse(&steps_loc.index(i).render()).expect("a path is an id")
+                    })
+                })
+                .collect(),
+            inputs: parsed
+                .into_iter()
+                .map(|s| match s {
+                    Ok(step) => step.inputs,
+                    Err(inputs) => inputs,
+                })
+                .collect(),
             edges,
-            required_inputs,
-        })
+        };
+        self.cycles = cycles_of(&graph);
+        None
     }
 
     /// Pass one: every step's id and outputs, so that pass two can resolve references
@@ -654,10 +799,17 @@ impl<'n> Walker<'n> {
         outputs
     }
 
-    /// Pass two: one step's every field.
-    fn step(&mut self, node: &'n Node<'n>, loc: &Loc<'_>, index: StepIndex, head: Head) -> Option<Step> {
+    /// Pass two: one step's every field. A step with errors gives what could be read of
+    /// its inputs instead, for the graph.
+    fn step(
+        &mut self,
+        node: &'n Node<'n>,
+        loc: &Loc<'_>,
+        index: StepIndex,
+        head: Head,
+    ) -> Result<Step, Vec<String>> {
         // Not an object: already reported by pass one.
-        let Node::Map(entries) = node else { return None };
+        let Node::Map(entries) = node else { return Err(Vec::new()) };
         let [
             id,
             name,
@@ -679,10 +831,8 @@ impl<'n> Walker<'n> {
             let raw = self.string(node, &type_loc)?;
             let found = StepType::from_name(raw);
             if found.is_none() {
-                let message = format!(
-                    "unknown step type {raw:?}; expected one of {}",
-                    StepType::ALL.map(StepType::as_str).join(", ")
-                );
+                let message =
+                    crate::validation::unknown_value("step type", raw, &StepType::ALL.map(StepType::as_str));
                 self.error(&type_loc, message);
             }
             found
@@ -722,7 +872,7 @@ impl<'n> Walker<'n> {
         };
 
         // Fields that make no sense for the type are errors, never silently ignored.
-        let step_type = step_type?;
+        let Some(step_type) = step_type else { return Err(inputs) };
         if step_type != StepType::Agent && present(agent_id).is_some() {
             let message = match step_type {
                 StepType::Loop => "a loop step names its agent in parameters.agent_id",
@@ -771,16 +921,18 @@ impl<'n> Walker<'n> {
         }
 
         let kind = self.kind(step_type, agent_id, parameters, loc, index, &inputs);
-        let id = head.id?;
-        Some(Step {
+        let (Some(id), Some(name), Some(kind), Some(retry_policy)) = (head.id, name, kind, retry) else {
+            return Err(inputs);
+        };
+        Ok(Step {
             id,
-            name: name?.to_owned(),
-            kind: kind?,
+            name: name.to_owned(),
+            kind,
             inputs,
             outputs: head.outputs,
             dependencies: Vec::new(),
             timeout,
-            retry_policy: retry?,
+            retry_policy,
             estimate,
         })
     }
@@ -818,8 +970,15 @@ impl<'n> Walker<'n> {
             }
             StepType::Service => {
                 let [target] = self.fields(params?, &params_loc, &["target"], "a service step's parameters");
-                let target = self.required(target, &params_loc, "target")?;
-                Some(StepKind::Service { target: self.service_target(target, &params_loc.key("target"))? })
+                // No target: valid, resolved from `defaults` or reported as not runnable.
+                let target = match present(target) {
+                    None => None,
+                    Some(node) => Some(ResolvedTarget {
+                        target: self.service_target(node, &params_loc.key("target"))?,
+                        source: TargetSource::Step,
+                    }),
+                };
+                Some(StepKind::Service { target })
             }
             StepType::Condition => {
                 let [expression, when_true, when_false] = self.fields(
@@ -926,6 +1085,8 @@ impl<'n> Walker<'n> {
                     self.error(&steps_loc, "must list at least one step");
                 }
                 if self.found != before {
+                    // What could be read still orders steps: keep it for the cycles.
+                    self.partial_groups.push((this, step_type, steps));
                     return None;
                 }
                 Some(match step_type {
@@ -941,15 +1102,31 @@ impl<'n> Walker<'n> {
             self.type_error(node, loc, "an object");
             return None;
         };
-        let [kind, url, function] =
-            self.fields(entries, loc, &["kind", "url", "function"], "a service target");
+        let [kind, url, function, agent_id] =
+            self.fields(entries, loc, &["kind", "url", "function", "agent_id"], "a service target");
         let kind_loc = loc.key("kind");
         let kind = self.required(kind, loc, "kind").and_then(|n| self.string(n, &kind_loc))?;
+        // Each kind takes one field; the others are errors, never ignored.
+        let own = match kind {
+            "http" => "url",
+            "lambda" => "function",
+            "agent" => "agent_id",
+            other => {
+                self.error(&kind_loc, crate::validation::unknown_value("target kind", other, &TARGET_KINDS));
+                return None;
+            }
+        };
+        for (name, node, message) in [
+            ("url", url, "only http targets take a url"),
+            ("function", function, "only lambda targets take a function"),
+            ("agent_id", agent_id, "only agent targets take an agent_id"),
+        ] {
+            if name != own && present(node).is_some() {
+                self.error(&loc.key(name), message);
+            }
+        }
         match kind {
             "http" => {
-                if present(function).is_some() {
-                    self.error(&loc.key("function"), "only lambda targets take a function");
-                }
                 let url_loc = loc.key("url");
                 let raw = self.required(url, loc, "url").and_then(|n| self.string(n, &url_loc))?;
                 match url::Url::parse(raw) {
@@ -967,21 +1144,116 @@ impl<'n> Walker<'n> {
                 }
             }
             "lambda" => {
-                if present(url).is_some() {
-                    self.error(&loc.key("url"), "only http targets take a url");
-                }
                 let function = self
                     .required(function, loc, "function")
                     .and_then(|n| self.non_blank(n, &loc.key("function")))?;
                 Some(ServiceTarget::Lambda { function: function.to_owned() })
             }
-            other => {
-                self.error(
-                    &kind_loc,
-                    format!("unknown target kind {other:?}; expected \"http\" or \"lambda\""),
-                );
-                None
+            _ => {
+                let agent_id = self
+                    .required(agent_id, loc, "agent_id")
+                    .and_then(|n| self.non_blank(n, &loc.key("agent_id")))?;
+                Some(ServiceTarget::Agent { agent_id: agent_id.to_owned() })
             }
+        }
+    }
+
+    /// The workflow's `defaults`. Its own fields are checked (a near miss of one is an
+    /// error); every other key only holds YAML anchors for the steps, and is not read.
+    fn defaults(&mut self, node: &'n Node<'n>) -> Defaults<'n> {
+        let loc = ROOT.key("defaults");
+        let mut out = Defaults::default();
+        let Node::Map(entries) = node else {
+            self.type_error(node, &loc, "an object");
+            return out;
+        };
+        let mut seen = Seen::default();
+        for (key, value) in entries {
+            let key_loc = loc.key(key);
+            let key: &str = key.as_ref();
+            if !DEFAULTS_FIELDS.contains(&key) {
+                if crate::validation::did_you_mean(key, &DEFAULTS_FIELDS).is_some() {
+                    let message = unknown_field_message(key, &DEFAULTS_FIELDS, "defaults");
+                    self.error(
+                        &key_loc,
+                        format!("{message} (other keys are not read: they hold YAML anchors)"),
+                    );
+                }
+                continue;
+            }
+            if !seen.insert(key) {
+                self.error(&key_loc, "duplicate key");
+                continue;
+            }
+            if key == "target" {
+                if present(Some(value)).is_some() {
+                    out.target = self.service_target(value, &key_loc);
+                }
+                continue;
+            }
+            match present(Some(value)) {
+                None => {}
+                Some(Node::Map(targets)) => {
+                    let mut ids = HashSet::with_capacity(targets.len());
+                    for (step, target) in targets {
+                        let step_loc = key_loc.key(step);
+                        if !ids.insert(step.as_ref()) {
+                            self.error(&step_loc, "duplicate key");
+                            continue;
+                        }
+                        if let Some(target) = self.service_target(target, &step_loc) {
+                            out.targets.push((step, step_loc.render(), target));
+                        }
+                    }
+                }
+                Some(other) => self.type_error(other, &key_loc, "an object mapping step ids to targets"),
+            }
+        }
+        out
+    }
+
+    /// Gives each service step without a target its `defaults.targets` entry, else
+    /// `defaults.target`; checks that every entry names a service step without its own.
+    fn apply_defaults(&mut self, defaults: Defaults<'n>, steps: &mut [Result<Step, Vec<String>>]) {
+        let mut by_step: HashMap<StepIndex, ServiceTarget> = HashMap::with_capacity(defaults.targets.len());
+        for (id, path, target) in defaults.targets {
+            let Some(&index) = self.ids.get(id) else {
+                let known: Vec<&str> = self.ids.keys().copied().collect();
+                let message = format!("unknown step {id:?}{}", crate::validation::suggestion(id, &known));
+                self.push_error(field(path, message));
+                continue;
+            };
+            // A step with errors of its own: its type may be unknown; nothing to check.
+            let Ok(step) = &steps[index.index()] else { continue };
+            match &step.kind {
+                StepKind::Service { target: None } => {
+                    by_step.insert(index, target);
+                }
+                StepKind::Service { target: Some(_) } => {
+                    let message = format!(
+                        "step {id:?} has its own parameters.target ($.steps[{}]); keep one of the two",
+                        index.index()
+                    );
+                    self.push_error(field(path, message));
+                }
+                other => {
+                    let message = format!(
+                        "step {id:?} is {} step; only service steps take a target",
+                        article(other.step_type().as_str())
+                    );
+                    self.push_error(field(path, message));
+                }
+            }
+        }
+        for (i, step) in steps.iter_mut().enumerate() {
+            let Ok(Step { kind: StepKind::Service { target: target @ None }, .. }) = step else { continue };
+            *target = match by_step.remove(&StepIndex::new(i)) {
+                Some(target) => Some(ResolvedTarget { target, source: TargetSource::DefaultForStep }),
+                None => defaults
+                    .target
+                    .clone()
+                    .map(|target| ResolvedTarget { target, source: TargetSource::Default }),
+            };
         }
     }
 
@@ -1040,8 +1312,9 @@ impl<'n> Walker<'n> {
         })
     }
 
-    /// Fills each step's explicit dependencies; returns how many entries there were.
-    fn dependencies(&mut self, node: &'n Node<'n>, mut steps: Option<&mut Vec<Step>>) -> usize {
+    /// Fills each step's explicit dependencies (`explicit[i]`: step i's, in listed order);
+    /// returns how many entries there were.
+    fn dependencies(&mut self, node: &'n Node<'n>, explicit: &mut [Vec<StepIndex>]) -> usize {
         let loc = ROOT.key("dependencies");
         let Node::Map(entries) = node else {
             self.type_error(node, &loc, "an object mapping step ids to lists of step ids");
@@ -1072,28 +1345,24 @@ impl<'n> Walker<'n> {
                 Some(dep)
             });
             count += deps.len();
-            if let (Some(step), Some(steps)) = (step, steps.as_deref_mut()) {
-                steps[step.index()].dependencies = deps;
+            if let Some(step) = step {
+                explicit[step.index()] = deps;
             }
         }
         count
     }
 
-    /// Every edge, and the data names no step produces. `None` if there are too many.
+    /// Every edge: explicit dependencies (`deps[i]`: step i's), then data edges, then the
+    /// edges of the `groups` (in file order), each in file order. `None` if there are too many.
     fn edges(
         &mut self,
-        steps: &[Step],
+        deps: &[&[StepIndex]],
+        groups: &[(StepIndex, StepType, &[StepIndex])],
         explicit: usize,
         limits: &Limits,
-    ) -> Option<(Vec<Edge>, Vec<String>)> {
+    ) -> Option<Vec<Edge>> {
         let data = self.data_edges.len();
-        let group: usize = steps
-            .iter()
-            .map(|s| match &s.kind {
-                StepKind::Parallel { steps } | StepKind::Sequential { steps } => steps.len(),
-                _ => 0,
-            })
-            .sum();
+        let group: usize = groups.iter().map(|(_, _, steps)| steps.len()).sum();
         let total = explicit + data + group;
         if total > limits.max_edges {
             let limit = LimitExceeded { limit: LimitKind::MaxEdges, max: limits.max_edges, found: total };
@@ -1101,32 +1370,23 @@ impl<'n> Walker<'n> {
             return None;
         }
         let mut edges = Vec::with_capacity(total);
-        for (i, step) in steps.iter().enumerate() {
+        for (i, deps) in deps.iter().enumerate() {
             let to = StepIndex::new(i);
-            edges.extend(step.dependencies.iter().map(|&from| Edge {
-                from,
-                to,
-                reason: EdgeReason::Dependency,
-            }));
+            edges.extend(deps.iter().map(|&from| Edge { from, to, reason: EdgeReason::Dependency }));
         }
         edges.append(&mut self.data_edges);
-        for (i, step) in steps.iter().enumerate() {
-            let group = StepIndex::new(i);
+        for &(group, step_type, steps) in groups {
             let reason = EdgeReason::Group { group };
-            match &step.kind {
-                StepKind::Parallel { steps } => {
-                    edges.extend(steps.iter().map(|&from| Edge { from, to: group, reason }));
+            if step_type == StepType::Sequential {
+                edges.extend(steps.windows(2).map(|pair| Edge { from: pair[0], to: pair[1], reason }));
+                if let Some(&last) = steps.last() {
+                    edges.push(Edge { from: last, to: group, reason });
                 }
-                StepKind::Sequential { steps } => {
-                    edges.extend(steps.windows(2).map(|pair| Edge { from: pair[0], to: pair[1], reason }));
-                    if let Some(&last) = steps.last() {
-                        edges.push(Edge { from: last, to: group, reason });
-                    }
-                }
-                _ => {}
+            } else {
+                edges.extend(steps.iter().map(|&from| Edge { from, to: group, reason }));
             }
         }
-        Some((edges, std::mem::take(&mut self.required)))
+        Some(edges)
     }
 
     /// A condition's branch steps must depend on it directly, by any kind of edge: the
@@ -1361,6 +1621,12 @@ impl<'n> Walker<'n> {
 /// `null` for unset optional fields, and it means the same.
 fn present<'n>(node: Option<&'n Node<'n>>) -> Option<&'n Node<'n>> {
     node.filter(|n| !matches!(n, Node::Null))
+}
+
+/// `a url`, `an agent_id`.
+fn article(name: &str) -> String {
+    let an = name.starts_with(['a', 'e', 'i', 'o', 'u']);
+    format!("{} {name}", if an { "an" } else { "a" })
 }
 
 fn unknown_field_message(key: &str, names: &[&str], what: &str) -> String {

@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 
-use super::graph::{CycleEdge, CycleErrors, ValidatedWorkflow};
+use super::graph::{Cycle, CycleEdge, CycleErrors, ValidatedWorkflow};
 use super::model::Workflow;
 use super::parse::{Format, LimitKind, Limits, ParseError, ParseErrors, parse};
 use super::plan::{Plan, plan};
@@ -34,15 +34,21 @@ pub async fn load_off_runtime(
         .unwrap_or_else(|unfinished| Err(WorkflowError::Parse(unfinished_error(unfinished))))
 }
 
-/// [`validate`] off the async runtime, within [`crate::bounded::DOCUMENT_BUDGET`].
-pub async fn validate_off_runtime(text: String, format: Format, limits: Limits) -> ValidationReport {
-    crate::bounded::off_runtime(crate::bounded::DOCUMENT_BUDGET, move || validate(&text, format, &limits))
-        .await
-        .unwrap_or_else(|unfinished| {
-            let errors =
-                unfinished_error(unfinished).into_errors().into_iter().map(ReportError::from).collect();
-            ValidationReport { valid: false, errors, workflow: None, plan: None }
-        })
+/// [`validate`] off the async runtime, within [`crate::bounded::DOCUMENT_BUDGET`]; with
+/// the validated workflow when it is valid.
+pub async fn validate_off_runtime(
+    text: String,
+    format: Format,
+    limits: Limits,
+) -> (ValidationReport, Option<ValidatedWorkflow>) {
+    crate::bounded::off_runtime(crate::bounded::DOCUMENT_BUDGET, move || {
+        validate_parsed(parse(&text, format, &limits))
+    })
+    .await
+    .unwrap_or_else(|unfinished| {
+        let errors = unfinished_error(unfinished).into_errors().into_iter().map(ReportError::from).collect();
+        (ValidationReport::invalid(errors, None), None)
+    })
 }
 
 fn unfinished_error(unfinished: crate::bounded::Unfinished) -> super::ParseErrors {
@@ -70,6 +76,17 @@ pub enum ReportError {
         /// Every step of the component, in file order.
         component: Vec<String>,
     },
+}
+
+impl From<Cycle> for ReportError {
+    fn from(cycle: Cycle) -> Self {
+        ReportError::Cycle {
+            message: cycle.to_string(),
+            steps: cycle.steps.into_iter().map(|s| s.as_str().to_owned()).collect(),
+            edges: cycle.edges,
+            component: cycle.component.into_iter().map(|s| s.as_str().to_owned()).collect(),
+        }
+    }
 }
 
 impl From<ParseError> for ReportError {
@@ -111,12 +128,113 @@ impl WorkflowSummary {
     }
 }
 
+/// A place in a workflow document: a step and the JSON path concerned.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct StepPath {
+    /// The step's id.
+    pub step: String,
+    pub path: String,
+}
+
+/// Where a workflow names an agent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct AgentPath {
+    pub agent_id: String,
+    /// The id of the step that calls it.
+    pub step: String,
+    /// The JSON path of the agent id in the document.
+    pub path: String,
+}
+
+/// A finding that is not an error: the workflow is valid and can be stored, but a run
+/// will be refused until it is dealt with. Tagged by `kind`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Notice {
+    /// Service steps with no target (workflows from the system this replaces name what a
+    /// step does, not where it runs): every one, in file order.
+    NotRunnable { message: String, steps: Vec<StepPath> },
+    /// Agents the workflow calls that are not registered (yet), with every place each is
+    /// named. Only the API reports this: it needs the agent registry.
+    UnknownAgents { message: String, agents: Vec<String>, references: Vec<AgentPath> },
+}
+
+/// How to give a service step a target, for messages.
+const HOW_TO_TARGET: &str = "give the step parameters.target, or the workflow defaults.target (for every \
+     service step without one) or defaults.targets.<step id>";
+
+/// The service steps with no target, each with the path its target would have.
+pub fn untargeted(workflow: &Workflow) -> Vec<StepPath> {
+    workflow
+        .untargeted_steps()
+        .map(|i| StepPath {
+            step: workflow.step(i).id.as_str().to_owned(),
+            path: format!("$.steps[{}].parameters.target", i.index()),
+        })
+        .collect()
+}
+
+/// The refusal of a run for a step without a target.
+pub fn untargeted_message(step: &str) -> String {
+    format!("service step {step:?} has no target, so it cannot run: {HOW_TO_TARGET}")
+}
+
+impl Notice {
+    /// The not-runnable finding, if any service step has no target.
+    pub fn not_runnable(workflow: &Workflow) -> Option<Notice> {
+        let steps = untargeted(workflow);
+        if steps.is_empty() {
+            return None;
+        }
+        let message = format!(
+            "valid, but not runnable yet: {} service step(s) have no target ({}); a run is refused \
+             until each has one: {HOW_TO_TARGET}",
+            steps.len(),
+            steps.iter().map(|s| s.step.as_str()).collect::<Vec<_>>().join(", ")
+        );
+        Some(Notice::NotRunnable { message, steps })
+    }
+
+    /// The unknown-agents finding for `missing` agent ids (each once), with every place
+    /// the workflow names one of them.
+    pub fn unknown_agents(workflow: &Workflow, missing: &[&str]) -> Option<Notice> {
+        if missing.is_empty() {
+            return None;
+        }
+        let references = workflow
+            .agent_references()
+            .into_iter()
+            .filter(|r| missing.contains(&r.agent_id))
+            .map(|r| AgentPath {
+                agent_id: r.agent_id.to_owned(),
+                step: workflow.step(r.step).id.as_str().to_owned(),
+                path: r.path,
+            })
+            .collect();
+        let message = format!(
+            "not registered (yet): {}; a run is refused until each is registered (POST /v1/agents)",
+            missing.iter().map(|a| format!("{a:?}")).collect::<Vec<_>>().join(", ")
+        );
+        Some(Notice::UnknownAgents {
+            message,
+            agents: missing.iter().map(|a| (*a).to_owned()).collect(),
+            references,
+        })
+    }
+}
+
 /// Either every error found, or the plan.
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct ValidationReport {
     /// True exactly when `errors` is empty; then `plan` is present.
     pub valid: bool,
+    /// Valid, and a run can start: every service step has a target and (when the API
+    /// checked) every agent named is registered. False whenever `notices` is not empty.
+    pub runnable: bool,
     pub errors: Vec<ReportError>,
+    /// Findings that are not errors, once the document parses (even with cycles): what a
+    /// run still lacks.
+    pub notices: Vec<Notice>,
     /// Present once the document parses, even if it has cycles.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub workflow: Option<WorkflowSummary>,
@@ -124,41 +242,69 @@ pub struct ValidationReport {
     pub plan: Option<Plan>,
 }
 
-/// Parses, checks and plans a workflow document, reporting every problem found.
+impl ValidationReport {
+    fn invalid(errors: Vec<ReportError>, workflow: Option<WorkflowSummary>) -> Self {
+        Self { valid: false, runnable: false, errors, notices: Vec::new(), workflow, plan: None }
+    }
+
+    /// Adds a notice; the workflow is then not runnable.
+    pub fn notice(&mut self, notice: Notice) {
+        self.runnable = false;
+        self.notices.push(notice);
+    }
+}
+
+/// Reported errors: the first [`crate::validation::MAX_REPORTED`] cycles, and a count of
+/// the rest.
+fn cycle_errors(cycles: Vec<Cycle>, errors: &mut Vec<ReportError>) {
+    let unlisted = cycles.len().saturating_sub(crate::validation::MAX_REPORTED);
+    errors.extend(cycles.into_iter().take(crate::validation::MAX_REPORTED).map(ReportError::from));
+    if unlisted > 0 {
+        let message = format!("{unlisted} more cycles, not listed");
+        errors.push(ReportError::Field { path: "$".into(), message });
+    }
+}
+
+/// Parses, checks and plans a workflow document, reporting every problem found: field
+/// errors and the cycles of the graph as far as it can be read, together.
 pub fn validate(text: &str, format: Format, limits: &Limits) -> ValidationReport {
-    let workflow = match parse(text, format, limits) {
+    validate_parsed(parse(text, format, limits)).0
+}
+
+/// The report, and the workflow when it is valid.
+fn validate_parsed(parsed: Result<Workflow, ParseErrors>) -> (ValidationReport, Option<ValidatedWorkflow>) {
+    let workflow = match parsed {
         Ok(workflow) => workflow,
         Err(errors) => {
-            let errors = errors.into_errors().into_iter().map(ReportError::from).collect();
-            return ValidationReport { valid: false, errors, workflow: None, plan: None };
+            let (errors, cycles) = errors.into_parts();
+            let mut errors: Vec<ReportError> = errors.into_iter().map(ReportError::from).collect();
+            cycle_errors(cycles, &mut errors);
+            return (ValidationReport::invalid(errors, None), None);
         }
     };
     let summary = WorkflowSummary::of(&workflow);
-    match ValidatedWorkflow::new(workflow) {
-        Ok(validated) => ValidationReport {
-            valid: true,
-            errors: Vec::new(),
-            workflow: Some(summary),
-            plan: Some(plan(&validated)),
-        },
-        Err(cycles) => {
-            let unlisted = cycles.0.len().saturating_sub(crate::validation::MAX_REPORTED);
-            let mut errors: Vec<ReportError> = cycles
-                .0
-                .into_iter()
-                .take(crate::validation::MAX_REPORTED)
-                .map(|cycle| ReportError::Cycle {
-                    message: cycle.to_string(),
-                    steps: cycle.steps.into_iter().map(|s| s.as_str().to_owned()).collect(),
-                    edges: cycle.edges,
-                    component: cycle.component.into_iter().map(|s| s.as_str().to_owned()).collect(),
-                })
-                .collect();
-            if unlisted > 0 {
-                let message = format!("{unlisted} more cycles, not listed");
-                errors.push(ReportError::Field { path: "$".into(), message });
-            }
-            ValidationReport { valid: false, errors, workflow: Some(summary), plan: None }
+    // Reported with the cycles too: what a run would lack once they are broken.
+    let not_runnable = Notice::not_runnable(&workflow);
+    let (mut report, validated) = match ValidatedWorkflow::new(workflow) {
+        Ok(validated) => {
+            let report = ValidationReport {
+                valid: true,
+                runnable: true,
+                errors: Vec::new(),
+                notices: Vec::new(),
+                workflow: Some(summary),
+                plan: Some(plan(&validated)),
+            };
+            (report, Some(validated))
         }
+        Err(cycles) => {
+            let mut errors = Vec::new();
+            cycle_errors(cycles.0, &mut errors);
+            (ValidationReport::invalid(errors, Some(summary)), None)
+        }
+    };
+    if let Some(notice) = not_runnable {
+        report.notice(notice);
     }
+    (report, validated)
 }

@@ -220,7 +220,7 @@ fn the_same_workflow_in_json_and_yaml_gives_the_same_model() {
     let fetch = w.step(w.step_index("fetch").unwrap());
     assert_eq!(fetch.retry_policy, RetryPolicy { max_attempts: 3, ..RetryPolicy::default() });
     assert!(
-        matches!(&fetch.kind, StepKind::Service { target: ServiceTarget::Http { url } } if url.host_str() == Some("example.com"))
+        matches!(&fetch.kind, StepKind::Service { target: Some(ResolvedTarget { target: ServiceTarget::Http { url }, source: TargetSource::Step }) } if url.host_str() == Some("example.com"))
     );
     let summarise = w.step(w.step_index("summarise").unwrap());
     assert_eq!(
@@ -334,8 +334,246 @@ fn an_unknown_step_type_is_reported() {
     assert!(has_error(
         &errors,
         "$.steps[0].type",
-        "unknown step type \"robot\"; expected one of agent, service"
+        "unknown step type \"robot\"; expected one of \"agent\", \"service\""
     ));
+}
+
+#[test]
+fn a_near_miss_of_a_step_type_gets_a_suggestion() {
+    let value = json!({"id": "wf", "name": "wf", "steps": [{"id": "a", "name": "A", "type": "agnet", "agent_id": "x"}]});
+    let errors = field_errors(&value);
+    assert!(
+        has_error(&errors, "$.steps[0].type", "unknown step type \"agnet\" (did you mean \"agent\"?)"),
+        "{errors:?}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// Graph errors beside field errors (issue 12, point 1)
+
+fn cycle_steps(errors: &ParseErrors) -> Vec<Vec<&str>> {
+    errors.cycles().iter().map(|c| ids(&c.steps)).collect()
+}
+
+#[test]
+fn a_missing_field_and_a_cycle_are_both_reported() {
+    let mut value = with_deps(&["a", "b", "c"], json!({"a": ["b"], "b": ["a"]}));
+    value["steps"][2].as_object_mut().unwrap().remove("agent_id");
+    let errors = parse_value(&value).unwrap_err();
+    let fields: Vec<_> = errors.field_errors().map(|f| (f.path.as_str(), f.message.as_str())).collect();
+    assert_eq!(fields, [("$.steps[2].agent_id", "is required")]);
+    assert_eq!(cycle_steps(&errors), [["a", "b", "a"]]);
+
+    // A step on the cycle with errors of its own still has its id and its orderings.
+    value["steps"][0].as_object_mut().unwrap().remove("name");
+    value["steps"][1]["type"] = json!("agnet");
+    let errors = parse_value(&value).unwrap_err();
+    assert_eq!(errors.field_errors().count(), 3, "{errors}");
+    assert_eq!(cycle_steps(&errors), [["a", "b", "a"]]);
+
+    // The report lists both kinds, each once.
+    let report = serde_json::to_value(validate(&value.to_string(), Format::Json, &limits())).unwrap();
+    let kinds: Vec<&str> =
+        report["errors"].as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["field", "field", "field", "cycle"], "{report:#}");
+    assert_eq!(report["errors"][3]["message"], "cycle: a → b → a");
+    assert_eq!(report["valid"], false);
+    // As one flat list (problem+json), the cycle comes last, at $.dependencies.
+    let flat = errors.into_errors();
+    assert_eq!(flat.len(), 4);
+    assert_eq!(flat[3].to_string(), "$.dependencies: cycle: a → b → a");
+}
+
+#[test]
+fn a_missing_field_and_an_unknown_dependency_are_both_reported() {
+    let mut value = with_deps(&["a", "b"], json!({"b": ["a", "ghost"], "c": ["a"]}));
+    value["steps"][0].as_object_mut().unwrap().remove("name");
+    let errors = field_errors(&value);
+    assert!(has_error(&errors, "$.steps[0].name", "is required"), "{errors:?}");
+    assert!(has_error(&errors, "$.dependencies.b[1]", "unknown step \"ghost\""), "{errors:?}");
+    assert!(has_error(&errors, "$.dependencies.c", "unknown step \"c\""), "{errors:?}");
+    assert_eq!(errors.len(), 3, "{errors:?}");
+}
+
+#[test]
+fn cycles_through_data_and_readable_group_entries_survive_field_errors() {
+    // x reads y's output and y depends on x; a sequential group lists [p, ghost, q] and q
+    // must finish before p: both cycles are found although three things are wrong.
+    let value = json!({"id": "wf", "steps": [
+        {"id": "x", "name": "x", "type": "agent", "agent_id": "w", "inputs": ["from_y"], "timeout": -1},
+        {"id": "y", "name": "y", "type": "agent", "agent_id": "w", "outputs": ["from_y"]},
+        {"id": "p", "name": "p", "type": "agent", "agent_id": "w"},
+        {"id": "q", "name": "q", "type": "agent", "agent_id": "w"},
+        {"id": "g", "name": "g", "type": "sequential", "parameters": {"steps": ["p", "ghost", "q"]}}
+    ], "dependencies": {"y": ["x"], "p": ["q"]}});
+    let errors = parse_value(&value).unwrap_err();
+    let fields: Vec<&str> = errors.field_errors().map(|f| f.path.as_str()).collect();
+    assert_eq!(fields, ["$.name", "$.steps[0].timeout", "$.steps[4].parameters.steps[1]"]);
+    assert_eq!(cycle_steps(&errors), [vec!["x", "y", "x"], vec!["p", "q", "p"]]);
+    assert_eq!(errors.cycles()[0].edges[1].data, ["from_y"]);
+    assert_eq!(ids(&errors.cycles()[1].edges[0].groups), ["g"]);
+}
+
+#[test]
+fn a_step_whose_id_cannot_be_read_is_named_by_its_path_in_a_cycle() {
+    // The second step has no id: its data edges still count.
+    let value = json!({"id": "wf", "name": "wf", "steps": [
+        {"id": "a", "name": "a", "type": "agent", "agent_id": "w", "inputs": ["n"], "outputs": ["m"]},
+        {"name": "anonymous", "type": "agent", "agent_id": "w", "inputs": ["m"], "outputs": ["n"]}
+    ]});
+    let errors = parse_value(&value).unwrap_err();
+    assert_eq!(cycle_steps(&errors), [["a", "$.steps[1]", "a"]]);
+}
+
+// ---------------------------------------------------------------------------------------
+// Service steps without a target, and `defaults` (issue 12, point 2)
+
+fn service(id: &str) -> Value {
+    json!({"id": id, "name": id, "type": "service"})
+}
+
+#[test]
+fn a_service_step_without_a_target_is_valid_but_not_runnable() {
+    let value =
+        json!({"id": "wf", "name": "wf", "steps": [service("fetch"), agent("think"), service("store")]});
+    let workflow = parsed(&value);
+    let untargeted: Vec<usize> = workflow.untargeted_steps().map(StepIndex::index).collect();
+    assert_eq!(untargeted, [0, 2]);
+    let report = serde_json::to_value(validate(&value.to_string(), Format::Json, &limits())).unwrap();
+    assert_eq!(report["valid"], true);
+    assert_eq!(report["runnable"], false);
+    assert!(report["plan"].is_object());
+    assert_eq!(report["notices"].as_array().unwrap().len(), 1, "one finding, not one per step");
+    assert_eq!(
+        report["notices"][0]["steps"],
+        json!([{"step": "fetch", "path": "$.steps[0].parameters.target"},
+               {"step": "store", "path": "$.steps[2].parameters.target"}])
+    );
+    let report = serde_json::to_value(validate(&etl().to_string(), Format::Json, &limits())).unwrap();
+    assert_eq!((report["runnable"].clone(), report["notices"].clone()), (json!(true), json!([])));
+}
+
+#[test]
+fn defaults_give_service_steps_their_targets() {
+    let mut value = json!({"id": "wf", "name": "wf", "steps": [service("fetch"), service("own"), service("summarize"), agent("a")]});
+    value["steps"][1]["parameters"] = json!({"target": {"kind": "lambda", "function": "mine"}});
+    value["defaults"] = json!({
+        "target": {"kind": "http", "url": "https://runner.example/"},
+        "targets": {"summarize": {"kind": "agent", "agent_id": "summarizer"}},
+        "common": {"timeout": 30, "anything": ["goes", "here"]}
+    });
+    let workflow = parsed(&value);
+    let target = |i: usize| match &workflow.steps()[i].kind {
+        StepKind::Service { target: Some(ResolvedTarget { target, source }) } => (target.clone(), *source),
+        other => panic!("{other:?}"),
+    };
+    assert!(matches!(target(0), (ServiceTarget::Http { .. }, TargetSource::Default)));
+    assert!(matches!(target(1), (ServiceTarget::Lambda { .. }, TargetSource::Step)));
+    assert_eq!(
+        target(2),
+        (ServiceTarget::Agent { agent_id: "summarizer".into() }, TargetSource::DefaultForStep)
+    );
+    assert_eq!(workflow.untargeted_steps().count(), 0);
+    let references: Vec<(&str, String)> =
+        workflow.agent_references().into_iter().map(|r| (r.agent_id, r.path)).collect();
+    assert_eq!(
+        references,
+        [
+            ("summarizer", "$.defaults.targets.summarize.agent_id".to_owned()),
+            ("worker", "$.steps[3].agent_id".to_owned())
+        ]
+    );
+}
+
+#[test]
+fn defaults_are_checked_and_its_other_keys_only_hold_anchors() {
+    let mut value =
+        json!({"id": "wf", "name": "wf", "steps": [service("fetch"), service("own"), agent("a")]});
+    value["steps"][1]["parameters"] = json!({"target": {"kind": "lambda", "function": "mine"}});
+    value["defaults"] = json!({
+        "targte": {"kind": "http", "url": "https://runner.example/"},
+        "targets": {
+            "fetsh": {"kind": "lambda", "function": "f"},
+            "own": {"kind": "lambda", "function": "f"},
+            "a": {"kind": "htp", "url": "https://x.example/"},
+            "fetch": {"kind": "agent", "agent_id": "x", "url": "https://x.example/"}
+        },
+        "timeout": 30,
+        "retry": {"max_attempts": 3}
+    });
+    let errors = field_errors(&value);
+    let expected = [
+        ("$.defaults.targte", "unknown field \"targte\" (did you mean \"target\"?)"),
+        ("$.defaults.targets.a.kind", "unknown target kind \"htp\" (did you mean \"http\"?)"),
+        ("$.defaults.targets.fetch.url", "only http targets take a url"),
+        ("$.defaults.targets.fetsh", "unknown step \"fetsh\" (did you mean \"fetch\"?)"),
+        ("$.defaults.targets.own", "has its own parameters.target"),
+    ];
+    for (path, message) in expected {
+        assert!(has_error(&errors, path, message), "missing {path}: {message} in {errors:#?}");
+    }
+    assert_eq!(errors.len(), expected.len(), "{errors:#?}");
+
+    value["defaults"] = json!({"targets": {"a": {"kind": "lambda", "function": "f"}}});
+    let errors = field_errors(&value);
+    assert!(
+        has_error(&errors, "$.defaults.targets.a", "step \"a\" is an agent step; only service steps"),
+        "{errors:?}"
+    );
+    value["defaults"] = json!(["not", "an", "object"]);
+    assert!(has_error(&field_errors(&value), "$.defaults", "must be an object"));
+}
+
+#[test]
+fn yaml_anchors_under_defaults_are_used_by_alias_and_merge_key() {
+    let text = r#"
+id: wf
+name: wf
+defaults:
+  retry: &retry {max_attempts: 4}
+  common: &common {timeout: 12, estimate: 3}
+  target: {kind: lambda, function: runner}
+steps:
+  - <<: *common
+    id: a
+    name: A
+    type: service
+    retry_policy: *retry
+"#;
+    let workflow = parse_yaml(text, &limits()).unwrap_or_else(|e| panic!("{e}"));
+    let step = &workflow.steps()[0];
+    assert_eq!((step.retry_policy.max_attempts, step.timeout.map(Seconds::get)), (4, Some(12.0)));
+    assert_eq!(workflow.untargeted_steps().count(), 0);
+}
+
+#[test]
+fn the_stored_json_of_a_yaml_workflow_has_its_merge_keys_applied() {
+    for text in [
+        include_str!("../../tests/fixtures/seed/anchored_defaults.yaml"),
+        include_str!("../../tests/fixtures/seed/anchors_under_defaults.yaml"),
+    ] {
+        let json = to_json(text, Format::Yaml).unwrap();
+        assert!(!json.to_string().contains("<<"), "{json}");
+        assert_eq!(parse_json(&json.to_string(), &limits()).unwrap(), parse_yaml(text, &limits()).unwrap());
+    }
+    let json = to_json(&etl().to_string(), Format::Json).unwrap();
+    assert_eq!(json, etl());
+}
+
+#[test]
+fn an_agent_target_names_a_registered_agent() {
+    let mut value = json!({"id": "wf", "name": "wf", "steps": [service("s")]});
+    value["steps"][0]["parameters"] = json!({"target": {"kind": "agent", "agent_id": "summarizer"}});
+    let workflow = parsed(&value);
+    assert_eq!(workflow.agent_references()[0].path, "$.steps[0].parameters.target.agent_id");
+    value["steps"][0]["parameters"] = json!({"target": {"kind": "agent", "function": "f"}});
+    let errors = field_errors(&value);
+    assert!(has_error(
+        &errors,
+        "$.steps[0].parameters.target.function",
+        "only lambda targets take a function"
+    ));
+    assert!(has_error(&errors, "$.steps[0].parameters.target.agent_id", "is required"));
 }
 
 #[test]
@@ -457,7 +695,7 @@ fn type_parameters_are_validated_with_their_paths() {
              "parameters": {"target": {"kind": "http", "url": "ftp://example.com/x", "function": "f"}}},
             {"id": "bad_url", "name": "n", "type": "service", "parameters": {"target": {"kind": "http", "url": "not a url"}}},
             {"id": "lambda", "name": "n", "type": "service", "parameters": {"target": {"kind": "lambda", "function": ""}}},
-            {"id": "nothing", "name": "n", "type": "service"},
+            {"id": "nothing", "name": "n", "type": "service", "parameters": {"target": {"kind": "agent"}}},
             {"id": "cond", "name": "n", "type": "condition",
              "parameters": {"expression": " ", "when_true": ["http", "nope"], "when_false": ["http"], "extra": 1}},
             {"id": "loop", "name": "n", "type": "loop", "inputs": ["items"], "outputs": ["a", "b"],
@@ -475,7 +713,7 @@ fn type_parameters_are_validated_with_their_paths() {
         ("$.steps[0].parameters.target.function", "only lambda targets take a function"),
         ("$.steps[1].parameters.target.url", "is not a URL"),
         ("$.steps[2].parameters.target.function", "must not be empty"),
-        ("$.steps[3].parameters.target", "is required"),
+        ("$.steps[3].parameters.target.agent_id", "is required"),
         ("$.steps[4].parameters.extra", "unknown field"),
         ("$.steps[4].parameters.expression", "must not be empty"),
         ("$.steps[4].parameters.when_true[1]", "unknown step \"nope\""),
@@ -1045,6 +1283,37 @@ proptest! {
                 }
             }
         }
+    }
+}
+
+proptest! {
+    /// Field errors never hide a cycle: a random graph reports the same cycles, edge for
+    /// edge, after its steps lose their names, get bad timeouts or unknown fields.
+    #[test]
+    fn field_errors_never_hide_a_cycle(
+        n in 1usize..20,
+        raw in proptest::collection::vec((0usize..20, 0usize..20), 0..50),
+        broken in proptest::collection::vec((0usize..20, 0usize..4), 1..6),
+    ) {
+        let edges: Vec<(usize, usize)> = raw.into_iter().map(|(a, b)| (a % n, b % n)).collect();
+        let clean = graph_workflow(n, &edges);
+        let expected = match ValidatedWorkflow::new(parsed(&clean)) {
+            Ok(_) => Vec::new(),
+            Err(CycleErrors(cycles)) => cycles,
+        };
+        let mut value = clean;
+        for (step, how) in broken {
+            let step = &mut value["steps"][step % n];
+            match how {
+                0 => { step.as_object_mut().unwrap().remove("name"); }
+                1 => step["timeout"] = json!(-1),
+                2 => step["colour"] = json!("blue"),
+                _ => step["type"] = json!("agnet"),
+            }
+        }
+        let errors = parse_value(&value).expect_err("field errors");
+        prop_assert!(errors.field_errors().count() > 0);
+        prop_assert_eq!(errors.cycles(), expected.as_slice());
     }
 }
 

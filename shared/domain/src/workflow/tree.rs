@@ -43,6 +43,23 @@ impl Node<'_> {
     }
 }
 
+/// The tree as JSON. Keys are sorted (serde_json's map), and of a repeated key the last
+/// is kept; a node a workflow cannot hold becomes `null` (a document that validated holds
+/// none where it is read).
+pub(super) fn to_value(node: &Node<'_>) -> serde_json::Value {
+    use serde_json::Value;
+    match node {
+        Node::Null | Node::Invalid(_) => Value::Null,
+        Node::Bool(b) => Value::Bool(*b),
+        Node::Number(n) => Value::Number(n.clone()),
+        Node::Str(s) => Value::String(s.as_ref().to_owned()),
+        Node::Seq(items) => Value::Array(items.iter().map(to_value).collect()),
+        Node::Map(entries) => {
+            Value::Object(entries.iter().map(|(k, v)| (k.as_ref().to_owned(), to_value(v))).collect())
+        }
+    }
+}
+
 /// Parses JSON text into a tree.
 pub(super) fn from_json(text: &str) -> Result<Node<'_>, serde_json::Error> {
     let mut deserializer = serde_json::Deserializer::from_str(text);
