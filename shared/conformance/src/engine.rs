@@ -233,6 +233,7 @@ where
     run_timeout(&h).await;
     cancel(&h).await;
     worker_crash_mid_step(&h).await;
+    a_lost_last_attempt_fails_the_step(&h).await;
     loop_and_groups(&h).await;
     loop_retries_only_the_items_that_failed(&h).await;
     conditions(&h).await;
@@ -482,6 +483,33 @@ where
         lost[0].data["reason"],
         "step `crashy`: attempt 1 lost: its worker did not finish within the visibility timeout; retrying"
     );
+}
+
+/// A step with one attempt whose worker dies: the attempt counts, so the step fails with
+/// why when its task comes back, rather than trying again.
+pub async fn a_lost_last_attempt_fails_the_step<S, Q>(h: &Harness<S, Q>)
+where
+    S: RunStore + WorkflowStore + AgentStore + EventStore + Clone,
+    Q: MessageQueue,
+{
+    let ids = h.agents(&[("once", Behaviour::Hang)]).await;
+    let run = h
+        .start(json!({"name": "once", "steps": [agent_step("once", &ids[0], &[], &["out"])]}), json!({}))
+        .await;
+    let batch = loop {
+        let batch = h.engine.queue().receive(STEP_QUEUE, 1, Duration::from_secs(30)).await.expect("receive");
+        if !batch.is_empty() {
+            break batch;
+        }
+    };
+    let dying = tokio::time::timeout(Duration::from_millis(300), h.engine.process(&batch[0])).await;
+    assert!(dying.is_err(), "the attempt was cut off");
+    h.agents.set(&ids[0], Behaviour::Echo { outputs: vec!["out".into()] });
+    let ended = h.drive(&run.id, false, LIMIT).await;
+    assert_eq!(ended.status, RunStatus::Failed, "{ended:?}");
+    let reason = "step `once`: attempt 1 lost: its worker did not finish within the visibility timeout; no attempts left";
+    assert_eq!(ended.error.as_deref(), Some(format!("step \"once\" failed: {reason}").as_str()));
+    assert_eq!(h.agents.calls(&ids[0]).len(), 1, "no second call");
 }
 
 /// A `loop` fans out over a list input and collects the replies in order; a `sequential`
