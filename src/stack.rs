@@ -19,7 +19,7 @@ use tdev_domain::messaging::{
 use tdev_domain::ports::{AgentDeployer, MessageQueue};
 use tdev_domain::runs::{Engine, STEP_DEAD_LETTER_QUEUE, STEP_MAX_RECEIVES, STEP_QUEUE};
 use tdev_domain::workflow::Limits;
-use tdev_embedded::{LocalTarget, QueueSpec, SqliteStore};
+use tdev_embedded::{DataLock, LocalTarget, LockError, QueueSpec, Reclaimed, SqliteStore};
 use tdev_http::app::{HttpSettings, finish};
 use tdev_http::guard::Mode;
 use tdev_invoke::{Invoker, default_http_client};
@@ -184,10 +184,13 @@ pub async fn serve(listener: TcpListener, config: StackConfig) -> anyhow::Result
                 None => messaging_from_env(Bands::single())?,
             };
             secure_data_dir(&path)?;
+            // Held until `serve` returns; the system lets go of it if the process dies.
+            let lock = lock_data(&path)?;
             let store = SqliteStore::open(&path)
                 .with_context(|| format!("opening the database at {}", path.display()))?
                 .with_queues(embedded_queues(&messaging));
             tracing::info!(path = %path.display(), "embedded backend");
+            reclaim(&store, &lock)?;
             let parts = Parts {
                 invoker: Invoker::new(default_http_client()?, None),
                 auth: config.auth.clone(),
@@ -267,6 +270,41 @@ async fn serve_with<S: StackStore, Q: MessageQueue + Clone, D: AgentDeployer>(
     let _ = stop.send(true);
     let _ = workers.await;
     served
+}
+
+/// Makes this process the database's only user, or says who else is and what to do.
+fn lock_data(database: &Path) -> anyhow::Result<DataLock> {
+    DataLock::take(database).map_err(|e| match e {
+        LockError::Held { database, lock } => {
+            let dir = database.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+            anyhow::anyhow!(
+                "the data folder {} is in use: another `tdev serve` holds the lock of {} ({}). \
+                 Stop that one, or give this one data of its own with \
+                 `--data <another folder>/tdev.db` (or TDEV_DATA)",
+                dir.display(),
+                database.display(),
+                lock.display()
+            )
+        }
+        LockError::Io { .. } => anyhow::Error::new(e),
+    })
+}
+
+/// Takes back at once what the previous process held when it stopped (it cannot be
+/// running: this one holds the data lock), rather than waiting out visibility timeouts
+/// and leases. See "After a crash" in docs/workflows.md.
+fn reclaim(store: &SqliteStore, lock: &DataLock) -> anyhow::Result<()> {
+    let reclaimed =
+        store.reclaim_after_restart(lock).context("taking back the work of the previous process")?;
+    if reclaimed != Reclaimed::default() {
+        tracing::warn!(
+            deliveries = reclaimed.deliveries,
+            idempotency_claims = reclaimed.claims,
+            agent_slots = reclaimed.slots,
+            "the previous process stopped with work in flight: taken back, to be done again now"
+        );
+    }
+    Ok(())
 }
 
 /// The stack's own data folder (`.tdev`, the default) holds the database and the admin

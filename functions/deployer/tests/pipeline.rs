@@ -520,6 +520,7 @@ async fn a_task_that_is_not_a_task_is_dead_lettered() {
         attributes: Default::default(),
         receive_count: 1,
         sent_at: jiff::Timestamp::now(),
+        reclaimed: false,
     };
     assert_eq!(w.pipeline.process(&delivery).await, Outcome::DeadLetter("malformed_task".into()));
 }

@@ -10,14 +10,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
-use tdev_domain::ports::{AgentInvoker, AgentStore, MessageQueue, RunStore, WorkflowStore};
+use tdev_domain::ports::{AgentInvoker, AgentStore, EventStore, MessageQueue, RunStore, WorkflowStore};
 use tdev_domain::runs::{Engine, Outcome, STEP_QUEUE};
 use tokio::sync::watch;
 
 /// Handles one SQS batch, groups in parallel and each group in order.
 pub async fn handle_batch<S, Q, I>(engine: &Engine<S, Q, I>, event: SqsEvent) -> SqsBatchResponse
 where
-    S: RunStore + WorkflowStore + AgentStore,
+    S: RunStore + WorkflowStore + AgentStore + EventStore,
     Q: MessageQueue,
     I: AgentInvoker,
 {
@@ -38,7 +38,7 @@ where
 /// Runs `workers` consumers of the step queue until `shutdown` turns true.
 pub async fn consume<S, Q, I>(engine: Arc<Engine<S, Q, I>>, workers: usize, shutdown: watch::Receiver<bool>)
 where
-    S: RunStore + WorkflowStore + AgentStore,
+    S: RunStore + WorkflowStore + AgentStore + EventStore,
     Q: MessageQueue,
     I: AgentInvoker,
 {

@@ -40,6 +40,15 @@ where
     Q: MessageQueue,
     I: AgentInvoker + EventSink,
 {
+    if delivery.reclaimed {
+        // The dispatcher also records why for a band's message (it can read the envelope).
+        tracing::info!(
+            queue,
+            message_id = %delivery.message_id,
+            receive_count = delivery.receive_count,
+            "delivered again: the previous process stopped while handling it (reclaimed at start-up)"
+        );
+    }
     let bands = &dispatcher.messenger().config().bands;
     if queue == EVENT_DEAD_LETTER_QUEUE || bands.bands().iter().any(|band| band.dead_letter_queue == queue) {
         return match dispatcher.archive(queue, delivery).await {

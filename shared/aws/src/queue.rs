@@ -439,6 +439,8 @@ fn delivery(message: Message, dead_letter_queue: Option<(&SqsQueues, &str)>) -> 
         receive_count,
         sent_at,
         message_id: id,
+        // SQS cannot know the consumer of a lost delivery died.
+        reclaimed: false,
     })
 }
 

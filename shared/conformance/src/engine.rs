@@ -10,7 +10,9 @@ use std::time::Duration;
 
 use serde_json::{Map, Value, json};
 use tdev_domain::agents::{Agent, AgentTarget};
-use tdev_domain::ports::{AgentInvoker, AgentStore, InvokeError, MessageQueue, RunStore, WorkflowStore};
+use tdev_domain::ports::{
+    AgentInvoker, AgentStore, EventStore, InvokeError, MessageQueue, RunStore, WorkflowStore,
+};
 use tdev_domain::runs::{Engine, Outcome, Run, RunStatus, STEP_QUEUE, StepStatus, Task};
 use tdev_domain::workflow::{Format, Limits};
 use tdev_domain::{Clock, SystemClock};
@@ -110,7 +112,7 @@ pub struct Harness<S, Q> {
 
 impl<S, Q> Harness<S, Q>
 where
-    S: RunStore + WorkflowStore + AgentStore + Clone,
+    S: RunStore + WorkflowStore + AgentStore + EventStore + Clone,
     Q: MessageQueue,
 {
     pub fn new(store: S, queue: Q) -> Self {
@@ -218,7 +220,7 @@ fn agent_step(id: &str, agent: &str, inputs: &[&str], outputs: &[&str]) -> Value
 /// Every engine case, on one store and queue.
 pub async fn run_all<S, Q>(store: S, queue: Q)
 where
-    S: RunStore + WorkflowStore + AgentStore + Clone,
+    S: RunStore + WorkflowStore + AgentStore + EventStore + Clone,
     Q: MessageQueue,
 {
     let h = Harness::new(store, queue);
@@ -231,6 +233,7 @@ where
     run_timeout(&h).await;
     cancel(&h).await;
     worker_crash_mid_step(&h).await;
+    a_lost_last_attempt_fails_the_step(&h).await;
     loop_and_groups(&h).await;
     loop_retries_only_the_items_that_failed(&h).await;
     conditions(&h).await;
@@ -241,7 +244,7 @@ where
 /// only, and the replies of the items that succeeded the first time are kept.
 pub async fn loop_retries_only_the_items_that_failed<S, Q>(h: &Harness<S, Q>)
 where
-    S: RunStore + WorkflowStore + AgentStore + Clone,
+    S: RunStore + WorkflowStore + AgentStore + EventStore + Clone,
     Q: MessageQueue,
 {
     let outputs = vec!["item_result".to_owned()];
@@ -275,7 +278,7 @@ where
 /// twice: each agent is still called once and each dependent queued once.
 pub async fn diamond_with_parallel_middle<S, Q>(h: &Harness<S, Q>, duplicate: bool)
 where
-    S: RunStore + WorkflowStore + AgentStore + Clone,
+    S: RunStore + WorkflowStore + AgentStore + EventStore + Clone,
     Q: MessageQueue,
 {
     let ids = h
@@ -311,7 +314,7 @@ where
 
 pub async fn retry_then_success<S, Q>(h: &Harness<S, Q>)
 where
-    S: RunStore + WorkflowStore + AgentStore + Clone,
+    S: RunStore + WorkflowStore + AgentStore + EventStore + Clone,
     Q: MessageQueue,
 {
     let ids = h.agents(&[("flaky", Behaviour::FailTimes { n: 2, outputs: vec!["out".into()] })]).await;
@@ -327,7 +330,7 @@ where
 /// `broken` fails every attempt; `after` depends on it; `other` does not.
 pub async fn retries_exhausted<S, Q>(h: &Harness<S, Q>, error_handling: &str)
 where
-    S: RunStore + WorkflowStore + AgentStore + Clone,
+    S: RunStore + WorkflowStore + AgentStore + EventStore + Clone,
     Q: MessageQueue,
 {
     let ids = h
@@ -370,7 +373,7 @@ where
 
 pub async fn step_timeout<S, Q>(h: &Harness<S, Q>)
 where
-    S: RunStore + WorkflowStore + AgentStore + Clone,
+    S: RunStore + WorkflowStore + AgentStore + EventStore + Clone,
     Q: MessageQueue,
 {
     let ids = h.agents(&[("hangs", Behaviour::Hang)]).await;
@@ -387,7 +390,7 @@ where
 
 pub async fn run_timeout<S, Q>(h: &Harness<S, Q>)
 where
-    S: RunStore + WorkflowStore + AgentStore + Clone,
+    S: RunStore + WorkflowStore + AgentStore + EventStore + Clone,
     Q: MessageQueue,
 {
     let ids = h
@@ -406,7 +409,7 @@ where
 
 pub async fn cancel<S, Q>(h: &Harness<S, Q>)
 where
-    S: RunStore + WorkflowStore + AgentStore + Clone,
+    S: RunStore + WorkflowStore + AgentStore + EventStore + Clone,
     Q: MessageQueue,
 {
     let ids = h.agents(&[("never-called", Behaviour::Echo { outputs: vec!["x".into()] })]).await;
@@ -435,7 +438,7 @@ where
 /// task comes back after the attempt's timeout and the run still completes.
 pub async fn worker_crash_mid_step<S, Q>(h: &Harness<S, Q>)
 where
-    S: RunStore + WorkflowStore + AgentStore + Clone,
+    S: RunStore + WorkflowStore + AgentStore + EventStore + Clone,
     Q: MessageQueue,
 {
     let ids = h.agents(&[("crashy", Behaviour::Hang)]).await;
@@ -467,6 +470,46 @@ where
         (StepStatus::Succeeded, 2),
         "a second attempt finished it"
     );
+    let filter = tdev_domain::events::EventFilter {
+        pattern: Some("run.attempt_lost".into()),
+        limit: 1000,
+        ..Default::default()
+    };
+    let events = h.engine.store().list_events(&filter).await.expect("list events");
+    let lost: Vec<_> = events.iter().filter(|e| e.subject == run.id).collect();
+    assert_eq!(lost.len(), 1, "one lost attempt, said once: {lost:?}");
+    assert_eq!(lost[0].data["cause"], "visibility_timeout");
+    assert_eq!(
+        lost[0].data["reason"],
+        "step `crashy`: attempt 1 lost: its worker did not finish within the visibility timeout; retrying"
+    );
+}
+
+/// A step with one attempt whose worker dies: the attempt counts, so the step fails with
+/// why when its task comes back, rather than trying again.
+pub async fn a_lost_last_attempt_fails_the_step<S, Q>(h: &Harness<S, Q>)
+where
+    S: RunStore + WorkflowStore + AgentStore + EventStore + Clone,
+    Q: MessageQueue,
+{
+    let ids = h.agents(&[("once", Behaviour::Hang)]).await;
+    let run = h
+        .start(json!({"name": "once", "steps": [agent_step("once", &ids[0], &[], &["out"])]}), json!({}))
+        .await;
+    let batch = loop {
+        let batch = h.engine.queue().receive(STEP_QUEUE, 1, Duration::from_secs(30)).await.expect("receive");
+        if !batch.is_empty() {
+            break batch;
+        }
+    };
+    let dying = tokio::time::timeout(Duration::from_millis(300), h.engine.process(&batch[0])).await;
+    assert!(dying.is_err(), "the attempt was cut off");
+    h.agents.set(&ids[0], Behaviour::Echo { outputs: vec!["out".into()] });
+    let ended = h.drive(&run.id, false, LIMIT).await;
+    assert_eq!(ended.status, RunStatus::Failed, "{ended:?}");
+    let reason = "step `once`: attempt 1 lost: its worker did not finish within the visibility timeout; no attempts left";
+    assert_eq!(ended.error.as_deref(), Some(format!("step \"once\" failed: {reason}").as_str()));
+    assert_eq!(h.agents.calls(&ids[0]).len(), 1, "no second call");
 }
 
 /// A `loop` fans out over a list input and collects the replies in order; a `sequential`
@@ -474,7 +517,7 @@ where
 /// outputs on.
 pub async fn loop_and_groups<S, Q>(h: &Harness<S, Q>)
 where
-    S: RunStore + WorkflowStore + AgentStore + Clone,
+    S: RunStore + WorkflowStore + AgentStore + EventStore + Clone,
     Q: MessageQueue,
 {
     let ids = h
@@ -530,7 +573,7 @@ where
 /// both branches runs; an expression that is not true or false fails the step.
 pub async fn conditions<S, Q>(h: &Harness<S, Q>)
 where
-    S: RunStore + WorkflowStore + AgentStore + Clone,
+    S: RunStore + WorkflowStore + AgentStore + EventStore + Clone,
     Q: MessageQueue,
 {
     let ids = h
@@ -588,7 +631,7 @@ where
 /// workers and run to the end.
 pub async fn large_workflow<S, Q>(h: &Harness<S, Q>)
 where
-    S: RunStore + WorkflowStore + AgentStore + Clone,
+    S: RunStore + WorkflowStore + AgentStore + EventStore + Clone,
     Q: MessageQueue,
 {
     let ids = h

@@ -27,6 +27,7 @@ pub async fn run_all<Q: MessageQueue>(q: &Q, queue: &str, dlq: &str) {
     fifo_per_group(q, queue).await;
     deduplication(q, queue).await;
     visibility_and_retry(q, queue).await;
+    keep_hidden_while_working(q, queue).await;
     dead_letter_after_max_receives(q, queue, dlq).await;
     dead_letter_with_reason(q, queue, dlq).await;
 }
@@ -102,6 +103,24 @@ pub async fn visibility_and_retry<Q: MessageQueue>(q: &Q, queue: &str) {
     // A receipt stays good while the message is hidden: done with it after all.
     q.ack(queue, &third[0].receipt).await.expect("ack a delayed message");
     assert!(q.receive(queue, 10, LONG).await.expect("empty").is_empty());
+}
+
+/// `keep_hidden` extends a delivery's visibility from now: work outlasting the receive's.
+pub async fn keep_hidden_while_working<Q: MessageQueue>(q: &Q, queue: &str) {
+    q.send(queue, message("k", "kept-hidden", "long work")).await.expect("send");
+    let first = q.receive(queue, 1, Duration::from_secs(1)).await.expect("receive");
+    assert_eq!(first.len(), 1);
+    q.keep_hidden(queue, &first[0].receipt, LONG).await.expect("keep hidden");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(
+        q.receive(queue, 1, LONG).await.expect("receive").is_empty(),
+        "still hidden past the receive's 1 s"
+    );
+    q.keep_hidden(queue, &first[0].receipt, Duration::ZERO).await.expect("give up the hold");
+    let again = q.receive(queue, 1, LONG).await.expect("receive");
+    assert_eq!(again.len(), 1, "visible once its hold ends");
+    assert_eq!((again[0].receive_count, again[0].reclaimed), (2, false));
+    q.ack(queue, &again[0].receipt).await.expect("ack");
 }
 
 /// After `MAX_RECEIVES` receives the message goes to the dead-letter queue, with reason.

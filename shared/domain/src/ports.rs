@@ -208,6 +208,20 @@ pub trait MessageQueue: Send + Sync + 'static {
         delay: Duration,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
+    /// Still at work on it: hides the message for `duration` more, from now (work that
+    /// outlasts the receive's visibility). SQS changes the visibility as for
+    /// [`MessageQueue::retry_after`]; the embedded queue also remembers that the delivery
+    /// is still held, so that a restart of the local stack takes it back at once, where a
+    /// message handed back with `retry_after` keeps its delay.
+    fn keep_hidden(
+        &self,
+        queue: &str,
+        receipt: &str,
+        duration: Duration,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        self.retry_after(queue, receipt, duration)
+    }
+
     /// Moves the message to the queue's dead-letter queue with `reason` (see
     /// [`crate::queue::dead_letter_attributes`]) and deletes it from `queue`.
     fn dead_letter(

@@ -84,6 +84,10 @@ pub struct Delivery {
     /// 1 on the first delivery.
     pub receive_count: u32,
     pub sent_at: Timestamp,
+    /// The previous receive's work was cut off: the process holding it stopped, and this
+    /// one took it back at start-up (the embedded queue). On SQS nothing can know a
+    /// consumer died; its delivery comes back when its visibility timeout ends, unmarked.
+    pub reclaimed: bool,
 }
 
 /// Attribute names a dead-lettered message carries, on every backend.

@@ -23,7 +23,7 @@ pub use local_target::LocalTarget;
 pub use queue::QueueSpec;
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use jiff::Timestamp;
@@ -101,7 +101,12 @@ CREATE TABLE IF NOT EXISTS queue_messages (
     sent_at TEXT NOT NULL,
     visible_at_ms INTEGER NOT NULL,
     receive_count INTEGER NOT NULL DEFAULT 0,
-    receipt TEXT UNIQUE
+    receipt TEXT UNIQUE,
+    -- 1 from a receive until the message is acknowledged or handed back: a restart takes
+    -- held messages back at once (see queue.rs). Added by `add_columns` to older files.
+    held INTEGER NOT NULL DEFAULT 0,
+    -- 1 when a restart took the message back: its next delivery says so.
+    reclaimed INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS queue_order ON queue_messages (queue, priority, seq);
 CREATE INDEX IF NOT EXISTS queue_in_flight ON queue_messages (queue, visible_at_ms);
@@ -269,6 +274,12 @@ impl SqliteStore {
         conn.pragma_update(None, "cache_size", -65_536).map_err(StoreError::unavailable)?;
         conn.pragma_update(None, "mmap_size", 268_435_456).map_err(StoreError::unavailable)?;
         conn.execute_batch(SCHEMA).map_err(StoreError::unavailable)?;
+        add_columns(
+            &conn,
+            "queue_messages",
+            &[("held", "INTEGER NOT NULL DEFAULT 0"), ("reclaimed", "INTEGER NOT NULL DEFAULT 0")],
+        )
+        .map_err(StoreError::unavailable)?;
         Ok(Self { conn: Arc::new(Mutex::new(conn)), queues: Arc::default() })
     }
 
@@ -290,6 +301,103 @@ impl SqliteStore {
         // A panic while holding the lock cannot leave a half-done transaction behind:
         // rusqlite rolls back an unfinished transaction when it is dropped.
         self.conn.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Adds the columns a file made by an older version lacks (`CREATE TABLE IF NOT EXISTS`
+/// leaves an existing table as it was).
+fn add_columns(conn: &Connection, table: &str, columns: &[(&str, &str)]) -> rusqlite::Result<()> {
+    let existing: Vec<String> = conn
+        .prepare(&format!("SELECT name FROM pragma_table_info('{table}')"))?
+        .query_map([], |row| row.get(0))?
+        .collect::<Result<_, _>>()?;
+    for (name, declaration) in columns {
+        if !existing.iter().any(|e| e == name) {
+            conn.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {name} {declaration}"))?;
+        }
+    }
+    Ok(())
+}
+
+/// The proof that this process is the only one using a database file: an exclusive lock
+/// (`flock`) on `<file>.lock` beside it, held until this value is dropped. The system
+/// releases it when the process ends, however it ends (`kill -9` included), so a lock
+/// file left behind never blocks a start.
+#[derive(Debug)]
+pub struct DataLock {
+    _file: std::fs::File,
+    path: PathBuf,
+}
+
+/// Another process holds the database's lock.
+#[derive(Debug, thiserror::Error)]
+pub enum LockError {
+    #[error("another process is using {database} (it holds the lock {lock})")]
+    Held { database: PathBuf, lock: PathBuf },
+    #[error("could not lock {lock}: {source}")]
+    Io { lock: PathBuf, source: std::io::Error },
+}
+
+impl DataLock {
+    /// Takes the lock of the database at `database`, without waiting.
+    pub fn take(database: &Path) -> Result<Self, LockError> {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        let mut name = database.as_os_str().to_owned();
+        name.push(".lock");
+        let path = PathBuf::from(name);
+        let io = |source| LockError::Io { lock: path.clone(), source };
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            private_dir(parent).map_err(io)?;
+        }
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(&path)
+            .map_err(io)?;
+        match file.try_lock() {
+            Ok(()) => Ok(Self { _file: file, path }),
+            Err(std::fs::TryLockError::WouldBlock) => {
+                Err(LockError::Held { database: database.to_owned(), lock: path })
+            }
+            Err(std::fs::TryLockError::Error(e)) => Err(io(e)),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// What a start-up took back from a process that stopped.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Reclaimed {
+    /// Queue messages it held (step tasks, messages, deliveries): visible again at once.
+    pub deliveries: usize,
+    /// Idempotency keys it had claimed for work in progress: free again.
+    pub claims: usize,
+    /// Agent concurrency slots it held: free again.
+    pub slots: usize,
+}
+
+impl SqliteStore {
+    /// Takes back, at start-up, what a process that stopped held: its queue deliveries,
+    /// its idempotency claims and its agents' slots, which would otherwise wait out their
+    /// visibility timeouts and leases (minutes). `lock` proves no other process uses the
+    /// file: everything held belongs to one that is gone.
+    pub fn reclaim_after_restart(&self, lock: &DataLock) -> Result<Reclaimed, StoreError> {
+        let _ = lock;
+        let mut conn = self.conn();
+        let tx =
+            conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(db_error)?;
+        let reclaimed = Reclaimed {
+            deliveries: queue::reclaim_held(&tx)?,
+            claims: tx.execute("DELETE FROM idempotency WHERE done = 0", []).map_err(db_error)?,
+            slots: tx.execute("DELETE FROM agent_slot_leases", []).map_err(db_error)?,
+        };
+        tx.commit().map_err(db_error)?;
+        Ok(reclaimed)
     }
 }
 

@@ -5,6 +5,13 @@
 //! message of priority 1 is always received before any of priority 2, and so on. Within a
 //! priority, order is send order. A group with a message in flight yields nothing more
 //! until that message is acknowledged or visible again.
+//!
+//! A received message is *held* until it is acknowledged, dead-lettered or handed back
+//! with `retry_after`; `keep_hidden` extends the hold. A restart of the local stack takes
+//! every held message back at once ([`reclaim_held`]): the process holding it is gone, so
+//! waiting out its visibility timeout would only delay the work. The message keeps its
+//! receive count (a message that stops the process every time still ends in the
+//! dead-letter queue) and its next delivery says it was reclaimed.
 
 use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
@@ -45,7 +52,8 @@ impl QueueSpec {
     }
 }
 
-const COLUMNS: &str = "id, grp, dedup_id, body, priority, attributes, sent_at, receive_count, receipt";
+const COLUMNS: &str =
+    "id, grp, dedup_id, body, priority, attributes, sent_at, receive_count, receipt, reclaimed";
 
 impl SqliteStore {
     fn spec(&self, queue: &str) -> Result<&QueueSpec, StoreError> {
@@ -53,6 +61,31 @@ impl SqliteStore {
             StoreError::unavailable(std::io::Error::other(format!("no queue named {queue:?}")))
         })
     }
+}
+
+impl SqliteStore {
+    /// Hides a received message for `duration` from now; `held`: still being worked on.
+    fn hide(&self, queue: &str, receipt: &str, duration: Duration, held: bool) -> Result<(), StoreError> {
+        let updated = self
+            .conn()
+            .execute(
+                "UPDATE queue_messages SET visible_at_ms = ?1, held = ?2 WHERE queue = ?3 AND receipt = ?4",
+                params![now_ms() + millis(duration), held, queue, receipt],
+            )
+            .map_err(db_error)?;
+        if updated == 0 { Err(StoreError::NotFound) } else { Ok(()) }
+    }
+}
+
+/// Makes every held message (received, and neither acknowledged nor handed back)
+/// visible at once and marks its next delivery reclaimed; returns how many. Only for a
+/// process that knows no other one uses the file: see [`crate::DataLock`].
+pub(crate) fn reclaim_held(tx: &Transaction<'_>) -> Result<usize, StoreError> {
+    tx.execute(
+        "UPDATE queue_messages SET visible_at_ms = MIN(visible_at_ms, ?1), held = 0, reclaimed = 1 WHERE held = 1",
+        [now_ms()],
+    )
+    .map_err(db_error)
 }
 
 fn now_ms() -> i64 {
@@ -143,7 +176,8 @@ impl MessageQueue for SqliteStore {
             delivery.receipt = uuid::Uuid::new_v4().to_string();
             delivery.receive_count += 1;
             tx.execute(
-                "UPDATE queue_messages SET receipt = ?1, receive_count = ?2, visible_at_ms = ?3 WHERE id = ?4",
+                "UPDATE queue_messages SET receipt = ?1, receive_count = ?2, visible_at_ms = ?3, held = 1, reclaimed = 0
+                 WHERE id = ?4",
                 params![delivery.receipt, delivery.receive_count, now + millis(visibility), delivery.message_id],
             )
             .map_err(db_error)?;
@@ -161,14 +195,11 @@ impl MessageQueue for SqliteStore {
     }
 
     async fn retry_after(&self, queue: &str, receipt: &str, delay: Duration) -> Result<(), StoreError> {
-        let updated = self
-            .conn()
-            .execute(
-                "UPDATE queue_messages SET visible_at_ms = ?1 WHERE queue = ?2 AND receipt = ?3",
-                params![now_ms() + millis(delay), queue, receipt],
-            )
-            .map_err(db_error)?;
-        if updated == 0 { Err(StoreError::NotFound) } else { Ok(()) }
+        self.hide(queue, receipt, delay, false)
+    }
+
+    async fn keep_hidden(&self, queue: &str, receipt: &str, duration: Duration) -> Result<(), StoreError> {
+        self.hide(queue, receipt, duration, true)
     }
 
     async fn dead_letter(&self, queue: &str, delivery: &Delivery, reason: &str) -> Result<(), StoreError> {
@@ -266,6 +297,7 @@ fn read(row: &rusqlite::Row<'_>) -> Result<Delivery, StoreError> {
     let attributes: String = row.get(5).map_err(get_err)?;
     let sent_at: String = row.get(6).map_err(get_err)?;
     let receipt: Option<String> = row.get(8).map_err(get_err)?;
+    let reclaimed: bool = row.get(9).map_err(get_err)?;
     Ok(Delivery {
         group: row.get(1).map_err(get_err)?,
         dedup_id: row.get(2).map_err(get_err)?,
@@ -277,5 +309,6 @@ fn read(row: &rusqlite::Row<'_>) -> Result<Delivery, StoreError> {
         receive_count: row.get(7).map_err(get_err)?,
         receipt: receipt.unwrap_or_default(),
         message_id: id,
+        reclaimed,
     })
 }

@@ -9,14 +9,14 @@ use axum::Router;
 use axum::routing::{get, post};
 use tdev_domain::auth::AuthService;
 use tdev_domain::ports::AuthStore;
-use tdev_domain::ports::{AgentInvoker, AgentStore, MessageQueue, RunStore, WorkflowStore};
+use tdev_domain::ports::{AgentInvoker, AgentStore, EventStore, MessageQueue, RunStore, WorkflowStore};
 use tdev_domain::runs::Engine;
 use tdev_http::guard::{self, Mode};
 use utoipa::OpenApi;
 
 /// Every store port the orchestrator uses.
-pub trait OrchestratorStore: AuthStore + AgentStore + RunStore + WorkflowStore + Clone {}
-impl<T: AuthStore + AgentStore + RunStore + WorkflowStore + Clone> OrchestratorStore for T {}
+pub trait OrchestratorStore: AuthStore + AgentStore + RunStore + WorkflowStore + EventStore + Clone {}
+impl<T: AuthStore + AgentStore + RunStore + WorkflowStore + EventStore + Clone> OrchestratorStore for T {}
 
 type Shared<S, Q, I> = Arc<Engine<S, Q, I>>;
 

@@ -33,6 +33,10 @@
 //!    most a minute) until its `max_receives`-th receive, then dead-lettered
 //!    (`max_receive_count_exceeded`). Refused: dead-lettered (`agent_rejected`).
 //!
+//! A delivery the local stack took back at start-up from a process that stopped
+//! ([`Delivery::reclaimed`]) is processed as any other, after a `message.attempt_lost`
+//! event and a failure note saying which delivery was lost (its receive counted).
+//!
 //! Each dead letter goes to its band's dead-letter queue, from which the dispatcher
 //! archives it in the store ([`Dispatcher::archive`]) with its reason, its attempts and
 //! the first and last failure; from there it is listed, redriven or purged.
@@ -862,6 +866,9 @@ impl<S: MessagingStore, Q: MessageQueue, I: AgentInvoker> Dispatcher<S, Q, I> {
                 });
             }
         };
+        if delivery.reclaimed {
+            self.reclaimed(queue, &message, delivery).await;
+        }
         let key = format!("message/{}", message.idempotency_key);
         let holder = uuid::Uuid::new_v4().to_string();
         let lease = after(now, self.config().attempt_timeout + CLAIM_LEASE_MARGIN);
@@ -893,6 +900,29 @@ impl<S: MessagingStore, Q: MessageQueue, I: AgentInvoker> Dispatcher<S, Q, I> {
             tracing::warn!(error = %e, key, "could not settle an idempotency key");
         }
         result
+    }
+
+    /// Says why a message is delivered again: the local stack restarted while delivering
+    /// it, and took it back at start-up. Its event and the failure noted for it (which a
+    /// dead letter shows) say which delivery was lost.
+    async fn reclaimed(&self, queue: &str, message: &Message, delivery: &Delivery) {
+        let lost = delivery.receive_count.saturating_sub(1);
+        let reason = format!(
+            "message `{}`: delivery {lost} lost with the previous process; delivering again",
+            message.id
+        );
+        tracing::warn!(message_id = %message.id, queue, attempt = lost, "{reason}");
+        self.messenger
+            .event(
+                "message.attempt_lost",
+                &message.id,
+                json!({"attempt": lost, "cause": "restart", "reason": reason}),
+            )
+            .await;
+        let key = failure_key(queue, &delivery.dedup_id);
+        if let Err(e) = self.store().note_failure(&key, &reason, self.messenger.clock.now()).await {
+            tracing::warn!(error = %e, "could not note a failure");
+        }
     }
 
     /// Routes the message and calls the chosen agent; `holder` (the attempt's) holds the

@@ -11,6 +11,18 @@
 //!
 //! Tasks of one step share a FIFO group (`<run>/<step>`), so a step never has two tasks in
 //! flight at once, while different steps of a run run in parallel.
+//!
+//! # A lost attempt
+//!
+//! A task that comes back while its step is `running` means the attempt's worker stopped
+//! before it recorded a result: the local stack was restarted (its queue takes back what
+//! the dead process held, and marks the delivery [`Delivery::reclaimed`]), or, on AWS,
+//! the attempt's visibility timeout ran out (a Lambda that died or timed out). The lost
+//! attempt counts as one of the step's attempts — a step that brings its worker down
+//! every time must end, not loop — and the next one starts at once, without the retry
+//! policy's backoff: the wait for the task to come back was the pause. The log and a
+//! `run.attempt_lost` event say so: "step `x`: attempt 1 lost with the previous process;
+//! retrying".
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -24,8 +36,9 @@ use super::StoredWorkflow;
 use super::{Run, RunStatus, SkipReason, StepRun, StepStatus};
 use crate::agents::AgentTarget;
 use crate::clock::Clock;
+use crate::events::Event;
 use crate::ports::{
-    AgentInvoker, AgentStore, InvokeError, MessageQueue, RunStore, StoreError, WorkflowStore,
+    AgentInvoker, AgentStore, EventStore, InvokeError, MessageQueue, RunStore, StoreError, WorkflowStore,
 };
 use crate::queue::{Delivery, NewMessage, Priority};
 use crate::validation::ValidationErrors;
@@ -173,7 +186,7 @@ pub struct Engine<S, Q, I> {
 
 impl<S, Q, I> Engine<S, Q, I>
 where
-    S: RunStore + WorkflowStore + AgentStore,
+    S: RunStore + WorkflowStore + AgentStore + EventStore,
     Q: MessageQueue,
     I: AgentInvoker,
 {
@@ -481,9 +494,17 @@ where
         let definition = compiled.workflow.step(index);
         let attempt = step.attempts + 1;
         let now = self.clock.now();
-        if attempt > definition.retry_policy.max_attempts {
+        let retrying = attempt <= definition.retry_policy.max_attempts;
+        let lost = (step.status == StepStatus::Running).then(|| LostAttempt::new(&step, delivery, retrying));
+        if !retrying {
             // Only a task whose attempts were all cut off (workers that died) gets here.
-            let why = format!("no attempts left after {} (the last was cut off)", step.attempts);
+            let why = match &lost {
+                Some(lost) => {
+                    self.record_lost(run_id, lost).await;
+                    lost.reason.clone()
+                }
+                None => format!("no attempts left after {}", step.attempts),
+            };
             return self.fail_step(&compiled, &run, index, step, why).await;
         }
         let step_budget = definition.timeout.map(|t| SignedDuration::from_secs_f64(t.get()));
@@ -503,9 +524,12 @@ where
             ..step
         };
         self.store.update_step(run_id, &started).await?;
+        if let Some(lost) = &lost {
+            self.record_lost(run_id, lost).await;
+        }
         // Hide the task for as long as this attempt may take: a worker that dies
-        // mid-attempt is noticed when it reappears, not before.
-        self.queue.retry_after(STEP_QUEUE, &delivery.receipt, budget + self.visibility_margin).await?;
+        // mid-attempt is noticed when it reappears (or when the local stack restarts).
+        self.queue.keep_hidden(STEP_QUEUE, &delivery.receipt, budget + self.visibility_margin).await?;
 
         let result = self.execute(&compiled, &run, index, &records, &started, budget).await;
         if result.is_err()
@@ -559,6 +583,19 @@ where
             Err(Failed { error, .. }) => {
                 self.fail_step(&compiled, &run, index, started, error.to_string()).await
             }
+        }
+    }
+
+    /// Says in the log and the run's events why a step's attempt is lost.
+    async fn record_lost(&self, run_id: &str, lost: &LostAttempt) {
+        tracing::warn!(run_id, step_id = %lost.step_id, attempt = lost.attempt, cause = lost.cause, "{}", lost.reason);
+        let data = json!({
+            "step_id": lost.step_id, "attempt": lost.attempt, "cause": lost.cause,
+            "retrying": lost.retrying, "reason": lost.reason,
+        });
+        let event = Event::new("run.attempt_lost", run_id, self.clock.now(), data);
+        if let Err(e) = self.store.append_event(&event).await {
+            tracing::warn!(error = %e, run_id, "could not record an event");
         }
     }
 
@@ -894,5 +931,33 @@ where
         self.store.update_run(&ended).await?;
         tracing::info!(run_id = %run.id, status = status.as_str(), "run ended");
         Ok(ended)
+    }
+}
+
+/// An attempt whose worker stopped before it recorded a result (see the module docs).
+struct LostAttempt {
+    step_id: String,
+    attempt: u32,
+    /// `restart` (the local stack took the task back at start-up) or `visibility_timeout`.
+    cause: &'static str,
+    retrying: bool,
+    reason: String,
+}
+
+impl LostAttempt {
+    fn new(step: &StepRun, delivery: &Delivery, retrying: bool) -> Self {
+        let (cause, how) = if delivery.reclaimed {
+            ("restart", "lost with the previous process")
+        } else {
+            ("visibility_timeout", "lost: its worker did not finish within the visibility timeout")
+        };
+        let next = if retrying { "retrying" } else { "no attempts left" };
+        Self {
+            step_id: step.step_id.clone(),
+            attempt: step.attempts,
+            cause,
+            retrying,
+            reason: format!("step `{}`: attempt {} {how}; {next}", step.step_id, step.attempts),
+        }
     }
 }
