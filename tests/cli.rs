@@ -272,13 +272,6 @@ async fn a_deployment_still_going_when_the_wait_runs_out_exits_4() {
 
 /// Every problem of a spec at once, each at its field — also when one of them is a field
 /// that does not read (an unknown name, a wrong type).
-///
-/// Fails today: `Submitted::spec` (shared/domain/src/deploy/spec.rs) deserializes with
-/// serde_path_to_error, which stops at the first field that does not read, so the rules
-/// that `AgentSpec::validate` checks are never reached; and an unknown field inside
-/// `target` (an internally tagged enum) is reported at `$.target`, not at the field. Left
-/// to the domain's owner; run it with `cargo test -p tdev --test cli -- --ignored`.
-#[ignore = "the domain's spec parsing stops at the first unreadable field (shared/domain/src/deploy/spec.rs)"]
 #[tokio::test(flavor = "multi_thread")]
 async fn a_spec_with_unreadable_fields_still_reports_every_problem_at_its_field() {
     let stack = start().await;

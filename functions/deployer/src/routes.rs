@@ -78,7 +78,11 @@ async fn submitted(document: Document) -> Result<Submitted, ApiError> {
             format!("the spec could not be read: {unfinished}"),
         ))
     })?
-    .map_err(|e| ApiError::MalformedJson(e.0.to_string()))
+    // The message alone: the problem places it at `$` itself.
+    .map_err(|e| {
+        let messages: Vec<&str> = e.0.errors().iter().map(|f| f.message.as_str()).collect();
+        ApiError::MalformedJson(messages.join("; "))
+    })
 }
 
 fn accepted(deployment: Deployment) -> impl IntoResponse {

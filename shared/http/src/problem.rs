@@ -298,7 +298,7 @@ impl From<WorkflowError> for ApiError {
             }
             WorkflowError::Cycles(cycles) => {
                 for cycle in cycles.0 {
-                    errors.add("$.dependencies", format!("cycle: {cycle}"));
+                    errors.add("$.dependencies", cycle.to_string());
                 }
             }
         }

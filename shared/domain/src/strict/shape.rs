@@ -168,7 +168,8 @@ pub fn check(value: &Value, shape: &Shape) -> ValidationErrors {
 }
 
 /// Reads `value` into `T`, reporting every problem at once: those of its shape and,
-/// where the value still reads once its unknown fields are set aside, the type's own
+/// where the value still reads once its unknown and unreadable optional fields are set
+/// aside, the type's own
 /// [`Shaped::rules`] at every path the shape left alone.
 pub fn read<T: Shaped>(value: &Value) -> Result<T, ValidationErrors> {
     if T::nullable() && value.is_null() {
@@ -195,7 +196,8 @@ pub fn read<T: Shaped>(value: &Value) -> Result<T, ValidationErrors> {
     errors.into_result(read)
 }
 
-/// Takes out every key the shape does not know, at any depth.
+/// Takes out every key the shape does not know, and every optional field that is not of
+/// its shape, at any depth.
 fn prune(value: &mut Value, shape: &Shape) {
     match (shape, value) {
         (Shape::Nullable(inner), value) => prune(value, inner),
@@ -221,6 +223,11 @@ fn prune_fields(entries: &mut serde_json::Map<String, Value>, known: &[Field], t
     for field in known {
         if let Some(value) = entries.get_mut(field.name) {
             prune(value, &field.shape);
+            // An optional field that still does not read is set aside too (its problem is
+            // reported already), so that the rules of everything else still run.
+            if !field.required && !check(value, &field.shape).is_empty() {
+                entries.remove(field.name);
+            }
         }
     }
 }
