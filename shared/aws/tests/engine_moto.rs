@@ -15,7 +15,7 @@ async fn the_engine_runs_workflows_durably_on_dynamodb_and_sqs() {
     let queues = SqsQueues::ensure(
         &config,
         &unique("engine"),
-        [SqsQueueSpec::with_dead_letter(STEP_QUEUE, "steps-dlq", 5)],
+        [SqsQueueSpec::with_dead_letter(STEP_QUEUE, "steps-dlq", tdev_domain::runs::STEP_MAX_RECEIVES)],
     )
     .await
     .unwrap();

@@ -317,14 +317,15 @@ where
     S: RunStore + WorkflowStore + AgentStore + EventStore + Clone,
     Q: MessageQueue,
 {
-    let ids = h.agents(&[("flaky", Behaviour::FailTimes { n: 2, outputs: vec!["out".into()] })]).await;
+    // More attempts than a task used to be received before it was dead-lettered (5).
+    let ids = h.agents(&[("flaky", Behaviour::FailTimes { n: 6, outputs: vec!["out".into()] })]).await;
     let mut step = agent_step("flaky", &ids[0], &[], &["out"]);
-    step["retry_policy"] = json!({"max_attempts": 3, "backoff_factor": 2, "initial_delay_seconds": 0.1});
+    step["retry_policy"] = json!({"max_attempts": 7, "backoff_factor": 1.5, "initial_delay_seconds": 0.05});
     let run = h.start(json!({"name": "retry", "steps": [step]}), json!({})).await;
     let ended = h.drive(&run.id, false, LIMIT).await;
     assert_eq!(ended.status, RunStatus::Succeeded, "{ended:?}");
-    assert_eq!(h.agents.calls(&ids[0]).len(), 3);
-    assert_eq!(h.steps(&run.id).await["flaky"].1, 3, "three attempts recorded");
+    assert_eq!(h.agents.calls(&ids[0]).len(), 7);
+    assert_eq!(h.steps(&run.id).await["flaky"].1, 7, "seven attempts recorded");
 }
 
 /// `broken` fails every attempt; `after` depends on it; `other` does not.

@@ -72,7 +72,7 @@ async fn the_engine_runs_workflows_durably_on_the_embedded_backend() {
     let store = SqliteStore::in_memory().unwrap().with_queues([QueueSpec::with_dead_letter(
         tdev_domain::runs::STEP_QUEUE,
         "steps-dlq",
-        5,
+        tdev_domain::runs::STEP_MAX_RECEIVES,
     )]);
     tdev_conformance::engine::run_all(store.clone(), store).await;
 }

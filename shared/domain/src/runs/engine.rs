@@ -53,7 +53,11 @@ pub const STEP_QUEUE: &str = "steps";
 /// Its dead-letter queue, where tasks no worker could process end up, with the reason.
 pub const STEP_DEAD_LETTER_QUEUE: &str = "steps-dlq";
 /// Receives after which a step task is dead-lettered (the template's `maxReceiveCount`).
-pub const STEP_MAX_RECEIVES: u32 = 5;
+/// A step's one task carries all its attempts (a retry makes the same message visible
+/// again after the backoff), so this must exceed the most attempts a step may have: each
+/// attempt is one receive, and may be received once more (a worker that died, a
+/// duplicate). It was 5 once, and a step with `max_attempts` of 6 or more stalled.
+pub const STEP_MAX_RECEIVES: u32 = 2 * crate::workflow::RetryPolicy::MAX_ATTEMPTS;
 /// An attempt with no timeout of its own (nor a run deadline nearer) gets this long.
 pub const DEFAULT_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(300);
 /// How long a received task stays hidden beyond its attempt's timeout, by default: a

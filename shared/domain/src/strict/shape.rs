@@ -224,8 +224,13 @@ fn prune_fields(entries: &mut serde_json::Map<String, Value>, known: &[Field], t
         if let Some(value) = entries.get_mut(field.name) {
             prune(value, &field.shape);
             // An optional field that still does not read is set aside too (its problem is
-            // reported already), so that the rules of everything else still run.
-            if !field.required && !check(value, &field.shape).is_empty() {
+            // reported already), so that the rules of everything else still run — but not
+            // a tagged one: its tag chooses which rules apply, and its default would
+            // bring the rules of a kind the caller did not ask for.
+            if !field.required
+                && !matches!(field.shape, Shape::Tagged(_))
+                && !check(value, &field.shape).is_empty()
+            {
                 entries.remove(field.name);
             }
         }

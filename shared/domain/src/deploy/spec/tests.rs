@@ -160,7 +160,11 @@ fn the_size_limit_counts_compact_json_and_is_said_plainly() {
 
 #[test]
 fn wrong_types_and_unknown_fields_name_their_path() {
-    assert_eq!(paths("name: a\nidle_session_ttl_seconds: soon"), ["$.idle_session_ttl_seconds"]);
+    // A field of the wrong type, and beside it every rule the rest of the spec breaks.
+    assert_eq!(
+        paths("name: a\nidle_session_ttl_seconds: soon"),
+        ["$.idle_session_ttl_seconds", "$.agent_role_arn", "$.instruction", "$.foundation_model"]
+    );
     // An unknown field, and beside it every rule the rest of the spec breaks.
     assert_eq!(
         paths("name: a\naction_groups: [{name: g, colour: red}]"),
