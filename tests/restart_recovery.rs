@@ -64,15 +64,19 @@ impl Serve {
         let spawned = Instant::now();
         let child =
             serve_command(dir, port, log).envs(env.iter().copied()).spawn().expect("tdev serve starts");
-        let base = format!("http://127.0.0.1:{port}");
+        // Dropped (killed and waited for) if it never answers.
+        let mut serve = Serve { child, base: format!("http://127.0.0.1:{port}"), spawned, healthy: spawned };
         let client = reqwest::Client::new();
         while spawned.elapsed() < Duration::from_secs(30) {
-            let answer = client.get(format!("{base}/health")).timeout(Duration::from_secs(2)).send().await;
+            let answer =
+                client.get(format!("{}/health", serve.base)).timeout(Duration::from_secs(2)).send().await;
             if answer.is_ok_and(|r| r.status().is_success()) {
-                return Serve { child, base, spawned, healthy: Instant::now() };
+                serve.healthy = Instant::now();
+                return serve;
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
+        drop(serve);
         panic!("tdev serve did not answer /health within 30 s");
     }
 
