@@ -62,6 +62,12 @@ impl StepId {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// Names a step whose id could not be read by its path (`$.steps[3]`), so that a
+    /// report of errors can still place it in a cycle. Never stored, never run.
+    pub(crate) fn of_unreadable(path: &str) -> Self {
+        Self(Arc::from(path))
+    }
 }
 
 impl fmt::Display for StepId {

@@ -702,11 +702,7 @@ impl<'n> Walker<'n> {
             ids: ids
                 .into_iter()
                 .enumerate()
-                .map(|(i, id)| {
-                    id.unwrap_or_else(|| {
-                        StepId::parse(&steps_loc.index(i).render()).expect("a path is an id")
-                    })
-                })
+                .map(|(i, id)| id.unwrap_or_else(|| StepId::of_unreadable(&steps_loc.index(i).render())))
                 .collect(),
             inputs: parsed
                 .into_iter()
