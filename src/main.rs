@@ -68,7 +68,7 @@ async fn main() -> anyhow::Result<std::process::ExitCode> {
     let Cli { command } = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     if !matches!(command, Command::Operate(_)) {
         // The CLI's output is for people; the servers log JSON.
-        tdev_http::telemetry::init();
+        tdev_runtime::telemetry::init();
     }
     match command {
         Command::Operate(command) => {

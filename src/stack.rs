@@ -26,6 +26,7 @@ use tdev_invoke::{Invoker, default_http_client};
 use tdev_orchestrator::OrchestratorStore;
 use tdev_router::RouterStore;
 use tdev_targets::AwsTargets;
+use tdev_worker::local::consume;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -61,6 +62,7 @@ impl<T: RouterStore + OrchestratorStore + DeployerStore> StackStore for T {}
 /// The whole system in one process, over one store and one queue; `D` is where agents
 /// are deployed (the local target on the embedded backend, AWS otherwise).
 pub struct Stack<S, Q, D> {
+    pub queue: Q,
     pub auth: Arc<AuthService<S>>,
     pub engine: Arc<Engine<S, Q, Invoker>>,
     pub dispatcher: Arc<Dispatcher<S, Q, Invoker>>,
@@ -83,8 +85,9 @@ impl<S: StackStore, Q: MessageQueue + Clone, D: AgentDeployer> Stack<S, Q, D> {
         let engine = Engine::new(store.clone(), queue.clone(), invoker.clone(), clock.clone(), workflow);
         let deployments =
             Deployments::new(store.clone(), queue.clone(), deployer, invoker.clone(), clock.clone(), deploy);
-        let messenger = Arc::new(Messenger::new(store.clone(), queue, clock.clone(), messaging));
+        let messenger = Arc::new(Messenger::new(store.clone(), queue.clone(), clock.clone(), messaging));
         Self {
+            queue,
             auth: Arc::new(AuthService::new(store, clock, auth)),
             engine: Arc::new(engine),
             dispatcher: Arc::new(Dispatcher::new(messenger, invoker)),
@@ -120,9 +123,9 @@ impl<S: StackStore, Q: MessageQueue + Clone, D: AgentDeployer> Stack<S, Q, D> {
         workers: usize,
         shutdown: watch::Receiver<bool>,
     ) -> tokio::task::JoinHandle<()> {
-        let steps = tdev_orchestrator::worker::consume(self.engine.clone(), workers, shutdown.clone());
-        let messages = tdev_router::consumer::consume(self.dispatcher.clone(), workers, shutdown.clone());
-        let deploys = tdev_deployer::worker::consume(self.deployments.clone(), workers.min(2), shutdown);
+        let steps = consume(self.engine.clone(), self.queue.clone(), workers, shutdown.clone());
+        let messages = consume(self.dispatcher.clone(), self.queue.clone(), workers, shutdown.clone());
+        let deploys = consume(self.deployments.clone(), self.queue.clone(), workers.min(2), shutdown);
         tokio::spawn(async move {
             futures::future::join3(steps, messages, deploys).await;
         })

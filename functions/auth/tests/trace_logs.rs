@@ -38,7 +38,7 @@ async fn every_log_line_of_an_invocation_names_its_x_ray_trace() {
     let logs = Logs::default();
     // This thread only (a current-thread runtime): other tests keep their own output.
     let _subscriber =
-        tracing::subscriber::set_default(tdev_http::telemetry::subscriber("info", logs.clone()));
+        tracing::subscriber::set_default(tdev_runtime::telemetry::subscriber("info", logs.clone()));
     let trace = "Root=1-6650f1c2-5e2d1c0b9a8f7e6d5c4b3a29;Parent=53995c3f42cd8ad8;Sampled=1";
     let mut context = lambda_http::Context::default();
     context.request_id = "e6f4a9d2-invocation".into();

@@ -4,7 +4,6 @@
 //! Lambda, or in-process consumers in the local stack).
 
 mod routes;
-pub mod worker;
 
 pub use routes::{ApiDoc, DeployerStore, router};
 
@@ -12,7 +11,7 @@ use tdev_domain::deploy::{DeployConfig, SpecLimits};
 
 /// The pipeline's settings from `TDEV_DEPLOY_*` variables (defaults in [`DeployConfig`]).
 pub fn config_from_env() -> anyhow::Result<DeployConfig> {
-    use tdev_http::config::var_in;
+    use tdev_runtime::env::var_in;
     let defaults = DeployConfig::default();
     let seconds =
         |name: &str, default: std::time::Duration, max: u64| -> anyhow::Result<std::time::Duration> {

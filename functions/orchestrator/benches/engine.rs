@@ -8,7 +8,7 @@
 //! `spawn_workers`; this crate cannot depend on the root package, which depends on it):
 //! an [`Engine`] over one `SqliteStore` file (WAL) in a fresh temporary folder, serving
 //! as both store and queue with the step queue declared as `embedded_queues()` does, and
-//! `workers` in-process consumers of the step queue ([`worker::consume`], what
+//! `workers` in-process consumers of the step queue (`tdev_worker::local::consume`, what
 //! `spawn_workers` runs). The no-op agent is registered like any agent. The workflow is
 //! stored with `put_workflow` and the run started with `start_run` (the engine's calls,
 //! not HTTP); the clock runs from just before `start_run` until the run is seen
@@ -46,7 +46,6 @@ use tdev_domain::runs::{
 use tdev_domain::workflow::{Format, Limits};
 use tdev_embedded::{QueueSpec, SqliteStore};
 use tdev_invoke::{Invoker, default_http_client};
-use tdev_orchestrator::worker;
 use tokio::sync::watch;
 
 /// Each case must finish in this time, or the bench fails (a lost task would otherwise
@@ -207,7 +206,8 @@ async fn run_case<I: AgentInvoker + Clone>(
     let (stored, _) = engine.put_workflow(&workflow(&id, shape, steps), Format::Json).await.expect("store");
 
     let (stop, shutdown) = watch::channel(false);
-    let consumers = tokio::spawn(worker::consume(engine.clone(), workers, shutdown));
+    let consumers =
+        tokio::spawn(tdev_worker::local::consume(engine.clone(), engine.queue().clone(), workers, shutdown));
     let filter = RunFilter { workflow_id: Some(id.clone()), status: None };
 
     let started = Instant::now();

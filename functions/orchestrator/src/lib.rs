@@ -3,6 +3,5 @@
 //! in-process consumers in the local stack).
 
 mod routes;
-pub mod worker;
 
 pub use routes::{ApiDoc, OrchestratorStore, router};

@@ -164,7 +164,12 @@ async fn priorities_map_onto_band_queues_and_every_band_is_consumed() {
         }
     }
     let (stop, shutdown) = tokio::sync::watch::channel(false);
-    let consumers = tokio::spawn(tdev_router::consumer::consume(setup.dispatcher.clone(), 2, shutdown));
+    let consumers = tokio::spawn(tdev_worker::local::consume(
+        setup.dispatcher.clone(),
+        setup.queues.clone(),
+        2,
+        shutdown,
+    ));
     eventually(Duration::from_secs(30), "ten deliveries", || setup.seen.lock().unwrap().len() == 10).await;
     let _ = stop.send(true);
     consumers.await.unwrap();
@@ -250,7 +255,12 @@ async fn a_python_producer_puts_both_formats_straight_on_a_queue_and_they_are_de
     run(signed_only.into_iter().map(String::from).collect());
 
     let (stop, shutdown) = tokio::sync::watch::channel(false);
-    let consumers = tokio::spawn(tdev_router::consumer::consume(setup.dispatcher.clone(), 2, shutdown));
+    let consumers = tokio::spawn(tdev_worker::local::consume(
+        setup.dispatcher.clone(),
+        setup.queues.clone(),
+        2,
+        shutdown,
+    ));
     eventually(Duration::from_secs(30), "five deliveries", || setup.seen.lock().unwrap().len() == 5).await;
     let _ = stop.send(true);
     consumers.await.unwrap();
@@ -335,9 +345,7 @@ async fn a_lambda_batch_retries_only_the_failing_group_from_its_failure_on() {
     let arn = format!("arn:aws:sqs:us-east-1:123456789012:{}", url.rsplit('/').next().unwrap());
     let event = json!({"Records": received.iter().map(|d| record(&arn, d)).collect::<Vec<_>>()});
     let event = serde_json::from_value(event).expect("an SQS event");
-    let queues = setup.queues.clone();
-    let queue_of = move |arn: &str| queues.name_of_arn(arn).map(str::to_owned);
-    let response = tdev_router::consumer::handle_batch(&setup.dispatcher, queue_of, event).await;
+    let response = tdev_worker::lambda::handle_batch(&*setup.dispatcher, &setup.queues, event).await;
     let failed: Vec<&str> = response.batch_item_failures.iter().map(|f| f.item_identifier.as_str()).collect();
     // The bodies are encrypted; within a group, SQS delivers in send order.
     let g1: Vec<&str> = received.iter().filter(|d| d.group == "g1").map(|d| d.message_id.as_str()).collect();
@@ -372,7 +380,12 @@ async fn an_sqs_subscriber_gets_the_events_it_subscribed_to() {
     let subscription = messenger.subscribe(request).await.expect("subscribe");
     let sent = messenger.send(vec![("$".into(), request_for("worker"))], None).await.expect("send");
     let (stop, shutdown) = tokio::sync::watch::channel(false);
-    let consumers = tokio::spawn(tdev_router::consumer::consume(setup.dispatcher.clone(), 2, shutdown));
+    let consumers = tokio::spawn(tdev_worker::local::consume(
+        setup.dispatcher.clone(),
+        setup.queues.clone(),
+        2,
+        shutdown,
+    ));
     let mut got = Vec::new();
     let start = Instant::now();
     while got.is_empty() {

@@ -149,8 +149,8 @@ mod table;
 mod workflows;
 
 pub use queue::{
-    PRIORITY_ATTRIBUTE, SqsDeadLetterSpec, SqsQueue, SqsQueueSpec, SqsQueues, batch_failures,
-    delivery_from_event, fifo_batch, sqs_dedup_id,
+    PRIORITY_ATTRIBUTE, SqsDeadLetterSpec, SqsQueue, SqsQueueSpec, SqsQueues, delivery_of_message,
+    sqs_dedup_id,
 };
 
 use aws_config::{BehaviorVersion, SdkConfig};

@@ -542,90 +542,10 @@ impl MessageQueue for SqsQueues {
     }
 }
 
-/// The answer to a Lambda SQS batch that retries the records with these message ids
-/// (`ReportBatchItemFailures`); the others are deleted.
-pub fn batch_failures(
-    message_ids: impl IntoIterator<Item = String>,
-) -> aws_lambda_events::sqs::SqsBatchResponse {
-    let mut response = aws_lambda_events::sqs::SqsBatchResponse::default();
-    response.batch_item_failures = message_ids
-        .into_iter()
-        .map(|id| {
-            let mut failure = aws_lambda_events::sqs::BatchItemFailure::default();
-            failure.item_identifier = id;
-            failure
-        })
-        .collect();
-    response
-}
-
-/// A record of a Lambda SQS event as a [`Delivery`], read exactly as a received message is.
-pub fn delivery_from_event(record: &aws_lambda_events::sqs::SqsMessage) -> Result<Delivery, StoreError> {
-    let system = record
-        .attributes
-        .iter()
-        .map(|(name, value)| (MessageSystemAttributeName::from(name.as_str()), value.clone()))
-        .collect();
-    let mut message_attributes = std::collections::HashMap::new();
-    for (name, value) in &record.message_attributes {
-        let data_type = value.data_type.clone().unwrap_or_else(|| "String".into());
-        let attribute = MessageAttributeValue::builder()
-            .data_type(data_type)
-            .set_string_value(value.string_value.clone())
-            .build()
-            .map_err(|e| StoreError::Corrupt(format!("message attribute {name:?}: {e}")))?;
-        message_attributes.insert(name.clone(), attribute);
-    }
-    let message = Message::builder()
-        .set_message_id(record.message_id.clone())
-        .set_receipt_handle(record.receipt_handle.clone())
-        .set_body(record.body.clone())
-        .set_attributes(Some(system))
-        .set_message_attributes(Some(message_attributes))
-        .build();
+/// A message read outside a receive (a record of a Lambda SQS event, say) as a
+/// [`Delivery`], exactly as a received one is read.
+pub fn delivery_of_message(message: Message) -> Result<Delivery, StoreError> {
     delivery(message, None)
-}
-
-/// Handles a Lambda SQS batch from a FIFO queue: groups in parallel, each group's records
-/// in order. `handle` says whether a record is finished with; once one of a group is not,
-/// the group's later records are not processed and are reported too, so order holds. An
-/// unreadable record is left to the queue's redrive policy, which dead-letters it.
-pub async fn fifo_batch<F, Fut>(
-    event: aws_lambda_events::sqs::SqsEvent,
-    handle: F,
-) -> aws_lambda_events::sqs::SqsBatchResponse
-where
-    F: Fn(Delivery) -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let mut groups: Vec<(String, Vec<aws_lambda_events::sqs::SqsMessage>)> = Vec::new();
-    for record in event.records {
-        let group = record.attributes.get("MessageGroupId").cloned().unwrap_or_default();
-        match groups.iter_mut().find(|(g, _)| *g == group) {
-            Some((_, records)) => records.push(record),
-            None => groups.push((group, vec![record])),
-        }
-    }
-    let handle = &handle;
-    let per_group = groups.into_iter().map(|(_, records)| async move {
-        let mut failed = Vec::new();
-        for record in records {
-            let id = record.message_id.clone().unwrap_or_default();
-            let finished = failed.is_empty()
-                && match delivery_from_event(&record) {
-                    Ok(delivery) => handle(delivery).await,
-                    Err(e) => {
-                        tracing::error!(error = %e, "unreadable SQS record");
-                        false
-                    }
-                };
-            if !finished {
-                failed.push(id);
-            }
-        }
-        failed
-    });
-    batch_failures(futures::future::join_all(per_group).await.into_iter().flatten())
 }
 
 #[cfg(test)]

@@ -52,6 +52,12 @@ async fn sqs_queues_pass_the_queue_conformance_suite_on_moto() {
 }
 
 #[tokio::test]
+async fn the_fifo_batch_rule_holds_on_sqs() {
+    let queues = work_queues("batch-rule").await;
+    tdev_conformance::worker::fifo_batch_rule(&queues, "work").await;
+}
+
+#[tokio::test]
 async fn a_long_or_odd_dedup_id_still_deduplicates() {
     let q = work_queues("dedup").await;
     let odd = format!("a step id with spaces, ünïcode and more {}", "x".repeat(200));

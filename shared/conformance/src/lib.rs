@@ -16,6 +16,7 @@ pub mod messaging;
 pub mod queue;
 pub mod runs;
 pub mod tokens;
+pub mod worker;
 
 /// The auth settings the black-box tests run with: the defaults, without clock leeway.
 pub fn test_auth_config() -> AuthConfig {

@@ -2,6 +2,8 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::future::Future;
+use std::time::Duration;
 
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
@@ -104,6 +106,50 @@ pub mod dead_letter_attributes {
 
 /// The reason code of a message moved after too many receives.
 pub const MAX_RECEIVES_EXCEEDED: &str = "max_receive_count_exceeded";
+
+/// What one delivery came to, once its worker has settled it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Handled {
+    /// Finished with: acknowledged, dead-lettered or re-sent. It will not come back.
+    Finished,
+    /// Taken from a dead-letter queue into the archive (finished too; counted apart, as
+    /// operators are alarmed on it).
+    Archived,
+    /// Not finished: it comes back (its visibility already set), and the later deliveries
+    /// of its FIFO group must wait behind it.
+    Retry,
+}
+
+impl Handled {
+    pub fn finished(self) -> bool {
+        !matches!(self, Handled::Retry)
+    }
+}
+
+/// How the local stack's consumer loop takes from a worker's queues; in Lambda, the
+/// template's event source mappings say the same.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Polling {
+    /// Taken from in this order: the first that has messages goes first.
+    pub queues: Vec<String>,
+    /// At most this many deliveries a receive.
+    pub batch: usize,
+    /// How long a received delivery stays hidden from other consumers.
+    pub visibility: Duration,
+}
+
+/// An area's queue side: what one delivery asks of it. The engine, the deployment
+/// pipeline and the message dispatcher implement it; the inbound glue (`tdev-worker`)
+/// runs it from a Lambda SQS batch or a local consumer loop, with one FIFO rule for all.
+pub trait QueueWorker: Send + Sync + 'static {
+    /// Processes one delivery taken from `queue` and settles it (acknowledge, retry later,
+    /// dead-letter or archive). Never fails: what could not be settled is a
+    /// [`Handled::Retry`], and the queue brings it back.
+    fn handle(&self, queue: &str, delivery: &Delivery) -> impl Future<Output = Handled> + Send;
+
+    /// The queues the local stack polls for this worker, and how.
+    fn polling(&self) -> Vec<Polling>;
+}
 
 #[cfg(test)]
 mod tests {

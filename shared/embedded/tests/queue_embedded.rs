@@ -76,3 +76,9 @@ async fn the_engine_runs_workflows_durably_on_the_embedded_backend() {
     )]);
     tdev_conformance::engine::run_all(store.clone(), store).await;
 }
+
+#[tokio::test]
+async fn the_fifo_batch_rule_holds_on_the_embedded_queue() {
+    let store = SqliteStore::in_memory().unwrap().with_queues(queues());
+    tdev_conformance::worker::fifo_batch_rule(&store, "work").await;
+}

@@ -11,7 +11,9 @@ use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
 use crate::json::BodyLimit;
-use crate::metrics::{self, EmfSettings};
+use tdev_runtime::metrics::EmfSettings;
+
+use crate::metrics;
 use crate::problem::ApiError;
 use crate::request_id::{HEADER, MakeId};
 

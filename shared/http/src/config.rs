@@ -1,61 +1,22 @@
 //! Settings from the environment, shared by every function and the local stack.
 
-use std::fmt::Display;
-use std::ops::RangeInclusive;
-use std::str::FromStr;
-
-use anyhow::{Context as _, bail};
-
+use anyhow::Context as _;
 use tdev_domain::auth::{AuthConfig, RateLimit, TokenSettings};
 use tdev_domain::messaging::{Bands, BreakerSettings, MessagingConfig};
 use tdev_domain::workflow::{LimitKind, Limits};
+use tdev_runtime::env::{var_in, var_or};
+use tdev_runtime::metrics::EmfSettings;
 
 use crate::app::HttpSettings;
-use crate::metrics::EmfSettings;
-
-/// `name` parsed as `T`, or `default` when unset; a value that does not parse is an
-/// error that names the variable.
-pub fn var_or<T: FromStr>(name: &str, default: T) -> anyhow::Result<T>
-where
-    T::Err: std::error::Error + Send + Sync + 'static,
-{
-    match std::env::var(name) {
-        Ok(raw) => raw.trim().parse().with_context(|| format!("{name}={raw:?} is not valid")),
-        Err(_) => Ok(default),
-    }
-}
-
-/// `name` parsed as `T` and within `range`, or `default` when unset: every numeric
-/// setting is read this way, so a value that would misbehave later (a refill rate whose
-/// interval rounds to zero) stops the process at start with the variable's name.
-pub fn var_in<T: FromStr + PartialOrd + Display>(
-    name: &str,
-    default: T,
-    range: RangeInclusive<T>,
-) -> anyhow::Result<T>
-where
-    T::Err: std::error::Error + Send + Sync + 'static,
-{
-    let value = var_or(name, default)?;
-    if !range.contains(&value) {
-        bail!("{name}={value} is out of range: it must be {} to {}", range.start(), range.end());
-    }
-    Ok(value)
-}
 
 impl HttpSettings {
     /// `TDEV_MAX_BODY_BYTES` (see [`workflow_limits_from_env`]), `TDEV_METRICS` (`off` or
     /// `emf`) and `TDEV_METRICS_NAMESPACE`.
     pub fn from_env(service: &str) -> anyhow::Result<Self> {
-        let emf = match var_or("TDEV_METRICS", "off".to_owned())?.as_str() {
-            "off" => None,
-            "emf" => Some(EmfSettings {
-                namespace: var_or("TDEV_METRICS_NAMESPACE", "TDeveloper".to_owned())?,
-                service: service.to_owned(),
-            }),
-            other => bail!("TDEV_METRICS={other:?}: use off or emf"),
-        };
-        Ok(Self { max_body_bytes: workflow_limits_from_env()?.max_bytes, emf })
+        Ok(Self {
+            max_body_bytes: workflow_limits_from_env()?.max_bytes,
+            emf: EmfSettings::from_env(service)?,
+        })
     }
 }
 

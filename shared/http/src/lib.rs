@@ -1,5 +1,5 @@
 //! What every function's HTTP surface shares: errors as problem+json, JSON bodies with
-//! field paths, the authentication guard and rate limits, request ids, logs and metrics.
+//! field paths, the authentication guard and rate limits, request ids and request metrics.
 //!
 //! A function builds its `/v1` routes, wraps them in [`guard::layer`], and hands the
 //! result to [`app::finish`], which adds the layers every response passes through.
@@ -14,7 +14,6 @@ pub mod metrics;
 pub mod problem;
 pub mod query;
 pub mod request_id;
-pub mod telemetry;
 
 pub use guard::Caller;
 pub use json::ApiJson;

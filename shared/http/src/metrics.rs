@@ -1,5 +1,5 @@
-//! Request metrics as CloudWatch Embedded Metric Format: one JSON line per request on
-//! stdout, which CloudWatch Logs turns into metrics without any API call.
+//! Request metrics as CloudWatch Embedded Metric Format (see `tdev_runtime::metrics`): one
+//! JSON line per request on stdout.
 
 use std::io::Write as _;
 use std::sync::Arc;
@@ -9,38 +9,7 @@ use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
 use serde_json::json;
-
-#[derive(Debug, Clone)]
-pub struct EmfSettings {
-    pub namespace: String,
-    pub service: String,
-}
-
-/// Where [`count`] writes: set once at start-up by [`init`]; unset, counts go nowhere.
-static EVENTS: std::sync::OnceLock<EmfSettings> = std::sync::OnceLock::new();
-
-/// Makes [`count`] write EMF lines in `settings`' namespace (the first call wins).
-pub fn init(settings: EmfSettings) {
-    let _ = EVENTS.set(settings);
-}
-
-/// Adds `value` to the metric `name` (dimension `Service`), as one EMF line on stdout.
-pub fn count(name: &str, value: u64) {
-    let Some(settings) = EVENTS.get() else { return };
-    let line = json!({
-        "_aws": {
-            "Timestamp": jiff::Timestamp::now().as_millisecond(),
-            "CloudWatchMetrics": [{
-                "Namespace": settings.namespace,
-                "Dimensions": [["Service"]],
-                "Metrics": [{"Name": name, "Unit": "Count"}]
-            }]
-        },
-        "Service": settings.service,
-        name: value,
-    });
-    let _ = writeln!(std::io::stdout().lock(), "{line}");
-}
+use tdev_runtime::metrics::EmfSettings;
 
 pub fn layer(router: axum::Router, settings: EmfSettings) -> axum::Router {
     router.layer(axum::middleware::from_fn_with_state(Arc::new(settings), record))

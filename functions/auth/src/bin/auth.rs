@@ -10,7 +10,7 @@ use tdev_http::guard::Mode;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
-    tdev_http::telemetry::init();
+    tdev_runtime::telemetry::init();
     let auth = config::auth_config_from_env()?;
     let http = HttpSettings::from_env("auth")?;
     let store = tdev_aws::AwsStore::from_env().await?;

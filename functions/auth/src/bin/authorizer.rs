@@ -13,7 +13,7 @@ use tdev_domain::auth::AuthService;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    tdev_http::telemetry::init();
+    tdev_runtime::telemetry::init();
     let auth = config::auth_config_from_env()?;
     let store = tdev_aws::AwsStore::from_env().await?;
     let service = Arc::new(AuthService::new(store, Arc::new(SystemClock), auth));

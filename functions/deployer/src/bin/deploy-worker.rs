@@ -14,7 +14,7 @@ use tdev_targets::AwsTargets;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    tdev_http::telemetry::init();
+    tdev_runtime::telemetry::init();
     let config = tdev_deployer::config_from_env()?;
     let sdk = aws_config::load_defaults(BehaviorVersion::latest()).await;
     let store = AwsStore::with_table_from_env(&sdk)?;
@@ -31,8 +31,9 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| {
         let deployments = deployments.clone();
         async move {
+            let queues = deployments.queue();
             Ok::<_, lambda_runtime::Error>(
-                tdev_deployer::worker::handle_batch(&deployments, event.payload).await,
+                tdev_worker::lambda::handle_batch(&*deployments, queues, event.payload).await,
             )
         }
     }))

@@ -14,7 +14,7 @@ use tdev_targets::AwsTargets;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
-    tdev_http::telemetry::init();
+    tdev_runtime::telemetry::init();
     let auth = tdev_http::config::auth_config_from_env()?;
     let http = HttpSettings::from_env("deployer")?;
     let config = tdev_deployer::config_from_env()?;

@@ -13,7 +13,7 @@ use tdev_invoke::{Invoker, default_http_client};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
-    tdev_http::telemetry::init();
+    tdev_runtime::telemetry::init();
     let auth = tdev_http::config::auth_config_from_env()?;
     let http = HttpSettings::from_env("orchestrator")?;
     let sdk = aws_config::load_defaults(BehaviorVersion::latest()).await;

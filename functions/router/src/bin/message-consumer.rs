@@ -9,14 +9,14 @@ use aws_lambda_events::sqs::SqsEvent;
 use lambda_runtime::{LambdaEvent, service_fn};
 use tdev_domain::SystemClock;
 use tdev_domain::messaging::{Bands, Dispatcher, Messenger};
-use tdev_http::app::HttpSettings;
 use tdev_invoke::{Invoker, default_http_client};
+use tdev_runtime::metrics::EmfSettings;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    tdev_http::telemetry::init();
-    if let Some(emf) = HttpSettings::from_env("message-consumer")?.emf {
-        tdev_http::metrics::init(emf);
+    tdev_runtime::telemetry::init();
+    if let Some(emf) = EmfSettings::from_env("message-consumer")? {
+        tdev_runtime::metrics::init(emf);
     }
     let messaging = tdev_http::config::messaging_config_from_env(Bands::default())?;
     let sdk = aws_config::load_defaults(BehaviorVersion::latest()).await;
@@ -28,9 +28,8 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| {
         let (dispatcher, queues) = (dispatcher.clone(), queues.clone());
         async move {
-            let queue_of = |arn: &str| queues.name_of_arn(arn).map(str::to_owned);
             Ok::<_, lambda_runtime::Error>(
-                tdev_router::consumer::handle_batch(&dispatcher, queue_of, event.payload).await,
+                tdev_worker::lambda::handle_batch(&*dispatcher, &queues, event.payload).await,
             )
         }
     }))

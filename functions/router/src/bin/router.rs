@@ -12,7 +12,7 @@ use tdev_http::guard::Mode;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
-    tdev_http::telemetry::init();
+    tdev_runtime::telemetry::init();
     let auth = tdev_http::config::auth_config_from_env()?;
     let http = HttpSettings::from_env("router")?;
     let messaging = tdev_http::config::messaging_config_from_env(Bands::default())?;

@@ -31,7 +31,7 @@ use crate::ports::{
     AgentDeployer, AgentInvoker, AgentStore, DeployError, DeploymentStore, MessageQueue, Readiness,
     StoreError,
 };
-use crate::queue::{Delivery, NewMessage, Priority};
+use crate::queue::{Delivery, Handled, NewMessage, Polling, Priority, QueueWorker};
 use crate::runs::Outcome;
 use crate::validation::ValidationErrors;
 
@@ -890,5 +890,37 @@ fn deployment_id(requested_by: &str, idempotency_key: Option<&str>) -> String {
             format!("dep-{}", &hex::encode(digest)[..32])
         }
         None => format!("dep-{}", uuid::Uuid::new_v4().simple()),
+    }
+}
+
+/// How much longer than the work budget a task received by the local stack stays hidden:
+/// the pipeline hands a task back once its budget is spent, after the step under way.
+const LOCAL_VISIBILITY_MARGIN: Duration = Duration::from_secs(20);
+
+impl<S, Q, D, I> QueueWorker for Deployments<S, Q, D, I>
+where
+    S: DeploymentStore + AgentStore,
+    Q: MessageQueue,
+    D: AgentDeployer,
+    I: AgentInvoker,
+{
+    async fn handle(&self, _queue: &str, delivery: &Delivery) -> Handled {
+        let outcome = self.process(delivery).await;
+        let finished = !matches!(outcome, Outcome::RetryAfter(_));
+        match self.settle(delivery, outcome).await {
+            Ok(()) if finished => Handled::Finished,
+            Ok(()) => Handled::Retry,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not settle a deploy task; it will come back");
+                Handled::Retry
+            }
+        }
+    }
+
+    /// One task at a time: a deployment's work is long, and one receive per task lets
+    /// another consumer take the next.
+    fn polling(&self) -> Vec<Polling> {
+        let visibility = self.config.work_budget + LOCAL_VISIBILITY_MARGIN;
+        vec![Polling { queues: vec![DEPLOY_QUEUE.to_owned()], batch: 1, visibility }]
     }
 }

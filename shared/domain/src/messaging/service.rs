@@ -61,7 +61,10 @@ use crate::ports::{
     IDEMPOTENCY_KEY_FIELD, IdempotencyStore, InvokeError, MessageQueue, SecretStore, StoreError,
     SubscriptionStore,
 };
-use crate::queue::{Delivery, MAX_RECEIVES_EXCEEDED, NewMessage, Priority, dead_letter_attributes};
+use crate::queue::{
+    Delivery, Handled, MAX_RECEIVES_EXCEEDED, NewMessage, Polling, Priority, QueueWorker,
+    dead_letter_attributes,
+};
 use crate::validation::ValidationErrors;
 
 /// Every port messaging uses.
@@ -1139,5 +1142,68 @@ impl<S: MessagingStore, Q: MessageQueue, I: AgentInvoker> Dispatcher<S, Q, I> {
             Ok(()) | Err(StoreError::NotFound) => Ok(()),
             Err(e) => Err(e.into()),
         }
+    }
+}
+
+/// How long a message received by the local stack stays hidden while it is processed.
+const LOCAL_VISIBILITY: Duration = Duration::from_secs(60);
+
+/// A band queue's message goes through [`Dispatcher::process`], an event delivery through
+/// [`Dispatcher::deliver_event`], and what reaches a dead-letter queue into the archive.
+impl<S: MessagingStore, Q: MessageQueue, I: AgentInvoker + EventSink> QueueWorker for Dispatcher<S, Q, I> {
+    async fn handle(&self, queue: &str, delivery: &Delivery) -> Handled {
+        if delivery.reclaimed {
+            // The dispatcher also records why for a band's message (it can read the envelope).
+            tracing::info!(
+                queue,
+                message_id = %delivery.message_id,
+                receive_count = delivery.receive_count,
+                "delivered again: the previous process stopped while handling it (reclaimed at start-up)"
+            );
+        }
+        let config = self.messenger().config();
+        if queue == EVENT_DEAD_LETTER_QUEUE
+            || config.bands.bands().iter().any(|band| band.dead_letter_queue == queue)
+        {
+            return match self.archive(queue, delivery).await {
+                Ok(()) => Handled::Archived,
+                Err(e) => {
+                    tracing::error!(error = %e, queue, message_id = %delivery.message_id, "could not archive a dead letter");
+                    Handled::Retry
+                }
+            };
+        }
+        let disposition = if queue == EVENT_QUEUE {
+            self.deliver_event(delivery).await
+        } else {
+            self.process(queue, delivery).await
+        };
+        // A held message on its last receive is dead-lettered by the queue, not retried.
+        let finished = matches!(disposition, Disposition::Done | Disposition::DeadLetter { .. })
+            || matches!(disposition, Disposition::Hold(_) if delivery.receive_count + 1 >= config.max_receives);
+        match self.settle(queue, delivery, disposition).await {
+            Ok(()) if finished => Handled::Finished,
+            Ok(()) => Handled::Retry,
+            Err(e) => {
+                tracing::warn!(error = %e, queue, message_id = %delivery.message_id, "could not settle a message; it will come back");
+                Handled::Retry
+            }
+        }
+    }
+
+    /// The band queues, most urgent first, then event deliveries; and the dead-letter
+    /// queues, archived apart so that a full one never slows delivery.
+    fn polling(&self) -> Vec<Polling> {
+        let bands = self.messenger().config().bands.bands();
+        let queues = bands.iter().map(|band| band.queue.clone()).chain([EVENT_QUEUE.to_owned()]).collect();
+        let dead_letter_queues = bands
+            .iter()
+            .map(|band| band.dead_letter_queue.clone())
+            .chain([EVENT_DEAD_LETTER_QUEUE.to_owned()])
+            .collect();
+        vec![
+            Polling { queues, batch: 10, visibility: LOCAL_VISIBILITY },
+            Polling { queues: dead_letter_queues, batch: 10, visibility: LOCAL_VISIBILITY },
+        ]
     }
 }

@@ -40,7 +40,7 @@ use crate::events::Event;
 use crate::ports::{
     AgentInvoker, AgentStore, EventStore, InvokeError, MessageQueue, RunStore, StoreError, WorkflowStore,
 };
-use crate::queue::{Delivery, NewMessage, Priority};
+use crate::queue::{Delivery, Handled, NewMessage, Polling, Priority, QueueWorker};
 use crate::validation::ValidationErrors;
 use crate::workflow::{
     ErrorHandling, Format, Limits, Notice, ResolvedTarget, ServiceTarget, StepIndex, StepKind,
@@ -963,5 +963,33 @@ impl LostAttempt {
             retrying,
             reason: format!("step `{}`: attempt {} {how}; {next}", step.step_id, step.attempts),
         }
+    }
+}
+
+/// How long a step task received by the local stack stays hidden; a longer attempt keeps
+/// it hidden as it goes (see [`Engine::process`]).
+const LOCAL_VISIBILITY: Duration = Duration::from_secs(30);
+
+impl<S, Q, I> QueueWorker for Engine<S, Q, I>
+where
+    S: RunStore + WorkflowStore + AgentStore + EventStore,
+    Q: MessageQueue,
+    I: AgentInvoker,
+{
+    async fn handle(&self, _queue: &str, delivery: &Delivery) -> Handled {
+        let outcome = self.process(delivery).await;
+        let finished = !matches!(outcome, Outcome::RetryAfter(_));
+        match self.settle(delivery, outcome).await {
+            Ok(()) if finished => Handled::Finished,
+            Ok(()) => Handled::Retry,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not settle a task; it will come back");
+                Handled::Retry
+            }
+        }
+    }
+
+    fn polling(&self) -> Vec<Polling> {
+        vec![Polling { queues: vec![STEP_QUEUE.to_owned()], batch: 10, visibility: LOCAL_VISIBILITY }]
     }
 }
