@@ -56,6 +56,7 @@ async fn main() {
         messaging,
         deploy: Default::default(),
         workflow: Default::default(),
+        step_attempt_timeout: tdev::stack::LOCAL_STEP_ATTEMPT_TIMEOUT,
     };
     let stack = Stack::new(store.clone(), store.clone(), tdev_embedded::LocalTarget::new(store), parts);
     let admin = stack.auth.bootstrap().await.unwrap().unwrap().plaintext;

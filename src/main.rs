@@ -87,7 +87,7 @@ async fn main() -> anyhow::Result<std::process::ExitCode> {
             };
             let config = StackConfig {
                 backend,
-                auth: tdev_http::config::auth_config_from_env()?,
+                auth: tdev_runtime::settings::auth()?,
                 http: HttpSettings::from_env("local")?,
                 admin_key_file,
                 workers,

@@ -2,6 +2,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use axum::Router;
@@ -76,13 +77,21 @@ pub struct Parts {
     pub messaging: MessagingConfig,
     pub deploy: DeployConfig,
     pub workflow: Limits,
+    /// The longest a step's attempt may take unless the step says less
+    /// ([`LOCAL_STEP_ATTEMPT_TIMEOUT`] unless `TDEV_ATTEMPT_TIMEOUT_SECONDS` says otherwise).
+    pub step_attempt_timeout: Duration,
 }
+
+/// A step's attempt may take 5 minutes locally, where no Lambda timeout bounds it (in
+/// Lambda, `TDEV_ATTEMPT_TIMEOUT_SECONDS` defaults to `agents::DEFAULT_ATTEMPT_TIMEOUT`).
+pub const LOCAL_STEP_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(300);
 
 impl<S: StackStore, Q: MessageQueue + Clone, D: AgentDeployer> Stack<S, Q, D> {
     pub fn new(store: S, queue: Q, deployer: D, parts: Parts) -> Self {
-        let Parts { invoker, auth, messaging, deploy, workflow } = parts;
+        let Parts { invoker, auth, messaging, deploy, workflow, step_attempt_timeout } = parts;
         let clock = Arc::new(SystemClock);
-        let engine = Engine::new(store.clone(), queue.clone(), invoker.clone(), clock.clone(), workflow);
+        let engine = Engine::new(store.clone(), queue.clone(), invoker.clone(), clock.clone(), workflow)
+            .with_attempt_timeout(step_attempt_timeout);
         let deployments =
             Deployments::new(store.clone(), queue.clone(), deployer, invoker.clone(), clock.clone(), deploy);
         let messenger = Arc::new(Messenger::new(store.clone(), queue.clone(), clock.clone(), messaging));
@@ -175,7 +184,7 @@ pub fn aws_queues(messaging: &MessagingConfig) -> Vec<SqsQueueSpec> {
 /// The messaging settings from the environment, with `bands` unless `TDEV_MESSAGE_BANDS`
 /// says otherwise.
 pub fn messaging_from_env(bands: Bands) -> anyhow::Result<MessagingConfig> {
-    tdev_http::config::messaging_config_from_env(bands)
+    tdev_runtime::settings::messaging(bands)
 }
 
 /// Opens the backend, bootstraps a fresh installation, and serves until Ctrl-C.
@@ -198,8 +207,9 @@ pub async fn serve(listener: TcpListener, config: StackConfig) -> anyhow::Result
                 invoker: Invoker::new(default_http_client()?, None),
                 auth: config.auth.clone(),
                 messaging,
-                deploy: tdev_deployer::config_from_env()?,
-                workflow: tdev_http::config::workflow_limits_from_env()?,
+                deploy: tdev_runtime::settings::deploy()?,
+                workflow: tdev_runtime::settings::workflow_limits()?,
+                step_attempt_timeout: tdev_runtime::settings::attempt_timeout(LOCAL_STEP_ATTEMPT_TIMEOUT)?,
             };
             let stack = Stack::new(store.clone(), store.clone(), LocalTarget::new(store), parts);
             serve_with(listener, stack, &config).await
@@ -227,8 +237,9 @@ pub async fn serve(listener: TcpListener, config: StackConfig) -> anyhow::Result
                 invoker: Invoker::new(default_http_client()?, Some(&sdk)),
                 auth: config.auth.clone(),
                 messaging,
-                deploy: tdev_deployer::config_from_env()?,
-                workflow: tdev_http::config::workflow_limits_from_env()?,
+                deploy: tdev_runtime::settings::deploy()?,
+                workflow: tdev_runtime::settings::workflow_limits()?,
+                step_attempt_timeout: tdev_runtime::settings::attempt_timeout(LOCAL_STEP_ATTEMPT_TIMEOUT)?,
             };
             serve_with(listener, Stack::new(store, queues, AwsTargets::new(&sdk), parts), &config).await
         }

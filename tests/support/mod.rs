@@ -101,6 +101,7 @@ pub async fn start_on_paused<S: StackStore, Q: MessageQueue + Clone, D: AgentDep
         messaging,
         deploy: test_deploy_config(),
         workflow: Default::default(),
+        step_attempt_timeout: tdev::stack::LOCAL_STEP_ATTEMPT_TIMEOUT,
     };
     let system = tdev::stack::Stack::new(store.clone(), queue, deployer, parts);
     let service = system.auth.clone();

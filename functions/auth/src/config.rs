@@ -1,3 +1,28 @@
-//! Configuration from the environment (see the README's configuration table).
+//! The auth function's settings, read once at start (variables in the README).
 
-pub use tdev_http::config::auth_config_from_env;
+use tdev_domain::auth::AuthConfig;
+use tdev_http::app::HttpSettings;
+use tdev_runtime::settings;
+
+/// The auth function (bin `auth`): keys, tokens, health and the API document.
+pub struct ApiConfig {
+    pub auth: AuthConfig,
+    pub http: HttpSettings,
+}
+
+impl ApiConfig {
+    pub fn from_env() -> anyhow::Result<Self> {
+        Ok(Self { auth: settings::auth()?, http: HttpSettings::from_env("auth")? })
+    }
+}
+
+/// The authorizer (bin `authorizer`).
+pub struct AuthorizerConfig {
+    pub auth: AuthConfig,
+}
+
+impl AuthorizerConfig {
+    pub fn from_env() -> anyhow::Result<Self> {
+        Ok(Self { auth: settings::auth()? })
+    }
+}

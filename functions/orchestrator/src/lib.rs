@@ -2,6 +2,7 @@
 //! worker that moves runs forward from the step queue (an SQS-triggered Lambda, or
 //! in-process consumers in the local stack).
 
+pub mod config;
 mod routes;
 
 pub use routes::{ApiDoc, OrchestratorStore, router};

@@ -3,6 +3,7 @@
 //! the message consumer, which delivers messages from the priority band queues and
 //! archives their dead letters.
 
+pub mod config;
 mod routes;
 
 pub use routes::{ApiDoc, MAX_BATCH, RouterStore, constrain_schemas, router};

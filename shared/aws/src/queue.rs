@@ -521,19 +521,7 @@ impl MessageQueue for SqsQueues {
             .as_ref()
             .ok_or_else(|| config_error(format!("queue {queue:?} has no dead-letter queue")))?;
         let dlq = self.queue(dlq_name)?;
-        let mut attributes = delivery.attributes.clone();
-        attributes.insert(dead_letter_attributes::REASON.into(), reason.into());
-        attributes.insert(dead_letter_attributes::SOURCE_QUEUE.into(), queue.into());
-        attributes.insert(dead_letter_attributes::RECEIVE_COUNT.into(), delivery.receive_count.to_string());
-        attributes.insert(dead_letter_attributes::DEAD_LETTERED_AT.into(), Timestamp::now().to_string());
-        let message = NewMessage {
-            group: delivery.group.clone(),
-            // The same id: a retry after a failed delete does not add a second copy.
-            dedup_id: delivery.dedup_id.clone(),
-            body: delivery.body.clone(),
-            priority: delivery.priority,
-            attributes,
-        };
+        let message = delivery.dead_lettered(queue, reason, Timestamp::now());
         // Send first, delete second: a crash in between leaves a duplicate in the
         // dead-letter queue, never a lost message. A stale receipt is `NotFound` after the
         // copy is made: the message lives on in `queue` as well.

@@ -9,11 +9,17 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::clock::Clock;
 use crate::ports::{AgentStore, StoreError};
 use crate::strict::shape::{Enum, Field, Object, Shape, Shaped, Tagged, Variant};
 use crate::validation::ValidationErrors;
+
+/// The longest one call to an agent may take (a message's delivery, a step's attempt
+/// unless the step says less) when nothing sets it: below a 60 s worker Lambda's timeout.
+/// The local stack gives a step's attempt longer (see `src/stack.rs`).
+pub const DEFAULT_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(50);
 
 /// The shape of an [`AgentTarget`].
 pub const AGENT_TARGET: Shape = Shape::Tagged(&Tagged {

@@ -104,6 +104,26 @@ pub mod dead_letter_attributes {
     pub const DEAD_LETTERED_AT: &str = "tdev-dead-lettered-at";
 }
 
+impl Delivery {
+    /// This delivery as it is re-sent to `queue`'s dead-letter queue at `at`: the same
+    /// group, id (a retry after a failed delete adds no second copy), body and priority,
+    /// with [`dead_letter_attributes`] saying why, where from and how often received.
+    pub fn dead_lettered(&self, queue: &str, reason: &str, at: Timestamp) -> NewMessage {
+        let mut attributes = self.attributes.clone();
+        attributes.insert(dead_letter_attributes::REASON.into(), reason.into());
+        attributes.insert(dead_letter_attributes::SOURCE_QUEUE.into(), queue.into());
+        attributes.insert(dead_letter_attributes::RECEIVE_COUNT.into(), self.receive_count.to_string());
+        attributes.insert(dead_letter_attributes::DEAD_LETTERED_AT.into(), at.to_string());
+        NewMessage {
+            group: self.group.clone(),
+            dedup_id: self.dedup_id.clone(),
+            body: self.body.clone(),
+            priority: self.priority,
+            attributes,
+        }
+    }
+}
+
 /// The reason code of a message moved after too many receives.
 pub const MAX_RECEIVES_EXCEEDED: &str = "max_receive_count_exceeded";
 

@@ -19,7 +19,7 @@ use std::time::Duration;
 use jiff::Timestamp;
 use rusqlite::{OptionalExtension, Transaction, TransactionBehavior, params};
 use tdev_domain::ports::{MessageQueue, StoreError};
-use tdev_domain::queue::{Delivery, MAX_RECEIVES_EXCEEDED, NewMessage, Priority, dead_letter_attributes};
+use tdev_domain::queue::{Delivery, MAX_RECEIVES_EXCEEDED, NewMessage, Priority};
 
 use crate::{SqliteStore, db_error};
 
@@ -257,18 +257,7 @@ fn move_to_dead_letter(
     reason: &str,
     now: i64,
 ) -> Result<(), StoreError> {
-    let mut attributes = delivery.attributes.clone();
-    attributes.insert(dead_letter_attributes::REASON.into(), reason.into());
-    attributes.insert(dead_letter_attributes::SOURCE_QUEUE.into(), queue.into());
-    attributes.insert(dead_letter_attributes::RECEIVE_COUNT.into(), delivery.receive_count.to_string());
-    attributes.insert(dead_letter_attributes::DEAD_LETTERED_AT.into(), Timestamp::now().to_string());
-    let message = NewMessage {
-        group: delivery.group.clone(),
-        dedup_id: delivery.dedup_id.clone(),
-        body: delivery.body.clone(),
-        priority: delivery.priority,
-        attributes,
-    };
+    let message = delivery.dead_lettered(queue, reason, Timestamp::now());
     tx.execute("DELETE FROM queue_messages WHERE id = ?1", [&delivery.message_id]).map_err(db_error)?;
     insert(tx, dead_letter_queue, &message, &delivery.message_id, delivery.sent_at, now)?;
     Ok(())

@@ -24,6 +24,17 @@ pub struct HttpSettings {
     pub emf: Option<EmfSettings>,
 }
 
+impl HttpSettings {
+    /// `TDEV_MAX_BODY_BYTES` (the workflow size limit, see `tdev_runtime::settings::workflow_limits`),
+    /// `TDEV_METRICS` (`off` or `emf`) and `TDEV_METRICS_NAMESPACE`.
+    pub fn from_env(service: &str) -> anyhow::Result<Self> {
+        Ok(Self {
+            max_body_bytes: tdev_runtime::settings::workflow_limits()?.max_bytes,
+            emf: EmfSettings::from_env(service)?,
+        })
+    }
+}
+
 /// The longest path and query taken (API Gateway takes 10 KiB of request line and headers).
 /// Longer ones are a 414 problem; past 64 KiB, hyper itself answers 414, without a body.
 pub const MAX_URI_BYTES: usize = 8 * 1024;

@@ -5,7 +5,6 @@
 //! result to [`app::finish`], which adds the layers every response passes through.
 
 pub mod app;
-pub mod config;
 pub mod docs;
 pub mod document;
 pub mod guard;

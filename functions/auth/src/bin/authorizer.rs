@@ -7,14 +7,15 @@ use std::sync::Arc;
 
 use aws_lambda_events::apigw::ApiGatewayV2CustomAuthorizerV2Request;
 use lambda_runtime::{LambdaEvent, service_fn};
-use tdev_auth::{authorizer, config};
+use tdev_auth::authorizer;
+use tdev_auth::config::AuthorizerConfig;
 use tdev_domain::SystemClock;
 use tdev_domain::auth::AuthService;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     tdev_runtime::telemetry::init();
-    let auth = config::auth_config_from_env()?;
+    let AuthorizerConfig { auth } = AuthorizerConfig::from_env()?;
     let store = tdev_aws::AwsStore::from_env().await?;
     let service = Arc::new(AuthService::new(store, Arc::new(SystemClock), auth));
     lambda_runtime::run(service_fn(move |event: LambdaEvent<ApiGatewayV2CustomAuthorizerV2Request>| {

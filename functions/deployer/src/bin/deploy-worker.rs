@@ -7,6 +7,7 @@ use aws_config::BehaviorVersion;
 use aws_lambda_events::sqs::SqsEvent;
 use lambda_runtime::{LambdaEvent, service_fn};
 use tdev_aws::{AwsStore, SqsQueues};
+use tdev_deployer::config::WorkerConfig;
 use tdev_domain::SystemClock;
 use tdev_domain::deploy::{DEPLOY_DEAD_LETTER_QUEUE, DEPLOY_QUEUE, Deployments};
 use tdev_invoke::{Invoker, default_http_client};
@@ -15,7 +16,7 @@ use tdev_targets::AwsTargets;
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     tdev_runtime::telemetry::init();
-    let config = tdev_deployer::config_from_env()?;
+    let config = WorkerConfig::from_env()?;
     let sdk = aws_config::load_defaults(BehaviorVersion::latest()).await;
     let store = AwsStore::with_table_from_env(&sdk)?;
     let queues = SqsQueues::from_env(&sdk, &[DEPLOY_QUEUE, DEPLOY_DEAD_LETTER_QUEUE])?;
@@ -26,7 +27,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         AwsTargets::new(&sdk),
         invoker,
         Arc::new(SystemClock),
-        config,
+        config.deploy,
     ));
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| {
         let deployments = deployments.clone();

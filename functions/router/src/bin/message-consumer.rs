@@ -8,17 +8,17 @@ use aws_config::BehaviorVersion;
 use aws_lambda_events::sqs::SqsEvent;
 use lambda_runtime::{LambdaEvent, service_fn};
 use tdev_domain::SystemClock;
-use tdev_domain::messaging::{Bands, Dispatcher, Messenger};
+use tdev_domain::messaging::{Dispatcher, Messenger};
 use tdev_invoke::{Invoker, default_http_client};
-use tdev_runtime::metrics::EmfSettings;
+use tdev_router::config::ConsumerConfig;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     tdev_runtime::telemetry::init();
-    if let Some(emf) = EmfSettings::from_env("message-consumer")? {
+    let ConsumerConfig { messaging, metrics } = ConsumerConfig::from_env()?;
+    if let Some(emf) = metrics {
         tdev_runtime::metrics::init(emf);
     }
-    let messaging = tdev_http::config::messaging_config_from_env(Bands::default())?;
     let sdk = aws_config::load_defaults(BehaviorVersion::latest()).await;
     let store = tdev_aws::AwsStore::with_table_from_env(&sdk)?;
     let queues = tdev_router::queues_from_env(&sdk, &messaging.bands)?;

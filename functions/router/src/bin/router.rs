@@ -6,16 +6,15 @@ use aws_config::BehaviorVersion;
 use tdev_domain::SystemClock;
 use tdev_domain::agents::Registry;
 use tdev_domain::auth::AuthService;
-use tdev_domain::messaging::{Bands, Messenger};
-use tdev_http::app::{HttpSettings, finish};
+use tdev_domain::messaging::Messenger;
+use tdev_http::app::finish;
 use tdev_http::guard::Mode;
+use tdev_router::config::ApiConfig;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
     tdev_runtime::telemetry::init();
-    let auth = tdev_http::config::auth_config_from_env()?;
-    let http = HttpSettings::from_env("router")?;
-    let messaging = tdev_http::config::messaging_config_from_env(Bands::default())?;
+    let ApiConfig { auth, http, messaging } = ApiConfig::from_env()?;
     let sdk = aws_config::load_defaults(BehaviorVersion::latest()).await;
     let store = tdev_aws::AwsStore::with_table_from_env(&sdk)?;
     let queues = tdev_router::queues_from_env(&sdk, &messaging.bands)?;

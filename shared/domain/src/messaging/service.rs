@@ -146,7 +146,7 @@ impl Default for MessagingConfig {
             freshness: envelope::DEFAULT_FRESHNESS,
             max_receives: 5,
             breaker: BreakerSettings::default(),
-            attempt_timeout: Duration::from_secs(50),
+            attempt_timeout: crate::agents::DEFAULT_ATTEMPT_TIMEOUT,
             keep_done: Duration::from_secs(24 * 3600),
             key_cache: Duration::from_secs(300),
         }

@@ -58,8 +58,6 @@ pub const STEP_DEAD_LETTER_QUEUE: &str = "steps-dlq";
 /// attempt is one receive, and may be received once more (a worker that died, a
 /// duplicate). It was 5 once, and a step with `max_attempts` of 6 or more stalled.
 pub const STEP_MAX_RECEIVES: u32 = 2 * crate::workflow::RetryPolicy::MAX_ATTEMPTS;
-/// An attempt with no timeout of its own (nor a run deadline nearer) gets this long.
-pub const DEFAULT_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(300);
 /// How long a received task stays hidden beyond its attempt's timeout, by default: a
 /// worker that died is noticed this much after its attempt would have timed out.
 pub const DEFAULT_VISIBILITY_MARGIN: Duration = Duration::from_secs(30);
@@ -203,7 +201,7 @@ where
             clock,
             limits,
             visibility_margin,
-            attempt_timeout: DEFAULT_ATTEMPT_TIMEOUT,
+            attempt_timeout: crate::agents::DEFAULT_ATTEMPT_TIMEOUT,
             compiled: Mutex::new(HashMap::new()),
         }
     }

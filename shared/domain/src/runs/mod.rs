@@ -11,8 +11,8 @@ mod records;
 mod state;
 
 pub use engine::{
-    DEFAULT_ATTEMPT_TIMEOUT, DEFAULT_VISIBILITY_MARGIN, Engine, EngineError, Outcome, STEP_DEAD_LETTER_QUEUE,
-    STEP_MAX_RECEIVES, STEP_QUEUE, Task,
+    DEFAULT_VISIBILITY_MARGIN, Engine, EngineError, Outcome, STEP_DEAD_LETTER_QUEUE, STEP_MAX_RECEIVES,
+    STEP_QUEUE, Task,
 };
 pub use records::{Run, RunFilter, SkipReason, StepRun, StoredWorkflow};
 pub use state::{IllegalTransition, RunStatus, StepStatus};

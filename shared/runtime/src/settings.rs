@@ -1,29 +1,22 @@
-//! Settings from the environment, shared by every function and the local stack.
+//! The settings of each area, read from the environment: one reader per area, used by
+//! every function (and the local stack) that needs that area, so each default and each
+//! range is in one place. A value that does not parse or is out of range stops the
+//! process at start with the variable's name. The variables are listed in the README.
+
+use std::time::Duration;
 
 use anyhow::Context as _;
 use tdev_domain::auth::{AuthConfig, RateLimit, TokenSettings};
+use tdev_domain::deploy::{DeployConfig, SpecLimits};
 use tdev_domain::messaging::{Bands, BreakerSettings, MessagingConfig};
 use tdev_domain::workflow::{LimitKind, Limits};
-use tdev_runtime::env::{var_in, var_or};
-use tdev_runtime::metrics::EmfSettings;
 
-use crate::app::HttpSettings;
-
-impl HttpSettings {
-    /// `TDEV_MAX_BODY_BYTES` (see [`workflow_limits_from_env`]), `TDEV_METRICS` (`off` or
-    /// `emf`) and `TDEV_METRICS_NAMESPACE`.
-    pub fn from_env(service: &str) -> anyhow::Result<Self> {
-        Ok(Self {
-            max_body_bytes: workflow_limits_from_env()?.max_bytes,
-            emf: EmfSettings::from_env(service)?,
-        })
-    }
-}
+use crate::env::{var_in, var_or};
 
 /// The workflow limits, each from the variable [`LimitKind::setting`] names, in range:
 /// `TDEV_MAX_BODY_BYTES` (also every request body's limit), `TDEV_WORKFLOW_MAX_STEPS`
 /// and `TDEV_WORKFLOW_MAX_EDGES`.
-pub fn workflow_limits_from_env() -> anyhow::Result<Limits> {
+pub fn workflow_limits() -> anyhow::Result<Limits> {
     let limit = |kind: LimitKind, default: usize, max: usize| var_in(kind.setting(), default, 1..=max);
     Ok(Limits {
         // The most the local stack takes (the template allows 3 MiB: see docs/workflows.md).
@@ -34,7 +27,7 @@ pub fn workflow_limits_from_env() -> anyhow::Result<Limits> {
 }
 
 /// Reads `TDEV_*` variables; unset ones take their documented defaults.
-pub fn auth_config_from_env() -> anyhow::Result<AuthConfig> {
+pub fn auth() -> anyhow::Result<AuthConfig> {
     let ttl = var_in(
         "TDEV_TOKEN_TTL_SECONDS",
         AuthConfig::DEFAULT_TOKEN_TTL_SECS,
@@ -78,8 +71,7 @@ pub fn auth_config_from_env() -> anyhow::Result<AuthConfig> {
 /// `TDEV_MESSAGE_MAX_RECEIVES` (5), `TDEV_BREAKER_FAILURES` (5),
 /// `TDEV_BREAKER_OPEN_SECONDS` (30), `TDEV_ATTEMPT_TIMEOUT_SECONDS` (50) and
 /// `TDEV_KEY_CACHE_SECONDS` (300). `bands` is the default when `TDEV_MESSAGE_BANDS` is unset.
-pub fn messaging_config_from_env(bands: Bands) -> anyhow::Result<MessagingConfig> {
-    use std::time::Duration;
+pub fn messaging(bands: Bands) -> anyhow::Result<MessagingConfig> {
     let defaults = MessagingConfig::default();
     let bands = match std::env::var("TDEV_MESSAGE_BANDS") {
         Ok(spec) if !spec.trim().is_empty() => {
@@ -92,12 +84,7 @@ pub fn messaging_config_from_env(bands: Bands) -> anyhow::Result<MessagingConfig
     let seconds = |name: &str, default: Duration| -> anyhow::Result<Duration> {
         Ok(Duration::from_secs(var_in(name, default.as_secs(), 1..=86_400)?))
     };
-    // An attempt must end before a Lambda can (15 minutes at most).
-    let attempt_timeout = Duration::from_secs(var_in(
-        "TDEV_ATTEMPT_TIMEOUT_SECONDS",
-        defaults.attempt_timeout.as_secs(),
-        1..=900,
-    )?);
+    let attempt_timeout = attempt_timeout(defaults.attempt_timeout)?;
     Ok(MessagingConfig {
         bands,
         envelope_secret: var_or("TDEV_ENVELOPE_SECRET", defaults.envelope_secret)?,
@@ -114,4 +101,37 @@ pub fn messaging_config_from_env(bands: Bands) -> anyhow::Result<MessagingConfig
         keep_done: defaults.keep_done,
         key_cache: seconds("TDEV_KEY_CACHE_SECONDS", defaults.key_cache)?,
     })
+}
+
+/// The pipeline's settings from `TDEV_DEPLOY_*` variables (defaults in [`DeployConfig`]).
+pub fn deploy() -> anyhow::Result<DeployConfig> {
+    let defaults = DeployConfig::default();
+    let seconds = |name: &str, default: Duration, max: u64| -> anyhow::Result<Duration> {
+        Ok(Duration::from_secs(var_in(name, default.as_secs(), 1..=max)?))
+    };
+    let config = DeployConfig {
+        limits: SpecLimits {
+            max_bytes: var_in("TDEV_DEPLOY_MAX_SPEC_BYTES", defaults.limits.max_bytes, 1..=1024 * 1024)?,
+        },
+        lock_ttl: seconds("TDEV_DEPLOY_LOCK_SECONDS", defaults.lock_ttl, 86_400)?,
+        deadline: seconds("TDEV_DEPLOY_DEADLINE_SECONDS", defaults.deadline, 7 * 86_400)?,
+        max_attempts: var_in("TDEV_DEPLOY_MAX_ATTEMPTS", defaults.max_attempts, 1..=100)?,
+        // A worker Lambda runs 15 minutes at most.
+        work_budget: seconds("TDEV_DEPLOY_WORK_SECONDS", defaults.work_budget, 840)?,
+        first_pause: defaults.first_pause,
+    };
+    // A lock that lapses while its holder works would let a second deployment in.
+    if config.lock_ttl <= config.work_budget || config.deadline <= config.work_budget {
+        anyhow::bail!(
+            "TDEV_DEPLOY_LOCK_SECONDS and TDEV_DEPLOY_DEADLINE_SECONDS must be longer than TDEV_DEPLOY_WORK_SECONDS"
+        );
+    }
+    Ok(config)
+}
+
+/// `TDEV_ATTEMPT_TIMEOUT_SECONDS`: the longest one call to an agent may take (a message's
+/// delivery, a step's attempt unless the step says less), `default` when unset. At most
+/// 900 s: an attempt must end before a Lambda can (15 minutes at most).
+pub fn attempt_timeout(default: Duration) -> anyhow::Result<Duration> {
+    Ok(Duration::from_secs(var_in("TDEV_ATTEMPT_TIMEOUT_SECONDS", default.as_secs(), 1..=900)?))
 }

@@ -1,0 +1,42 @@
+//! The orchestrator's settings, read once at start (variables in the README).
+
+use std::time::Duration;
+
+use tdev_domain::agents::DEFAULT_ATTEMPT_TIMEOUT;
+use tdev_domain::auth::AuthConfig;
+use tdev_domain::workflow::Limits;
+use tdev_http::app::HttpSettings;
+use tdev_runtime::settings;
+
+/// The orchestrator function (bin `orchestrator`): workflows and runs over HTTP.
+pub struct ApiConfig {
+    pub auth: AuthConfig,
+    pub http: HttpSettings,
+    pub limits: Limits,
+}
+
+impl ApiConfig {
+    pub fn from_env() -> anyhow::Result<Self> {
+        Ok(Self {
+            auth: settings::auth()?,
+            http: HttpSettings::from_env("orchestrator")?,
+            limits: settings::workflow_limits()?,
+        })
+    }
+}
+
+/// The step worker (bin `step-worker`).
+pub struct WorkerConfig {
+    pub limits: Limits,
+    /// Below the worker Lambda's timeout: the template sets it so.
+    pub attempt_timeout: Duration,
+}
+
+impl WorkerConfig {
+    pub fn from_env() -> anyhow::Result<Self> {
+        Ok(Self {
+            limits: settings::workflow_limits()?,
+            attempt_timeout: settings::attempt_timeout(DEFAULT_ATTEMPT_TIMEOUT)?,
+        })
+    }
+}
