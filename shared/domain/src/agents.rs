@@ -366,4 +366,33 @@ mod tests {
         assert_eq!(target.kind(), "bedrock_agent");
         assert!(serde_json::from_value::<AgentTarget>(json!({"kind": "smtp", "host": "x"})).is_err());
     }
+
+    #[test]
+    fn request_shapes_name_the_fields_serde_reads() {
+        crate::strict::shape::assert_names_serde_fields::<NewAgentRequest>();
+        crate::strict::shape::assert_names_serde_fields::<AgentUpdate>();
+    }
+
+    #[test]
+    fn the_target_shape_reads_every_kind_and_alias_serde_reads() {
+        let Shape::Tagged(targets) = AGENT_TARGET else { panic!() };
+        for variant in targets.variants {
+            let mut body = serde_json::Map::new();
+            body.insert("kind".into(), json!(variant.name));
+            for field in variant.fields.iter().filter(|f| f.required) {
+                body.insert(field.name.into(), json!("arn:x"));
+            }
+            let target = read_target(&serde_json::Value::Object(body.clone()));
+            assert_eq!(target.kind(), variant.name);
+            for alias in variant.aliases {
+                body.insert("kind".into(), json!(alias));
+                assert_eq!(read_target(&serde_json::Value::Object(body.clone())).kind(), variant.name);
+            }
+        }
+    }
+
+    fn read_target(value: &serde_json::Value) -> AgentTarget {
+        assert!(crate::strict::shape::check(value, &AGENT_TARGET).is_empty(), "{value}");
+        Deserialize::deserialize(crate::strict::Strict(value)).unwrap()
+    }
 }

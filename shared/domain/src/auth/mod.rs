@@ -10,8 +10,6 @@ mod token;
 pub use api_key::{ApiKey, ApiKeyId, KeyName, NewApiKey, NewApiKeyRequest, PresentedKey};
 pub use principal::{AuthFailure, CredentialKind, Credentials, Principal, Verdict};
 pub use rate_limit::{BucketState, RateDecision, RateLimit, acquire};
-#[cfg(test)]
-pub(crate) use scope::SCOPE;
 pub use scope::{Scope, Scopes};
 pub use service::{AuthConfig, AuthError, AuthService, CreatedKey, IssuedToken, TokenRequest};
 pub use token::{Claims, SigningKey, SigningKeys, TokenError, TokenSettings};

@@ -378,3 +378,13 @@ fn random_secret() -> String {
     fill_random(&mut bytes);
     URL_SAFE_NO_PAD.encode(bytes)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_token_request_shape_names_the_fields_serde_reads() {
+        crate::strict::shape::assert_names_serde_fields::<TokenRequest>();
+    }
+}
