@@ -1,3 +1,4 @@
+use super::validate::{bedrock_name, role_arn, runtime_name};
 use super::*;
 
 const ROLE: &str = "arn:aws:iam::123456789012:role/AgentRole";
