@@ -6,8 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
-use tdev_domain::deploy::{DEPLOY_QUEUE, Deployments};
-use tdev_domain::ports::{AgentDeployer, AgentInvoker, AgentStore, DeploymentStore, MessageQueue};
+use tdev_domain::agents::{AgentInvoker, AgentStore};
+use tdev_domain::deploy::{AgentDeployer, DEPLOY_QUEUE, DeploymentStore, Deployments};
+use tdev_domain::ports::MessageQueue;
 use tdev_domain::queue::Delivery;
 use tdev_domain::runs::Outcome;
 use tokio::sync::watch;

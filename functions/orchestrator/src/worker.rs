@@ -10,8 +10,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
-use tdev_domain::ports::{AgentInvoker, AgentStore, EventStore, MessageQueue, RunStore, WorkflowStore};
-use tdev_domain::runs::{Engine, Outcome, STEP_QUEUE};
+use tdev_domain::agents::{AgentInvoker, AgentStore};
+use tdev_domain::events::EventStore;
+use tdev_domain::ports::MessageQueue;
+use tdev_domain::runs::{Engine, Outcome, RunStore, STEP_QUEUE, WorkflowStore};
 use tokio::sync::watch;
 
 /// Handles one SQS batch, groups in parallel and each group in order.

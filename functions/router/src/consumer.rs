@@ -15,9 +15,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
-use tdev_domain::messaging::{Dispatcher, Disposition, MessagingStore};
-use tdev_domain::messaging::{EVENT_DEAD_LETTER_QUEUE, EVENT_QUEUE};
-use tdev_domain::ports::{AgentInvoker, EventSink, MessageQueue};
+use tdev_domain::agents::AgentInvoker;
+use tdev_domain::events::EventSink;
+use tdev_domain::messaging::{Dispatcher, Disposition, EVENT_DEAD_LETTER_QUEUE, EVENT_QUEUE, MessagingStore};
+use tdev_domain::ports::MessageQueue;
 use tdev_domain::queue::Delivery;
 use tokio::sync::watch;
 

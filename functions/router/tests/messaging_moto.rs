@@ -12,11 +12,11 @@ use axum::http::StatusCode;
 use serde_json::{Value, json};
 use tdev_aws::{AwsStore, SqsQueueSpec, SqsQueues};
 use tdev_domain::SystemClock;
-use tdev_domain::agents::{Agent, AgentStatus, AgentTarget};
+use tdev_domain::agents::{Agent, AgentStatus, AgentStore, AgentTarget};
 use tdev_domain::messaging::{
     Bands, Dispatcher, EVENT_DEAD_LETTER_QUEUE, EVENT_QUEUE, MessagingConfig, Messenger, SendMessageRequest,
 };
-use tdev_domain::ports::{AgentStore, MessageQueue, SecretStore};
+use tdev_domain::ports::{MessageQueue, SecretStore};
 use tdev_invoke::{Invoker, default_http_client};
 
 fn now_nanos() -> u128 {

@@ -1,6 +1,7 @@
 //! Authentication and authorization: API keys, tokens, scopes and rate limits.
 
 mod api_key;
+mod ports;
 mod principal;
 mod rate_limit;
 mod scope;
@@ -8,6 +9,7 @@ mod service;
 mod token;
 
 pub use api_key::{ApiKey, ApiKeyId, KeyName, NewApiKey, NewApiKeyRequest, PresentedKey};
+pub use ports::{ApiKeyStore, AuthStore, RateLimitStore};
 pub use principal::{AuthFailure, CredentialKind, Credentials, Principal, Verdict};
 pub use rate_limit::{BucketState, RateDecision, RateLimit, acquire};
 pub use scope::{Scope, Scopes};

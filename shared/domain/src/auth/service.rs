@@ -8,13 +8,14 @@ use jiff::{SignedDuration, Timestamp};
 use serde::Deserialize;
 
 use super::api_key::{ApiKey, ApiKeyId, NewApiKeyRequest, PresentedKey, fill_random};
+use super::ports::{ApiKeyStore, RateLimitStore};
 use super::principal::{AuthFailure, CredentialKind, Credentials, Principal};
 use super::rate_limit::{RateDecision, RateLimit};
 use super::scope::{Scope, Scopes};
 use super::token::{self, Claims, MIN_SECRET_BYTES, SigningKey, SigningKeys, TokenError, TokenSettings};
 use crate::clock::Clock;
 use crate::health::ComponentHealth;
-use crate::ports::{ApiKeyStore, RateLimitStore, SecretStore, StoreError};
+use crate::ports::{SecretStore, StoreError};
 use crate::validation::ValidationErrors;
 
 #[derive(Debug, Clone)]

@@ -3,6 +3,7 @@
 //! with a backup and an audit trail, and rollback to any earlier version.
 
 mod pipeline;
+mod ports;
 mod records;
 mod spec;
 mod state;
@@ -11,6 +12,7 @@ pub use pipeline::{
     DEPLOY_DEAD_LETTER_QUEUE, DEPLOY_MAX_RECEIVES, DEPLOY_QUEUE, DeployConfig, DeployRequestError,
     DeployTask, Deployments, VersionEntry,
 };
+pub use ports::{AgentDeployer, DeployError, DeploymentStore, Published, Readiness};
 pub use records::{
     AgentLock, Backup, Deployment, DeploymentEvent, DeploymentFilter, DeploymentKind, RollbackReason,
     Snapshot,

@@ -21,16 +21,14 @@ use std::time::{Duration, Instant};
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
+use super::ports::{AgentDeployer, DeployError, DeploymentStore, Readiness};
 use super::{
     AgentSpec, Deployment, DeploymentEvent, DeploymentFilter, DeploymentKind, DeploymentStatus,
     RollbackReason, SpecLimits, Submitted, TargetKind,
 };
-use crate::agents::{Agent, AgentStatus, AgentTarget};
+use crate::agents::{Agent, AgentInvoker, AgentStatus, AgentStore, AgentTarget};
 use crate::clock::Clock;
-use crate::ports::{
-    AgentDeployer, AgentInvoker, AgentStore, DeployError, DeploymentStore, MessageQueue, Readiness,
-    StoreError,
-};
+use crate::ports::{MessageQueue, StoreError};
 use crate::queue::{Delivery, NewMessage, Priority};
 use crate::runs::Outcome;
 use crate::validation::ValidationErrors;

@@ -7,6 +7,7 @@ pub mod breaker;
 pub mod dead_letters;
 pub mod envelope;
 pub mod message;
+mod ports;
 pub mod routing;
 pub mod service;
 
@@ -14,7 +15,7 @@ pub use bands::{Band, Bands};
 pub use breaker::{Breaker, BreakerSettings, BreakerState};
 pub use dead_letters::{DeadLetter, DeadLetterFilter, DeadLetterState, FailureNote};
 pub use message::{Message, Recipient, SendMessageRequest};
+pub use ports::{AgentLoadStore, Claim, DeadLetterStore, IdempotencyStore, MessagingStore};
 pub use service::{
-    Dispatcher, Disposition, EVENT_DEAD_LETTER_QUEUE, EVENT_QUEUE, MessagingConfig, MessagingError,
-    MessagingStore, Messenger,
+    Dispatcher, Disposition, EVENT_DEAD_LETTER_QUEUE, EVENT_QUEUE, MessagingConfig, MessagingError, Messenger,
 };

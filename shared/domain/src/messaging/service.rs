@@ -50,43 +50,16 @@ use serde_json::json;
 use super::breaker::Admission;
 use super::dead_letters::QueuedMessage;
 use super::envelope::{self, CompatKeys, Keyring, Opener, Rejection};
+use super::ports::{Claim, MessagingStore};
 use super::routing::{self, NoRoute};
 use super::{Bands, Breaker, BreakerSettings, DeadLetter, DeadLetterFilter, DeadLetterState, Message};
 use super::{Recipient, SendMessageRequest};
-use crate::agents::{Agent, AgentStatus};
+use crate::agents::{Agent, AgentInvoker, AgentStatus, IDEMPOTENCY_KEY_FIELD, InvokeError};
 use crate::clock::Clock;
-use crate::events::{Event, EventFilter, NewSubscription, Subscription, glob_match};
-use crate::ports::{
-    AgentInvoker, AgentLoadStore, AgentStore, Claim, DeadLetterStore, EventSink, EventStore,
-    IDEMPOTENCY_KEY_FIELD, IdempotencyStore, InvokeError, MessageQueue, SecretStore, StoreError,
-    SubscriptionStore,
-};
+use crate::events::{Event, EventFilter, EventSink, NewSubscription, Subscription, glob_match};
+use crate::ports::{MessageQueue, SecretStore, StoreError};
 use crate::queue::{Delivery, MAX_RECEIVES_EXCEEDED, NewMessage, Priority, dead_letter_attributes};
 use crate::validation::ValidationErrors;
-
-/// Every port messaging uses.
-pub trait MessagingStore:
-    AgentStore
-    + SecretStore
-    + IdempotencyStore
-    + AgentLoadStore
-    + DeadLetterStore
-    + EventStore
-    + SubscriptionStore
-    + Clone
-{
-}
-impl<T> MessagingStore for T where
-    T: AgentStore
-        + SecretStore
-        + IdempotencyStore
-        + AgentLoadStore
-        + DeadLetterStore
-        + EventStore
-        + SubscriptionStore
-        + Clone
-{
-}
 
 /// The queue event deliveries to subscribers travel on (one FIFO group per subscription).
 pub const EVENT_QUEUE: &str = "events";

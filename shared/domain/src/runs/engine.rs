@@ -33,13 +33,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use super::StoredWorkflow;
+use super::ports::{RunStore, WorkflowStore};
 use super::{Run, RunStatus, SkipReason, StepRun, StepStatus};
-use crate::agents::AgentTarget;
+use crate::agents::{AgentInvoker, AgentStore, AgentTarget, InvokeError};
 use crate::clock::Clock;
-use crate::events::Event;
-use crate::ports::{
-    AgentInvoker, AgentStore, EventStore, InvokeError, MessageQueue, RunStore, StoreError, WorkflowStore,
-};
+use crate::events::{Event, EventStore};
+use crate::ports::{MessageQueue, StoreError};
 use crate::queue::{Delivery, NewMessage, Priority};
 use crate::validation::ValidationErrors;
 use crate::workflow::{

@@ -7,6 +7,7 @@
 //! ready exactly once, however many parents finish at the same moment.
 
 mod engine;
+mod ports;
 mod records;
 mod state;
 
@@ -14,5 +15,6 @@ pub use engine::{
     DEFAULT_ATTEMPT_TIMEOUT, DEFAULT_VISIBILITY_MARGIN, Engine, EngineError, Outcome, STEP_DEAD_LETTER_QUEUE,
     STEP_MAX_RECEIVES, STEP_QUEUE, Task,
 };
+pub use ports::{RunStore, WorkflowStore};
 pub use records::{Run, RunFilter, SkipReason, StepRun, StoredWorkflow};
 pub use state::{IllegalTransition, RunStatus, StepStatus};

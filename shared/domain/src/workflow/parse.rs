@@ -12,11 +12,11 @@ use std::fmt;
 use serde_json::{Map, Value};
 
 use super::graph::{Cycle, StepGraph, cycles_of};
-use super::path::{Loc, ROOT};
 use super::model::{
     Edge, EdgeReason, ErrorHandling, ResolvedTarget, RetryPolicy, Seconds, ServiceTarget, Step, StepId,
     StepIndex, StepKind, StepType, TargetSource, Workflow,
 };
+use super::path::{Loc, ROOT};
 use super::tree::{self, Entry, Node};
 use crate::validation::{FieldError, MAX_REPORTED};
 

@@ -11,9 +11,7 @@ use jiff::tz::TimeZone;
 use sha2::{Digest as _, Sha256};
 
 use super::json::{self, Json};
-use super::{
-    CompatKeys, Format, Opened, Rejection, canonical, check_freshness, fernet_decrypt, malformed,
-};
+use super::{CompatKeys, Format, Opened, Rejection, canonical, check_freshness, fernet_decrypt, malformed};
 use crate::messaging::{Message, Recipient};
 use crate::queue::Priority;
 

@@ -7,7 +7,9 @@ use jiff::Timestamp;
 
 use super::json::{self, Json};
 use super::keys::{CompatKeys, Keyring};
-use super::{Format, Opened, Rejection, VERSION, canonical, check_freshness, compat, fernet_decrypt, malformed};
+use super::{
+    Format, Opened, Rejection, VERSION, canonical, check_freshness, compat, fernet_decrypt, malformed,
+};
 use crate::messaging::{Message, Recipient};
 use crate::queue::Priority;
 

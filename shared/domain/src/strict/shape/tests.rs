@@ -59,12 +59,7 @@ impl Shaped for Body {
 }
 
 fn problems(value: Value) -> Vec<(String, String)> {
-    read::<Body>(&value)
-        .unwrap_err()
-        .errors()
-        .iter()
-        .map(|e| (e.path.clone(), e.message.clone()))
-        .collect()
+    read::<Body>(&value).unwrap_err().errors().iter().map(|e| (e.path.clone(), e.message.clone())).collect()
 }
 
 #[test]
@@ -73,10 +68,9 @@ fn a_body_of_the_right_shape_reads_and_an_alias_is_accepted() {
         read(&json!({"name": "x", "count": null, "target": {"kind": "bedrock-agent", "agent_id": "a"}}))
             .unwrap();
     assert_eq!(body.target, Target::BedrockAgent { agent_id: "a".into() });
-    let body: Body = read(
-        &json!({"name": "x", "count": 3.0, "tags": ["red"], "target": {"kind": "http", "url": "u"}}),
-    )
-    .unwrap();
+    let body: Body =
+        read(&json!({"name": "x", "count": 3.0, "tags": ["red"], "target": {"kind": "http", "url": "u"}}))
+            .unwrap();
     assert_eq!(body.count, Some(3));
 }
 
@@ -92,10 +86,7 @@ fn every_problem_is_listed_with_its_path_and_near_misses_are_suggested() {
     // In the document's order where serde_json keeps it (`preserve_order`), else by key.
     let mut paths: Vec<&str> = found.iter().map(|(p, _)| p.as_str()).collect();
     paths.sort_unstable();
-    assert_eq!(
-        paths,
-        ["$.count", "$.name", "$.nmae", "$.tags[1]", "$.tags[2]", "$.target.kind", "$.zzzzzz"]
-    );
+    assert_eq!(paths, ["$.count", "$.name", "$.nmae", "$.tags[1]", "$.tags[2]", "$.target.kind", "$.zzzzzz"]);
     let message = |path: &str| found.iter().find(|(p, _)| p == path).unwrap().1.clone();
     assert_eq!(
         message("$.nmae"),
@@ -108,11 +99,7 @@ fn every_problem_is_listed_with_its_path_and_near_misses_are_suggested() {
     );
     assert_eq!(message("$.tags[2]"), "must be one of \"red\", \"green\", not a number");
     assert_eq!(message("$.count"), "must be a whole number from 0 to 255, not 300");
-    assert!(
-        message("$.target.kind").contains("(did you mean \"http\"?)"),
-        "{}",
-        message("$.target.kind")
-    );
+    assert!(message("$.target.kind").contains("(did you mean \"http\"?)"), "{}", message("$.target.kind"));
     assert_eq!(message("$.name"), "is required");
 }
 

@@ -76,7 +76,6 @@ fn a_step_whose_id_cannot_be_read_is_named_by_its_path_in_a_cycle() {
     assert_eq!(cycle_steps(&errors), [["a", "$.steps[1]", "a"]]);
 }
 
-
 // ---------------------------------------------------------------------------------------
 // Graph
 

@@ -274,7 +274,6 @@ fn a_near_miss_of_a_step_type_gets_a_suggestion() {
     );
 }
 
-
 #[test]
 fn an_empty_step_list_is_reported() {
     let value = json!({"id": "wf", "name": "wf", "steps": []});

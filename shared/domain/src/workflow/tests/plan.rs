@@ -156,7 +156,6 @@ fn a_large_layered_workflow_plans_exactly() {
     assert!(plan.redundant_dependencies.is_empty() && plan.redundant_dependencies_complete);
 }
 
-
 /// `layers` × `width` agent steps, as JSON text; each reads `fan_in` outputs of the
 /// layer before.
 fn layered_text(layers: usize, width: usize, fan_in: usize) -> String {

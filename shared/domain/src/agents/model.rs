@@ -1,17 +1,11 @@
-//! The agent registry: what agents exist, how to reach each, and what each can do.
-//!
-//! Workflow steps resolve `agent_id` here; messages are routed here by id or by
-//! capability, among active agents, by least work in flight.
+//! Agents: how each is reached ([`AgentTarget`]), what it can do, whether it takes work,
+//! and the request bodies that register and change one.
 
 use std::collections::BTreeSet;
 
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
-use std::sync::Arc;
-
-use crate::clock::Clock;
-use crate::ports::{AgentStore, StoreError};
 use crate::strict::shape::{Enum, Field, Object, Shape, Shaped, Tagged, Variant};
 use crate::validation::ValidationErrors;
 
@@ -256,76 +250,6 @@ impl NewAgentRequest {
             max_concurrency: self.max_concurrency,
             created_at: now,
         })
-    }
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum RegistryError {
-    #[error("invalid agent: {0}")]
-    Invalid(#[from] ValidationErrors),
-    #[error("an agent with id {0:?} is already registered")]
-    Duplicate(String),
-    #[error("no agent with id {0:?}")]
-    NotFound(String),
-    #[error(transparent)]
-    Store(StoreError),
-}
-
-/// Registers, finds and removes agents.
-pub struct Registry<S> {
-    store: S,
-    clock: Arc<dyn Clock>,
-}
-
-impl<S: AgentStore> Registry<S> {
-    pub fn new(store: S, clock: Arc<dyn Clock>) -> Self {
-        Self { store, clock }
-    }
-
-    pub fn store(&self) -> &S {
-        &self.store
-    }
-
-    pub fn now(&self) -> Timestamp {
-        self.clock.now()
-    }
-
-    pub async fn register(&self, request: NewAgentRequest) -> Result<Agent, RegistryError> {
-        let agent = request.validate(self.clock.now())?;
-        match self.store.insert_agent(&agent).await {
-            Ok(()) => Ok(agent),
-            Err(StoreError::Conflict(_)) => Err(RegistryError::Duplicate(agent.id)),
-            Err(e) => Err(RegistryError::Store(e)),
-        }
-    }
-
-    pub async fn get(&self, id: &str) -> Result<Agent, RegistryError> {
-        self.store
-            .get_agent(id)
-            .await
-            .map_err(RegistryError::Store)?
-            .ok_or_else(|| RegistryError::NotFound(id.into()))
-    }
-
-    pub async fn list(&self) -> Result<Vec<Agent>, RegistryError> {
-        self.store.list_agents().await.map_err(RegistryError::Store)
-    }
-
-    /// Applies `update` to the agent.
-    pub async fn update(&self, id: &str, update: AgentUpdate) -> Result<Agent, RegistryError> {
-        let agent = update.apply(self.get(id).await?)?;
-        match self.store.update_agent(&agent).await {
-            Ok(()) => Ok(agent),
-            Err(StoreError::NotFound) => Err(RegistryError::NotFound(id.into())),
-            Err(e) => Err(RegistryError::Store(e)),
-        }
-    }
-
-    pub async fn remove(&self, id: &str) -> Result<(), RegistryError> {
-        match self.store.delete_agent(id).await {
-            Err(StoreError::NotFound) => Err(RegistryError::NotFound(id.into())),
-            other => other.map_err(RegistryError::Store),
-        }
     }
 }
 

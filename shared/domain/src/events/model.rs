@@ -1,5 +1,4 @@
-//! Domain events: an append-only record of what happened (a message accepted, routed,
-//! delivered, failed, dead-lettered; later runs and deployments), listed by type and time.
+//! What an event is, which events a listing asks for, and subscriptions to them.
 
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};

@@ -1,0 +1,8 @@
+//! Domain events: an append-only record of what happened (a message accepted, routed,
+//! delivered, failed, dead-lettered; later runs and deployments), listed by type and time.
+
+mod model;
+mod ports;
+
+pub use model::{Event, EventFilter, NewSubscription, Subscription, SubscriptionTarget, glob_match};
+pub use ports::{EventSink, EventStore, SubscriptionStore};
