@@ -16,8 +16,8 @@ use std::time::Duration;
 
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use tdev_domain::agents::AgentInvoker;
-use tdev_domain::events::EventSink;
-use tdev_domain::messaging::{Dispatcher, Disposition, EVENT_DEAD_LETTER_QUEUE, EVENT_QUEUE, MessagingStore};
+use tdev_domain::events::{EVENT_DEAD_LETTER_QUEUE, EVENT_QUEUE, EventSink};
+use tdev_domain::messaging::{Dispatcher, Disposition, MessagingStore};
 use tdev_domain::ports::MessageQueue;
 use tdev_domain::queue::Delivery;
 use tokio::sync::watch;

@@ -14,10 +14,9 @@ use serde_json::json;
 use tdev_domain::events::{
     Event, EventFilter, EventStore, Subscription, SubscriptionStore, SubscriptionTarget,
 };
-use tdev_domain::messaging::dead_letters::QueuedMessage;
 use tdev_domain::messaging::{
     AgentLoadStore, Breaker, BreakerState, Claim, DeadLetter, DeadLetterFilter, DeadLetterState,
-    DeadLetterStore, FailureNote, IdempotencyStore,
+    DeadLetterStore, FailureNote, IdempotencyStore, QueuedMessage,
 };
 use tdev_domain::ports::StoreError;
 use tdev_domain::queue::Priority;
