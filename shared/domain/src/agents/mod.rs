@@ -2,6 +2,9 @@
 //!
 //! Workflow steps resolve `agent_id` here; messages are routed here by id or by
 //! capability, among active agents, by least work in flight.
+//!
+//! `model.rs` is what an agent is, `ports.rs` the registry's store and the invoker every
+//! caller of an agent uses, `service.rs` the [`Registry`].
 
 mod model;
 mod ports;

@@ -1,4 +1,8 @@
 //! Authentication and authorization: API keys, tokens, scopes and rate limits.
+//!
+//! The model is one file each (`api_key.rs`, `token.rs`, `scope.rs`, `rate_limit.rs`, and
+//! `principal.rs`: who a caller is and what it may do); `ports.rs` says what auth needs
+//! from the world, and `service.rs` is what every function's guard and the auth API ask.
 
 mod api_key;
 mod ports;

@@ -56,8 +56,8 @@ pub enum EventError {
     Store(#[from] StoreError),
 }
 
-/// Records and lists events, and keeps the subscriptions (cached for
-/// [`SUBSCRIPTION_CACHE`]).
+/// Records and lists events, and keeps the subscriptions (read again every 5 seconds at
+/// most).
 pub struct EventLog<S> {
     store: S,
     clock: Arc<dyn Clock>,
@@ -137,7 +137,7 @@ impl<S: EventStore + SubscriptionStore> EventLog<S> {
         Ok(())
     }
 
-    /// Every subscription, as read at most [`SUBSCRIPTION_CACHE`] ago.
+    /// Every subscription, as read at most `SUBSCRIPTION_CACHE` ago.
     pub(crate) async fn current_subscriptions(&self) -> Result<Arc<Vec<Subscription>>, StoreError> {
         let now = self.clock.now();
         let cached = self.subscriptions.read().unwrap_or_else(|e| e.into_inner()).clone();
