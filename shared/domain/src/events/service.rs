@@ -56,8 +56,8 @@ pub enum EventError {
     Store(#[from] StoreError),
 }
 
-/// Records and lists events, and keeps the subscriptions (read again every 5 seconds at
-/// most).
+/// Records and lists events, and keeps the subscriptions (read again once 5 seconds old:
+/// a new subscription gets events within that).
 pub struct EventLog<S> {
     store: S,
     clock: Arc<dyn Clock>,
