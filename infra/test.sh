@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs every test of the project on a fresh machine: installs the tools it needs into
 # .venv (moto, cfn-lint, aws-sam-cli, cargo-lambda, schemathesis), starts moto for the AWS
-# adapters, runs the Rust test suites, fuzzes the local stack's API with schemathesis,
-# lints the SAM template and builds the Lambda functions.
+# adapters, checks the import graph of shared/domain, runs the Rust test suites, fuzzes
+# the local stack's API with schemathesis, lints the SAM template and builds the Lambda
+# functions.
 # Any missing tool or failing step fails the whole run: nothing is skipped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -42,6 +43,10 @@ export TDEV_TEST_PYTHON="$PWD/.venv/bin/python"
 
 step "Rust: formatting"
 cargo fmt --all -- --check
+
+step "shared/domain: the import graph (no cycle, no upward import; the self-test shows the check can fail)"
+python3 infra/check_domain_imports.py --self-test
+python3 infra/check_domain_imports.py
 
 step "Rust: every test of the workspace (embedded backend, moto, HTTP, Lambda events)"
 cargo test --workspace --locked

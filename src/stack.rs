@@ -12,12 +12,11 @@ use tdev_domain::SystemClock;
 use tdev_domain::agents::Registry;
 use tdev_domain::auth::{AuthConfig, AuthService};
 use tdev_domain::deploy::{
-    DEPLOY_DEAD_LETTER_QUEUE, DEPLOY_MAX_RECEIVES, DEPLOY_QUEUE, DeployConfig, Deployments,
+    AgentDeployer, DEPLOY_DEAD_LETTER_QUEUE, DEPLOY_MAX_RECEIVES, DEPLOY_QUEUE, DeployConfig, Deployments,
 };
-use tdev_domain::messaging::{
-    Bands, Dispatcher, EVENT_DEAD_LETTER_QUEUE, EVENT_QUEUE, MessagingConfig, Messenger,
-};
-use tdev_domain::ports::{AgentDeployer, MessageQueue};
+use tdev_domain::events::{EVENT_DEAD_LETTER_QUEUE, EVENT_QUEUE};
+use tdev_domain::messaging::{Bands, Dispatcher, MessagingConfig, Messenger};
+use tdev_domain::ports::MessageQueue;
 use tdev_domain::runs::{Engine, STEP_DEAD_LETTER_QUEUE, STEP_MAX_RECEIVES, STEP_QUEUE};
 use tdev_domain::workflow::Limits;
 use tdev_embedded::{DataLock, LocalTarget, LockError, QueueSpec, Reclaimed, SqliteStore};

@@ -677,7 +677,7 @@ async fn an_event_is_one_fan_out_task_however_many_subscriptions_match() {
     .await;
     assert_eq!(send(&stack, "/v1/messages", json!({"to_agent": "worker", "type": "t"})).await.status(), 202);
     let queued =
-        stack.store.receive(tdev_domain::messaging::EVENT_QUEUE, 100, Duration::from_secs(60)).await.unwrap();
+        stack.store.receive(tdev_domain::events::EVENT_QUEUE, 100, Duration::from_secs(60)).await.unwrap();
     assert_eq!(queued.len(), 1, "one task for the accepted message's event, not one per subscription");
     assert_eq!(queued[0].group, "fan-out");
 }

@@ -94,7 +94,7 @@ async fn agentcore_deployments(stack: &support::Stack<AwsStore, SqsQueues>, sdk:
     );
     let runtimes = tdev_targets::AgentcoreRuntimes::new(sdk);
     let parsed: tdev_domain::deploy::AgentSpec = serde_json::from_value(spec("2")).unwrap();
-    use tdev_domain::ports::AgentDeployer as _;
+    use tdev_domain::deploy::AgentDeployer as _;
     let serving = |s: Option<tdev_domain::deploy::Snapshot>| s.and_then(|s| s.serving_version);
     assert_eq!(
         serving(runtimes.snapshot(&parsed).await.unwrap()).as_deref(),

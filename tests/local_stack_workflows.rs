@@ -12,7 +12,7 @@ use axum::routing::post;
 use reqwest::Method;
 use serde_json::{Value, json};
 use support::{Stack, problem, start};
-use tdev_domain::ports::AuthStore;
+use tdev_domain::auth::AuthStore;
 
 /// An HTTP agent on an ephemeral port: answers with `answer(inputs)` and keeps every
 /// payload it was sent.

@@ -4,7 +4,7 @@
 use reqwest::Method;
 use serde_json::{Value, json};
 use tdev_conformance::tokens::SigningMaterial;
-use tdev_domain::ports::AuthStore;
+use tdev_domain::auth::AuthStore;
 
 use super::{Stack, now, problem};
 

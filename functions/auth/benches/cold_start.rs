@@ -43,8 +43,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::{Value, json};
 use tdev_aws::AwsStore;
-use tdev_domain::auth::{NewApiKeyRequest, RateLimit};
-use tdev_domain::ports::{ApiKeyStore, SecretStore};
+use tdev_domain::auth::{ApiKeyStore, NewApiKeyRequest, RateLimit};
+use tdev_domain::ports::SecretStore;
 use tokio::sync::Notify;
 
 const FUNCTION_ARN: &str = "arn:aws:lambda:us-east-1:123456789012:function:tdev-bench";

@@ -9,8 +9,8 @@ use aws_lambda_events::apigw::{
     ApiGatewayV2CustomAuthorizerSimpleResponse, ApiGatewayV2CustomAuthorizerV2Request,
 };
 use serde_json::Value;
-use tdev_domain::auth::{AuthError, AuthService, Credentials, Verdict};
-use tdev_domain::ports::{ApiKeyStore, SecretStore};
+use tdev_domain::auth::{ApiKeyStore, AuthError, AuthService, Credentials, Verdict};
+use tdev_domain::ports::SecretStore;
 
 /// Decides one request. An error (the store is down) makes API Gateway answer 500,
 /// which is right: nobody is let in on a guess.

@@ -14,10 +14,10 @@ use serde_json::json;
 use tdev_domain::SystemClock;
 use tdev_domain::agents::AgentTarget;
 use tdev_domain::deploy::{
-    AgentSpec, DEPLOY_DEAD_LETTER_QUEUE, DEPLOY_MAX_RECEIVES, DEPLOY_QUEUE, DeployConfig, Deployments,
-    Snapshot, Submitted, TargetKind,
+    AgentDeployer, AgentSpec, DEPLOY_DEAD_LETTER_QUEUE, DEPLOY_MAX_RECEIVES, DEPLOY_QUEUE, DeployConfig,
+    DeployError, DeploymentStore, Deployments, Published, Readiness, Snapshot, Submitted, TargetKind,
 };
-use tdev_domain::ports::{AgentDeployer, DeployError, DeploymentStore, MessageQueue, Published, Readiness};
+use tdev_domain::ports::MessageQueue;
 use tdev_domain::runs::Outcome;
 use tdev_embedded::{QueueSpec, SqliteStore};
 use tdev_invoke::{Invoker, default_http_client};

@@ -8,12 +8,13 @@ use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
-use tdev_domain::auth::{AuthService, Scope};
+use tdev_domain::agents::{AgentInvoker, AgentStore};
+use tdev_domain::auth::{AuthService, AuthStore, Scope};
 use tdev_domain::deploy::{
-    Deployment, DeploymentEvent, DeploymentFilter, DeploymentStatus, Deployments, RollbackReason, Submitted,
-    VersionEntry,
+    AgentDeployer, Deployment, DeploymentEvent, DeploymentFilter, DeploymentStatus, DeploymentStore,
+    Deployments, RollbackReason, Submitted, VersionEntry,
 };
-use tdev_domain::ports::{AgentDeployer, AgentInvoker, AgentStore, AuthStore, DeploymentStore, MessageQueue};
+use tdev_domain::ports::MessageQueue;
 use tdev_domain::strict::shape::{Enum, Field, Object, Shape, Shaped};
 use tdev_domain::validation::{FieldError, ValidationErrors};
 use tdev_http::document::Document;

@@ -6,14 +6,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::json;
+use tdev_domain::agents::AgentStore;
 use tdev_domain::clock::{Clock, ManualClock, SystemClock};
 use tdev_domain::deploy::{
-    AgentSpec, DEPLOY_DEAD_LETTER_QUEUE, DEPLOY_MAX_RECEIVES, DEPLOY_QUEUE, DeployConfig, DeployRequestError,
-    DeploymentEvent, DeploymentStatus, Deployments, RollbackReason, Snapshot, Submitted, TargetKind,
+    AgentDeployer, AgentSpec, DEPLOY_DEAD_LETTER_QUEUE, DEPLOY_MAX_RECEIVES, DEPLOY_QUEUE, DeployConfig,
+    DeployError, DeployRequestError, DeploymentEvent, DeploymentStatus, DeploymentStore, Deployments,
+    Published, Readiness, RollbackReason, Snapshot, Submitted, TargetKind,
 };
-use tdev_domain::ports::{
-    AgentDeployer, AgentStore, DeployError, DeploymentStore, MessageQueue, Published, Readiness,
-};
+use tdev_domain::ports::MessageQueue;
 use tdev_domain::runs::Outcome;
 use tdev_embedded::{LocalTarget, QueueSpec, SqliteStore};
 use tdev_invoke::{Invoker, default_http_client};

@@ -38,10 +38,9 @@ use axum::Json;
 use axum::routing::post;
 use serde_json::{Map, Value, json};
 use tdev_domain::SystemClock;
-use tdev_domain::agents::{Agent, AgentTarget};
-use tdev_domain::ports::{AgentInvoker, AgentStore, InvokeError, RunStore};
+use tdev_domain::agents::{Agent, AgentInvoker, AgentStore, AgentTarget, InvokeError};
 use tdev_domain::runs::{
-    Engine, RunFilter, RunStatus, STEP_DEAD_LETTER_QUEUE, STEP_MAX_RECEIVES, STEP_QUEUE, StepStatus,
+    Engine, RunFilter, RunStatus, RunStore, STEP_DEAD_LETTER_QUEUE, STEP_MAX_RECEIVES, STEP_QUEUE, StepStatus,
 };
 use tdev_domain::workflow::{Format, Limits};
 use tdev_embedded::{QueueSpec, SqliteStore};

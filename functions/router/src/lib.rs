@@ -9,7 +9,8 @@ mod routes;
 pub use routes::{ApiDoc, MAX_BATCH, RouterStore, constrain_schemas, router};
 
 use tdev_aws::SqsQueues;
-use tdev_domain::messaging::{Bands, EVENT_DEAD_LETTER_QUEUE, EVENT_QUEUE};
+use tdev_domain::events::{EVENT_DEAD_LETTER_QUEUE, EVENT_QUEUE};
+use tdev_domain::messaging::Bands;
 
 /// The band queues, the event queue, and their dead-letter queues from `TDEV_QUEUE_*`
 /// variables.

@@ -12,11 +12,10 @@ use axum::http::StatusCode;
 use serde_json::{Value, json};
 use tdev_aws::{AwsStore, SqsQueueSpec, SqsQueues};
 use tdev_domain::SystemClock;
-use tdev_domain::agents::{Agent, AgentStatus, AgentTarget};
-use tdev_domain::messaging::{
-    Bands, Dispatcher, EVENT_DEAD_LETTER_QUEUE, EVENT_QUEUE, MessagingConfig, Messenger, SendMessageRequest,
-};
-use tdev_domain::ports::{AgentStore, MessageQueue, SecretStore};
+use tdev_domain::agents::{Agent, AgentStatus, AgentStore, AgentTarget};
+use tdev_domain::events::{EVENT_DEAD_LETTER_QUEUE, EVENT_QUEUE};
+use tdev_domain::messaging::{Bands, Dispatcher, MessagingConfig, Messenger, SendMessageRequest};
+use tdev_domain::ports::{MessageQueue, SecretStore};
 use tdev_invoke::{Invoker, default_http_client};
 
 fn now_nanos() -> u128 {
@@ -377,7 +376,7 @@ async fn an_sqs_subscriber_gets_the_events_it_subscribed_to() {
         json!({"pattern": "message.deliv*", "target": {"kind": "sqs", "queue_url": queue_url}}),
     )
     .expect("subscription");
-    let subscription = messenger.subscribe(request).await.expect("subscribe");
+    let subscription = messenger.events().subscribe(request).await.expect("subscribe");
     let sent = messenger.send(vec![("$".into(), request_for("worker"))], None).await.expect("send");
     let (stop, shutdown) = tokio::sync::watch::channel(false);
     let consumers = tokio::spawn(tdev_worker::local::consume(
@@ -392,7 +391,8 @@ async fn an_sqs_subscriber_gets_the_events_it_subscribed_to() {
         if start.elapsed() > Duration::from_secs(30) {
             let dead = setup.store_dead_letters().await;
             let events = messenger
-                .events(&tdev_domain::events::EventFilter { limit: 100, ..Default::default() })
+                .events()
+                .list(&tdev_domain::events::EventFilter { limit: 100, ..Default::default() })
                 .await;
             panic!("no event reached the subscriber's queue; dead letters {dead:?}; events {events:?}");
         }
@@ -407,7 +407,7 @@ async fn an_sqs_subscriber_gets_the_events_it_subscribed_to() {
     assert_eq!(event["subject"], sent[0].id);
     assert_eq!(got[0].group, tdev_invoke::EVENT_GROUP);
     assert_eq!(got[0].dedup_id, event["id"].as_str().unwrap());
-    messenger.unsubscribe(&subscription.id).await.expect("unsubscribe");
+    messenger.events().unsubscribe(&subscription.id).await.expect("unsubscribe");
 }
 
 fn request_for(agent: &str) -> SendMessageRequest {

@@ -12,11 +12,11 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use jiff::{SignedDuration, Timestamp};
 use serde_json::{Map, Value, json};
-use tdev_domain::agents::{AgentTarget, NewAgentRequest, Registry};
+use tdev_domain::agents::{AgentInvoker, AgentTarget, InvokeError, NewAgentRequest, Registry};
 use tdev_domain::messaging::{
-    Bands, Dispatcher, Disposition, MessagingConfig, Messenger, SendMessageRequest,
+    AgentLoadStore, Bands, Dispatcher, Disposition, MessagingConfig, Messenger, SendMessageRequest,
 };
-use tdev_domain::ports::{AgentInvoker, AgentLoadStore, InvokeError, MessageQueue};
+use tdev_domain::ports::MessageQueue;
 use tdev_domain::queue::{Delivery, Priority};
 use tdev_domain::{Clock, ManualClock};
 use tdev_embedded::{QueueSpec, SqliteStore};

@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use jiff::Timestamp;
-use tdev_domain::messaging::Breaker;
-use tdev_domain::ports::{AgentLoadStore, StoreError};
+use tdev_domain::messaging::{AgentLoadStore, Breaker};
+use tdev_domain::ports::StoreError;
 
 use crate::attrs::{self, Item, n, s};
 use crate::items::unless_refused;

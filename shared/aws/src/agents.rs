@@ -1,8 +1,8 @@
 //! Agents: one item each, `pk = "AGENT#<id>"`, `sk = "AGENT"`, listed through `gsi1`
 //! (`gsi1pk = "AGENTS"`, `gsi1sk = <id>`); the agent itself is a JSON document in `doc`.
 
-use tdev_domain::agents::Agent;
-use tdev_domain::ports::{AgentStore, StoreError};
+use tdev_domain::agents::{Agent, AgentStore};
+use tdev_domain::ports::StoreError;
 
 use crate::AwsStore;
 use crate::attrs::{self, Item, s};

@@ -2,13 +2,12 @@
 
 use aws_sdk_dynamodb::types::ReturnValue;
 use jiff::Timestamp;
-use tdev_domain::auth::{ApiKey, ApiKeyId, KeyName, RateLimit, Scopes};
-use tdev_domain::ports::{ApiKeyStore, StoreError};
+use tdev_domain::auth::{ApiKey, ApiKeyId, ApiKeyStore, KeyName, RateLimit, Scopes};
+use tdev_domain::ports::StoreError;
 
 use crate::AwsStore;
 use crate::attrs::{self, Item, n, s};
-use crate::items::GSI;
-use crate::items::unless_refused;
+use crate::items::{GSI, unless_refused};
 
 const SK: &str = "KEY";
 const GSI_PK: &str = "KEYS";

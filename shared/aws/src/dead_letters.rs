@@ -7,8 +7,8 @@
 //! - Failure note: `pk = "FAIL#<id>"`, `sk = "FAIL"`, one atomic UpdateItem per failure.
 
 use jiff::{SignedDuration, Timestamp};
-use tdev_domain::messaging::{DeadLetter, DeadLetterFilter, FailureNote};
-use tdev_domain::ports::{DeadLetterStore, StoreError};
+use tdev_domain::messaging::{DeadLetter, DeadLetterFilter, DeadLetterStore, FailureNote};
+use tdev_domain::ports::StoreError;
 
 use crate::attrs::{self, Item, n, s};
 use crate::{AwsStore, sortable, ttl_after};

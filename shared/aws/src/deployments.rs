@@ -6,8 +6,10 @@
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
 use jiff::Timestamp;
-use tdev_domain::deploy::{AgentLock, Backup, Deployment, DeploymentEvent, DeploymentFilter};
-use tdev_domain::ports::{DeploymentStore, StoreError};
+use tdev_domain::deploy::{
+    AgentLock, Backup, Deployment, DeploymentEvent, DeploymentFilter, DeploymentStore,
+};
+use tdev_domain::ports::StoreError;
 
 use crate::attrs::{self, Item, n, s};
 use crate::items::unless_refused;

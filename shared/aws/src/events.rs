@@ -12,8 +12,8 @@
 use jiff::civil::Date;
 use jiff::tz::TimeZone;
 use jiff::{SignedDuration, Timestamp, ToSpan};
-use tdev_domain::events::{Event, EventFilter};
-use tdev_domain::ports::{EventStore, StoreError};
+use tdev_domain::events::{Event, EventFilter, EventStore};
+use tdev_domain::ports::StoreError;
 
 use crate::attrs::{self, Item, s};
 use crate::{AwsStore, sortable};

@@ -4,7 +4,8 @@
 //! wait for the `ttl` expiry: DynamoDB deletes expired items late (moto never does).
 
 use jiff::Timestamp;
-use tdev_domain::ports::{Claim, IdempotencyStore, StoreError};
+use tdev_domain::messaging::{Claim, IdempotencyStore};
+use tdev_domain::ports::StoreError;
 
 use crate::attrs::{self, Item, n, s};
 use crate::items::unless_refused;

@@ -156,8 +156,7 @@ pub use queue::{
 use aws_config::{BehaviorVersion, SdkConfig};
 use jiff::Timestamp;
 use tdev_domain::health::ComponentHealth;
-use tdev_domain::ports::HealthCheck;
-use tdev_domain::ports::StoreError;
+use tdev_domain::ports::{HealthCheck, StoreError};
 
 /// Every port on AWS. Cloning is cheap: the SDK clients share their connection pools.
 #[derive(Debug, Clone)]

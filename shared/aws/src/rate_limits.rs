@@ -5,8 +5,8 @@ use std::hash::{BuildHasher, RandomState};
 use std::time::Duration;
 
 use jiff::Timestamp;
-use tdev_domain::auth::{BucketState, RateDecision, RateLimit, acquire};
-use tdev_domain::ports::{RateLimitStore, StoreError};
+use tdev_domain::auth::{BucketState, RateDecision, RateLimit, RateLimitStore, acquire};
+use tdev_domain::ports::StoreError;
 
 use crate::AwsStore;
 use crate::attrs::{self, Item, n, s};

@@ -5,8 +5,8 @@
 //! - Step: `pk = "RUN#<id>"`, `sk = "STEP#<step id>"`, `version`, `doc` — one Query reads
 //!   a run with all its steps.
 
-use tdev_domain::ports::{RunStore, StoreError};
-use tdev_domain::runs::{Run, RunFilter, StepRun};
+use tdev_domain::ports::StoreError;
+use tdev_domain::runs::{Run, RunFilter, RunStore, StepRun};
 
 use crate::AwsStore;
 use crate::attrs::{self, Item, n, s};

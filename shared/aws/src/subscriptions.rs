@@ -2,8 +2,8 @@
 //! (`gsi1pk = "SUBSCRIPTIONS"`, `gsi1sk = <id>`); the subscription is a JSON document in
 //! `doc`. Insert is create-only; delete is conditional on the item existing.
 
-use tdev_domain::events::Subscription;
-use tdev_domain::ports::{StoreError, SubscriptionStore};
+use tdev_domain::events::{Subscription, SubscriptionStore};
+use tdev_domain::ports::StoreError;
 
 use crate::AwsStore;
 use crate::attrs::{self, Item, s};

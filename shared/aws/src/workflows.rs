@@ -20,8 +20,8 @@ use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::AttributeValue;
 use futures::future::try_join_all;
 use sha2::{Digest, Sha256};
-use tdev_domain::ports::{StoreError, WorkflowStore};
-use tdev_domain::runs::StoredWorkflow;
+use tdev_domain::ports::StoreError;
+use tdev_domain::runs::{StoredWorkflow, WorkflowStore};
 
 use crate::AwsStore;
 use crate::attrs::{self, Item, n, s};

@@ -9,8 +9,8 @@ use jiff::Timestamp;
 use support::{moto_config, unique};
 use tdev_aws::AwsStore;
 use tdev_conformance::runs::large_definition;
-use tdev_domain::ports::{StoreError, WorkflowStore};
-use tdev_domain::runs::StoredWorkflow;
+use tdev_domain::ports::StoreError;
+use tdev_domain::runs::{StoredWorkflow, WorkflowStore};
 
 fn large(id: &str, seed: &str) -> StoredWorkflow {
     StoredWorkflow {

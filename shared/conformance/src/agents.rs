@@ -1,8 +1,8 @@
 //! What every `AgentStore` promises.
 
 use jiff::Timestamp;
-use tdev_domain::agents::{Agent, AgentStatus, AgentTarget};
-use tdev_domain::ports::{AgentStore, StoreError};
+use tdev_domain::agents::{Agent, AgentStatus, AgentStore, AgentTarget};
+use tdev_domain::ports::StoreError;
 
 fn agent(id: &str, target: AgentTarget) -> Agent {
     Agent {

@@ -14,9 +14,9 @@ use serde_json::json;
 use tdev_domain::agents::AgentTarget;
 use tdev_domain::deploy::{
     AgentLock, Backup, Deployment, DeploymentEvent, DeploymentFilter, DeploymentKind, DeploymentStatus,
-    RollbackReason, Snapshot,
+    DeploymentStore, RollbackReason, Snapshot,
 };
-use tdev_domain::ports::{DeploymentStore, StoreError};
+use tdev_domain::ports::StoreError;
 
 /// Runs every check.
 pub async fn run_all<S: DeploymentStore>(store: &S) {

@@ -9,11 +9,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::{Map, Value, json};
-use tdev_domain::agents::{Agent, AgentTarget};
-use tdev_domain::ports::{
-    AgentInvoker, AgentStore, EventStore, InvokeError, MessageQueue, RunStore, WorkflowStore,
+use tdev_domain::agents::{Agent, AgentInvoker, AgentStore, AgentTarget, InvokeError};
+use tdev_domain::events::EventStore;
+use tdev_domain::ports::MessageQueue;
+use tdev_domain::runs::{
+    Engine, Outcome, Run, RunStatus, RunStore, STEP_QUEUE, StepStatus, Task, WorkflowStore,
 };
-use tdev_domain::runs::{Engine, Outcome, Run, RunStatus, STEP_QUEUE, StepStatus, Task};
 use tdev_domain::workflow::{Format, Limits};
 use tdev_domain::{Clock, SystemClock};
 

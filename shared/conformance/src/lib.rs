@@ -6,8 +6,12 @@
 use std::sync::Arc;
 
 use jiff::{SignedDuration, Timestamp};
-use tdev_domain::auth::{ApiKey, AuthConfig, NewApiKeyRequest, RateLimit, Scope, Scopes, TokenSettings};
-use tdev_domain::ports::{AgentStore, ApiKeyStore, HealthCheck, RateLimitStore, SecretStore, StoreError};
+use tdev_domain::agents::AgentStore;
+use tdev_domain::auth::{
+    ApiKey, ApiKeyStore, AuthConfig, NewApiKeyRequest, RateLimit, RateLimitStore, Scope, Scopes,
+    TokenSettings,
+};
+use tdev_domain::ports::{HealthCheck, SecretStore, StoreError};
 
 pub mod agents;
 pub mod deployments;

@@ -11,14 +11,14 @@ use std::collections::BTreeMap;
 use futures::future::join_all;
 use jiff::{SignedDuration, Timestamp};
 use serde_json::json;
-use tdev_domain::events::{Event, EventFilter, Subscription, SubscriptionTarget};
-use tdev_domain::messaging::dead_letters::QueuedMessage;
+use tdev_domain::events::{
+    Event, EventFilter, EventStore, Subscription, SubscriptionStore, SubscriptionTarget,
+};
 use tdev_domain::messaging::{
-    Breaker, BreakerState, DeadLetter, DeadLetterFilter, DeadLetterState, FailureNote,
+    AgentLoadStore, Breaker, BreakerState, Claim, DeadLetter, DeadLetterFilter, DeadLetterState,
+    DeadLetterStore, FailureNote, IdempotencyStore, QueuedMessage,
 };
-use tdev_domain::ports::{
-    AgentLoadStore, Claim, DeadLetterStore, EventStore, IdempotencyStore, StoreError, SubscriptionStore,
-};
+use tdev_domain::ports::StoreError;
 use tdev_domain::queue::Priority;
 
 /// Runs every check of the four ports.

@@ -4,8 +4,10 @@ use std::sync::Arc;
 
 use jiff::{SignedDuration, Timestamp};
 use serde_json::{Map, json};
-use tdev_domain::ports::{RunStore, StoreError, WorkflowStore};
-use tdev_domain::runs::{Run, RunFilter, RunStatus, StepRun, StepStatus, StoredWorkflow};
+use tdev_domain::ports::StoreError;
+use tdev_domain::runs::{
+    Run, RunFilter, RunStatus, RunStore, StepRun, StepStatus, StoredWorkflow, WorkflowStore,
+};
 
 fn at(offset: i64) -> Timestamp {
     Timestamp::from_second(1_700_000_000 + offset).unwrap()

@@ -9,8 +9,7 @@ use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use tdev_domain::agents::{Agent, AgentStatus, AgentTarget};
-use tdev_domain::messaging::Recipient;
-use tdev_domain::messaging::routing::candidates;
+use tdev_domain::messaging::{Recipient, candidates};
 
 fn agents() -> Vec<Agent> {
     (0..100)

@@ -6,8 +6,8 @@
 
 use jiff::Timestamp;
 use rusqlite::{TransactionBehavior, params};
-use tdev_domain::messaging::Breaker;
-use tdev_domain::ports::{AgentLoadStore, StoreError};
+use tdev_domain::messaging::{AgentLoadStore, Breaker};
+use tdev_domain::ports::StoreError;
 
 use crate::{SqliteStore, db_error, nanos};
 

@@ -1,6 +1,6 @@
 use rusqlite::params;
-use tdev_domain::agents::Agent;
-use tdev_domain::ports::{AgentStore, StoreError};
+use tdev_domain::agents::{Agent, AgentStore};
+use tdev_domain::ports::StoreError;
 
 use crate::{SqliteStore, db_error, from_doc};
 

@@ -1,7 +1,7 @@
 use jiff::Timestamp;
 use rusqlite::{OptionalExtension, Row, params};
-use tdev_domain::auth::{ApiKey, ApiKeyId, KeyName, RateLimit, Scopes};
-use tdev_domain::ports::{ApiKeyStore, StoreError};
+use tdev_domain::auth::{ApiKey, ApiKeyId, ApiKeyStore, KeyName, RateLimit, Scopes};
+use tdev_domain::ports::StoreError;
 
 use crate::{SqliteStore, db_error};
 

@@ -3,8 +3,8 @@
 
 use jiff::Timestamp;
 use rusqlite::{OptionalExtension, TransactionBehavior, params};
-use tdev_domain::messaging::{DeadLetter, DeadLetterFilter, FailureNote};
-use tdev_domain::ports::{DeadLetterStore, StoreError};
+use tdev_domain::messaging::{DeadLetter, DeadLetterFilter, DeadLetterStore, FailureNote};
+use tdev_domain::ports::StoreError;
 
 use crate::{SqliteStore, db_error, from_doc, is_constraint, nanos, to_doc};
 

@@ -11,8 +11,10 @@
 
 use jiff::Timestamp;
 use rusqlite::{OptionalExtension, Transaction, TransactionBehavior, params};
-use tdev_domain::deploy::{AgentLock, Backup, Deployment, DeploymentEvent, DeploymentFilter};
-use tdev_domain::ports::{DeploymentStore, StoreError};
+use tdev_domain::deploy::{
+    AgentLock, Backup, Deployment, DeploymentEvent, DeploymentFilter, DeploymentStore,
+};
+use tdev_domain::ports::StoreError;
 
 use crate::{SqliteStore, db_error, from_doc, from_nanos, is_constraint, nanos, to_doc};
 

@@ -9,8 +9,8 @@
 use jiff::tz::TimeZone;
 use jiff::{SignedDuration, Timestamp, ToSpan};
 use rusqlite::params;
-use tdev_domain::events::{Event, EventFilter};
-use tdev_domain::ports::{EventStore, StoreError};
+use tdev_domain::events::{Event, EventFilter, EventStore};
+use tdev_domain::ports::StoreError;
 
 use crate::{SqliteStore, db_error, is_constraint, nanos};
 

@@ -7,7 +7,8 @@
 
 use jiff::Timestamp;
 use rusqlite::{OptionalExtension, TransactionBehavior, params};
-use tdev_domain::ports::{Claim, IdempotencyStore, StoreError};
+use tdev_domain::messaging::{Claim, IdempotencyStore};
+use tdev_domain::ports::StoreError;
 
 use crate::{SqliteStore, db_error, from_nanos, nanos};
 

@@ -10,8 +10,9 @@
 use rusqlite::{OptionalExtension, Transaction, TransactionBehavior, params};
 use serde_json::{Value, json};
 use tdev_domain::agents::AgentTarget;
-use tdev_domain::deploy::{AgentSpec, Snapshot, TargetKind};
-use tdev_domain::ports::{AgentDeployer, DeployError, Published, Readiness};
+use tdev_domain::deploy::{
+    AgentDeployer, AgentSpec, DeployError, Published, Readiness, Snapshot, TargetKind,
+};
 
 use crate::SqliteStore;
 

@@ -1,7 +1,7 @@
 use jiff::Timestamp;
 use rusqlite::{OptionalExtension, TransactionBehavior, params};
-use tdev_domain::auth::{BucketState, RateDecision, RateLimit, acquire};
-use tdev_domain::ports::{RateLimitStore, StoreError};
+use tdev_domain::auth::{BucketState, RateDecision, RateLimit, RateLimitStore, acquire};
+use tdev_domain::ports::StoreError;
 
 use crate::{SqliteStore, db_error};
 

@@ -2,8 +2,8 @@
 //! columns that are queried or conditioned on.
 
 use rusqlite::{OptionalExtension, params};
-use tdev_domain::ports::{RunStore, StoreError, WorkflowStore};
-use tdev_domain::runs::{Run, RunFilter, StepRun, StoredWorkflow};
+use tdev_domain::ports::StoreError;
+use tdev_domain::runs::{Run, RunFilter, RunStore, StepRun, StoredWorkflow, WorkflowStore};
 
 use crate::{SqliteStore, db_error, from_doc, is_constraint, to_doc};
 

@@ -1,6 +1,6 @@
 use rusqlite::params;
-use tdev_domain::events::Subscription;
-use tdev_domain::ports::{StoreError, SubscriptionStore};
+use tdev_domain::events::{Subscription, SubscriptionStore};
+use tdev_domain::ports::StoreError;
 
 use crate::{SqliteStore, db_error};
 

@@ -6,7 +6,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use jiff::Timestamp;
-use tdev_domain::ports::{AgentLoadStore, Claim, IdempotencyStore, MessageQueue};
+use tdev_domain::messaging::{AgentLoadStore, Claim, IdempotencyStore};
+use tdev_domain::ports::MessageQueue;
 use tdev_domain::queue::{MAX_RECEIVES_EXCEEDED, NewMessage, Priority, dead_letter_attributes};
 use tdev_embedded::{DataLock, LockError, QueueSpec, Reclaimed, SqliteStore};
 

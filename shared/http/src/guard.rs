@@ -12,8 +12,10 @@ use axum::http::{HeaderMap, HeaderValue};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use lambda_http::RequestExt;
-use tdev_domain::auth::{AuthError, AuthService, Credentials, Principal, RateDecision, Scope, Verdict};
-use tdev_domain::ports::{ApiKeyStore, RateLimitStore, SecretStore};
+use tdev_domain::auth::{
+    ApiKeyStore, AuthError, AuthService, Credentials, Principal, RateDecision, RateLimitStore, Scope, Verdict,
+};
+use tdev_domain::ports::SecretStore;
 
 use crate::problem::ApiError;
 

@@ -6,6 +6,7 @@ use serde::Serialize;
 use tdev_domain::agents::RegistryError;
 use tdev_domain::auth::AuthError;
 use tdev_domain::deploy::DeployRequestError;
+use tdev_domain::events::EventError;
 use tdev_domain::messaging::MessagingError;
 use tdev_domain::ports::StoreError;
 use tdev_domain::runs::EngineError;
@@ -271,9 +272,18 @@ impl From<MessagingError> for ApiError {
             MessagingError::DeadLetterNotFound { ref path, .. } => {
                 ApiError::no_such(path.clone(), error.to_string())
             }
-            MessagingError::SubscriptionNotFound(_) => ApiError::no_such(PATH_ID, error.to_string()),
             MessagingError::Misconfigured(detail) => ApiError::Internal(detail),
             MessagingError::Store(error) => error.into(),
+        }
+    }
+}
+
+impl From<EventError> for ApiError {
+    fn from(error: EventError) -> Self {
+        match error {
+            EventError::Invalid(errors) => ApiError::Validation(errors),
+            EventError::SubscriptionNotFound(_) => ApiError::no_such(PATH_ID, error.to_string()),
+            EventError::Store(error) => error.into(),
         }
     }
 }

@@ -3,7 +3,7 @@
 use aws_sdk_bedrockagentcore::operation::invoke_agent_runtime::InvokeAgentRuntimeError;
 use aws_sdk_bedrockagentcore::primitives::Blob;
 use serde_json::{Map, Value};
-use tdev_domain::ports::InvokeError;
+use tdev_domain::agents::InvokeError;
 
 use crate::answer::{excerpt, to_bytes};
 use crate::{error_chain, sdk};

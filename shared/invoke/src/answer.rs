@@ -51,9 +51,9 @@ fn kind(value: &Value) -> &'static str {
 
 /// The payload as bytes to send. A `Value` always serializes (its map keys are strings),
 /// but the error is kept rather than assumed away.
-pub(crate) fn to_bytes(payload: &Value) -> Result<Vec<u8>, tdev_domain::ports::InvokeError> {
+pub(crate) fn to_bytes(payload: &Value) -> Result<Vec<u8>, tdev_domain::agents::InvokeError> {
     serde_json::to_vec(payload).map_err(|e| {
-        tdev_domain::ports::InvokeError::Rejected(format!("the payload does not serialize as JSON: {e}"))
+        tdev_domain::agents::InvokeError::Rejected(format!("the payload does not serialize as JSON: {e}"))
     })
 }
 

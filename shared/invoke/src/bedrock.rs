@@ -6,7 +6,7 @@ use aws_sdk_bedrockagentruntime::operation::invoke_agent::InvokeAgentError;
 use aws_sdk_bedrockagentruntime::types::error::ResponseStreamError;
 use aws_sdk_bedrockagentruntime::types::{ResponseStream, SessionState};
 use serde_json::{Map, Value};
-use tdev_domain::ports::{IDEMPOTENCY_KEY_FIELD, InvokeError};
+use tdev_domain::agents::{IDEMPOTENCY_KEY_FIELD, InvokeError};
 
 use crate::{idempotency_key, sdk};
 

@@ -1,5 +1,5 @@
 //! Event delivery to subscribers: [`Invoker`](crate::Invoker) implements the domain's
-//! [`EventSink`](tdev_domain::ports::EventSink).
+//! [`EventSink`](tdev_domain::events::EventSink).
 //!
 //! - `webhook`: a JSON POST of the event; any 2xx is a delivery (the body is ignored).
 //!   408, 429, 5xx and connection failures are [`InvokeError::Unavailable`] (retried);
@@ -11,8 +11,8 @@
 use std::time::Duration;
 
 use aws_sdk_sqs::error::ProvideErrorMetadata as _;
+use tdev_domain::agents::InvokeError;
 use tdev_domain::events::Event;
-use tdev_domain::ports::InvokeError;
 
 use crate::error_chain;
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use reqwest::header::HeaderValue;
 use serde_json::{Map, Value};
-use tdev_domain::ports::InvokeError;
+use tdev_domain::agents::InvokeError;
 
 use crate::answer::{bytes_excerpt, json_object};
 use crate::{error_chain, idempotency_key};

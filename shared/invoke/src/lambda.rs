@@ -4,7 +4,7 @@ use aws_sdk_lambda::operation::invoke::InvokeError as LambdaError;
 use aws_sdk_lambda::primitives::Blob;
 use aws_sdk_lambda::types::InvocationType;
 use serde_json::{Map, Value};
-use tdev_domain::ports::InvokeError;
+use tdev_domain::agents::InvokeError;
 
 use crate::answer::{bytes_excerpt, json_object, to_bytes};
 use crate::sdk;

@@ -44,9 +44,8 @@ use std::time::{Duration, Instant};
 
 use aws_config::{BehaviorVersion, SdkConfig};
 use serde_json::{Map, Value};
-use tdev_domain::agents::AgentTarget;
-use tdev_domain::events::{Event, SubscriptionTarget};
-use tdev_domain::ports::{AgentInvoker, EventSink, IDEMPOTENCY_KEY_FIELD, InvokeError};
+use tdev_domain::agents::{AgentInvoker, AgentTarget, IDEMPOTENCY_KEY_FIELD, InvokeError};
+use tdev_domain::events::{Event, EventSink, SubscriptionTarget};
 
 pub use events::EVENT_GROUP;
 pub use http::default_http_client;

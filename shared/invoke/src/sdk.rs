@@ -12,7 +12,7 @@ use std::fmt::Debug;
 
 use aws_sdk_lambda::config::http::HttpResponse;
 use aws_sdk_lambda::error::{ProvideErrorMetadata, SdkError};
-use tdev_domain::ports::InvokeError;
+use tdev_domain::agents::InvokeError;
 
 use crate::error_chain;
 

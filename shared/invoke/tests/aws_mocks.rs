@@ -23,8 +23,7 @@ use aws_smithy_runtime_api::http::StatusCode;
 use aws_smithy_types::body::SdkBody;
 use aws_smithy_types::event_stream::{Header, HeaderValue, Message};
 use serde_json::{Value, json};
-use tdev_domain::agents::AgentTarget;
-use tdev_domain::ports::{AgentInvoker, InvokeError};
+use tdev_domain::agents::{AgentInvoker, AgentTarget, InvokeError};
 use tdev_invoke::{AwsClients, Invoker};
 
 const TIMEOUT: Duration = Duration::from_secs(5);

@@ -9,8 +9,7 @@ use axum::Router;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use serde_json::{Value, json};
-use tdev_domain::agents::AgentTarget;
-use tdev_domain::ports::{AgentInvoker, InvokeError};
+use tdev_domain::agents::{AgentInvoker, AgentTarget, InvokeError};
 use tdev_invoke::{Invoker, default_http_client};
 
 const TIMEOUT: Duration = Duration::from_secs(5);

@@ -39,8 +39,9 @@ use aws_sdk_bedrockagentcorecontrol::types::{
 };
 use serde::{Deserialize, Serialize};
 use tdev_domain::agents::AgentTarget;
-use tdev_domain::deploy::{AgentSpec, Snapshot, TargetKind, TargetSpec};
-use tdev_domain::ports::{AgentDeployer, DeployError, Published, Readiness};
+use tdev_domain::deploy::{
+    AgentDeployer, AgentSpec, DeployError, Published, Readiness, Snapshot, TargetKind, TargetSpec,
+};
 
 use crate::calls::{CallResult, Deadline, STEP_WAIT};
 

@@ -46,10 +46,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tdev_domain::agents::AgentTarget;
 use tdev_domain::deploy::{
-    ActionGroupSpec, AgentSpec, ApiSchema, FunctionSpec, GuardrailSpec, KnowledgeBaseSpec, ParameterSpec,
-    Snapshot, TargetKind, TargetSpec,
+    ActionGroupSpec, AgentDeployer, AgentSpec, ApiSchema, DeployError, FunctionSpec, GuardrailSpec,
+    KnowledgeBaseSpec, ParameterSpec, Published, Readiness, Snapshot, TargetKind, TargetSpec,
 };
-use tdev_domain::ports::{AgentDeployer, DeployError, Published, Readiness};
 
 use crate::calls::{CallResult, Deadline, STEP_WAIT};
 

@@ -6,7 +6,7 @@ use aws_sdk_bedrockagent::config::http::HttpResponse;
 use aws_sdk_bedrockagent::error::SdkError;
 use aws_smithy_types::error::display::DisplayErrorContext;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
-use tdev_domain::ports::DeployError;
+use tdev_domain::deploy::DeployError;
 use tokio::time::Instant;
 
 /// Error codes that say "not now" rather than "no": trying again later can succeed.

@@ -1,5 +1,5 @@
 //! Where agents are deployed on AWS, for the domain's
-//! [`AgentDeployer`](tdev_domain::ports::AgentDeployer) port:
+//! [`AgentDeployer`](tdev_domain::deploy::AgentDeployer) port:
 //!
 //! - [`BedrockAgents`]: Amazon Bedrock Agents (aws-sdk-bedrockagent), tested with
 //!   aws-smithy-mocks because moto's bedrock-agent does not work with the Rust SDK;
@@ -16,8 +16,9 @@ pub use agentcore::AgentcoreRuntimes;
 pub use bedrock::BedrockAgents;
 
 use aws_config::SdkConfig;
-use tdev_domain::deploy::{AgentSpec, Snapshot, TargetKind};
-use tdev_domain::ports::{AgentDeployer, DeployError, Published, Readiness};
+use tdev_domain::deploy::{
+    AgentDeployer, AgentSpec, DeployError, Published, Readiness, Snapshot, TargetKind,
+};
 
 /// Both AWS targets, built once at cold start.
 #[derive(Debug, Clone)]

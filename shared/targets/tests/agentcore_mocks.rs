@@ -15,8 +15,7 @@ use aws_smithy_mocks::{Rule, RuleMode, mock, mock_client};
 use aws_smithy_types::body::SdkBody;
 use serde_json::{Value, json};
 use tdev_domain::agents::AgentTarget;
-use tdev_domain::deploy::{AgentSpec, TargetSpec};
-use tdev_domain::ports::{AgentDeployer, DeployError, Published, Readiness};
+use tdev_domain::deploy::{AgentDeployer, AgentSpec, DeployError, Published, Readiness, TargetSpec};
 use tdev_targets::AgentcoreRuntimes;
 
 const NAME: &str = "support_bot";

@@ -16,8 +16,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use tdev_domain::agents::AgentTarget;
-use tdev_domain::deploy::{AgentSpec, Snapshot, TargetSpec};
-use tdev_domain::ports::{AgentDeployer, Published, Readiness};
+use tdev_domain::deploy::{AgentDeployer, AgentSpec, Published, Readiness, Snapshot, TargetSpec};
 use tdev_targets::AgentcoreRuntimes;
 
 #[path = "../../aws/tests/support/mod.rs"]

@@ -24,9 +24,9 @@ use aws_smithy_types::body::SdkBody;
 use serde_json::{Value, json};
 use tdev_domain::agents::AgentTarget;
 use tdev_domain::deploy::{
-    ActionGroupSpec, AgentSpec, ApiSchema, FunctionSpec, KnowledgeBaseSpec, ParameterSpec, TargetSpec,
+    ActionGroupSpec, AgentDeployer, AgentSpec, ApiSchema, DeployError, FunctionSpec, KnowledgeBaseSpec,
+    ParameterSpec, Published, Readiness, TargetSpec,
 };
-use tdev_domain::ports::{AgentDeployer, DeployError, Published, Readiness};
 use tdev_targets::BedrockAgents;
 
 const NAME: &str = "support-bot";

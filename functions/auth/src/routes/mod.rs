@@ -16,7 +16,7 @@ use tdev_http::problem::Problem;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-pub use tdev_domain::ports::AuthStore;
+pub use tdev_domain::auth::AuthStore;
 
 type Service<S> = Arc<AuthService<S>>;
 

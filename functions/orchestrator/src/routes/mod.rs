@@ -7,10 +7,11 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::routing::{get, post};
-use tdev_domain::auth::AuthService;
-use tdev_domain::ports::AuthStore;
-use tdev_domain::ports::{AgentInvoker, AgentStore, EventStore, MessageQueue, RunStore, WorkflowStore};
-use tdev_domain::runs::Engine;
+use tdev_domain::agents::{AgentInvoker, AgentStore};
+use tdev_domain::auth::{AuthService, AuthStore};
+use tdev_domain::events::EventStore;
+use tdev_domain::ports::MessageQueue;
+use tdev_domain::runs::{Engine, RunStore, WorkflowStore};
 use tdev_http::guard::{self, Mode};
 use utoipa::OpenApi;
 

@@ -11,9 +11,10 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use tdev_domain::auth::Scope;
 use tdev_domain::events::{Event, EventFilter, NewSubscription, Subscription};
-use tdev_domain::messaging::message::{PRIORITY, SEND_MESSAGE};
-use tdev_domain::messaging::service::{Accepted, RedriveRequest, Redriven};
-use tdev_domain::messaging::{DeadLetter, DeadLetterFilter, Messenger, SendMessageRequest};
+use tdev_domain::messaging::{
+    Accepted, DeadLetter, DeadLetterFilter, Messenger, PRIORITY, RedriveRequest, Redriven, SEND_MESSAGE,
+    SendMessageRequest,
+};
 use tdev_domain::ports::MessageQueue;
 use tdev_domain::queue::Priority;
 use tdev_domain::strict::shape::{Field, Object, Shape, Shaped};
@@ -398,7 +399,7 @@ pub async fn events<S: RouterStore, Q: MessageQueue>(
         until: query.until,
         limit: limit(query.limit, "$.query.limit")?,
     };
-    Ok(Json(EventList { events: messenger.events(&filter).await? }))
+    Ok(Json(EventList { events: messenger.events().list(&filter).await? }))
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -424,7 +425,7 @@ pub async fn subscribe<S: RouterStore, Q: MessageQueue>(
 ) -> Result<impl IntoResponse, ApiError> {
     caller.require(Scope::Admin)?;
     let ApiJson(request) = body?;
-    let subscription = messenger.subscribe(request).await?;
+    let subscription = messenger.events().subscribe(request).await?;
     tracing::info!(subscription = %subscription.id, pattern = %subscription.pattern, "subscribed");
     Ok((StatusCode::CREATED, Json(subscription)))
 }
@@ -442,7 +443,7 @@ pub async fn subscriptions<S: RouterStore, Q: MessageQueue>(
     caller: Caller,
 ) -> Result<Json<SubscriptionList>, ApiError> {
     caller.require(Scope::Read)?;
-    Ok(Json(SubscriptionList { subscriptions: messenger.subscriptions().await? }))
+    Ok(Json(SubscriptionList { subscriptions: messenger.events().subscriptions().await? }))
 }
 
 #[utoipa::path(
@@ -461,6 +462,6 @@ pub async fn unsubscribe<S: RouterStore, Q: MessageQueue>(
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     caller.require(Scope::Admin)?;
-    messenger.unsubscribe(&id).await?;
+    messenger.events().unsubscribe(&id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

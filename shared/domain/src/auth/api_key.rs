@@ -292,4 +292,9 @@ mod tests {
             let _ = PresentedKey::parse(&raw);
         }
     }
+
+    #[test]
+    fn the_request_shape_names_the_fields_serde_reads() {
+        crate::strict::shape::assert_names_serde_fields::<NewApiKeyRequest>();
+    }
 }

@@ -140,4 +140,11 @@ mod tests {
         assert!(!key.covers(&Scopes::new([Scope::Read, Scope::Admin])));
         assert!(Scopes::new([Scope::Admin]).covers(&key));
     }
+
+    #[test]
+    fn the_scope_shape_names_every_scope() {
+        let crate::strict::shape::Shape::Enum(scopes) = SCOPE else { panic!() };
+        let all: Vec<&str> = Scope::ALL.iter().map(|s| s.as_str()).collect();
+        assert_eq!(scopes.values, all);
+    }
 }

@@ -8,13 +8,14 @@ use jiff::{SignedDuration, Timestamp};
 use serde::Deserialize;
 
 use super::api_key::{ApiKey, ApiKeyId, NewApiKeyRequest, PresentedKey, fill_random};
+use super::ports::{ApiKeyStore, RateLimitStore};
 use super::principal::{AuthFailure, CredentialKind, Credentials, Principal};
 use super::rate_limit::{RateDecision, RateLimit};
 use super::scope::{Scope, Scopes};
 use super::token::{self, Claims, MIN_SECRET_BYTES, SigningKey, SigningKeys, TokenError, TokenSettings};
 use crate::clock::Clock;
 use crate::health::ComponentHealth;
-use crate::ports::{ApiKeyStore, RateLimitStore, SecretStore, StoreError};
+use crate::ports::{SecretStore, StoreError};
 use crate::validation::ValidationErrors;
 
 #[derive(Debug, Clone)]
@@ -377,4 +378,14 @@ fn random_secret() -> String {
     let mut bytes = [0u8; 48];
     fill_random(&mut bytes);
     URL_SAFE_NO_PAD.encode(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_token_request_shape_names_the_fields_serde_reads() {
+        crate::strict::shape::assert_names_serde_fields::<TokenRequest>();
+    }
 }

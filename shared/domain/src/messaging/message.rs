@@ -241,4 +241,9 @@ mod tests {
             json!({"capability": "c"})
         );
     }
+
+    #[test]
+    fn the_request_shape_names_the_fields_serde_reads() {
+        crate::strict::shape::assert_names_serde_fields::<SendMessageRequest>();
+    }
 }

@@ -1,115 +1,28 @@
-//! The messaging services: [`Messenger`] accepts messages (the API) and administers dead
-//! letters; [`Dispatcher`] consumes the band queues — it opens each envelope, drops
-//! duplicates, routes, and calls the agent — and archives what reaches the dead-letter
-//! queues.
-//!
-//! # What happens to a delivery
-//!
-//! 1. The envelope is opened: a body that is malformed, tampered, stale, signed with an
-//!    unknown key or undecryptable is dead-lettered at once with [`Rejection::code`].
-//! 2. Its idempotency key is claimed (a conditional put, leased for the attempt): a key
-//!    already done means a duplicate, acknowledged without effect; a key another consumer
-//!    holds means "later".
-//! 3. It is routed ([`super::routing::candidates`]); no agent → dead-lettered with the
-//!    [`NoRoute::code`].
-//! 4. The first candidate whose circuit breaker admits it and that has a free slot
-//!    (`max_concurrency`) gets it. A slot is leased for the attempt timeout and
-//!    [`SLOT_LEASE_MARGIN`] more and given back when the agent answers: a consumer that
-//!    dies holding one holds it only until the lease runs out. When no candidate gets
-//!    it, the message is *held*: made visible again when the breaker may let a probe
-//!    through. Held messages are not dead-lettered early: one whose next receive would
-//!    be its last is re-sent to its band queue (with a fresh deduplication id; its
-//!    idempotency key is unchanged) and the old copy deleted, which resets its receive
-//!    count.
-//! 5. The agent is called with the message, its idempotency key included
-//!    ([`IDEMPOTENCY_KEY_FIELD`]; an HTTP agent also gets it as the `Idempotency-Key`
-//!    header), the same on every delivery of the message. A consumer that dies after the
-//!    agent answered and before the key is marked done leaves the key claimed until its
-//!    lease (the attempt timeout and 30 s) ends; the message's redelivery then calls the
-//!    agent again with the same key, and only an agent that deduplicates by it has one
-//!    effect (see `docs/messaging.md`).
-//! 6. The agent answers: done (the key is marked done for a day). Unavailable: the
-//!    breaker counts a failure, and the message is retried with backoff (1, 2, 4, … s, at
-//!    most a minute) until its `max_receives`-th receive, then dead-lettered
-//!    (`max_receive_count_exceeded`). Refused: dead-lettered (`agent_rejected`).
-//!
-//! A delivery the local stack took back at start-up from a process that stopped
-//! ([`Delivery::reclaimed`]) is processed as any other, after a `message.attempt_lost`
-//! event and a failure note saying which delivery was lost (its receive counted).
-//!
-//! Each dead letter goes to its band's dead-letter queue, from which the dispatcher
-//! archives it in the store ([`Dispatcher::archive`]) with its reason, its attempts and
-//! the first and last failure; from there it is listed, redriven or purged.
+//! [`Messenger`]: what the API asks of messaging. It accepts messages (every request
+//! checked, routed as far as the API can know, sealed and queued on its priority band,
+//! all checked before any is sent), rotates the envelope key, and administers dead
+//! letters: lists them, redrives them (each exactly once, see [`Messenger::redrive`])
+//! and purges them. What happens to a message once queued is the worker's
+//! (`worker.rs`).
 
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
-use jiff::{SignedDuration, Timestamp};
+use jiff::Timestamp;
 use serde_json::json;
 
-use super::breaker::Admission;
-use super::dead_letters::QueuedMessage;
-use super::envelope::{self, CompatKeys, Keyring, Opener, Rejection};
+use super::envelope::{self, Opener};
+use super::keys::{KeyError, Keys, random_secret};
+use super::ports::MessagingStore;
 use super::routing::{self, NoRoute};
-use super::{Bands, Breaker, BreakerSettings, DeadLetter, DeadLetterFilter, DeadLetterState, Message};
-use super::{Recipient, SendMessageRequest};
-use crate::agents::{Agent, AgentStatus};
+use super::{
+    Bands, BreakerSettings, DeadLetter, DeadLetterFilter, DeadLetterState, Message, SendMessageRequest,
+};
 use crate::clock::Clock;
-use crate::events::{Event, EventFilter, NewSubscription, Subscription, glob_match};
-use crate::ports::{
-    AgentInvoker, AgentLoadStore, AgentStore, Claim, DeadLetterStore, EventSink, EventStore,
-    IDEMPOTENCY_KEY_FIELD, IdempotencyStore, InvokeError, MessageQueue, SecretStore, StoreError,
-    SubscriptionStore,
-};
-use crate::queue::{
-    Delivery, Handled, MAX_RECEIVES_EXCEEDED, NewMessage, Polling, Priority, QueueWorker,
-    dead_letter_attributes,
-};
+use crate::events::EventLog;
+use crate::ports::{MessageQueue, StoreError};
+use crate::queue::{NewMessage, Priority};
 use crate::validation::ValidationErrors;
-
-/// Every port messaging uses.
-pub trait MessagingStore:
-    AgentStore
-    + SecretStore
-    + IdempotencyStore
-    + AgentLoadStore
-    + DeadLetterStore
-    + EventStore
-    + SubscriptionStore
-    + Clone
-{
-}
-impl<T> MessagingStore for T where
-    T: AgentStore
-        + SecretStore
-        + IdempotencyStore
-        + AgentLoadStore
-        + DeadLetterStore
-        + EventStore
-        + SubscriptionStore
-        + Clone
-{
-}
-
-/// The queue event deliveries to subscribers travel on (one FIFO group per subscription).
-pub const EVENT_QUEUE: &str = "events";
-/// Its dead-letter queue, archived like the band queues' ones.
-pub const EVENT_DEAD_LETTER_QUEUE: &str = "events-dlq";
-/// How long the subscriptions are used before they are read again: a new subscription
-/// gets events within this long.
-const SUBSCRIPTION_CACHE: Duration = Duration::from_secs(5);
-
-/// An event on the event queue: on its way to one subscriber, or (without a
-/// subscription) to be fanned out to every subscription that matches it.
-#[derive(Debug, serde::Serialize, serde::Deserialize)]
-struct EventDelivery {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    subscription: Option<String>,
-    event: Event,
-}
-
-/// The FIFO group of fan-out tasks: events reach the subscriptions in the order recorded.
-const FAN_OUT_GROUP: &str = "fan-out";
 
 /// How messaging behaves; every field has a setting (see `docs/messaging.md`).
 #[derive(Debug, Clone)]
@@ -157,90 +70,24 @@ impl Default for MessagingConfig {
 pub enum MessagingError {
     #[error("invalid request: {0}")]
     Invalid(#[from] ValidationErrors),
-    /// A message addressed to an agent that does not exist.
     /// A message addressed to an agent that does not exist; `path` is its `to_agent`.
     #[error("{path}: no agent with id {id:?}")]
     UnknownAgent { path: String, id: String },
     /// `path` is where the id was given: `$.path.id`, or `$.ids[3]` of a redrive.
     #[error("no dead letter {id:?}")]
     DeadLetterNotFound { path: String, id: String },
-    #[error("no subscription {0:?}")]
-    SubscriptionNotFound(String),
     #[error("misconfigured: {0}")]
     Misconfigured(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
 
-/// The envelope keys, read from the secret store and cached.
-struct Keys<S> {
-    store: S,
-    secret: String,
-    compat_secret: Option<String>,
-    ttl: Duration,
-    cached: RwLock<Option<(Arc<Opener>, Timestamp)>>,
-    reload: tokio::sync::Mutex<()>,
-    freshness: Duration,
-}
-
-/// Refetching for an unknown key id happens at most this often.
-const MIN_REFETCH: Duration = Duration::from_secs(5);
-
-impl<S: SecretStore> Keys<S> {
-    fn cached(&self) -> Option<(Arc<Opener>, Timestamp)> {
-        self.cached.read().unwrap_or_else(|e| e.into_inner()).clone()
-    }
-
-    /// The opener (which holds the keyring), fresh enough, and knowing `kid` if given.
-    async fn opener(&self, now: Timestamp, kid: Option<&str>) -> Result<Arc<Opener>, MessagingError> {
-        let age = |at: Timestamp| Duration::try_from(now.duration_since(at)).unwrap_or(Duration::ZERO);
-        let before = self.cached();
-        if let Some((opener, at)) = &before {
-            // `kid` is given when the cached keys did not know it.
-            if age(*at) < self.ttl && (kid.is_none() || age(*at) < MIN_REFETCH) {
-                return Ok(opener.clone());
-            }
+impl From<KeyError> for MessagingError {
+    fn from(error: KeyError) -> Self {
+        match error {
+            KeyError::Misconfigured(detail) => MessagingError::Misconfigured(detail),
+            KeyError::Store(e) => MessagingError::Store(e),
         }
-        let _one_at_a_time = self.reload.lock().await;
-        if let Some((opener, at)) = self.cached()
-            && before.as_ref().is_none_or(|(_, earlier)| at > *earlier)
-        {
-            return Ok(opener);
-        }
-        let versions = self.store.secret_versions(&self.secret).await.map_err(|e| match e {
-            StoreError::NotFound => MessagingError::Misconfigured(format!("no secret {:?}", self.secret)),
-            e => MessagingError::Store(e),
-        })?;
-        let compat = match &self.compat_secret {
-            None => None,
-            Some(name) => {
-                let value = self.store.secret_versions(name).await?.current.value;
-                Some(compat_keys(&value)?)
-            }
-        };
-        let opener =
-            Arc::new(Opener { keys: Keyring::from_secret(&versions), compat, freshness: self.freshness });
-        *self.cached.write().unwrap_or_else(|e| e.into_inner()) = Some((opener.clone(), now));
-        Ok(opener)
-    }
-}
-
-/// The compatibility secret: `{"passphrase": "...", "signing_key": "..."}` (the signing
-/// key defaults to the passphrase), or the bare passphrase.
-fn compat_keys(value: &str) -> Result<CompatKeys, MessagingError> {
-    #[derive(serde::Deserialize)]
-    struct Secret {
-        passphrase: String,
-        signing_key: Option<String>,
-    }
-    if value.trim_start().starts_with('{') {
-        let secret: Secret = serde_json::from_str(value).map_err(|e| {
-            MessagingError::Misconfigured(format!("the compatibility secret is not as documented: {e}"))
-        })?;
-        let signing_key = secret.signing_key.unwrap_or_else(|| secret.passphrase.clone());
-        Ok(CompatKeys::new(secret.passphrase, signing_key))
-    } else {
-        Ok(CompatKeys::new(value, value))
     }
 }
 
@@ -273,34 +120,27 @@ pub struct RedriveRequest {
     pub priority: Option<Priority>,
 }
 
-/// A message's key in the failure notes: the queue and its deduplication id, which a
-/// dead-lettered message keeps on every backend.
-fn failure_key(queue: &str, dedup_id: &str) -> String {
-    format!("{queue}/{dedup_id}")
-}
-
-/// Accepts messages, administers dead letters, lists events.
+/// Accepts messages and administers dead letters; records events in its [`EventLog`].
 pub struct Messenger<S, Q> {
-    store: S,
-    queue: Q,
-    clock: Arc<dyn Clock>,
-    config: MessagingConfig,
-    keys: Keys<S>,
-    subscriptions: RwLock<Option<(Arc<Vec<Subscription>>, Timestamp)>>,
+    pub(super) store: S,
+    pub(super) queue: Q,
+    pub(super) clock: Arc<dyn Clock>,
+    pub(super) config: MessagingConfig,
+    pub(super) keys: Keys<S>,
+    pub(super) events: EventLog<S>,
 }
 
 impl<S: MessagingStore, Q: MessageQueue> Messenger<S, Q> {
     pub fn new(store: S, queue: Q, clock: Arc<dyn Clock>, config: MessagingConfig) -> Self {
-        let keys = Keys {
-            store: store.clone(),
-            secret: config.envelope_secret.clone(),
-            compat_secret: config.compat_secret.clone(),
-            ttl: config.key_cache,
-            cached: RwLock::new(None),
-            reload: tokio::sync::Mutex::new(()),
-            freshness: config.freshness,
-        };
-        Self { store, queue, clock, config, keys, subscriptions: RwLock::new(None) }
+        let keys = Keys::new(
+            store.clone(),
+            config.envelope_secret.clone(),
+            config.compat_secret.clone(),
+            config.key_cache,
+            config.freshness,
+        );
+        let events = EventLog::new(store.clone(), clock.clone());
+        Self { store, queue, clock, config, keys, events }
     }
 
     pub fn store(&self) -> &S {
@@ -319,6 +159,17 @@ impl<S: MessagingStore, Q: MessageQueue> Messenger<S, Q> {
         self.clock.now()
     }
 
+    /// The event log: events listed, subscriptions administered.
+    pub fn events(&self) -> &EventLog<S> {
+        &self.events
+    }
+
+    /// Records an event (and fans it out); a failure is logged, never fails the work it
+    /// describes.
+    pub(super) async fn event(&self, kind: &str, subject: &str, data: serde_json::Value) {
+        self.events.record(&self.queue, kind, subject, data).await;
+    }
+
     /// Creates the envelope key secret with a random key if it does not exist (the local
     /// stack's first start; the SAM template creates it on AWS). True if it created it.
     pub async fn bootstrap(&self) -> Result<bool, MessagingError> {
@@ -335,7 +186,7 @@ impl<S: MessagingStore, Q: MessageQueue> Messenger<S, Q> {
     /// Makes a new envelope key current; the old one keeps opening messages.
     pub async fn rotate_key(&self) -> Result<String, MessagingError> {
         let version = self.store.put_secret(&self.config.envelope_secret, &random_secret()).await?;
-        *self.keys.cached.write().unwrap_or_else(|e| e.into_inner()) = None;
+        self.keys.forget();
         Ok(version)
     }
 
@@ -414,102 +265,6 @@ impl<S: MessagingStore, Q: MessageQueue> Messenger<S, Q> {
         Ok(accepted)
     }
 
-    /// Appends an event; a failure is logged, never fails the work it describes.
-    async fn event(&self, kind: &str, subject: &str, data: serde_json::Value) {
-        let event = Event::new(kind, subject, self.clock.now(), data);
-        if let Err(e) = self.store.append_event(&event).await {
-            tracing::warn!(error = %e, kind, subject, "could not record an event");
-            return;
-        }
-        self.fan_out(&event).await;
-    }
-
-    /// Queues one fan-out task for the event when any subscription may want it: the
-    /// consumer then queues a delivery for each matching subscription (see
-    /// [`Dispatcher::deliver_event`]). One send per event, however many subscriptions
-    /// there are: a request that records many events does not pay for each subscriber.
-    async fn fan_out(&self, event: &Event) {
-        let subscriptions = match self.current_subscriptions().await {
-            Ok(subscriptions) => subscriptions,
-            Err(e) => {
-                tracing::warn!(error = %e, event = %event.id, "could not read subscriptions; the event is only recorded");
-                return;
-            }
-        };
-        if !subscriptions.iter().any(|s| glob_match(&s.pattern, &event.kind)) {
-            return;
-        }
-        let body = EventDelivery { subscription: None, event: event.clone() };
-        let message = NewMessage {
-            group: FAN_OUT_GROUP.into(),
-            dedup_id: format!("fan-out.{}", event.id),
-            body: serde_json::to_string(&body).unwrap_or_default(),
-            priority: Priority::DEFAULT,
-            attributes: Default::default(),
-        };
-        if let Err(e) = self.queue.send(EVENT_QUEUE, message).await {
-            tracing::warn!(error = %e, event = %event.id, "could not queue an event's fan-out");
-        }
-    }
-
-    /// Queues the event for each subscription whose pattern matches it, in its own FIFO
-    /// group; a send that fails makes the whole fan-out retried (the deliveries already
-    /// queued are deduplicated by their ids).
-    async fn queue_deliveries(&self, event: &Event) -> Result<(), StoreError> {
-        let subscriptions = self.current_subscriptions().await?;
-        for subscription in subscriptions.iter().filter(|s| glob_match(&s.pattern, &event.kind)) {
-            let body = EventDelivery { subscription: Some(subscription.id.clone()), event: event.clone() };
-            let message = NewMessage {
-                group: subscription.id.clone(),
-                dedup_id: format!("{}.{}", subscription.id, event.id),
-                body: serde_json::to_string(&body).unwrap_or_default(),
-                priority: Priority::DEFAULT,
-                attributes: Default::default(),
-            };
-            self.queue.send(EVENT_QUEUE, message).await?;
-        }
-        Ok(())
-    }
-
-    async fn current_subscriptions(&self) -> Result<Arc<Vec<Subscription>>, StoreError> {
-        let now = self.clock.now();
-        let cached = self.subscriptions.read().unwrap_or_else(|e| e.into_inner()).clone();
-        if let Some((subscriptions, at)) = cached
-            && until(at, now) < SUBSCRIPTION_CACHE
-        {
-            return Ok(subscriptions);
-        }
-        let subscriptions = Arc::new(self.store.list_subscriptions().await?);
-        *self.subscriptions.write().unwrap_or_else(|e| e.into_inner()) = Some((subscriptions.clone(), now));
-        Ok(subscriptions)
-    }
-
-    pub async fn subscribe(&self, request: NewSubscription) -> Result<Subscription, MessagingError> {
-        let subscription = request.validate(uuid::Uuid::new_v4().simple().to_string(), self.clock.now())?;
-        self.store.insert_subscription(&subscription).await?;
-        *self.subscriptions.write().unwrap_or_else(|e| e.into_inner()) = None;
-        Ok(subscription)
-    }
-
-    pub async fn subscriptions(&self) -> Result<Vec<Subscription>, MessagingError> {
-        Ok(self.store.list_subscriptions().await?)
-    }
-
-    pub async fn unsubscribe(&self, id: &str) -> Result<(), MessagingError> {
-        match self.store.delete_subscription(id).await {
-            Ok(()) => {
-                *self.subscriptions.write().unwrap_or_else(|e| e.into_inner()) = None;
-                Ok(())
-            }
-            Err(StoreError::NotFound) => Err(MessagingError::SubscriptionNotFound(id.into())),
-            Err(e) => Err(e.into()),
-        }
-    }
-
-    pub async fn events(&self, filter: &EventFilter) -> Result<Vec<Event>, MessagingError> {
-        Ok(self.store.list_events(filter).await?)
-    }
-
     pub async fn dead_letters(&self, filter: &DeadLetterFilter) -> Result<Vec<DeadLetter>, MessagingError> {
         Ok(self.store.list_dead_letters(filter).await?)
     }
@@ -519,60 +274,6 @@ impl<S: MessagingStore, Q: MessageQueue> Messenger<S, Q> {
             .get_dead_letter(id)
             .await?
             .ok_or_else(|| MessagingError::DeadLetterNotFound { path: "$.path.id".into(), id: id.into() })
-    }
-
-    /// Archives a delivery from a dead-letter queue: once, whatever the redeliveries.
-    pub async fn archive(&self, dead_letter_queue: &str, delivery: &Delivery) -> Result<(), MessagingError> {
-        let attribute = |name: &str| delivery.attributes.get(name).cloned();
-        let source_queue = attribute(dead_letter_attributes::SOURCE_QUEUE)
-            .or_else(|| self.config.bands.by_queue(dead_letter_queue).map(|band| band.queue.clone()))
-            .unwrap_or_else(|| dead_letter_queue.trim_end_matches("-dlq").to_owned());
-        let reason =
-            attribute(dead_letter_attributes::REASON).unwrap_or_else(|| MAX_RECEIVES_EXCEEDED.into());
-        let note = self.store.failures(&failure_key(&source_queue, &delivery.dedup_id)).await?;
-        let now = self.clock.now();
-        let attempts = attribute(dead_letter_attributes::RECEIVE_COUNT)
-            .and_then(|count| count.parse().ok())
-            .unwrap_or(delivery.receive_count);
-        let dead_letter = DeadLetter {
-            id: delivery.message_id.clone(),
-            source_queue,
-            reason: reason.clone(),
-            detail: note.as_ref().map(|n| n.last_reason.clone()),
-            attempts: note.as_ref().map_or(attempts, |n| n.attempts.max(attempts)),
-            first_failure_at: note.as_ref().map(|n| n.first_at),
-            last_failure_at: note.as_ref().map(|n| n.last_at),
-            dead_lettered_at: attribute(dead_letter_attributes::DEAD_LETTERED_AT)
-                .and_then(|at| at.parse().ok())
-                .unwrap_or(now),
-            message: QueuedMessage {
-                group: delivery.group.clone(),
-                dedup_id: delivery.dedup_id.clone(),
-                body: delivery.body.clone(),
-                priority: delivery.priority,
-                attributes: delivery
-                    .attributes
-                    .iter()
-                    .filter(|(name, _)| !is_dead_letter_attribute(name))
-                    .map(|(name, value)| (name.clone(), value.clone()))
-                    .collect(),
-            },
-            state: DeadLetterState::Dead,
-            version: 1,
-        };
-        match self.store.put_dead_letter(&dead_letter).await {
-            Ok(()) => {
-                tracing::error!(id = %dead_letter.id, reason = %reason, queue = %dead_letter.source_queue, "message dead-lettered");
-                self.event("message.dead_lettered", &dead_letter.id, json!({
-                    "reason": reason, "detail": dead_letter.detail, "source_queue": dead_letter.source_queue,
-                    "attempts": dead_letter.attempts,
-                }))
-                .await;
-                Ok(())
-            }
-            Err(StoreError::Conflict(_)) => Ok(()),
-            Err(e) => Err(e.into()),
-        }
     }
 
     /// Sends dead letters back, each exactly once: the record moves to `redriving`
@@ -693,517 +394,5 @@ impl<S: MessagingStore, Q: MessageQueue> Messenger<S, Q> {
             }
         }
         Ok(purged)
-    }
-}
-
-fn is_dead_letter_attribute(name: &str) -> bool {
-    [
-        dead_letter_attributes::REASON,
-        dead_letter_attributes::SOURCE_QUEUE,
-        dead_letter_attributes::RECEIVE_COUNT,
-        dead_letter_attributes::DEAD_LETTERED_AT,
-    ]
-    .contains(&name)
-}
-
-fn random_secret() -> String {
-    let mut bytes = [0u8; 32];
-    getrandom::fill(&mut bytes).expect("the OS random source works");
-    hex::encode(bytes)
-}
-
-/// What to do with a delivery from a band queue.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Disposition {
-    /// Done (or a duplicate): delete it.
-    Done,
-    /// It failed and may succeed later: visible again after this long.
-    RetryAfter(Duration),
-    /// It must wait (the agent's breaker is open, or it is at its concurrency): visible
-    /// again after this long, without using up its receives.
-    Hold(Duration),
-    /// It can never be delivered.
-    DeadLetter { reason: String, detail: String },
-}
-
-/// Consumes the band queues and archives their dead letters.
-pub struct Dispatcher<S, Q, I> {
-    messenger: Arc<Messenger<S, Q>>,
-    invoker: I,
-}
-
-/// What an agent receives for a message: the same on every delivery of it.
-fn payload(message: &Message) -> serde_json::Value {
-    let mut payload = json!({
-        "id": message.id, "type": message.kind, "payload": message.payload,
-        "metadata": message.metadata, "sender": message.sender, "priority": message.priority,
-        "group": message.group, "created_at": message.created_at,
-    });
-    payload[IDEMPOTENCY_KEY_FIELD] = json!(message.idempotency_key);
-    payload
-}
-
-fn until(now: Timestamp, then: Timestamp) -> Duration {
-    Duration::try_from(then.duration_since(now)).unwrap_or(Duration::ZERO)
-}
-
-fn after(now: Timestamp, duration: Duration) -> Timestamp {
-    now.saturating_add(SignedDuration::try_from(duration).unwrap_or(SignedDuration::MAX)).unwrap_or(now)
-}
-
-/// Retry delays: 1, 2, 4, … seconds, at most a minute.
-fn backoff(receive_count: u32) -> Duration {
-    Duration::from_secs(1u64 << receive_count.saturating_sub(1).min(6)).min(Duration::from_secs(60))
-}
-
-/// A held message is visible again after this long at most, so it notices a breaker
-/// closing through another consumer's probe.
-const MAX_HOLD: Duration = Duration::from_secs(30);
-/// When every candidate is at its concurrency limit, look again after this long.
-const BUSY_HOLD: Duration = Duration::from_secs(1);
-/// A slot's lease is the attempt timeout and this much more: the call is bounded by the
-/// timeout, and the margin covers the writes around it and clocks a little apart.
-pub const SLOT_LEASE_MARGIN: Duration = Duration::from_secs(10);
-/// An idempotency key's claim is leased for the attempt timeout and this much more: it
-/// spans the routing, the call and the settling, and must not run out before them.
-const CLAIM_LEASE_MARGIN: Duration = Duration::from_secs(30);
-
-impl<S: MessagingStore, Q: MessageQueue, I: AgentInvoker + EventSink> Dispatcher<S, Q, I> {
-    /// Delivers one event to its subscriber: done, retried with backoff while the
-    /// subscriber is unavailable, dead-lettered when it refuses or its receives run out.
-    /// An event for a subscription since deleted is dropped.
-    pub async fn deliver_event(&self, delivery: &Delivery) -> Disposition {
-        let body: EventDelivery = match serde_json::from_str(&delivery.body) {
-            Ok(body) => body,
-            Err(e) => return Disposition::DeadLetter { reason: "malformed".into(), detail: e.to_string() },
-        };
-        let Some(subscription_id) = body.subscription else {
-            return match self.messenger.queue_deliveries(&body.event).await {
-                Ok(()) => Disposition::Done,
-                Err(e) if delivery.receive_count >= self.config().max_receives => Disposition::DeadLetter {
-                    reason: MAX_RECEIVES_EXCEEDED.into(),
-                    detail: format!("fan-out: {e}"),
-                },
-                Err(e) => {
-                    tracing::warn!(error = %e, event = %body.event.id, "could not fan an event out");
-                    Disposition::RetryAfter(backoff(delivery.receive_count))
-                }
-            };
-        };
-        let subscriptions = match self.messenger.current_subscriptions().await {
-            Ok(subscriptions) => subscriptions,
-            Err(e) => {
-                tracing::warn!(error = %e, "could not read subscriptions");
-                return Disposition::RetryAfter(backoff(delivery.receive_count));
-            }
-        };
-        let Some(subscription) = subscriptions.iter().find(|s| s.id == subscription_id) else {
-            tracing::info!(subscription = %subscription_id, "an event for a deleted subscription dropped");
-            return Disposition::Done;
-        };
-        match self.invoker.deliver(&subscription.target, &body.event, self.config().attempt_timeout).await {
-            Ok(()) => Disposition::Done,
-            Err(e) => {
-                let detail = format!("subscription {}: {e}", subscription.id);
-                if !e.is_retryable() {
-                    Disposition::DeadLetter { reason: "subscriber_rejected".into(), detail }
-                } else if delivery.receive_count >= self.config().max_receives {
-                    Disposition::DeadLetter { reason: MAX_RECEIVES_EXCEEDED.into(), detail }
-                } else {
-                    let key = failure_key(EVENT_QUEUE, &delivery.dedup_id);
-                    let noted = self.store().note_failure(&key, &detail, self.messenger.clock.now()).await;
-                    if let Err(e) = noted {
-                        tracing::warn!(error = %e, "could not note a failure");
-                    }
-                    Disposition::RetryAfter(backoff(delivery.receive_count))
-                }
-            }
-        }
-    }
-}
-
-impl<S: MessagingStore, Q: MessageQueue, I: AgentInvoker> Dispatcher<S, Q, I> {
-    pub fn new(messenger: Arc<Messenger<S, Q>>, invoker: I) -> Self {
-        Self { messenger, invoker }
-    }
-
-    pub fn messenger(&self) -> &Arc<Messenger<S, Q>> {
-        &self.messenger
-    }
-
-    fn config(&self) -> &MessagingConfig {
-        &self.messenger.config
-    }
-
-    fn store(&self) -> &S {
-        &self.messenger.store
-    }
-
-    /// Processes one delivery from a band queue; [`Dispatcher::settle`] applies the result.
-    pub async fn process(&self, queue: &str, delivery: &Delivery) -> Disposition {
-        match self.try_process(queue, delivery).await {
-            Ok(disposition) => disposition,
-            Err(e) => {
-                tracing::warn!(error = %e, message_id = %delivery.message_id, "could not process a message; it will be retried");
-                Disposition::RetryAfter(backoff(delivery.receive_count))
-            }
-        }
-    }
-
-    async fn try_process(&self, queue: &str, delivery: &Delivery) -> Result<Disposition, MessagingError> {
-        let now = self.messenger.clock.now();
-        let opener = self.messenger.keys.opener(now, None).await?;
-        let opened = match opener.open(&delivery.body, now) {
-            Err(Rejection::UnknownKey(kid)) => {
-                // Perhaps the key was rotated since the keys were read.
-                self.messenger.keys.opener(now, Some(&kid)).await?.open(&delivery.body, now)
-            }
-            other => other,
-        };
-        let message = match opened {
-            Ok(opened) => opened.message,
-            Err(rejection) => {
-                return Ok(Disposition::DeadLetter {
-                    reason: rejection.code().into(),
-                    detail: rejection.to_string(),
-                });
-            }
-        };
-        if delivery.reclaimed {
-            self.reclaimed(queue, &message, delivery).await;
-        }
-        let key = format!("message/{}", message.idempotency_key);
-        let holder = uuid::Uuid::new_v4().to_string();
-        let lease = after(now, self.config().attempt_timeout + CLAIM_LEASE_MARGIN);
-        match self.store().claim(&key, &holder, now, lease).await? {
-            Claim::Acquired => {}
-            Claim::Done => {
-                tracing::info!(message_id = %message.id, "duplicate message dropped");
-                self.messenger
-                    .event(
-                        "message.duplicate",
-                        &message.id,
-                        json!({"idempotency_key": message.idempotency_key}),
-                    )
-                    .await;
-                return Ok(Disposition::Done);
-            }
-            Claim::Busy { until: then } => return Ok(Disposition::Hold(until(now, then).max(BUSY_HOLD))),
-        }
-        let result = self.deliver(queue, &message, delivery, &holder, now).await;
-        let keep = match &result {
-            Ok(Disposition::Done) => Some(after(now, self.config().keep_done)),
-            _ => None,
-        };
-        let settled = match keep {
-            Some(keep_until) => self.store().complete(&key, &holder, keep_until).await,
-            None => self.store().release(&key, &holder).await,
-        };
-        if let Err(e) = settled {
-            tracing::warn!(error = %e, key, "could not settle an idempotency key");
-        }
-        result
-    }
-
-    /// Says why a message is delivered again: the local stack restarted while delivering
-    /// it, and took it back at start-up. Its event and the failure noted for it (which a
-    /// dead letter shows) say which delivery was lost.
-    async fn reclaimed(&self, queue: &str, message: &Message, delivery: &Delivery) {
-        let lost = delivery.receive_count.saturating_sub(1);
-        let reason = format!(
-            "message `{}`: delivery {lost} lost with the previous process; delivering again",
-            message.id
-        );
-        tracing::warn!(message_id = %message.id, queue, attempt = lost, "{reason}");
-        self.messenger
-            .event(
-                "message.attempt_lost",
-                &message.id,
-                json!({"attempt": lost, "cause": "restart", "reason": reason}),
-            )
-            .await;
-        let key = failure_key(queue, &delivery.dedup_id);
-        if let Err(e) = self.store().note_failure(&key, &reason, self.messenger.clock.now()).await {
-            tracing::warn!(error = %e, "could not note a failure");
-        }
-    }
-
-    /// Routes the message and calls the chosen agent; `holder` (the attempt's) holds the
-    /// agent's slot for the call.
-    async fn deliver(
-        &self,
-        queue: &str,
-        message: &Message,
-        delivery: &Delivery,
-        holder: &str,
-        now: Timestamp,
-    ) -> Result<Disposition, MessagingError> {
-        let agents = match &message.to {
-            Recipient::Agent(id) => self.store().get_agent(id).await?.into_iter().collect(),
-            Recipient::Capability(_) => self.store().list_agents().await?,
-        };
-        let mut load = std::collections::HashMap::new();
-        if matches!(message.to, Recipient::Capability(_)) {
-            for agent in agents.iter().filter(|a| a.status == AgentStatus::Active) {
-                load.insert(agent.id.clone(), self.store().in_flight(&agent.id, now).await?);
-            }
-        }
-        let candidates =
-            match routing::candidates(&message.to, &agents, |a| load.get(&a.id).copied().unwrap_or(0)) {
-                Ok(candidates) => candidates,
-                Err(no_route) => {
-                    return Ok(Disposition::DeadLetter {
-                        reason: no_route.code().into(),
-                        detail: no_route.to_string(),
-                    });
-                }
-            };
-        let mut hold = MAX_HOLD;
-        for agent in candidates {
-            let breaker = self.store().get_breaker(&agent.id).await?.unwrap_or_default();
-            let probe = match breaker.admit(now, &self.config().breaker) {
-                Admission::Allow => false,
-                Admission::Hold { until: then } => {
-                    hold = hold.min(until(now, then));
-                    continue;
-                }
-                Admission::Probe(probing) => match self.store().put_breaker(&agent.id, &probing).await {
-                    Ok(()) => {
-                        tracing::info!(agent_id = %agent.id, "circuit half-open: probing");
-                        true
-                    }
-                    Err(StoreError::Conflict(_)) => {
-                        hold = hold.min(BUSY_HOLD);
-                        continue;
-                    }
-                    Err(e) => return Err(e.into()),
-                },
-            };
-            let max = agent.max_concurrency.unwrap_or(u32::MAX);
-            let now = self.messenger.clock.now();
-            let lease = after(now, self.config().attempt_timeout + SLOT_LEASE_MARGIN);
-            match self.store().acquire_slot(&agent.id, holder, max, now, lease).await {
-                Ok(true) => {}
-                // All taken, or too many consumers raced for one.
-                Ok(false) | Err(StoreError::Conflict(_)) => {
-                    hold = hold.min(BUSY_HOLD);
-                    continue;
-                }
-                Err(e) => return Err(e.into()),
-            }
-            let result =
-                self.invoker.invoke(&agent.target, &payload(message), self.config().attempt_timeout).await;
-            if let Err(e) = self.store().release_slot(&agent.id, holder).await {
-                tracing::warn!(error = %e, agent_id = %agent.id, "could not give a slot back; its lease ends it");
-            }
-            return Ok(self.answered(queue, agent, message, delivery, probe, result).await);
-        }
-        Ok(Disposition::Hold(hold.max(Duration::from_secs(1))))
-    }
-
-    /// What the agent's answer means for the message. A failed probe (`probe`: the
-    /// breaker was half-open) holds the message rather than using up one of its receives:
-    /// the agent is down, and messages wait for it rather than die of it.
-    async fn answered(
-        &self,
-        queue: &str,
-        agent: &Agent,
-        message: &Message,
-        delivery: &Delivery,
-        probe: bool,
-        result: Result<serde_json::Map<String, serde_json::Value>, InvokeError>,
-    ) -> Disposition {
-        let now = self.messenger.clock.now();
-        self.record_breaker(agent, result.as_ref().map(|_| ()).map_err(|e| e.is_retryable())).await;
-        match result {
-            Ok(_) => {
-                self.messenger
-                    .event(
-                        "message.delivered",
-                        &message.id,
-                        json!({"agent": agent.id, "attempt": delivery.receive_count}),
-                    )
-                    .await;
-                Disposition::Done
-            }
-            Err(e) => {
-                let detail = format!("agent {}: {e}", agent.id);
-                self.messenger
-                    .event(
-                        "message.failed",
-                        &message.id,
-                        json!({"agent": agent.id, "attempt": delivery.receive_count, "error": e.to_string()}),
-                    )
-                    .await;
-                // A dead letter's last failure is noted as it is settled.
-                if !e.is_retryable() {
-                    return Disposition::DeadLetter { reason: "agent_rejected".into(), detail };
-                }
-                if delivery.receive_count >= self.config().max_receives && !probe {
-                    return Disposition::DeadLetter { reason: MAX_RECEIVES_EXCEEDED.into(), detail };
-                }
-                let key = failure_key(queue, &delivery.dedup_id);
-                if let Err(e) = self.store().note_failure(&key, &detail, now).await {
-                    tracing::warn!(error = %e, "could not note a failure");
-                }
-                if probe {
-                    Disposition::Hold(self.config().breaker.open_for.min(MAX_HOLD))
-                } else {
-                    Disposition::RetryAfter(backoff(delivery.receive_count))
-                }
-            }
-        }
-    }
-
-    /// Counts a success or (retryable: `Err(true)`) failure on the agent's breaker. A
-    /// refusal says nothing about the agent's health and changes nothing.
-    async fn record_breaker(&self, agent: &Agent, result: Result<(), bool>) {
-        for _ in 0..5 {
-            let now = self.messenger.clock.now();
-            let current = match self.store().get_breaker(&agent.id).await {
-                Ok(breaker) => breaker.unwrap_or_default(),
-                Err(e) => {
-                    tracing::warn!(error = %e, agent_id = %agent.id, "could not read a breaker");
-                    return;
-                }
-            };
-            let next: Breaker = match result {
-                Ok(()) if current.state == Breaker::default().state => return,
-                Ok(()) => current.on_success(now),
-                Err(true) => current.on_failure(now, &self.config().breaker),
-                Err(false) => return,
-            };
-            match self.store().put_breaker(&agent.id, &next).await {
-                Ok(()) => {
-                    if next.is_open() != current.is_open() {
-                        let kind =
-                            if next.is_open() { "agent.circuit_opened" } else { "agent.circuit_closed" };
-                        tracing::warn!(agent_id = %agent.id, kind, "circuit breaker changed");
-                        self.messenger.event(kind, &agent.id, json!({"breaker": next})).await;
-                    }
-                    return;
-                }
-                Err(StoreError::Conflict(_)) => continue,
-                Err(e) => {
-                    tracing::warn!(error = %e, agent_id = %agent.id, "could not write a breaker");
-                    return;
-                }
-            }
-        }
-    }
-
-    /// Applies a disposition to a delivery from `queue`.
-    pub async fn settle(
-        &self,
-        queue: &str,
-        delivery: &Delivery,
-        disposition: Disposition,
-    ) -> Result<(), StoreError> {
-        let messenger = &self.messenger;
-        match disposition {
-            Disposition::Done => messenger.queue.ack(queue, &delivery.receipt).await,
-            Disposition::RetryAfter(delay) => {
-                messenger.queue.retry_after(queue, &delivery.receipt, delay).await
-            }
-            Disposition::Hold(delay) if delivery.receive_count + 1 < self.config().max_receives => {
-                messenger.queue.retry_after(queue, &delivery.receipt, delay).await
-            }
-            Disposition::Hold(_) => {
-                // Its next receive would be its last: send it again, fresh, and drop this copy.
-                let copy = NewMessage {
-                    group: delivery.group.clone(),
-                    dedup_id: format!("held-{}", uuid::Uuid::new_v4().simple()),
-                    body: delivery.body.clone(),
-                    priority: delivery.priority,
-                    attributes: delivery.attributes.clone(),
-                };
-                let id = messenger.queue.send(queue, copy).await?;
-                tracing::info!(message_id = %delivery.message_id, new_id = %id, "held message re-sent");
-                match messenger.queue.ack(queue, &delivery.receipt).await {
-                    Ok(()) | Err(StoreError::NotFound) => Ok(()),
-                    Err(e) => Err(e),
-                }
-            }
-            Disposition::DeadLetter { reason, detail } => {
-                let key = failure_key(queue, &delivery.dedup_id);
-                let note = messenger.store.note_failure(&key, &detail, messenger.clock.now());
-                if let Err(e) = note.await {
-                    tracing::warn!(error = %e, "could not note a failure");
-                }
-                messenger.queue.dead_letter(queue, delivery, &reason).await
-            }
-        }
-    }
-
-    /// Archives a delivery from a dead-letter queue and acknowledges it.
-    pub async fn archive(&self, dead_letter_queue: &str, delivery: &Delivery) -> Result<(), MessagingError> {
-        self.messenger.archive(dead_letter_queue, delivery).await?;
-        match self.messenger.queue.ack(dead_letter_queue, &delivery.receipt).await {
-            Ok(()) | Err(StoreError::NotFound) => Ok(()),
-            Err(e) => Err(e.into()),
-        }
-    }
-}
-
-/// How long a message received by the local stack stays hidden while it is processed.
-const LOCAL_VISIBILITY: Duration = Duration::from_secs(60);
-
-/// A band queue's message goes through [`Dispatcher::process`], an event delivery through
-/// [`Dispatcher::deliver_event`], and what reaches a dead-letter queue into the archive.
-impl<S: MessagingStore, Q: MessageQueue, I: AgentInvoker + EventSink> QueueWorker for Dispatcher<S, Q, I> {
-    async fn handle(&self, queue: &str, delivery: &Delivery) -> Handled {
-        if delivery.reclaimed {
-            // The dispatcher also records why for a band's message (it can read the envelope).
-            tracing::info!(
-                queue,
-                message_id = %delivery.message_id,
-                receive_count = delivery.receive_count,
-                "delivered again: the previous process stopped while handling it (reclaimed at start-up)"
-            );
-        }
-        let config = self.messenger().config();
-        if queue == EVENT_DEAD_LETTER_QUEUE
-            || config.bands.bands().iter().any(|band| band.dead_letter_queue == queue)
-        {
-            return match self.archive(queue, delivery).await {
-                Ok(()) => Handled::Archived,
-                Err(e) => {
-                    tracing::error!(error = %e, queue, message_id = %delivery.message_id, "could not archive a dead letter");
-                    Handled::Retry
-                }
-            };
-        }
-        let disposition = if queue == EVENT_QUEUE {
-            self.deliver_event(delivery).await
-        } else {
-            self.process(queue, delivery).await
-        };
-        // A held message on its last receive is dead-lettered by the queue, not retried.
-        let finished = matches!(disposition, Disposition::Done | Disposition::DeadLetter { .. })
-            || matches!(disposition, Disposition::Hold(_) if delivery.receive_count + 1 >= config.max_receives);
-        match self.settle(queue, delivery, disposition).await {
-            Ok(()) if finished => Handled::Finished,
-            Ok(()) => Handled::Retry,
-            Err(e) => {
-                tracing::warn!(error = %e, queue, message_id = %delivery.message_id, "could not settle a message; it will come back");
-                Handled::Retry
-            }
-        }
-    }
-
-    /// The band queues, most urgent first, then event deliveries; and the dead-letter
-    /// queues, archived apart so that a full one never slows delivery.
-    fn polling(&self) -> Vec<Polling> {
-        let bands = self.messenger().config().bands.bands();
-        let queues = bands.iter().map(|band| band.queue.clone()).chain([EVENT_QUEUE.to_owned()]).collect();
-        let dead_letter_queues = bands
-            .iter()
-            .map(|band| band.dead_letter_queue.clone())
-            .chain([EVENT_DEAD_LETTER_QUEUE.to_owned()])
-            .collect();
-        vec![
-            Polling { queues, batch: 10, visibility: LOCAL_VISIBILITY },
-            Polling { queues: dead_letter_queues, batch: 10, visibility: LOCAL_VISIBILITY },
-        ]
     }
 }

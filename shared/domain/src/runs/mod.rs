@@ -5,14 +5,32 @@
 //! never move a record twice. A step has no record until it is first queued: "no record"
 //! is `Waiting`, and creating the record is the conditional write that makes a dependent
 //! ready exactly once, however many parents finish at the same moment.
+//!
+//! Two areas share workflows: `workflow` is the definition language (format, model,
+//! parser, graph, planner: pure, no ports, no clock), and `runs` is the area that stores
+//! and runs them, shaped as every area is. They stay apart because the language is used
+//! without running anything (`POST /v1/workflows:validate`, the deploy spec's formats,
+//! the benchmarks), and because a run only needs a validated workflow, not how one is
+//! written: `runs` imports `workflow`, never the other way.
+//!
+//! Here: the records and their state machines (`records.rs`, `state.rs`), what runs need
+//! from the world (`ports.rs`), the [`Engine`] and what the API asks of it
+//! (`service.rs`), what a step task asks of it (`worker.rs`, whose module docs say how
+//! a task moves a run and what happens to a lost attempt), and calling a step's target
+//! (`execute.rs`).
 
-mod engine;
+mod execute;
+mod ports;
 mod records;
+mod service;
 mod state;
+mod worker;
 
-pub use engine::{
-    DEFAULT_VISIBILITY_MARGIN, Engine, EngineError, Outcome, STEP_DEAD_LETTER_QUEUE, STEP_MAX_RECEIVES,
-    STEP_QUEUE, Task,
-};
+pub use ports::{RunStore, WorkflowStore};
 pub use records::{Run, RunFilter, SkipReason, StepRun, StoredWorkflow};
+pub use service::{
+    DEFAULT_VISIBILITY_MARGIN, Engine, EngineError, STEP_DEAD_LETTER_QUEUE, STEP_MAX_RECEIVES, STEP_QUEUE,
+    Task,
+};
 pub use state::{IllegalTransition, RunStatus, StepStatus};
+pub use worker::Outcome;

@@ -13,6 +13,7 @@ pub mod condition;
 mod graph;
 mod model;
 mod parse;
+mod path;
 mod plan;
 mod report;
 mod tree;

@@ -463,7 +463,7 @@ impl Workflow {
                     let target = match source {
                         TargetSource::Step => format!("$.steps[{i}].parameters.target"),
                         TargetSource::Default => "$.defaults.target".to_owned(),
-                        TargetSource::DefaultForStep => super::parse::default_target_path(step.id.as_str()),
+                        TargetSource::DefaultForStep => super::path::default_target_path(step.id.as_str()),
                     };
                     (agent_id, format!("{target}.agent_id"))
                 }

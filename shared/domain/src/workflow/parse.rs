@@ -16,6 +16,7 @@ use super::model::{
     Edge, EdgeReason, ErrorHandling, ResolvedTarget, RetryPolicy, Seconds, ServiceTarget, Step, StepId,
     StepIndex, StepKind, StepType, TargetSource, Workflow,
 };
+use super::path::{Loc, ROOT};
 use super::tree::{self, Entry, Node};
 use crate::validation::{FieldError, MAX_REPORTED};
 
@@ -301,71 +302,6 @@ fn field(path: String, message: impl Into<String>) -> ParseError {
 }
 
 // ---------------------------------------------------------------------------------------
-// Paths: built only when an error needs one, as a chain of segments on the stack.
-
-#[derive(Clone, Copy)]
-enum Seg<'a> {
-    Root,
-    Key(&'a str),
-    Index(usize),
-}
-
-#[derive(Clone, Copy)]
-struct Loc<'a> {
-    parent: Option<&'a Loc<'a>>,
-    seg: Seg<'a>,
-}
-
-const ROOT: Loc<'static> = Loc { parent: None, seg: Seg::Root };
-
-impl<'a> Loc<'a> {
-    fn key(&'a self, key: &'a str) -> Loc<'a> {
-        Loc { parent: Some(self), seg: Seg::Key(key) }
-    }
-
-    fn index(&'a self, index: usize) -> Loc<'a> {
-        Loc { parent: Some(self), seg: Seg::Index(index) }
-    }
-
-    fn render(&self) -> String {
-        let mut segs = vec![self.seg];
-        let mut at = self.parent;
-        while let Some(loc) = at {
-            segs.push(loc.seg);
-            at = loc.parent;
-        }
-        let mut out = String::new();
-        for seg in segs.iter().rev() {
-            match seg {
-                Seg::Root => out.push('$'),
-                Seg::Key(key) if is_plain_key(key) => {
-                    out.push('.');
-                    out.push_str(key);
-                }
-                // Keys that are not identifiers use the bracket form with a JSON string.
-                Seg::Key(key) => {
-                    out.push('[');
-                    out.push_str(&serde_json::to_string(key).unwrap_or_default());
-                    out.push(']');
-                }
-                Seg::Index(i) => {
-                    out.push('[');
-                    out.push_str(&i.to_string());
-                    out.push(']');
-                }
-            }
-        }
-        out
-    }
-}
-
-fn is_plain_key(key: &str) -> bool {
-    let mut chars = key.chars();
-    chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
-}
-
-// ---------------------------------------------------------------------------------------
 // The walk.
 
 const WORKFLOW_FIELDS: [&str; 12] = [
@@ -438,11 +374,6 @@ impl StepGraph for PartialGraph {
     fn input(&self, step: StepIndex, input: u32) -> &str {
         &self.inputs[step.index()][input as usize]
     }
-}
-
-/// The JSON path of `defaults.targets.<step id>`.
-pub(super) fn default_target_path(step_id: &str) -> String {
-    ROOT.key("defaults").key("targets").key(step_id).render()
 }
 
 /// A condition's branch step, checked once every edge is known.

@@ -1,3 +1,4 @@
+use super::validate::{bedrock_name, role_arn, runtime_name};
 use super::*;
 
 const ROLE: &str = "arn:aws:iam::123456789012:role/AgentRole";
@@ -269,4 +270,9 @@ fn target_kinds_are_snake_case_and_the_kebab_spelling_is_an_alias() {
     assert_eq!(TargetKind::named("bedrock-agent"), Some(TargetKind::BedrockAgent));
     assert_eq!(TargetKind::canonical("agentcore-runtime"), "agentcore_runtime");
     assert_eq!(TargetKind::canonical("htp"), "htp");
+}
+
+#[test]
+fn the_spec_shape_names_the_fields_serde_reads() {
+    crate::strict::shape::assert_names_serde_fields::<AgentSpec>();
 }

@@ -310,12 +310,31 @@ pub(crate) fn write_f64(out: &mut String, x: f64) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use proptest::prelude::*;
-    use serde_json::json;
+    use serde_json::{Value, json};
 
     use super::*;
-    use crate::messaging::envelope::tests::arbitrary_json;
+
+    /// Arbitrary JSON: every kind of value, awkward strings and floats included.
+    pub(crate) fn arbitrary_json() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            any::<u64>().prop_map(Value::from),
+            any::<f64>().prop_filter("finite", |f| f.is_finite()).prop_map(Value::from),
+            (-1e6f64..1e6).prop_map(Value::from),
+            "\\PC*|[\\x00-\\x1f\"\\\\\\x7f]*".prop_map(Value::String),
+        ];
+        leaf.prop_recursive(4, 48, 6, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                prop::collection::vec(("\\PC{0,6}", inner), 0..6)
+                    .prop_map(|members| Value::Object(members.into_iter().collect())),
+            ]
+        })
+    }
 
     fn float(x: f64) -> String {
         let mut out = String::new();

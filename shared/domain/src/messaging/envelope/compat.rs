@@ -4,15 +4,14 @@
 use std::time::Duration;
 
 use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
 use hmac::Mac as _;
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
 use sha2::{Digest as _, Sha256};
 
 use super::json::{self, Json};
-use super::{
-    CompatKeys, Format, Opened, Rejection, STANDARD, canonical, check_freshness, fernet_decrypt, malformed,
-};
+use super::{CompatKeys, Format, Opened, Rejection, canonical, check_freshness, fernet_decrypt, malformed};
 use crate::messaging::{Message, Recipient};
 use crate::queue::Priority;
 

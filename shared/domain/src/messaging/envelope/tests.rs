@@ -2,10 +2,17 @@ use std::sync::LazyLock;
 
 use proptest::prelude::*;
 use serde_json::{Value, json};
-use sha2::Digest as _;
+use sha2::{Digest as _, Sha256};
 
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use hmac::Mac as _;
+
+use super::canonical::tests::arbitrary_json;
+use super::keys::HmacSha256;
 use super::*;
-use crate::ports::SecretVersion;
+use crate::ports::{SecretVersion, SecretVersions};
+use crate::queue::Priority;
 
 fn now() -> Timestamp {
     "2026-11-24T10:00:00Z".parse().unwrap()
@@ -260,26 +267,6 @@ fn malformed_bodies_say_what_is_wrong() {
     assert_eq!(open(&edit(&body, "v", json!(2), None)), Err(Rejection::UnsupportedVersion(2)));
     assert!(malformed(&format!("{} ", &body[..body.len() - 1])).starts_with("not JSON"));
     assert_eq!(Rejection::Malformed(String::new()).code(), "malformed");
-}
-
-/// Arbitrary JSON: every kind of value, awkward strings and floats included.
-pub(super) fn arbitrary_json() -> impl Strategy<Value = Value> {
-    let leaf = prop_oneof![
-        Just(Value::Null),
-        any::<bool>().prop_map(Value::Bool),
-        any::<i64>().prop_map(Value::from),
-        any::<u64>().prop_map(Value::from),
-        any::<f64>().prop_filter("finite", |f| f.is_finite()).prop_map(Value::from),
-        (-1e6f64..1e6).prop_map(Value::from),
-        "\\PC*|[\\x00-\\x1f\"\\\\\\x7f]*".prop_map(Value::String),
-    ];
-    leaf.prop_recursive(4, 48, 6, |inner| {
-        prop_oneof![
-            prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
-            prop::collection::vec(("\\PC{0,6}", inner), 0..6)
-                .prop_map(|members| Value::Object(members.into_iter().collect())),
-        ]
-    })
 }
 
 fn arbitrary_message() -> impl Strategy<Value = Message> {

@@ -1,18 +1,12 @@
-//! The agent registry: what agents exist, how to reach each, and what each can do.
-//!
-//! Workflow steps resolve `agent_id` here; messages are routed here by id or by
-//! capability, among active agents, by least work in flight.
+//! Agents: how each is reached ([`AgentTarget`]), what it can do, whether it takes work,
+//! and the request bodies that register and change one.
 
 use std::collections::BTreeSet;
+use std::time::Duration;
 
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
-use std::sync::Arc;
-use std::time::Duration;
-
-use crate::clock::Clock;
-use crate::ports::{AgentStore, StoreError};
 use crate::strict::shape::{Enum, Field, Object, Shape, Shaped, Tagged, Variant};
 use crate::validation::ValidationErrors;
 
@@ -265,76 +259,6 @@ impl NewAgentRequest {
     }
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum RegistryError {
-    #[error("invalid agent: {0}")]
-    Invalid(#[from] ValidationErrors),
-    #[error("an agent with id {0:?} is already registered")]
-    Duplicate(String),
-    #[error("no agent with id {0:?}")]
-    NotFound(String),
-    #[error(transparent)]
-    Store(StoreError),
-}
-
-/// Registers, finds and removes agents.
-pub struct Registry<S> {
-    store: S,
-    clock: Arc<dyn Clock>,
-}
-
-impl<S: AgentStore> Registry<S> {
-    pub fn new(store: S, clock: Arc<dyn Clock>) -> Self {
-        Self { store, clock }
-    }
-
-    pub fn store(&self) -> &S {
-        &self.store
-    }
-
-    pub fn now(&self) -> Timestamp {
-        self.clock.now()
-    }
-
-    pub async fn register(&self, request: NewAgentRequest) -> Result<Agent, RegistryError> {
-        let agent = request.validate(self.clock.now())?;
-        match self.store.insert_agent(&agent).await {
-            Ok(()) => Ok(agent),
-            Err(StoreError::Conflict(_)) => Err(RegistryError::Duplicate(agent.id)),
-            Err(e) => Err(RegistryError::Store(e)),
-        }
-    }
-
-    pub async fn get(&self, id: &str) -> Result<Agent, RegistryError> {
-        self.store
-            .get_agent(id)
-            .await
-            .map_err(RegistryError::Store)?
-            .ok_or_else(|| RegistryError::NotFound(id.into()))
-    }
-
-    pub async fn list(&self) -> Result<Vec<Agent>, RegistryError> {
-        self.store.list_agents().await.map_err(RegistryError::Store)
-    }
-
-    /// Applies `update` to the agent.
-    pub async fn update(&self, id: &str, update: AgentUpdate) -> Result<Agent, RegistryError> {
-        let agent = update.apply(self.get(id).await?)?;
-        match self.store.update_agent(&agent).await {
-            Ok(()) => Ok(agent),
-            Err(StoreError::NotFound) => Err(RegistryError::NotFound(id.into())),
-            Err(e) => Err(RegistryError::Store(e)),
-        }
-    }
-
-    pub async fn remove(&self, id: &str) -> Result<(), RegistryError> {
-        match self.store.delete_agent(id).await {
-            Err(StoreError::NotFound) => Err(RegistryError::NotFound(id.into())),
-            other => other.map_err(RegistryError::Store),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -371,5 +295,34 @@ mod tests {
                 .unwrap();
         assert_eq!(target.kind(), "bedrock_agent");
         assert!(serde_json::from_value::<AgentTarget>(json!({"kind": "smtp", "host": "x"})).is_err());
+    }
+
+    #[test]
+    fn request_shapes_name_the_fields_serde_reads() {
+        crate::strict::shape::assert_names_serde_fields::<NewAgentRequest>();
+        crate::strict::shape::assert_names_serde_fields::<AgentUpdate>();
+    }
+
+    #[test]
+    fn the_target_shape_reads_every_kind_and_alias_serde_reads() {
+        let Shape::Tagged(targets) = AGENT_TARGET else { panic!() };
+        for variant in targets.variants {
+            let mut body = serde_json::Map::new();
+            body.insert("kind".into(), json!(variant.name));
+            for field in variant.fields.iter().filter(|f| f.required) {
+                body.insert(field.name.into(), json!("arn:x"));
+            }
+            let target = read_target(&serde_json::Value::Object(body.clone()));
+            assert_eq!(target.kind(), variant.name);
+            for alias in variant.aliases {
+                body.insert("kind".into(), json!(alias));
+                assert_eq!(read_target(&serde_json::Value::Object(body.clone())).kind(), variant.name);
+            }
+        }
+    }
+
+    fn read_target(value: &serde_json::Value) -> AgentTarget {
+        assert!(crate::strict::shape::check(value, &AGENT_TARGET).is_empty(), "{value}");
+        Deserialize::deserialize(crate::strict::Strict(value)).unwrap()
     }
 }

@@ -1,5 +1,4 @@
-//! Domain events: an append-only record of what happened (a message accepted, routed,
-//! delivered, failed, dead-lettered; later runs and deployments), listed by type and time.
+//! What an event is, which events a listing asks for, and subscriptions to them.
 
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
@@ -70,36 +69,6 @@ pub fn glob_match(pattern: &str, text: &str) -> bool {
         }
     }
     pattern[p..].iter().all(|&c| c == b'*')
-}
-
-#[cfg(test)]
-mod tests {
-    use proptest::prelude::*;
-
-    use super::*;
-
-    #[test]
-    fn globs() {
-        assert!(glob_match("message.*", "message.accepted"));
-        assert!(glob_match("*", "anything"));
-        assert!(glob_match("*.failed", "message.failed"));
-        assert!(glob_match("message.dead_*", "message.dead_lettered"));
-        assert!(!glob_match("message.*", "run.started"));
-        assert!(!glob_match("message", "message.accepted"));
-        assert!(glob_match("m*e*d", "message.accepted"));
-    }
-
-    proptest! {
-        #[test]
-        fn a_literal_matches_itself_and_a_star_prefix_matches_every_suffix(
-            text in "[a-z._]{0,20}", cut in 0usize..21
-        ) {
-            prop_assert!(glob_match(&text, &text));
-            let cut = cut.min(text.len());
-            let pattern = format!("{}*", &text[..cut]);
-            prop_assert!(glob_match(&pattern, &text));
-        }
-    }
 }
 
 /// Where a subscription's events go.
@@ -203,5 +172,40 @@ impl NewSubscription {
             _ => {}
         }
         errors.into_result(Subscription { id, pattern: self.pattern, target: self.target, created_at: now })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    #[test]
+    fn globs() {
+        assert!(glob_match("message.*", "message.accepted"));
+        assert!(glob_match("*", "anything"));
+        assert!(glob_match("*.failed", "message.failed"));
+        assert!(glob_match("message.dead_*", "message.dead_lettered"));
+        assert!(!glob_match("message.*", "run.started"));
+        assert!(!glob_match("message", "message.accepted"));
+        assert!(glob_match("m*e*d", "message.accepted"));
+    }
+
+    proptest! {
+        #[test]
+        fn a_literal_matches_itself_and_a_star_prefix_matches_every_suffix(
+            text in "[a-z._]{0,20}", cut in 0usize..21
+        ) {
+            prop_assert!(glob_match(&text, &text));
+            let cut = cut.min(text.len());
+            let pattern = format!("{}*", &text[..cut]);
+            prop_assert!(glob_match(&pattern, &text));
+        }
+    }
+
+    #[test]
+    fn the_request_shape_names_the_fields_serde_reads() {
+        crate::strict::shape::assert_names_serde_fields::<NewSubscription>();
     }
 }

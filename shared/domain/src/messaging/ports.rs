@@ -1,0 +1,153 @@
+//! What messaging needs from the world beyond the queue and the secrets: one effect per
+//! idempotency key, each agent's load and breaker, and the dead-letter archive.
+
+use std::future::Future;
+
+use jiff::Timestamp;
+
+use super::breaker::Breaker;
+use super::dead_letters::{DeadLetter, DeadLetterFilter, FailureNote};
+use crate::agents::AgentStore;
+use crate::events::{EventStore, SubscriptionStore};
+use crate::ports::{SecretStore, StoreError};
+
+/// What [`IdempotencyStore::claim`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Claim {
+    /// The caller holds the key until its lease ends: do the work, then complete or release.
+    Acquired,
+    /// The work was done already: do nothing.
+    Done,
+    /// Someone else holds the key until then: try again later.
+    Busy { until: Timestamp },
+}
+
+/// One effect per idempotency key: a conditional put with an expiry.
+pub trait IdempotencyStore: Send + Sync + 'static {
+    /// Claims `key` for `holder` until `lease_until`: `Acquired` if there is no record, or
+    /// only an unfinished one whose lease ended before `now`.
+    fn claim(
+        &self,
+        key: &str,
+        holder: &str,
+        now: Timestamp,
+        lease_until: Timestamp,
+    ) -> impl Future<Output = Result<Claim, StoreError>> + Send;
+
+    /// Marks the work done, remembered until `keep_until` (then the record may expire).
+    /// `Conflict` if `holder` no longer holds the key.
+    fn complete(
+        &self,
+        key: &str,
+        holder: &str,
+        keep_until: Timestamp,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Gives the key up, the work undone: the next claim acquires it at once. Harmless
+    /// when `holder` no longer holds it.
+    fn release(&self, key: &str, holder: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+/// Per-agent load: leased slots of work in flight, and the circuit breaker. Shared by every
+/// consumer.
+///
+/// A slot is held by one holder (a delivery attempt) until its lease ends. A lease is live
+/// through its last instant; one that ran out no longer counts, so a consumer that dies
+/// holding a slot holds it no longer than its lease.
+pub trait AgentLoadStore: Send + Sync + 'static {
+    /// Takes one of the agent's `max` slots for `holder` until `lease_until`, unless `max`
+    /// slots are held by others with leases live at `now`: `Ok(false)` then. A holder
+    /// with a live slot keeps it, its lease now ending at `lease_until`. A backend that
+    /// decides by optimistic writes may answer `Conflict` after losing many races in a row.
+    fn acquire_slot(
+        &self,
+        agent: &str,
+        holder: &str,
+        max: u32,
+        now: Timestamp,
+        lease_until: Timestamp,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Gives `holder`'s slot back. Harmless when it holds none (given back already, or
+    /// its lease ran out).
+    fn release_slot(&self, agent: &str, holder: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// The agent's slots whose leases are live at `now` (0 when never recorded).
+    fn in_flight(&self, agent: &str, now: Timestamp) -> impl Future<Output = Result<u32, StoreError>> + Send;
+
+    /// The agent's breaker; `None` if never stored (a closed one).
+    fn get_breaker(&self, agent: &str) -> impl Future<Output = Result<Option<Breaker>, StoreError>> + Send;
+
+    /// Stores `breaker` (its `version` already bumped) if the stored one is at
+    /// `breaker.version - 1` (none stored counts as version 0); `Conflict` otherwise.
+    fn put_breaker(
+        &self,
+        agent: &str,
+        breaker: &Breaker,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+/// The dead-letter archive, and the failure notes that feed it.
+pub trait DeadLetterStore: Send + Sync + 'static {
+    /// Archives a dead letter; `Conflict` if one with its id exists (each is archived once).
+    fn put_dead_letter(
+        &self,
+        dead_letter: &DeadLetter,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    fn get_dead_letter(
+        &self,
+        id: &str,
+    ) -> impl Future<Output = Result<Option<DeadLetter>, StoreError>> + Send;
+
+    /// Oldest first (by `dead_lettered_at`, then id), at most `filter.limit`.
+    fn list_dead_letters(
+        &self,
+        filter: &DeadLetterFilter,
+    ) -> impl Future<Output = Result<Vec<DeadLetter>, StoreError>> + Send;
+
+    /// Writes `dead_letter` (version already bumped) if the stored one is at
+    /// `version - 1`; `Conflict` otherwise, `NotFound` if there is none.
+    fn update_dead_letter(
+        &self,
+        dead_letter: &DeadLetter,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// `NotFound` if there is none.
+    fn delete_dead_letter(&self, id: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Adds one failed delivery of message `id` (first/last time, count, last reason);
+    /// notes may expire after a day.
+    fn note_failure(
+        &self,
+        id: &str,
+        reason: &str,
+        at: Timestamp,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    fn failures(&self, id: &str) -> impl Future<Output = Result<Option<FailureNote>, StoreError>> + Send;
+}
+
+/// Every port messaging uses.
+pub trait MessagingStore:
+    AgentStore
+    + SecretStore
+    + IdempotencyStore
+    + AgentLoadStore
+    + DeadLetterStore
+    + EventStore
+    + SubscriptionStore
+    + Clone
+{
+}
+impl<T> MessagingStore for T where
+    T: AgentStore
+        + SecretStore
+        + IdempotencyStore
+        + AgentLoadStore
+        + DeadLetterStore
+        + EventStore
+        + SubscriptionStore
+        + Clone
+{
+}
