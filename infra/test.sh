@@ -48,6 +48,10 @@ step "shared/domain: the import graph (no cycle, no upward import; the self-test
 python3 infra/check_domain_imports.py --self-test
 python3 infra/check_domain_imports.py
 
+step "Crates: each depends only on its layer's (a function never on another function)"
+python3 infra/check_crate_deps.py --self-test
+python3 infra/check_crate_deps.py
+
 step "Rust: every test of the workspace (embedded backend, moto, HTTP, Lambda events)"
 cargo test --workspace --locked
 

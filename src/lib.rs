@@ -3,4 +3,5 @@
 
 pub mod cli;
 pub mod echo_agent;
+pub mod openapi;
 pub mod stack;

@@ -49,6 +49,9 @@ enum Command {
         #[arg(long, default_value = "127.0.0.1:9100")]
         addr: SocketAddr,
     },
+    /// Print the whole API's OpenAPI document, generated from the code: what is committed
+    /// as docs/openapi.json and served at /openapi.json.
+    Openapi,
     #[command(flatten)]
     Operate(cli::Operate),
 }
@@ -66,7 +69,7 @@ enum BackendKind {
 async fn main() -> anyhow::Result<std::process::ExitCode> {
     let matches = Cli::command().get_matches();
     let Cli { command } = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
-    if !matches!(command, Command::Operate(_)) {
+    if !matches!(command, Command::Operate(_) | Command::Openapi) {
         // The CLI's output is for people; the servers log JSON.
         tdev_runtime::telemetry::init();
     }
@@ -97,6 +100,7 @@ async fn main() -> anyhow::Result<std::process::ExitCode> {
                 tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
             stack::serve(listener, config).await?;
         }
+        Command::Openapi => print!("{}", tdev::openapi::render()),
         Command::EchoAgent { addr } => {
             let listener =
                 tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;

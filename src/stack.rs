@@ -111,7 +111,7 @@ impl<S: StackStore, Q: MessageQueue + Clone, D: AgentDeployer> Stack<S, Q, D> {
     pub fn router(&self, http: &HttpSettings) -> Router {
         let store = self.auth.store().clone();
         let registry = Arc::new(Registry::new(store, Arc::new(SystemClock)));
-        let api = tdev_auth::whole_api(self.auth.config().token_ttl_secs);
+        let api = tdev_auth::api_document(self.auth.config().token_ttl_secs);
         let routes = tdev_auth::router(self.auth.clone(), Mode::Authenticate)
             .merge(tdev_router::router(
                 registry,

@@ -17,6 +17,10 @@
 //! from the page cache first (`dd iflag=nocache count=0`), as a first start on a fresh
 //! machine reads it from disk.
 //!
+//! `TDEV_BENCH_AUTH_BIN` and `TDEV_BENCH_AUTHORIZER_BIN` start another binary instead of
+//! the one cargo built (an earlier commit's, or a `cargo lambda` bootstrap), to compare
+//! two builds under the same conditions.
+//!
 //! The stores are moto's DynamoDB and Secrets Manager: set `TDEV_BENCH_MOTO_URL` to use a
 //! running moto, else the harness starts `.venv/bin/moto_server` (installed by
 //! `infra/test.sh` or `infra/bench.sh`) and stops it at the end. The table, the signing
@@ -106,14 +110,14 @@ fn main() -> anyhow::Result<()> {
     let cases = [
         Case {
             function: "auth",
-            exe: PathBuf::from(env!("CARGO_BIN_EXE_auth")),
+            exe: exe("TDEV_BENCH_AUTH_BIN", env!("CARGO_BIN_EXE_auth")),
             event: health_event()?,
             what: "API Gateway v2 HTTP event for GET /health",
             check: check_health,
         },
         Case {
             function: "authorizer",
-            exe: PathBuf::from(env!("CARGO_BIN_EXE_authorizer")),
+            exe: exe("TDEV_BENCH_AUTHORIZER_BIN", env!("CARGO_BIN_EXE_authorizer")),
             event: authorizer_event(&api_key)?,
             what: "authorizer event with a valid x-api-key",
             check: check_authorized,
@@ -144,6 +148,12 @@ fn main() -> anyhow::Result<()> {
     print_report(&cases, &results);
     let _ = std::fs::remove_dir_all(&work);
     Ok(())
+}
+
+/// The binary `variable` names, else the one cargo built with this bench: another build
+/// of the same function (an earlier commit's, or a `cargo lambda` bootstrap) to compare.
+fn exe(variable: &str, built: &str) -> PathBuf {
+    PathBuf::from(std::env::var_os(variable).unwrap_or_else(|| built.into()))
 }
 
 /// One function to start, and the first event to give it.
@@ -546,7 +556,7 @@ fn print_report(cases: &[Case], results: &[(&Case, PageCache, Vec<Sample>)]) {
     }
     println!();
     for case in cases {
-        println!("- {}: the first event is an {}.", case.function, case.what);
+        println!("- {}: `{}`; the first event is an {}.", case.function, case.exe.display(), case.what);
     }
     println!();
     for (case, cache, samples) in results {

@@ -14,7 +14,7 @@ async fn main() -> Result<(), lambda_http::Error> {
     tdev_runtime::telemetry::init();
     let ApiConfig { auth, http } = ApiConfig::from_env()?;
     let store = tdev_aws::AwsStore::from_env().await?;
-    let api = tdev_auth::whole_api(auth.token_ttl_secs);
+    let api = tdev_auth::api_document(auth.token_ttl_secs);
     let service = Arc::new(AuthService::new(store, Arc::new(SystemClock), auth));
     let app = router(service, Mode::AuthorizerContext).merge(tdev_http::docs::router(api));
     lambda_http::run(finish(app, &http)).await

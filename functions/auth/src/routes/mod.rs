@@ -94,10 +94,11 @@ pub fn constrain_schemas(openapi: &mut serde_json::Value, max_token_ttl_secs: u3
             "TokenRequest",
             json!({"properties": {
                 "scopes": {"minItems": 1, "items": {"enum": scopes}},
-                "ttl_seconds": {"minimum": 1, "maximum": max_token_ttl_secs,
+                "ttl_seconds": {"minimum": 1,
                     "description": "Ask for a shorter lifetime than the configured one (`TDEV_TOKEN_TTL_SECONDS`)."},
             }}),
         );
+        limit_token_ttl(openapi, max_token_ttl_secs);
         tdev_http::docs::constrain(
             openapi,
             "RateLimit",
@@ -107,4 +108,14 @@ pub fn constrain_schemas(openapi: &mut serde_json::Value, max_token_ttl_secs: u3
             }}),
         );
     }
+}
+
+/// Writes the longest token lifetime a caller may ask for, a setting of the deployment,
+/// into the whole API's `document`.
+pub(crate) fn limit_token_ttl(document: &mut serde_json::Value, max_token_ttl_secs: u32) {
+    tdev_http::docs::constrain(
+        document,
+        "TokenRequest",
+        json!({"properties": {"ttl_seconds": {"maximum": max_token_ttl_secs}}}),
+    );
 }
