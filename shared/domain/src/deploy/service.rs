@@ -108,12 +108,8 @@ pub struct Deployments<S, Q, D, I> {
     pub(super) config: DeployConfig,
 }
 
-impl<S, Q, D, I> Deployments<S, Q, D, I>
-where
-    S: DeploymentStore + AgentStore,
-    Q: MessageQueue,
-    D: AgentDeployer,
-    I: AgentInvoker,
+impl<S: DeploymentStore + AgentStore, Q: MessageQueue, D: AgentDeployer, I: AgentInvoker>
+    Deployments<S, Q, D, I>
 {
     pub fn new(
         store: S,
@@ -251,10 +247,8 @@ where
 
     /// The versions that served the agent, newest first; the first serves now.
     pub async fn history(&self, agent: &str) -> Result<Vec<VersionEntry>, StoreError> {
-        let filter = DeploymentFilter { agent: Some(agent.to_owned()), status: None, limit: 0 };
         let mut entries: Vec<VersionEntry> = self
-            .store
-            .list_deployments(&filter)
+            .deployments_of(agent)
             .await?
             .into_iter()
             .filter(|d| matches!(d.status, DeploymentStatus::Deployed | DeploymentStatus::RolledBack))
@@ -277,6 +271,12 @@ where
             first.current = true;
         }
         Ok(entries)
+    }
+
+    /// Every deployment of `agent`.
+    pub(super) async fn deployments_of(&self, agent: &str) -> Result<Vec<Deployment>, StoreError> {
+        let filter = DeploymentFilter { agent: Some(agent.to_owned()), status: None, limit: 0 };
+        self.store.list_deployments(&filter).await
     }
 
     #[allow(clippy::too_many_arguments)]

@@ -15,9 +15,7 @@ use std::time::{Duration, Instant};
 
 use super::ports::{AgentDeployer, DeployError, DeploymentStore, Readiness};
 use super::service::{DEPLOY_QUEUE, DeployTask, Deployments};
-use super::{
-    AgentSpec, Deployment, DeploymentFilter, DeploymentKind, DeploymentStatus, RollbackReason, Submitted,
-};
+use super::{AgentSpec, Deployment, DeploymentKind, DeploymentStatus, RollbackReason, Submitted};
 use crate::agents::{Agent, AgentInvoker, AgentStatus, AgentStore, AgentTarget};
 use crate::ports::{MessageQueue, StoreError};
 use crate::queue::{Delivery, Handled, Polling, QueueWorker};
@@ -54,12 +52,8 @@ impl From<StoreError> for StepError {
     }
 }
 
-impl<S, Q, D, I> Deployments<S, Q, D, I>
-where
-    S: DeploymentStore + AgentStore,
-    Q: MessageQueue,
-    D: AgentDeployer,
-    I: AgentInvoker,
+impl<S: DeploymentStore + AgentStore, Q: MessageQueue, D: AgentDeployer, I: AgentInvoker>
+    Deployments<S, Q, D, I>
 {
     /// Moves the deployment of one task as far as it can go in one work budget.
     pub async fn process(&self, delivery: &Delivery) -> Outcome {
@@ -383,10 +377,8 @@ where
     /// The backup that holds `version`'s configuration: the one taken by the first
     /// deployment that replaced it.
     async fn backup_of(&self, agent: &str, version: &str) -> Result<Option<super::Backup>, StoreError> {
-        let filter = DeploymentFilter { agent: Some(agent.to_owned()), status: None, limit: 0 };
         let mut replacing: Vec<Deployment> = self
-            .store
-            .list_deployments(&filter)
+            .deployments_of(agent)
             .await?
             .into_iter()
             .filter(|d| d.previous_version.as_deref() == Some(version))

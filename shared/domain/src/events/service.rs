@@ -1,8 +1,8 @@
 //! The event log: what the API asks of events. It records an event and fans it out to the
 //! subscriptions that want it, lists events, and administers subscriptions.
 //!
-//! Recording never fails the work an event describes: an event that cannot be appended,
-//! or whose fan-out cannot be queued, is logged and left out.
+//! Recording never fails the work an event describes: an event that cannot be appended is
+//! logged and lost, one whose fan-out cannot be queued is logged and only recorded.
 //!
 //! # Fan-out
 //!

@@ -6,11 +6,10 @@ use std::time::Duration;
 
 use serde_json::{Map, Value, json};
 
-use super::ports::{RunStore, WorkflowStore};
+use super::ports::EngineStore;
 use super::service::{Compiled, Engine};
 use super::{Run, StepRun};
-use crate::agents::{AgentInvoker, AgentStore, AgentTarget, InvokeError};
-use crate::events::EventStore;
+use crate::agents::{AgentInvoker, AgentTarget, InvokeError};
 use crate::ports::MessageQueue;
 use crate::workflow::{ResolvedTarget, ServiceTarget, StepIndex, StepKind};
 
@@ -37,12 +36,7 @@ struct LoopCall<'a> {
     budget: Duration,
 }
 
-impl<S, Q, I> Engine<S, Q, I>
-where
-    S: RunStore + WorkflowStore + AgentStore + EventStore,
-    Q: MessageQueue,
-    I: AgentInvoker,
-{
+impl<S: EngineStore, Q: MessageQueue, I: AgentInvoker> Engine<S, Q, I> {
     /// Does a step's work; returns its outputs.
     pub(super) async fn execute(
         &self,

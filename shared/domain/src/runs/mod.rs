@@ -26,7 +26,7 @@ mod service;
 mod state;
 mod worker;
 
-pub use ports::{RunStore, WorkflowStore};
+pub use ports::{EngineStore, RunStore, WorkflowStore};
 pub use records::{Run, RunFilter, SkipReason, StepRun, StoredWorkflow};
 pub use service::{
     DEFAULT_VISIBILITY_MARGIN, Engine, EngineError, STEP_DEAD_LETTER_QUEUE, STEP_MAX_RECEIVES, STEP_QUEUE,

@@ -3,6 +3,8 @@
 use std::future::Future;
 
 use super::records::{Run, RunFilter, StepRun, StoredWorkflow};
+use crate::agents::AgentStore;
+use crate::events::EventStore;
 use crate::ports::StoreError;
 
 pub trait WorkflowStore: Send + Sync + 'static {
@@ -58,3 +60,8 @@ pub trait RunStore: Send + Sync + 'static {
         step: &StepRun,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
+
+/// Every port the engine uses: the workflows, the runs, the registry its steps call, and
+/// the event log.
+pub trait EngineStore: RunStore + WorkflowStore + AgentStore + EventStore {}
+impl<T: RunStore + WorkflowStore + AgentStore + EventStore> EngineStore for T {}

@@ -12,11 +12,10 @@ use jiff::SignedDuration;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::ports::{RunStore, WorkflowStore};
+use super::ports::EngineStore;
 use super::{Run, RunStatus, StepRun, StepStatus, StoredWorkflow};
-use crate::agents::{AgentInvoker, AgentStore};
+use crate::agents::AgentInvoker;
 use crate::clock::Clock;
-use crate::events::EventStore;
 use crate::ports::{MessageQueue, StoreError};
 use crate::queue::{NewMessage, Priority};
 use crate::validation::ValidationErrors;
@@ -125,12 +124,7 @@ pub struct Engine<S, Q, I> {
     compiled: Mutex<HashMap<(String, String), Arc<Compiled>>>,
 }
 
-impl<S, Q, I> Engine<S, Q, I>
-where
-    S: RunStore + WorkflowStore + AgentStore + EventStore,
-    Q: MessageQueue,
-    I: AgentInvoker,
-{
+impl<S: EngineStore, Q: MessageQueue, I: AgentInvoker> Engine<S, Q, I> {
     pub fn new(store: S, queue: Q, invoker: I, clock: Arc<dyn Clock>, limits: Limits) -> Self {
         let visibility_margin = DEFAULT_VISIBILITY_MARGIN;
         Self {

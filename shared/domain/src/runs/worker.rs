@@ -32,11 +32,11 @@ use jiff::SignedDuration;
 use serde_json::{Map, Value, json};
 
 use super::execute::Failed;
-use super::ports::{RunStore, WorkflowStore};
+use super::ports::EngineStore;
 use super::service::{Compiled, Engine, EngineError, STEP_QUEUE, Task};
 use super::{Run, RunStatus, SkipReason, StepRun, StepStatus};
-use crate::agents::{AgentInvoker, AgentStore};
-use crate::events::{Event, EventStore};
+use crate::agents::AgentInvoker;
+use crate::events::Event;
 use crate::ports::{MessageQueue, StoreError};
 use crate::queue::{Delivery, Handled, Polling, QueueWorker};
 use crate::workflow::{ErrorHandling, StepIndex, StepKind};
@@ -57,12 +57,7 @@ pub enum Outcome {
     DeadLetter(String),
 }
 
-impl<S, Q, I> Engine<S, Q, I>
-where
-    S: RunStore + WorkflowStore + AgentStore + EventStore,
-    Q: MessageQueue,
-    I: AgentInvoker,
-{
+impl<S: EngineStore, Q: MessageQueue, I: AgentInvoker> Engine<S, Q, I> {
     /// Processes one delivered task; the caller applies the outcome to the queue
     /// (see [`Engine::settle`]).
     pub async fn process(&self, delivery: &Delivery) -> Outcome {
@@ -435,12 +430,7 @@ impl LostAttempt {
 /// it hidden as it goes (see [`Engine::process`]).
 const LOCAL_VISIBILITY: Duration = Duration::from_secs(30);
 
-impl<S, Q, I> QueueWorker for Engine<S, Q, I>
-where
-    S: RunStore + WorkflowStore + AgentStore + EventStore,
-    Q: MessageQueue,
-    I: AgentInvoker,
-{
+impl<S: EngineStore, Q: MessageQueue, I: AgentInvoker> QueueWorker for Engine<S, Q, I> {
     async fn handle(&self, _queue: &str, delivery: &Delivery) -> Handled {
         let outcome = self.process(delivery).await;
         let finished = !matches!(outcome, Outcome::RetryAfter(_));

@@ -83,10 +83,7 @@ fn defaults_are_checked_and_its_other_keys_only_hold_anchors() {
         ("$.defaults.targets.fetsh", "unknown step \"fetsh\" (did you mean \"fetch\"?)"),
         ("$.defaults.targets.own", "has its own parameters.target"),
     ];
-    for (path, message) in expected {
-        assert!(has_error(&errors, path, message), "missing {path}: {message} in {errors:#?}");
-    }
-    assert_eq!(errors.len(), expected.len(), "{errors:#?}");
+    assert_exactly(&errors, &expected);
 
     value["defaults"] = json!({"targets": {"a": {"kind": "lambda", "function": "f"}}});
     let errors = field_errors(&value);

@@ -53,6 +53,14 @@ fn has_error(errors: &[(String, String)], path: &str, needle: &str) -> bool {
     errors.iter().any(|(p, m)| p == path && m.contains(needle))
 }
 
+/// Each of `expected` (a path, and a part of its message) is in `errors`, and nothing else.
+fn assert_exactly(errors: &[(String, String)], expected: &[(&str, &str)]) {
+    for (path, message) in expected {
+        assert!(has_error(errors, path, message), "missing {path}: {message} in {errors:#?}");
+    }
+    assert_eq!(errors.len(), expected.len(), "{errors:#?}");
+}
+
 fn agent(id: &str) -> Value {
     json!({"id": id, "name": id, "type": "agent", "agent_id": "worker"})
 }

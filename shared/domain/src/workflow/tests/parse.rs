@@ -321,10 +321,7 @@ fn every_error_is_reported_at_once() {
         ("$.steps[4].retry_policy.initial_delay_seconds", "exceeds max_delay_seconds"),
         ("$.dependencies.s", "must be a list of step ids, not a string"),
     ];
-    for (path, message) in expected {
-        assert!(has_error(&errors, path, message), "missing {path}: {message} in {errors:#?}");
-    }
-    assert_eq!(errors.len(), expected.len(), "{errors:#?}");
+    assert_exactly(&errors, &expected);
 }
 
 #[test]
@@ -425,10 +422,7 @@ fn type_parameters_are_validated_with_their_paths() {
         ("$.steps[6].parameters.steps[2]", "is listed twice"),
         ("$.steps[7].parameters.steps", "must list at least one step"),
     ];
-    for (path, message) in expected {
-        assert!(has_error(&errors, path, message), "missing {path}: {message} in {errors:#?}");
-    }
-    assert_eq!(errors.len(), expected.len(), "{errors:#?}");
+    assert_exactly(&errors, &expected);
 
     // Once the rest is fixed, a branch step that does not depend on its condition is
     // reported (checked after every edge is known).
