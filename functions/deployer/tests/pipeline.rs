@@ -329,6 +329,25 @@ async fn a_spec_over_the_size_limit_is_refused_before_the_target_is_called() {
 }
 
 #[tokio::test]
+async fn a_rejected_spec_sent_again_with_its_idempotency_key_is_rejected_again() {
+    let w = world(works);
+    let document = json!({"guardrail": "not an object", "verify": null});
+    let first = w.pipeline.deploy(Submitted::from_value(document.clone()), "key-1", Some("k1")).await;
+    let Err(DeployRequestError::Invalid { errors, deployment: Some(id) }) = first else {
+        panic!("accepted: {first:?}")
+    };
+    let again = w.pipeline.deploy(Submitted::from_value(document), "key-1", Some("k1")).await;
+    let Err(DeployRequestError::Invalid { errors: errors_again, deployment: Some(id_again) }) = again else {
+        panic!("the replay was accepted: {again:?}")
+    };
+    assert_eq!(id_again, id);
+    assert_eq!(errors_again.errors(), errors.errors());
+    assert!(w.calls().is_empty(), "the target was called: {:?}", w.calls());
+    use DeploymentStatus::*;
+    assert_eq!(w.statuses(&id).await, [Pending, Validating, Failed]);
+}
+
+#[tokio::test]
 async fn only_one_deployment_of_an_agent_runs_at_a_time() {
     let w = world(works);
     let first = w.deploy(A).await;

@@ -150,7 +150,7 @@ impl<S: DeploymentStore + AgentStore, Q: MessageQueue, D: AgentDeployer, I: Agen
 
     /// Records a deployment of `submitted` and queues it. A rejected spec is recorded
     /// too, as failed, with its events. With an idempotency key, the same request again
-    /// gives the same deployment.
+    /// gives the same answer: the same deployment, or the same rejection.
     pub async fn deploy(
         &self,
         submitted: Submitted,
@@ -159,10 +159,17 @@ impl<S: DeploymentStore + AgentStore, Q: MessageQueue, D: AgentDeployer, I: Agen
     ) -> Result<Deployment, DeployRequestError> {
         let hash = AgentSpec::hash(&submitted.document);
         let id = deployment_id(requested_by, idempotency_key);
-        if let Some(existing) = self.replay(&id, &hash).await? {
-            return Ok(existing);
-        }
         let checked = self.check(&submitted);
+        if let Some(existing) = self.replay(&id, &hash).await? {
+            // The same request again gets the same answer: a rejected spec is rejected
+            // again (its record says so), not reported as an accepted deployment.
+            return match checked {
+                Err(errors) if existing.status == DeploymentStatus::Failed => {
+                    Err(DeployRequestError::Invalid { errors, deployment: Some(existing.id) })
+                }
+                _ => Ok(existing),
+            };
+        }
         let agent = match &checked {
             Ok(spec) => spec.name.clone(),
             Err(_) => submitted.name.clone().filter(|n| !n.is_empty()).unwrap_or_else(|| "-".to_owned()),
