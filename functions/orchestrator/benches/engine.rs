@@ -42,7 +42,7 @@ use tdev_domain::agents::{Agent, AgentInvoker, AgentStore, AgentTarget, InvokeEr
 use tdev_domain::runs::{
     Engine, RunFilter, RunStatus, RunStore, STEP_DEAD_LETTER_QUEUE, STEP_MAX_RECEIVES, STEP_QUEUE, StepStatus,
 };
-use tdev_domain::workflow::{Format, Limits};
+use tdev_domain::workflow::{Format, Limits, load};
 use tdev_embedded::{QueueSpec, SqliteStore};
 use tdev_invoke::{Invoker, default_http_client};
 use tokio::sync::watch;
@@ -202,7 +202,8 @@ async fn run_case<I: AgentInvoker + Clone>(
     };
     store.insert_agent(&agent).await.expect("register the agent");
     let id = format!("bench-{}-{steps}", shape.name());
-    let (stored, _) = engine.put_workflow(&workflow(&id, shape, steps), Format::Json).await.expect("store");
+    let loaded = load(&workflow(&id, shape, steps), Format::Json, engine.limits()).expect("a valid workflow");
+    let (stored, _) = engine.put_workflow(loaded).await.expect("store");
 
     let (stop, shutdown) = watch::channel(false);
     let consumers =

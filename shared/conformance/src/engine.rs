@@ -15,7 +15,7 @@ use tdev_domain::ports::MessageQueue;
 use tdev_domain::runs::{
     Engine, Outcome, Run, RunStatus, RunStore, STEP_QUEUE, StepStatus, Task, WorkflowStore,
 };
-use tdev_domain::workflow::{Format, Limits};
+use tdev_domain::workflow::{self, Format, Limits};
 use tdev_domain::{Clock, SystemClock};
 
 /// What a scripted agent does on its `n`th call (1-based).
@@ -156,8 +156,14 @@ where
     /// Stores `workflow` (a JSON value, given a unique id) and starts a run.
     pub async fn start(&self, mut workflow: Value, inputs: Value) -> Run {
         workflow["id"] = json!(super::unique("wf"));
-        let (stored, _) =
-            self.engine.put_workflow(&workflow.to_string(), Format::Json).await.expect("store workflow");
+        let (stored, _) = self
+            .engine
+            .put_workflow(
+                workflow::load(&workflow.to_string(), Format::Json, self.engine.limits())
+                    .expect("a valid workflow"),
+            )
+            .await
+            .expect("store workflow");
         let Value::Object(inputs) = inputs else { panic!("inputs must be an object") };
         self.engine.start_run(&stored.id, Some(&stored.version), inputs).await.expect("start run")
     }

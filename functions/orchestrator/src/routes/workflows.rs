@@ -11,7 +11,7 @@ use tdev_domain::agents::AgentInvoker;
 use tdev_domain::auth::Scope;
 use tdev_domain::ports::MessageQueue;
 use tdev_domain::runs::StoredWorkflow;
-use tdev_domain::workflow::{Notice, ValidationReport};
+use tdev_domain::workflow::{self, Notice, ValidationReport};
 use tdev_http::{ApiError, Caller, Problem};
 use utoipa::ToSchema;
 
@@ -71,7 +71,9 @@ pub async fn validate<S: OrchestratorStore, Q: MessageQueue, I: AgentInvoker>(
 ) -> Result<Json<ValidationReport>, ApiError> {
     caller.require(Scope::Read)?;
     let document = document?;
-    Ok(Json(engine.validate_workflow(document.text, document.format).await?))
+    let (report, validated) =
+        workflow::validate_off_runtime(document.text, document.format, *engine.limits()).await;
+    Ok(Json(engine.check_agents(report, validated.as_ref()).await?))
 }
 
 #[utoipa::path(
@@ -105,7 +107,8 @@ pub async fn create<S: OrchestratorStore, Q: MessageQueue, I: AgentInvoker>(
 ) -> Result<impl IntoResponse, ApiError> {
     caller.require(Scope::WorkflowsRun)?;
     let document = document?;
-    let (stored, notices) = engine.put_workflow(&document.text, document.format).await?;
+    let loaded = workflow::load_off_runtime(document.text, document.format, *engine.limits()).await?;
+    let (stored, notices) = engine.put_workflow(loaded).await?;
     let location = format!("/v1/workflows/{}/versions/{}", stored.id, stored.version);
     tracing::info!(workflow_id = %stored.id, version = %stored.version, notices = notices.len(), "workflow stored");
     let body = WorkflowVersion { notices, ..WorkflowVersion::from(stored) };

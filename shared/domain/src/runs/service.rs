@@ -20,8 +20,8 @@ use crate::ports::{MessageQueue, StoreError};
 use crate::queue::{NewMessage, Priority};
 use crate::validation::ValidationErrors;
 use crate::workflow::{
-    Format, Limits, Notice, StepIndex, ValidatedWorkflow, ValidationReport, Workflow, WorkflowError,
-    load_off_runtime, parse_json, to_json, untargeted, untargeted_message, validate_off_runtime,
+    Limits, Loaded, Notice, StepIndex, ValidatedWorkflow, ValidationReport, Workflow, WorkflowError,
+    load_definition, untargeted, untargeted_message,
 };
 
 /// The queue step tasks travel on.
@@ -177,11 +177,8 @@ impl<S: EngineStore, Q: MessageQueue, I: AgentInvoker> Engine<S, Q, I> {
         let stored = self.store.get_workflow(id, version).await?.ok_or_else(|| {
             EngineError::WorkflowNotFound { id: id.to_owned(), version: version.map(str::to_owned) }
         })?;
-        // Checked against the limits when stored; as JSON it may be larger than its YAML
-        // was (aliases expanded), and the limits may have been lowered since.
-        let workflow = parse_json(&stored.definition.to_string(), &Limits::NONE)
-            .map_err(|e| EngineError::Corrupt(e.to_string()))?;
-        let validated = ValidatedWorkflow::new(workflow).map_err(|e| EngineError::Corrupt(e.to_string()))?;
+        let validated =
+            load_definition(&stored.definition).map_err(|e| EngineError::Corrupt(e.to_string()))?;
         let compiled = Arc::new(Compiled::new(validated));
         let mut cache = self.cache();
         if cache.len() >= 64 {
@@ -195,14 +192,13 @@ impl<S: EngineStore, Q: MessageQueue, I: AgentInvoker> Engine<S, Q, I> {
         self.compiled.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The validation report of a document, with the agents it names checked against
-    /// the registry (an `unknown_agents` notice).
-    pub async fn validate_workflow(
+    /// A validation report ([`crate::workflow::validate_off_runtime`]) with the agents a
+    /// valid workflow names checked against the registry (an `unknown_agents` notice).
+    pub async fn check_agents(
         &self,
-        text: String,
-        format: Format,
+        mut report: ValidationReport,
+        validated: Option<&ValidatedWorkflow>,
     ) -> Result<ValidationReport, EngineError> {
-        let (mut report, validated) = validate_off_runtime(text, format, self.limits).await;
         if let Some(validated) = validated {
             let workflow = validated.workflow();
             let missing = self.missing_agents(workflow).await?;
@@ -226,34 +222,23 @@ impl<S: EngineStore, Q: MessageQueue, I: AgentInvoker> Engine<S, Q, I> {
         Ok(missing)
     }
 
-    /// Checks a workflow document (JSON or YAML) and stores it as an immutable version,
-    /// with the findings that do not stop it from being stored: service steps without a
-    /// target, agents not registered (yet). Storing the same version with the same
-    /// content again is harmless; with other content it is a `Conflict`.
-    pub async fn put_workflow(
-        &self,
-        text: &str,
-        format: Format,
-    ) -> Result<(StoredWorkflow, Vec<Notice>), EngineError> {
-        let validated = load_off_runtime(text.to_owned(), format, self.limits).await?;
-        let workflow = validated.workflow();
+    /// Stores a checked workflow document ([`crate::workflow::load`]) as an immutable
+    /// version, its canonical form as the definition, with the findings that do not stop
+    /// it from being stored: service steps without a target, agents not registered (yet).
+    /// Storing the same version with the same content again is harmless; with other
+    /// content it is a `Conflict`.
+    pub async fn put_workflow(&self, loaded: Loaded) -> Result<(StoredWorkflow, Vec<Notice>), EngineError> {
+        let workflow = loaded.workflow();
         let missing = self.missing_agents(workflow).await?;
         let notices: Vec<Notice> = Notice::not_runnable(workflow)
             .into_iter()
             .chain(Notice::unknown_agents(workflow, &missing))
             .collect();
-        // The document as JSON, keys sorted and YAML merge keys applied: YAML and JSON
-        // spellings of one workflow store the same definition and hash, and the engine
-        // reads it back as JSON.
-        let definition = to_json(text, format).map_err(|e| EngineError::Corrupt(e.to_string()))?;
-        let canonical = definition.to_string();
-        let stored = StoredWorkflow {
-            id: workflow.id().to_owned(),
-            version: workflow.version().to_owned(),
-            content_hash: hex::encode(<sha2::Sha256 as sha2::Digest>::digest(canonical.as_bytes())),
-            definition,
-            created_at: self.clock.now(),
-        };
+        let (id, version) = (workflow.id().to_owned(), workflow.version().to_owned());
+        let definition = loaded.into_definition();
+        let content_hash =
+            hex::encode(<sha2::Sha256 as sha2::Digest>::digest(definition.to_string().as_bytes()));
+        let stored = StoredWorkflow { id, version, content_hash, definition, created_at: self.clock.now() };
         self.store.put_workflow(&stored).await?;
         Ok((stored, notices))
     }

@@ -5,7 +5,10 @@
 //! as it could be read); [`ValidatedWorkflow::new`] checks the graph for
 //! cycles (every strongly connected component reported once, with a concrete cycle);
 //! [`plan()`] computes levels, the critical path and what could be simplified. [`validate`]
-//! does all three for `POST /v1/workflows:validate`. The format is in docs/workflows.md.
+//! does all three for `POST /v1/workflows:validate`; [`load`] parses a document once into
+//! a [`Loaded`] workflow and its canonical JSON, which is what the engine stores and
+//! [`load_definition`] reads back. Formats (JSON, YAML) stay here. The format is in
+//! docs/workflows.md.
 //!
 //! Pure: no I/O, no clock.
 
@@ -28,13 +31,13 @@ pub use model::{
 };
 pub use parse::{
     CYCLE_PATH, Format, LimitExceeded, LimitKind, Limits, ParseError, ParseErrors, parse, parse_json,
-    parse_yaml, to_json,
+    parse_yaml,
 };
 pub use plan::{
     CriticalPath, DurationSource, EarlierStart, ImpliedBy, MAX_VIA_STEPS, Parallelism, PathStep, Plan,
     REDUNDANCY_BUDGET_BASE, REDUNDANCY_BUDGET_PER_ELEMENT, RedundantDependency, plan,
 };
 pub use report::{
-    AgentPath, Notice, ReportError, StepPath, ValidationReport, WorkflowError, WorkflowSummary, load,
-    load_off_runtime, untargeted, untargeted_message, validate, validate_off_runtime,
+    AgentPath, Loaded, Notice, ReportError, StepPath, ValidationReport, WorkflowError, WorkflowSummary, load,
+    load_definition, load_off_runtime, untargeted, untargeted_message, validate, validate_off_runtime,
 };

@@ -226,44 +226,56 @@ impl fmt::Display for ParseErrors {
 impl std::error::Error for ParseErrors {}
 
 pub fn parse(text: &str, format: Format, limits: &Limits) -> Result<Workflow, ParseErrors> {
-    match format {
-        Format::Json => parse_json(text, limits),
-        Format::Yaml => parse_yaml(text, limits),
-    }
+    let root = read(text, format, limits)?;
+    walk(&root, limits)
 }
 
 pub fn parse_json(text: &str, limits: &Limits) -> Result<Workflow, ParseErrors> {
-    check_size(text, limits)?;
-    let root = tree::from_json(text).map_err(|e| {
-        let (line, column) = (e.line(), e.column());
-        let full = e.to_string();
-        let suffix = format!(" at line {line} column {column}");
-        let message = full.strip_suffix(&suffix).unwrap_or(&full).to_owned();
-        ParseErrors::of(vec![ParseError::Syntax { line, column, message }])
-    })?;
-    walk(&root, limits)
+    parse(text, Format::Json, limits)
 }
 
 pub fn parse_yaml(text: &str, limits: &Limits) -> Result<Workflow, ParseErrors> {
-    check_size(text, limits)?;
-    // Straight into the tree, like JSON, so that repeated keys reach the walk and are
-    // reported with their paths (yaml_serde's own Value would reject them, placed only at
-    // the start of the enclosing mapping).
-    let mut root = tree::from_yaml(text).map_err(yaml_error)?;
-    tree::apply_merge_keys(&mut root);
-    walk(&root, limits)
+    parse(text, Format::Yaml, limits)
 }
 
-/// The document as JSON, with YAML merge keys applied: what is stored of a workflow, which
-/// parses (as JSON) to the same [`Workflow`]. Keys are sorted, so the JSON and YAML
-/// spellings of one workflow give the same value.
-pub fn to_json(text: &str, format: Format) -> Result<Value, ParseErrors> {
+/// Parses a document once into the workflow and its canonical form: the document as
+/// JSON, with YAML merge keys applied and keys sorted, so that the JSON and YAML
+/// spellings of one workflow give the same value. That value is what is stored, and
+/// [`parse_canonical`] reads it back.
+pub(super) fn parse_with_canonical(
+    text: &str,
+    format: Format,
+    limits: &Limits,
+) -> Result<(Workflow, Value), ParseErrors> {
+    let root = read(text, format, limits)?;
+    let workflow = walk(&root, limits)?;
+    Ok((workflow, tree::to_value(&root)))
+}
+
+/// Reads back a canonical form that [`parse_with_canonical`] made, without text: it was
+/// within the limits when it was made (which may have been lowered since).
+pub(super) fn parse_canonical(definition: &Value) -> Result<Workflow, ParseErrors> {
+    walk(&tree::from_value(definition), &Limits::NONE)
+}
+
+/// The document's tree, within the size limit; for YAML with its merge keys applied.
+fn read<'t>(text: &'t str, format: Format, limits: &Limits) -> Result<Node<'t>, ParseErrors> {
+    check_size(text, limits)?;
     match format {
-        Format::Json => serde_json::from_str(text).map_err(|e| whole_document_error(e.to_string())),
+        Format::Json => tree::from_json(text).map_err(|e| {
+            let (line, column) = (e.line(), e.column());
+            let full = e.to_string();
+            let suffix = format!(" at line {line} column {column}");
+            let message = full.strip_suffix(&suffix).unwrap_or(&full).to_owned();
+            ParseErrors::of(vec![ParseError::Syntax { line, column, message }])
+        }),
         Format::Yaml => {
+            // Straight into the tree, like JSON, so that repeated keys reach the walk and
+            // are reported with their paths (yaml_serde's own Value would reject them,
+            // placed only at the start of the enclosing mapping).
             let mut root = tree::from_yaml(text).map_err(yaml_error)?;
             tree::apply_merge_keys(&mut root);
-            Ok(tree::to_value(&root))
+            Ok(root)
         }
     }
 }

@@ -1,10 +1,13 @@
 //! The validation report: what `POST /v1/workflows:validate` returns, as JSON.
 
 use serde::Serialize;
+use serde_json::Value;
 
 use super::graph::{Cycle, CycleEdge, CycleErrors, ValidatedWorkflow};
 use super::model::Workflow;
-use super::parse::{Format, LimitKind, Limits, ParseError, ParseErrors, parse};
+use super::parse::{
+    Format, LimitKind, Limits, ParseError, ParseErrors, parse, parse_canonical, parse_with_canonical,
+};
 use super::plan::{Plan, plan};
 
 /// Why a document is not a valid workflow: it did not parse, or its graph has cycles
@@ -17,18 +20,48 @@ pub enum WorkflowError {
     Cycles(CycleErrors),
 }
 
-/// Parses and checks a workflow document: what the engine runs from.
-pub fn load(text: &str, format: Format, limits: &Limits) -> Result<ValidatedWorkflow, WorkflowError> {
-    let workflow = parse(text, format, limits).map_err(WorkflowError::Parse)?;
+/// A workflow document parsed once and checked: the validated workflow, and its canonical
+/// form (JSON, keys sorted, YAML merge keys applied), which is what is stored.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    validated: ValidatedWorkflow,
+    definition: Value,
+}
+
+impl Loaded {
+    pub fn validated(&self) -> &ValidatedWorkflow {
+        &self.validated
+    }
+
+    pub fn workflow(&self) -> &Workflow {
+        self.validated.workflow()
+    }
+
+    /// The canonical form: the JSON and YAML spellings of one workflow give the same value.
+    pub fn definition(&self) -> &Value {
+        &self.definition
+    }
+
+    pub fn into_definition(self) -> Value {
+        self.definition
+    }
+}
+
+/// Parses and checks a workflow document: what the engine stores and runs from.
+pub fn load(text: &str, format: Format, limits: &Limits) -> Result<Loaded, WorkflowError> {
+    let (workflow, definition) = parse_with_canonical(text, format, limits).map_err(WorkflowError::Parse)?;
+    let validated = ValidatedWorkflow::new(workflow).map_err(WorkflowError::Cycles)?;
+    Ok(Loaded { validated, definition })
+}
+
+/// Reads back a stored canonical form ([`Loaded::definition`]).
+pub fn load_definition(definition: &Value) -> Result<ValidatedWorkflow, WorkflowError> {
+    let workflow = parse_canonical(definition).map_err(WorkflowError::Parse)?;
     ValidatedWorkflow::new(workflow).map_err(WorkflowError::Cycles)
 }
 
 /// [`load`] off the async runtime, within [`crate::bounded::DOCUMENT_BUDGET`].
-pub async fn load_off_runtime(
-    text: String,
-    format: Format,
-    limits: Limits,
-) -> Result<ValidatedWorkflow, WorkflowError> {
+pub async fn load_off_runtime(text: String, format: Format, limits: Limits) -> Result<Loaded, WorkflowError> {
     crate::bounded::off_runtime(crate::bounded::DOCUMENT_BUDGET, move || load(&text, format, &limits))
         .await
         .unwrap_or_else(|unfinished| Err(WorkflowError::Parse(unfinished_error(unfinished))))

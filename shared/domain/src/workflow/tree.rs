@@ -60,6 +60,23 @@ pub(super) fn to_value(node: &Node<'_>) -> serde_json::Value {
     }
 }
 
+/// A JSON value as a tree, borrowing its strings: how a stored canonical form is read
+/// back without printing and parsing it again. Its depth is that of a document that
+/// parsed (the parsers' recursion limits bound it).
+pub(super) fn from_value(value: &serde_json::Value) -> Node<'_> {
+    use serde_json::Value;
+    match value {
+        Value::Null => Node::Null,
+        Value::Bool(b) => Node::Bool(*b),
+        Value::Number(n) => Node::Number(n.clone()),
+        Value::String(s) => Node::Str(Cow::Borrowed(s)),
+        Value::Array(items) => Node::Seq(items.iter().map(from_value).collect()),
+        Value::Object(map) => {
+            Node::Map(map.iter().map(|(k, v)| (Cow::Borrowed(k.as_str()), from_value(v))).collect())
+        }
+    }
+}
+
 /// Parses JSON text into a tree.
 pub(super) fn from_json(text: &str) -> Result<Node<'_>, serde_json::Error> {
     let mut deserializer = serde_json::Deserializer::from_str(text);

@@ -147,7 +147,7 @@ fn load_gives_a_validated_workflow_or_the_reason() {
 fn a_large_layered_workflow_plans_exactly() {
     let text = layered_text(500, 20, 20);
     let workflow = load(&text, Format::Json, &limits()).unwrap();
-    let plan = plan(&workflow);
+    let plan = plan(workflow.validated());
     assert_eq!(plan.steps, 10_000);
     assert_eq!(plan.levels.len(), 500);
     assert_eq!(plan.max_width, 20);
