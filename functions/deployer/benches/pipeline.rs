@@ -18,7 +18,7 @@ use tdev_domain::deploy::{
     DeployError, DeploymentStore, Deployments, Published, Readiness, Snapshot, Submitted, TargetKind,
 };
 use tdev_domain::ports::MessageQueue;
-use tdev_domain::runs::Outcome;
+use tdev_domain::queue::Outcome;
 use tdev_embedded::{QueueSpec, SqliteStore};
 use tdev_invoke::{Invoker, default_http_client};
 
@@ -119,7 +119,7 @@ async fn main() {
             for delivery in batch {
                 let outcome = pipeline.process(&delivery).await;
                 assert_eq!(outcome, Outcome::Done);
-                pipeline.settle(&delivery, outcome).await.unwrap();
+                pipeline.queue().settle(DEPLOY_QUEUE, &delivery, outcome).await.unwrap();
             }
         }
         let total = started.elapsed();

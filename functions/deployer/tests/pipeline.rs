@@ -14,7 +14,7 @@ use tdev_domain::deploy::{
     Published, Readiness, RollbackReason, Snapshot, Submitted, TargetKind,
 };
 use tdev_domain::ports::MessageQueue;
-use tdev_domain::runs::Outcome;
+use tdev_domain::queue::Outcome;
 use tdev_embedded::{LocalTarget, QueueSpec, SqliteStore};
 use tdev_invoke::{Invoker, default_http_client};
 
@@ -186,7 +186,7 @@ impl World {
                         }
                         other => other,
                     };
-                    self.pipeline.settle(&delivery, outcome).await.expect("settle");
+                    self.pipeline.queue().settle(DEPLOY_QUEUE, &delivery, outcome).await.expect("settle");
                 }
                 Err(crash) if crash.is_panic() => crashes += 1,
                 Err(e) => panic!("{e}"),

@@ -12,9 +12,8 @@ use serde_json::{Map, Value, json};
 use tdev_domain::agents::{Agent, AgentInvoker, AgentStore, AgentTarget, InvokeError};
 use tdev_domain::events::EventStore;
 use tdev_domain::ports::MessageQueue;
-use tdev_domain::runs::{
-    Engine, Outcome, Run, RunStatus, RunStore, STEP_QUEUE, StepStatus, Task, WorkflowStore,
-};
+use tdev_domain::queue::Outcome;
+use tdev_domain::runs::{Engine, Run, RunStatus, RunStore, STEP_QUEUE, StepStatus, Task, WorkflowStore};
 use tdev_domain::workflow::{self, Format, Limits};
 use tdev_domain::{Clock, SystemClock};
 
@@ -200,7 +199,7 @@ where
                         );
                     }
                     // A stale receipt (the task came back and was re-received) is fine.
-                    let _ = engine.settle(&delivery, outcome).await;
+                    let _ = engine.queue().settle(STEP_QUEUE, &delivery, outcome).await;
                 })
             });
             for task in futures::future::join_all(work).await {
@@ -220,7 +219,7 @@ where
                     Ok(Task::Step { run_id: of, .. }) if of == run_id => return delivery,
                     _ => {
                         let outcome = self.engine.process(&delivery).await;
-                        let _ = self.engine.settle(&delivery, outcome).await;
+                        let _ = self.engine.queue().settle(STEP_QUEUE, &delivery, outcome).await;
                     }
                 }
             }
@@ -449,7 +448,7 @@ where
         let batch = h.engine.queue().receive(STEP_QUEUE, 10, Duration::from_secs(30)).await.expect("receive");
         for delivery in &batch {
             let outcome = h.engine.process(delivery).await;
-            h.engine.settle(delivery, outcome).await.expect("settle");
+            h.engine.queue().settle(STEP_QUEUE, delivery, outcome).await.expect("settle");
         }
         if h.steps(&run.id).await["s"].0 == StepStatus::Cancelled {
             break;

@@ -8,7 +8,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use crate::health::ComponentHealth;
-use crate::queue::{Delivery, NewMessage};
+use crate::queue::{Delivery, Handled, NewMessage, Outcome};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -117,4 +117,26 @@ pub trait MessageQueue: Send + Sync + 'static {
         delivery: &Delivery,
         reason: &str,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Applies a worker's [`Outcome`] to a delivery taken from `queue`, and says what
+    /// became of it.
+    fn settle(
+        &self,
+        queue: &str,
+        delivery: &Delivery,
+        outcome: Outcome,
+    ) -> impl Future<Output = Result<Handled, StoreError>> + Send {
+        async move {
+            match outcome {
+                Outcome::Done => self.ack(queue, &delivery.receipt).await.map(|()| Handled::Finished),
+                Outcome::RetryAfter(delay) => {
+                    self.retry_after(queue, &delivery.receipt, delay).await.map(|()| Handled::Retry)
+                }
+                Outcome::DeadLetter(reason) => {
+                    tracing::error!(reason = %reason, queue, message_id = %delivery.message_id, "task dead-lettered");
+                    self.dead_letter(queue, delivery, &reason).await.map(|()| Handled::Finished)
+                }
+            }
+        }
+    }
 }

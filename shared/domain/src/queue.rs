@@ -144,6 +144,27 @@ impl Handled {
     pub fn finished(self) -> bool {
         !matches!(self, Handled::Retry)
     }
+
+    /// What a settle came to, where one that failed is a retry: the queue brings the
+    /// delivery back when its visibility ends.
+    pub fn or_retry<E: fmt::Display>(settled: Result<Handled, E>, delivery: &Delivery) -> Handled {
+        settled.unwrap_or_else(|e| {
+            tracing::warn!(error = %e, message_id = %delivery.message_id, "could not settle a delivery; it will come back");
+            Handled::Retry
+        })
+    }
+}
+
+/// What a worker decided about one task it was delivered; the queue applies it
+/// ([`crate::ports::MessageQueue::settle`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Done: delete it.
+    Done,
+    /// Not yet: make it visible again after this long.
+    RetryAfter(Duration),
+    /// It can never be processed: move it to the dead-letter queue with this reason.
+    DeadLetter(String),
 }
 
 /// How the local stack's consumer loop takes from a worker's queues; in Lambda, the

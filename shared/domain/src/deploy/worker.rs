@@ -18,8 +18,7 @@ use super::service::{DEPLOY_QUEUE, DeployTask, Deployments};
 use super::{AgentSpec, Deployment, DeploymentKind, DeploymentStatus, RollbackReason, Submitted};
 use crate::agents::{Agent, AgentInvoker, AgentStatus, AgentStore, AgentTarget};
 use crate::ports::{MessageQueue, StoreError};
-use crate::queue::{Delivery, Handled, Polling, QueueWorker};
-use crate::runs::Outcome;
+use crate::queue::{Delivery, Handled, Outcome, Polling, QueueWorker};
 
 const MAX_PAUSE: Duration = Duration::from_secs(30);
 
@@ -81,17 +80,6 @@ impl<S: DeploymentStore + AgentStore, Q: MessageQueue, D: AgentDeployer, I: Agen
                 }
                 Next::Continue => {}
             }
-        }
-    }
-
-    /// Acknowledges, delays or dead-letters the task as `outcome` says.
-    pub async fn settle(&self, delivery: &Delivery, outcome: Outcome) -> Result<(), StoreError> {
-        match outcome {
-            Outcome::Done => self.queue.ack(DEPLOY_QUEUE, &delivery.receipt).await,
-            Outcome::RetryAfter(delay) => {
-                self.queue.retry_after(DEPLOY_QUEUE, &delivery.receipt, delay).await
-            }
-            Outcome::DeadLetter(reason) => self.queue.dead_letter(DEPLOY_QUEUE, delivery, &reason).await,
         }
     }
 
@@ -457,15 +445,7 @@ where
 {
     async fn handle(&self, _queue: &str, delivery: &Delivery) -> Handled {
         let outcome = self.process(delivery).await;
-        let finished = !matches!(outcome, Outcome::RetryAfter(_));
-        match self.settle(delivery, outcome).await {
-            Ok(()) if finished => Handled::Finished,
-            Ok(()) => Handled::Retry,
-            Err(e) => {
-                tracing::warn!(error = %e, "could not settle a deploy task; it will come back");
-                Handled::Retry
-            }
-        }
+        Handled::or_retry(self.queue.settle(DEPLOY_QUEUE, delivery, outcome).await, delivery)
     }
 
     /// One task at a time: a deployment's work is long, and one receive per task lets

@@ -605,14 +605,11 @@ impl<S: MessagingStore, Q: MessageQueue, I: AgentInvoker + EventSink> QueueWorke
         // A held message on its last receive is dead-lettered by the queue, not retried.
         let finished = matches!(disposition, Disposition::Done | Disposition::DeadLetter { .. })
             || matches!(disposition, Disposition::Hold(_) if delivery.receive_count + 1 >= config.max_receives);
-        match self.settle(queue, delivery, disposition).await {
-            Ok(()) if finished => Handled::Finished,
-            Ok(()) => Handled::Retry,
-            Err(e) => {
-                tracing::warn!(error = %e, queue, message_id = %delivery.message_id, "could not settle a message; it will come back");
-                Handled::Retry
-            }
-        }
+        let settled = self.settle(queue, delivery, disposition).await;
+        Handled::or_retry(
+            settled.map(|()| if finished { Handled::Finished } else { Handled::Retry }),
+            delivery,
+        )
     }
 
     /// The band queues, most urgent first, then event deliveries; and the dead-letter

@@ -33,4 +33,3 @@ pub use service::{
     Task,
 };
 pub use state::{IllegalTransition, RunStatus, StepStatus};
-pub use worker::Outcome;

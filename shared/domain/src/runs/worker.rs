@@ -38,7 +38,7 @@ use super::{Run, RunStatus, SkipReason, StepRun, StepStatus};
 use crate::agents::AgentInvoker;
 use crate::events::Event;
 use crate::ports::{MessageQueue, StoreError};
-use crate::queue::{Delivery, Handled, Polling, QueueWorker};
+use crate::queue::{Delivery, Handled, Outcome, Polling, QueueWorker};
 use crate::workflow::{ErrorHandling, StepIndex, StepKind};
 
 /// SQS cannot hide a message longer than 12 hours; a deadline further away is re-armed.
@@ -46,20 +46,9 @@ const MAX_HIDE: Duration = Duration::from_secs(12 * 3600);
 /// After a lost conditional write, look at the record again soon.
 const CONFLICT_RETRY: Duration = Duration::from_millis(200);
 
-/// What to do with a delivery once it is processed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
-    /// Done: delete it.
-    Done,
-    /// Not yet: make it visible again after this long.
-    RetryAfter(Duration),
-    /// It can never be processed: move it to the dead-letter queue with this reason.
-    DeadLetter(String),
-}
-
 impl<S: EngineStore, Q: MessageQueue, I: AgentInvoker> Engine<S, Q, I> {
     /// Processes one delivered task; the caller applies the outcome to the queue
-    /// (see [`Engine::settle`]).
+    /// ([`MessageQueue::settle`] on [`STEP_QUEUE`]).
     pub async fn process(&self, delivery: &Delivery) -> Outcome {
         let task: Task = match serde_json::from_str(&delivery.body) {
             Ok(task) => task,
@@ -77,18 +66,6 @@ impl<S: EngineStore, Q: MessageQueue, I: AgentInvoker> Engine<S, Q, I> {
                 Outcome::RetryAfter(Duration::from_secs(5))
             }
             Err(e) => Outcome::DeadLetter(format!("unprocessable_task: {e}")),
-        }
-    }
-
-    /// Applies an outcome to the delivery on the step queue.
-    pub async fn settle(&self, delivery: &Delivery, outcome: Outcome) -> Result<(), StoreError> {
-        match outcome {
-            Outcome::Done => self.queue.ack(STEP_QUEUE, &delivery.receipt).await,
-            Outcome::RetryAfter(delay) => self.queue.retry_after(STEP_QUEUE, &delivery.receipt, delay).await,
-            Outcome::DeadLetter(reason) => {
-                tracing::error!(reason = %reason, message_id = %delivery.message_id, "task dead-lettered");
-                self.queue.dead_letter(STEP_QUEUE, delivery, &reason).await
-            }
         }
     }
 
@@ -433,15 +410,7 @@ const LOCAL_VISIBILITY: Duration = Duration::from_secs(30);
 impl<S: EngineStore, Q: MessageQueue, I: AgentInvoker> QueueWorker for Engine<S, Q, I> {
     async fn handle(&self, _queue: &str, delivery: &Delivery) -> Handled {
         let outcome = self.process(delivery).await;
-        let finished = !matches!(outcome, Outcome::RetryAfter(_));
-        match self.settle(delivery, outcome).await {
-            Ok(()) if finished => Handled::Finished,
-            Ok(()) => Handled::Retry,
-            Err(e) => {
-                tracing::warn!(error = %e, "could not settle a task; it will come back");
-                Handled::Retry
-            }
-        }
+        Handled::or_retry(self.queue.settle(STEP_QUEUE, delivery, outcome).await, delivery)
     }
 
     fn polling(&self) -> Vec<Polling> {
