@@ -61,30 +61,14 @@ pub(crate) fn write_json(out: &mut String, value: &Json, style: Style) {
         Json::BigInt(digits) => out.push_str(digits),
         Json::Float(f) => write_f64(out, *f),
         Json::String(s) => write_str(out, s, style == Style::PythonDefault),
-        Json::Array(items) => {
-            out.push('[');
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                write_json(out, item, style);
-            }
-            out.push(']');
-        }
+        Json::Array(items) => write_seq(out, ARRAY, items, |out, item| write_json(out, item, style)),
         Json::Object(members) => match style {
             Style::Canonical => write_sorted_members(out, members, None),
-            Style::PythonDefault => {
-                out.push('{');
-                for (i, (key, value)) in members.iter().enumerate() {
-                    if i > 0 {
-                        out.push(',');
-                    }
-                    write_str(out, key, true);
-                    out.push(':');
-                    write_json(out, value, style);
-                }
-                out.push('}');
-            }
+            Style::PythonDefault => write_seq(out, OBJECT, members, |out, (key, value)| {
+                write_str(out, key, true);
+                out.push(':');
+                write_json(out, value, style);
+            }),
         },
     }
 }
@@ -96,16 +80,11 @@ pub(crate) fn write_sorted_members(out: &mut String, members: &[(String, Json)],
     if !sorted.is_sorted_by(|a, b| a.0 <= b.0) {
         sorted.sort_unstable_by(|a, b| a.0.cmp(&b.0));
     }
-    out.push('{');
-    for (i, (key, value)) in sorted.into_iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
+    write_seq(out, OBJECT, sorted, |out, (key, value)| {
         write_str(out, key, false);
         out.push(':');
         write_json(out, value, Style::Canonical);
-    }
-    out.push('}');
+    });
 }
 
 /// `json.dumps(sorted(obj.items()), separators=(",", ":"))` of the object `members` less
@@ -114,18 +93,13 @@ pub(crate) fn write_sorted_items(out: &mut String, members: &[(String, Json)], e
     let mut sorted: Vec<&(String, Json)> =
         members.iter().filter(|(k, _)| Some(k.as_str()) != except).collect();
     sorted.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-    out.push('[');
-    for (i, (key, value)) in sorted.into_iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
+    write_seq(out, ARRAY, sorted, |out, (key, value)| {
         out.push('[');
         write_str(out, key, true);
         out.push(',');
         write_json(out, value, Style::PythonDefault);
         out.push(']');
-    }
-    out.push(']');
+    });
 }
 
 /// The canonical JSON of a `serde_json` value.
@@ -148,16 +122,7 @@ pub(crate) fn write_value(out: &mut String, value: &Value) {
             }
         }
         Value::String(s) => write_str(out, s, false),
-        Value::Array(items) => {
-            out.push('[');
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                write_value(out, item);
-            }
-            out.push(']');
-        }
+        Value::Array(items) => write_seq(out, ARRAY, items, write_value),
         Value::Object(map) => write_map(out, map),
     }
 }
@@ -169,16 +134,31 @@ pub(crate) fn write_map(out: &mut String, map: &serde_json::Map<String, Value>) 
     if !sorted.is_sorted_by(|a, b| a.0 <= b.0) {
         sorted.sort_unstable_by(|a, b| a.0.cmp(b.0));
     }
-    out.push('{');
-    for (i, (key, value)) in sorted.into_iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
+    write_seq(out, OBJECT, sorted, |out, (key, value)| {
         write_str(out, key, false);
         out.push(':');
         write_value(out, value);
+    });
+}
+
+const ARRAY: (char, char) = ('[', ']');
+const OBJECT: (char, char) = ('{', '}');
+
+/// `open`, each item as `write` writes it with a comma between, `close`.
+fn write_seq<T>(
+    out: &mut String,
+    (open, close): (char, char),
+    items: impl IntoIterator<Item = T>,
+    mut write: impl FnMut(&mut String, T),
+) {
+    out.push(open);
+    for (i, item) in items.into_iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        write(out, item);
     }
-    out.push('}');
+    out.push(close);
 }
 
 fn write_int(out: &mut String, i: impl std::fmt::Display) {

@@ -160,17 +160,8 @@ impl Parser<'_> {
                 return Err(SyntaxError { what: "duplicate key", offset: key_at });
             }
             members.push((key, value));
-            self.skip_whitespace();
-            match self.peek() {
-                Some(b',') => {
-                    self.pos += 1;
-                    self.skip_whitespace();
-                }
-                Some(b'}') => {
-                    self.pos += 1;
-                    break;
-                }
-                _ => return Err(self.error("expected ',' or '}'")),
+            if !self.another(b'}', "expected ',' or '}'")? {
+                break;
             }
         }
         if members.len() > 16 {
@@ -196,21 +187,31 @@ impl Parser<'_> {
         }
         loop {
             items.push(self.value()?);
-            self.skip_whitespace();
-            match self.peek() {
-                Some(b',') => {
-                    self.pos += 1;
-                    self.skip_whitespace();
-                }
-                Some(b']') => {
-                    self.pos += 1;
-                    break;
-                }
-                _ => return Err(self.error("expected ',' or ']'")),
+            if !self.another(b']', "expected ',' or ']'")? {
+                break;
             }
         }
         self.depth -= 1;
         Ok(Json::Array(items))
+    }
+
+    /// After a member or an item: whether another follows (a comma, taken) or the
+    /// container ends (`close`, taken).
+    #[inline]
+    fn another(&mut self, close: u8, expected: &'static str) -> Result<bool, SyntaxError> {
+        self.skip_whitespace();
+        match self.peek() {
+            Some(b',') => {
+                self.pos += 1;
+                self.skip_whitespace();
+                Ok(true)
+            }
+            Some(c) if c == close => {
+                self.pos += 1;
+                Ok(false)
+            }
+            _ => Err(self.error(expected)),
+        }
     }
 
     /// At the opening quote.
