@@ -372,7 +372,8 @@ impl Submitted {
             return Err(ValidationErrors::single(
                 "$",
                 format!(
-                    "the agent definition is {size} bytes (as compact JSON); the limit is {} bytes",
+                    "the agent definition is {size} bytes (as compact JSON); the limit is {} bytes \
+                     (set by TDEV_DEPLOY_MAX_SPEC_BYTES, the template parameter DeployMaxSpecBytes)",
                     limits.max_bytes
                 ),
             ));

@@ -149,7 +149,9 @@ fn the_size_limit_counts_compact_json_and_is_said_plainly() {
     assert_eq!(errors.errors()[0].path, "$");
     assert!(
         errors.errors()[0].message.contains(&format!("is {} bytes", submitted.size()))
-            && errors.errors()[0].message.contains("the limit is 6656 bytes"),
+            && errors.errors()[0].message.contains("the limit is 6656 bytes")
+            && errors.errors()[0].message.contains("TDEV_DEPLOY_MAX_SPEC_BYTES")
+            && errors.errors()[0].message.contains("DeployMaxSpecBytes"),
         "{errors}"
     );
     // One byte under the limit is fine.
