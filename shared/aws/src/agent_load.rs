@@ -125,14 +125,7 @@ impl AgentLoadStore for AwsStore {
     }
 
     async fn put_breaker(&self, agent: &str, breaker: &Breaker) -> Result<(), StoreError> {
-        let conflict = || {
-            StoreError::Conflict(format!(
-                "the breaker of {agent} is not at version {}",
-                breaker.version.wrapping_sub(1)
-            ))
-        };
-        // Version 0 is a breaker never stored: there is nothing to write it over.
-        let expected = breaker.version.checked_sub(1).ok_or_else(conflict)?;
+        let expected = breaker.expected_stored_version(agent)?;
         let doc = serde_json::to_string(breaker).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let item = Item::from([
             ("pk".to_owned(), s(pk(agent))),
@@ -146,6 +139,6 @@ impl AgentLoadStore for AwsStore {
         } else {
             self.put_if(item, "version = :expected", &[(":expected", n(expected))]).await?
         };
-        if written { Ok(()) } else { Err(conflict()) }
+        if written { Ok(()) } else { Err(breaker.stale(agent)) }
     }
 }

@@ -77,14 +77,7 @@ impl AgentLoadStore for SqliteStore {
     }
 
     async fn put_breaker(&self, agent: &str, breaker: &Breaker) -> Result<(), StoreError> {
-        let conflict = || {
-            StoreError::Conflict(format!(
-                "the breaker of {agent} is not at version {}",
-                breaker.version.wrapping_sub(1)
-            ))
-        };
-        // Version 0 is a breaker never stored: there is nothing to write it over.
-        let expected = breaker.version.checked_sub(1).ok_or_else(conflict)?;
+        let expected = breaker.expected_stored_version(agent)?;
         let doc = serde_json::to_string(breaker).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let conn = self.conn();
         // Version 1 is a first write (none stored counts as version 0); later versions
@@ -101,6 +94,6 @@ impl AgentLoadStore for SqliteStore {
                 .execute(params![agent, breaker.version, doc, expected])
         }
         .map_err(db_error)?;
-        if changed == 1 { Ok(()) } else { Err(conflict()) }
+        if changed == 1 { Ok(()) } else { Err(breaker.stale(agent)) }
     }
 }
