@@ -45,11 +45,7 @@ fn from_item(item: &Item) -> Result<Event, StoreError> {
 
 impl EventStore for AwsStore {
     async fn append_event(&self, event: &Event) -> Result<(), StoreError> {
-        if self.create(to_item(event)?).await? {
-            Ok(())
-        } else {
-            Err(StoreError::Conflict(format!("event {} exists", event.id)))
-        }
+        self.insert(to_item(event)?, || format!("event {} exists", event.id)).await
     }
 
     async fn list_events(&self, filter: &EventFilter) -> Result<Vec<Event>, StoreError> {
