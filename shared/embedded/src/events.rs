@@ -8,21 +8,13 @@ use rusqlite::params;
 use tdev_domain::events::{Event, EventFilter, EventStore};
 use tdev_domain::ports::StoreError;
 
-use crate::{SqliteStore, db_error, is_constraint, nanos};
+use crate::{SqliteStore, db_error, insert, nanos, to_doc};
 
 impl EventStore for SqliteStore {
     async fn append_event(&self, event: &Event) -> Result<(), StoreError> {
-        let doc = serde_json::to_string(event).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let result = self
-            .conn()
-            .prepare_cached("INSERT INTO events (id, type, at_ns, doc) VALUES (?1, ?2, ?3, ?4)")
-            .map_err(db_error)?
-            .execute(params![event.id, event.kind, nanos(event.at), doc]);
-        match result {
-            Ok(_) => Ok(()),
-            Err(e) if is_constraint(&e) => Err(StoreError::Conflict(format!("event {} exists", event.id))),
-            Err(e) => Err(db_error(e)),
-        }
+        let sql = "INSERT INTO events (id, type, at_ns, doc) VALUES (?1, ?2, ?3, ?4)";
+        let row = params![event.id, event.kind, nanos(event.at), to_doc(event)?];
+        insert(&self.conn(), sql, row, || format!("event {} exists", event.id))
     }
 
     async fn list_events(&self, filter: &EventFilter) -> Result<Vec<Event>, StoreError> {
