@@ -20,7 +20,8 @@ mod secrets;
 mod subscriptions;
 
 pub use local_target::LocalTarget;
-pub use queue::QueueSpec;
+/// The queues a store serves ([`SqliteStore::with_queues`]).
+pub use tdev_domain::queue::QueueSpec;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
