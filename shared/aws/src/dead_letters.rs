@@ -75,7 +75,7 @@ impl DeadLetterStore for AwsStore {
     }
 
     async fn update_dead_letter(&self, dead_letter: &DeadLetter) -> Result<(), StoreError> {
-        let written = match dead_letter.version.checked_sub(1) {
+        let written = match dead_letter.expected_stored_version() {
             Some(expected) => {
                 self.put_if(to_item(dead_letter)?, "version = :expected", &[(":expected", n(expected))])
                     .await?
@@ -87,7 +87,7 @@ impl DeadLetterStore for AwsStore {
         }
         match self.get(dlq_pk(&dead_letter.id), DLQ_SK).await? {
             None => Err(StoreError::NotFound),
-            Some(_) => Err(StoreError::Conflict(format!("dead letter {} changed", dead_letter.id))),
+            Some(_) => Err(dead_letter.stale()),
         }
     }
 

@@ -61,8 +61,8 @@ impl DeadLetterStore for SqliteStore {
             .optional()
             .map_err(db_error)?;
         let Some(stored) = stored else { return Err(StoreError::NotFound) };
-        if dead_letter.version.checked_sub(1) != Some(stored) {
-            return Err(StoreError::Conflict(format!("dead letter {} changed", dead_letter.id)));
+        if dead_letter.expected_stored_version() != Some(stored) {
+            return Err(dead_letter.stale());
         }
         let sql = "UPDATE dead_letters SET source_queue = ?2, reason = ?3, state = ?4, dead_lettered_ns = ?5,
                    version = ?6, doc = ?7 WHERE id = ?1";

@@ -75,8 +75,8 @@ impl DeploymentStore for SqliteStore {
     }
 
     async fn list_deployments(&self, filter: &DeploymentFilter) -> Result<Vec<Deployment>, StoreError> {
-        let sql =
-            "SELECT doc FROM deployments WHERE (?1 IS NULL OR agent = ?1) AND (?2 IS NULL OR status = ?2)
+        let sql = "SELECT doc FROM deployments
+                   WHERE (?1 IS NULL OR agent = ?1) AND (?2 IS NULL OR status = ?2)
                    ORDER BY created_ns DESC, id DESC LIMIT ?3";
         // A negative LIMIT is none in SQLite.
         let limit = if filter.limit == 0 { -1 } else { i64::try_from(filter.limit).unwrap_or(i64::MAX) };
@@ -90,7 +90,7 @@ impl DeploymentStore for SqliteStore {
         };
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(db_error)?;
-        // Over the revision before this one (`previous`, at least 0).
+        // Written only over the revision before this one: `?5 - 1` is `previous`.
         let sql = "UPDATE deployments SET agent = ?2, status = ?3, created_ns = ?4, revision = ?5, doc = ?6
                    WHERE id = ?1 AND revision = ?5 - 1";
         let updated = execute(&tx, sql, row)?;

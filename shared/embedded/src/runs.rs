@@ -94,8 +94,8 @@ impl RunStore for SqliteStore {
     }
 
     async fn list_runs(&self, filter: &RunFilter) -> Result<Vec<Run>, StoreError> {
-        let sql =
-            "SELECT doc FROM runs WHERE (?1 IS NULL OR workflow_id = ?1) AND (?2 IS NULL OR status = ?2)
+        let sql = "SELECT doc FROM runs
+                   WHERE (?1 IS NULL OR workflow_id = ?1) AND (?2 IS NULL OR status = ?2)
                    ORDER BY created_us DESC, id DESC";
         self.docs("run", sql, params![filter.workflow_id, filter.status.map(|s| s.as_str())])
     }
@@ -123,8 +123,8 @@ impl RunStore for SqliteStore {
     }
 
     async fn update_step(&self, run_id: &str, step: &StepRun) -> Result<(), StoreError> {
-        let sql =
-            "UPDATE run_steps SET version = ?1, doc = ?2 WHERE run_id = ?3 AND step_id = ?4 AND version = ?5";
+        let sql = "UPDATE run_steps SET version = ?1, doc = ?2
+                   WHERE run_id = ?3 AND step_id = ?4 AND version = ?5";
         let row = params![step.version, to_doc(step)?, run_id, step.step_id, step.version.saturating_sub(1)];
         let updated = execute(&self.conn(), sql, row)?;
         if updated == 1 {

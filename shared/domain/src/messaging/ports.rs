@@ -147,6 +147,20 @@ pub trait DeadLetterStore: Send + Sync + 'static {
     fn failures(&self, id: &str) -> impl Future<Output = Result<Option<FailureNote>, StoreError>> + Send;
 }
 
+/// The version check of [`DeadLetterStore::update_dead_letter`], the same on every backend.
+impl DeadLetter {
+    /// The version the stored dead letter must be at for this one to be written over it;
+    /// `None` for version 0, which was never stored and so replaces nothing.
+    pub fn expected_stored_version(&self) -> Option<u64> {
+        self.version.checked_sub(1)
+    }
+
+    /// The `Conflict` of an update that found the stored one at another version.
+    pub fn stale(&self) -> StoreError {
+        StoreError::Conflict(format!("dead letter {} changed", self.id))
+    }
+}
+
 /// Every port messaging uses.
 pub trait MessagingStore:
     AgentStore
@@ -183,6 +197,35 @@ mod tests {
         assert_eq!(later.expected_stored_version("a").ok(), Some(6));
         assert!(
             matches!(&later.stale("a"), StoreError::Conflict(why) if why == "the breaker of a is not at version 6")
+        );
+    }
+
+    #[test]
+    fn a_dead_letter_is_written_over_the_version_before_it() {
+        let at = Timestamp::UNIX_EPOCH;
+        let dead_letter = |version| DeadLetter {
+            id: "m1".into(),
+            source_queue: "steps".into(),
+            reason: "malformed".into(),
+            detail: None,
+            attempts: 1,
+            first_failure_at: None,
+            last_failure_at: None,
+            dead_lettered_at: at,
+            message: crate::messaging::QueuedMessage {
+                group: "g".into(),
+                dedup_id: "d".into(),
+                body: "b".into(),
+                priority: crate::queue::Priority::DEFAULT,
+                attributes: Default::default(),
+            },
+            state: crate::messaging::DeadLetterState::Dead,
+            version,
+        };
+        assert_eq!(dead_letter(2).expected_stored_version(), Some(1));
+        assert_eq!(dead_letter(0).expected_stored_version(), None, "version 0 replaces nothing");
+        assert!(
+            matches!(dead_letter(2).stale(), StoreError::Conflict(why) if why == "dead letter m1 changed")
         );
     }
 
