@@ -95,11 +95,7 @@ impl AgentLoadStore for AwsStore {
     async fn release_slot(&self, agent: &str, holder: &str) -> Result<(), StoreError> {
         // The version moves too, so an acquire that read the slot cannot write it back.
         let result = self
-            .dynamodb
-            .update_item()
-            .table_name(&self.table)
-            .key("pk", s(pk(agent)))
-            .key("sk", s(LOAD_SK))
+            .update_at(&self.table, pk(agent), LOAD_SK)
             .update_expression("REMOVE slots.#holder SET version = version + :one")
             .condition_expression("attribute_exists(slots.#holder)")
             .expression_attribute_names("#holder", holder)
@@ -117,28 +113,17 @@ impl AgentLoadStore for AwsStore {
     }
 
     async fn get_breaker(&self, agent: &str) -> Result<Option<Breaker>, StoreError> {
-        let Some(item) = self.get(pk(agent), BREAKER_SK).await? else { return Ok(None) };
-        let doc = attrs::string(&item, "doc")?;
-        serde_json::from_str(doc)
-            .map(Some)
-            .map_err(|e| StoreError::Corrupt(format!("breaker of {agent}: {e}")))
+        let item = self.get(pk(agent), BREAKER_SK).await?;
+        item.map(|item| attrs::from_doc(&format!("breaker of {agent}"), &item)).transpose()
     }
 
     async fn put_breaker(&self, agent: &str, breaker: &Breaker) -> Result<(), StoreError> {
-        let conflict = || {
-            StoreError::Conflict(format!(
-                "the breaker of {agent} is not at version {}",
-                breaker.version.wrapping_sub(1)
-            ))
-        };
-        // Version 0 is a breaker never stored: there is nothing to write it over.
-        let expected = breaker.version.checked_sub(1).ok_or_else(conflict)?;
-        let doc = serde_json::to_string(breaker).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let expected = breaker.expected_stored_version(agent)?;
         let item = Item::from([
             ("pk".to_owned(), s(pk(agent))),
             ("sk".to_owned(), s(BREAKER_SK)),
             ("version".to_owned(), n(breaker.version)),
-            ("doc".to_owned(), s(doc)),
+            ("doc".to_owned(), attrs::doc(breaker)?),
         ]);
         // None stored counts as version 0, so version 1 is a create.
         let written = if expected == 0 {
@@ -146,6 +131,6 @@ impl AgentLoadStore for AwsStore {
         } else {
             self.put_if(item, "version = :expected", &[(":expected", n(expected))]).await?
         };
-        if written { Ok(()) } else { Err(conflict()) }
+        if written { Ok(()) } else { Err(breaker.stale(agent)) }
     }
 }

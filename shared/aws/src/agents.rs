@@ -32,11 +32,7 @@ fn to_item(agent: &Agent) -> Result<Item, StoreError> {
 
 impl AgentStore for AwsStore {
     async fn insert_agent(&self, agent: &Agent) -> Result<(), StoreError> {
-        if self.create(to_item(agent)?).await? {
-            Ok(())
-        } else {
-            Err(StoreError::Conflict(format!("agent {} exists", agent.id)))
-        }
+        self.insert(to_item(agent)?, || format!("agent {} exists", agent.id)).await
     }
 
     async fn get_agent(&self, id: &str) -> Result<Option<Agent>, StoreError> {

@@ -81,11 +81,7 @@ fn from_item(item: &Item) -> Result<ApiKey, StoreError> {
 
 impl ApiKeyStore for AwsStore {
     async fn insert_key(&self, key: &ApiKey) -> Result<(), StoreError> {
-        if self.create(to_item(key)).await? {
-            Ok(())
-        } else {
-            Err(StoreError::Conflict(format!("an API key with id {} exists", key.id)))
-        }
+        self.insert(to_item(key), || format!("an API key with id {} exists", key.id)).await
     }
 
     async fn get_key(&self, id: &ApiKeyId) -> Result<Option<ApiKey>, StoreError> {
@@ -99,11 +95,7 @@ impl ApiKeyStore for AwsStore {
 
     async fn revoke_key(&self, id: &ApiKeyId, at: Timestamp) -> Result<ApiKey, StoreError> {
         let result = self
-            .dynamodb
-            .update_item()
-            .table_name(&self.table)
-            .key("pk", s(pk(id)))
-            .key("sk", s(SK))
+            .update_at(&self.table, pk(id), SK)
             .update_expression("SET revoked_at = if_not_exists(revoked_at, :at)")
             .condition_expression("attribute_exists(pk)")
             .expression_attribute_values(":at", s(at.to_string()))

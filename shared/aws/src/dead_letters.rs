@@ -53,11 +53,7 @@ fn time(item: &Item, name: &str) -> Result<Timestamp, StoreError> {
 
 impl DeadLetterStore for AwsStore {
     async fn put_dead_letter(&self, dead_letter: &DeadLetter) -> Result<(), StoreError> {
-        if self.create(to_item(dead_letter)?).await? {
-            Ok(())
-        } else {
-            Err(StoreError::Conflict(format!("dead letter {} exists", dead_letter.id)))
-        }
+        self.insert(to_item(dead_letter)?, || format!("dead letter {} exists", dead_letter.id)).await
     }
 
     async fn get_dead_letter(&self, id: &str) -> Result<Option<DeadLetter>, StoreError> {
@@ -79,7 +75,7 @@ impl DeadLetterStore for AwsStore {
     }
 
     async fn update_dead_letter(&self, dead_letter: &DeadLetter) -> Result<(), StoreError> {
-        let written = match dead_letter.version.checked_sub(1) {
+        let written = match dead_letter.expected_stored_version() {
             Some(expected) => {
                 self.put_if(to_item(dead_letter)?, "version = :expected", &[(":expected", n(expected))])
                     .await?
@@ -91,7 +87,7 @@ impl DeadLetterStore for AwsStore {
         }
         match self.get(dlq_pk(&dead_letter.id), DLQ_SK).await? {
             None => Err(StoreError::NotFound),
-            Some(_) => Err(StoreError::Conflict(format!("dead letter {} changed", dead_letter.id))),
+            Some(_) => Err(dead_letter.stale()),
         }
     }
 
@@ -101,11 +97,7 @@ impl DeadLetterStore for AwsStore {
 
     async fn note_failure(&self, id: &str, reason: &str, at: Timestamp) -> Result<(), StoreError> {
         let expires = at.checked_add(NOTE_KEEP).unwrap_or(Timestamp::MAX);
-        self.dynamodb
-            .update_item()
-            .table_name(&self.table)
-            .key("pk", s(fail_pk(id)))
-            .key("sk", s(FAIL_SK))
+        self.update_at(&self.table, fail_pk(id), FAIL_SK)
             .update_expression(
                 "SET first_at = if_not_exists(first_at, :at), last_at = :at, last_reason = :reason, #ttl = :ttl \
                  ADD attempts :one",

@@ -203,11 +203,7 @@ impl DeploymentStore for AwsStore {
 
     async fn renew_lock(&self, agent: &str, holder: &str, until: Timestamp) -> Result<(), StoreError> {
         let result = self
-            .dynamodb
-            .update_item()
-            .table_name(&self.deployments_table)
-            .key("pk", s(lock_pk(agent)))
-            .key("sk", s(LOCK_SK))
+            .update_at(&self.deployments_table, lock_pk(agent), LOCK_SK)
             .update_expression("SET until_ns = :until")
             .condition_expression("holder = :holder")
             .expression_attribute_values(":until", n(nanos(until)))
@@ -221,11 +217,7 @@ impl DeploymentStore for AwsStore {
 
     async fn release_lock(&self, agent: &str, holder: &str) -> Result<(), StoreError> {
         let result = self
-            .dynamodb
-            .delete_item()
-            .table_name(&self.deployments_table)
-            .key("pk", s(lock_pk(agent)))
-            .key("sk", s(LOCK_SK))
+            .delete_at(&self.deployments_table, lock_pk(agent), LOCK_SK)
             .condition_expression("holder = :holder")
             .expression_attribute_values(":holder", s(holder))
             .send()

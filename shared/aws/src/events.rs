@@ -3,23 +3,18 @@
 //! `at`, `subject` and the JSON `doc`. Listing is a Query per day between the bounds,
 //! oldest day first, until the limit.
 //!
-//! The time window: without `since`, the last [`DEFAULT_WINDOW_DAYS`] days before
-//! `until` (or now); and nothing past the end of tomorrow (UTC), whatever `until` says:
-//! an event is stamped when it happens, so later ones can only come from a clock a day
-//! wrong. Each day in the window costs a Query, so a wide window is slow when few events
-//! match.
+//! The time window is [`EventFilter::window`]. Each day in it costs a Query, so a wide
+//! window is slow when few events match.
 
 use jiff::civil::Date;
 use jiff::tz::TimeZone;
-use jiff::{SignedDuration, Timestamp, ToSpan};
+use jiff::{SignedDuration, Timestamp};
 use tdev_domain::events::{Event, EventFilter, EventStore};
 use tdev_domain::ports::StoreError;
 
 use crate::attrs::{self, Item, s};
 use crate::{AwsStore, sortable};
 
-/// How far back a listing without `since` reaches.
-const DEFAULT_WINDOW_DAYS: i64 = 7;
 /// Items read per page at most: the listing stops at its limit.
 const PAGE: usize = 100;
 
@@ -29,23 +24,6 @@ fn pk(day: Date) -> String {
 
 fn day_of(at: Timestamp) -> Date {
     at.to_zoned(TimeZone::UTC).date()
-}
-
-/// `since <= at < until`, with the defaults filled in from `now`.
-fn window(filter: &EventFilter, now: Timestamp) -> (Timestamp, Timestamp) {
-    let horizon = day_of(now)
-        .checked_add(2.days())
-        .ok()
-        .and_then(|day| day.to_zoned(TimeZone::UTC).ok())
-        .map_or(Timestamp::MAX, |start| start.timestamp());
-    let until = filter.until.map_or(horizon, |until| until.min(horizon));
-    let since = filter.since.unwrap_or_else(|| {
-        until
-            .min(now)
-            .checked_sub(SignedDuration::from_hours(24 * DEFAULT_WINDOW_DAYS))
-            .unwrap_or(Timestamp::MIN)
-    });
-    (since, until)
 }
 
 fn to_item(event: &Event) -> Result<Item, StoreError> {
@@ -67,15 +45,11 @@ fn from_item(item: &Item) -> Result<Event, StoreError> {
 
 impl EventStore for AwsStore {
     async fn append_event(&self, event: &Event) -> Result<(), StoreError> {
-        if self.create(to_item(event)?).await? {
-            Ok(())
-        } else {
-            Err(StoreError::Conflict(format!("event {} exists", event.id)))
-        }
+        self.insert(to_item(event)?, || format!("event {} exists", event.id)).await
     }
 
     async fn list_events(&self, filter: &EventFilter) -> Result<Vec<Event>, StoreError> {
-        let (since, until) = window(filter, Timestamp::now());
+        let (since, until) = filter.window(Timestamp::now());
         if filter.limit == 0 || since >= until {
             return Ok(Vec::new());
         }

@@ -63,11 +63,7 @@ impl IdempotencyStore for AwsStore {
     async fn complete(&self, key: &str, holder: &str, keep_until: Timestamp) -> Result<(), StoreError> {
         // Only the holder completes; completing twice (a retried call) is harmless.
         let result = self
-            .dynamodb
-            .update_item()
-            .table_name(&self.table)
-            .key("pk", s(pk(key)))
-            .key("sk", s(SK))
+            .update_at(&self.table, pk(key), SK)
             .update_expression("SET #state = :done, until_ns = :keep, #ttl = :ttl")
             .condition_expression("#holder = :holder")
             .expression_attribute_names("#state", "state")
@@ -87,11 +83,7 @@ impl IdempotencyStore for AwsStore {
     async fn release(&self, key: &str, holder: &str) -> Result<(), StoreError> {
         // A done item stays: releasing after completing must not undo the work's record.
         let result = self
-            .dynamodb
-            .delete_item()
-            .table_name(&self.table)
-            .key("pk", s(pk(key)))
-            .key("sk", s(SK))
+            .delete_at(&self.table, pk(key), SK)
             .condition_expression("#holder = :holder AND #state = :in_progress")
             .expression_attribute_names("#holder", "holder")
             .expression_attribute_names("#state", "state")

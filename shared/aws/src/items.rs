@@ -3,6 +3,8 @@
 //! item that must exist.
 
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::operation::delete_item::builders::DeleteItemFluentBuilder;
+use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
 use aws_sdk_dynamodb::types::AttributeValue;
 use tdev_domain::ports::StoreError;
 
@@ -76,6 +78,21 @@ impl AwsStore {
     /// Puts `item` unless an item with its key exists; `Ok(false)` if one does.
     pub(crate) async fn create(&self, item: Item) -> Result<bool, StoreError> {
         self.put_if(item, "attribute_not_exists(pk)", &[]).await
+    }
+
+    /// Puts `item` unless an item with its key exists: `Conflict(exists())` if one does.
+    pub(crate) async fn insert(&self, item: Item, exists: impl FnOnce() -> String) -> Result<(), StoreError> {
+        if self.create(item).await? { Ok(()) } else { Err(StoreError::Conflict(exists())) }
+    }
+
+    /// An UpdateItem of the item at `pk`/`sk` in `table`, for the caller to finish.
+    pub(crate) fn update_at(&self, table: &str, pk: String, sk: &str) -> UpdateItemFluentBuilder {
+        self.dynamodb.update_item().table_name(table).key("pk", s(pk)).key("sk", s(sk))
+    }
+
+    /// A DeleteItem of the item at `pk`/`sk` in `table`, for the caller to finish.
+    pub(crate) fn delete_at(&self, table: &str, pk: String, sk: &str) -> DeleteItemFluentBuilder {
+        self.dynamodb.delete_item().table_name(table).key("pk", s(pk)).key("sk", s(sk))
     }
 
     /// The records listed under `gsi1pk = partition` in `table`, newest sort key first
@@ -155,15 +172,8 @@ impl AwsStore {
 
     /// Deletes the item at `pk`/`sk`; `NotFound` if there is none.
     pub(crate) async fn delete_existing(&self, pk: String, sk: &str) -> Result<(), StoreError> {
-        let result = self
-            .dynamodb
-            .delete_item()
-            .table_name(&self.table)
-            .key("pk", s(pk))
-            .key("sk", s(sk))
-            .condition_expression("attribute_exists(pk)")
-            .send()
-            .await;
+        let result =
+            self.delete_at(&self.table, pk, sk).condition_expression("attribute_exists(pk)").send().await;
         unless_refused(result)?.map(drop).ok_or(StoreError::NotFound)
     }
 }

@@ -49,6 +49,12 @@ use sha2::{Digest, Sha256};
 use tdev_domain::ports::{MessageQueue, StoreError};
 use tdev_domain::queue::{Delivery, MAX_RECEIVES_EXCEEDED, NewMessage, Priority, dead_letter_attributes};
 
+/// SQS's redrive policy moves a message after `max_receive_count` receives.
+pub use tdev_domain::queue::DeadLetterSpec as SqsDeadLetterSpec;
+/// A queue for [`SqsQueues::ensure`] to create (a dead-letter queue no spec names is
+/// created too), under the name the AWS backend has always given it.
+pub use tdev_domain::queue::QueueSpec as SqsQueueSpec;
+
 /// The message attribute carrying [`NewMessage::priority`]; reserved.
 pub const PRIORITY_ATTRIBUTE: &str = "tdev-priority";
 
@@ -69,35 +75,6 @@ pub struct SqsQueue {
     pub url: String,
     /// The logical name of its dead-letter queue, which must be configured too.
     pub dead_letter: Option<String>,
-}
-
-/// A queue for [`SqsQueues::ensure`] to create.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SqsQueueSpec {
-    /// The logical name.
-    pub name: String,
-    pub dead_letter: Option<SqsDeadLetterSpec>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SqsDeadLetterSpec {
-    /// The dead-letter queue's logical name; created if no spec names it.
-    pub queue: String,
-    /// Receives after which SQS moves a message to the dead-letter queue.
-    pub max_receive_count: u32,
-}
-
-impl SqsQueueSpec {
-    pub fn new(name: &str) -> Self {
-        Self { name: name.to_owned(), dead_letter: None }
-    }
-
-    pub fn with_dead_letter(name: &str, dead_letter_queue: &str, max_receive_count: u32) -> Self {
-        Self {
-            name: name.to_owned(),
-            dead_letter: Some(SqsDeadLetterSpec { queue: dead_letter_queue.to_owned(), max_receive_count }),
-        }
-    }
 }
 
 /// Every configured SQS FIFO queue, by logical name. Cloning is cheap.

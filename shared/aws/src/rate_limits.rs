@@ -38,21 +38,8 @@ pub(crate) fn backoff(attempt: u32) -> Duration {
 
 impl AwsStore {
     async fn read_bucket(&self, client: &str) -> Result<Option<BucketState>, StoreError> {
-        let output = self
-            .dynamodb
-            .get_item()
-            .table_name(&self.table)
-            .key("pk", s(pk(client)))
-            .key("sk", s(SK))
-            .consistent_read(true)
-            .projection_expression("tat_us")
-            .send()
-            .await
-            .map_err(StoreError::unavailable)?;
-        output
-            .item
-            .map(|item| attrs::number(&item, "tat_us").map(|tat_us| BucketState { tat_us }))
-            .transpose()
+        let item = self.get(pk(client), SK).await?;
+        item.map(|item| attrs::number(&item, "tat_us").map(|tat_us| BucketState { tat_us })).transpose()
     }
 
     /// Writes `next` if the bucket still holds `seen`. `Ok(false)`: it changed under us.

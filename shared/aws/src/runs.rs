@@ -25,11 +25,7 @@ fn step_sk(step_id: &str) -> String {
 
 impl RunStore for AwsStore {
     async fn create_run(&self, run: &Run) -> Result<(), StoreError> {
-        if self.create(run_item(run)?).await? {
-            Ok(())
-        } else {
-            Err(StoreError::Conflict(format!("run {} exists", run.id)))
-        }
+        self.insert(run_item(run)?, || format!("run {} exists", run.id)).await
     }
 
     async fn get_run(&self, id: &str) -> Result<Option<(Run, Vec<StepRun>)>, StoreError> {
@@ -68,11 +64,7 @@ impl RunStore for AwsStore {
     }
 
     async fn create_step(&self, run_id: &str, step: &StepRun) -> Result<(), StoreError> {
-        if self.create(step_item(run_id, step)?).await? {
-            Ok(())
-        } else {
-            Err(StoreError::Conflict(format!("step {} exists", step.step_id)))
-        }
+        self.insert(step_item(run_id, step)?, || format!("step {} exists", step.step_id)).await
     }
 
     async fn get_step(&self, run_id: &str, step_id: &str) -> Result<Option<StepRun>, StoreError> {

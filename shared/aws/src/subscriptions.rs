@@ -18,31 +18,19 @@ fn pk(id: &str) -> String {
 
 impl SubscriptionStore for AwsStore {
     async fn insert_subscription(&self, subscription: &Subscription) -> Result<(), StoreError> {
-        let doc = serde_json::to_string(subscription).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let item = Item::from([
             ("pk".to_owned(), s(pk(&subscription.id))),
             ("sk".to_owned(), s(SK)),
             ("gsi1pk".to_owned(), s(GSI_PK)),
             ("gsi1sk".to_owned(), s(&subscription.id)),
-            ("doc".to_owned(), s(doc)),
+            ("doc".to_owned(), attrs::doc(subscription)?),
         ]);
-        if self.create(item).await? {
-            Ok(())
-        } else {
-            Err(StoreError::Conflict(format!("subscription {} exists", subscription.id)))
-        }
+        self.insert(item, || format!("subscription {} exists", subscription.id)).await
     }
 
     async fn list_subscriptions(&self) -> Result<Vec<Subscription>, StoreError> {
         let items = self.query(Some(GSI), GSI_PK.to_owned(), true).await?;
-        items
-            .iter()
-            .map(|item| {
-                let doc = attrs::string(item, "doc")?;
-                serde_json::from_str(doc)
-                    .map_err(|e| StoreError::Corrupt(format!("subscription document: {e}")))
-            })
-            .collect()
+        items.iter().map(|item| attrs::from_doc("subscription document", item)).collect()
     }
 
     async fn delete_subscription(&self, id: &str) -> Result<(), StoreError> {

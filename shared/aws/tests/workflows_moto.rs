@@ -22,6 +22,14 @@ fn large(id: &str, seed: &str) -> StoredWorkflow {
     }
 }
 
+/// A store on a table of its own, and a client to reach behind the store's back.
+async fn fresh_table() -> (AwsStore, aws_sdk_dynamodb::Client) {
+    let config = moto_config();
+    let store = AwsStore::new(&config, unique("large-workflows"));
+    store.ensure_table().await.unwrap();
+    (store, aws_sdk_dynamodb::Client::new(&config))
+}
+
 async fn head(store: &AwsStore, client: &aws_sdk_dynamodb::Client, id: &str) -> Option<AttributeValue> {
     let item = client
         .get_item()
@@ -39,10 +47,7 @@ async fn head(store: &AwsStore, client: &aws_sdk_dynamodb::Client, id: &str) -> 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_writer_that_dies_before_the_head_leaves_nothing_a_reader_sees_and_a_retry_works() {
-    let config = moto_config();
-    let store = AwsStore::new(&config, unique("large-workflows"));
-    store.ensure_table().await.unwrap();
-    let client = aws_sdk_dynamodb::Client::new(&config);
+    let (store, client) = fresh_table().await;
     let id = unique("crash");
     let workflow = large(&id, "crash");
 
@@ -77,10 +82,7 @@ async fn a_writer_that_dies_before_the_head_leaves_nothing_a_reader_sees_and_a_r
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_damaged_chunk_is_corrupt_not_a_wrong_definition() {
-    let config = moto_config();
-    let store = AwsStore::new(&config, unique("large-workflows"));
-    store.ensure_table().await.unwrap();
-    let client = aws_sdk_dynamodb::Client::new(&config);
+    let (store, client) = fresh_table().await;
     let id = unique("damaged");
     store.put_workflow(&large(&id, &id)).await.unwrap();
     let Some(AttributeValue::L(chunks)) = head(&store, &client, &id).await else { panic!("chunked") };

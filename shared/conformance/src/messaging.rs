@@ -393,7 +393,7 @@ pub async fn dead_letters<S: DeadLetterStore>(store: &S) {
         state: DeadLetterState::Redriving {
             to_queue: queue.clone(),
             dedup_id: "redrive-a".into(),
-            priority: 2,
+            priority: Priority::new(2).expect("priority 2"),
         },
         version: 2,
         ..a.clone()

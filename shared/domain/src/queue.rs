@@ -57,6 +57,35 @@ impl From<Priority> for u8 {
     }
 }
 
+/// A queue as a backend is configured with: its logical name and, when it has one, its
+/// dead-letter queue (which the backend serves too).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueSpec {
+    pub name: String,
+    pub dead_letter: Option<DeadLetterSpec>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetterSpec {
+    /// The dead-letter queue's logical name.
+    pub queue: String,
+    /// Receives after which a message is moved to the dead-letter queue.
+    pub max_receive_count: u32,
+}
+
+impl QueueSpec {
+    pub fn new(name: &str) -> Self {
+        Self { name: name.to_owned(), dead_letter: None }
+    }
+
+    pub fn with_dead_letter(name: &str, dead_letter_queue: &str, max_receive_count: u32) -> Self {
+        Self {
+            name: name.to_owned(),
+            dead_letter: Some(DeadLetterSpec { queue: dead_letter_queue.to_owned(), max_receive_count }),
+        }
+    }
+}
+
 /// A message to send.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewMessage {

@@ -9,7 +9,7 @@ use rusqlite::{TransactionBehavior, params};
 use tdev_domain::messaging::{AgentLoadStore, Breaker};
 use tdev_domain::ports::StoreError;
 
-use crate::{SqliteStore, db_error, nanos};
+use crate::{SqliteStore, db_error, execute, nanos, to_doc};
 
 impl AgentLoadStore for SqliteStore {
     async fn acquire_slot(
@@ -22,10 +22,11 @@ impl AgentLoadStore for SqliteStore {
     ) -> Result<bool, StoreError> {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(db_error)?;
-        tx.prepare_cached("DELETE FROM agent_slot_leases WHERE agent = ?1 AND until_ns < ?2")
-            .map_err(db_error)?
-            .execute(params![agent, nanos(now)])
-            .map_err(db_error)?;
+        execute(
+            &tx,
+            "DELETE FROM agent_slot_leases WHERE agent = ?1 AND until_ns < ?2",
+            params![agent, nanos(now)],
+        )?;
         let others: u32 = tx
             .prepare_cached("SELECT count(*) FROM agent_slot_leases WHERE agent = ?1 AND holder <> ?2")
             .map_err(db_error)?
@@ -38,13 +39,9 @@ impl AgentLoadStore for SqliteStore {
             .map_err(db_error)?;
         let taken = held || others < max;
         if taken {
-            tx.prepare_cached(
-                "INSERT INTO agent_slot_leases (agent, holder, until_ns) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (agent, holder) DO UPDATE SET until_ns = excluded.until_ns",
-            )
-            .map_err(db_error)?
-            .execute(params![agent, holder, nanos(lease_until)])
-            .map_err(db_error)?;
+            let take = "INSERT INTO agent_slot_leases (agent, holder, until_ns) VALUES (?1, ?2, ?3)
+                        ON CONFLICT (agent, holder) DO UPDATE SET until_ns = excluded.until_ns";
+            execute(&tx, take, params![agent, holder, nanos(lease_until)])?;
         }
         // Committed either way: the expired slots stay deleted.
         tx.commit().map_err(db_error)?;
@@ -52,11 +49,11 @@ impl AgentLoadStore for SqliteStore {
     }
 
     async fn release_slot(&self, agent: &str, holder: &str) -> Result<(), StoreError> {
-        self.conn()
-            .prepare_cached("DELETE FROM agent_slot_leases WHERE agent = ?1 AND holder = ?2")
-            .map_err(db_error)?
-            .execute([agent, holder])
-            .map_err(db_error)?;
+        execute(
+            &self.conn(),
+            "DELETE FROM agent_slot_leases WHERE agent = ?1 AND holder = ?2",
+            [agent, holder],
+        )?;
         Ok(())
     }
 
@@ -77,30 +74,18 @@ impl AgentLoadStore for SqliteStore {
     }
 
     async fn put_breaker(&self, agent: &str, breaker: &Breaker) -> Result<(), StoreError> {
-        let conflict = || {
-            StoreError::Conflict(format!(
-                "the breaker of {agent} is not at version {}",
-                breaker.version.wrapping_sub(1)
-            ))
-        };
-        // Version 0 is a breaker never stored: there is nothing to write it over.
-        let expected = breaker.version.checked_sub(1).ok_or_else(conflict)?;
-        let doc = serde_json::to_string(breaker).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let expected = breaker.expected_stored_version(agent)?;
+        let doc = to_doc(breaker)?;
         let conn = self.conn();
         // Version 1 is a first write (none stored counts as version 0); later versions
         // replace the one before.
         let changed = if expected == 0 {
-            conn.prepare_cached(
-                "INSERT INTO agent_breakers (agent, version, doc) VALUES (?1, ?2, ?3) ON CONFLICT (agent) DO NOTHING",
-            )
-            .map_err(db_error)?
-            .execute(params![agent, breaker.version, doc])
+            let sql = "INSERT INTO agent_breakers (agent, version, doc) VALUES (?1, ?2, ?3) ON CONFLICT (agent) DO NOTHING";
+            execute(&conn, sql, params![agent, breaker.version, doc])?
         } else {
-            conn.prepare_cached("UPDATE agent_breakers SET version = ?2, doc = ?3 WHERE agent = ?1 AND version = ?4")
-                .map_err(db_error)?
-                .execute(params![agent, breaker.version, doc, expected])
-        }
-        .map_err(db_error)?;
-        if changed == 1 { Ok(()) } else { Err(conflict()) }
+            let sql = "UPDATE agent_breakers SET version = ?2, doc = ?3 WHERE agent = ?1 AND version = ?4";
+            execute(&conn, sql, params![agent, breaker.version, doc, expected])?
+        };
+        if changed == 1 { Ok(()) } else { Err(breaker.stale(agent)) }
     }
 }

@@ -3,37 +3,27 @@ use rusqlite::{OptionalExtension, Row, params};
 use tdev_domain::auth::{ApiKey, ApiKeyId, ApiKeyStore, KeyName, RateLimit, Scopes};
 use tdev_domain::ports::StoreError;
 
-use crate::{SqliteStore, db_error};
+use crate::{SqliteStore, db_error, insert};
 
 const COLUMNS: &str = "id, name, scopes, secret_hash, created_at, expires_at, revoked_at, rate_capacity, rate_refill_per_minute";
 
 impl ApiKeyStore for SqliteStore {
     async fn insert_key(&self, key: &ApiKey) -> Result<(), StoreError> {
-        let result = self.conn().execute(
-            "INSERT INTO api_keys (id, name, scopes, secret_hash, created_at, created_us, expires_at, revoked_at, rate_capacity, rate_refill_per_minute)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-            params![
-                key.id.as_str(),
-                key.name.as_str(),
-                key.scopes.to_space_separated(),
-                key.secret_hash,
-                key.created_at.to_string(),
-                key.created_at.as_microsecond(),
-                key.expires_at.map(|t| t.to_string()),
-                key.revoked_at.map(|t| t.to_string()),
-                key.rate_limit.map(|l| l.capacity),
-                key.rate_limit.map(|l| l.refill_per_minute),
-            ],
-        );
-        match result {
-            Ok(_) => Ok(()),
-            Err(rusqlite::Error::SqliteFailure(e, _))
-                if e.code == rusqlite::ErrorCode::ConstraintViolation =>
-            {
-                Err(StoreError::Conflict(format!("API key {} exists", key.id)))
-            }
-            Err(e) => Err(db_error(e)),
-        }
+        let sql = "INSERT INTO api_keys (id, name, scopes, secret_hash, created_at, created_us, expires_at, revoked_at, rate_capacity, rate_refill_per_minute)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)";
+        let row = params![
+            key.id.as_str(),
+            key.name.as_str(),
+            key.scopes.to_space_separated(),
+            key.secret_hash,
+            key.created_at.to_string(),
+            key.created_at.as_microsecond(),
+            key.expires_at.map(|t| t.to_string()),
+            key.revoked_at.map(|t| t.to_string()),
+            key.rate_limit.map(|l| l.capacity),
+            key.rate_limit.map(|l| l.refill_per_minute),
+        ];
+        insert(&self.conn(), sql, row, || format!("API key {} exists", key.id))
     }
 
     async fn get_key(&self, id: &ApiKeyId) -> Result<Option<ApiKey>, StoreError> {

@@ -2,11 +2,11 @@
 //! filtered, ordered or conditioned on) and the failure notes that feed it.
 
 use jiff::Timestamp;
-use rusqlite::{OptionalExtension, TransactionBehavior, params};
+use rusqlite::{OptionalExtension, Params, TransactionBehavior, params};
 use tdev_domain::messaging::{DeadLetter, DeadLetterFilter, DeadLetterStore, FailureNote};
 use tdev_domain::ports::StoreError;
 
-use crate::{SqliteStore, db_error, from_doc, is_constraint, nanos, to_doc};
+use crate::{SqliteStore, db_error, execute, insert, nanos, to_doc};
 
 /// How long a failure note is kept after its last failure (the port promises a day).
 const NOTE_KEEP_NS: i64 = 24 * 3_600 * 1_000_000_000;
@@ -17,31 +17,25 @@ fn parse_time(what: &str, text: &str) -> Result<Timestamp, StoreError> {
     text.parse().map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
 }
 
+/// A dead letter's row in column order, `id` first: the parameters of its insert and of
+/// its update alike.
+fn row(dead_letter: &DeadLetter) -> Result<impl Params + '_, StoreError> {
+    Ok((
+        &dead_letter.id,
+        &dead_letter.source_queue,
+        &dead_letter.reason,
+        dead_letter.state.name(),
+        nanos(dead_letter.dead_lettered_at),
+        dead_letter.version,
+        to_doc(dead_letter)?,
+    ))
+}
+
 impl DeadLetterStore for SqliteStore {
     async fn put_dead_letter(&self, dead_letter: &DeadLetter) -> Result<(), StoreError> {
-        let result = self
-            .conn()
-            .prepare_cached(
-                "INSERT INTO dead_letters (id, source_queue, reason, state, dead_lettered_ns, version, doc)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            )
-            .map_err(db_error)?
-            .execute(params![
-                dead_letter.id,
-                dead_letter.source_queue,
-                dead_letter.reason,
-                dead_letter.state.name(),
-                nanos(dead_letter.dead_lettered_at),
-                dead_letter.version,
-                to_doc(dead_letter)?,
-            ]);
-        match result {
-            Ok(_) => Ok(()),
-            Err(e) if is_constraint(&e) => {
-                Err(StoreError::Conflict(format!("dead letter {} exists", dead_letter.id)))
-            }
-            Err(e) => Err(db_error(e)),
-        }
+        let sql = "INSERT INTO dead_letters (id, source_queue, reason, state, dead_lettered_ns, version, doc)
+                   VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
+        insert(&self.conn(), sql, row(dead_letter)?, || format!("dead letter {} exists", dead_letter.id))
     }
 
     async fn get_dead_letter(&self, id: &str) -> Result<Option<DeadLetter>, StoreError> {
@@ -49,25 +43,15 @@ impl DeadLetterStore for SqliteStore {
     }
 
     async fn list_dead_letters(&self, filter: &DeadLetterFilter) -> Result<Vec<DeadLetter>, StoreError> {
-        let conn = self.conn();
-        let mut statement = conn
-            .prepare_cached(
-                "SELECT doc FROM dead_letters
-                 WHERE (?1 IS NULL OR source_queue = ?1) AND (?2 IS NULL OR reason = ?2) AND (?3 IS NULL OR state = ?3)
-                 ORDER BY dead_lettered_ns, id LIMIT ?4",
-            )
-            .map_err(db_error)?;
+        let sql = "SELECT doc FROM dead_letters
+                   WHERE (?1 IS NULL OR source_queue = ?1) AND (?2 IS NULL OR reason = ?2) AND (?3 IS NULL OR state = ?3)
+                   ORDER BY dead_lettered_ns, id LIMIT ?4";
         let limit = i64::try_from(filter.limit).unwrap_or(i64::MAX);
-        let docs = statement
-            .query_map(params![filter.source_queue, filter.reason, filter.state, limit], |row| {
-                row.get::<_, String>(0)
-            })
-            .map_err(db_error)?;
-        docs.map(|doc| from_doc("dead letter", &doc.map_err(db_error)?)).collect()
+        self.docs("dead letter", sql, params![filter.source_queue, filter.reason, filter.state, limit])
     }
 
     async fn update_dead_letter(&self, dead_letter: &DeadLetter) -> Result<(), StoreError> {
-        let doc = to_doc(dead_letter)?;
+        let row = row(dead_letter)?;
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(db_error)?;
         let stored: Option<u64> = tx
@@ -77,34 +61,17 @@ impl DeadLetterStore for SqliteStore {
             .optional()
             .map_err(db_error)?;
         let Some(stored) = stored else { return Err(StoreError::NotFound) };
-        if dead_letter.version.checked_sub(1) != Some(stored) {
-            return Err(StoreError::Conflict(format!("dead letter {} changed", dead_letter.id)));
+        if dead_letter.expected_stored_version() != Some(stored) {
+            return Err(dead_letter.stale());
         }
-        tx.prepare_cached(
-            "UPDATE dead_letters SET source_queue = ?2, reason = ?3, state = ?4, dead_lettered_ns = ?5,
-             version = ?6, doc = ?7 WHERE id = ?1",
-        )
-        .map_err(db_error)?
-        .execute(params![
-            dead_letter.id,
-            dead_letter.source_queue,
-            dead_letter.reason,
-            dead_letter.state.name(),
-            nanos(dead_letter.dead_lettered_at),
-            dead_letter.version,
-            doc,
-        ])
-        .map_err(db_error)?;
+        let sql = "UPDATE dead_letters SET source_queue = ?2, reason = ?3, state = ?4, dead_lettered_ns = ?5,
+                   version = ?6, doc = ?7 WHERE id = ?1";
+        execute(&tx, sql, row)?;
         tx.commit().map_err(db_error)
     }
 
     async fn delete_dead_letter(&self, id: &str) -> Result<(), StoreError> {
-        let deleted = self
-            .conn()
-            .prepare_cached("DELETE FROM dead_letters WHERE id = ?1")
-            .map_err(db_error)?
-            .execute([id])
-            .map_err(db_error)?;
+        let deleted = execute(&self.conn(), "DELETE FROM dead_letters WHERE id = ?1", [id])?;
         if deleted == 1 { Ok(()) } else { Err(StoreError::NotFound) }
     }
 
@@ -114,22 +81,14 @@ impl DeadLetterStore for SqliteStore {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(db_error)?;
         // Expiry by the caller's time, as DynamoDB's TTL would by its own: a note
         // untouched for a day goes.
-        tx.prepare_cached(
-            "DELETE FROM failure_notes WHERE id IN
-             (SELECT id FROM failure_notes WHERE expires_ns < ?1 ORDER BY expires_ns LIMIT ?2)",
-        )
-        .map_err(db_error)?
-        .execute(params![at_ns, PURGE_BATCH])
-        .map_err(db_error)?;
-        tx.prepare_cached(
-            "INSERT INTO failure_notes (id, attempts, first_at, last_at, last_reason, expires_ns)
-             VALUES (?1, 1, ?2, ?2, ?3, ?4)
-             ON CONFLICT (id) DO UPDATE SET attempts = attempts + 1, last_at = excluded.last_at,
-             last_reason = excluded.last_reason, expires_ns = excluded.expires_ns",
-        )
-        .map_err(db_error)?
-        .execute(params![id, at.to_string(), reason, at_ns.saturating_add(NOTE_KEEP_NS)])
-        .map_err(db_error)?;
+        let purge = "DELETE FROM failure_notes WHERE id IN
+                     (SELECT id FROM failure_notes WHERE expires_ns < ?1 ORDER BY expires_ns LIMIT ?2)";
+        execute(&tx, purge, params![at_ns, PURGE_BATCH])?;
+        let note = "INSERT INTO failure_notes (id, attempts, first_at, last_at, last_reason, expires_ns)
+                    VALUES (?1, 1, ?2, ?2, ?3, ?4)
+                    ON CONFLICT (id) DO UPDATE SET attempts = attempts + 1, last_at = excluded.last_at,
+                    last_reason = excluded.last_reason, expires_ns = excluded.expires_ns";
+        execute(&tx, note, params![id, at.to_string(), reason, at_ns.saturating_add(NOTE_KEEP_NS)])?;
         tx.commit().map_err(db_error)
     }
 

@@ -10,27 +10,32 @@
 //! - A listing with `limit` 0 is not limited.
 
 use jiff::Timestamp;
-use rusqlite::{OptionalExtension, Transaction, TransactionBehavior, params};
+use rusqlite::{Connection, OptionalExtension, Params, TransactionBehavior, params};
 use tdev_domain::deploy::{
     AgentLock, Backup, Deployment, DeploymentEvent, DeploymentFilter, DeploymentStore,
 };
 use tdev_domain::ports::StoreError;
 
-use crate::{SqliteStore, db_error, from_doc, from_nanos, is_constraint, nanos, to_doc};
+use crate::{SqliteStore, db_error, execute, from_nanos, insert, nanos, to_doc};
 
-/// A constraint violation is `Conflict` with `what`; anything else is unavailable.
-fn conflict_on_constraint(what: impl FnOnce() -> String) -> impl FnOnce(rusqlite::Error) -> StoreError {
-    move |e| if is_constraint(&e) { StoreError::Conflict(what()) } else { db_error(e) }
+fn insert_event(conn: &Connection, event: &DeploymentEvent) -> Result<(), StoreError> {
+    let sql = "INSERT INTO deployment_events (deployment_id, seq, doc) VALUES (?1, ?2, ?3)";
+    insert(conn, sql, params![event.deployment_id, event.seq, to_doc(event)?], || {
+        format!("deployment {} has an event {} already", event.deployment_id, event.seq)
+    })
 }
 
-fn insert_event(tx: &Transaction<'_>, event: &DeploymentEvent) -> Result<(), StoreError> {
-    tx.prepare_cached("INSERT INTO deployment_events (deployment_id, seq, doc) VALUES (?1, ?2, ?3)")
-        .map_err(db_error)?
-        .execute(params![event.deployment_id, event.seq, to_doc(event)?])
-        .map_err(conflict_on_constraint(|| {
-            format!("deployment {} has an event {} already", event.deployment_id, event.seq)
-        }))?;
-    Ok(())
+/// A deployment's row in column order, `id` first: the parameters of its insert and of
+/// its transition alike.
+fn row(deployment: &Deployment) -> Result<impl Params + '_, StoreError> {
+    Ok((
+        &deployment.id,
+        &deployment.agent,
+        deployment.status.as_str(),
+        nanos(deployment.created_at),
+        deployment.revision,
+        to_doc(deployment)?,
+    ))
 }
 
 impl DeploymentStore for SqliteStore {
@@ -41,35 +46,20 @@ impl DeploymentStore for SqliteStore {
         now: Timestamp,
         lock_until: Option<Timestamp>,
     ) -> Result<(), StoreError> {
-        let doc = to_doc(deployment)?;
+        let row = row(deployment)?;
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(db_error)?;
-        tx.prepare_cached(
-            "INSERT INTO deployments (id, agent, status, created_ns, revision, doc)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        )
-        .map_err(db_error)?
-        .execute(params![
-            deployment.id,
-            deployment.agent,
-            deployment.status.as_str(),
-            nanos(deployment.created_at),
-            deployment.revision,
-            doc,
-        ])
-        .map_err(conflict_on_constraint(|| format!("deployment {} exists", deployment.id)))?;
+        let sql = "INSERT INTO deployments (id, agent, status, created_ns, revision, doc)
+                   VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
+        insert(&tx, sql, row, || format!("deployment {} exists", deployment.id))?;
         insert_event(&tx, event)?;
         if let Some(until) = lock_until {
             // Takes the lock unless another holder has it through `now` or later.
-            let taken = tx
-                .prepare_cached(
-                    "INSERT INTO deployment_locks (agent, holder, until_ns) VALUES (?1, ?2, ?3)
-                     ON CONFLICT (agent) DO UPDATE SET holder = excluded.holder, until_ns = excluded.until_ns
-                     WHERE deployment_locks.holder = excluded.holder OR deployment_locks.until_ns < ?4",
-                )
-                .map_err(db_error)?
-                .execute(params![deployment.agent, deployment.id, nanos(until), nanos(now)])
-                .map_err(db_error)?;
+            let lock = "INSERT INTO deployment_locks (agent, holder, until_ns) VALUES (?1, ?2, ?3)
+                        ON CONFLICT (agent) DO UPDATE SET holder = excluded.holder, until_ns = excluded.until_ns
+                        WHERE deployment_locks.holder = excluded.holder OR deployment_locks.until_ns < ?4";
+            let taken =
+                execute(&tx, lock, params![deployment.agent, deployment.id, nanos(until), nanos(now)])?;
             if taken == 0 {
                 return Err(StoreError::Conflict(format!(
                     "agent {} is locked by another deployment",
@@ -85,46 +75,25 @@ impl DeploymentStore for SqliteStore {
     }
 
     async fn list_deployments(&self, filter: &DeploymentFilter) -> Result<Vec<Deployment>, StoreError> {
-        let conn = self.conn();
-        let mut statement = conn
-            .prepare_cached(
-                "SELECT doc FROM deployments WHERE (?1 IS NULL OR agent = ?1) AND (?2 IS NULL OR status = ?2)
-                 ORDER BY created_ns DESC, id DESC LIMIT ?3",
-            )
-            .map_err(db_error)?;
+        let sql = "SELECT doc FROM deployments
+                   WHERE (?1 IS NULL OR agent = ?1) AND (?2 IS NULL OR status = ?2)
+                   ORDER BY created_ns DESC, id DESC LIMIT ?3";
         // A negative LIMIT is none in SQLite.
         let limit = if filter.limit == 0 { -1 } else { i64::try_from(filter.limit).unwrap_or(i64::MAX) };
-        let docs = statement
-            .query_map(params![filter.agent, filter.status.map(|s| s.as_str()), limit], |row| {
-                row.get::<_, String>(0)
-            })
-            .map_err(db_error)?;
-        docs.map(|doc| from_doc("deployment", &doc.map_err(db_error)?)).collect()
+        self.docs("deployment", sql, params![filter.agent, filter.status.map(|s| s.as_str()), limit])
     }
 
     async fn transition(&self, deployment: &Deployment, event: &DeploymentEvent) -> Result<(), StoreError> {
-        let doc = to_doc(deployment)?;
+        let row = row(deployment)?;
         let Some(previous) = deployment.revision.checked_sub(1) else {
             return Err(StoreError::Conflict(format!("deployment {} has no revision 0", deployment.id)));
         };
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(db_error)?;
-        let updated = tx
-            .prepare_cached(
-                "UPDATE deployments SET agent = ?2, status = ?3, created_ns = ?4, revision = ?5, doc = ?6
-                 WHERE id = ?1 AND revision = ?7",
-            )
-            .map_err(db_error)?
-            .execute(params![
-                deployment.id,
-                deployment.agent,
-                deployment.status.as_str(),
-                nanos(deployment.created_at),
-                deployment.revision,
-                doc,
-                previous,
-            ])
-            .map_err(db_error)?;
+        // Written only over the revision before this one: `?5 - 1` is `previous`.
+        let sql = "UPDATE deployments SET agent = ?2, status = ?3, created_ns = ?4, revision = ?5, doc = ?6
+                   WHERE id = ?1 AND revision = ?5 - 1";
+        let updated = execute(&tx, sql, row)?;
         if updated == 0 {
             return Err(StoreError::Conflict(format!(
                 "deployment {} is not at revision {previous}",
@@ -136,23 +105,15 @@ impl DeploymentStore for SqliteStore {
     }
 
     async fn deployment_events(&self, deployment_id: &str) -> Result<Vec<DeploymentEvent>, StoreError> {
-        let conn = self.conn();
-        let mut statement = conn
-            .prepare_cached("SELECT doc FROM deployment_events WHERE deployment_id = ?1 ORDER BY seq")
-            .map_err(db_error)?;
-        let docs = statement.query_map([deployment_id], |row| row.get::<_, String>(0)).map_err(db_error)?;
-        docs.map(|doc| from_doc("deployment event", &doc.map_err(db_error)?)).collect()
+        let sql = "SELECT doc FROM deployment_events WHERE deployment_id = ?1 ORDER BY seq";
+        self.docs("deployment event", sql, [deployment_id])
     }
 
     async fn put_backup(&self, backup: &Backup) -> Result<(), StoreError> {
-        self.conn()
-            .prepare_cached("INSERT INTO deployment_backups (deployment_id, doc) VALUES (?1, ?2)")
-            .map_err(db_error)?
-            .execute(params![backup.deployment_id, to_doc(backup)?])
-            .map_err(conflict_on_constraint(|| {
-                format!("deployment {} has a backup", backup.deployment_id)
-            }))?;
-        Ok(())
+        let sql = "INSERT INTO deployment_backups (deployment_id, doc) VALUES (?1, ?2)";
+        insert(&self.conn(), sql, params![backup.deployment_id, to_doc(backup)?], || {
+            format!("deployment {} has a backup", backup.deployment_id)
+        })
     }
 
     async fn get_backup(&self, deployment_id: &str) -> Result<Option<Backup>, StoreError> {
@@ -174,12 +135,8 @@ impl DeploymentStore for SqliteStore {
     }
 
     async fn renew_lock(&self, agent: &str, holder: &str, until: Timestamp) -> Result<(), StoreError> {
-        let renewed = self
-            .conn()
-            .prepare_cached("UPDATE deployment_locks SET until_ns = ?3 WHERE agent = ?1 AND holder = ?2")
-            .map_err(db_error)?
-            .execute(params![agent, holder, nanos(until)])
-            .map_err(db_error)?;
+        let sql = "UPDATE deployment_locks SET until_ns = ?3 WHERE agent = ?1 AND holder = ?2";
+        let renewed = execute(&self.conn(), sql, params![agent, holder, nanos(until)])?;
         if renewed == 1 {
             Ok(())
         } else {
@@ -188,11 +145,11 @@ impl DeploymentStore for SqliteStore {
     }
 
     async fn release_lock(&self, agent: &str, holder: &str) -> Result<(), StoreError> {
-        self.conn()
-            .prepare_cached("DELETE FROM deployment_locks WHERE agent = ?1 AND holder = ?2")
-            .map_err(db_error)?
-            .execute(params![agent, holder])
-            .map_err(db_error)?;
+        execute(
+            &self.conn(),
+            "DELETE FROM deployment_locks WHERE agent = ?1 AND holder = ?2",
+            [agent, holder],
+        )?;
         Ok(())
     }
 }

@@ -10,7 +10,7 @@ use rusqlite::{OptionalExtension, TransactionBehavior, params};
 use tdev_domain::messaging::{Claim, IdempotencyStore};
 use tdev_domain::ports::StoreError;
 
-use crate::{SqliteStore, db_error, from_nanos, nanos};
+use crate::{SqliteStore, db_error, execute, from_nanos, nanos};
 
 /// Rows purged per claim: enough to keep up with one claim per key, bounded so a claim
 /// stays fast after a long pause.
@@ -30,13 +30,9 @@ impl IdempotencyStore for SqliteStore {
         let now_ns = nanos(now);
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(db_error)?;
-        tx.prepare_cached(
-            "DELETE FROM idempotency WHERE key IN
-             (SELECT key FROM idempotency WHERE until_ns < ?1 ORDER BY until_ns LIMIT ?2)",
-        )
-        .map_err(db_error)?
-        .execute(params![now_ns.saturating_sub(PURGE_GRACE_NS), PURGE_BATCH])
-        .map_err(db_error)?;
+        let purge = "DELETE FROM idempotency WHERE key IN
+                     (SELECT key FROM idempotency WHERE until_ns < ?1 ORDER BY until_ns LIMIT ?2)";
+        execute(&tx, purge, params![now_ns.saturating_sub(PURGE_GRACE_NS), PURGE_BATCH])?;
         let stored: Option<(bool, i64)> = tx
             .prepare_cached("SELECT done, until_ns FROM idempotency WHERE key = ?1")
             .map_err(db_error)?
@@ -50,25 +46,17 @@ impl IdempotencyStore for SqliteStore {
             }
             _ => {}
         }
-        tx.prepare_cached(
-            "INSERT INTO idempotency (key, holder, done, until_ns) VALUES (?1, ?2, 0, ?3)
-             ON CONFLICT (key) DO UPDATE SET holder = excluded.holder, done = 0, until_ns = excluded.until_ns",
-        )
-        .map_err(db_error)?
-        .execute(params![key, holder, nanos(lease_until)])
-        .map_err(db_error)?;
+        let take = "INSERT INTO idempotency (key, holder, done, until_ns) VALUES (?1, ?2, 0, ?3)
+                    ON CONFLICT (key) DO UPDATE SET holder = excluded.holder, done = 0, until_ns = excluded.until_ns";
+        execute(&tx, take, params![key, holder, nanos(lease_until)])?;
         tx.commit().map_err(db_error)?;
         Ok(Claim::Acquired)
     }
 
     async fn complete(&self, key: &str, holder: &str, keep_until: Timestamp) -> Result<(), StoreError> {
         // Only the holder completes; completing twice (a retried call) is harmless.
-        let updated = self
-            .conn()
-            .prepare_cached("UPDATE idempotency SET done = 1, until_ns = ?3 WHERE key = ?1 AND holder = ?2")
-            .map_err(db_error)?
-            .execute(params![key, holder, nanos(keep_until)])
-            .map_err(db_error)?;
+        let sql = "UPDATE idempotency SET done = 1, until_ns = ?3 WHERE key = ?1 AND holder = ?2";
+        let updated = execute(&self.conn(), sql, params![key, holder, nanos(keep_until)])?;
         if updated == 1 {
             Ok(())
         } else {
@@ -78,11 +66,11 @@ impl IdempotencyStore for SqliteStore {
 
     async fn release(&self, key: &str, holder: &str) -> Result<(), StoreError> {
         // A done record stays: releasing after completing must not undo the work's record.
-        self.conn()
-            .prepare_cached("DELETE FROM idempotency WHERE key = ?1 AND holder = ?2 AND done = 0")
-            .map_err(db_error)?
-            .execute([key, holder])
-            .map_err(db_error)?;
+        execute(
+            &self.conn(),
+            "DELETE FROM idempotency WHERE key = ?1 AND holder = ?2 AND done = 0",
+            [key, holder],
+        )?;
         Ok(())
     }
 }

@@ -20,14 +20,15 @@ mod secrets;
 mod subscriptions;
 
 pub use local_target::LocalTarget;
-pub use queue::QueueSpec;
+/// The queues a store serves ([`SqliteStore::with_queues`]).
+pub use tdev_domain::queue::QueueSpec;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use jiff::Timestamp;
-use rusqlite::Connection;
+use rusqlite::{Connection, Params};
 use tdev_domain::health::ComponentHealth;
 use tdev_domain::ports::{HealthCheck, StoreError};
 
@@ -426,7 +427,61 @@ fn from_doc<T: serde::de::DeserializeOwned>(what: &str, doc: &str) -> Result<T, 
     serde_json::from_str(doc).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
 }
 
+/// Runs `sql` (its statement prepared once, then cached) with `params`: the number of
+/// rows it changed.
+fn execute(conn: &Connection, sql: &str, params: impl Params) -> Result<usize, StoreError> {
+    conn.prepare_cached(sql).and_then(|mut statement| statement.execute(params)).map_err(db_error)
+}
+
+/// Runs the INSERT `sql` with `params`: `Conflict(exists())` if it breaks a constraint
+/// (its key is taken).
+fn insert(
+    conn: &Connection,
+    sql: &str,
+    params: impl Params,
+    exists: impl FnOnce() -> String,
+) -> Result<(), StoreError> {
+    match conn.prepare_cached(sql).and_then(|mut statement| statement.execute(params)) {
+        Ok(_) => Ok(()),
+        Err(e) if is_constraint(&e) => Err(StoreError::Conflict(exists())),
+        Err(e) => Err(db_error(e)),
+    }
+}
+
 impl SqliteStore {
+    /// The documents `sql` selects (one column), each read as a `T`, in the order selected.
+    fn docs<T: serde::de::DeserializeOwned>(
+        &self,
+        what: &str,
+        sql: &str,
+        params: impl Params,
+    ) -> Result<Vec<T>, StoreError> {
+        let conn = self.conn();
+        let mut statement = conn.prepare_cached(sql).map_err(db_error)?;
+        let docs = statement.query_map(params, |row| row.get::<_, String>(0)).map_err(db_error)?;
+        docs.map(|doc| from_doc(what, &doc.map_err(db_error)?)).collect()
+    }
+
+    /// Every document in `table` (of an `id` and a `doc` column), by id; `what` and the
+    /// id name one that does not read.
+    fn docs_by_id<T: serde::de::DeserializeOwned>(
+        &self,
+        table: &str,
+        what: &str,
+    ) -> Result<Vec<T>, StoreError> {
+        let conn = self.conn();
+        let mut statement =
+            conn.prepare_cached(&format!("SELECT id, doc FROM {table} ORDER BY id")).map_err(db_error)?;
+        let rows = statement
+            .query_map([], |row| Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?)))
+            .map_err(db_error)?;
+        rows.map(|row| {
+            let (id, doc) = row.map_err(db_error)?;
+            from_doc(&format!("{what} {id}"), &doc)
+        })
+        .collect()
+    }
+
     /// The document `sql` selects (at most one row of one column), read as a `T`.
     fn one_doc<T: serde::de::DeserializeOwned>(
         &self,

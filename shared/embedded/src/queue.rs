@@ -19,38 +19,12 @@ use std::time::Duration;
 use jiff::Timestamp;
 use rusqlite::{OptionalExtension, Transaction, TransactionBehavior, params};
 use tdev_domain::ports::{MessageQueue, StoreError};
-use tdev_domain::queue::{Delivery, MAX_RECEIVES_EXCEEDED, NewMessage, Priority};
+use tdev_domain::queue::{Delivery, MAX_RECEIVES_EXCEEDED, NewMessage, Priority, QueueSpec};
 
 use crate::{SqliteStore, db_error};
 
 /// SQS keeps a deduplication id for five minutes.
 const DEDUP_WINDOW_MS: i64 = 5 * 60 * 1000;
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct QueueSpec {
-    pub name: String,
-    pub dead_letter: Option<DeadLetterSpec>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DeadLetterSpec {
-    pub queue: String,
-    /// Receives after which a message is moved to the dead-letter queue.
-    pub max_receive_count: u32,
-}
-
-impl QueueSpec {
-    pub fn new(name: &str) -> Self {
-        Self { name: name.to_owned(), dead_letter: None }
-    }
-
-    pub fn with_dead_letter(name: &str, dead_letter_queue: &str, max_receive_count: u32) -> Self {
-        Self {
-            name: name.to_owned(),
-            dead_letter: Some(DeadLetterSpec { queue: dead_letter_queue.to_owned(), max_receive_count }),
-        }
-    }
-}
 
 const COLUMNS: &str =
     "id, grp, dedup_id, body, priority, attributes, sent_at, receive_count, receipt, reclaimed";

@@ -5,7 +5,7 @@ use rusqlite::{OptionalExtension, params};
 use tdev_domain::ports::StoreError;
 use tdev_domain::runs::{Run, RunFilter, RunStore, StepRun, StoredWorkflow, WorkflowStore};
 
-use crate::{SqliteStore, db_error, from_doc, is_constraint, to_doc};
+use crate::{SqliteStore, db_error, execute, from_doc, insert, is_constraint, to_doc};
 
 impl WorkflowStore for SqliteStore {
     async fn put_workflow(&self, workflow: &StoredWorkflow) -> Result<(), StoreError> {
@@ -65,15 +65,16 @@ impl WorkflowStore for SqliteStore {
 
 impl RunStore for SqliteStore {
     async fn create_run(&self, run: &Run) -> Result<(), StoreError> {
-        let result = self.conn().execute(
-            "INSERT INTO runs (id, workflow_id, status, created_us, version, doc) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![run.id, run.workflow_id, run.status.as_str(), run.created_at.as_microsecond(), run.version, to_doc(run)?],
-        );
-        match result {
-            Ok(_) => Ok(()),
-            Err(e) if is_constraint(&e) => Err(StoreError::Conflict(format!("run {} exists", run.id))),
-            Err(e) => Err(db_error(e)),
-        }
+        let sql = "INSERT INTO runs (id, workflow_id, status, created_us, version, doc) VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
+        let row = params![
+            run.id,
+            run.workflow_id,
+            run.status.as_str(),
+            run.created_at.as_microsecond(),
+            run.version,
+            to_doc(run)?
+        ];
+        insert(&self.conn(), sql, row, || format!("run {} exists", run.id))
     }
 
     async fn get_run(&self, id: &str) -> Result<Option<(Run, Vec<StepRun>)>, StoreError> {
@@ -93,48 +94,24 @@ impl RunStore for SqliteStore {
     }
 
     async fn list_runs(&self, filter: &RunFilter) -> Result<Vec<Run>, StoreError> {
-        let conn = self.conn();
-        let mut statement = conn
-            .prepare_cached(
-                "SELECT doc FROM runs WHERE (?1 IS NULL OR workflow_id = ?1) AND (?2 IS NULL OR status = ?2)
-                 ORDER BY created_us DESC, id DESC",
-            )
-            .map_err(db_error)?;
-        let docs = statement
-            .query_map(params![filter.workflow_id, filter.status.map(|s| s.as_str())], |row| {
-                row.get::<_, String>(0)
-            })
-            .map_err(db_error)?;
-        docs.map(|doc| from_doc("run", &doc.map_err(db_error)?)).collect()
+        let sql = "SELECT doc FROM runs
+                   WHERE (?1 IS NULL OR workflow_id = ?1) AND (?2 IS NULL OR status = ?2)
+                   ORDER BY created_us DESC, id DESC";
+        self.docs("run", sql, params![filter.workflow_id, filter.status.map(|s| s.as_str())])
     }
 
     async fn update_run(&self, run: &Run) -> Result<(), StoreError> {
-        let updated = self
-            .conn()
-            .execute(
-                "UPDATE runs SET status = ?1, version = ?2, doc = ?3 WHERE id = ?4 AND version = ?5",
-                params![
-                    run.status.as_str(),
-                    run.version,
-                    to_doc(run)?,
-                    run.id,
-                    run.version.saturating_sub(1)
-                ],
-            )
-            .map_err(db_error)?;
+        let sql = "UPDATE runs SET status = ?1, version = ?2, doc = ?3 WHERE id = ?4 AND version = ?5";
+        let row =
+            params![run.status.as_str(), run.version, to_doc(run)?, run.id, run.version.saturating_sub(1)];
+        let updated = execute(&self.conn(), sql, row)?;
         if updated == 1 { Ok(()) } else { Err(StoreError::Conflict(format!("run {} changed", run.id))) }
     }
 
     async fn create_step(&self, run_id: &str, step: &StepRun) -> Result<(), StoreError> {
-        let result = self.conn().execute(
-            "INSERT INTO run_steps (run_id, step_id, version, doc) VALUES (?1, ?2, ?3, ?4)",
-            params![run_id, step.step_id, step.version, to_doc(step)?],
-        );
-        match result {
-            Ok(_) => Ok(()),
-            Err(e) if is_constraint(&e) => Err(StoreError::Conflict(format!("step {} exists", step.step_id))),
-            Err(e) => Err(db_error(e)),
-        }
+        let sql = "INSERT INTO run_steps (run_id, step_id, version, doc) VALUES (?1, ?2, ?3, ?4)";
+        let row = params![run_id, step.step_id, step.version, to_doc(step)?];
+        insert(&self.conn(), sql, row, || format!("step {} exists", step.step_id))
     }
 
     async fn get_step(&self, run_id: &str, step_id: &str) -> Result<Option<StepRun>, StoreError> {
@@ -146,13 +123,10 @@ impl RunStore for SqliteStore {
     }
 
     async fn update_step(&self, run_id: &str, step: &StepRun) -> Result<(), StoreError> {
-        let updated = self
-            .conn()
-            .execute(
-                "UPDATE run_steps SET version = ?1, doc = ?2 WHERE run_id = ?3 AND step_id = ?4 AND version = ?5",
-                params![step.version, to_doc(step)?, run_id, step.step_id, step.version.saturating_sub(1)],
-            )
-            .map_err(db_error)?;
+        let sql = "UPDATE run_steps SET version = ?1, doc = ?2
+                   WHERE run_id = ?3 AND step_id = ?4 AND version = ?5";
+        let row = params![step.version, to_doc(step)?, run_id, step.step_id, step.version.saturating_sub(1)];
+        let updated = execute(&self.conn(), sql, row)?;
         if updated == 1 {
             Ok(())
         } else {

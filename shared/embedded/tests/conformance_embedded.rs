@@ -43,11 +43,7 @@ async fn messaging_stores_conform() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn messaging_stores_conform_on_a_file() {
-    let dir = std::env::temp_dir().join(format!("tdev-messaging-{}", uuid_like()));
-    let store = SqliteStore::open(&dir.join("tdev.db")).unwrap();
-    tdev_conformance::messaging::run_all(&store).await;
-    drop(store);
-    std::fs::remove_dir_all(dir).unwrap();
+    on_a_file("messaging", async |store| tdev_conformance::messaging::run_all(store).await).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -57,9 +53,14 @@ async fn deployment_store_conforms() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn deployment_store_conforms_on_a_file() {
-    let dir = std::env::temp_dir().join(format!("tdev-deployments-{}", uuid_like()));
+    on_a_file("deployments", async |store| tdev_conformance::deployments::run_all(store).await).await;
+}
+
+/// Runs `suite` on a store in a file of its own, then deletes the file.
+async fn on_a_file(name: &str, suite: impl AsyncFnOnce(&SqliteStore)) {
+    let dir = std::env::temp_dir().join(format!("tdev-{name}-{}", uuid_like()));
     let store = SqliteStore::open(&dir.join("tdev.db")).unwrap();
-    tdev_conformance::deployments::run_all(&store).await;
+    suite(&store).await;
     drop(store);
     std::fs::remove_dir_all(dir).unwrap();
 }

@@ -12,7 +12,9 @@ mod model;
 mod ports;
 mod service;
 
-pub use model::{Event, EventFilter, NewSubscription, Subscription, SubscriptionTarget, glob_match};
+pub use model::{
+    DEFAULT_WINDOW_DAYS, Event, EventFilter, NewSubscription, Subscription, SubscriptionTarget, glob_match,
+};
 pub use ports::{EventSink, EventStore, SubscriptionStore};
 pub(crate) use service::EventTask;
 pub use service::{EVENT_DEAD_LETTER_QUEUE, EVENT_QUEUE, EventError, EventLog};

@@ -1,7 +1,11 @@
 //! What an event is, which events a listing asks for, and subscriptions to them.
 
-use jiff::Timestamp;
+use jiff::tz::TimeZone;
+use jiff::{SignedDuration, Timestamp, ToSpan};
 use serde::{Deserialize, Serialize};
+
+/// How far back a listing without `since` reaches.
+pub const DEFAULT_WINDOW_DAYS: i64 = 7;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Event {
@@ -44,6 +48,29 @@ impl EventFilter {
         self.pattern.as_deref().is_none_or(|p| glob_match(p, &event.kind))
             && self.since.is_none_or(|since| event.at >= since)
             && self.until.is_none_or(|until| event.at < until)
+    }
+
+    /// The times a listing covers, `since <= at < until`, with the defaults filled in
+    /// from `now`: without `since`, the last [`DEFAULT_WINDOW_DAYS`] days before `until`
+    /// (or now); and nothing past the end of tomorrow (UTC), whatever `until` says: an
+    /// event is stamped when it happens, so later ones can only come from a clock a day
+    /// wrong. Every backend lists within it, so all list the same events.
+    pub fn window(&self, now: Timestamp) -> (Timestamp, Timestamp) {
+        let horizon = now
+            .to_zoned(TimeZone::UTC)
+            .date()
+            .checked_add(2.days())
+            .ok()
+            .and_then(|day| day.to_zoned(TimeZone::UTC).ok())
+            .map_or(Timestamp::MAX, |start| start.timestamp());
+        let until = self.until.map_or(horizon, |until| until.min(horizon));
+        let since = self.since.unwrap_or_else(|| {
+            until
+                .min(now)
+                .checked_sub(SignedDuration::from_hours(24 * DEFAULT_WINDOW_DAYS))
+                .unwrap_or(Timestamp::MIN)
+        });
+        (since, until)
     }
 }
 
@@ -190,6 +217,36 @@ mod tests {
         assert!(!glob_match("message.*", "run.started"));
         assert!(!glob_match("message", "message.accepted"));
         assert!(glob_match("m*e*d", "message.accepted"));
+    }
+
+    fn at(text: &str) -> Timestamp {
+        text.parse().unwrap()
+    }
+
+    #[test]
+    fn without_since_the_window_is_the_week_before_until_or_now() {
+        let now = at("2026-03-10T12:00:00Z");
+        let open = EventFilter::default();
+        assert_eq!(open.window(now), (at("2026-03-03T12:00:00Z"), at("2026-03-12T00:00:00Z")));
+        let until = EventFilter { until: Some(at("2026-03-05T00:00:00Z")), ..EventFilter::default() };
+        assert_eq!(until.window(now), (at("2026-02-26T00:00:00Z"), at("2026-03-05T00:00:00Z")));
+        // An `until` in the future reaches back from now, not from `until`.
+        let later = EventFilter { until: Some(at("2026-03-11T06:00:00Z")), ..EventFilter::default() };
+        assert_eq!(later.window(now), (at("2026-03-03T12:00:00Z"), at("2026-03-11T06:00:00Z")));
+    }
+
+    #[test]
+    fn the_window_never_reaches_past_the_end_of_tomorrow() {
+        let now = at("2026-03-10T23:59:59Z");
+        let since = at("2026-01-01T00:00:00Z");
+        let far = EventFilter {
+            since: Some(since),
+            until: Some(at("2030-01-01T00:00:00Z")),
+            ..EventFilter::default()
+        };
+        assert_eq!(far.window(now), (since, at("2026-03-12T00:00:00Z")));
+        let extremes = EventFilter { since: Some(Timestamp::MIN), ..EventFilter::default() };
+        assert_eq!(extremes.window(Timestamp::MAX), (Timestamp::MIN, Timestamp::MAX));
     }
 
     proptest! {

@@ -29,7 +29,12 @@ pub enum DeadLetterState {
     Dead,
     /// Being sent back (a redrive that was cut off is finished by the next one, with the
     /// same deduplication id, so the message is sent once).
-    Redriving { to_queue: String, dedup_id: String, priority: u8 },
+    Redriving {
+        to_queue: String,
+        dedup_id: String,
+        #[schema(value_type = u8)]
+        priority: Priority,
+    },
     /// Sent back.
     Redriven { to_queue: String, message_id: String, at: Timestamp },
 }
@@ -92,4 +97,27 @@ pub struct FailureNote {
     pub first_at: Timestamp,
     pub last_at: Timestamp,
     pub last_reason: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_redriving_priority_is_stored_as_its_level_and_read_back_as_a_priority() {
+        let state = DeadLetterState::Redriving {
+            to_queue: "steps".into(),
+            dedup_id: "redrive-a-1".into(),
+            priority: Priority::HIGHEST,
+        };
+        let json = serde_json::to_value(&state).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"state": "redriving", "to_queue": "steps", "dedup_id": "redrive-a-1", "priority": 1})
+        );
+        assert_eq!(serde_json::from_value::<DeadLetterState>(json).unwrap(), state);
+        let out_of_range =
+            serde_json::json!({"state": "redriving", "to_queue": "q", "dedup_id": "d", "priority": 11});
+        assert!(serde_json::from_value::<DeadLetterState>(out_of_range).is_err());
+    }
 }

@@ -87,6 +87,25 @@ pub trait AgentLoadStore: Send + Sync + 'static {
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
+/// The version check of [`AgentLoadStore::put_breaker`], the same on every backend.
+impl Breaker {
+    /// The version the stored breaker must be at for this one to be written over it: 0
+    /// means none may be stored (the write is a create). Version 0 is a breaker never
+    /// stored, with nothing to write it over: the write's `Conflict` at once.
+    pub fn expected_stored_version(&self, agent: &str) -> Result<u64, StoreError> {
+        self.version.checked_sub(1).ok_or_else(|| self.stale(agent))
+    }
+
+    /// The `Conflict` of a write of this breaker that found the stored one at another
+    /// version than [`Self::expected_stored_version`].
+    pub fn stale(&self, agent: &str) -> StoreError {
+        StoreError::Conflict(format!(
+            "the breaker of {agent} is not at version {}",
+            self.version.wrapping_sub(1)
+        ))
+    }
+}
+
 /// The dead-letter archive, and the failure notes that feed it.
 pub trait DeadLetterStore: Send + Sync + 'static {
     /// Archives a dead letter; `Conflict` if one with its id exists (each is archived once).
@@ -128,6 +147,20 @@ pub trait DeadLetterStore: Send + Sync + 'static {
     fn failures(&self, id: &str) -> impl Future<Output = Result<Option<FailureNote>, StoreError>> + Send;
 }
 
+/// The version check of [`DeadLetterStore::update_dead_letter`], the same on every backend.
+impl DeadLetter {
+    /// The version the stored dead letter must be at for this one to be written over it;
+    /// `None` for version 0, which was never stored and so replaces nothing.
+    pub fn expected_stored_version(&self) -> Option<u64> {
+        self.version.checked_sub(1)
+    }
+
+    /// The `Conflict` of an update that found the stored one at another version.
+    pub fn stale(&self) -> StoreError {
+        StoreError::Conflict(format!("dead letter {} changed", self.id))
+    }
+}
+
 /// Every port messaging uses.
 pub trait MessagingStore:
     AgentStore
@@ -150,4 +183,55 @@ impl<T> MessagingStore for T where
         + SubscriptionStore
         + Clone
 {
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_breaker_is_written_over_the_version_before_it() {
+        let first = Breaker { version: 1, ..Breaker::default() };
+        assert_eq!(first.expected_stored_version("a").ok(), Some(0), "version 1 is a create");
+        let later = Breaker { version: 7, ..Breaker::default() };
+        assert_eq!(later.expected_stored_version("a").ok(), Some(6));
+        assert!(
+            matches!(&later.stale("a"), StoreError::Conflict(why) if why == "the breaker of a is not at version 6")
+        );
+    }
+
+    #[test]
+    fn a_dead_letter_is_written_over_the_version_before_it() {
+        let at = Timestamp::UNIX_EPOCH;
+        let dead_letter = |version| DeadLetter {
+            id: "m1".into(),
+            source_queue: "steps".into(),
+            reason: "malformed".into(),
+            detail: None,
+            attempts: 1,
+            first_failure_at: None,
+            last_failure_at: None,
+            dead_lettered_at: at,
+            message: crate::messaging::QueuedMessage {
+                group: "g".into(),
+                dedup_id: "d".into(),
+                body: "b".into(),
+                priority: crate::queue::Priority::DEFAULT,
+                attributes: Default::default(),
+            },
+            state: crate::messaging::DeadLetterState::Dead,
+            version,
+        };
+        assert_eq!(dead_letter(2).expected_stored_version(), Some(1));
+        assert_eq!(dead_letter(0).expected_stored_version(), None, "version 0 replaces nothing");
+        assert!(
+            matches!(dead_letter(2).stale(), StoreError::Conflict(why) if why == "dead letter m1 changed")
+        );
+    }
+
+    #[test]
+    fn a_breaker_never_stored_is_written_over_nothing() {
+        let result = Breaker::default().expected_stored_version("a");
+        assert!(matches!(result, Err(StoreError::Conflict(_))), "{result:?}");
+    }
 }

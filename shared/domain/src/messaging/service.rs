@@ -317,7 +317,7 @@ impl<S: MessagingStore, Q: MessageQueue> Messenger<S, Q> {
         mut dead_letter: DeadLetter,
         priority: Option<Priority>,
     ) -> Result<Option<Redriven>, MessagingError> {
-        let (to_queue, dedup_id, level) = match &dead_letter.state {
+        let (to_queue, dedup_id, priority) = match &dead_letter.state {
             DeadLetterState::Redriven { .. } => return Ok(None),
             DeadLetterState::Redriving { to_queue, dedup_id, priority } => {
                 (to_queue.clone(), dedup_id.clone(), *priority)
@@ -332,7 +332,7 @@ impl<S: MessagingStore, Q: MessageQueue> Messenger<S, Q> {
                 dead_letter.state = DeadLetterState::Redriving {
                     to_queue: to_queue.clone(),
                     dedup_id: dedup_id.clone(),
-                    priority: priority.level(),
+                    priority,
                 };
                 dead_letter.version += 1;
                 match self.store.update_dead_letter(&dead_letter).await {
@@ -341,10 +341,9 @@ impl<S: MessagingStore, Q: MessageQueue> Messenger<S, Q> {
                     Err(StoreError::Conflict(_)) => return Ok(None),
                     Err(e) => return Err(e.into()),
                 }
-                (to_queue, dedup_id, priority.level())
+                (to_queue, dedup_id, priority)
             }
         };
-        let priority = Priority::new(level).unwrap_or_default();
         let now = self.clock.now();
         let opener = self.keys.opener(now, None).await?;
         let lenient = Opener { freshness: Duration::from_secs(100 * 365 * 24 * 3600), ..(*opener).clone() };
