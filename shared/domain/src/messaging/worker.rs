@@ -48,33 +48,20 @@ use jiff::{SignedDuration, Timestamp};
 use serde_json::json;
 
 use super::breaker::Admission;
-use super::dead_letters::QueuedMessage;
 use super::envelope::Rejection;
 use super::ports::{Claim, MessagingStore};
 use super::routing;
 use super::service::{MessagingConfig, MessagingError, Messenger};
-use super::{Breaker, DeadLetter, DeadLetterState, Message, Recipient};
+use super::{Breaker, DeadLetter, Message, Recipient};
 use crate::agents::{Agent, AgentInvoker, AgentStatus, IDEMPOTENCY_KEY_FIELD, InvokeError};
 use crate::events::{EVENT_DEAD_LETTER_QUEUE, EVENT_QUEUE, EventSink, EventTask};
 use crate::ports::{MessageQueue, StoreError};
-use crate::queue::{
-    Delivery, Handled, MAX_RECEIVES_EXCEEDED, NewMessage, Polling, QueueWorker, dead_letter_attributes,
-};
+use crate::queue::{Delivery, Handled, MAX_RECEIVES_EXCEEDED, NewMessage, Polling, QueueWorker};
 
 /// A message's key in the failure notes: the queue and its deduplication id, which a
 /// dead-lettered message keeps on every backend.
 fn failure_key(queue: &str, dedup_id: &str) -> String {
     format!("{queue}/{dedup_id}")
-}
-
-fn is_dead_letter_attribute(name: &str) -> bool {
-    [
-        dead_letter_attributes::REASON,
-        dead_letter_attributes::SOURCE_QUEUE,
-        dead_letter_attributes::RECEIVE_COUNT,
-        dead_letter_attributes::DEAD_LETTERED_AT,
-    ]
-    .contains(&name)
 }
 
 /// What to do with a delivery from a band queue.
@@ -516,43 +503,11 @@ impl<S: MessagingStore, Q: MessageQueue, I: AgentInvoker> Dispatcher<S, Q, I> {
         dead_letter_queue: &str,
         delivery: &Delivery,
     ) -> Result<(), MessagingError> {
-        let attribute = |name: &str| delivery.attributes.get(name).cloned();
-        let source_queue = attribute(dead_letter_attributes::SOURCE_QUEUE)
-            .or_else(|| self.config().bands.by_queue(dead_letter_queue).map(|band| band.queue.clone()))
-            .unwrap_or_else(|| dead_letter_queue.trim_end_matches("-dlq").to_owned());
-        let reason =
-            attribute(dead_letter_attributes::REASON).unwrap_or_else(|| MAX_RECEIVES_EXCEEDED.into());
+        let fallback = self.config().bands.by_queue(dead_letter_queue).map(|band| band.queue.clone());
+        let source_queue = DeadLetter::source_queue_of(delivery, dead_letter_queue, fallback);
         let note = self.store().failures(&failure_key(&source_queue, &delivery.dedup_id)).await?;
-        let now = self.messenger.clock.now();
-        let attempts = attribute(dead_letter_attributes::RECEIVE_COUNT)
-            .and_then(|count| count.parse().ok())
-            .unwrap_or(delivery.receive_count);
-        let dead_letter = DeadLetter {
-            id: delivery.message_id.clone(),
-            source_queue,
-            reason: reason.clone(),
-            detail: note.as_ref().map(|n| n.last_reason.clone()),
-            attempts: note.as_ref().map_or(attempts, |n| n.attempts.max(attempts)),
-            first_failure_at: note.as_ref().map(|n| n.first_at),
-            last_failure_at: note.as_ref().map(|n| n.last_at),
-            dead_lettered_at: attribute(dead_letter_attributes::DEAD_LETTERED_AT)
-                .and_then(|at| at.parse().ok())
-                .unwrap_or(now),
-            message: QueuedMessage {
-                group: delivery.group.clone(),
-                dedup_id: delivery.dedup_id.clone(),
-                body: delivery.body.clone(),
-                priority: delivery.priority,
-                attributes: delivery
-                    .attributes
-                    .iter()
-                    .filter(|(name, _)| !is_dead_letter_attribute(name))
-                    .map(|(name, value)| (name.clone(), value.clone()))
-                    .collect(),
-            },
-            state: DeadLetterState::Dead,
-            version: 1,
-        };
+        let dead_letter = DeadLetter::of_delivery(delivery, source_queue, note, self.messenger.clock.now());
+        let reason = dead_letter.reason.clone();
         match self.store().put_dead_letter(&dead_letter).await {
             Ok(()) => {
                 tracing::error!(id = %dead_letter.id, reason = %reason, queue = %dead_letter.source_queue, "message dead-lettered");
