@@ -20,7 +20,6 @@ use aws_sdk_bedrockagent::types::{
     ActionGroupExecutor, ActionGroupState, ApiSchema as SdkApiSchema, CustomControlMethod, FunctionSchema,
 };
 use aws_smithy_mocks::{Rule, RuleMode, mock, mock_client};
-use aws_smithy_types::body::SdkBody;
 use serde_json::{Value, json};
 use tdev_domain::agents::AgentTarget;
 use tdev_domain::deploy::{
@@ -28,6 +27,9 @@ use tdev_domain::deploy::{
     ParameterSpec, Published, Readiness, TargetSpec,
 };
 use tdev_targets::BedrockAgents;
+
+mod common;
+use common::{http, settling};
 
 const NAME: &str = "support-bot";
 const AGENT_ID: &str = "AGENT12345";
@@ -125,15 +127,6 @@ fn aws_error(
     message: &'static str,
 ) -> impl Fn() -> HttpResponse + Send + Sync {
     move || http(status, Some(code), &json!({ "message": message }))
-}
-
-fn http(status: u16, error_type: Option<&'static str>, body: &Value) -> HttpResponse {
-    let mut response = HttpResponse::new(status.try_into().expect("status"), SdkBody::from(body.to_string()));
-    response.headers_mut().insert("content-type", "application/json");
-    if let Some(code) = error_type {
-        response.headers_mut().insert("x-amzn-errortype", code);
-    }
-    response
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1001,9 +994,6 @@ async fn restore_brings_back_the_snapshot_and_point_to_routes_the_alias_back() {
 // ---------------------------------------------------------------------------------------
 // 7. Bounded waits, and nothing written that cannot be written whole
 
-/// How long one step may wait, all its waits together: the worker Lambda has 60 s.
-const STEP_WAIT: std::time::Duration = std::time::Duration::from_secs(15);
-
 /// `GetAgent` answering `agent` `n` times, then `then`.
 fn get_agent_times(agent: Value, n: usize, then: Value) -> Rule {
     mock!(Client::get_agent)
@@ -1039,17 +1029,8 @@ async fn the_waits_of_one_apply_share_one_bound_then_it_is_settling_naming_the_a
         .then(mock!(Client::update_agent).then_http_response(answer(json!({"agent": agent("UPDATING")}))))
         .then(busy_forever.clone());
 
-    let started = tokio::time::Instant::now();
-    let result = script.target().apply(&spec).await;
-    let waited = started.elapsed();
-
-    match result {
-        Err(DeployError::Settling(message)) => {
-            assert!(message.contains("the agent support-bot is still UPDATING"), "{message}")
-        }
-        other => panic!("expected Settling, got {other:?}"),
-    }
-    assert!(waited <= STEP_WAIT, "apply waited {waited:?}");
+    let message = settling(script.target().apply(&spec)).await;
+    assert!(message.contains("the agent support-bot is still UPDATING"), "{message}");
     assert!(busy_forever.num_calls() >= 2, "the agent was looked at again after the update");
 }
 
@@ -1082,17 +1063,8 @@ async fn the_waits_of_one_publish_share_one_bound_then_it_is_settling_naming_the
         )
         .then(updating_forever.clone());
 
-    let started = tokio::time::Instant::now();
-    let result = script.target().publish(&spec).await;
-    let waited = started.elapsed();
-
-    match result {
-        Err(DeployError::Settling(message)) => {
-            assert!(message.contains("the alias live is still UPDATING"), "{message}")
-        }
-        other => panic!("expected Settling, got {other:?}"),
-    }
-    assert!(waited <= STEP_WAIT, "publish waited {waited:?}");
+    let message = settling(script.target().publish(&spec)).await;
+    assert!(message.contains("the alias live is still UPDATING"), "{message}");
     assert!(updating_forever.num_calls() >= 2, "the alias was looked at again after the update");
 }
 
