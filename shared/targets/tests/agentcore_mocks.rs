@@ -15,7 +15,7 @@ use tdev_domain::deploy::{AgentDeployer, AgentSpec, DeployError, Published, Read
 use tdev_targets::AgentcoreRuntimes;
 
 mod common;
-use common::{ROLE, agentcore_spec, http, settling};
+use common::{ROLE, agentcore_spec, failed, http, settling};
 
 const NAME: &str = "support_bot";
 const RUNTIME_ID: &str = "support_bot-a1b2c3d4e5";
@@ -66,27 +66,23 @@ fn get_runtime(runtime: Value) -> Rule {
 
 #[tokio::test]
 async fn prepare_follows_the_runtime_from_updating_to_ready_or_failed() {
-    let mut failed = runtime("UPDATE_FAILED");
-    failed["failureReason"] = json!("The container image could not be pulled");
+    let mut broken = runtime("UPDATE_FAILED");
+    broken["failureReason"] = json!("The container image could not be pulled");
     let rules = [
         list_runtimes(true),
         get_runtime(runtime("UPDATING")),
         list_runtimes(true),
         get_runtime(runtime("READY")),
         list_runtimes(true),
-        get_runtime(failed),
+        get_runtime(broken),
     ];
     let target = target(&rules);
 
     assert_eq!(target.prepare(&spec()).await, Ok(Readiness::Pending("UPDATING".into())));
     assert_eq!(target.prepare(&spec()).await, Ok(Readiness::Ready));
-    match target.prepare(&spec()).await {
-        Err(DeployError::Failed(message)) => {
-            assert!(message.contains("UPDATE_FAILED"), "{message}");
-            assert!(message.contains("The container image could not be pulled"), "{message}");
-        }
-        other => panic!("expected Failed, got {other:?}"),
-    }
+    let message = failed(target.prepare(&spec()).await);
+    assert!(message.contains("UPDATE_FAILED"), "{message}");
+    assert!(message.contains("The container image could not be pulled"), "{message}");
     assert_all_made(&rules);
 }
 
@@ -110,10 +106,8 @@ async fn throttling_is_unavailable_and_a_validation_error_is_failed() {
         }
         other => panic!("expected Unavailable, got {other:?}"),
     }
-    match target.apply(&spec()).await {
-        Err(DeployError::Failed(message)) => assert!(message.contains("Invalid container URI"), "{message}"),
-        other => panic!("expected Failed, got {other:?}"),
-    }
+    let message = failed(target.apply(&spec()).await);
+    assert!(message.contains("Invalid container URI"), "{message}");
     assert_all_made(&rules);
 }
 
@@ -276,16 +270,12 @@ async fn an_endpoint_still_moving_at_the_bound_is_settling_and_one_that_failed_i
     assert!(updating_forever.num_calls() >= 2, "the endpoint was looked at more than once");
 
     // An endpoint whose update to 2 failed is updated again, and fails with the reason.
-    let mut failed = endpoint("UPDATE_FAILED", "1", "2");
-    failed["failureReason"] = json!("The version 2 could not start");
+    let mut broken = endpoint("UPDATE_FAILED", "1", "2");
+    broken["failureReason"] = json!("The version 2 could not start");
     let rules =
-        [list_runtimes(true), get_endpoint(failed.clone()), update_endpoint("2"), get_endpoint(failed)];
-    match target(&rules).publish(&spec()).await {
-        Err(DeployError::Failed(message)) => {
-            assert!(message.contains("UPDATE_FAILED"), "{message}");
-            assert!(message.contains("The version 2 could not start"), "{message}");
-        }
-        other => panic!("expected Failed, got {other:?}"),
-    }
+        [list_runtimes(true), get_endpoint(broken.clone()), update_endpoint("2"), get_endpoint(broken)];
+    let message = failed(target(&rules).publish(&spec()).await);
+    assert!(message.contains("UPDATE_FAILED"), "{message}");
+    assert!(message.contains("The version 2 could not start"), "{message}");
     assert_all_made(&rules);
 }

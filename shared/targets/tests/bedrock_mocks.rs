@@ -29,7 +29,7 @@ use tdev_domain::deploy::{
 use tdev_targets::BedrockAgents;
 
 mod common;
-use common::{http, settling};
+use common::{failed, http, settling};
 
 const NAME: &str = "support-bot";
 const AGENT_ID: &str = "AGENT12345";
@@ -735,12 +735,8 @@ async fn prepare_is_pending_while_preparing_then_ready_or_failed_with_the_reason
     assert_eq!(target.prepare(&spec).await, Ok(Readiness::Pending("PREPARING".into())));
     assert_eq!(target.prepare(&spec).await, Ok(Readiness::Ready));
     assert_eq!(target.prepare(&spec).await, Ok(Readiness::Pending("PREPARING".into())));
-    match target.prepare(&spec).await {
-        Err(DeployError::Failed(message)) => {
-            assert!(message.contains("The action group lookup has an invalid OpenAPI schema"), "{message}")
-        }
-        other => panic!("expected Failed, got {other:?}"),
-    }
+    let message = failed(target.prepare(&spec).await);
+    assert!(message.contains("The action group lookup has an invalid OpenAPI schema"), "{message}");
     script.assert_all_made();
 }
 
@@ -813,12 +809,8 @@ async fn an_alias_that_ends_failed_is_a_failure() {
             "agentAlias": with(alias("FAILED", "1"), json!({"failureReasons": ["The agent is not prepared"]}))
         }))));
 
-    match script.target().publish(&spec).await {
-        Err(DeployError::Failed(message)) => {
-            assert!(message.contains("The agent is not prepared"), "{message}")
-        }
-        other => panic!("expected Failed, got {other:?}"),
-    }
+    let message = failed(script.target().publish(&spec).await);
+    assert!(message.contains("The agent is not prepared"), "{message}");
     script.assert_all_made();
 }
 
@@ -855,13 +847,9 @@ async fn throttling_and_busy_resources_are_unavailable_and_refusals_are_failed()
         Script::default().then(list_agents(false)).then(mock!(Client::create_agent).then_http_response(
             aws_error(403, "AccessDeniedException", "User is not authorized to perform: bedrock:CreateAgent"),
         ));
-    match script.target().apply(&spec(vec![])).await {
-        Err(DeployError::Failed(message)) => {
-            assert!(message.starts_with("CreateAgent: "), "{message}");
-            assert!(message.contains("not authorized to perform: bedrock:CreateAgent"), "{message}");
-        }
-        other => panic!("expected Failed, got {other:?}"),
-    }
+    let message = failed(script.target().apply(&spec(vec![])).await);
+    assert!(message.starts_with("CreateAgent: "), "{message}");
+    assert!(message.contains("not authorized to perform: bedrock:CreateAgent"), "{message}");
     script.assert_all_made();
 
     // A busy agent (ConflictException) and a 500: Unavailable; a validation error: Failed.

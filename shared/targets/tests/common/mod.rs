@@ -69,3 +69,11 @@ pub async fn settling<T: std::fmt::Debug>(step: impl Future<Output = Result<T, D
         other => panic!("expected Settling, got {other:?}"),
     }
 }
+
+/// The message of `result`, which must be `Failed`.
+pub fn failed<T: std::fmt::Debug>(result: Result<T, DeployError>) -> String {
+    match result {
+        Err(DeployError::Failed(message)) => message,
+        other => panic!("expected Failed, got {other:?}"),
+    }
+}
