@@ -6,8 +6,6 @@
 
 mod support;
 
-use std::time::Duration;
-
 use axum::Json;
 use axum::routing::post;
 use reqwest::{Method, Response};
