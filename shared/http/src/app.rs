@@ -37,7 +37,6 @@ impl HttpSettings {
 
 /// The settings of a function behind API Gateway, read once at start: the auth settings,
 /// the HTTP settings, and its own area's (`()` for none).
-#[derive(Debug, Clone)]
 pub struct ApiSettings<T> {
     pub auth: tdev_domain::auth::AuthConfig,
     pub http: HttpSettings,
