@@ -7,6 +7,8 @@
 //! build. The test asserts what must hold at any speed: the process survives, every
 //! probe of `/health` is answered, and every hostile request gets a 4xx (never a 5xx).
 
+mod support;
+
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -15,26 +17,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
+use support::{free_port, tdev_serve, temp_dir};
 
 struct Serve {
     child: Child,
     base: String,
     dir: PathBuf,
-}
-
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("tdev-{name}-{}", uuid_like()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn uuid_like() -> String {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
-    format!("{}-{nanos}", std::process::id())
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// Whether `GET /health` answers 200 (the stack answers once it has bootstrapped).
@@ -53,14 +41,8 @@ impl Serve {
     /// `tdev serve` in `dir` with its default data folder `.tdev`, and `env` set.
     fn start(dir: &Path, env: &[(&str, &str)]) -> Serve {
         let port = free_port();
-        let mut command = Command::new(env!("CARGO_BIN_EXE_tdev"));
-        command
-            .arg("serve")
-            .current_dir(dir)
-            .env("TDEV_ADDR", format!("127.0.0.1:{port}"))
-            .env("RUST_LOG", "error")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
+        let mut command = tdev_serve(dir, port);
+        command.env("RUST_LOG", "error").stdout(Stdio::null()).stderr(Stdio::null());
         for (name, value) in env {
             command.env(name, value);
         }

@@ -39,14 +39,7 @@ async fn deploy_follow_and_roll_back_over_http() {
 
     // A YAML body works the same way.
     let yaml = "name: support-bot\ntarget: {kind: local, url: 'http://127.0.0.1:9/b'}\nregister: {id: support-bot}\n";
-    let response = stack
-        .request(Method::POST, "/v1/deployments")
-        .header("x-api-key", &writer)
-        .header("content-type", "application/yaml")
-        .body(yaml)
-        .send()
-        .await
-        .unwrap();
+    let response = stack.post_yaml("/v1/deployments", &writer, yaml).await;
     assert_eq!(response.status(), 202);
     let second: Value = response.json().await.unwrap();
     let second = stack.deployment_end(second["id"].as_str().unwrap()).await;
@@ -100,15 +93,7 @@ async fn a_bad_spec_is_a_problem_with_every_path_and_a_failed_record() {
     assert_eq!(record["agent"], "support bot");
 
     // Not YAML or JSON at all: a 400, nothing recorded.
-    let response = stack
-        .request(Method::POST, "/v1/deployments")
-        .header("x-api-key", &stack.admin_key)
-        .header("content-type", "application/yaml")
-        .body("name: [unclosed")
-        .send()
-        .await
-        .unwrap();
-    problem(response, 400).await;
+    problem(stack.post_yaml("/v1/deployments", &stack.admin_key, "name: [unclosed").await, 400).await;
 
     // A listing's query that does not read is a problem too, at `$.query`.
     let response = stack

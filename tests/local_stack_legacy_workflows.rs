@@ -6,8 +6,6 @@
 
 mod support;
 
-use std::time::Duration;
-
 use axum::Json;
 use axum::routing::post;
 use reqwest::{Method, Response};
@@ -40,25 +38,23 @@ async fn send(
 /// An HTTP agent answering every call with `reply`.
 async fn agent(reply: Value) -> String {
     let app = axum::Router::new().route("/", post(move || async move { Json(reply.clone()) }));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    url
+    format!("{}/", support::serve(app).await)
 }
 
 fn paths(problem: &Value) -> Vec<&str> {
     problem["errors"].as_array().unwrap().iter().map(|e| e["path"].as_str().unwrap()).collect()
 }
 
-async fn wait_for_end(stack: &Stack, key: &str, run: &str) -> Value {
-    for _ in 0..200 {
-        let view = stack.get_json(&format!("/v1/runs/{run}"), key).await;
-        if view["status"] != "running" {
-            return view;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("run {run} did not end");
+/// Validates `yaml`, asserting it is valid but not runnable; the report.
+async fn valid_not_runnable(stack: &Stack, key: &str, yaml: &str) -> Value {
+    let response = send(stack, key, Method::POST, "/v1/workflows:validate", Some(yaml), None).await;
+    let report: Value = response.json().await.unwrap();
+    assert_eq!(
+        (report["valid"].clone(), report["runnable"].clone()),
+        (json!(true), json!(false)),
+        "{report:#}"
+    );
+    report
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -68,16 +64,7 @@ async fn a_seed_workflow_is_stored_refused_a_run_and_runs_once_it_has_a_default_
     let text = seed("anchored_defaults.yaml");
 
     // Validated unchanged: valid, planned, one not-runnable notice for the four steps.
-    let report: Value = send(&stack, &key, Method::POST, "/v1/workflows:validate", Some(&text), None)
-        .await
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(
-        (report["valid"].clone(), report["runnable"].clone()),
-        (json!(true), json!(false)),
-        "{report:#}"
-    );
+    let report = valid_not_runnable(&stack, &key, &text).await;
     assert_eq!(report["plan"]["levels"], json!([["research"], ["outline", "write"], ["edit"]]));
     assert_eq!(report["notices"].as_array().unwrap().len(), 1, "{report:#}");
     assert_eq!(report["notices"][0]["kind"], "not_runnable");
@@ -142,7 +129,7 @@ async fn a_seed_workflow_is_stored_refused_a_run_and_runs_once_it_has_a_default_
     assert_eq!(started.status(), 202);
     let run: Value = started.json().await.unwrap();
     assert_eq!(run["workflow_version"], "2.0.0");
-    let ended = wait_for_end(&stack, &key, run["id"].as_str().unwrap()).await;
+    let ended = stack.run_end(&key, run["id"].as_str().unwrap()).await;
     assert_eq!(ended["status"], "succeeded", "{ended:#}");
     let order: Vec<&str> =
         ended["steps"].as_array().unwrap().iter().map(|s| s["step_id"].as_str().unwrap()).collect();
@@ -171,16 +158,7 @@ steps:
     let body = json!({"id": "registered", "name": "registered", "target": {"kind": "http", "url": url}});
     assert_eq!(stack.post_json("/v1/agents", &key, &body).await.status(), 201);
 
-    let report: Value = send(&stack, &key, Method::POST, "/v1/workflows:validate", Some(workflow), None)
-        .await
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(
-        (report["valid"].clone(), report["runnable"].clone()),
-        (json!(true), json!(false)),
-        "{report:#}"
-    );
+    let report = valid_not_runnable(&stack, &key, workflow).await;
     assert_eq!(report["notices"][0]["kind"], "unknown_agents");
 
     let stored = send(&stack, &key, Method::POST, "/v1/workflows", Some(workflow), None).await;

@@ -14,7 +14,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use reqwest::Method;
 use serde_json::{Value, json};
-use support::{Stack, problem, test_messaging};
+use support::{Stack, problem, serve, test_messaging};
 use tdev_domain::messaging::envelope::{self, EnvelopeKey, Keyring};
 use tdev_domain::messaging::{BreakerSettings, Message, MessagingConfig, Recipient};
 use tdev_domain::ports::{MessageQueue, SecretStore};
@@ -81,26 +81,28 @@ async fn agents() -> (Arc<Agents>, String) {
         Ok(Json(json!({"ok": true})))
     }
     let agents = Arc::new(Agents::default());
-    let app = axum::Router::new().route("/{name}", axum::routing::post(call)).with_state(agents.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    let base =
+        serve(axum::Router::new().route("/{name}", axum::routing::post(call)).with_state(agents.clone()))
+            .await;
     (agents, base)
 }
 
 async fn register<Q>(stack: &Stack<tdev_embedded::SqliteStore, Q>, body: Value) {
-    let response = stack
-        .request(Method::POST, "/v1/agents")
-        .header("x-api-key", &stack.admin_key)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
+    let response = send(stack, "/v1/agents", body).await;
     assert_eq!(response.status(), 201, "{}", response.text().await.unwrap());
 }
 
+/// A registered HTTP agent `worker` at `{base}/worker`.
+async fn register_worker<Q>(stack: &Stack<tdev_embedded::SqliteStore, Q>, base: &str) {
+    register(
+        stack,
+        json!({"id": "worker", "name": "W", "target": {"kind": "http", "url": format!("{base}/worker")}}),
+    )
+    .await;
+}
+
 async fn send<Q>(stack: &Stack<tdev_embedded::SqliteStore, Q>, path: &str, body: Value) -> reqwest::Response {
-    stack.request(Method::POST, path).header("x-api-key", &stack.admin_key).json(&body).send().await.unwrap()
+    stack.post_json(path, &stack.admin_key, &body).await
 }
 
 async fn get<Q>(stack: &Stack<tdev_embedded::SqliteStore, Q>, path: &str) -> Value {
@@ -142,11 +144,7 @@ async fn dead_letters<Q>(stack: &Stack<tdev_embedded::SqliteStore, Q>, query: &s
 async fn one_group_is_processed_by_priority_then_in_send_order() {
     let (agents, base) = agents().await;
     let (stack, workers) = start_paused(test_messaging()).await;
-    register(
-        &stack,
-        json!({"id": "worker", "name": "W", "target": {"kind": "http", "url": format!("{base}/worker")}}),
-    )
-    .await;
+    register_worker(&stack, &base).await;
     let priorities = [5, 1, 5, 5, 10, 1];
     for (seq, priority) in priorities.iter().enumerate() {
         let body = json!({"to_agent": "worker", "type": "task", "priority": priority, "group": "g", "payload": {"seq": seq}});
@@ -245,11 +243,7 @@ async fn put_on_queue(stack: &Stack, body: String, dedup_id: &str) {
 async fn bad_envelopes_are_dead_lettered_with_their_reason_and_duplicates_have_one_effect() {
     let (agents, base) = agents().await;
     let stack = start_messaging(test_messaging()).await;
-    register(
-        &stack,
-        json!({"id": "worker", "name": "W", "target": {"kind": "http", "url": format!("{base}/worker")}}),
-    )
-    .await;
+    register_worker(&stack, &base).await;
     let now = jiff::Timestamp::now();
 
     let (good, _) = sealed(&stack, "good", now, true).await;
@@ -358,11 +352,7 @@ async fn an_agent_called_again_after_its_answer_was_lost_gets_the_same_idempoten
 async fn a_failure_in_a_group_holds_back_only_that_group() {
     let (agents, base) = agents().await;
     let (stack, workers) = start_paused(test_messaging()).await;
-    register(
-        &stack,
-        json!({"id": "worker", "name": "W", "target": {"kind": "http", "url": format!("{base}/worker")}}),
-    )
-    .await;
+    register_worker(&stack, &base).await;
     let messages = [("a", "g1", 0), ("b", "g1", 1), ("c", "g1", 0), ("d", "g2", 0), ("e", "g2", 0)];
     for (name, group, fail_times) in messages {
         let body = json!({"to_agent": "worker", "type": "t", "group": group, "payload": {"name": name, "fail_times": fail_times}});
@@ -397,11 +387,7 @@ async fn an_open_breaker_holds_messages_without_dead_lettering_them_then_closes(
         ..test_messaging()
     };
     let stack = start_messaging(messaging).await;
-    register(
-        &stack,
-        json!({"id": "worker", "name": "W", "target": {"kind": "http", "url": format!("{base}/worker")}}),
-    )
-    .await;
+    register_worker(&stack, &base).await;
     *agents.down.lock().unwrap() = true;
     for i in 0..4 {
         let body = json!({"to_agent": "worker", "type": "t", "group": format!("g{i}"), "payload": {"i": i}});
@@ -433,11 +419,7 @@ async fn an_open_breaker_holds_messages_without_dead_lettering_them_then_closes(
 async fn dead_letters_are_listed_with_why_and_redriven_exactly_once() {
     let (agents, base) = agents().await;
     let stack = start_messaging(test_messaging()).await;
-    register(
-        &stack,
-        json!({"id": "worker", "name": "W", "target": {"kind": "http", "url": format!("{base}/worker")}}),
-    )
-    .await;
+    register_worker(&stack, &base).await;
     for i in 0..3 {
         let body = json!({"to_agent": "worker", "type": "t", "group": format!("g{i}"), "payload": {"i": i, "reject": true}});
         assert_eq!(send(&stack, "/v1/messages", body).await.status(), 202);
@@ -611,18 +593,13 @@ async fn subscribers_get_matching_events_at_least_once_with_retries() {
         }
     }
     let hooks = Arc::new(Hook::default());
-    let app = axum::Router::new().route("/{name}", axum::routing::post(hook)).with_state(hooks.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let hooks_url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    let hooks_url =
+        serve(axum::Router::new().route("/{name}", axum::routing::post(hook)).with_state(hooks.clone()))
+            .await;
 
     let (agents, base) = agents().await;
     let stack = start_messaging(test_messaging()).await;
-    register(
-        &stack,
-        json!({"id": "worker", "name": "W", "target": {"kind": "http", "url": format!("{base}/worker")}}),
-    )
-    .await;
+    register_worker(&stack, &base).await;
     let bad = json!({"pattern": "message.*", "target": {"kind": "webhook", "url": "ftp://x"}});
     let refused = problem(send(&stack, "/v1/subscriptions", bad).await, 422).await;
     assert_eq!(refused["errors"][0]["path"], "$.target.url");

@@ -5,13 +5,12 @@
 mod support;
 
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use axum::Json;
 use axum::routing::post;
 use reqwest::Method;
 use serde_json::{Value, json};
-use support::{Stack, problem, start};
+use support::{Stack, problem, serve, start};
 use tdev_domain::auth::AuthStore;
 
 /// An HTTP agent on an ephemeral port: answers with `answer(inputs)` and keeps every
@@ -30,36 +29,12 @@ async fn agent(answer: fn(&Value) -> Value) -> (String, Arc<Mutex<Vec<Value>>>) 
             }
         }),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    (url, seen)
+    (format!("{}/", serve(app).await), seen)
 }
 
 async fn register<S: AuthStore>(stack: &Stack<S>, key: &str, id: &str, url: &str) {
     let body = json!({"id": id, "name": id, "target": {"kind": "http", "url": url}});
-    let response =
-        stack.request(Method::POST, "/v1/agents").header("x-api-key", key).json(&body).send().await.unwrap();
-    assert_eq!(response.status(), 201);
-}
-
-async fn wait_for_end<S: AuthStore>(stack: &Stack<S>, key: &str, run: &str) -> Value {
-    for _ in 0..200 {
-        let view: Value = stack
-            .request(Method::GET, &format!("/v1/runs/{run}"))
-            .header("x-api-key", key)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if view["status"] != "running" {
-            return view;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("run {run} did not end");
+    assert_eq!(stack.post_json("/v1/agents", key, &body).await.status(), 201);
 }
 
 const PIPELINE: &str = r#"
@@ -107,42 +82,22 @@ async fn an_etl_pipeline_runs_end_to_end_and_each_step_gets_the_previous_output(
     register(&stack, &key, "transformer", &transform_url).await;
     register(&stack, &key, "loader", &load_url).await;
 
-    let validated: Value = stack
-        .request(Method::POST, "/v1/workflows:validate")
-        .header("x-api-key", &key)
-        .header("content-type", "application/yaml")
-        .body(PIPELINE)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let validated: Value =
+        stack.post_yaml("/v1/workflows:validate", &key, PIPELINE).await.json().await.unwrap();
     assert_eq!(validated["valid"], true, "{validated}");
 
-    let stored = stack
-        .request(Method::POST, "/v1/workflows")
-        .header("x-api-key", &key)
-        .header("content-type", "application/yaml")
-        .body(PIPELINE)
-        .send()
-        .await
-        .unwrap();
+    let stored = stack.post_yaml("/v1/workflows", &key, PIPELINE).await;
     assert_eq!(stored.status(), 201);
     assert_eq!(stored.headers()["location"], "/v1/workflows/etl/versions/1.0.0");
 
     let started = stack
-        .request(Method::POST, "/v1/workflows/etl/runs")
-        .header("x-api-key", &key)
-        .json(&json!({"inputs": {"source": "s3://bucket/raw.csv"}}))
-        .send()
-        .await
-        .unwrap();
+        .post_json("/v1/workflows/etl/runs", &key, &json!({"inputs": {"source": "s3://bucket/raw.csv"}}))
+        .await;
     assert_eq!(started.status(), 202);
     let run: Value = started.json().await.unwrap();
     let run_id = run["id"].as_str().unwrap();
 
-    let ended = wait_for_end(&stack, &key, run_id).await;
+    let ended = stack.run_end(&key, run_id).await;
     assert_eq!(ended["status"], "succeeded", "{ended}");
     assert_eq!(extracted.lock().unwrap()[0]["inputs"], json!({"source": "s3://bucket/raw.csv"}));
     assert_eq!(
@@ -166,15 +121,7 @@ async fn an_etl_pipeline_runs_end_to_end_and_each_step_gets_the_previous_output(
         );
         assert!(step["started_at"].is_string() && step["finished_at"].is_string());
     }
-    let listed: Value = stack
-        .request(Method::GET, "/v1/runs?workflow_id=etl&status=succeeded")
-        .header("x-api-key", &key)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let listed = stack.get_json("/v1/runs?workflow_id=etl&status=succeeded", &key).await;
     assert_eq!(listed["runs"][0]["id"], run_id);
 }
 
@@ -225,12 +172,5 @@ async fn bad_workflows_get_every_error_with_its_location() {
         404,
     )
     .await;
-    let missing_input = stack
-        .request(Method::POST, "/v1/workflows/etl-missing/runs")
-        .header("x-api-key", &key)
-        .json(&json!({}))
-        .send()
-        .await
-        .unwrap();
-    problem(missing_input, 404).await;
+    problem(stack.post_json("/v1/workflows/etl-missing/runs", &key, &json!({})).await, 404).await;
 }

@@ -5,7 +5,9 @@
 //! timeouts (330 s and 60 s) and leases (80 s) — and the run's and the message's events
 //! say why. A second `tdev serve` on data in use is refused.
 
-use std::path::{Path, PathBuf};
+mod support;
+
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -13,21 +15,11 @@ use std::time::{Duration, Instant};
 use axum::Json;
 use axum::extract::{Path as UrlPath, State};
 use serde_json::{Value, json};
+use support::{free_port, serve, tdev_serve, temp_dir};
 
 /// How soon after the restart answers `/health` the lost work must start again: a
 /// generous bound (it takes some milliseconds), far below the timeouts it replaces.
 const WITHIN: Duration = Duration::from_secs(5);
-
-fn temp_dir(name: &str) -> PathBuf {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
-    let dir = std::env::temp_dir().join(format!("tdev-{name}-{}-{nanos}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
 
 /// `tdev serve` in `dir` (its data in `dir/.tdev`), logging warnings to `dir/<log>`.
 struct Serve {
@@ -39,11 +31,8 @@ struct Serve {
 }
 
 fn serve_command(dir: &Path, port: u16, log: &str) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_tdev"));
+    let mut command = tdev_serve(dir, port);
     command
-        .arg("serve")
-        .current_dir(dir)
-        .env("TDEV_ADDR", format!("127.0.0.1:{port}"))
         // The test polls: a rate limit the polls never reach.
         .env("TDEV_RATE_CAPACITY", "1000000")
         .env("TDEV_RATE_REFILL_PER_MINUTE", "6000000")
@@ -122,10 +111,9 @@ async fn agents() -> (Arc<Calls>, String) {
         Json(json!({"out": "done", "ok": true}))
     }
     let calls = Arc::new(Calls::default());
-    let app = axum::Router::new().route("/{name}", axum::routing::post(call)).with_state(calls.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    let base =
+        serve(axum::Router::new().route("/{name}", axum::routing::post(call)).with_state(calls.clone()))
+            .await;
     (calls, base)
 }
 

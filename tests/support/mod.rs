@@ -140,6 +140,17 @@ impl<S: AuthStore, Q> Stack<S, Q> {
         self.request(Method::POST, path).header("x-api-key", key).json(body).send().await.expect("send")
     }
 
+    /// POSTs `yaml` as `application/yaml` to `path` with the API key `key`.
+    pub async fn post_yaml(&self, path: &str, key: &str, yaml: &str) -> Response {
+        self.request(Method::POST, path)
+            .header("x-api-key", key)
+            .header("content-type", "application/yaml")
+            .body(yaml.to_owned())
+            .send()
+            .await
+            .expect("send")
+    }
+
     /// Deployment `id` once it has ended (deployed, rolled back or failed).
     pub async fn deployment_end(&self, id: &str) -> Value {
         for _ in 0..600 {
@@ -151,6 +162,18 @@ impl<S: AuthStore, Q> Stack<S, Q> {
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
         panic!("deployment {id} did not end");
+    }
+
+    /// Run `id`, read with `key`, once it is no longer running.
+    pub async fn run_end(&self, key: &str, id: &str) -> Value {
+        for _ in 0..200 {
+            let view = self.get_json(&format!("/v1/runs/{id}"), key).await;
+            if view["status"] != "running" {
+                return view;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!("run {id} did not end");
     }
 
     /// The statuses of deployment `id`'s events, in order.
@@ -170,13 +193,7 @@ impl<S: AuthStore, Q> Stack<S, Q> {
         if let Some((capacity, refill)) = rate_limit {
             body["rate_limit"] = json!({"capacity": capacity, "refill_per_minute": refill});
         }
-        let response = self
-            .request(Method::POST, "/v1/keys")
-            .header("x-api-key", &self.admin_key)
-            .json(&body)
-            .send()
-            .await
-            .expect("send");
+        let response = self.post_json("/v1/keys", &self.admin_key, &body).await;
         assert_eq!(response.status(), 201);
         let created: Value = response.json().await.expect("json");
         (created["id"].as_str().unwrap().into(), created["secret"].as_str().unwrap().into())
@@ -211,4 +228,33 @@ pub async fn problem(response: Response, status: u16) -> Value {
 
 pub fn now() -> i64 {
     jiff::Timestamp::now().as_second()
+}
+
+/// Serves `app` (an agent, a webhook) on an ephemeral port; its base URL, without a slash.
+pub async fn serve(app: axum::Router) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    base
+}
+
+/// A new folder under the system's temporary one, named for `name`, this process and now.
+pub fn temp_dir(name: &str) -> std::path::PathBuf {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    let dir = std::env::temp_dir().join(format!("tdev-{name}-{}-{nanos}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A TCP port free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// `tdev serve` (the built binary) in `dir`, listening on `port`; the caller adds the
+/// rest of its environment and where its output goes.
+pub fn tdev_serve(dir: &std::path::Path, port: u16) -> std::process::Command {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_tdev"));
+    command.arg("serve").current_dir(dir).env("TDEV_ADDR", format!("127.0.0.1:{port}"));
+    command
 }

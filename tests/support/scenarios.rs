@@ -129,15 +129,7 @@ pub async fn agent_registry<S: AuthStore, Q>(stack: &Stack<S, Q>) {
         json!({"in_flight": 0, "breaker": {"state": "closed", "consecutive_failures": 0, "last_success_at": null, "last_failure_at": null, "version": 0}})
     );
     assert_eq!(read, agent, "the agent as registered");
-    let listed: Value = stack
-        .request(Method::GET, "/v1/agents")
-        .header("x-api-key", &reader)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let listed = stack.get_json("/v1/agents", &reader).await;
     assert!(listed["agents"].as_array().unwrap().contains(&agent));
 
     problem(stack.request(Method::DELETE, &path).header("x-api-key", &reader).send().await.unwrap(), 403)

@@ -1,19 +1,12 @@
 //! The auth function's settings, read once at start (variables in the README).
 
 use tdev_domain::auth::AuthConfig;
-use tdev_http::app::HttpSettings;
+use tdev_http::app::ApiSettings;
 use tdev_runtime::settings;
 
 /// The auth function (bin `auth`): keys, tokens, health and the API document.
-pub struct ApiConfig {
-    pub auth: AuthConfig,
-    pub http: HttpSettings,
-}
-
-impl ApiConfig {
-    pub fn from_env() -> anyhow::Result<Self> {
-        Ok(Self { auth: settings::auth()?, http: HttpSettings::from_env("auth")? })
-    }
+pub fn api() -> anyhow::Result<ApiSettings<()>> {
+    ApiSettings::from_env("auth", || Ok(()))
 }
 
 /// The authorizer (bin `authorizer`).

@@ -1,25 +1,12 @@
 //! The deployer's settings, read once at start (variables in the README).
 
-use tdev_domain::auth::AuthConfig;
 use tdev_domain::deploy::DeployConfig;
-use tdev_http::app::HttpSettings;
+use tdev_http::app::ApiSettings;
 use tdev_runtime::settings;
 
 /// The deployer function (bin `deployer`): deployments, history and rollback over HTTP.
-pub struct ApiConfig {
-    pub auth: AuthConfig,
-    pub http: HttpSettings,
-    pub deploy: DeployConfig,
-}
-
-impl ApiConfig {
-    pub fn from_env() -> anyhow::Result<Self> {
-        Ok(Self {
-            auth: settings::auth()?,
-            http: HttpSettings::from_env("deployer")?,
-            deploy: settings::deploy()?,
-        })
-    }
+pub fn api() -> anyhow::Result<ApiSettings<DeployConfig>> {
+    ApiSettings::from_env("deployer", settings::deploy)
 }
 
 /// The deploy worker (bin `deploy-worker`).

@@ -10,8 +10,8 @@ use tdev_domain::agents::AgentStore;
 use tdev_domain::clock::{Clock, ManualClock, SystemClock};
 use tdev_domain::deploy::{
     AgentDeployer, AgentSpec, DEPLOY_DEAD_LETTER_QUEUE, DEPLOY_MAX_RECEIVES, DEPLOY_QUEUE, DeployConfig,
-    DeployError, DeployRequestError, DeploymentEvent, DeploymentStatus, DeploymentStore, Deployments,
-    Published, Readiness, RollbackReason, Snapshot, Submitted, TargetKind,
+    DeployError, DeployRequestError, Deployment, DeploymentEvent, DeploymentStatus, DeploymentStore,
+    Deployments, Published, Readiness, RollbackReason, Snapshot, Submitted, TargetKind,
 };
 use tdev_domain::ports::MessageQueue;
 use tdev_domain::queue::Outcome;
@@ -203,6 +203,19 @@ impl World {
         self.pipeline.deploy(spec(url), "key-1", None).await.expect("queued").id
     }
 
+    /// Deploys `A`, then `B` over it, each worked to its end; the id of `B`'s deployment.
+    async fn update(&self) -> String {
+        self.deploy(A).await;
+        self.drain().await;
+        let update = self.deploy(B).await;
+        self.drain().await;
+        update
+    }
+
+    async fn record(&self, id: &str) -> Deployment {
+        self.pipeline.get(id).await.expect("get").expect("the deployment")
+    }
+
     async fn events(&self, id: &str) -> Vec<DeploymentEvent> {
         self.store.deployment_events(id).await.expect("events")
     }
@@ -389,11 +402,8 @@ async fn an_unavailable_target_is_retried_and_a_failure_rolls_back() {
         ("publish", _) if n > 4 => Fault::Failed,
         _ => Fault::None,
     });
-    w.deploy(A).await;
-    w.drain().await;
-    let second = w.deploy(B).await;
-    w.drain().await;
-    let record = w.pipeline.get(&second).await.unwrap().unwrap();
+    let second = w.update().await;
+    let record = w.record(&second).await;
     assert_eq!(record.status, DeploymentStatus::RolledBack, "{record:?}");
     assert_eq!(record.rollback_reason, Some(RollbackReason::Failure));
     assert_eq!(record.version.as_deref(), Some("1"));
@@ -560,11 +570,8 @@ async fn a_refusal_at_any_call_of_an_update_keeps_the_previous_version_serving()
     for (i, operation) in update_calls.iter().enumerate() {
         let refuse_at = first_calls + i + 1;
         let w = world(move |_, n| if n == refuse_at { Fault::Failed } else { Fault::None });
-        w.deploy(A).await;
-        w.drain().await;
-        let update = w.deploy(B).await;
-        w.drain().await;
-        let record = w.pipeline.get(&update).await.unwrap().unwrap();
+        let update = w.update().await;
+        let record = w.record(&update).await;
         let expected =
             if operation == "snapshot" { DeploymentStatus::Failed } else { DeploymentStatus::RolledBack };
         assert_eq!(record.status, expected, "refused at {operation}: {record:?}");
@@ -588,11 +595,8 @@ async fn a_refused_rollback_ends_failed_and_says_why() {
         "point_to" => Fault::Failed,
         _ => Fault::None,
     });
-    w.deploy(A).await;
-    w.drain().await;
-    let update = w.deploy(B).await;
-    w.drain().await;
-    let record = w.pipeline.get(&update).await.unwrap().unwrap();
+    let update = w.update().await;
+    let record = w.record(&update).await;
     assert_eq!(record.status, DeploymentStatus::Failed, "{record:?}");
     let error = record.error.unwrap();
     assert!(

@@ -254,13 +254,19 @@ async fn run_case<I: AgentInvoker + Clone>(
     Sample { elapsed, queued_to_started, started_to_finished, get_run }
 }
 
-fn env_list(name: &str, default: &str) -> Vec<String> {
-    std::env::var(name)
-        .unwrap_or_else(|_| default.to_owned())
-        .split(',')
-        .map(|s| s.trim().to_owned())
-        .filter(|s| !s.is_empty())
-        .collect()
+/// The comma-separated list in `name` (`default` when unset), each item read by `read`.
+fn env_list<T>(name: &str, default: &str, read: impl Fn(&str) -> T) -> Vec<T> {
+    let list = std::env::var(name).unwrap_or_else(|_| default.to_owned());
+    list.split(',').map(str::trim).filter(|s| !s.is_empty()).map(read).collect()
+}
+
+/// The list in `name` (default: every choice, in order), each item one of `choices`.
+fn env_choices<T: Copy>(name: &str, what: &str, choices: &[(&str, T)]) -> Vec<T> {
+    let all: Vec<&str> = choices.iter().map(|(label, _)| *label).collect();
+    env_list(name, &all.join(","), |item| match choices.iter().find(|(label, _)| *label == item) {
+        Some((_, choice)) => *choice,
+        None => panic!("{name}: unknown {what} {item:?}"),
+    })
 }
 
 fn ms(d: Duration) -> String {
@@ -268,24 +274,14 @@ fn ms(d: Duration) -> String {
 }
 
 fn main() {
-    let workers: Vec<usize> =
-        env_list("TDEV_BENCH_WORKERS", "4,8").iter().map(|w| w.parse().expect("worker counts")).collect();
-    let shapes: Vec<Shape> = env_list("TDEV_BENCH_SHAPES", "layers,chain")
-        .iter()
-        .map(|s| match s.as_str() {
-            "layers" => Shape::Layers,
-            "chain" => Shape::Chain,
-            other => panic!("TDEV_BENCH_SHAPES: unknown shape {other:?}"),
-        })
-        .collect();
-    let agents: Vec<AgentKind> = env_list("TDEV_BENCH_AGENTS", "in-process,http")
-        .iter()
-        .map(|a| match a.as_str() {
-            "in-process" => AgentKind::InProcess,
-            "http" => AgentKind::Http,
-            other => panic!("TDEV_BENCH_AGENTS: unknown agent {other:?}"),
-        })
-        .collect();
+    let workers: Vec<usize> = env_list("TDEV_BENCH_WORKERS", "4,8", |w| w.parse().expect("worker counts"));
+    let shapes =
+        env_choices("TDEV_BENCH_SHAPES", "shape", &[("layers", Shape::Layers), ("chain", Shape::Chain)]);
+    let agents = env_choices(
+        "TDEV_BENCH_AGENTS",
+        "agent",
+        &[("in-process", AgentKind::InProcess), ("http", AgentKind::Http)],
+    );
     let steps: usize = std::env::var("TDEV_BENCH_STEPS").map_or(1000, |s| s.parse().expect("a step count"));
     assert!(steps.is_multiple_of(WIDTH) && steps > 0, "TDEV_BENCH_STEPS: a multiple of {WIDTH}");
     let repeats: usize = std::env::var("TDEV_BENCH_REPEATS").map_or(3, |s| s.parse().expect("a count"));

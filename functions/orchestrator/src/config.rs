@@ -3,26 +3,13 @@
 use std::time::Duration;
 
 use tdev_domain::agents::DEFAULT_ATTEMPT_TIMEOUT;
-use tdev_domain::auth::AuthConfig;
 use tdev_domain::workflow::Limits;
-use tdev_http::app::HttpSettings;
+use tdev_http::app::ApiSettings;
 use tdev_runtime::settings;
 
 /// The orchestrator function (bin `orchestrator`): workflows and runs over HTTP.
-pub struct ApiConfig {
-    pub auth: AuthConfig,
-    pub http: HttpSettings,
-    pub limits: Limits,
-}
-
-impl ApiConfig {
-    pub fn from_env() -> anyhow::Result<Self> {
-        Ok(Self {
-            auth: settings::auth()?,
-            http: HttpSettings::from_env("orchestrator")?,
-            limits: settings::workflow_limits()?,
-        })
-    }
+pub fn api() -> anyhow::Result<ApiSettings<Limits>> {
+    ApiSettings::from_env("orchestrator", settings::workflow_limits)
 }
 
 /// The step worker (bin `step-worker`).

@@ -1,26 +1,13 @@
 //! The router's settings, read once at start (variables in the README).
 
-use tdev_domain::auth::AuthConfig;
 use tdev_domain::messaging::{Bands, MessagingConfig};
-use tdev_http::app::HttpSettings;
+use tdev_http::app::ApiSettings;
 use tdev_runtime::metrics::EmfSettings;
 use tdev_runtime::settings;
 
 /// The router function (bin `router`): agents, messages, dead letters and events over HTTP.
-pub struct ApiConfig {
-    pub auth: AuthConfig,
-    pub http: HttpSettings,
-    pub messaging: MessagingConfig,
-}
-
-impl ApiConfig {
-    pub fn from_env() -> anyhow::Result<Self> {
-        Ok(Self {
-            auth: settings::auth()?,
-            http: HttpSettings::from_env("router")?,
-            messaging: settings::messaging(Bands::default())?,
-        })
-    }
+pub fn api() -> anyhow::Result<ApiSettings<MessagingConfig>> {
+    ApiSettings::from_env("router", || settings::messaging(Bands::default()))
 }
 
 /// The message consumer (bin `message-consumer`).

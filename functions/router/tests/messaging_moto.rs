@@ -162,16 +162,7 @@ async fn priorities_map_onto_band_queues_and_every_band_is_consumed() {
             setup.queues.retry_after(queue, &delivery.receipt, Duration::ZERO).await.expect("release");
         }
     }
-    let (stop, shutdown) = tokio::sync::watch::channel(false);
-    let consumers = tokio::spawn(tdev_worker::local::consume(
-        setup.dispatcher.clone(),
-        setup.queues.clone(),
-        2,
-        shutdown,
-    ));
-    eventually(Duration::from_secs(30), "ten deliveries", || setup.seen.lock().unwrap().len() == 10).await;
-    let _ = stop.send(true);
-    consumers.await.unwrap();
+    setup.deliver(10, "ten deliveries").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -253,16 +244,7 @@ async fn a_python_producer_puts_both_formats_straight_on_a_queue_and_they_are_de
     ];
     run(signed_only.into_iter().map(String::from).collect());
 
-    let (stop, shutdown) = tokio::sync::watch::channel(false);
-    let consumers = tokio::spawn(tdev_worker::local::consume(
-        setup.dispatcher.clone(),
-        setup.queues.clone(),
-        2,
-        shutdown,
-    ));
-    eventually(Duration::from_secs(30), "five deliveries", || setup.seen.lock().unwrap().len() == 5).await;
-    let _ = stop.send(true);
-    consumers.await.unwrap();
+    setup.deliver(5, "five deliveries").await;
     let seen = setup.seen.lock().unwrap().clone();
     let mut kinds: Vec<&str> = seen.iter().map(|m| m["type"].as_str().unwrap()).collect();
     kinds.sort();
@@ -284,6 +266,26 @@ async fn a_python_producer_puts_both_formats_straight_on_a_queue_and_they_are_de
 }
 
 impl Setup {
+    /// Two consumers on every queue, until the sender says stop.
+    fn consumers(&self) -> (tokio::sync::watch::Sender<bool>, tokio::task::JoinHandle<()>) {
+        let (stop, shutdown) = tokio::sync::watch::channel(false);
+        let consumers = tokio::spawn(tdev_worker::local::consume(
+            self.dispatcher.clone(),
+            self.queues.clone(),
+            2,
+            shutdown,
+        ));
+        (stop, consumers)
+    }
+
+    /// Runs the consumers until the agent has seen `count` messages.
+    async fn deliver(&self, count: usize, what: &str) {
+        let (stop, consumers) = self.consumers();
+        eventually(Duration::from_secs(30), what, || self.seen.lock().unwrap().len() == count).await;
+        let _ = stop.send(true);
+        consumers.await.unwrap();
+    }
+
     async fn store_dead_letters(&self) -> Vec<tdev_domain::messaging::DeadLetter> {
         let all = tdev_domain::messaging::DeadLetterFilter { limit: 1000, ..Default::default() };
         self.dispatcher.messenger().dead_letters(&all).await.expect("dead letters")
@@ -378,13 +380,7 @@ async fn an_sqs_subscriber_gets_the_events_it_subscribed_to() {
     .expect("subscription");
     let subscription = messenger.events().subscribe(request).await.expect("subscribe");
     let sent = messenger.send(vec![("$".into(), request_for("worker"))], None).await.expect("send");
-    let (stop, shutdown) = tokio::sync::watch::channel(false);
-    let consumers = tokio::spawn(tdev_worker::local::consume(
-        setup.dispatcher.clone(),
-        setup.queues.clone(),
-        2,
-        shutdown,
-    ));
+    let (stop, consumers) = setup.consumers();
     let mut got = Vec::new();
     let start = Instant::now();
     while got.is_empty() {

@@ -35,6 +35,26 @@ impl HttpSettings {
     }
 }
 
+/// The settings of a function behind API Gateway, read once at start: the auth settings,
+/// the HTTP settings, and its own area's (`()` for none).
+pub struct ApiSettings<T> {
+    pub auth: tdev_domain::auth::AuthConfig,
+    pub http: HttpSettings,
+    pub area: T,
+}
+
+impl<T> ApiSettings<T> {
+    /// The auth settings (`tdev_runtime::settings::auth`), the HTTP settings with `service`
+    /// as the metrics' `Service`, then the area's settings from `area`.
+    pub fn from_env(service: &str, area: impl FnOnce() -> anyhow::Result<T>) -> anyhow::Result<Self> {
+        Ok(Self {
+            auth: tdev_runtime::settings::auth()?,
+            http: HttpSettings::from_env(service)?,
+            area: area()?,
+        })
+    }
+}
+
 /// The longest path and query taken (API Gateway takes 10 KiB of request line and headers).
 /// Longer ones are a 414 problem; past 64 KiB, hyper itself answers 414, without a body.
 pub const MAX_URI_BYTES: usize = 8 * 1024;

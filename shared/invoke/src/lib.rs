@@ -66,18 +66,17 @@ impl AwsClients {
     pub fn new(config: &SdkConfig) -> Self {
         // The SDK's clients panic on a config without a behavior version; take the latest,
         // as `aws_config::load_defaults(BehaviorVersion::latest())` would.
-        let with_version;
-        let config = if config.behavior_version().is_some() {
-            config
-        } else {
-            with_version = config.to_builder().behavior_version(BehaviorVersion::latest()).build();
-            &with_version
+        let config: std::borrow::Cow<'_, SdkConfig> = match config.behavior_version() {
+            Some(_) => std::borrow::Cow::Borrowed(config),
+            None => std::borrow::Cow::Owned(
+                config.to_builder().behavior_version(BehaviorVersion::latest()).build(),
+            ),
         };
         Self {
-            lambda: aws_sdk_lambda::Client::new(config),
-            bedrock_agent: aws_sdk_bedrockagentruntime::Client::new(config),
-            agentcore: aws_sdk_bedrockagentcore::Client::new(config),
-            sqs: aws_sdk_sqs::Client::new(config),
+            lambda: aws_sdk_lambda::Client::new(&config),
+            bedrock_agent: aws_sdk_bedrockagentruntime::Client::new(&config),
+            agentcore: aws_sdk_bedrockagentcore::Client::new(&config),
+            sqs: aws_sdk_sqs::Client::new(&config),
         }
     }
 }

@@ -6,25 +6,21 @@
 //! (`RuleMode::Sequential`), and every scripted one must be made. Time is paused, so the
 //! waits' sleeps pass at once.
 
-use std::collections::BTreeMap;
-
 use aws_sdk_bedrockagentcorecontrol::Client;
-use aws_sdk_bedrockagentcorecontrol::config::http::HttpResponse;
 use aws_sdk_bedrockagentcorecontrol::config::retry::RetryConfig;
 use aws_smithy_mocks::{Rule, RuleMode, mock, mock_client};
-use aws_smithy_types::body::SdkBody;
 use serde_json::{Value, json};
 use tdev_domain::agents::AgentTarget;
-use tdev_domain::deploy::{AgentDeployer, AgentSpec, DeployError, Published, Readiness, TargetSpec};
+use tdev_domain::deploy::{AgentDeployer, AgentSpec, DeployError, Published, Readiness};
 use tdev_targets::AgentcoreRuntimes;
+
+mod common;
+use common::{ROLE, agentcore_spec, failed, http, settling};
 
 const NAME: &str = "support_bot";
 const RUNTIME_ID: &str = "support_bot-a1b2c3d4e5";
 const RUNTIME_ARN: &str = "arn:aws:bedrock-agentcore:us-east-1:123456789012:runtime/support_bot-a1b2c3d4e5";
-const ROLE: &str = "arn:aws:iam::123456789012:role/agentcore-runtime";
 const IMAGE: &str = "123456789012.dkr.ecr.us-east-1.amazonaws.com/support-bot:v1";
-/// How long one step may wait, all its waits together: the worker Lambda has 60 s.
-const STEP_WAIT: std::time::Duration = std::time::Duration::from_secs(15);
 
 fn target(rules: &[Rule]) -> AgentcoreRuntimes {
     let client = mock_client!(aws_sdk_bedrockagentcorecontrol, RuleMode::Sequential, rules, |config| config
@@ -38,39 +34,8 @@ fn assert_all_made(rules: &[Rule]) {
     }
 }
 
-fn http(status: u16, error_type: Option<&'static str>, body: &Value) -> HttpResponse {
-    let mut response = HttpResponse::new(status.try_into().expect("status"), SdkBody::from(body.to_string()));
-    response.headers_mut().insert("content-type", "application/json");
-    if let Some(code) = error_type {
-        response.headers_mut().insert("x-amzn-errortype", code);
-    }
-    response
-}
-
 fn spec() -> AgentSpec {
-    AgentSpec {
-        name: NAME.into(),
-        description: None,
-        instruction: None,
-        foundation_model: None,
-        agent_role_arn: Some("arn:aws:iam::123456789012:role/agentcore-runtime".into()),
-        idle_session_ttl_seconds: 600,
-        action_groups: Vec::new(),
-        guardrail: None,
-        knowledge_bases: Vec::new(),
-        tags: BTreeMap::new(),
-        target: TargetSpec::AgentcoreRuntime {
-            artifact: "123456789012.dkr.ecr.us-east-1.amazonaws.com/support-bot:v1".into(),
-            protocol: "HTTP".into(),
-            environment: BTreeMap::new(),
-            network_mode: "PUBLIC".into(),
-            subnets: Vec::new(),
-            security_groups: Vec::new(),
-            endpoint: "live".into(),
-        },
-        register: None,
-        verify: None,
-    }
+    agentcore_spec(NAME, None, IMAGE, &[])
 }
 
 fn runtime(status: &str) -> Value {
@@ -101,27 +66,23 @@ fn get_runtime(runtime: Value) -> Rule {
 
 #[tokio::test]
 async fn prepare_follows_the_runtime_from_updating_to_ready_or_failed() {
-    let mut failed = runtime("UPDATE_FAILED");
-    failed["failureReason"] = json!("The container image could not be pulled");
+    let mut broken = runtime("UPDATE_FAILED");
+    broken["failureReason"] = json!("The container image could not be pulled");
     let rules = [
         list_runtimes(true),
         get_runtime(runtime("UPDATING")),
         list_runtimes(true),
         get_runtime(runtime("READY")),
         list_runtimes(true),
-        get_runtime(failed),
+        get_runtime(broken),
     ];
     let target = target(&rules);
 
     assert_eq!(target.prepare(&spec()).await, Ok(Readiness::Pending("UPDATING".into())));
     assert_eq!(target.prepare(&spec()).await, Ok(Readiness::Ready));
-    match target.prepare(&spec()).await {
-        Err(DeployError::Failed(message)) => {
-            assert!(message.contains("UPDATE_FAILED"), "{message}");
-            assert!(message.contains("The container image could not be pulled"), "{message}");
-        }
-        other => panic!("expected Failed, got {other:?}"),
-    }
+    let message = failed(target.prepare(&spec()).await);
+    assert!(message.contains("UPDATE_FAILED"), "{message}");
+    assert!(message.contains("The container image could not be pulled"), "{message}");
     assert_all_made(&rules);
 }
 
@@ -145,10 +106,8 @@ async fn throttling_is_unavailable_and_a_validation_error_is_failed() {
         }
         other => panic!("expected Unavailable, got {other:?}"),
     }
-    match target.apply(&spec()).await {
-        Err(DeployError::Failed(message)) => assert!(message.contains("Invalid container URI"), "{message}"),
-        other => panic!("expected Failed, got {other:?}"),
-    }
+    let message = failed(target.apply(&spec()).await);
+    assert!(message.contains("Invalid container URI"), "{message}");
     assert_all_made(&rules);
 }
 
@@ -305,30 +264,18 @@ async fn an_endpoint_still_moving_at_the_bound_is_settling_and_one_that_failed_i
         update_endpoint("2"),
         updating_forever.clone(),
     ];
-    let started = tokio::time::Instant::now();
-    let result = target(&rules).publish(&spec()).await;
-    let waited = started.elapsed();
-    match result {
-        Err(DeployError::Settling(message)) => {
-            let expected = "the endpoint live is UPDATING, serving version 1 and not yet 2";
-            assert!(message.starts_with(expected), "{message}");
-        }
-        other => panic!("expected Settling, got {other:?}"),
-    }
-    assert!(waited <= STEP_WAIT, "publish waited {waited:?}");
+    let message = settling(target(&rules).publish(&spec())).await;
+    let expected = "the endpoint live is UPDATING, serving version 1 and not yet 2";
+    assert!(message.starts_with(expected), "{message}");
     assert!(updating_forever.num_calls() >= 2, "the endpoint was looked at more than once");
 
     // An endpoint whose update to 2 failed is updated again, and fails with the reason.
-    let mut failed = endpoint("UPDATE_FAILED", "1", "2");
-    failed["failureReason"] = json!("The version 2 could not start");
+    let mut broken = endpoint("UPDATE_FAILED", "1", "2");
+    broken["failureReason"] = json!("The version 2 could not start");
     let rules =
-        [list_runtimes(true), get_endpoint(failed.clone()), update_endpoint("2"), get_endpoint(failed)];
-    match target(&rules).publish(&spec()).await {
-        Err(DeployError::Failed(message)) => {
-            assert!(message.contains("UPDATE_FAILED"), "{message}");
-            assert!(message.contains("The version 2 could not start"), "{message}");
-        }
-        other => panic!("expected Failed, got {other:?}"),
-    }
+        [list_runtimes(true), get_endpoint(broken.clone()), update_endpoint("2"), get_endpoint(broken)];
+    let message = failed(target(&rules).publish(&spec()).await);
+    assert!(message.contains("UPDATE_FAILED"), "{message}");
+    assert!(message.contains("The version 2 could not start"), "{message}");
     assert_all_made(&rules);
 }

@@ -12,7 +12,6 @@
 //! READY endpoint serve its target, as AWS does, and `publish` and `point_to` wait for
 //! that. The mocks (`tests/agentcore_mocks.rs`) script an endpoint that stays behind.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use tdev_domain::agents::AgentTarget;
@@ -22,8 +21,8 @@ use tdev_targets::AgentcoreRuntimes;
 #[path = "../../aws/tests/support/mod.rs"]
 mod support;
 use support::moto_config;
-
-const ROLE: &str = "arn:aws:iam::123456789012:role/agentcore-runtime";
+mod common;
+use common::{ROLE, agentcore_spec};
 
 /// A short wait: moto answers at once, and never moves an updated endpoint's live version.
 fn target() -> AgentcoreRuntimes {
@@ -38,29 +37,7 @@ fn unique(purpose: &str) -> String {
 }
 
 fn spec(name: &str, artifact: &str, environment: &[(&str, &str)]) -> AgentSpec {
-    AgentSpec {
-        name: name.to_owned(),
-        description: Some("an AgentCore test runtime".into()),
-        instruction: None,
-        foundation_model: None,
-        agent_role_arn: Some(ROLE.into()),
-        idle_session_ttl_seconds: 600,
-        action_groups: Vec::new(),
-        guardrail: None,
-        knowledge_bases: Vec::new(),
-        tags: BTreeMap::new(),
-        target: TargetSpec::AgentcoreRuntime {
-            artifact: artifact.to_owned(),
-            protocol: "HTTP".into(),
-            environment: environment.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
-            network_mode: "PUBLIC".into(),
-            subnets: Vec::new(),
-            security_groups: Vec::new(),
-            endpoint: "live".into(),
-        },
-        register: None,
-        verify: None,
-    }
+    agentcore_spec(name, Some("an AgentCore test runtime"), artifact, environment)
 }
 
 fn image(tag: &str) -> String {

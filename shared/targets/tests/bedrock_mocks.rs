@@ -20,7 +20,6 @@ use aws_sdk_bedrockagent::types::{
     ActionGroupExecutor, ActionGroupState, ApiSchema as SdkApiSchema, CustomControlMethod, FunctionSchema,
 };
 use aws_smithy_mocks::{Rule, RuleMode, mock, mock_client};
-use aws_smithy_types::body::SdkBody;
 use serde_json::{Value, json};
 use tdev_domain::agents::AgentTarget;
 use tdev_domain::deploy::{
@@ -28,6 +27,9 @@ use tdev_domain::deploy::{
     ParameterSpec, Published, Readiness, TargetSpec,
 };
 use tdev_targets::BedrockAgents;
+
+mod common;
+use common::{failed, http, settling};
 
 const NAME: &str = "support-bot";
 const AGENT_ID: &str = "AGENT12345";
@@ -125,15 +127,6 @@ fn aws_error(
     message: &'static str,
 ) -> impl Fn() -> HttpResponse + Send + Sync {
     move || http(status, Some(code), &json!({ "message": message }))
-}
-
-fn http(status: u16, error_type: Option<&'static str>, body: &Value) -> HttpResponse {
-    let mut response = HttpResponse::new(status.try_into().expect("status"), SdkBody::from(body.to_string()));
-    response.headers_mut().insert("content-type", "application/json");
-    if let Some(code) = error_type {
-        response.headers_mut().insert("x-amzn-errortype", code);
-    }
-    response
 }
 
 // ---------------------------------------------------------------------------------------
@@ -742,12 +735,8 @@ async fn prepare_is_pending_while_preparing_then_ready_or_failed_with_the_reason
     assert_eq!(target.prepare(&spec).await, Ok(Readiness::Pending("PREPARING".into())));
     assert_eq!(target.prepare(&spec).await, Ok(Readiness::Ready));
     assert_eq!(target.prepare(&spec).await, Ok(Readiness::Pending("PREPARING".into())));
-    match target.prepare(&spec).await {
-        Err(DeployError::Failed(message)) => {
-            assert!(message.contains("The action group lookup has an invalid OpenAPI schema"), "{message}")
-        }
-        other => panic!("expected Failed, got {other:?}"),
-    }
+    let message = failed(target.prepare(&spec).await);
+    assert!(message.contains("The action group lookup has an invalid OpenAPI schema"), "{message}");
     script.assert_all_made();
 }
 
@@ -820,12 +809,8 @@ async fn an_alias_that_ends_failed_is_a_failure() {
             "agentAlias": with(alias("FAILED", "1"), json!({"failureReasons": ["The agent is not prepared"]}))
         }))));
 
-    match script.target().publish(&spec).await {
-        Err(DeployError::Failed(message)) => {
-            assert!(message.contains("The agent is not prepared"), "{message}")
-        }
-        other => panic!("expected Failed, got {other:?}"),
-    }
+    let message = failed(script.target().publish(&spec).await);
+    assert!(message.contains("The agent is not prepared"), "{message}");
     script.assert_all_made();
 }
 
@@ -862,13 +847,9 @@ async fn throttling_and_busy_resources_are_unavailable_and_refusals_are_failed()
         Script::default().then(list_agents(false)).then(mock!(Client::create_agent).then_http_response(
             aws_error(403, "AccessDeniedException", "User is not authorized to perform: bedrock:CreateAgent"),
         ));
-    match script.target().apply(&spec(vec![])).await {
-        Err(DeployError::Failed(message)) => {
-            assert!(message.starts_with("CreateAgent: "), "{message}");
-            assert!(message.contains("not authorized to perform: bedrock:CreateAgent"), "{message}");
-        }
-        other => panic!("expected Failed, got {other:?}"),
-    }
+    let message = failed(script.target().apply(&spec(vec![])).await);
+    assert!(message.starts_with("CreateAgent: "), "{message}");
+    assert!(message.contains("not authorized to perform: bedrock:CreateAgent"), "{message}");
     script.assert_all_made();
 
     // A busy agent (ConflictException) and a 500: Unavailable; a validation error: Failed.
@@ -1001,9 +982,6 @@ async fn restore_brings_back_the_snapshot_and_point_to_routes_the_alias_back() {
 // ---------------------------------------------------------------------------------------
 // 7. Bounded waits, and nothing written that cannot be written whole
 
-/// How long one step may wait, all its waits together: the worker Lambda has 60 s.
-const STEP_WAIT: std::time::Duration = std::time::Duration::from_secs(15);
-
 /// `GetAgent` answering `agent` `n` times, then `then`.
 fn get_agent_times(agent: Value, n: usize, then: Value) -> Rule {
     mock!(Client::get_agent)
@@ -1039,17 +1017,8 @@ async fn the_waits_of_one_apply_share_one_bound_then_it_is_settling_naming_the_a
         .then(mock!(Client::update_agent).then_http_response(answer(json!({"agent": agent("UPDATING")}))))
         .then(busy_forever.clone());
 
-    let started = tokio::time::Instant::now();
-    let result = script.target().apply(&spec).await;
-    let waited = started.elapsed();
-
-    match result {
-        Err(DeployError::Settling(message)) => {
-            assert!(message.contains("the agent support-bot is still UPDATING"), "{message}")
-        }
-        other => panic!("expected Settling, got {other:?}"),
-    }
-    assert!(waited <= STEP_WAIT, "apply waited {waited:?}");
+    let message = settling(script.target().apply(&spec)).await;
+    assert!(message.contains("the agent support-bot is still UPDATING"), "{message}");
     assert!(busy_forever.num_calls() >= 2, "the agent was looked at again after the update");
 }
 
@@ -1082,17 +1051,8 @@ async fn the_waits_of_one_publish_share_one_bound_then_it_is_settling_naming_the
         )
         .then(updating_forever.clone());
 
-    let started = tokio::time::Instant::now();
-    let result = script.target().publish(&spec).await;
-    let waited = started.elapsed();
-
-    match result {
-        Err(DeployError::Settling(message)) => {
-            assert!(message.contains("the alias live is still UPDATING"), "{message}")
-        }
-        other => panic!("expected Settling, got {other:?}"),
-    }
-    assert!(waited <= STEP_WAIT, "publish waited {waited:?}");
+    let message = settling(script.target().publish(&spec)).await;
+    assert!(message.contains("the alias live is still UPDATING"), "{message}");
     assert!(updating_forever.num_calls() >= 2, "the alias was looked at again after the update");
 }
 

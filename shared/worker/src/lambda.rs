@@ -3,12 +3,28 @@
 //! queue is named from the record's `eventSourceARN`.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use aws_sdk_sqs::types::{Message, MessageAttributeValue, MessageSystemAttributeName};
+use lambda_runtime::{LambdaEvent, service_fn};
 use tdev_aws::SqsQueues;
 use tdev_domain::ports::StoreError;
 use tdev_domain::queue::{Delivery, QueueWorker};
+
+/// Runs `worker` as an SQS-triggered Lambda on `queues`: every batch through
+/// [`handle_batch`], until the runtime stops.
+pub async fn serve<W: QueueWorker>(worker: W, queues: SqsQueues) -> Result<(), lambda_runtime::Error> {
+    let shared = Arc::new((worker, queues));
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| {
+        let shared = shared.clone();
+        async move {
+            let (worker, queues) = &*shared;
+            Ok::<_, lambda_runtime::Error>(handle_batch(worker, queues, event.payload).await)
+        }
+    }))
+    .await
+}
 
 /// Handles one Lambda SQS batch by the FIFO rule ([`crate::run_batch`]). A record that
 /// cannot be read, or comes from a queue `queues` does not know, is reported as a failure

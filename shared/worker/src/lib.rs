@@ -1,8 +1,8 @@
 //! Inbound glue for queue workers. An area's queue side implements
 //! [`QueueWorker`](tdev_domain::queue::QueueWorker) (process one delivery, settle it);
-//! this crate runs it from a Lambda SQS batch ([`lambda::handle_batch`]) or from the local
-//! stack's consumer loop ([`local::consume`]), both through [`run_batch`], the one FIFO
-//! partial-batch rule.
+//! this crate runs it as a Lambda on SQS batches ([`lambda::serve`], each batch through
+//! [`lambda::handle_batch`]) or from the local stack's consumer loop ([`local::consume`]),
+//! both through [`run_batch`], the one FIFO partial-batch rule.
 //!
 //! The rule: a batch's FIFO groups run in parallel, each group's deliveries in order. Once
 //! a delivery of a group is not finished, the group's later deliveries in the batch are

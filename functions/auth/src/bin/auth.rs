@@ -2,17 +2,17 @@
 
 use std::sync::Arc;
 
-use tdev_auth::config::ApiConfig;
 use tdev_auth::router;
 use tdev_domain::SystemClock;
 use tdev_domain::auth::AuthService;
+use tdev_http::app::ApiSettings;
 use tdev_http::app::finish;
 use tdev_http::guard::Mode;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
     tdev_runtime::telemetry::init();
-    let ApiConfig { auth, http } = ApiConfig::from_env()?;
+    let ApiSettings { auth, http, .. } = tdev_auth::config::api()?;
     let store = tdev_aws::AwsStore::from_env().await?;
     let api = tdev_auth::api_document(auth.token_ttl_secs);
     let service = Arc::new(AuthService::new(store, Arc::new(SystemClock), auth));

@@ -5,8 +5,6 @@
 use std::sync::Arc;
 
 use aws_config::BehaviorVersion;
-use aws_lambda_events::sqs::SqsEvent;
-use lambda_runtime::{LambdaEvent, service_fn};
 use tdev_domain::SystemClock;
 use tdev_domain::messaging::{Dispatcher, Messenger};
 use tdev_invoke::{Invoker, default_http_client};
@@ -24,14 +22,5 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let queues = tdev_router::queues_from_env(&sdk, &messaging.bands)?;
     let invoker = Invoker::new(default_http_client()?, Some(&sdk));
     let messenger = Arc::new(Messenger::new(store, queues.clone(), Arc::new(SystemClock), messaging));
-    let dispatcher = Arc::new(Dispatcher::new(messenger, invoker));
-    lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| {
-        let (dispatcher, queues) = (dispatcher.clone(), queues.clone());
-        async move {
-            Ok::<_, lambda_runtime::Error>(
-                tdev_worker::lambda::handle_batch(&*dispatcher, &queues, event.payload).await,
-            )
-        }
-    }))
-    .await
+    tdev_worker::lambda::serve(Dispatcher::new(messenger, invoker), queues).await
 }

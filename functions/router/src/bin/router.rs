@@ -7,14 +7,13 @@ use tdev_domain::SystemClock;
 use tdev_domain::agents::Registry;
 use tdev_domain::auth::AuthService;
 use tdev_domain::messaging::Messenger;
-use tdev_http::app::finish;
+use tdev_http::app::{ApiSettings, finish};
 use tdev_http::guard::Mode;
-use tdev_router::config::ApiConfig;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
     tdev_runtime::telemetry::init();
-    let ApiConfig { auth, http, messaging } = ApiConfig::from_env()?;
+    let ApiSettings { auth, http, area: messaging } = tdev_router::config::api()?;
     let sdk = aws_config::load_defaults(BehaviorVersion::latest()).await;
     let store = tdev_aws::AwsStore::with_table_from_env(&sdk)?;
     let queues = tdev_router::queues_from_env(&sdk, &messaging.bands)?;
