@@ -58,7 +58,7 @@ async fn main() {
         workflow: Default::default(),
         step_attempt_timeout: tdev::stack::LOCAL_STEP_ATTEMPT_TIMEOUT,
     };
-    let stack = Stack::new(store.clone(), store.clone(), tdev_embedded::LocalTarget::new(store), parts);
+    let stack = Stack::new(store.clone(), store.clone(), tdev_embedded::LocalPlatform::new(store), parts);
     let admin = stack.auth.bootstrap().await.unwrap().unwrap().plaintext;
     stack.messenger().bootstrap().await.unwrap();
     let app = stack.router(&HttpSettings { max_body_bytes: 1 << 20, emf: None });

@@ -7,7 +7,7 @@ crates depends on a crate its layer may not use. The rules:
 
 - shared/domain (pure) depends on none of the workspace's crates;
 - shared/runtime on the domain only; the adapters (shared/aws, shared/embedded,
-  shared/invoke, shared/targets) on the domain and runtime only;
+  shared/invoke, shared/platforms) on the domain and runtime only;
 - shared/http and shared/worker (the inbound glue) on the domain, runtime and the
   adapters, never on each other: a queue worker does not link the HTTP stack;
 - a function (functions/*) never depends on another function: each links only its own
@@ -23,7 +23,7 @@ import tomllib
 
 DOMAIN = {"tdev-domain"}
 RUNTIME = {"tdev-runtime"}
-ADAPTERS = {"tdev-aws", "tdev-embedded", "tdev-invoke", "tdev-targets"}
+ADAPTERS = {"tdev-aws", "tdev-embedded", "tdev-invoke", "tdev-platforms"}
 INBOUND = {"tdev-http", "tdev-worker"}
 FUNCTIONS = {"tdev-auth", "tdev-router", "tdev-orchestrator", "tdev-deployer"}
 TEST_SUPPORT = {"tdev-conformance"}

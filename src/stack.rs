@@ -19,13 +19,13 @@ use tdev_domain::messaging::{Bands, Dispatcher, MessagingConfig, Messenger};
 use tdev_domain::ports::MessageQueue;
 use tdev_domain::runs::{Engine, STEP_DEAD_LETTER_QUEUE, STEP_MAX_RECEIVES, STEP_QUEUE};
 use tdev_domain::workflow::Limits;
-use tdev_embedded::{DataLock, LocalTarget, LockError, QueueSpec, Reclaimed, SqliteStore};
+use tdev_embedded::{DataLock, LocalPlatform, LockError, QueueSpec, Reclaimed, SqliteStore};
 use tdev_http::app::{HttpSettings, finish};
 use tdev_http::guard::Mode;
 use tdev_invoke::{Invoker, default_http_client};
 use tdev_orchestrator::OrchestratorStore;
+use tdev_platforms::AwsPlatforms;
 use tdev_router::RouterStore;
-use tdev_targets::AwsTargets;
 use tdev_worker::local::consume;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -210,7 +210,7 @@ pub async fn serve(listener: TcpListener, config: StackConfig) -> anyhow::Result
                 workflow: tdev_runtime::settings::workflow_limits()?,
                 step_attempt_timeout: tdev_runtime::settings::attempt_timeout(LOCAL_STEP_ATTEMPT_TIMEOUT)?,
             };
-            let stack = Stack::new(store.clone(), store.clone(), LocalTarget::new(store), parts);
+            let stack = Stack::new(store.clone(), store.clone(), LocalPlatform::new(store), parts);
             serve_with(listener, stack, &config).await
         }
         Backend::Aws { create_table } => {
@@ -240,7 +240,7 @@ pub async fn serve(listener: TcpListener, config: StackConfig) -> anyhow::Result
                 workflow: tdev_runtime::settings::workflow_limits()?,
                 step_attempt_timeout: tdev_runtime::settings::attempt_timeout(LOCAL_STEP_ATTEMPT_TIMEOUT)?,
             };
-            serve_with(listener, Stack::new(store, queues, AwsTargets::new(&sdk), parts), &config).await
+            serve_with(listener, Stack::new(store, queues, AwsPlatforms::new(&sdk), parts), &config).await
         }
     }
 }

@@ -47,7 +47,7 @@ async fn the_user_scenarios_pass_on_the_aws_backend() {
     };
     let queues =
         SqsQueues::ensure(&sdk, store.table(), tdev::stack::aws_queues(&messaging)).await.expect("queues");
-    let stack = start_on(store, queues, tdev_targets::AwsTargets::new(&sdk), config, messaging).await;
+    let stack = start_on(store, queues, tdev_platforms::AwsPlatforms::new(&sdk), config, messaging).await;
     scenarios::quickstart(&stack).await;
     scenarios::hostile_credentials(&stack).await;
     scenarios::revocation(&stack).await;
@@ -92,7 +92,7 @@ async fn agentcore_deployments(stack: &support::Stack<AwsStore, SqsQueues>, sdk:
         (Some("deployed"), Some("2"), Some("1")),
         "{second}"
     );
-    let runtimes = tdev_targets::AgentcoreRuntimes::new(sdk);
+    let runtimes = tdev_platforms::AgentcoreRuntimes::new(sdk);
     let parsed: tdev_domain::deploy::AgentSpec = serde_json::from_value(spec("2")).unwrap();
     use tdev_domain::deploy::AgentDeployer as _;
     let serving = |s: Option<tdev_domain::deploy::Snapshot>| s.and_then(|s| s.serving_version);

@@ -53,7 +53,7 @@ pub async fn start_with_auth(config: AuthConfig) -> Stack {
     let messaging = test_messaging();
     let store =
         SqliteStore::in_memory().expect("store").with_queues(tdev::stack::embedded_queues(&messaging));
-    let target = tdev_embedded::LocalTarget::new(store.clone());
+    let target = tdev_embedded::LocalPlatform::new(store.clone());
     start_on(store.clone(), store, target, config, messaging).await
 }
 
@@ -69,7 +69,7 @@ pub async fn start_messaging(messaging: MessagingConfig) -> Stack {
 pub async fn start_paused(messaging: MessagingConfig) -> (Stack, Box<dyn FnOnce() + Send>) {
     let store =
         SqliteStore::in_memory().expect("store").with_queues(tdev::stack::embedded_queues(&messaging));
-    let target = tdev_embedded::LocalTarget::new(store.clone());
+    let target = tdev_embedded::LocalPlatform::new(store.clone());
     start_on_paused(store.clone(), store, target, tdev_conformance::test_auth_config(), messaging).await
 }
 

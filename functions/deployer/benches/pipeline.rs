@@ -15,7 +15,7 @@ use tdev_domain::SystemClock;
 use tdev_domain::agents::AgentTarget;
 use tdev_domain::deploy::{
     AgentDeployer, AgentSpec, DEPLOY_DEAD_LETTER_QUEUE, DEPLOY_MAX_RECEIVES, DEPLOY_QUEUE, DeployConfig,
-    DeployError, DeploymentStore, Deployments, Published, Readiness, Snapshot, Submitted, TargetKind,
+    DeployError, DeploymentStore, Deployments, PlatformKind, Published, Readiness, Snapshot, Submitted,
 };
 use tdev_domain::ports::MessageQueue;
 use tdev_domain::queue::Outcome;
@@ -39,8 +39,8 @@ fn published(spec: &AgentSpec, version: usize) -> Published {
 }
 
 impl AgentDeployer for InstantTarget {
-    fn supports(&self, kind: TargetKind) -> bool {
-        kind == TargetKind::Local
+    fn supports(&self, kind: PlatformKind) -> bool {
+        kind == PlatformKind::Local
     }
     async fn snapshot(&self, spec: &AgentSpec) -> Result<Option<Snapshot>, DeployError> {
         Ok(self.agents.lock().unwrap().get(&spec.name).map(|(draft, _, alias)| Snapshot {

@@ -15,10 +15,10 @@ use tdev_aws::{AwsStore, SqsQueues};
 use tdev_domain::SystemClock;
 use tdev_domain::deploy::{DEPLOY_DEAD_LETTER_QUEUE, DEPLOY_QUEUE, DeployConfig, Deployments};
 use tdev_invoke::{Invoker, default_http_client};
-use tdev_targets::AwsTargets;
+use tdev_platforms::AwsPlatforms;
 
 /// The pipeline as the deployer's Lambdas run it.
-pub type AwsDeployments = Deployments<AwsStore, SqsQueues, AwsTargets, Invoker>;
+pub type AwsDeployments = Deployments<AwsStore, SqsQueues, AwsPlatforms, Invoker>;
 
 /// The pipeline on AWS, as both of the deployer's Lambdas (`deployer`, `deploy-worker`)
 /// start it: the SDK's default configuration, the table (`TDEV_TABLE`), the deploy queues
@@ -28,5 +28,5 @@ pub async fn on_aws(config: DeployConfig) -> anyhow::Result<AwsDeployments> {
     let store = AwsStore::with_table_from_env(&sdk)?;
     let queues = SqsQueues::from_env(&sdk, &[DEPLOY_QUEUE, DEPLOY_DEAD_LETTER_QUEUE])?;
     let invoker = Invoker::new(default_http_client()?, Some(&sdk));
-    Ok(Deployments::new(store, queues, AwsTargets::new(&sdk), invoker, Arc::new(SystemClock), config))
+    Ok(Deployments::new(store, queues, AwsPlatforms::new(&sdk), invoker, Arc::new(SystemClock), config))
 }

@@ -11,11 +11,11 @@ use tdev_domain::clock::{Clock, ManualClock, SystemClock};
 use tdev_domain::deploy::{
     AgentDeployer, AgentSpec, DEPLOY_DEAD_LETTER_QUEUE, DEPLOY_MAX_RECEIVES, DEPLOY_QUEUE, DeployConfig,
     DeployError, DeployRequestError, Deployment, DeploymentEvent, DeploymentStatus, DeploymentStore,
-    Deployments, Published, Readiness, RollbackReason, Snapshot, Submitted, TargetKind,
+    Deployments, PlatformKind, Published, Readiness, RollbackReason, Snapshot, Submitted,
 };
 use tdev_domain::ports::MessageQueue;
 use tdev_domain::queue::Outcome;
-use tdev_embedded::{LocalTarget, QueueSpec, SqliteStore};
+use tdev_embedded::{LocalPlatform, QueueSpec, SqliteStore};
 use tdev_invoke::{Invoker, default_http_client};
 
 /// What the faulty target does on a call.
@@ -40,13 +40,13 @@ type Calls = Arc<Mutex<Vec<String>>>;
 
 /// The local target with faults: `rule(operation, call number)` decides each call.
 struct Faulty {
-    inner: LocalTarget,
+    inner: LocalPlatform,
     calls: Calls,
     rule: Mutex<Rule>,
 }
 
 impl Faulty {
-    fn new(inner: LocalTarget, rule: impl FnMut(&str, usize) -> Fault + Send + 'static) -> Self {
+    fn new(inner: LocalPlatform, rule: impl FnMut(&str, usize) -> Fault + Send + 'static) -> Self {
         Self { inner, calls: Calls::default(), rule: Mutex::new(Box::new(rule)) }
     }
 
@@ -87,7 +87,7 @@ impl Faulty {
 }
 
 impl AgentDeployer for Faulty {
-    fn supports(&self, kind: TargetKind) -> bool {
+    fn supports(&self, kind: PlatformKind) -> bool {
         self.inner.supports(kind)
     }
     async fn snapshot(&self, spec: &AgentSpec) -> Result<Option<Snapshot>, DeployError> {
@@ -131,7 +131,7 @@ fn world_with(
         DEPLOY_DEAD_LETTER_QUEUE,
         DEPLOY_MAX_RECEIVES,
     )]);
-    let target = Faulty::new(LocalTarget::new(store.clone()), rule);
+    let target = Faulty::new(LocalPlatform::new(store.clone()), rule);
     let calls = target.calls.clone();
     let invoker = Invoker::new(default_http_client().expect("http"), None);
     let pipeline = Deployments::new(store.clone(), store.clone(), target, invoker, clock, config);

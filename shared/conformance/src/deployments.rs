@@ -48,7 +48,7 @@ fn deployment(agent: &str, at: Timestamp) -> Deployment {
     Deployment {
         id: super::unique("dep"),
         agent: agent.to_owned(),
-        target: "local".into(),
+        platform: "local".into(),
         kind: DeploymentKind::Deploy,
         status: DeploymentStatus::Pending,
         spec_hash: format!("{:064x}", 7),

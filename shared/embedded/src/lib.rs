@@ -12,14 +12,14 @@ mod dead_letters;
 mod deployments;
 mod events;
 mod idempotency;
-mod local_target;
+mod local_platform;
 mod queue;
 mod rate_limits;
 mod runs;
 mod secrets;
 mod subscriptions;
 
-pub use local_target::LocalTarget;
+pub use local_platform::LocalPlatform;
 /// The queues a store serves ([`SqliteStore::with_queues`]).
 pub use tdev_domain::queue::QueueSpec;
 

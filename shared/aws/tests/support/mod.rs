@@ -1,5 +1,5 @@
 //! What every moto test shares: the endpoint, explicit test credentials, unique names.
-//! (`shared/targets`' moto tests include this file too.)
+//! (`shared/platforms`' moto tests include this file too.)
 
 #![allow(dead_code)]
 

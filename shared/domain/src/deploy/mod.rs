@@ -32,7 +32,7 @@ pub use service::{
 };
 pub use spec::{
     ActionGroupSpec, AgentSpec, ApiSchema, DEFAULT_MAX_SPEC_BYTES, FunctionSpec, GuardrailSpec,
-    KnowledgeBaseSpec, ParameterSpec, RegisterSpec, SpecLimits, SpecParseError, Submitted, TargetKind,
-    TargetSpec, VerifySpec, bedrock_limits,
+    KnowledgeBaseSpec, ParameterSpec, PlatformKind, PlatformSpec, RegisterSpec, SpecLimits, SpecParseError,
+    Submitted, VerifySpec, bedrock_limits,
 };
 pub use state::{DeploymentStatus, IllegalTransition};

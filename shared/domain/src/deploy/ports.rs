@@ -6,7 +6,7 @@ use std::future::Future;
 use jiff::Timestamp;
 
 use super::records::{AgentLock, Backup, Deployment, DeploymentEvent, DeploymentFilter, Snapshot};
-use super::spec::{AgentSpec, TargetKind};
+use super::spec::{AgentSpec, PlatformKind};
 use crate::agents::AgentTarget;
 use crate::ports::StoreError;
 
@@ -109,7 +109,7 @@ pub struct Published {
 /// the target holds and does only what is missing.
 pub trait AgentDeployer: Send + Sync + 'static {
     /// Which targets this deployer serves.
-    fn supports(&self, kind: TargetKind) -> bool;
+    fn supports(&self, kind: PlatformKind) -> bool;
 
     /// The agent's current configuration, or `None` if the target has no such agent.
     fn snapshot(

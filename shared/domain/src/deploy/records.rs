@@ -8,7 +8,7 @@ use super::state::DeploymentStatus;
 use crate::agents::AgentTarget;
 
 fn canonical_kind<S: serde::Serializer>(kind: &str, serializer: S) -> Result<S::Ok, S::Error> {
-    serializer.serialize_str(&super::TargetKind::canonical(kind))
+    serializer.serialize_str(&super::PlatformKind::canonical(kind))
 }
 
 /// Why a rollback happened.
@@ -64,8 +64,8 @@ pub struct Deployment {
     pub agent: String,
     /// The target's kind (`bedrock_agent`, `agentcore_runtime`, `local`); a record
     /// written with the older kebab-case spelling is answered in this one.
-    #[serde(serialize_with = "canonical_kind")]
-    pub target: String,
+    #[serde(rename = "target", serialize_with = "canonical_kind")]
+    pub platform: String,
     #[serde(flatten)]
     pub kind: DeploymentKind,
     pub status: DeploymentStatus,

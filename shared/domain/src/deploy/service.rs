@@ -11,8 +11,8 @@ use serde::{Deserialize, Serialize};
 
 use super::ports::{AgentDeployer, DeploymentStore};
 use super::{
-    AgentSpec, Deployment, DeploymentEvent, DeploymentFilter, DeploymentKind, DeploymentStatus,
-    RollbackReason, SpecLimits, Submitted, TargetKind,
+    AgentSpec, Deployment, DeploymentEvent, DeploymentFilter, DeploymentKind, DeploymentStatus, PlatformKind,
+    RollbackReason, SpecLimits, Submitted,
 };
 use crate::agents::{AgentInvoker, AgentStore};
 use crate::clock::Clock;
@@ -138,7 +138,7 @@ impl<S: DeploymentStore + AgentStore, Q: MessageQueue, D: AgentDeployer, I: Agen
     /// deploy to.
     pub fn check(&self, submitted: &Submitted) -> Result<AgentSpec, ValidationErrors> {
         let spec = submitted.spec(&self.config.limits)?;
-        let kind = spec.target.kind();
+        let kind = spec.platform.kind();
         if !self.deployer.supports(kind) {
             return Err(ValidationErrors::single(
                 "$.target.kind",
@@ -174,18 +174,18 @@ impl<S: DeploymentStore + AgentStore, Q: MessageQueue, D: AgentDeployer, I: Agen
             Ok(spec) => spec.name.clone(),
             Err(_) => submitted.name.clone().filter(|n| !n.is_empty()).unwrap_or_else(|| "-".to_owned()),
         };
-        let target = match &checked {
-            Ok(spec) => spec.target.kind().to_string(),
+        let platform = match &checked {
+            Ok(spec) => spec.platform.kind().to_string(),
             Err(_) => submitted
                 .document
                 .pointer("/target/kind")
                 .and_then(|k| k.as_str())
-                .map_or_else(|| TargetKind::BedrockAgent.as_str().to_owned(), TargetKind::canonical),
+                .map_or_else(|| PlatformKind::BedrockAgent.as_str().to_owned(), PlatformKind::canonical),
         };
         let record = self.new_record(
             id.clone(),
             agent,
-            target,
+            platform,
             DeploymentKind::Deploy,
             submitted.document,
             hash,
@@ -233,7 +233,8 @@ impl<S: DeploymentStore + AgentStore, Q: MessageQueue, D: AgentDeployer, I: Agen
         if let Some(existing) = self.replay(&id, &hash).await? {
             return Ok(existing);
         }
-        let record = self.new_record(id, undone.agent, undone.target, kind, undone.spec, hash, requested_by);
+        let record =
+            self.new_record(id, undone.agent, undone.platform, kind, undone.spec, hash, requested_by);
         self.start(record).await
     }
 
@@ -291,7 +292,7 @@ impl<S: DeploymentStore + AgentStore, Q: MessageQueue, D: AgentDeployer, I: Agen
         &self,
         id: String,
         agent: String,
-        target: String,
+        platform: String,
         kind: DeploymentKind,
         spec: serde_json::Value,
         spec_hash: String,
@@ -301,7 +302,7 @@ impl<S: DeploymentStore + AgentStore, Q: MessageQueue, D: AgentDeployer, I: Agen
         Deployment {
             id,
             agent,
-            target,
+            platform,
             kind,
             status: DeploymentStatus::Pending,
             spec,
@@ -336,7 +337,7 @@ impl<S: DeploymentStore + AgentStore, Q: MessageQueue, D: AgentDeployer, I: Agen
 
     fn first_event(&self, record: &Deployment) -> DeploymentEvent {
         let what = match &record.kind {
-            DeploymentKind::Deploy => format!("deploy of {} to {} requested", record.agent, record.target),
+            DeploymentKind::Deploy => format!("deploy of {} to {} requested", record.agent, record.platform),
             DeploymentKind::Rollback { to_version, reason, undoes } => format!(
                 "rollback of {} to version {to_version} requested (reason {}, undoing {undoes})",
                 record.agent,

@@ -44,10 +44,12 @@ pub mod bedrock_limits {
     pub const TAGS_MAX: usize = 50;
 }
 
-/// Where the agent goes.
+/// Where the agent goes: the platform it is deployed on, with that platform's settings
+/// (the spec's `target`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = TargetSpec)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
-pub enum TargetSpec {
+pub enum PlatformSpec {
     /// Amazon Bedrock Agents: the agent's draft is updated, prepared, and published as a
     /// new version through `alias`. (`bedrock-agent` is read too.)
     #[serde(alias = "bedrock-agent")]
@@ -87,18 +89,18 @@ pub enum TargetSpec {
     },
 }
 
-impl Default for TargetSpec {
+impl Default for PlatformSpec {
     fn default() -> Self {
-        TargetSpec::BedrockAgent { alias: default_alias() }
+        PlatformSpec::BedrockAgent { alias: default_alias() }
     }
 }
 
-impl TargetSpec {
-    pub fn kind(&self) -> TargetKind {
+impl PlatformSpec {
+    pub fn kind(&self) -> PlatformKind {
         match self {
-            TargetSpec::BedrockAgent { .. } => TargetKind::BedrockAgent,
-            TargetSpec::AgentcoreRuntime { .. } => TargetKind::AgentcoreRuntime,
-            TargetSpec::Local { .. } => TargetKind::Local,
+            PlatformSpec::BedrockAgent { .. } => PlatformKind::BedrockAgent,
+            PlatformSpec::AgentcoreRuntime { .. } => PlatformKind::AgentcoreRuntime,
+            PlatformSpec::Local { .. } => PlatformKind::Local,
         }
     }
 }
@@ -113,12 +115,12 @@ fn default_network_mode() -> String {
     "PUBLIC".to_owned()
 }
 
-/// A target's kind. One spelling for agents' targets and deploy specs' alike: snake_case,
-/// as every other name in the API; the kebab-case spelling specs used before
+/// A platform's kind. One spelling for agents' targets and deploy specs' alike:
+/// snake_case, as every other name in the API; the kebab-case spelling specs used before
 /// (`bedrock-agent`) is read as an alias and never written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
-pub enum TargetKind {
+pub enum PlatformKind {
     #[serde(alias = "bedrock-agent")]
     BedrockAgent,
     #[serde(alias = "agentcore-runtime")]
@@ -126,20 +128,20 @@ pub enum TargetKind {
     Local,
 }
 
-impl TargetKind {
-    pub const ALL: [TargetKind; 3] =
-        [TargetKind::BedrockAgent, TargetKind::AgentcoreRuntime, TargetKind::Local];
+impl PlatformKind {
+    pub const ALL: [PlatformKind; 3] =
+        [PlatformKind::BedrockAgent, PlatformKind::AgentcoreRuntime, PlatformKind::Local];
 
     pub fn as_str(self) -> &'static str {
         match self {
-            TargetKind::BedrockAgent => "bedrock_agent",
-            TargetKind::AgentcoreRuntime => "agentcore_runtime",
-            TargetKind::Local => "local",
+            PlatformKind::BedrockAgent => "bedrock_agent",
+            PlatformKind::AgentcoreRuntime => "agentcore_runtime",
+            PlatformKind::Local => "local",
         }
     }
 
     /// The kind a name spells, in either spelling (`bedrock_agent`, `bedrock-agent`).
-    pub fn named(name: &str) -> Option<TargetKind> {
+    pub fn named(name: &str) -> Option<PlatformKind> {
         Self::ALL.into_iter().find(|kind| kind.as_str() == name || kind.as_str().replace('_', "-") == name)
     }
 
@@ -149,7 +151,7 @@ impl TargetKind {
     }
 }
 
-impl std::fmt::Display for TargetKind {
+impl std::fmt::Display for PlatformKind {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
     }
@@ -305,8 +307,8 @@ pub struct AgentSpec {
     pub knowledge_bases: Vec<KnowledgeBaseSpec>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub tags: BTreeMap<String, String>,
-    #[serde(default)]
-    pub target: TargetSpec,
+    #[serde(default, rename = "target")]
+    pub platform: PlatformSpec,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub register: Option<RegisterSpec>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

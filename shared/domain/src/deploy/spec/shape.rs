@@ -121,7 +121,7 @@ const ACTION_GROUP: Shape = Shape::Object(&Object {
     ],
 });
 
-/// The shape of a [`TargetSpec`].
+/// The shape of a [`PlatformSpec`].
 const TARGET_SPEC: Shape = Shape::Tagged(&Tagged {
     tag: "kind",
     what: "target kind",

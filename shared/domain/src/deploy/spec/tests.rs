@@ -53,7 +53,7 @@ fn a_full_bedrock_spec_is_read_from_yaml_and_from_json_alike() {
     let yaml = Submitted::parse(&valid_yaml()).unwrap();
     let spec = yaml.spec(&SpecLimits::default()).unwrap();
     assert_eq!(spec.name, "support-bot");
-    assert_eq!(spec.target, TargetSpec::BedrockAgent { alias: "live".into() });
+    assert_eq!(spec.platform, PlatformSpec::BedrockAgent { alias: "live".into() });
     assert_eq!(spec.idle_session_ttl_seconds, 600);
     assert_eq!(spec.action_groups.len(), 2);
     let payload = spec.action_groups[0].api_schema.as_ref().unwrap().payload().unwrap();
@@ -268,10 +268,10 @@ fn target_kinds_are_snake_case_and_the_kebab_spelling_is_an_alias() {
     let snake = kebab.replace("agentcore-runtime", "agentcore_runtime");
     let read = |text: &str| Submitted::parse(text).unwrap().spec(&SpecLimits::default()).unwrap();
     assert_eq!(read(&kebab), read(&snake));
-    assert_eq!(read(&kebab).target.kind().as_str(), "agentcore_runtime");
-    assert_eq!(TargetKind::named("bedrock-agent"), Some(TargetKind::BedrockAgent));
-    assert_eq!(TargetKind::canonical("agentcore-runtime"), "agentcore_runtime");
-    assert_eq!(TargetKind::canonical("htp"), "htp");
+    assert_eq!(read(&kebab).platform.kind().as_str(), "agentcore_runtime");
+    assert_eq!(PlatformKind::named("bedrock-agent"), Some(PlatformKind::BedrockAgent));
+    assert_eq!(PlatformKind::canonical("agentcore-runtime"), "agentcore_runtime");
+    assert_eq!(PlatformKind::canonical("htp"), "htp");
 }
 
 #[test]

@@ -8,9 +8,9 @@ impl AgentSpec {
     /// `bedrock_agent` target, AgentCore's to `agentcore_runtime`.
     pub fn validate(&self) -> ValidationErrors {
         let mut errors = ValidationErrors::new();
-        let kind = self.target.kind();
+        let kind = self.platform.kind();
         match kind {
-            TargetKind::AgentcoreRuntime => {
+            PlatformKind::AgentcoreRuntime => {
                 if !runtime_name(&self.name) {
                     errors.add(
                         "$.name",
@@ -32,7 +32,7 @@ impl AgentSpec {
         {
             errors.add("$.description", "1 to 200 characters");
         }
-        let aws = kind != TargetKind::Local;
+        let aws = kind != PlatformKind::Local;
         if aws {
             match &self.agent_role_arn {
                 None => errors.add("$.agent_role_arn", "required: the IAM role the agent runs as"),
@@ -41,7 +41,7 @@ impl AgentSpec {
                 _ => {}
             }
         }
-        if kind == TargetKind::BedrockAgent {
+        if kind == PlatformKind::BedrockAgent {
             self.validate_bedrock(&mut errors);
         } else {
             for (field, given) in [
@@ -54,8 +54,8 @@ impl AgentSpec {
                 }
             }
         }
-        match &self.target {
-            TargetSpec::BedrockAgent { alias } => {
+        match &self.platform {
+            PlatformSpec::BedrockAgent { alias } => {
                 if !bedrock_name(alias) || alias.len() > 100 {
                     errors.add(
                         "$.target.alias",
@@ -63,7 +63,7 @@ impl AgentSpec {
                     );
                 }
             }
-            TargetSpec::AgentcoreRuntime {
+            PlatformSpec::AgentcoreRuntime {
                 artifact,
                 protocol,
                 network_mode,
@@ -99,7 +99,7 @@ impl AgentSpec {
                     );
                 }
             }
-            TargetSpec::Local { url } => match url::Url::parse(url) {
+            PlatformSpec::Local { url } => match url::Url::parse(url) {
                 Ok(u) if ["http", "https"].contains(&u.scheme()) => {}
                 _ => errors
                     .add("$.target.url", "required: the http(s) URL of the agent that serves this version"),

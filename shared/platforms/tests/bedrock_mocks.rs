@@ -24,9 +24,9 @@ use serde_json::{Value, json};
 use tdev_domain::agents::AgentTarget;
 use tdev_domain::deploy::{
     ActionGroupSpec, AgentDeployer, AgentSpec, ApiSchema, DeployError, FunctionSpec, KnowledgeBaseSpec,
-    ParameterSpec, Published, Readiness, TargetSpec,
+    ParameterSpec, PlatformSpec, Published, Readiness,
 };
-use tdev_targets::BedrockAgents;
+use tdev_platforms::BedrockAgents;
 
 mod common;
 use common::{failed, http, settling};
@@ -192,7 +192,7 @@ fn spec(action_groups: Vec<ActionGroupSpec>) -> AgentSpec {
         guardrail: None,
         knowledge_bases: vec![knowledge_base()],
         tags: BTreeMap::from([("team".to_owned(), "support".to_owned())]),
-        target: TargetSpec::BedrockAgent { alias: "live".into() },
+        platform: PlatformSpec::BedrockAgent { alias: "live".into() },
         register: None,
         verify: None,
     }

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use aws_sdk_bedrockagent::config::http::HttpResponse;
 use aws_smithy_types::body::SdkBody;
 use serde_json::Value;
-use tdev_domain::deploy::{AgentSpec, DeployError, TargetSpec};
+use tdev_domain::deploy::{AgentSpec, DeployError, PlatformSpec};
 
 /// How long one step may wait, all its waits together: the worker Lambda has 60 s.
 pub const STEP_WAIT: std::time::Duration = std::time::Duration::from_secs(15);
@@ -43,7 +43,7 @@ pub fn agentcore_spec(
         guardrail: None,
         knowledge_bases: Vec::new(),
         tags: BTreeMap::new(),
-        target: TargetSpec::AgentcoreRuntime {
+        platform: PlatformSpec::AgentcoreRuntime {
             artifact: artifact.to_owned(),
             protocol: "HTTP".into(),
             environment: environment.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),

@@ -11,18 +11,18 @@ use rusqlite::{OptionalExtension, Transaction, TransactionBehavior, params};
 use serde_json::{Value, json};
 use tdev_domain::agents::AgentTarget;
 use tdev_domain::deploy::{
-    AgentDeployer, AgentSpec, DeployError, Published, Readiness, Snapshot, TargetKind,
+    AgentDeployer, AgentSpec, DeployError, PlatformKind, Published, Readiness, Snapshot,
 };
 
 use crate::SqliteStore;
 
 /// The [`AgentDeployer`] for `target.kind: local`, on the store's SQLite file.
 #[derive(Clone)]
-pub struct LocalTarget {
+pub struct LocalPlatform {
     store: SqliteStore,
 }
 
-impl LocalTarget {
+impl LocalPlatform {
     /// The target on `store`'s file (its tables are part of the store's schema).
     pub fn new(store: SqliteStore) -> Self {
         Self { store }
@@ -50,9 +50,9 @@ fn parse(what: &str, text: &str) -> Result<Value, DeployError> {
 }
 
 fn local(spec: &AgentSpec) -> Result<(), DeployError> {
-    match spec.target.kind() {
-        TargetKind::Local => Ok(()),
-        other => Err(DeployError::Failed(format!("the local target does not deploy to {other}"))),
+    match spec.platform.kind() {
+        PlatformKind::Local => Ok(()),
+        other => Err(DeployError::Failed(format!("the local platform does not deploy to {other}"))),
     }
 }
 
@@ -109,9 +109,9 @@ fn published(version: i64, spec: &Value) -> Result<Published, DeployError> {
     Ok(Published { version: version.to_string(), target: AgentTarget::Http { url: url.to_owned() } })
 }
 
-impl AgentDeployer for LocalTarget {
-    fn supports(&self, kind: TargetKind) -> bool {
-        kind == TargetKind::Local
+impl AgentDeployer for LocalPlatform {
+    fn supports(&self, kind: PlatformKind) -> bool {
+        kind == PlatformKind::Local
     }
 
     async fn snapshot(&self, spec: &AgentSpec) -> Result<Option<Snapshot>, DeployError> {
@@ -213,9 +213,9 @@ mod tests {
 
     #[tokio::test]
     async fn versions_are_published_pointed_to_and_restored() {
-        let target = LocalTarget::new(SqliteStore::in_memory().unwrap());
+        let target = LocalPlatform::new(SqliteStore::in_memory().unwrap());
         let v1 = spec("bot", "http://one.test/", "first");
-        assert!(target.supports(TargetKind::Local));
+        assert!(target.supports(PlatformKind::Local));
         assert_eq!(target.snapshot(&v1).await.unwrap(), None, "never applied");
 
         target.apply(&v1).await.unwrap();
@@ -256,9 +256,9 @@ mod tests {
 
     #[tokio::test]
     async fn only_local_specs_are_served() {
-        let target = LocalTarget::new(SqliteStore::in_memory().unwrap());
-        assert!(!target.supports(TargetKind::BedrockAgent));
-        assert!(!target.supports(TargetKind::AgentcoreRuntime));
+        let target = LocalPlatform::new(SqliteStore::in_memory().unwrap());
+        assert!(!target.supports(PlatformKind::BedrockAgent));
+        assert!(!target.supports(PlatformKind::AgentcoreRuntime));
         let bedrock: AgentSpec = serde_json::from_value(json!({ "name": "bot" })).unwrap();
         assert!(matches!(target.apply(&bedrock).await, Err(DeployError::Failed(_))));
     }

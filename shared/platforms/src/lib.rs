@@ -6,7 +6,7 @@
 //! - [`AgentcoreRuntimes`]: Amazon Bedrock AgentCore Runtime
 //!   (aws-sdk-bedrockagentcorecontrol), tested against moto.
 //!
-//! [`AwsTargets`] serves both, choosing by the spec's target.
+//! [`AwsPlatforms`] serves both, choosing by the spec's target.
 
 mod agentcore;
 mod bedrock;
@@ -17,19 +17,19 @@ pub use bedrock::BedrockAgents;
 
 use aws_config::SdkConfig;
 use tdev_domain::deploy::{
-    AgentDeployer, AgentSpec, DeployError, Published, Readiness, Snapshot, TargetKind,
+    AgentDeployer, AgentSpec, DeployError, PlatformKind, Published, Readiness, Snapshot,
 };
 
 /// Both AWS targets, built once at cold start.
 #[derive(Debug, Clone)]
-pub struct AwsTargets {
+pub struct AwsPlatforms {
     /// For `bedrock-agent` specs.
     pub bedrock: BedrockAgents,
     /// For `agentcore-runtime` specs.
     pub agentcore: AgentcoreRuntimes,
 }
 
-impl AwsTargets {
+impl AwsPlatforms {
     /// Both targets, for the account and region of `config`.
     pub fn new(config: &SdkConfig) -> Self {
         Self { bedrock: BedrockAgents::new(config), agentcore: AgentcoreRuntimes::new(config) }
@@ -39,17 +39,17 @@ impl AwsTargets {
 /// Calls `$method` on the deployer for the spec's target.
 macro_rules! by_target {
     ($self:ident, $spec:expr, $method:ident($($arg:expr),*)) => {
-        match $spec.target.kind() {
-            TargetKind::BedrockAgent => $self.bedrock.$method($($arg),*).await,
-            TargetKind::AgentcoreRuntime => $self.agentcore.$method($($arg),*).await,
-            TargetKind::Local => Err(DeployError::Failed("the local target exists only in the local stack".into())),
+        match $spec.platform.kind() {
+            PlatformKind::BedrockAgent => $self.bedrock.$method($($arg),*).await,
+            PlatformKind::AgentcoreRuntime => $self.agentcore.$method($($arg),*).await,
+            PlatformKind::Local => Err(DeployError::Failed("the local target exists only in the local stack".into())),
         }
     };
 }
 
-impl AgentDeployer for AwsTargets {
-    fn supports(&self, kind: TargetKind) -> bool {
-        kind != TargetKind::Local
+impl AgentDeployer for AwsPlatforms {
+    fn supports(&self, kind: PlatformKind) -> bool {
+        kind != PlatformKind::Local
     }
 
     async fn snapshot(&self, spec: &AgentSpec) -> Result<Option<Snapshot>, DeployError> {

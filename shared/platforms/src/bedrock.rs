@@ -47,7 +47,7 @@ use serde_json::Value;
 use tdev_domain::agents::AgentTarget;
 use tdev_domain::deploy::{
     ActionGroupSpec, AgentDeployer, AgentSpec, ApiSchema, DeployError, FunctionSpec, GuardrailSpec,
-    KnowledgeBaseSpec, ParameterSpec, Published, Readiness, Snapshot, TargetKind, TargetSpec,
+    KnowledgeBaseSpec, ParameterSpec, PlatformKind, PlatformSpec, Published, Readiness, Snapshot,
 };
 
 use crate::calls::{CallResult, Deadline, STEP_WAIT};
@@ -354,8 +354,8 @@ impl Alias {
 }
 
 fn alias_name(spec: &AgentSpec) -> Result<&str, DeployError> {
-    match &spec.target {
-        TargetSpec::BedrockAgent { alias } => Ok(alias),
+    match &spec.platform {
+        PlatformSpec::BedrockAgent { alias } => Ok(alias),
         other => Err(DeployError::Failed(format!("a {} spec is not for Bedrock Agents", other.kind()))),
     }
 }
@@ -681,8 +681,8 @@ impl BedrockAgents {
 }
 
 impl AgentDeployer for BedrockAgents {
-    fn supports(&self, kind: TargetKind) -> bool {
-        kind == TargetKind::BedrockAgent
+    fn supports(&self, kind: PlatformKind) -> bool {
+        kind == PlatformKind::BedrockAgent
     }
 
     async fn snapshot(&self, spec: &AgentSpec) -> Result<Option<Snapshot>, DeployError> {

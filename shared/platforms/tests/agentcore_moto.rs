@@ -15,8 +15,8 @@
 use std::time::Duration;
 
 use tdev_domain::agents::AgentTarget;
-use tdev_domain::deploy::{AgentDeployer, AgentSpec, Published, Readiness, Snapshot, TargetSpec};
-use tdev_targets::AgentcoreRuntimes;
+use tdev_domain::deploy::{AgentDeployer, AgentSpec, PlatformSpec, Published, Readiness, Snapshot};
+use tdev_platforms::AgentcoreRuntimes;
 
 #[path = "../../aws/tests/support/mod.rs"]
 mod support;
@@ -146,7 +146,8 @@ async fn a_vpc_runtime_keeps_its_network_and_is_not_updated_for_a_reordered_spec
     let target = target();
     let name = unique("vpc");
     let mut vpc = spec(&name, &image("v1"), &[]);
-    let TargetSpec::AgentcoreRuntime { network_mode, subnets, security_groups, .. } = &mut vpc.target else {
+    let PlatformSpec::AgentcoreRuntime { network_mode, subnets, security_groups, .. } = &mut vpc.platform
+    else {
         unreachable!()
     };
     *network_mode = "VPC".into();
@@ -159,7 +160,7 @@ async fn a_vpc_runtime_keeps_its_network_and_is_not_updated_for_a_reordered_spec
     assert_eq!(snap.config["config"]["network_mode"], "VPC");
     assert_eq!(snap.config["config"]["subnets"], serde_json::json!(["subnet-a", "subnet-b"]));
 
-    let TargetSpec::AgentcoreRuntime { subnets, .. } = &mut vpc.target else { unreachable!() };
+    let PlatformSpec::AgentcoreRuntime { subnets, .. } = &mut vpc.platform else { unreachable!() };
     subnets.reverse();
     target.apply(&vpc).await.expect("apply again");
     assert_eq!(latest_version(&snapshot(&target, &vpc).await), "1");

@@ -40,7 +40,7 @@ use aws_sdk_bedrockagentcorecontrol::types::{
 use serde::{Deserialize, Serialize};
 use tdev_domain::agents::AgentTarget;
 use tdev_domain::deploy::{
-    AgentDeployer, AgentSpec, DeployError, Published, Readiness, Snapshot, TargetKind, TargetSpec,
+    AgentDeployer, AgentSpec, DeployError, PlatformKind, PlatformSpec, Published, Readiness, Snapshot,
 };
 
 use crate::calls::{CallResult, Deadline, STEP_WAIT};
@@ -94,7 +94,7 @@ fn sorted(mut items: Vec<String>) -> Vec<String> {
 
 impl RuntimeConfig {
     fn from_spec(spec: &AgentSpec) -> Result<Self, DeployError> {
-        let TargetSpec::AgentcoreRuntime {
+        let PlatformSpec::AgentcoreRuntime {
             artifact,
             protocol,
             environment,
@@ -102,9 +102,9 @@ impl RuntimeConfig {
             subnets,
             security_groups,
             ..
-        } = &spec.target
+        } = &spec.platform
         else {
-            return Err(DeployError::Failed(format!("a {} spec is not for AgentCore", spec.target.kind())));
+            return Err(DeployError::Failed(format!("a {} spec is not for AgentCore", spec.platform.kind())));
         };
         let role_arn = spec.agent_role_arn.clone();
         Ok(Self {
@@ -215,8 +215,8 @@ fn endpoint_failed(status: &AgentRuntimeEndpointStatus) -> bool {
 }
 
 fn endpoint_name(spec: &AgentSpec) -> Result<&str, DeployError> {
-    match &spec.target {
-        TargetSpec::AgentcoreRuntime { endpoint, .. } => Ok(endpoint),
+    match &spec.platform {
+        PlatformSpec::AgentcoreRuntime { endpoint, .. } => Ok(endpoint),
         other => Err(DeployError::Failed(format!("a {} spec is not for AgentCore", other.kind()))),
     }
 }
@@ -337,8 +337,8 @@ impl AgentcoreRuntimes {
 }
 
 impl AgentDeployer for AgentcoreRuntimes {
-    fn supports(&self, kind: TargetKind) -> bool {
-        kind == TargetKind::AgentcoreRuntime
+    fn supports(&self, kind: PlatformKind) -> bool {
+        kind == PlatformKind::AgentcoreRuntime
     }
 
     async fn snapshot(&self, spec: &AgentSpec) -> Result<Option<Snapshot>, DeployError> {

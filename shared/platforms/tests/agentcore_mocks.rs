@@ -12,7 +12,7 @@ use aws_smithy_mocks::{Rule, RuleMode, mock, mock_client};
 use serde_json::{Value, json};
 use tdev_domain::agents::AgentTarget;
 use tdev_domain::deploy::{AgentDeployer, AgentSpec, DeployError, Published, Readiness};
-use tdev_targets::AgentcoreRuntimes;
+use tdev_platforms::AgentcoreRuntimes;
 
 mod common;
 use common::{ROLE, agentcore_spec, failed, http, settling};
