@@ -11,10 +11,11 @@ use serde_json::Value;
 use support::{start, start_paused, test_messaging};
 
 /// Every command line whose help is kept as a snapshot.
-const HELP: [&[&str]; 7] = [
+const HELP: [&[&str]; 8] = [
     &["--help"],
     &["serve", "--help"],
     &["echo-agent", "--help"],
+    &["openapi", "--help"],
     &["deploy", "--help"],
     &["rollback", "--help"],
     &["status", "--help"],
@@ -61,6 +62,24 @@ fn help_of_every_command_is_as_reviewed() {
         let name = if name == "help" { "help-tdev".to_owned() } else { name };
         insta::assert_snapshot!(name, stdout(&out), &format!("tdev {}", args.join(" ")));
     }
+}
+
+/// A new command cannot be left out of the snapshots: every command `tdev --help` lists
+/// (but `help`) has its own entry in [`HELP`].
+#[test]
+fn every_command_has_a_help_snapshot() {
+    let help = stdout(&tdev_in(&scratch("commands"), &["--help"], &[]));
+    let commands: Vec<&str> = help
+        .lines()
+        .skip_while(|line| *line != "Commands:")
+        .skip(1)
+        .take_while(|line| line.starts_with("  "))
+        .filter_map(|line| line.split_whitespace().next())
+        .filter(|name| *name != "help")
+        .collect();
+    let snapshotted: Vec<&str> = HELP.iter().filter(|args| args.len() == 2).map(|args| args[0]).collect();
+    assert!(commands.len() >= 7, "the command list was not found in: {help}");
+    assert_eq!(commands, snapshotted, "add the new command's `--help` to HELP");
 }
 
 /// Every argument and option says what it is: no line of an argument list ends at its name.
