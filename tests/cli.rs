@@ -114,7 +114,7 @@ fn every_argument_and_option_has_a_description() {
             );
             entries += 1;
         }
-        assert!(entries >= 2, "tdev {}: no list of arguments or options read in:\n{help}", args.join(" "));
+        assert!(entries >= 1, "tdev {}: no list of arguments or options read in:\n{help}", args.join(" "));
     }
 }
 
