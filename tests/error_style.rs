@@ -24,7 +24,7 @@ struct Route {
     enum_near: Option<(&'static str, &'static str, &'static str, &'static str)>,
     /// The media types the route takes.
     accepted: &'static [&'static str],
-    /// `true` for `/v1/deployments:validate`, which reports problems in a 200 answer.
+    /// `true` for the `:validate` routes, which report problems in a 200 answer.
     report: bool,
 }
 
@@ -37,6 +37,12 @@ fn routes() -> Vec<Route> {
         "description": "Answers",
         "target": {"kind": "local", "url": "http://127.0.0.1:9/a"},
         "register": {"id": "support-bot"},
+    });
+    let workflow = json!({
+        "id": "style-wf",
+        "name": "Style",
+        "version": "1",
+        "steps": [{"id": "a", "name": "A", "type": "agent", "agent_id": "existing"}],
     });
     vec![
         Route {
@@ -170,6 +176,28 @@ fn routes() -> Vec<Route> {
             enum_near: Some(("/reason", "$.reason", "manul", "manual")),
             accepted: JSON,
             report: false,
+        },
+        Route {
+            method: Method::POST,
+            path: "/v1/workflows",
+            valid: workflow.clone(),
+            near: ("name", "nmae"),
+            required: Some(("/id", "$.id")),
+            wrong_type: ("/steps", "$.steps", json!("fetch")),
+            enum_near: Some(("/steps/0/type", "$.steps[0].type", "agnet", "agent")),
+            accepted: DOCUMENT,
+            report: false,
+        },
+        Route {
+            method: Method::POST,
+            path: "/v1/workflows:validate",
+            valid: workflow,
+            near: ("version", "verison"),
+            required: Some(("/steps/0/name", "$.steps[0].name")),
+            wrong_type: ("/timeout", "$.timeout", json!("soon")),
+            enum_near: Some(("/steps/0/type", "$.steps[0].type", "servcie", "service")),
+            accepted: DOCUMENT,
+            report: true,
         },
         Route {
             method: Method::POST,
