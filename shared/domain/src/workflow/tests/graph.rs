@@ -171,6 +171,18 @@ fn a_diamond_has_three_levels_with_the_middle_in_parallel() {
 }
 
 #[test]
+fn the_plan_order_is_by_level_then_file_order_not_file_order() {
+    // Written last-step-first: a run's steps are listed in this order (`Engine::run_view`).
+    let workflow = validated(&with_deps(
+        &["write", "edit", "research", "notes", "outline"],
+        json!({"write": ["outline"], "edit": ["write", "notes"], "outline": ["research"]}),
+    ));
+    let order: Vec<&str> =
+        workflow.topological_order().iter().map(|&s| workflow.workflow().step(s).id.as_str()).collect();
+    assert_eq!(order, ["research", "notes", "outline", "write", "edit"]);
+}
+
+#[test]
 fn disconnected_parts_are_fine() {
     let workflow = validated(&with_deps(&["a", "b", "c", "d"], json!({"b": ["a"], "d": ["c"]})));
     assert_eq!(workflow.level_count(), 2);
