@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use tdev::stack::{Stack, embedded_queues};
+use tdev::stack::{Stack, queues};
 use tdev_domain::messaging::{Bands, MessagingConfig};
 use tdev_embedded::SqliteStore;
 use tdev_http::app::HttpSettings;
@@ -45,7 +45,7 @@ async fn main() {
 
     let dir = std::env::temp_dir().join(format!("tdev-bench-{}", std::process::id()));
     let messaging = MessagingConfig { bands: Bands::single(), encrypt, ..MessagingConfig::default() };
-    let store = SqliteStore::open(&dir.join("tdev.db")).unwrap().with_queues(embedded_queues(&messaging));
+    let store = SqliteStore::open(&dir.join("tdev.db")).unwrap().with_queues(queues(&messaging));
     let invoker = Invoker::new(default_http_client().unwrap(), None);
     let mut auth = tdev_conformance::test_auth_config();
     auth.default_rate_limit =

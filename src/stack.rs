@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use axum::Router;
-use tdev_aws::{AwsStore, SqsQueueSpec, SqsQueues};
+use tdev_aws::{AwsStore, SqsQueues};
 use tdev_deployer::DeployerStore;
 use tdev_domain::SystemClock;
 use tdev_domain::agents::Registry;
@@ -17,9 +17,10 @@ use tdev_domain::deploy::{
 use tdev_domain::events::{EVENT_DEAD_LETTER_QUEUE, EVENT_QUEUE};
 use tdev_domain::messaging::{Bands, Dispatcher, MessagingConfig, Messenger};
 use tdev_domain::ports::MessageQueue;
+use tdev_domain::queue::QueueSpec;
 use tdev_domain::runs::{Engine, STEP_DEAD_LETTER_QUEUE, STEP_MAX_RECEIVES, STEP_QUEUE};
 use tdev_domain::workflow::Limits;
-use tdev_embedded::{DataLock, LocalPlatform, LockError, QueueSpec, Reclaimed, SqliteStore};
+use tdev_embedded::{DataLock, LocalPlatform, LockError, Reclaimed, SqliteStore};
 use tdev_http::app::{HttpSettings, finish};
 use tdev_http::guard::Mode;
 use tdev_invoke::{Invoker, default_http_client};
@@ -154,30 +155,16 @@ fn message_queues(messaging: &MessagingConfig) -> impl Iterator<Item = (String, 
         .map(|(queue, dead_letter_queue)| (queue, dead_letter_queue, messaging.max_receives + 1))
 }
 
-/// The step queue, the message queues, and their dead-letter queues, as the embedded
-/// queue declares them.
-pub fn embedded_queues(messaging: &MessagingConfig) -> Vec<QueueSpec> {
+/// Every queue of the system with its dead-letter queue: the step and deploy queues, the
+/// message bands and the event queue. The embedded queue declares them; on AWS they are
+/// created from them where no template does (moto).
+pub fn queues(messaging: &MessagingConfig) -> Vec<QueueSpec> {
     let mut specs = vec![
         QueueSpec::with_dead_letter(STEP_QUEUE, STEP_DEAD_LETTER_QUEUE, STEP_MAX_RECEIVES),
         QueueSpec::with_dead_letter(DEPLOY_QUEUE, DEPLOY_DEAD_LETTER_QUEUE, DEPLOY_MAX_RECEIVES),
     ];
     specs.extend(message_queues(messaging).map(|(q, dlq, max)| QueueSpec::with_dead_letter(&q, &dlq, max)));
     specs
-}
-
-/// The same queues as SQS queues, for creating them where no template does (moto).
-pub fn aws_queues(messaging: &MessagingConfig) -> Vec<SqsQueueSpec> {
-    embedded_queues(messaging)
-        .iter()
-        .filter_map(|spec| {
-            let dead_letter = spec.dead_letter.as_ref()?;
-            Some(SqsQueueSpec::with_dead_letter(
-                &spec.name,
-                &dead_letter.queue,
-                dead_letter.max_receive_count,
-            ))
-        })
-        .collect()
 }
 
 /// The messaging settings from the environment, with `bands` unless `TDEV_MESSAGE_BANDS`
@@ -199,7 +186,7 @@ pub async fn serve(listener: TcpListener, config: StackConfig) -> anyhow::Result
             let lock = lock_data(&path)?;
             let store = SqliteStore::open(&path)
                 .with_context(|| format!("opening the database at {}", path.display()))?
-                .with_queues(embedded_queues(&messaging));
+                .with_queues(queues(&messaging));
             tracing::info!(path = %path.display(), "embedded backend");
             reclaim(&store, &lock)?;
             let parts = Parts {
@@ -222,7 +209,7 @@ pub async fn serve(listener: TcpListener, config: StackConfig) -> anyhow::Result
             let store = AwsStore::with_table_from_env(&sdk)?;
             let queues = if create_table {
                 store.ensure_table().await.context("creating the table")?;
-                SqsQueues::ensure(&sdk, store.table(), aws_queues(&messaging))
+                SqsQueues::ensure(&sdk, store.table(), queues(&messaging))
                     .await
                     .context("creating the queues")?
             } else {

@@ -46,7 +46,7 @@ async fn the_user_scenarios_pass_on_the_aws_backend() {
         ..MessagingConfig::default()
     };
     let queues =
-        SqsQueues::ensure(&sdk, store.table(), tdev::stack::aws_queues(&messaging)).await.expect("queues");
+        SqsQueues::ensure(&sdk, store.table(), tdev::stack::queues(&messaging)).await.expect("queues");
     let stack = start_on(store, queues, tdev_platforms::AwsPlatforms::new(&sdk), config, messaging).await;
     scenarios::quickstart(&stack).await;
     scenarios::hostile_credentials(&stack).await;

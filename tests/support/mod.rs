@@ -51,8 +51,7 @@ pub async fn start() -> Stack {
 /// As [`start`], with these auth settings.
 pub async fn start_with_auth(config: AuthConfig) -> Stack {
     let messaging = test_messaging();
-    let store =
-        SqliteStore::in_memory().expect("store").with_queues(tdev::stack::embedded_queues(&messaging));
+    let store = SqliteStore::in_memory().expect("store").with_queues(tdev::stack::queues(&messaging));
     let target = tdev_embedded::LocalPlatform::new(store.clone());
     start_on(store.clone(), store, target, config, messaging).await
 }
@@ -67,8 +66,7 @@ pub async fn start_messaging(messaging: MessagingConfig) -> Stack {
 /// As [`start_messaging`], but the consumers start only when the returned function is
 /// called: messages sent before wait on the queue.
 pub async fn start_paused(messaging: MessagingConfig) -> (Stack, Box<dyn FnOnce() + Send>) {
-    let store =
-        SqliteStore::in_memory().expect("store").with_queues(tdev::stack::embedded_queues(&messaging));
+    let store = SqliteStore::in_memory().expect("store").with_queues(tdev::stack::queues(&messaging));
     let target = tdev_embedded::LocalPlatform::new(store.clone());
     start_on_paused(store.clone(), store, target, tdev_conformance::test_auth_config(), messaging).await
 }

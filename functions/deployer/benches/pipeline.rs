@@ -19,7 +19,8 @@ use tdev_domain::deploy::{
 };
 use tdev_domain::ports::MessageQueue;
 use tdev_domain::queue::Outcome;
-use tdev_embedded::{QueueSpec, SqliteStore};
+use tdev_domain::queue::QueueSpec;
+use tdev_embedded::SqliteStore;
 use tdev_invoke::{Invoker, default_http_client};
 
 /// One agent on the target: its draft, its versions, the version its alias serves.

@@ -15,7 +15,8 @@ use tdev_domain::deploy::{
 };
 use tdev_domain::ports::MessageQueue;
 use tdev_domain::queue::Outcome;
-use tdev_embedded::{LocalPlatform, QueueSpec, SqliteStore};
+use tdev_domain::queue::QueueSpec;
+use tdev_embedded::{LocalPlatform, SqliteStore};
 use tdev_invoke::{Invoker, default_http_client};
 
 /// What the faulty target does on a call.

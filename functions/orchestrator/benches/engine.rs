@@ -7,7 +7,7 @@
 //! Each case builds what the local stack builds (`tdev::stack::Stack::new` and
 //! `spawn_workers`; this crate cannot depend on the root package, which depends on it):
 //! an [`Engine`] over one `SqliteStore` file (WAL) in a fresh temporary folder, serving
-//! as both store and queue with the step queue declared as `embedded_queues()` does, and
+//! as both store and queue with the step queue declared as `tdev::stack::queues()` does, and
 //! `workers` in-process consumers of the step queue (`tdev_worker::local::consume`, what
 //! `spawn_workers` runs). The no-op agent is registered like any agent. The workflow is
 //! stored with `put_workflow` and the run started with `start_run` (the engine's calls,
@@ -39,11 +39,12 @@ use axum::routing::post;
 use serde_json::{Map, Value, json};
 use tdev_domain::SystemClock;
 use tdev_domain::agents::{Agent, AgentInvoker, AgentStore, AgentTarget, InvokeError};
+use tdev_domain::queue::QueueSpec;
 use tdev_domain::runs::{
     Engine, RunFilter, RunStatus, RunStore, STEP_DEAD_LETTER_QUEUE, STEP_MAX_RECEIVES, STEP_QUEUE, StepStatus,
 };
 use tdev_domain::workflow::{Format, Limits, load};
-use tdev_embedded::{QueueSpec, SqliteStore};
+use tdev_embedded::SqliteStore;
 use tdev_invoke::{Invoker, default_http_client};
 use tokio::sync::watch;
 

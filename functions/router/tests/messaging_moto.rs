@@ -10,12 +10,13 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use serde_json::{Value, json};
-use tdev_aws::{AwsStore, SqsQueueSpec, SqsQueues};
+use tdev_aws::{AwsStore, SqsQueues};
 use tdev_domain::SystemClock;
 use tdev_domain::agents::{Agent, AgentStatus, AgentStore, AgentTarget};
 use tdev_domain::events::{EVENT_DEAD_LETTER_QUEUE, EVENT_QUEUE};
 use tdev_domain::messaging::{Bands, Dispatcher, MessagingConfig, Messenger, SendMessageRequest};
 use tdev_domain::ports::{MessageQueue, SecretStore};
+use tdev_domain::queue::QueueSpec;
 use tdev_invoke::{Invoker, default_http_client};
 
 fn now_nanos() -> u128 {
@@ -90,7 +91,7 @@ async fn setup() -> Setup {
         .iter()
         .map(|band| (band.queue.as_str(), band.dead_letter_queue.as_str()))
         .chain([(EVENT_QUEUE, EVENT_DEAD_LETTER_QUEUE)])
-        .map(|(queue, dlq)| SqsQueueSpec::with_dead_letter(queue, dlq, messaging.max_receives + 1))
+        .map(|(queue, dlq)| QueueSpec::with_dead_letter(queue, dlq, messaging.max_receives + 1))
         .collect::<Vec<_>>();
     let queues = SqsQueues::ensure(&sdk, &table, specs).await.expect("queues");
     let messenger = Arc::new(Messenger::new(store.clone(), queues.clone(), Arc::new(SystemClock), messaging));
@@ -371,7 +372,7 @@ async fn a_lambda_batch_retries_only_the_failing_group_from_its_failure_on() {
 async fn an_sqs_subscriber_gets_the_events_it_subscribed_to() {
     let setup = setup().await;
     let subscriber =
-        SqsQueues::ensure(&setup.sdk, &setup.table, [SqsQueueSpec::new("subscriber")]).await.expect("queue");
+        SqsQueues::ensure(&setup.sdk, &setup.table, [QueueSpec::new("subscriber")]).await.expect("queue");
     let queue_url = subscriber.url("subscriber").unwrap().to_owned();
     let messenger = setup.dispatcher.messenger();
     let request = serde_json::from_value(

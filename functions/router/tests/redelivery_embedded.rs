@@ -17,9 +17,10 @@ use tdev_domain::messaging::{
     AgentLoadStore, Bands, Dispatcher, Disposition, MessagingConfig, Messenger, SendMessageRequest,
 };
 use tdev_domain::ports::MessageQueue;
+use tdev_domain::queue::QueueSpec;
 use tdev_domain::queue::{Delivery, Priority};
 use tdev_domain::{Clock, ManualClock};
-use tdev_embedded::{QueueSpec, SqliteStore};
+use tdev_embedded::SqliteStore;
 use tdev_invoke::{Invoker, default_http_client};
 use tokio::sync::Notify;
 

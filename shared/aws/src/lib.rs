@@ -148,10 +148,7 @@ mod subscriptions;
 mod table;
 mod workflows;
 
-pub use queue::{
-    PRIORITY_ATTRIBUTE, SqsDeadLetterSpec, SqsQueue, SqsQueueSpec, SqsQueues, delivery_of_message,
-    sqs_dedup_id,
-};
+pub use queue::{PRIORITY_ATTRIBUTE, SqsQueue, SqsQueues, delivery_of_message, sqs_dedup_id};
 
 use aws_config::{BehaviorVersion, SdkConfig};
 use jiff::Timestamp;

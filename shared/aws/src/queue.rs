@@ -47,13 +47,9 @@ use aws_sdk_sqs::types::{Message, MessageAttributeValue, MessageSystemAttributeN
 use jiff::Timestamp;
 use sha2::{Digest, Sha256};
 use tdev_domain::ports::{MessageQueue, StoreError};
-use tdev_domain::queue::{Delivery, MAX_RECEIVES_EXCEEDED, NewMessage, Priority, dead_letter_attributes};
-
-/// SQS's redrive policy moves a message after `max_receive_count` receives.
-pub use tdev_domain::queue::DeadLetterSpec as SqsDeadLetterSpec;
-/// A queue for [`SqsQueues::ensure`] to create (a dead-letter queue no spec names is
-/// created too), under the name the AWS backend has always given it.
-pub use tdev_domain::queue::QueueSpec as SqsQueueSpec;
+use tdev_domain::queue::{
+    DeadLetterSpec, Delivery, MAX_RECEIVES_EXCEEDED, NewMessage, Priority, QueueSpec, dead_letter_attributes,
+};
 
 /// The message attribute carrying [`NewMessage::priority`]; reserved.
 pub const PRIORITY_ATTRIBUTE: &str = "tdev-priority";
@@ -160,10 +156,10 @@ impl SqsQueues {
     pub async fn ensure(
         config: &SdkConfig,
         prefix: &str,
-        specs: impl IntoIterator<Item = SqsQueueSpec>,
+        specs: impl IntoIterator<Item = QueueSpec>,
     ) -> Result<Self, StoreError> {
         let client = client(config);
-        let mut pending: BTreeMap<String, Option<SqsDeadLetterSpec>> = BTreeMap::new();
+        let mut pending: BTreeMap<String, Option<DeadLetterSpec>> = BTreeMap::new();
         for spec in specs {
             if let Some(dead_letter) = &spec.dead_letter {
                 pending.entry(dead_letter.queue.clone()).or_insert(None);

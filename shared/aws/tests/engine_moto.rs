@@ -4,7 +4,8 @@
 mod support;
 
 use support::{moto_config, unique};
-use tdev_aws::{AwsStore, SqsQueueSpec, SqsQueues};
+use tdev_aws::{AwsStore, SqsQueues};
+use tdev_domain::queue::QueueSpec;
 use tdev_domain::runs::STEP_QUEUE;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -15,7 +16,7 @@ async fn the_engine_runs_workflows_durably_on_dynamodb_and_sqs() {
     let queues = SqsQueues::ensure(
         &config,
         &unique("engine"),
-        [SqsQueueSpec::with_dead_letter(STEP_QUEUE, "steps-dlq", tdev_domain::runs::STEP_MAX_RECEIVES)],
+        [QueueSpec::with_dead_letter(STEP_QUEUE, "steps-dlq", tdev_domain::runs::STEP_MAX_RECEIVES)],
     )
     .await
     .unwrap();

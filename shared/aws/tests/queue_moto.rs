@@ -7,15 +7,16 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use support::{moto_config, unique};
-use tdev_aws::{SqsQueueSpec, SqsQueues, sqs_dedup_id};
+use tdev_aws::{SqsQueues, sqs_dedup_id};
 use tdev_domain::ports::{MessageQueue, StoreError};
+use tdev_domain::queue::QueueSpec;
 use tdev_domain::queue::{Delivery, NewMessage, Priority, dead_letter_attributes};
 
 async fn work_queues(purpose: &str) -> SqsQueues {
     SqsQueues::ensure(
         &moto_config(),
         &unique(purpose),
-        [SqsQueueSpec::with_dead_letter("work", "work-dlq", tdev_conformance::queue::MAX_RECEIVES)],
+        [QueueSpec::with_dead_letter("work", "work-dlq", tdev_conformance::queue::MAX_RECEIVES)],
     )
     .await
     .expect("create the queues")
@@ -142,7 +143,7 @@ async fn a_redriven_message_names_its_source_and_count() {
 #[tokio::test]
 async fn ensure_is_idempotent() {
     let prefix = unique("idempotent");
-    let specs = || [SqsQueueSpec::with_dead_letter("work", "work-dlq", 3), SqsQueueSpec::new("other")];
+    let specs = || [QueueSpec::with_dead_letter("work", "work-dlq", 3), QueueSpec::new("other")];
     let first = SqsQueues::ensure(&moto_config(), &prefix, specs()).await.expect("create");
     let again = SqsQueues::ensure(&moto_config(), &prefix, specs()).await.expect("create again");
     for name in ["work", "work-dlq", "other"] {

@@ -21,7 +21,7 @@ mod subscriptions;
 
 pub use local_platform::LocalPlatform;
 /// The queues a store serves ([`SqliteStore::with_queues`]).
-pub use tdev_domain::queue::QueueSpec;
+use tdev_domain::queue::QueueSpec;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

@@ -6,8 +6,9 @@ use std::time::Duration;
 
 use tdev_conformance::queue::MAX_RECEIVES;
 use tdev_domain::ports::MessageQueue;
+use tdev_domain::queue::QueueSpec;
 use tdev_domain::queue::{NewMessage, Priority};
-use tdev_embedded::{QueueSpec, SqliteStore};
+use tdev_embedded::SqliteStore;
 
 fn queues() -> [QueueSpec; 1] {
     [QueueSpec::with_dead_letter("work", "work-dlq", MAX_RECEIVES)]

@@ -8,8 +8,9 @@ use std::time::Duration;
 use jiff::Timestamp;
 use tdev_domain::messaging::{AgentLoadStore, Claim, IdempotencyStore};
 use tdev_domain::ports::MessageQueue;
+use tdev_domain::queue::QueueSpec;
 use tdev_domain::queue::{MAX_RECEIVES_EXCEEDED, NewMessage, Priority, dead_letter_attributes};
-use tdev_embedded::{DataLock, LockError, QueueSpec, Reclaimed, SqliteStore};
+use tdev_embedded::{DataLock, LockError, Reclaimed, SqliteStore};
 
 const LONG: Duration = Duration::from_secs(300);
 const MAX_RECEIVES: u32 = 3;

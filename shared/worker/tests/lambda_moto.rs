@@ -12,8 +12,9 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use support::{moto_config, unique};
-use tdev_aws::{SqsQueueSpec, SqsQueues};
+use tdev_aws::SqsQueues;
 use tdev_domain::ports::MessageQueue;
+use tdev_domain::queue::QueueSpec;
 use tdev_domain::queue::{Delivery, Handled, NewMessage, Polling, Priority, QueueWorker};
 
 struct Acker {
@@ -56,7 +57,7 @@ async fn records_are_handled_with_their_queue_and_unreadable_or_unknown_ones_ret
     let queues = SqsQueues::ensure(
         &moto_config(),
         &unique("lambda"),
-        [SqsQueueSpec::with_dead_letter("work", "work-dlq", 3)],
+        [QueueSpec::with_dead_letter("work", "work-dlq", 3)],
     )
     .await
     .expect("queues");
