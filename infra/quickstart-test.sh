@@ -61,7 +61,8 @@ run_twice() {
 }
 
 # What a run prints, with what differs from run to run by design set aside: ids, keys,
-# tokens, times, request ids, the agent name the deployment walk-through makes per run.
+# tokens, times, request ids, the agent name the deployment walk-through makes per run (and
+# so its spec's size).
 normalized() {
   sed -E \
     -e 's/[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:.]+(Z|[+-][0-9:]+)/<time>/g' \
@@ -70,7 +71,8 @@ normalized() {
     -e 's/eyJ[A-Za-z0-9_.-]+/<token>/g' \
     -e 's/dep[-_][A-Za-z0-9_-]+/<deployment>/g' \
     -e 's/[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}/<id>/g' \
-    -e 's/helper-[0-9]+/helper-<run>/g' \
+    -e 's/helper-[0-9]+-[0-9]+/helper-<run>/g' \
+    -e 's/the spec is valid \([0-9]+ bytes\)/the spec is valid (<size>)/' \
     -e 's/^(x-request-id|date|ratelimit-reset|retry-after): .*/\1: <varies>/I' \
     "$1"
 }
@@ -143,7 +145,9 @@ for out in "$work"/deploy-{1,2}.txt; do
 done
 same deploy
 wrote_nothing deploy
-name=$(grep -o 'helper-[0-9]*' "$work/deploy-2.txt" | head -1)
+name=$(grep -o 'helper-[0-9]*-[0-9]*' "$work/deploy-2.txt" | head -1)
+[ "$(grep -o 'helper-[0-9]*-[0-9]*' "$work/deploy-1.txt" | head -1)" != "$name" ] \
+  || { out="$work/deploy-1.txt"; fail "both runs of the deploy block used the agent name $name"; }
 kill "$agent_pid" 2>/dev/null || true
 
 out=/dev/null
