@@ -7,7 +7,8 @@ mod support;
 
 use reqwest::Method;
 use serde_json::{Value, json};
-use support::{Stack, problem, start};
+use support::{Stack, problem, start, start_with_auth};
+use tdev_domain::auth::AuthConfig;
 
 /// A write route, a body it takes, and where in that body each kind of mistake goes.
 struct Route {
@@ -37,6 +38,12 @@ fn routes() -> Vec<Route> {
         "description": "Answers",
         "target": {"kind": "local", "url": "http://127.0.0.1:9/a"},
         "register": {"id": "support-bot"},
+    });
+    let squad = json!({
+        "id": "board", "version": "1",
+        "members": [{"agent": "alpha"}, {"capability": "answer", "count": 2}],
+        "aggregation": {"method": "majority"},
+        "limits": {"max_concurrency": 4},
     });
     let workflow = json!({
         "id": "style-wf",
@@ -201,6 +208,28 @@ fn routes() -> Vec<Route> {
         },
         Route {
             method: Method::POST,
+            path: "/v1/squads",
+            valid: squad.clone(),
+            near: ("members", "membres"),
+            required: Some(("/version", "$.version")),
+            wrong_type: ("/members", "$.members", json!("alpha")),
+            enum_near: Some(("/aggregation/method", "$.aggregation.method", "majorty", "majority")),
+            accepted: DOCUMENT,
+            report: false,
+        },
+        Route {
+            method: Method::POST,
+            path: "/v1/squads:validate",
+            valid: squad,
+            near: ("version", "verison"),
+            required: Some(("/id", "$.id")),
+            wrong_type: ("/limits/max_concurrency", "$.limits.max_concurrency", json!("many")),
+            enum_near: Some(("/members/0/role", "$.members[0].role", "leader", "lead")),
+            accepted: DOCUMENT,
+            report: true,
+        },
+        Route {
+            method: Method::POST,
             path: "/v1/workflows/nope/runs",
             valid: json!({"inputs": {}}),
             near: ("inputs", "inptus"),
@@ -290,7 +319,11 @@ fn find<'a>(found: &'a [(String, String)], path: &str, route: &Route) -> &'a str
 
 #[tokio::test]
 async fn every_write_route_answers_mistakes_the_same_way() {
-    let stack = start().await;
+    // Some two hundred requests with the admin key: more than its default burst.
+    let plenty = tdev_domain::auth::RateLimit { capacity: 10_000, refill_per_minute: 10_000 };
+    let stack =
+        start_with_auth(AuthConfig { default_rate_limit: plenty, ..tdev_conformance::test_auth_config() })
+            .await;
     let existing =
         json!({"id": "existing", "name": "E", "target": {"kind": "http", "url": "http://127.0.0.1:9/e"}});
     assert_eq!(stack.post_json("/v1/agents", &stack.admin_key, &existing).await.status(), 201);
@@ -392,6 +425,8 @@ async fn a_missing_named_thing_is_a_404_with_the_path_of_its_name() {
         (Method::GET, "/v1/deployments/nope/events", None, "$.path.id"),
         (Method::POST, "/v1/deployments/nope/rollback", None, "$.path.id"),
         (Method::GET, "/v1/workflows/nope", None, "$.path.id"),
+        (Method::GET, "/v1/squads/nope", None, "$.path.id"),
+        (Method::GET, "/v1/squads/nope/versions/1", None, "$.path.version"),
         (Method::GET, "/v1/runs/nope", None, "$.path.id"),
         (Method::POST, "/v1/messages", Some(json!({"to_agent": "nope", "type": "t"})), "$.to_agent"),
         (

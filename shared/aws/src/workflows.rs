@@ -1,7 +1,7 @@
-//! Workflow versions in the single table, however large their definition.
+//! Workflow and squad versions in the single table, however large their definition.
 //!
-//! - Version (the head): `pk = "WORKFLOW#<id>"`, `sk = "V#<version>"`, `created_us`, and
-//!   either `doc` (the stored workflow as JSON, when it fits in [`INLINE_MAX`] bytes) or
+//! - Version (the head): `pk = "WORKFLOW#<id>"` (a squad: `"SQUAD#<id>"`), `sk =
+//!   "V#<version>"`, `created_us`, and either `doc` (the stored definition as JSON, when it fits in [`INLINE_MAX`] bytes) or
 //!   `chunks` (L of S: the SHA-256 hex of each chunk of that JSON, in order) and `bytes`
 //!   (N, its length).
 //! - Chunk: `pk = "CHUNK#<SHA-256 hex of data>"`, `sk = "CHUNK"`, `data` (B, at most
@@ -21,7 +21,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use futures::future::try_join_all;
 use sha2::{Digest, Sha256};
 use tdev_domain::ports::StoreError;
-use tdev_domain::runs::{StoredWorkflow, WorkflowStore};
+use tdev_domain::runs::{DefinitionKind, DefinitionStore, StoredDefinition};
 
 use crate::AwsStore;
 use crate::attrs::{self, Item, n, s};
@@ -32,8 +32,11 @@ pub(crate) const INLINE_MAX: usize = 350 * 1024;
 /// The size of each chunk but the last.
 pub(crate) const CHUNK_BYTES: usize = 350 * 1024;
 
-fn workflow_pk(id: &str) -> String {
-    format!("WORKFLOW#{id}")
+fn definition_pk(kind: DefinitionKind, id: &str) -> String {
+    match kind {
+        DefinitionKind::Workflow => format!("WORKFLOW#{id}"),
+        DefinitionKind::Squad => format!("SQUAD#{id}"),
+    }
 }
 
 fn version_sk(version: &str) -> String {
@@ -47,15 +50,20 @@ fn chunk_pk(hash: &str) -> String {
 const CHUNK_SK: &str = "CHUNK";
 
 impl AwsStore {
-    async fn workflow_version(&self, id: &str, version: &str) -> Result<Option<StoredWorkflow>, StoreError> {
-        match self.get(workflow_pk(id), &version_sk(version)).await? {
+    async fn definition_version(
+        &self,
+        kind: DefinitionKind,
+        id: &str,
+        version: &str,
+    ) -> Result<Option<StoredDefinition>, StoreError> {
+        match self.get(definition_pk(kind, id), &version_sk(version)).await? {
             Some(head) => self.read_head(&head).await.map(Some),
             None => Ok(None),
         }
     }
 
     /// The stored workflow a head item stands for, its chunks read and checked.
-    async fn read_head(&self, head: &Item) -> Result<StoredWorkflow, StoreError> {
+    async fn read_head(&self, head: &Item) -> Result<StoredDefinition, StoreError> {
         if head.contains_key("doc") {
             return attrs::from_doc("workflow", head);
         }
@@ -114,11 +122,15 @@ impl AwsStore {
     }
 }
 
-impl WorkflowStore for AwsStore {
-    async fn put_workflow(&self, workflow: &StoredWorkflow) -> Result<(), StoreError> {
+impl DefinitionStore for AwsStore {
+    async fn put_definition(
+        &self,
+        kind: DefinitionKind,
+        workflow: &StoredDefinition,
+    ) -> Result<(), StoreError> {
         let doc = serde_json::to_vec(workflow).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let mut head = Item::from([
-            ("pk".to_owned(), s(workflow_pk(&workflow.id))),
+            ("pk".to_owned(), s(definition_pk(kind, &workflow.id))),
             ("sk".to_owned(), s(version_sk(&workflow.version))),
             ("created_us".to_owned(), n(workflow.created_at.as_microsecond())),
         ]);
@@ -132,25 +144,28 @@ impl WorkflowStore for AwsStore {
         if self.create(head).await? {
             return Ok(());
         }
-        match self.get_workflow(&workflow.id, Some(&workflow.version)).await? {
+        match self.get_definition(kind, &workflow.id, Some(&workflow.version)).await? {
             Some(stored) if stored.content_hash == workflow.content_hash => Ok(()),
             _ => Err(StoreError::Conflict(format!(
-                "workflow {} version {} exists with other content",
-                workflow.id, workflow.version
+                "{} {} version {} exists with other content",
+                kind.as_str(),
+                workflow.id,
+                workflow.version
             ))),
         }
     }
 
-    async fn get_workflow(
+    async fn get_definition(
         &self,
+        kind: DefinitionKind,
         id: &str,
         version: Option<&str>,
-    ) -> Result<Option<StoredWorkflow>, StoreError> {
+    ) -> Result<Option<StoredDefinition>, StoreError> {
         if let Some(version) = version {
-            return self.workflow_version(id, version).await;
+            return self.definition_version(kind, id, version).await;
         }
         // Versions sort by name, not by age: read the heads (a handful) and take the newest.
-        let heads = self.query(None, workflow_pk(id), true).await?;
+        let heads = self.query(None, definition_pk(kind, id), true).await?;
         let mut newest: Option<(i64, &Item)> = None;
         for head in &heads {
             let created: i64 = attrs::optional_number(head, "created_us")?.unwrap_or(0);

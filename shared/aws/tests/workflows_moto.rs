@@ -10,10 +10,10 @@ use support::{moto_config, unique};
 use tdev_aws::AwsStore;
 use tdev_conformance::runs::large_definition;
 use tdev_domain::ports::StoreError;
-use tdev_domain::runs::{StoredWorkflow, WorkflowStore};
+use tdev_domain::runs::{DefinitionKind, DefinitionStore, StoredDefinition};
 
-fn large(id: &str, seed: &str) -> StoredWorkflow {
-    StoredWorkflow {
+fn large(id: &str, seed: &str) -> StoredDefinition {
+    StoredDefinition {
         id: id.into(),
         version: "1.0.0".into(),
         definition: large_definition(id, "1.0.0", 2 << 20, seed),
@@ -53,7 +53,7 @@ async fn a_writer_that_dies_before_the_head_leaves_nothing_a_reader_sees_and_a_r
 
     // Written whole, then its head removed: the table as a writer leaves it that died
     // after the chunks and before the head.
-    store.put_workflow(&workflow).await.unwrap();
+    store.put_definition(DefinitionKind::Workflow, &workflow).await.unwrap();
     let Some(AttributeValue::L(chunks)) = head(&store, &client, &id).await else { panic!("chunked") };
     assert!(chunks.len() >= 6, "2 MiB in chunks under 400 KB: {}", chunks.len());
     client
@@ -64,27 +64,37 @@ async fn a_writer_that_dies_before_the_head_leaves_nothing_a_reader_sees_and_a_r
         .send()
         .await
         .unwrap();
-    assert_eq!(store.get_workflow(&id, None).await.unwrap(), None, "no head: no version");
-    assert_eq!(store.get_workflow(&id, Some("1.0.0")).await.unwrap(), None);
+    assert_eq!(
+        store.get_definition(DefinitionKind::Workflow, &id, None).await.unwrap(),
+        None,
+        "no head: no version"
+    );
+    assert_eq!(store.get_definition(DefinitionKind::Workflow, &id, Some("1.0.0")).await.unwrap(), None);
 
     // Another content may take the version; the dead writer's retry is then refused.
     let other = large(&id, "other");
-    store.put_workflow(&other).await.expect("the version is free");
-    assert!(matches!(store.put_workflow(&workflow).await, Err(StoreError::Conflict(_))));
-    assert_eq!(store.get_workflow(&id, Some("1.0.0")).await.unwrap(), Some(other));
+    store.put_definition(DefinitionKind::Workflow, &other).await.expect("the version is free");
+    assert!(matches!(
+        store.put_definition(DefinitionKind::Workflow, &workflow).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(
+        store.get_definition(DefinitionKind::Workflow, &id, Some("1.0.0")).await.unwrap(),
+        Some(other)
+    );
 
     // A retry of the same content into a free version reuses the chunks left behind.
     let id = unique("retry");
     let workflow = large(&id, "crash");
-    store.put_workflow(&workflow).await.expect("the retry stores it");
-    assert_eq!(store.get_workflow(&id, None).await.unwrap(), Some(workflow));
+    store.put_definition(DefinitionKind::Workflow, &workflow).await.expect("the retry stores it");
+    assert_eq!(store.get_definition(DefinitionKind::Workflow, &id, None).await.unwrap(), Some(workflow));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_damaged_chunk_is_corrupt_not_a_wrong_definition() {
     let (store, client) = fresh_table().await;
     let id = unique("damaged");
-    store.put_workflow(&large(&id, &id)).await.unwrap();
+    store.put_definition(DefinitionKind::Workflow, &large(&id, &id)).await.unwrap();
     let Some(AttributeValue::L(chunks)) = head(&store, &client, &id).await else { panic!("chunked") };
     let hash = chunks[1].as_s().unwrap();
     client
@@ -96,7 +106,7 @@ async fn a_damaged_chunk_is_corrupt_not_a_wrong_definition() {
         .send()
         .await
         .unwrap();
-    match store.get_workflow(&id, None).await {
+    match store.get_definition(DefinitionKind::Workflow, &id, None).await {
         Err(StoreError::Corrupt(detail)) => assert!(detail.contains(hash), "{detail}"),
         other => panic!("expected Corrupt, got {other:?}"),
     }

@@ -1,4 +1,4 @@
-//! What every `RunStore` and `WorkflowStore` promises, races included.
+//! What every `RunStore` and `DefinitionStore` promises, races included.
 
 use std::sync::Arc;
 
@@ -6,7 +6,8 @@ use jiff::{SignedDuration, Timestamp};
 use serde_json::{Map, json};
 use tdev_domain::ports::StoreError;
 use tdev_domain::runs::{
-    Run, RunFilter, RunStatus, RunStore, StepRun, StepStatus, StoredWorkflow, WorkflowStore,
+    DefinitionKind, DefinitionStore, Run, RunFilter, RunStatus, RunStore, StepRun, StepStatus,
+    StoredDefinition,
 };
 
 fn at(offset: i64) -> Timestamp {
@@ -105,8 +106,8 @@ pub async fn runs<S: RunStore>(store: Arc<S>) {
     );
 }
 
-fn workflow(id: &str, version: &str, offset: i64, steps: usize) -> StoredWorkflow {
-    StoredWorkflow {
+fn workflow(id: &str, version: &str, offset: i64, steps: usize) -> StoredDefinition {
+    StoredDefinition {
         id: id.into(),
         version: version.into(),
         definition: json!({"id": id, "name": "n", "version": version, "steps": vec![json!({"id": "s"}); steps]}),
@@ -116,23 +117,78 @@ fn workflow(id: &str, version: &str, offset: i64, steps: usize) -> StoredWorkflo
 }
 
 /// Versions are immutable; the latest is the last stored.
-pub async fn workflows<S: WorkflowStore>(store: &S) {
+pub async fn workflows<S: DefinitionStore>(store: &S) {
     let id = super::unique("workflow");
     let v1 = workflow(&id, "1.0.0", 0, 1);
     let v2 = workflow(&id, "1.1.0", 10, 2);
-    store.put_workflow(&v1).await.expect("put v1");
-    store.put_workflow(&v2).await.expect("put v2");
-    store.put_workflow(&v1).await.expect("the same content again is harmless");
+    store.put_definition(DefinitionKind::Workflow, &v1).await.expect("put v1");
+    store.put_definition(DefinitionKind::Workflow, &v2).await.expect("put v2");
+    store.put_definition(DefinitionKind::Workflow, &v1).await.expect("the same content again is harmless");
     let changed = workflow(&id, "1.0.0", 20, 3);
     assert!(
-        matches!(store.put_workflow(&changed).await, Err(StoreError::Conflict(_))),
+        matches!(
+            store.put_definition(DefinitionKind::Workflow, &changed).await,
+            Err(StoreError::Conflict(_))
+        ),
         "versions are immutable"
     );
-    assert_eq!(store.get_workflow(&id, Some("1.0.0")).await.expect("get v1"), Some(v1));
-    assert_eq!(store.get_workflow(&id, None).await.expect("get latest"), Some(v2));
-    assert_eq!(store.get_workflow(&id, Some("9.9.9")).await.expect("get missing version"), None);
-    assert_eq!(store.get_workflow("no-such-workflow", None).await.expect("get missing"), None);
+    assert_eq!(
+        store.get_definition(DefinitionKind::Workflow, &id, Some("1.0.0")).await.expect("get v1"),
+        Some(v1)
+    );
+    assert_eq!(
+        store.get_definition(DefinitionKind::Workflow, &id, None).await.expect("get latest"),
+        Some(v2)
+    );
+    assert_eq!(
+        store
+            .get_definition(DefinitionKind::Workflow, &id, Some("9.9.9"))
+            .await
+            .expect("get missing version"),
+        None
+    );
+    assert_eq!(
+        store.get_definition(DefinitionKind::Workflow, "no-such-workflow", None).await.expect("get missing"),
+        None
+    );
+    kinds_apart(store).await;
     large_workflows(store).await;
+}
+
+/// A squad and a workflow may share an id and a version: each kind has its own versions.
+async fn kinds_apart<S: DefinitionStore>(store: &S) {
+    let id = super::unique("shared-id");
+    let as_workflow = workflow(&id, "1", 0, 1);
+    let as_squad = StoredDefinition {
+        definition: json!({"id": id, "version": "1", "members": [{"agent": "a"}]}),
+        content_hash: "squad-hash".into(),
+        ..workflow(&id, "1", 5, 1)
+    };
+    assert_eq!(store.get_definition(DefinitionKind::Squad, &id, None).await.expect("get squad"), None);
+    store.put_definition(DefinitionKind::Workflow, &as_workflow).await.expect("put the workflow");
+    assert_eq!(
+        store.get_definition(DefinitionKind::Squad, &id, None).await.expect("get squad"),
+        None,
+        "kinds apart"
+    );
+    store.put_definition(DefinitionKind::Squad, &as_squad).await.expect("the same id and version as a squad");
+    assert_eq!(
+        store.get_definition(DefinitionKind::Squad, &id, Some("1")).await.expect("get squad"),
+        Some(as_squad.clone())
+    );
+    assert_eq!(
+        store.get_definition(DefinitionKind::Squad, &id, None).await.expect("latest squad"),
+        Some(as_squad)
+    );
+    assert_eq!(
+        store.get_definition(DefinitionKind::Workflow, &id, None).await.expect("latest workflow"),
+        Some(as_workflow)
+    );
+    let changed = StoredDefinition { content_hash: "other".into(), ..workflow(&id, "1", 9, 2) };
+    assert!(
+        matches!(store.put_definition(DefinitionKind::Squad, &changed).await, Err(StoreError::Conflict(_))),
+        "squad versions are immutable too"
+    );
 }
 
 /// A definition of `bytes` bytes or more: `metadata` holds text that differs per `seed`
@@ -144,8 +200,8 @@ pub fn large_definition(id: &str, version: &str, bytes: usize, seed: &str) -> se
            "metadata": {"notes": text}})
 }
 
-fn large(id: &str, version: &str, offset: i64, seed: &str) -> StoredWorkflow {
-    StoredWorkflow {
+fn large(id: &str, version: &str, offset: i64, seed: &str) -> StoredDefinition {
+    StoredDefinition {
         definition: large_definition(id, version, 2 << 20, seed),
         content_hash: format!("hash-{version}-{seed}"),
         ..workflow(id, version, offset, 1)
@@ -155,26 +211,44 @@ fn large(id: &str, version: &str, offset: i64, seed: &str) -> StoredWorkflow {
 /// Definitions far larger than one DynamoDB item (400 KB): 2 MiB round-trips whole, is
 /// immutable like any other, and writers racing to store the same version all succeed
 /// while writers of other content all fail.
-pub async fn large_workflows<S: WorkflowStore>(store: &S) {
+pub async fn large_workflows<S: DefinitionStore>(store: &S) {
     let id = super::unique("large-workflow");
     let v1 = large(&id, "1.0.0", 0, "first");
     let v2 = large(&id, "2.0.0", 10, "second");
-    store.put_workflow(&v1).await.expect("put a 2 MiB definition");
-    assert_eq!(store.get_workflow(&id, Some("1.0.0")).await.expect("get v1"), Some(v1.clone()));
-    store.put_workflow(&v1).await.expect("the same content again is harmless");
+    store.put_definition(DefinitionKind::Workflow, &v1).await.expect("put a 2 MiB definition");
+    assert_eq!(
+        store.get_definition(DefinitionKind::Workflow, &id, Some("1.0.0")).await.expect("get v1"),
+        Some(v1.clone())
+    );
+    store.put_definition(DefinitionKind::Workflow, &v1).await.expect("the same content again is harmless");
     let other = large(&id, "1.0.0", 20, "other");
-    assert!(matches!(store.put_workflow(&other).await, Err(StoreError::Conflict(_))), "immutable");
-    assert_eq!(store.get_workflow(&id, Some("1.0.0")).await.expect("get v1 again"), Some(v1.clone()));
+    assert!(
+        matches!(store.put_definition(DefinitionKind::Workflow, &other).await, Err(StoreError::Conflict(_))),
+        "immutable"
+    );
+    assert_eq!(
+        store.get_definition(DefinitionKind::Workflow, &id, Some("1.0.0")).await.expect("get v1 again"),
+        Some(v1.clone())
+    );
 
-    let same = futures::future::join_all((0..4).map(|_| store.put_workflow(&v2))).await;
+    let same =
+        futures::future::join_all((0..4).map(|_| store.put_definition(DefinitionKind::Workflow, &v2))).await;
     assert!(same.iter().all(Result::is_ok), "racing writers of the same content: {same:?}");
-    assert_eq!(store.get_workflow(&id, None).await.expect("get latest"), Some(v2.clone()));
+    assert_eq!(
+        store.get_definition(DefinitionKind::Workflow, &id, None).await.expect("get latest"),
+        Some(v2.clone())
+    );
 
-    let racers: Vec<StoredWorkflow> =
+    let racers: Vec<StoredDefinition> =
         (0..4).map(|i| large(&id, "3.0.0", 30, &format!("racer {i}"))).collect();
-    let raced = futures::future::join_all(racers.iter().map(|w| store.put_workflow(w))).await;
-    let winners: Vec<&StoredWorkflow> =
+    let raced =
+        futures::future::join_all(racers.iter().map(|w| store.put_definition(DefinitionKind::Workflow, w)))
+            .await;
+    let winners: Vec<&StoredDefinition> =
         racers.iter().zip(&raced).filter(|(_, r)| r.is_ok()).map(|(w, _)| w).collect();
     assert_eq!(winners.len(), 1, "one of several contents wins a version: {raced:?}");
-    assert_eq!(store.get_workflow(&id, Some("3.0.0")).await.expect("get v3"), Some(winners[0].clone()));
+    assert_eq!(
+        store.get_definition(DefinitionKind::Workflow, &id, Some("3.0.0")).await.expect("get v3"),
+        Some(winners[0].clone())
+    );
 }

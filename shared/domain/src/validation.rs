@@ -5,7 +5,7 @@ use std::fmt;
 use serde::Serialize;
 
 /// One bad field: `path` is a JSON path from the document root (`$.scopes[1]`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct FieldError {
     pub path: String,
     pub message: String,

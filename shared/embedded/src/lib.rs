@@ -61,6 +61,13 @@ CREATE TABLE IF NOT EXISTS workflows (
     doc TEXT NOT NULL,
     PRIMARY KEY (id, version)
 );
+CREATE TABLE IF NOT EXISTS squads (
+    id TEXT NOT NULL,
+    version TEXT NOT NULL,
+    created_us INTEGER NOT NULL,
+    doc TEXT NOT NULL,
+    PRIMARY KEY (id, version)
+);
 CREATE TABLE IF NOT EXISTS runs (
     id TEXT PRIMARY KEY,
     workflow_id TEXT NOT NULL,

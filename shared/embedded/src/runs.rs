@@ -1,37 +1,54 @@
-//! Workflow definitions, runs and steps, each stored as its JSON document beside the
+//! Workflow and squad definitions, runs and steps, each stored as its JSON document beside the
 //! columns that are queried or conditioned on.
 
 use rusqlite::{OptionalExtension, params};
 use tdev_domain::ports::StoreError;
-use tdev_domain::runs::{Run, RunFilter, RunStore, StepRun, StoredWorkflow, WorkflowStore};
+use tdev_domain::runs::{
+    DefinitionKind, DefinitionStore, Run, RunFilter, RunStore, StepRun, StoredDefinition,
+};
 
 use crate::{SqliteStore, db_error, execute, from_doc, insert, is_constraint, to_doc};
 
-impl WorkflowStore for SqliteStore {
-    async fn put_workflow(&self, workflow: &StoredWorkflow) -> Result<(), StoreError> {
-        let doc = to_doc(workflow)?;
+/// The table of each kind's versions (the same columns).
+fn definitions_table(kind: DefinitionKind) -> &'static str {
+    match kind {
+        DefinitionKind::Workflow => "workflows",
+        DefinitionKind::Squad => "squads",
+    }
+}
+
+impl DefinitionStore for SqliteStore {
+    async fn put_definition(
+        &self,
+        kind: DefinitionKind,
+        definition: &StoredDefinition,
+    ) -> Result<(), StoreError> {
+        let doc = to_doc(definition)?;
+        let table = definitions_table(kind);
         let conn = self.conn();
         let result = conn.execute(
-            "INSERT INTO workflows (id, version, created_us, doc) VALUES (?1, ?2, ?3, ?4)",
-            params![workflow.id, workflow.version, workflow.created_at.as_microsecond(), doc],
+            &format!("INSERT INTO {table} (id, version, created_us, doc) VALUES (?1, ?2, ?3, ?4)"),
+            params![definition.id, definition.version, definition.created_at.as_microsecond(), doc],
         );
         match result {
             Ok(_) => Ok(()),
             Err(e) if is_constraint(&e) => {
                 let stored: String = conn
                     .query_row(
-                        "SELECT doc FROM workflows WHERE id = ?1 AND version = ?2",
-                        params![workflow.id, workflow.version],
+                        &format!("SELECT doc FROM {table} WHERE id = ?1 AND version = ?2"),
+                        params![definition.id, definition.version],
                         |row| row.get(0),
                     )
                     .map_err(db_error)?;
-                let stored: StoredWorkflow = from_doc("workflow", &stored)?;
-                if stored.content_hash == workflow.content_hash {
+                let stored: StoredDefinition = from_doc(kind.as_str(), &stored)?;
+                if stored.content_hash == definition.content_hash {
                     Ok(())
                 } else {
                     Err(StoreError::Conflict(format!(
-                        "workflow {} version {} exists with other content",
-                        workflow.id, workflow.version
+                        "{} {} version {} exists with other content",
+                        kind.as_str(),
+                        definition.id,
+                        definition.version
                     )))
                 }
             }
@@ -39,27 +56,31 @@ impl WorkflowStore for SqliteStore {
         }
     }
 
-    async fn get_workflow(
+    async fn get_definition(
         &self,
+        kind: DefinitionKind,
         id: &str,
         version: Option<&str>,
-    ) -> Result<Option<StoredWorkflow>, StoreError> {
+    ) -> Result<Option<StoredDefinition>, StoreError> {
+        let table = definitions_table(kind);
         let conn = self.conn();
         let doc: Option<String> = match version {
             Some(version) => conn.query_row(
-                "SELECT doc FROM workflows WHERE id = ?1 AND version = ?2",
+                &format!("SELECT doc FROM {table} WHERE id = ?1 AND version = ?2"),
                 params![id, version],
                 |row| row.get(0),
             ),
             None => conn.query_row(
-                "SELECT doc FROM workflows WHERE id = ?1 ORDER BY created_us DESC, rowid DESC LIMIT 1",
+                &format!(
+                    "SELECT doc FROM {table} WHERE id = ?1 ORDER BY created_us DESC, rowid DESC LIMIT 1"
+                ),
                 [id],
                 |row| row.get(0),
             ),
         }
         .optional()
         .map_err(db_error)?;
-        doc.map(|doc| from_doc("workflow", &doc)).transpose()
+        doc.map(|doc| from_doc(kind.as_str(), &doc)).transpose()
     }
 }
 

@@ -10,6 +10,7 @@ use tdev_domain::events::EventError;
 use tdev_domain::messaging::MessagingError;
 use tdev_domain::ports::StoreError;
 use tdev_domain::runs::EngineError;
+use tdev_domain::squads::SquadError;
 use tdev_domain::validation::{FieldError, ValidationErrors};
 use tdev_domain::workflow::{LimitKind, ParseError, WorkflowError};
 use utoipa::ToSchema;
@@ -316,10 +317,19 @@ impl From<WorkflowError> for ApiError {
     }
 }
 
+impl From<SquadError> for ApiError {
+    fn from(error: SquadError) -> Self {
+        match error {
+            SquadError::Unreadable(message) => ApiError::MalformedJson(message),
+            SquadError::Invalid(errors) => ApiError::Validation(errors),
+        }
+    }
+}
+
 impl From<EngineError> for ApiError {
     fn from(error: EngineError) -> Self {
         match error {
-            EngineError::WorkflowNotFound { .. } | EngineError::RunNotFound(_) => {
+            EngineError::NotFound { .. } | EngineError::RunNotFound(_) => {
                 ApiError::no_such(PATH_ID, error.to_string())
             }
             EngineError::Invalid(errors) => ApiError::Validation(errors),

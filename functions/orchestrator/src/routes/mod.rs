@@ -1,6 +1,7 @@
-//! The orchestrator's HTTP routes.
+//! The orchestrator's HTTP routes: workflows, runs and squads.
 
 mod runs;
+mod squads;
 mod workflows;
 
 use std::sync::Arc;
@@ -11,13 +12,16 @@ use tdev_domain::agents::{AgentInvoker, AgentStore};
 use tdev_domain::auth::{AuthService, AuthStore};
 use tdev_domain::events::EventStore;
 use tdev_domain::ports::MessageQueue;
-use tdev_domain::runs::{Engine, RunStore, WorkflowStore};
+use tdev_domain::runs::{DefinitionStore, Engine, RunStore};
 use tdev_http::guard::{self, Mode};
 use utoipa::OpenApi;
 
 /// Every store port the orchestrator uses.
-pub trait OrchestratorStore: AuthStore + AgentStore + RunStore + WorkflowStore + EventStore + Clone {}
-impl<T: AuthStore + AgentStore + RunStore + WorkflowStore + EventStore + Clone> OrchestratorStore for T {}
+pub trait OrchestratorStore:
+    AuthStore + AgentStore + RunStore + DefinitionStore + EventStore + Clone
+{
+}
+impl<T: AuthStore + AgentStore + RunStore + DefinitionStore + EventStore + Clone> OrchestratorStore for T {}
 
 type Shared<S, Q, I> = Arc<Engine<S, Q, I>>;
 
@@ -37,6 +41,10 @@ where
         .route("/v1/runs", get(runs::list::<S, Q, I>))
         .route("/v1/runs/{id}", get(runs::get::<S, Q, I>))
         .route("/v1/runs/{id}/cancel", post(runs::cancel::<S, Q, I>))
+        .route("/v1/squads:validate", post(squads::validate::<S, Q, I>))
+        .route("/v1/squads", post(squads::create::<S, Q, I>))
+        .route("/v1/squads/{id}", get(squads::latest::<S, Q, I>))
+        .route("/v1/squads/{id}/versions/{version}", get(squads::version::<S, Q, I>))
         .with_state(engine);
     guard::layer(routes, auth, mode)
 }
@@ -46,10 +54,12 @@ where
     paths(
         workflows::validate, workflows::create, workflows::latest, workflows::version,
         runs::start, runs::list, runs::get, runs::cancel,
+        squads::validate, squads::create, squads::latest, squads::version,
     ),
     tags(
         (name = "workflows", description = "Workflow definitions: validate, store (versioned), read"),
         (name = "runs", description = "Runs of stored workflows: start, watch, cancel"),
+        (name = "squads", description = "Squads (agents that work one task together): validate, store (versioned), read"),
     )
 )]
 pub struct ApiDoc;

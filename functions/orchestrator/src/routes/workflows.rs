@@ -10,7 +10,7 @@ use serde_json::Value;
 use tdev_domain::agents::AgentInvoker;
 use tdev_domain::auth::Scope;
 use tdev_domain::ports::MessageQueue;
-use tdev_domain::runs::StoredWorkflow;
+use tdev_domain::runs::{DefinitionKind, StoredDefinition};
 use tdev_domain::workflow::{self, Notice, ValidationReport};
 use tdev_http::{ApiError, Caller, Problem};
 use utoipa::ToSchema;
@@ -35,8 +35,8 @@ pub struct WorkflowVersion {
     pub notices: Vec<Notice>,
 }
 
-impl From<StoredWorkflow> for WorkflowVersion {
-    fn from(stored: StoredWorkflow) -> Self {
+impl From<StoredDefinition> for WorkflowVersion {
+    fn from(stored: StoredDefinition) -> Self {
         Self {
             id: stored.id,
             version: stored.version,
@@ -158,7 +158,7 @@ async fn find<S: OrchestratorStore, Q: MessageQueue, I: AgentInvoker>(
     id: &str,
     version: Option<&str>,
 ) -> Result<Json<WorkflowVersion>, ApiError> {
-    let stored = engine.store().get_workflow(id, version).await?;
+    let stored = engine.store().get_definition(DefinitionKind::Workflow, id, version).await?;
     let stored = stored.ok_or_else(|| match version {
         Some(version) => {
             ApiError::no_such("$.path.version", format!("no workflow {id:?} version {version:?}"))

@@ -23,13 +23,19 @@ mod execute;
 mod ports;
 mod records;
 mod service;
+mod squads;
 mod state;
+mod task_records;
 mod worker;
 
-pub use ports::{EngineStore, RunStore, WorkflowStore};
-pub use records::{Run, RunFilter, SkipReason, StepRun, StoredWorkflow};
+pub use ports::{DefinitionKind, DefinitionStore, EngineStore, RunStore, TaskStore};
+pub use records::{Run, RunFilter, SkipReason, StepRun, StoredDefinition};
 pub use service::{
     DEFAULT_VISIBILITY_MARGIN, Engine, EngineError, STEP_DEAD_LETTER_QUEUE, STEP_MAX_RECEIVES, STEP_QUEUE,
     Task,
 };
 pub use state::{IllegalTransition, RunStatus, StepStatus};
+pub use task_records::{
+    Assignment, AssignmentKind, AssignmentStatus, ParentStep, Replacement, RoundOutcome, Seat, SquadTask,
+    TaskFilter, TaskStatus,
+};

@@ -1,23 +1,48 @@
-//! What runs need from the world: stored workflow versions, and runs with their steps.
+//! What runs need from the world: stored workflow and squad versions, and runs with their
+//! steps.
 
 use std::future::Future;
 
-use super::records::{Run, RunFilter, StepRun, StoredWorkflow};
+use super::records::{Run, RunFilter, StepRun, StoredDefinition};
+use super::task_records::{Assignment, SquadTask, TaskFilter};
 use crate::agents::AgentStore;
 use crate::events::EventStore;
 use crate::ports::StoreError;
 
-pub trait WorkflowStore: Send + Sync + 'static {
+/// What a stored definition defines: versions of each kind are kept apart (a squad and a
+/// workflow may share an id).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DefinitionKind {
+    Workflow,
+    Squad,
+}
+
+impl DefinitionKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DefinitionKind::Workflow => "workflow",
+            DefinitionKind::Squad => "squad",
+        }
+    }
+}
+
+/// Immutable, versioned definitions: workflows and squads.
+pub trait DefinitionStore: Send + Sync + 'static {
     /// Stores a version. Storing the same id and version again is harmless when the
     /// content is the same, and a `Conflict` when it differs: versions are immutable.
-    fn put_workflow(&self, workflow: &StoredWorkflow) -> impl Future<Output = Result<(), StoreError>> + Send;
+    fn put_definition(
+        &self,
+        kind: DefinitionKind,
+        definition: &StoredDefinition,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// One version, or with `version: None` the most recently stored one.
-    fn get_workflow(
+    fn get_definition(
         &self,
+        kind: DefinitionKind,
         id: &str,
         version: Option<&str>,
-    ) -> impl Future<Output = Result<Option<StoredWorkflow>, StoreError>> + Send;
+    ) -> impl Future<Output = Result<Option<StoredDefinition>, StoreError>> + Send;
 }
 
 /// Runs and their steps. Every update names the version it read and fails with
@@ -61,7 +86,51 @@ pub trait RunStore: Send + Sync + 'static {
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
+/// Squad tasks and their assignments, written as runs and steps are: every update names
+/// the version it read and fails with `Conflict` if the record changed since.
+pub trait TaskStore: Send + Sync + 'static {
+    /// `Conflict` if the id is taken.
+    fn create_task(&self, task: &SquadTask) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    fn get_task(&self, id: &str) -> impl Future<Output = Result<Option<SquadTask>, StoreError>> + Send;
+
+    /// Newest first.
+    fn list_tasks(
+        &self,
+        filter: &TaskFilter,
+    ) -> impl Future<Output = Result<Vec<SquadTask>, StoreError>> + Send;
+
+    /// Writes `task` (version already bumped) if the stored one is at `task.version - 1`.
+    fn update_task(&self, task: &SquadTask) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// `Conflict` if the task has an assignment of this id: exactly one caller makes it.
+    fn create_assignment(
+        &self,
+        task_id: &str,
+        assignment: &Assignment,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    fn get_assignment(
+        &self,
+        task_id: &str,
+        id: &str,
+    ) -> impl Future<Output = Result<Option<Assignment>, StoreError>> + Send;
+
+    /// Every assignment of the task, by id.
+    fn list_assignments(
+        &self,
+        task_id: &str,
+    ) -> impl Future<Output = Result<Vec<Assignment>, StoreError>> + Send;
+
+    /// Writes `assignment` (version already bumped) if the stored one is at `version - 1`.
+    fn update_assignment(
+        &self,
+        task_id: &str,
+        assignment: &Assignment,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
 /// Every port the engine uses: the workflows, the runs, the registry its steps call, and
 /// the event log.
-pub trait EngineStore: RunStore + WorkflowStore + AgentStore + EventStore {}
-impl<T: RunStore + WorkflowStore + AgentStore + EventStore> EngineStore for T {}
+pub trait EngineStore: RunStore + DefinitionStore + AgentStore + EventStore {}
+impl<T: RunStore + DefinitionStore + AgentStore + EventStore> EngineStore for T {}

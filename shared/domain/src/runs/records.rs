@@ -109,15 +109,24 @@ impl RunFilter {
     }
 }
 
-/// A stored workflow definition: one immutable version of one workflow.
+/// A stored definition: one immutable version of one workflow, or of one squad.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct StoredWorkflow {
+pub struct StoredDefinition {
     pub id: String,
     pub version: String,
-    /// The document as JSON (YAML documents are stored converted).
+    /// The document as JSON (YAML documents are stored converted), in its canonical form.
     pub definition: Value,
     /// SHA-256 of `definition`'s canonical JSON: storing the same version again is
     /// harmless only when this matches.
     pub content_hash: String,
     pub created_at: Timestamp,
+}
+
+impl StoredDefinition {
+    /// A new version of `definition` (its canonical form), hashed.
+    pub fn new(id: String, version: String, definition: Value, created_at: Timestamp) -> Self {
+        let content_hash =
+            hex::encode(<sha2::Sha256 as sha2::Digest>::digest(definition.to_string().as_bytes()));
+        Self { id, version, definition, content_hash, created_at }
+    }
 }

@@ -12,8 +12,8 @@ use jiff::SignedDuration;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::ports::EngineStore;
-use super::{Run, RunStatus, StepRun, StepStatus, StoredWorkflow};
+use super::ports::{DefinitionKind, EngineStore};
+use super::{Run, RunStatus, StepRun, StepStatus, StoredDefinition};
 use crate::agents::AgentInvoker;
 use crate::clock::Clock;
 use crate::ports::{MessageQueue, StoreError};
@@ -50,8 +50,8 @@ pub enum Task {
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
-    #[error("no workflow {id:?}{}", version.as_ref().map(|v| format!(" version {v:?}")).unwrap_or_default())]
-    WorkflowNotFound { id: String, version: Option<String> },
+    #[error("no {} {id:?}{}", kind.as_str(), version.as_ref().map(|v| format!(" version {v:?}")).unwrap_or_default())]
+    NotFound { kind: DefinitionKind, id: String, version: Option<String> },
     #[error("no run {0:?}")]
     RunNotFound(String),
     #[error("invalid run request: {0}")]
@@ -174,9 +174,14 @@ impl<S: EngineStore, Q: MessageQueue, I: AgentInvoker> Engine<S, Q, I> {
         {
             return Ok(found.clone());
         }
-        let stored = self.store.get_workflow(id, version).await?.ok_or_else(|| {
-            EngineError::WorkflowNotFound { id: id.to_owned(), version: version.map(str::to_owned) }
-        })?;
+        let stored =
+            self.store.get_definition(DefinitionKind::Workflow, id, version).await?.ok_or_else(|| {
+                EngineError::NotFound {
+                    kind: DefinitionKind::Workflow,
+                    id: id.to_owned(),
+                    version: version.map(str::to_owned),
+                }
+            })?;
         let validated =
             load_definition(&stored.definition).map_err(|e| EngineError::Corrupt(e.to_string()))?;
         let compiled = Arc::new(Compiled::new(validated));
@@ -227,7 +232,7 @@ impl<S: EngineStore, Q: MessageQueue, I: AgentInvoker> Engine<S, Q, I> {
     /// it from being stored: service steps without a target, agents not registered (yet).
     /// Storing the same version with the same content again is harmless; with other
     /// content it is a `Conflict`.
-    pub async fn put_workflow(&self, loaded: Loaded) -> Result<(StoredWorkflow, Vec<Notice>), EngineError> {
+    pub async fn put_workflow(&self, loaded: Loaded) -> Result<(StoredDefinition, Vec<Notice>), EngineError> {
         let workflow = loaded.workflow();
         let missing = self.missing_agents(workflow).await?;
         let notices: Vec<Notice> = Notice::not_runnable(workflow)
@@ -235,11 +240,8 @@ impl<S: EngineStore, Q: MessageQueue, I: AgentInvoker> Engine<S, Q, I> {
             .chain(Notice::unknown_agents(workflow, &missing))
             .collect();
         let (id, version) = (workflow.id().to_owned(), workflow.version().to_owned());
-        let definition = loaded.into_definition();
-        let content_hash =
-            hex::encode(<sha2::Sha256 as sha2::Digest>::digest(definition.to_string().as_bytes()));
-        let stored = StoredWorkflow { id, version, content_hash, definition, created_at: self.clock.now() };
-        self.store.put_workflow(&stored).await?;
+        let stored = StoredDefinition::new(id, version, loaded.into_definition(), self.clock.now());
+        self.store.put_definition(DefinitionKind::Workflow, &stored).await?;
         Ok((stored, notices))
     }
 

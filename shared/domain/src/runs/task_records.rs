@@ -1,0 +1,208 @@
+//! What is stored about squad tasks and their assignments.
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::squads::{Role, Tally};
+
+/// One task given to a squad: who holds each seat, each round's tally, the result.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct SquadTask {
+    pub id: String,
+    pub squad_id: String,
+    pub squad_version: String,
+    pub status: TaskStatus,
+    /// What the task was started with.
+    #[schema(value_type = Object)]
+    pub input: Map<String, Value>,
+    /// The round under way (from 1); only a broadcast has more than one.
+    pub round: u32,
+    /// Who holds each seat now, in member order (a capability member takes `count` seats).
+    pub seats: Vec<Seat>,
+    /// Every replacement, in order, with why.
+    pub replacements: Vec<Replacement>,
+    /// `split`: items handed out so far (items `0..handed_out` have an assignment).
+    #[serde(default)]
+    pub handed_out: u32,
+    /// `split`: items finished (succeeded, or failed for good).
+    #[serde(default)]
+    pub finished: u32,
+    /// Each finished round: its tally and how it ended.
+    pub rounds: Vec<RoundOutcome>,
+    #[schema(value_type = Option<Object>)]
+    pub result: Option<Value>,
+    /// The tally that produced the result.
+    pub tally: Option<Tally>,
+    /// Why it failed, timed out or was cancelled.
+    pub error: Option<String>,
+    /// The workflow step this task runs for, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<ParentStep>,
+    pub created_at: Timestamp,
+    pub deadline: Timestamp,
+    pub finished_at: Option<Timestamp>,
+    /// Bumped by every write; a write must name the version it read.
+    pub version: u64,
+}
+
+/// A workflow step that runs a squad task.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ParentStep {
+    pub run_id: String,
+    pub step_id: String,
+}
+
+/// A seat of the squad in one task.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Seat {
+    /// Its position: member order, a capability member's seats one after another.
+    pub slot: u32,
+    /// The agent that holds it now.
+    pub agent: String,
+    pub role: Role,
+    pub weight: u32,
+    /// What a replacement must offer (the member's capability, else the first agent's
+    /// capabilities).
+    pub capabilities: Vec<String>,
+    /// 0, then one more for each replacement.
+    pub generation: u32,
+}
+
+/// A member replaced by another agent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Replacement {
+    pub slot: u32,
+    pub replaced: String,
+    pub by: String,
+    pub reason: String,
+    pub at: Timestamp,
+}
+
+/// How a round ended.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct RoundOutcome {
+    pub round: u32,
+    /// `reached`, or `impossible` with the reason (the next round, if any, goes on).
+    pub outcome: String,
+    pub tally: Tally,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[schema(as = SquadTaskStatus)]
+pub enum TaskStatus {
+    Running,
+    Succeeded,
+    /// The aggregation could not be reached (the reason is in `error`).
+    Failed,
+    Cancelled,
+    /// The squad's deadline passed.
+    TimedOut,
+}
+
+impl TaskStatus {
+    pub fn is_terminal(self) -> bool {
+        self != TaskStatus::Running
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskStatus::Running => "running",
+            TaskStatus::Succeeded => "succeeded",
+            TaskStatus::Failed => "failed",
+            TaskStatus::Cancelled => "cancelled",
+            TaskStatus::TimedOut => "timed_out",
+        }
+    }
+}
+
+/// What an assignment asks of its agent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AssignmentKind {
+    /// Answer the task (broadcast, race), or one item of it (split).
+    Answer,
+    /// Judge the answers (a validator).
+    Judge,
+    /// The lead: return a plan of subtasks.
+    Plan,
+    /// A worker: one subtask of the lead's plan.
+    Subtask,
+    /// The lead: synthesize the subtasks' results.
+    Synthesize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AssignmentStatus {
+    /// On the queue: for its first attempt, or a retry after backoff.
+    Queued,
+    /// A worker is calling the agent.
+    Running,
+    Succeeded,
+    /// Failed after its retries (a replacement, if any, is another assignment).
+    Failed,
+    /// Not started, or its answer no longer counts: the task ended, or the race was won.
+    Cancelled,
+}
+
+impl AssignmentStatus {
+    pub fn is_terminal(self) -> bool {
+        matches!(self, AssignmentStatus::Succeeded | AssignmentStatus::Failed | AssignmentStatus::Cancelled)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AssignmentStatus::Queued => "queued",
+            AssignmentStatus::Running => "running",
+            AssignmentStatus::Succeeded => "succeeded",
+            AssignmentStatus::Failed => "failed",
+            AssignmentStatus::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// One call (with its retries) of one agent for one task.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Assignment {
+    /// Unique within the task, and the order they were made in when sorted:
+    /// `r01-s0003-g0` (round, seat, generation), `i000042` (a split item), `plan`,
+    /// `sub0003`, `synth`, `judge-s0002-r01`.
+    pub id: String,
+    pub kind: AssignmentKind,
+    pub round: u32,
+    pub slot: u32,
+    /// `split`: the item's index; `lead_plans`: the subtask's.
+    pub item: Option<u32>,
+    /// The agent called.
+    pub agent: String,
+    pub status: AssignmentStatus,
+    /// Attempts started so far.
+    pub attempts: u32,
+    pub queued_at: Timestamp,
+    pub started_at: Option<Timestamp>,
+    pub finished_at: Option<Timestamp>,
+    /// The agent's reply.
+    #[schema(value_type = Option<Object>)]
+    pub result: Option<Value>,
+    pub error: Option<String>,
+    /// The reply came after the task's result was settled: recorded, not counted.
+    #[serde(default)]
+    pub late: bool,
+    pub version: u64,
+}
+
+/// Which tasks to list.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TaskFilter {
+    pub squad_id: Option<String>,
+    pub status: Option<TaskStatus>,
+}
+
+impl TaskFilter {
+    pub fn matches(&self, task: &SquadTask) -> bool {
+        self.squad_id.as_ref().is_none_or(|id| *id == task.squad_id)
+            && self.status.is_none_or(|status| status == task.status)
+    }
+}
