@@ -33,7 +33,7 @@ import tempfile
 from dataclasses import dataclass, field
 
 # Lower first: an area may import only the areas before it.
-AREAS = ["workflow", "agents", "events", "auth", "messaging", "runs", "deploy"]
+AREAS = ["workflow", "agents", "squads", "events", "auth", "messaging", "runs", "deploy"]
 # What every area shares; it imports no area.
 KERNEL = ["ports", "queue", "clock", "health", "bounded", "strict", "validation", "yaml"]
 

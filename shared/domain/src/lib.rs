@@ -16,6 +16,7 @@
 //! | --- | --- | --- | --- | --- |
 //! | [`workflow`] | the definition language: format, parser, graph, planner | — | — | — |
 //! | [`agents`] | agents, their targets | store, invoker | the registry | — |
+//! | [`squads`] | rules, ballots, the tally | — | — | — |
 //! | [`events`] | events, subscriptions | log, subscriptions, sink | the event log | — |
 //! | [`auth`] | keys, tokens, scopes, rate limits | keys, buckets | authentication | — |
 //! | [`messaging`] | messages, envelope, bands, breaker, dead letters | idempotency, load, archive | the messenger | the dispatcher |
@@ -42,6 +43,7 @@ pub mod messaging;
 pub mod ports;
 pub mod queue;
 pub mod runs;
+pub mod squads;
 pub mod strict;
 pub mod validation;
 pub mod workflow;
