@@ -9,11 +9,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::{Map, Value, json};
-use tdev_domain::agents::{Agent, AgentInvoker, AgentStore, AgentTarget, InvokeError};
-use tdev_domain::events::EventStore;
+use tdev_domain::agents::{Agent, AgentInvoker, AgentTarget, InvokeError};
 use tdev_domain::ports::MessageQueue;
 use tdev_domain::queue::Outcome;
-use tdev_domain::runs::{DefinitionStore, Engine, Run, RunStatus, RunStore, STEP_QUEUE, StepStatus, Task};
+use tdev_domain::runs::{Engine, EngineStore, Run, RunStatus, STEP_QUEUE, StepStatus, Task};
 use tdev_domain::workflow::{self, Format, Limits};
 use tdev_domain::{Clock, SystemClock};
 
@@ -31,6 +30,18 @@ pub enum Behaviour {
     FailItemsOnce { over: String, fail: Vec<Value>, outputs: Vec<String> },
     /// Never answers within the timeout.
     Hang,
+    /// Answers with this reply, round after round: the reply for round `r` is the
+    /// `r`th (the last one for every later round). A squad member.
+    Reply(Vec<Value>),
+    /// A squad's validator: accepts an answer whose `/answer` is one of these, with the
+    /// score at the same position.
+    Judge { accept: Vec<Value>, scores: Vec<f64> },
+    /// Takes `millis`, then answers `{"answer": <its inputs' <over>>, "by": <agent>}`: a
+    /// split's worker.
+    Work { over: String, millis: u64 },
+    /// A lead: plans `subtasks` subtasks (`{"input": {"part": k}}`), and synthesizes
+    /// `{"answer": "<n> parts: <the parts' answers>"}`.
+    Lead { subtasks: usize },
 }
 
 /// Shared by the engine and the test: clones see the same scripts and calls.
@@ -38,6 +49,8 @@ pub enum Behaviour {
 pub struct ScriptedAgents {
     behaviours: Arc<Mutex<HashMap<String, Behaviour>>>,
     calls: Arc<Mutex<HashMap<String, Vec<Value>>>>,
+    /// Per agent: calls under way now, and the most there ever were at once.
+    in_flight: Arc<Mutex<HashMap<String, (usize, usize)>>>,
 }
 
 impl ScriptedAgents {
@@ -48,6 +61,24 @@ impl ScriptedAgents {
     /// The payloads each agent was called with.
     pub fn calls(&self, agent: &str) -> Vec<Value> {
         self.calls.lock().unwrap().get(agent).cloned().unwrap_or_default()
+    }
+
+    /// The most calls of `agent` that were ever under way at once.
+    pub fn most_at_once(&self, agent: &str) -> usize {
+        self.in_flight.lock().unwrap().get(agent).map_or(0, |(_, most)| *most)
+    }
+
+    fn enter(&self, agent: &str) {
+        let mut in_flight = self.in_flight.lock().unwrap();
+        let (now, most) = in_flight.entry(agent.to_owned()).or_default();
+        *now += 1;
+        *most = (*most).max(*now);
+    }
+
+    fn leave(&self, agent: &str) {
+        if let Some((now, _)) = self.in_flight.lock().unwrap().get_mut(agent) {
+            *now -= 1;
+        }
     }
 }
 
@@ -91,6 +122,48 @@ impl AgentInvoker for ScriptedAgents {
                 Err(InvokeError::Unavailable(format!("{agent} is scripted to fail call {n}")))
             }
             Some(Behaviour::FailItemsOnce { .. }) => unreachable!("answered above"),
+            Some(Behaviour::Reply(replies)) => {
+                let round = payload["context"]["round"].as_u64().unwrap_or(1).max(1) as usize;
+                match replies.get(round - 1).or(replies.last()) {
+                    Some(Value::Object(reply)) => Ok(reply.clone()),
+                    _ => Err(InvokeError::Rejected(format!("{agent} has no reply for round {round}"))),
+                }
+            }
+            Some(Behaviour::Work { over, millis }) => {
+                self.enter(&agent);
+                tokio::time::sleep(Duration::from_millis(millis)).await;
+                self.leave(&agent);
+                Ok(json!({"answer": payload["inputs"][&over], "by": agent})
+                    .as_object()
+                    .cloned()
+                    .unwrap_or_default())
+            }
+            Some(Behaviour::Lead { subtasks }) => {
+                let reply = match payload["context"]["kind"].as_str() {
+                    Some("plan") => {
+                        json!({"plan": (0..subtasks).map(|k| json!({"input": {"part": k}})).collect::<Vec<_>>()})
+                    }
+                    _ => {
+                        let parts: Vec<String> = payload["results"]
+                            .as_array()
+                            .into_iter()
+                            .flatten()
+                            .map(|r| r["result"]["answer"].to_string())
+                            .collect();
+                        json!({"answer": format!("{} parts: {}", parts.len(), parts.join(", "))})
+                    }
+                };
+                Ok(reply.as_object().cloned().unwrap_or_default())
+            }
+            Some(Behaviour::Judge { accept, scores }) => {
+                let answer = &payload["answer"]["answer"];
+                let position = accept.iter().position(|a| a == answer);
+                let score = position.and_then(|i| scores.get(i)).copied().unwrap_or(0.0);
+                Ok(json!({"accepted": position.is_some(), "score": score})
+                    .as_object()
+                    .cloned()
+                    .unwrap_or_default())
+            }
             Some(Behaviour::Hang) => {
                 tokio::time::sleep(timeout).await;
                 Err(InvokeError::Timeout(timeout))
@@ -112,7 +185,7 @@ pub struct Harness<S, Q> {
 
 impl<S, Q> Harness<S, Q>
 where
-    S: RunStore + DefinitionStore + AgentStore + EventStore + Clone,
+    S: EngineStore + Clone,
     Q: MessageQueue,
 {
     pub fn new(store: S, queue: Q) -> Self {
@@ -134,22 +207,26 @@ where
     pub async fn agents(&self, scripts: &[(&str, Behaviour)]) -> Vec<String> {
         let mut ids = Vec::new();
         for (name, behaviour) in scripts {
-            let id =
-                super::unique(name).to_ascii_lowercase().replace(|c: char| !c.is_ascii_alphanumeric(), "-");
-            self.agents.set(&id, behaviour.clone());
-            let agent = Agent {
-                id: id.clone(),
-                name: (*name).to_owned(),
-                target: AgentTarget::Http { url: format!("http://scripted/{id}") },
-                capabilities: Default::default(),
-                status: Default::default(),
-                max_concurrency: None,
-                created_at: SystemClock.now(),
-            };
-            self.engine.store().insert_agent(&agent).await.expect("register agent");
-            ids.push(id);
+            ids.push(self.agent(name, behaviour.clone(), &[]).await);
         }
         ids
+    }
+
+    /// Registers one scripted agent offering `capabilities`, under a unique id.
+    pub async fn agent(&self, name: &str, behaviour: Behaviour, capabilities: &[&str]) -> String {
+        let id = super::unique(name).to_ascii_lowercase().replace(|c: char| !c.is_ascii_alphanumeric(), "-");
+        self.agents.set(&id, behaviour);
+        let agent = Agent {
+            id: id.clone(),
+            name: name.to_owned(),
+            target: AgentTarget::Http { url: format!("http://scripted/{id}") },
+            capabilities: capabilities.iter().map(|c| (*c).to_owned()).collect(),
+            status: Default::default(),
+            max_concurrency: None,
+            created_at: SystemClock.now(),
+        };
+        self.engine.store().insert_agent(&agent).await.expect("register agent");
+        id
     }
 
     /// Stores `workflow` (a JSON value, given a unique id) and starts a run.
@@ -244,7 +321,7 @@ fn agent_step(id: &str, agent: &str, inputs: &[&str], outputs: &[&str]) -> Value
 /// Every engine case, on one store and queue.
 pub async fn run_all<S, Q>(store: S, queue: Q)
 where
-    S: RunStore + DefinitionStore + AgentStore + EventStore + Clone,
+    S: EngineStore + Clone,
     Q: MessageQueue,
 {
     let h = Harness::new(store, queue);
@@ -268,7 +345,7 @@ where
 /// only, and the replies of the items that succeeded the first time are kept.
 pub async fn loop_retries_only_the_items_that_failed<S, Q>(h: &Harness<S, Q>)
 where
-    S: RunStore + DefinitionStore + AgentStore + EventStore + Clone,
+    S: EngineStore + Clone,
     Q: MessageQueue,
 {
     let outputs = vec!["item_result".to_owned()];
@@ -302,7 +379,7 @@ where
 /// twice: each agent is still called once and each dependent queued once.
 pub async fn diamond_with_parallel_middle<S, Q>(h: &Harness<S, Q>, duplicate: bool)
 where
-    S: RunStore + DefinitionStore + AgentStore + EventStore + Clone,
+    S: EngineStore + Clone,
     Q: MessageQueue,
 {
     let ids = h
@@ -338,7 +415,7 @@ where
 
 pub async fn retry_then_success<S, Q>(h: &Harness<S, Q>)
 where
-    S: RunStore + DefinitionStore + AgentStore + EventStore + Clone,
+    S: EngineStore + Clone,
     Q: MessageQueue,
 {
     // More attempts than a task used to be received before it was dead-lettered (5).
@@ -355,7 +432,7 @@ where
 /// `broken` fails every attempt; `after` depends on it; `other` does not.
 pub async fn retries_exhausted<S, Q>(h: &Harness<S, Q>, error_handling: &str)
 where
-    S: RunStore + DefinitionStore + AgentStore + EventStore + Clone,
+    S: EngineStore + Clone,
     Q: MessageQueue,
 {
     let ids = h
@@ -398,7 +475,7 @@ where
 
 pub async fn step_timeout<S, Q>(h: &Harness<S, Q>)
 where
-    S: RunStore + DefinitionStore + AgentStore + EventStore + Clone,
+    S: EngineStore + Clone,
     Q: MessageQueue,
 {
     let ids = h.agents(&[("hangs", Behaviour::Hang)]).await;
@@ -415,7 +492,7 @@ where
 
 pub async fn run_timeout<S, Q>(h: &Harness<S, Q>)
 where
-    S: RunStore + DefinitionStore + AgentStore + EventStore + Clone,
+    S: EngineStore + Clone,
     Q: MessageQueue,
 {
     let ids = h
@@ -434,7 +511,7 @@ where
 
 pub async fn cancel<S, Q>(h: &Harness<S, Q>)
 where
-    S: RunStore + DefinitionStore + AgentStore + EventStore + Clone,
+    S: EngineStore + Clone,
     Q: MessageQueue,
 {
     let ids = h.agents(&[("never-called", Behaviour::Echo { outputs: vec!["x".into()] })]).await;
@@ -463,7 +540,7 @@ where
 /// task comes back after the attempt's timeout and the run still completes.
 pub async fn worker_crash_mid_step<S, Q>(h: &Harness<S, Q>)
 where
-    S: RunStore + DefinitionStore + AgentStore + EventStore + Clone,
+    S: EngineStore + Clone,
     Q: MessageQueue,
 {
     let ids = h.agents(&[("crashy", Behaviour::Hang)]).await;
@@ -509,7 +586,7 @@ where
 /// why when its task comes back, rather than trying again.
 pub async fn a_lost_last_attempt_fails_the_step<S, Q>(h: &Harness<S, Q>)
 where
-    S: RunStore + DefinitionStore + AgentStore + EventStore + Clone,
+    S: EngineStore + Clone,
     Q: MessageQueue,
 {
     let ids = h.agents(&[("once", Behaviour::Hang)]).await;
@@ -532,7 +609,7 @@ where
 /// outputs on.
 pub async fn loop_and_groups<S, Q>(h: &Harness<S, Q>)
 where
-    S: RunStore + DefinitionStore + AgentStore + EventStore + Clone,
+    S: EngineStore + Clone,
     Q: MessageQueue,
 {
     let ids = h
@@ -588,7 +665,7 @@ where
 /// both branches runs; an expression that is not true or false fails the step.
 pub async fn conditions<S, Q>(h: &Harness<S, Q>)
 where
-    S: RunStore + DefinitionStore + AgentStore + EventStore + Clone,
+    S: EngineStore + Clone,
     Q: MessageQueue,
 {
     let ids = h
@@ -646,7 +723,7 @@ where
 /// workers and run to the end.
 pub async fn large_workflow<S, Q>(h: &Harness<S, Q>)
 where
-    S: RunStore + DefinitionStore + AgentStore + EventStore + Clone,
+    S: EngineStore + Clone,
     Q: MessageQueue,
 {
     let ids = h

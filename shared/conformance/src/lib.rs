@@ -19,6 +19,7 @@ pub mod engine;
 pub mod messaging;
 pub mod queue;
 pub mod runs;
+pub mod squads;
 pub mod tokens;
 pub mod worker;
 

@@ -329,7 +329,7 @@ impl From<SquadError> for ApiError {
 impl From<EngineError> for ApiError {
     fn from(error: EngineError) -> Self {
         match error {
-            EngineError::NotFound { .. } | EngineError::RunNotFound(_) => {
+            EngineError::NotFound { .. } | EngineError::RunNotFound(_) | EngineError::TaskNotFound(_) => {
                 ApiError::no_such(PATH_ID, error.to_string())
             }
             EngineError::Invalid(errors) => ApiError::Validation(errors),

@@ -2,26 +2,23 @@
 
 mod runs;
 mod squads;
+mod tasks;
 mod workflows;
 
 use std::sync::Arc;
 
 use axum::Router;
 use axum::routing::{get, post};
-use tdev_domain::agents::{AgentInvoker, AgentStore};
+use tdev_domain::agents::AgentInvoker;
 use tdev_domain::auth::{AuthService, AuthStore};
-use tdev_domain::events::EventStore;
 use tdev_domain::ports::MessageQueue;
-use tdev_domain::runs::{DefinitionStore, Engine, RunStore};
+use tdev_domain::runs::{Engine, EngineStore};
 use tdev_http::guard::{self, Mode};
 use utoipa::OpenApi;
 
 /// Every store port the orchestrator uses.
-pub trait OrchestratorStore:
-    AuthStore + AgentStore + RunStore + DefinitionStore + EventStore + Clone
-{
-}
-impl<T: AuthStore + AgentStore + RunStore + DefinitionStore + EventStore + Clone> OrchestratorStore for T {}
+pub trait OrchestratorStore: AuthStore + EngineStore + Clone {}
+impl<T: AuthStore + EngineStore + Clone> OrchestratorStore for T {}
 
 type Shared<S, Q, I> = Arc<Engine<S, Q, I>>;
 
@@ -45,6 +42,10 @@ where
         .route("/v1/squads", post(squads::create::<S, Q, I>))
         .route("/v1/squads/{id}", get(squads::latest::<S, Q, I>))
         .route("/v1/squads/{id}/versions/{version}", get(squads::version::<S, Q, I>))
+        .route("/v1/squads/{id}/tasks", post(tasks::start::<S, Q, I>))
+        .route("/v1/squad-tasks", get(tasks::list::<S, Q, I>))
+        .route("/v1/squad-tasks/{id}", get(tasks::get::<S, Q, I>))
+        .route("/v1/squad-tasks/{id}/cancel", post(tasks::cancel::<S, Q, I>))
         .with_state(engine);
     guard::layer(routes, auth, mode)
 }
@@ -55,6 +56,7 @@ where
         workflows::validate, workflows::create, workflows::latest, workflows::version,
         runs::start, runs::list, runs::get, runs::cancel,
         squads::validate, squads::create, squads::latest, squads::version,
+        tasks::start, tasks::list, tasks::get, tasks::cancel,
     ),
     tags(
         (name = "workflows", description = "Workflow definitions: validate, store (versioned), read"),

@@ -49,18 +49,8 @@ impl<S: EngineStore, Q: MessageQueue, I: AgentInvoker> Engine<S, Q, I> {
     ) -> Result<Map<String, Value>, Failed> {
         let attempt = this.attempts;
         let definition = compiled.workflow.step(index);
-        let value_of = |name: &str| -> Value {
-            match compiled.producers.get(name) {
-                Some(producer) => records
-                    .get(compiled.id_of(*producer))
-                    .and_then(|r| r.outputs.as_ref())
-                    .and_then(|o| o.get(name).cloned())
-                    .unwrap_or(Value::Null),
-                None => run.inputs.get(name).cloned().unwrap_or(Value::Null),
-            }
-        };
-        let inputs: Map<String, Value> =
-            definition.inputs.iter().map(|name| (name.to_string(), value_of(name))).collect();
+        let value_of = |name: &str| value_of(compiled, run, records, name);
+        let inputs = step_inputs(compiled, run, index, records);
         let context = json!({
             "run_id": run.id, "workflow_id": run.workflow_id, "step_id": definition.id.as_str(), "attempt": attempt,
         });
@@ -101,6 +91,10 @@ impl<S: EngineStore, Q: MessageQueue, I: AgentInvoker> Engine<S, Q, I> {
                 let output =
                     definition.outputs.first().map_or_else(|| "results".to_owned(), |o| o.to_string());
                 return Ok(Map::from_iter([(output, Value::Array(results))]));
+            }
+            // A squad step's attempt is a squad task, started and followed by the worker.
+            StepKind::Squad { .. } => {
+                return Err(InvokeError::Rejected("a squad step runs as a squad task".into()).into());
             }
             StepKind::Condition { expression, .. } => {
                 // Off the async runtime, within the attempt's budget like any other work.
@@ -175,11 +169,35 @@ impl<S: EngineStore, Q: MessageQueue, I: AgentInvoker> Engine<S, Q, I> {
         }
     }
 
-    async fn agent_target(&self, agent_id: &str) -> Result<AgentTarget, InvokeError> {
+    pub(super) async fn agent_target(&self, agent_id: &str) -> Result<AgentTarget, InvokeError> {
         match self.store.get_agent(agent_id).await {
             Ok(Some(agent)) => Ok(agent.target),
             Ok(None) => Err(InvokeError::Rejected(format!("no agent {agent_id:?} is registered"))),
             Err(e) => Err(InvokeError::Unavailable(format!("the agent registry: {e}"))),
         }
     }
+}
+
+/// The value of data name `name` for a step of `run`: what the step that produces it
+/// output, or the run's input of that name.
+fn value_of(compiled: &Compiled, run: &Run, records: &HashMap<&str, &StepRun>, name: &str) -> Value {
+    match compiled.producers.get(name) {
+        Some(producer) => records
+            .get(compiled.id_of(*producer))
+            .and_then(|r| r.outputs.as_ref())
+            .and_then(|o| o.get(name).cloned())
+            .unwrap_or(Value::Null),
+        None => run.inputs.get(name).cloned().unwrap_or(Value::Null),
+    }
+}
+
+/// A step's inputs, by name.
+pub(super) fn step_inputs(
+    compiled: &Compiled,
+    run: &Run,
+    index: StepIndex,
+    records: &HashMap<&str, &StepRun>,
+) -> Map<String, Value> {
+    let definition = compiled.workflow.step(index);
+    definition.inputs.iter().map(|name| (name.to_string(), value_of(compiled, run, records, name))).collect()
 }

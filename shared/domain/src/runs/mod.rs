@@ -23,9 +23,14 @@ mod execute;
 mod ports;
 mod records;
 mod service;
+mod squad_step;
 mod squads;
 mod state;
+mod task_lead;
 mod task_records;
+mod task_service;
+mod task_split;
+mod task_worker;
 mod worker;
 
 pub use ports::{DefinitionKind, DefinitionStore, EngineStore, RunStore, TaskStore};
@@ -35,7 +40,10 @@ pub use service::{
     Task,
 };
 pub use state::{IllegalTransition, RunStatus, StepStatus};
+pub use task_lead::MAX_SUBTASKS;
 pub use task_records::{
     Assignment, AssignmentKind, AssignmentStatus, ParentStep, Replacement, RoundOutcome, Seat, SquadTask,
     TaskFilter, TaskStatus,
 };
+pub use task_service::MAX_TASK_INPUT_BYTES;
+pub use task_worker::WATCH_EVERY;

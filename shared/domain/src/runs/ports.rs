@@ -132,5 +132,5 @@ pub trait TaskStore: Send + Sync + 'static {
 
 /// Every port the engine uses: the workflows, the runs, the registry its steps call, and
 /// the event log.
-pub trait EngineStore: RunStore + DefinitionStore + AgentStore + EventStore {}
-impl<T: RunStore + DefinitionStore + AgentStore + EventStore> EngineStore for T {}
+pub trait EngineStore: RunStore + DefinitionStore + TaskStore + AgentStore + EventStore {}
+impl<T: RunStore + DefinitionStore + TaskStore + AgentStore + EventStore> EngineStore for T {}

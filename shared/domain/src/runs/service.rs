@@ -46,6 +46,11 @@ pub enum Task {
     Step { run_id: String, step_id: String },
     /// Time the run out when its deadline passes.
     Deadline { run_id: String },
+    /// Call (or re-check) one assignment of a squad task.
+    Assignment { task_id: String, assignment_id: String },
+    /// Look after a squad task: time it out at its deadline, and until then re-send what
+    /// was lost every [`super::task_worker::WATCH_EVERY`].
+    TaskWatch { task_id: String },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -54,6 +59,8 @@ pub enum EngineError {
     NotFound { kind: DefinitionKind, id: String, version: Option<String> },
     #[error("no run {0:?}")]
     RunNotFound(String),
+    #[error("no squad task {0:?}")]
+    TaskNotFound(String),
     #[error("invalid run request: {0}")]
     Invalid(#[from] ValidationErrors),
     #[error("invalid workflow: {0}")]
@@ -122,6 +129,8 @@ pub struct Engine<S, Q, I> {
     pub(super) attempt_timeout: Duration,
     /// Stored versions are immutable, so a parsed one can be kept.
     compiled: Mutex<HashMap<(String, String), Arc<Compiled>>>,
+    /// The same for squads.
+    pub(super) squads: Mutex<HashMap<(String, String), Arc<crate::squads::Squad>>>,
 }
 
 impl<S: EngineStore, Q: MessageQueue, I: AgentInvoker> Engine<S, Q, I> {
@@ -136,6 +145,7 @@ impl<S: EngineStore, Q: MessageQueue, I: AgentInvoker> Engine<S, Q, I> {
             visibility_margin,
             attempt_timeout: crate::agents::DEFAULT_ATTEMPT_TIMEOUT,
             compiled: Mutex::new(HashMap::new()),
+            squads: Mutex::new(HashMap::new()),
         }
     }
 

@@ -28,6 +28,15 @@ pub struct SquadTask {
     /// `split`: items finished (succeeded, or failed for good).
     #[serde(default)]
     pub finished: u32,
+    /// `split`: which items are finished, a bit each (item `i` is bit `i % 64` of word
+    /// `i / 64`), so that counting one is done once however often it is looked at.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub finished_items: Vec<u64>,
+    /// `split`: assignments in flight per seat, and handed out per seat in all.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub in_flight: Vec<u32>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub assigned: Vec<u32>,
     /// Each finished round: its tally and how it ended.
     pub rounds: Vec<RoundOutcome>,
     #[schema(value_type = Option<Object>)]
@@ -51,6 +60,18 @@ pub struct SquadTask {
 pub struct ParentStep {
     pub run_id: String,
     pub step_id: String,
+    /// The step's attempt this task is.
+    pub attempt: u32,
+}
+
+impl ParentStep {
+    /// The id of the parent's task: the same for every worker that starts it, so that
+    /// starting it twice makes one task.
+    pub fn task_id(&self) -> String {
+        let name = format!("{}/{}/{}", self.run_id, self.step_id, self.attempt);
+        let digest = <sha2::Sha256 as sha2::Digest>::digest(name.as_bytes());
+        hex::encode(&digest[..16])
+    }
 }
 
 /// A seat of the squad in one task.
@@ -204,5 +225,27 @@ impl TaskFilter {
     pub fn matches(&self, task: &SquadTask) -> bool {
         self.squad_id.as_ref().is_none_or(|id| *id == task.squad_id)
             && self.status.is_none_or(|status| status == task.status)
+    }
+}
+
+impl SquadTask {
+    /// Whether `split` item `item` is counted as finished.
+    pub fn item_finished(&self, item: u32) -> bool {
+        let (word, bit) = ((item / 64) as usize, item % 64);
+        self.finished_items.get(word).is_some_and(|w| w & (1 << bit) != 0)
+    }
+
+    /// Counts `split` item `item` as finished; `false` if it already was.
+    pub fn finish_item(&mut self, item: u32) -> bool {
+        if self.item_finished(item) {
+            return false;
+        }
+        let (word, bit) = ((item / 64) as usize, item % 64);
+        if self.finished_items.len() <= word {
+            self.finished_items.resize(word + 1, 0);
+        }
+        self.finished_items[word] |= 1 << bit;
+        self.finished += 1;
+        true
     }
 }

@@ -57,6 +57,10 @@ impl<S: EngineStore, Q: MessageQueue, I: AgentInvoker> Engine<S, Q, I> {
         let result = match &task {
             Task::Step { run_id, step_id } => self.process_step(run_id, step_id, delivery).await,
             Task::Deadline { run_id } => self.process_deadline(run_id).await,
+            Task::Assignment { task_id, assignment_id } => {
+                self.process_assignment(task_id, assignment_id, delivery).await
+            }
+            Task::TaskWatch { task_id } => self.process_watch(task_id).await,
         };
         match result {
             Ok(outcome) => outcome,
@@ -123,6 +127,9 @@ impl<S: EngineStore, Q: MessageQueue, I: AgentInvoker> Engine<S, Q, I> {
         }
 
         let definition = compiled.workflow.step(index);
+        if matches!(definition.kind, StepKind::Squad { .. }) {
+            return self.process_squad_step(&compiled, &run, index, &records, step).await;
+        }
         let attempt = step.attempts + 1;
         let now = self.clock.now();
         let retrying = attempt <= definition.retry_policy.max_attempts;
@@ -230,7 +237,7 @@ impl<S: EngineStore, Q: MessageQueue, I: AgentInvoker> Engine<S, Q, I> {
         }
     }
 
-    async fn fail_step(
+    pub(super) async fn fail_step(
         &self,
         compiled: &Compiled,
         run: &Run,
@@ -251,7 +258,7 @@ impl<S: EngineStore, Q: MessageQueue, I: AgentInvoker> Engine<S, Q, I> {
         Ok(Outcome::Done)
     }
 
-    async fn finish_step(
+    pub(super) async fn finish_step(
         &self,
         run_id: &str,
         step: StepRun,
@@ -275,7 +282,12 @@ impl<S: EngineStore, Q: MessageQueue, I: AgentInvoker> Engine<S, Q, I> {
     /// After step `index` ended: makes each dependent whose dependencies have all ended
     /// ready (or skipped, if one of them did not succeed), then ends the run if nothing
     /// is left. Safe to repeat.
-    async fn advance(&self, compiled: &Compiled, run: &Run, index: StepIndex) -> Result<(), EngineError> {
+    pub(super) async fn advance(
+        &self,
+        compiled: &Compiled,
+        run: &Run,
+        index: StepIndex,
+    ) -> Result<(), EngineError> {
         let (current, steps) =
             self.store.get_run(&run.id).await?.ok_or_else(|| EngineError::RunNotFound(run.id.clone()))?;
         if current.status.is_terminal() {

@@ -247,7 +247,8 @@ impl Squad {
             );
         }
         let seats = self.seat_count();
-        if failure.tolerate as usize >= seats.max(1) {
+        // A split tolerates failed items, however many workers it has.
+        if self.distribution.mode != Mode::Split && failure.tolerate as usize >= seats.max(1) {
             errors.add(
                 "$.on_failure.tolerate",
                 format!("must be less than the number of members ({seats}): someone has to answer"),

@@ -219,16 +219,18 @@ pub enum StepType {
     Parallel,
     Sequential,
     Loop,
+    Squad,
 }
 
 impl StepType {
-    pub const ALL: [StepType; 6] = [
+    pub const ALL: [StepType; 7] = [
         StepType::Agent,
         StepType::Service,
         StepType::Condition,
         StepType::Parallel,
         StepType::Sequential,
         StepType::Loop,
+        StepType::Squad,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -239,6 +241,7 @@ impl StepType {
             StepType::Parallel => "parallel",
             StepType::Sequential => "sequential",
             StepType::Loop => "loop",
+            StepType::Squad => "squad",
         }
     }
 
@@ -279,6 +282,9 @@ pub enum StepKind {
     Parallel { steps: Vec<StepIndex> },
     /// Runs the listed steps one after another, in order, and completes after the last.
     Sequential { steps: Vec<StepIndex> },
+    /// Gives the stored squad `squad` (its latest version, or `version`) a task whose
+    /// input is the step's inputs; the aggregated result becomes its outputs.
+    Squad { squad: String, version: Option<String> },
 }
 
 impl StepKind {
@@ -290,6 +296,7 @@ impl StepKind {
             StepKind::Loop { .. } => StepType::Loop,
             StepKind::Parallel { .. } => StepType::Parallel,
             StepKind::Sequential { .. } => StepType::Sequential,
+            StepKind::Squad { .. } => StepType::Squad,
         }
     }
 

@@ -1002,6 +1002,18 @@ impl<'n> Walker<'n> {
                     max_concurrency: max_concurrency?,
                 })
             }
+            StepType::Squad => {
+                let [squad, version] =
+                    self.fields(params?, &params_loc, &["squad", "version"], "a squad step's parameters");
+                let squad = self
+                    .required(squad, &params_loc, "squad")
+                    .and_then(|n| self.non_blank(n, &params_loc.key("squad")));
+                let version = match present(version) {
+                    None => Some(None),
+                    Some(node) => self.version(node, &params_loc.key("version")).map(|v| Some(v.to_owned())),
+                };
+                Some(StepKind::Squad { squad: squad?.to_owned(), version: version? })
+            }
             StepType::Parallel | StepType::Sequential => {
                 let [steps] = self.fields(params?, &params_loc, &["steps"], "a group step's parameters");
                 let steps_loc = params_loc.key("steps");

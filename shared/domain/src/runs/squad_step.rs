@@ -1,0 +1,118 @@
+//! A workflow step of type `squad`: each attempt is a squad task, started by the step's
+//! worker and followed from the step's message until it ends. The task's id comes from
+//! the run, the step and the attempt, so a worker that dies between marking the attempt
+//! and starting its task leaves nothing for the next one to do twice.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use serde_json::{Map, Value};
+
+use super::execute::step_inputs;
+use super::ports::EngineStore;
+use super::service::{Compiled, Engine, EngineError};
+use super::task_records::{ParentStep, TaskStatus};
+use super::{Run, StepRun, StepStatus};
+use crate::agents::AgentInvoker;
+use crate::ports::MessageQueue;
+use crate::queue::Outcome;
+use crate::workflow::{Step, StepIndex};
+
+/// How often a squad step looks at its task.
+const POLL: Duration = Duration::from_secs(1);
+
+/// A step's outputs from its squad's result: each declared output is the result's field of
+/// that name; a step with one output that the result (a `collect`'s list, say) has no
+/// field for gets the whole result.
+fn outputs_of(step: &Step, result: Option<Value>) -> Result<Map<String, Value>, String> {
+    let result = result.unwrap_or(Value::Null);
+    if let [only] = step.outputs.as_slice()
+        && result.get(&**only).is_none()
+    {
+        return Ok(Map::from_iter([(only.to_string(), result)]));
+    }
+    step.outputs
+        .iter()
+        .map(|name| match result.get(&**name) {
+            Some(value) => Ok((name.to_string(), value.clone())),
+            None => Err(format!("the squad's result has no field {name:?}, a declared output of the step")),
+        })
+        .collect()
+}
+
+impl<S: EngineStore, Q: MessageQueue, I: AgentInvoker> Engine<S, Q, I> {
+    pub(super) async fn process_squad_step(
+        &self,
+        compiled: &Compiled,
+        run: &Run,
+        index: StepIndex,
+        records: &HashMap<&str, &StepRun>,
+        step: StepRun,
+    ) -> Result<Outcome, EngineError> {
+        let definition = compiled.workflow.step(index);
+        let crate::workflow::StepKind::Squad { squad, version } = &definition.kind else {
+            return Err(EngineError::Corrupt(format!(
+                "step {:?} is not a squad step",
+                definition.id.as_str()
+            )));
+        };
+        let step = if step.status == StepStatus::Queued {
+            let started = StepRun {
+                status: StepStatus::Running,
+                attempts: step.attempts + 1,
+                started_at: step.started_at.or(Some(self.clock.now())),
+                error: None,
+                version: step.version + 1,
+                ..step
+            };
+            self.store.update_step(&run.id, &started).await?;
+            started
+        } else {
+            step
+        };
+        let parent =
+            ParentStep { run_id: run.id.clone(), step_id: step.step_id.clone(), attempt: step.attempts };
+        let task = match self.store.get_task(&parent.task_id()).await? {
+            Some(task) => task,
+            None => {
+                let inputs = step_inputs(compiled, run, index, records);
+                match self.start_task(squad, version.as_deref(), inputs, Some(parent)).await {
+                    Ok(task) => task,
+                    Err(e @ (EngineError::Invalid(_) | EngineError::NotFound { .. })) => {
+                        return self
+                            .fail_step(
+                                compiled,
+                                run,
+                                index,
+                                step,
+                                format!("the squad task could not start: {e}"),
+                            )
+                            .await;
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+        };
+        match task.status {
+            TaskStatus::Running => Ok(Outcome::RetryAfter(POLL)),
+            TaskStatus::Succeeded => match outputs_of(definition, task.result) {
+                Ok(outputs) => {
+                    self.finish_step(&run.id, step, StepStatus::Succeeded, Some(outputs), None).await?;
+                    tracing::info!(run_id = %run.id, step_id = %definition.id, task_id = %task.id, "squad step succeeded");
+                    self.advance(compiled, run, index).await?;
+                    Ok(Outcome::Done)
+                }
+                Err(error) => self.fail_step(compiled, run, index, step, error).await,
+            },
+            status => {
+                let error = format!(
+                    "squad task {} {}: {}",
+                    task.id,
+                    status.as_str(),
+                    task.error.as_deref().unwrap_or("no reason given")
+                );
+                self.fail_step(compiled, run, index, step, error).await
+            }
+        }
+    }
+}
