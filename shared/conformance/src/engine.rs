@@ -9,11 +9,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::{Map, Value, json};
-use tdev_domain::agents::{Agent, AgentInvoker, AgentStore, AgentTarget, InvokeError};
-use tdev_domain::events::EventStore;
+use tdev_domain::agents::{Agent, AgentInvoker, AgentTarget, InvokeError};
 use tdev_domain::ports::MessageQueue;
 use tdev_domain::queue::Outcome;
-use tdev_domain::runs::{DefinitionStore, Engine, Run, RunStatus, RunStore, STEP_QUEUE, StepStatus, Task};
+use tdev_domain::runs::{Engine, EngineStore, Run, RunStatus, STEP_QUEUE, StepStatus, Task};
 use tdev_domain::workflow::{self, Format, Limits};
 use tdev_domain::{Clock, SystemClock};
 
@@ -112,7 +111,7 @@ pub struct Harness<S, Q> {
 
 impl<S, Q> Harness<S, Q>
 where
-    S: RunStore + DefinitionStore + AgentStore + EventStore + Clone,
+    S: EngineStore + Clone,
     Q: MessageQueue,
 {
     pub fn new(store: S, queue: Q) -> Self {
@@ -244,7 +243,7 @@ fn agent_step(id: &str, agent: &str, inputs: &[&str], outputs: &[&str]) -> Value
 /// Every engine case, on one store and queue.
 pub async fn run_all<S, Q>(store: S, queue: Q)
 where
-    S: RunStore + DefinitionStore + AgentStore + EventStore + Clone,
+    S: EngineStore + Clone,
     Q: MessageQueue,
 {
     let h = Harness::new(store, queue);
@@ -268,7 +267,7 @@ where
 /// only, and the replies of the items that succeeded the first time are kept.
 pub async fn loop_retries_only_the_items_that_failed<S, Q>(h: &Harness<S, Q>)
 where
-    S: RunStore + DefinitionStore + AgentStore + EventStore + Clone,
+    S: EngineStore + Clone,
     Q: MessageQueue,
 {
     let outputs = vec!["item_result".to_owned()];
@@ -302,7 +301,7 @@ where
 /// twice: each agent is still called once and each dependent queued once.
 pub async fn diamond_with_parallel_middle<S, Q>(h: &Harness<S, Q>, duplicate: bool)
 where
-    S: RunStore + DefinitionStore + AgentStore + EventStore + Clone,
+    S: EngineStore + Clone,
     Q: MessageQueue,
 {
     let ids = h
@@ -338,7 +337,7 @@ where
 
 pub async fn retry_then_success<S, Q>(h: &Harness<S, Q>)
 where
-    S: RunStore + DefinitionStore + AgentStore + EventStore + Clone,
+    S: EngineStore + Clone,
     Q: MessageQueue,
 {
     // More attempts than a task used to be received before it was dead-lettered (5).
@@ -355,7 +354,7 @@ where
 /// `broken` fails every attempt; `after` depends on it; `other` does not.
 pub async fn retries_exhausted<S, Q>(h: &Harness<S, Q>, error_handling: &str)
 where
-    S: RunStore + DefinitionStore + AgentStore + EventStore + Clone,
+    S: EngineStore + Clone,
     Q: MessageQueue,
 {
     let ids = h
@@ -398,7 +397,7 @@ where
 
 pub async fn step_timeout<S, Q>(h: &Harness<S, Q>)
 where
-    S: RunStore + DefinitionStore + AgentStore + EventStore + Clone,
+    S: EngineStore + Clone,
     Q: MessageQueue,
 {
     let ids = h.agents(&[("hangs", Behaviour::Hang)]).await;
@@ -415,7 +414,7 @@ where
 
 pub async fn run_timeout<S, Q>(h: &Harness<S, Q>)
 where
-    S: RunStore + DefinitionStore + AgentStore + EventStore + Clone,
+    S: EngineStore + Clone,
     Q: MessageQueue,
 {
     let ids = h
@@ -434,7 +433,7 @@ where
 
 pub async fn cancel<S, Q>(h: &Harness<S, Q>)
 where
-    S: RunStore + DefinitionStore + AgentStore + EventStore + Clone,
+    S: EngineStore + Clone,
     Q: MessageQueue,
 {
     let ids = h.agents(&[("never-called", Behaviour::Echo { outputs: vec!["x".into()] })]).await;
@@ -463,7 +462,7 @@ where
 /// task comes back after the attempt's timeout and the run still completes.
 pub async fn worker_crash_mid_step<S, Q>(h: &Harness<S, Q>)
 where
-    S: RunStore + DefinitionStore + AgentStore + EventStore + Clone,
+    S: EngineStore + Clone,
     Q: MessageQueue,
 {
     let ids = h.agents(&[("crashy", Behaviour::Hang)]).await;
@@ -509,7 +508,7 @@ where
 /// why when its task comes back, rather than trying again.
 pub async fn a_lost_last_attempt_fails_the_step<S, Q>(h: &Harness<S, Q>)
 where
-    S: RunStore + DefinitionStore + AgentStore + EventStore + Clone,
+    S: EngineStore + Clone,
     Q: MessageQueue,
 {
     let ids = h.agents(&[("once", Behaviour::Hang)]).await;
@@ -532,7 +531,7 @@ where
 /// outputs on.
 pub async fn loop_and_groups<S, Q>(h: &Harness<S, Q>)
 where
-    S: RunStore + DefinitionStore + AgentStore + EventStore + Clone,
+    S: EngineStore + Clone,
     Q: MessageQueue,
 {
     let ids = h
@@ -588,7 +587,7 @@ where
 /// both branches runs; an expression that is not true or false fails the step.
 pub async fn conditions<S, Q>(h: &Harness<S, Q>)
 where
-    S: RunStore + DefinitionStore + AgentStore + EventStore + Clone,
+    S: EngineStore + Clone,
     Q: MessageQueue,
 {
     let ids = h
@@ -646,7 +645,7 @@ where
 /// workers and run to the end.
 pub async fn large_workflow<S, Q>(h: &Harness<S, Q>)
 where
-    S: RunStore + DefinitionStore + AgentStore + EventStore + Clone,
+    S: EngineStore + Clone,
     Q: MessageQueue,
 {
     let ids = h

@@ -8,20 +8,16 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::routing::{get, post};
-use tdev_domain::agents::{AgentInvoker, AgentStore};
+use tdev_domain::agents::AgentInvoker;
 use tdev_domain::auth::{AuthService, AuthStore};
-use tdev_domain::events::EventStore;
 use tdev_domain::ports::MessageQueue;
-use tdev_domain::runs::{DefinitionStore, Engine, RunStore};
+use tdev_domain::runs::{Engine, EngineStore};
 use tdev_http::guard::{self, Mode};
 use utoipa::OpenApi;
 
-/// Every store port the orchestrator uses.
-pub trait OrchestratorStore:
-    AuthStore + AgentStore + RunStore + DefinitionStore + EventStore + Clone
-{
-}
-impl<T: AuthStore + AgentStore + RunStore + DefinitionStore + EventStore + Clone> OrchestratorStore for T {}
+/// Every store port the orchestrator uses: the engine's and the auth stores.
+pub trait OrchestratorStore: AuthStore + EngineStore + Clone {}
+impl<T: AuthStore + EngineStore + Clone> OrchestratorStore for T {}
 
 type Shared<S, Q, I> = Arc<Engine<S, Q, I>>;
 
