@@ -155,20 +155,8 @@ impl DeploymentStore for AwsStore {
     }
 
     async fn deployment_events(&self, deployment_id: &str) -> Result<Vec<DeploymentEvent>, StoreError> {
-        let items: Vec<Item> = self
-            .dynamodb
-            .query()
-            .table_name(&self.deployments_table)
-            .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
-            .expression_attribute_values(":pk", s(deploy_pk(deployment_id)))
-            .expression_attribute_values(":prefix", s(EVENT_PREFIX))
-            .consistent_read(true)
-            .into_paginator()
-            .items()
-            .send()
-            .try_collect()
-            .await
-            .map_err(StoreError::unavailable)?;
+        let items =
+            self.query_prefix(&self.deployments_table, deploy_pk(deployment_id), EVENT_PREFIX).await?;
         items.iter().map(|item| attrs::from_doc("deployment event", item)).collect()
     }
 

@@ -4,15 +4,41 @@
 
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::delete_item::builders::DeleteItemFluentBuilder;
+use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
 use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
 use aws_sdk_dynamodb::types::AttributeValue;
+use jiff::Timestamp;
 use tdev_domain::ports::StoreError;
 
 use crate::AwsStore;
-use crate::attrs::{Item, s};
+use crate::attrs::{Item, n, s};
 
 /// The index that lists records of one kind.
 pub(crate) const GSI: &str = "gsi1";
+
+/// The item of a record kept whole in `doc` at `pk`/`sk`, with the `version` its updates
+/// are conditioned on ([`AwsStore::put_next_version`]).
+pub(crate) fn versioned_item(pk: String, sk: &str, version: u64, doc: AttributeValue) -> Item {
+    Item::from([
+        ("pk".to_owned(), s(pk)),
+        ("sk".to_owned(), s(sk)),
+        ("version".to_owned(), n(version)),
+        ("doc".to_owned(), doc),
+    ])
+}
+
+/// The attributes that list a record under `gsi1pk = list` by age: `gsi1sk = <created µs,
+/// 20 digits>#<id>` (a time before 1970 sorts as 1970).
+pub(crate) fn listed_by_age(list: &str, created: Timestamp, id: &str) -> [(String, AttributeValue); 2] {
+    let micros = u64::try_from(created.as_microsecond()).unwrap_or(0);
+    [("gsi1pk".to_owned(), s(list)), ("gsi1sk".to_owned(), s(format!("{micros:020}#{id}")))]
+}
+
+/// Every item `request` finds, page after page: the paginator sends each page's
+/// `LastEvaluatedKey` as the next one's `ExclusiveStartKey` (a page holds at most 1 MB).
+async fn every_page(request: QueryFluentBuilder) -> Result<Vec<Item>, StoreError> {
+    request.into_paginator().items().send().try_collect().await.map_err(StoreError::unavailable)
+}
 
 /// A conditional write's answer: its output when it was made, `None` when its condition
 /// refused it, `Err` for any other failure.
@@ -73,6 +99,22 @@ impl AwsStore {
             request = request.expression_attribute_values(*name, value.clone());
         }
         Ok(unless_refused(request.send().await)?.is_some())
+    }
+
+    /// Puts `item`, whose `version` attribute is already bumped to `version`, if the stored
+    /// one is at `version - 1`: `Conflict(changed())` if it is not (or there is none).
+    pub(crate) async fn put_next_version(
+        &self,
+        item: Item,
+        version: u64,
+        changed: impl FnOnce() -> String,
+    ) -> Result<(), StoreError> {
+        let expected = n(version.saturating_sub(1));
+        if self.put_if(item, "version = :expected", &[(":expected", expected)]).await? {
+            Ok(())
+        } else {
+            Err(StoreError::Conflict(changed()))
+        }
     }
 
     /// Puts `item` unless an item with its key exists; `Ok(false)` if one does.
@@ -154,20 +196,35 @@ impl AwsStore {
         forward: bool,
     ) -> Result<Vec<Item>, StoreError> {
         let key = if index.is_some() { "gsi1pk" } else { "pk" };
-        self.dynamodb
+        let request = self
+            .dynamodb
             .query()
             .table_name(&self.table)
             .set_index_name(index.map(str::to_owned))
             .key_condition_expression(format!("{key} = :key"))
             .expression_attribute_values(":key", s(value))
             .scan_index_forward(forward)
-            .set_consistent_read(index.is_none().then_some(true))
-            .into_paginator()
-            .items()
-            .send()
-            .try_collect()
-            .await
-            .map_err(StoreError::unavailable)
+            .set_consistent_read(index.is_none().then_some(true));
+        every_page(request).await
+    }
+
+    /// Every item at `pk` in `table` whose `sk` begins with `prefix`, in sort-key order,
+    /// read strongly consistently.
+    pub(crate) async fn query_prefix(
+        &self,
+        table: &str,
+        pk: String,
+        prefix: &str,
+    ) -> Result<Vec<Item>, StoreError> {
+        let request = self
+            .dynamodb
+            .query()
+            .table_name(table)
+            .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
+            .expression_attribute_values(":pk", s(pk))
+            .expression_attribute_values(":prefix", s(prefix))
+            .consistent_read(true);
+        every_page(request).await
     }
 
     /// Deletes the item at `pk`/`sk`; `NotFound` if there is none.

@@ -146,6 +146,7 @@ mod runs;
 mod secrets;
 mod subscriptions;
 mod table;
+mod tasks;
 mod workflows;
 
 pub use queue::{PRIORITY_ATTRIBUTE, SqsQueue, SqsQueues, delivery_of_message, sqs_dedup_id};

@@ -9,8 +9,8 @@ use tdev_domain::ports::StoreError;
 use tdev_domain::runs::{Run, RunFilter, RunStore, StepRun};
 
 use crate::AwsStore;
-use crate::attrs::{self, Item, n, s};
-use crate::items::GSI;
+use crate::attrs::{self, Item, s};
+use crate::items::{GSI, listed_by_age, versioned_item};
 
 const RUN_SK: &str = "RUN";
 const RUNS_GSI_PK: &str = "RUNS";
@@ -55,12 +55,7 @@ impl RunStore for AwsStore {
     }
 
     async fn update_run(&self, run: &Run) -> Result<(), StoreError> {
-        let expected = run.version.saturating_sub(1);
-        if self.put_if(run_item(run)?, "version = :expected", &[(":expected", n(expected))]).await? {
-            Ok(())
-        } else {
-            Err(StoreError::Conflict(format!("run {} changed", run.id)))
-        }
+        self.put_next_version(run_item(run)?, run.version, || format!("run {} changed", run.id)).await
     }
 
     async fn create_step(&self, run_id: &str, step: &StepRun) -> Result<(), StoreError> {
@@ -73,35 +68,21 @@ impl RunStore for AwsStore {
     }
 
     async fn update_step(&self, run_id: &str, step: &StepRun) -> Result<(), StoreError> {
-        let expected = step.version.saturating_sub(1);
-        if self.put_if(step_item(run_id, step)?, "version = :expected", &[(":expected", n(expected))]).await?
-        {
-            Ok(())
-        } else {
-            Err(StoreError::Conflict(format!("step {} changed", step.step_id)))
-        }
+        let changed = || format!("step {} changed", step.step_id);
+        self.put_next_version(step_item(run_id, step)?, step.version, changed).await
     }
 }
 
 fn run_item(run: &Run) -> Result<Item, StoreError> {
-    let created = u64::try_from(run.created_at.as_microsecond()).unwrap_or(0);
-    Ok(Item::from([
-        ("pk".to_owned(), s(run_pk(&run.id))),
-        ("sk".to_owned(), s(RUN_SK)),
-        ("gsi1pk".to_owned(), s(RUNS_GSI_PK)),
-        ("gsi1sk".to_owned(), s(format!("{created:020}#{}", run.id))),
+    let mut item = versioned_item(run_pk(&run.id), RUN_SK, run.version, attrs::doc(run)?);
+    item.extend(listed_by_age(RUNS_GSI_PK, run.created_at, &run.id));
+    item.extend([
         ("workflow_id".to_owned(), s(&run.workflow_id)),
         ("status".to_owned(), s(run.status.as_str())),
-        ("version".to_owned(), n(run.version)),
-        ("doc".to_owned(), attrs::doc(run)?),
-    ]))
+    ]);
+    Ok(item)
 }
 
 fn step_item(run_id: &str, step: &StepRun) -> Result<Item, StoreError> {
-    Ok(Item::from([
-        ("pk".to_owned(), s(run_pk(run_id))),
-        ("sk".to_owned(), s(step_sk(&step.step_id))),
-        ("version".to_owned(), n(step.version)),
-        ("doc".to_owned(), attrs::doc(step)?),
-    ]))
+    Ok(versioned_item(run_pk(run_id), &step_sk(&step.step_id), step.version, attrs::doc(step)?))
 }

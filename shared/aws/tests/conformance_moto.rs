@@ -25,11 +25,12 @@ async fn ensure_table_is_idempotent() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn runs_and_workflows_conform_on_moto() {
+async fn runs_workflows_and_tasks_conform_on_moto() {
     let store = AwsStore::new(&moto_config(), unique("runs"));
     store.ensure_table().await.unwrap();
     tdev_conformance::runs::runs(Arc::new(store.clone())).await;
     tdev_conformance::runs::workflows(&store).await;
+    tdev_conformance::tasks::tasks(Arc::new(store)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

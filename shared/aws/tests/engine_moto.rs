@@ -1,5 +1,6 @@
-//! The durable engine on the AWS adapters — runs and steps in DynamoDB, tasks on SQS FIFO —
-//! against moto, with the same cases as on the embedded backend.
+//! The durable engine on the AWS adapters — runs and steps, squad tasks and assignments in
+//! DynamoDB, their messages on SQS FIFO — against moto, with the same cases as on the
+//! embedded backend.
 
 mod support;
 
@@ -21,4 +22,19 @@ async fn the_engine_runs_workflows_durably_on_dynamodb_and_sqs() {
     .await
     .unwrap();
     tdev_conformance::engine::run_all(store, queues).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_engine_runs_squad_tasks_durably_on_dynamodb_and_sqs() {
+    let config = moto_config();
+    let store = AwsStore::new(&config, unique("squads"));
+    store.ensure_table().await.unwrap();
+    let queues = SqsQueues::ensure(
+        &config,
+        &unique("squads"),
+        [QueueSpec::with_dead_letter(STEP_QUEUE, "steps-dlq", tdev_domain::runs::STEP_MAX_RECEIVES)],
+    )
+    .await
+    .unwrap();
+    tdev_conformance::squads::run_all(store, queues, 200).await;
 }

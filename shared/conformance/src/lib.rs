@@ -20,6 +20,7 @@ pub mod messaging;
 pub mod queue;
 pub mod runs;
 pub mod squads;
+pub mod tasks;
 pub mod tokens;
 pub mod worker;
 
@@ -164,6 +165,24 @@ pub async fn health<S: HealthCheck>(store: &S) {
     for component in components {
         assert!(component.ok, "{} is down: {:?}", component.name, component.detail);
     }
+}
+
+/// Runs `attempts` at once, each on a task of its own: the positions of those that
+/// succeeded. Every other must have lost with `Conflict`; `what` names any other failure.
+pub(crate) async fn race<F>(attempts: impl IntoIterator<Item = F>, what: &str) -> Vec<usize>
+where
+    F: Future<Output = Result<(), StoreError>> + Send + 'static,
+{
+    let handles: Vec<_> = attempts.into_iter().map(tokio::spawn).collect();
+    let mut won = Vec::new();
+    for (position, handle) in handles.into_iter().enumerate() {
+        match handle.await.expect("task") {
+            Ok(()) => won.push(position),
+            Err(StoreError::Conflict(_)) => {}
+            Err(other) => panic!("{what}: {other}"),
+        }
+    }
+    won
 }
 
 pub(crate) fn unique(prefix: &str) -> String {

@@ -60,22 +60,13 @@ pub async fn runs<S: RunStore>(store: Arc<S>) {
     assert_eq!(ids, std::slice::from_ref(&second.id));
 
     // Ten workers see the last parent finish at once: exactly one queues the step.
-    let tasks: Vec<_> = (0..10)
-        .map(|_| {
-            let store = store.clone();
-            let run_id = second.id.clone();
-            tokio::spawn(async move { store.create_step(&run_id, &StepRun::queued("load", at(20))).await })
-        })
-        .collect();
-    let mut created = 0;
-    for task in tasks {
-        match task.await.expect("task") {
-            Ok(()) => created += 1,
-            Err(StoreError::Conflict(_)) => {}
-            Err(other) => panic!("create_step: {other}"),
-        }
-    }
-    assert_eq!(created, 1, "exactly one worker makes a step ready");
+    let attempts = (0..10).map(|_| {
+        let store = store.clone();
+        let run_id = second.id.clone();
+        async move { store.create_step(&run_id, &StepRun::queued("load", at(20))).await }
+    });
+    let created = super::race(attempts, "create_step").await;
+    assert_eq!(created.len(), 1, "exactly one worker makes a step ready");
 
     let queued = store.get_step(&second.id, "load").await.expect("get step").expect("created");
     assert_eq!(queued, StepRun::queued("load", at(20)));

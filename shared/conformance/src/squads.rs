@@ -36,10 +36,16 @@ impl<S: EngineStore + Clone, Q: MessageQueue> Harness<S, Q> {
         self.drive_task_within(task_id, duplicate, LIMIT).await
     }
 
-    /// As [`Harness::drive_task`], for at most `limit`.
+    /// As [`Harness::drive_task`], for at most `limit`. Workers take deliveries as they
+    /// come, up to 16 at once, as the queue consumers of the local stack do: one slow call
+    /// does not hold the others back.
     pub async fn drive_task_within(&self, task_id: &str, duplicate: bool, limit: Duration) -> SquadTask {
         let started = std::time::Instant::now();
+        let mut workers = tokio::task::JoinSet::new();
         loop {
+            while let Some(done) = workers.try_join_next() {
+                done.expect("worker task");
+            }
             let task = self.engine.store().get_task(task_id).await.expect("get task").expect("task exists");
             // Done when it ended and no call is under way (whose end is recorded late).
             let busy = task.status.is_terminal()
@@ -52,17 +58,28 @@ impl<S: EngineStore + Clone, Q: MessageQueue> Harness<S, Q> {
                     .iter()
                     .any(|a| a.status == AssignmentStatus::Running);
             if (task.status.is_terminal() && !busy) || started.elapsed() > limit {
-                return task;
+                while let Some(done) = workers.join_next().await {
+                    done.expect("worker task");
+                }
+                return self.engine.store().get_task(task_id).await.expect("get task").expect("task exists");
             }
-            let batch =
-                self.engine.queue().receive(STEP_QUEUE, 10, Duration::from_secs(30)).await.expect("receive");
+            let room = 16usize.saturating_sub(workers.len());
+            let batch = if room == 0 {
+                Vec::new()
+            } else {
+                self.engine
+                    .queue()
+                    .receive(STEP_QUEUE, room.min(10), Duration::from_secs(30))
+                    .await
+                    .expect("receive")
+            };
             if batch.is_empty() {
-                tokio::time::sleep(Duration::from_millis(20)).await;
+                tokio::time::sleep(Duration::from_millis(5)).await;
                 continue;
             }
-            let work = batch.into_iter().map(|delivery| {
+            for delivery in batch {
                 let engine = self.engine.clone();
-                tokio::spawn(async move {
+                workers.spawn(async move {
                     let outcome = engine.process(&delivery).await;
                     if duplicate {
                         let again = engine.process(&delivery).await;
@@ -72,10 +89,7 @@ impl<S: EngineStore + Clone, Q: MessageQueue> Harness<S, Q> {
                         );
                     }
                     let _ = engine.queue().settle(STEP_QUEUE, &delivery, outcome).await;
-                })
-            });
-            for task in futures::future::join_all(work).await {
-                task.expect("worker task");
+                });
             }
         }
     }
@@ -99,8 +113,10 @@ async fn some<S: EngineStore + Clone, Q: MessageQueue>(
     ids
 }
 
-/// Every squad case, on one store and queue.
-pub async fn run_all<S, Q>(store: S, queue: Q)
+/// Every squad case, on one store and queue; the split shares `split_items` items (1,000
+/// on the embedded backend; fewer on moto, where each call of the store takes
+/// milliseconds and 1,000 items take minutes).
+pub async fn run_all<S, Q>(store: S, queue: Q, split_items: usize)
 where
     S: EngineStore + Clone,
     Q: MessageQueue,
@@ -115,13 +131,14 @@ where
     race_takes_the_first_success(&h).await;
     validators_pick_the_best_accepted_answer(&h).await;
     cancel_stops_the_task(&h).await;
-    split_shares_the_items_exactly_once(&h, 1_000).await;
+    split_shares_the_items_exactly_once(&h, split_items).await;
     least_loaded_favours_the_faster_worker(&h).await;
     lead_plans_the_workers_run_it_and_the_lead_synthesizes(&h).await;
 }
 
 /// Five members, three answering A and two B: the majority answer with its tally;
-/// unanimity fails naming the two dissenters; weights can overturn the plain majority.
+/// unanimity fails at the first dissenter, naming it; weights can overturn the plain
+/// majority.
 pub async fn majority_unanimous_and_weighted<S: EngineStore + Clone, Q: MessageQueue>(h: &Harness<S, Q>) {
     let mut members = Vec::new();
     for (name, answer) in [("m-a1", "A"), ("m-b1", "B"), ("m-a2", "A"), ("m-b2", "B"), ("m-a3", "A")] {
@@ -142,21 +159,27 @@ pub async fn majority_unanimous_and_weighted<S: EngineStore + Clone, Q: MessageQ
     assert_eq!((winner.value.clone(), winner.votes, winner.members.clone()), (json!("A"), 3, vec![0, 2, 4]));
     assert_eq!(tally.answers.len(), 2, "{tally:?}");
 
-    let task = h.start_squad(squad("unanimous", [1; 5]), json!({})).await;
-    let done = h.drive_task(&task.id, false).await;
+    // One call at a time, the two B members last: unanimity breaks at the first B, which
+    // is named, and the last member is never called.
+    let in_order: Vec<&String> = [0, 2, 4, 1, 3].iter().map(|&i| &members[i]).collect();
+    let unanimous = json!({
+        "members": in_order.iter().map(|m| json!({"agent": m})).collect::<Vec<_>>(),
+        "aggregation": {"method": "unanimous", "compare": "/answer"},
+        "limits": {"max_concurrency": 1},
+    });
+    let last_calls = h.calls_of(in_order[4]);
+    let done = h.drive_task(&h.start_squad(unanimous, json!({})).await.id, false).await;
     assert_eq!(done.status, TaskStatus::Failed, "{done:?}");
     let error = done.error.unwrap();
-    assert!(
-        error.contains("unanimity") && error.contains('1') && error.contains('3'),
-        "names the dissenters: {error}"
-    );
+    assert_eq!(error, "unanimity broken: member 3 answered otherwise");
+    assert_eq!(h.calls_of(in_order[4]), last_calls, "the task failed at once: no further call");
 
     let task = h.start_squad(squad("weighted", [1, 2, 1, 2, 1]), json!({})).await;
     let done = h.drive_task(&task.id, false).await;
     assert_eq!(done.status, TaskStatus::Succeeded, "{done:?}");
     assert_eq!(done.result.as_ref().unwrap()["answer"], "B", "weights 4 to 3 overturn the plain majority");
     for member in &members {
-        assert_eq!(h.calls_of(member), 3, "each member called once per task");
+        assert!(h.calls_of(member) <= 3, "never more than one call per task");
     }
 }
 

@@ -18,6 +18,7 @@ mod rate_limits;
 mod runs;
 mod secrets;
 mod subscriptions;
+mod tasks;
 
 pub use local_platform::LocalPlatform;
 /// The queues a store serves ([`SqliteStore::with_queues`]).
@@ -83,6 +84,22 @@ CREATE TABLE IF NOT EXISTS run_steps (
     version INTEGER NOT NULL,
     doc TEXT NOT NULL,
     PRIMARY KEY (run_id, step_id)
+);
+CREATE TABLE IF NOT EXISTS squad_tasks (
+    id TEXT PRIMARY KEY,
+    squad_id TEXT NOT NULL,
+    status TEXT NOT NULL,
+    created_us INTEGER NOT NULL,
+    version INTEGER NOT NULL,
+    doc TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS squad_tasks_by_age ON squad_tasks (created_us, id);
+CREATE TABLE IF NOT EXISTS squad_assignments (
+    task_id TEXT NOT NULL,
+    id TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    doc TEXT NOT NULL,
+    PRIMARY KEY (task_id, id)
 );
 CREATE TABLE IF NOT EXISTS rate_buckets (
     client TEXT PRIMARY KEY,
@@ -438,6 +455,17 @@ fn from_doc<T: serde::de::DeserializeOwned>(what: &str, doc: &str) -> Result<T, 
 /// rows it changed.
 fn execute(conn: &Connection, sql: &str, params: impl Params) -> Result<usize, StoreError> {
     conn.prepare_cached(sql).and_then(|mut statement| statement.execute(params)).map_err(db_error)
+}
+
+/// Runs the UPDATE `sql` with `params`, which changes one row unless the stored record
+/// moved on from the version it names: then `Conflict(changed())`.
+fn update_one(
+    conn: &Connection,
+    sql: &str,
+    params: impl Params,
+    changed: impl FnOnce() -> String,
+) -> Result<(), StoreError> {
+    if execute(conn, sql, params)? == 1 { Ok(()) } else { Err(StoreError::Conflict(changed())) }
 }
 
 /// Runs the INSERT `sql` with `params`: `Conflict(exists())` if it breaks a constraint

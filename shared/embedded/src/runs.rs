@@ -7,7 +7,7 @@ use tdev_domain::runs::{
     DefinitionKind, DefinitionStore, Run, RunFilter, RunStore, StepRun, StoredDefinition,
 };
 
-use crate::{SqliteStore, db_error, execute, from_doc, insert, is_constraint, to_doc};
+use crate::{SqliteStore, db_error, from_doc, insert, is_constraint, to_doc, update_one};
 
 /// The table of each kind's versions (the same columns).
 fn definitions_table(kind: DefinitionKind) -> &'static str {
@@ -125,8 +125,7 @@ impl RunStore for SqliteStore {
         let sql = "UPDATE runs SET status = ?1, version = ?2, doc = ?3 WHERE id = ?4 AND version = ?5";
         let row =
             params![run.status.as_str(), run.version, to_doc(run)?, run.id, run.version.saturating_sub(1)];
-        let updated = execute(&self.conn(), sql, row)?;
-        if updated == 1 { Ok(()) } else { Err(StoreError::Conflict(format!("run {} changed", run.id))) }
+        update_one(&self.conn(), sql, row, || format!("run {} changed", run.id))
     }
 
     async fn create_step(&self, run_id: &str, step: &StepRun) -> Result<(), StoreError> {
@@ -147,11 +146,6 @@ impl RunStore for SqliteStore {
         let sql = "UPDATE run_steps SET version = ?1, doc = ?2
                    WHERE run_id = ?3 AND step_id = ?4 AND version = ?5";
         let row = params![step.version, to_doc(step)?, run_id, step.step_id, step.version.saturating_sub(1)];
-        let updated = execute(&self.conn(), sql, row)?;
-        if updated == 1 {
-            Ok(())
-        } else {
-            Err(StoreError::Conflict(format!("step {} changed", step.step_id)))
-        }
+        update_one(&self.conn(), sql, row, || format!("step {} changed", step.step_id))
     }
 }

@@ -30,10 +30,16 @@ fn uuid_like() -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn runs_and_workflows_conform() {
+async fn runs_workflows_and_tasks_conform() {
     let store = SqliteStore::in_memory().unwrap();
     tdev_conformance::runs::runs(Arc::new(store.clone())).await;
     tdev_conformance::runs::workflows(&store).await;
+    tdev_conformance::tasks::tasks(Arc::new(store)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn tasks_conform_on_a_file() {
+    on_a_file("tasks", async |store| tdev_conformance::tasks::tasks(Arc::new(store.clone())).await).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -78,6 +78,16 @@ async fn the_engine_runs_workflows_durably_on_the_embedded_backend() {
     tdev_conformance::engine::run_all(store.clone(), store).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_engine_runs_squad_tasks_durably_on_the_embedded_backend() {
+    let store = SqliteStore::in_memory().unwrap().with_queues([QueueSpec::with_dead_letter(
+        tdev_domain::runs::STEP_QUEUE,
+        "steps-dlq",
+        tdev_domain::runs::STEP_MAX_RECEIVES,
+    )]);
+    tdev_conformance::squads::run_all(store.clone(), store, 1_000).await;
+}
+
 #[tokio::test]
 async fn the_fifo_batch_rule_holds_on_the_embedded_queue() {
     let store = SqliteStore::in_memory().unwrap().with_queues(queues());

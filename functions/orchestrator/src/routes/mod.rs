@@ -16,7 +16,7 @@ use tdev_domain::runs::{Engine, EngineStore};
 use tdev_http::guard::{self, Mode};
 use utoipa::OpenApi;
 
-/// Every store port the orchestrator uses.
+/// Every store port the orchestrator uses: the engine's and the auth stores.
 pub trait OrchestratorStore: AuthStore + EngineStore + Clone {}
 impl<T: AuthStore + EngineStore + Clone> OrchestratorStore for T {}
 

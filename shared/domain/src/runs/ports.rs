@@ -130,7 +130,7 @@ pub trait TaskStore: Send + Sync + 'static {
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
-/// Every port the engine uses: the workflows, the runs, the registry its steps call, and
-/// the event log.
+/// Every port the engine uses: the workflows and squads, the runs and squad tasks, the
+/// registry its steps call, and the event log.
 pub trait EngineStore: RunStore + DefinitionStore + TaskStore + AgentStore + EventStore {}
 impl<T: RunStore + DefinitionStore + TaskStore + AgentStore + EventStore> EngineStore for T {}
