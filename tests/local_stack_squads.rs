@@ -138,3 +138,106 @@ async fn a_bad_squad_gets_every_problem_at_once_with_its_path() {
     let (_, reader) = stack.create_key(&["read"], None).await;
     problem(stack.post_yaml("/v1/squads", &reader, BOARD).await, 403).await;
 }
+
+/// An HTTP agent on an ephemeral port that answers `{"answer": <answer>}` to everything.
+async fn answering(answer: &'static str) -> String {
+    let app = axum::Router::new().route(
+        "/",
+        axum::routing::post(
+            move || async move { axum::Json(json!({"answer": answer, "note": "from an agent"})) },
+        ),
+    );
+    format!("{}/", support::serve(app).await)
+}
+
+async fn register<S: tdev_domain::auth::AuthStore, Q>(
+    stack: &support::Stack<S, Q>,
+    key: &str,
+    id: &str,
+    url: &str,
+    capability: &str,
+) {
+    let body =
+        json!({"id": id, "name": id, "target": {"kind": "http", "url": url}, "capabilities": [capability]});
+    assert_eq!(stack.post_json("/v1/agents", key, &body).await.status(), 201);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_agents_vote_and_one_disagrees_through_http() {
+    let stack = start().await;
+    let (_, key) = stack.create_key(&["agents:write", "workflows:run", "read"], None).await;
+    register(&stack, &key, "alpha", &answering("blue").await, "answer").await;
+    register(&stack, &key, "beta", &answering("blue").await, "answer").await;
+    register(&stack, &key, "gamma", &answering("green").await, "answer").await;
+    assert_eq!(stack.post_yaml("/v1/squads", &key, BOARD).await.status(), 201);
+
+    let started =
+        stack.post_json("/v1/squads/answer-board/tasks", &key, &json!({"input": {"question": "sky?"}})).await;
+    assert_eq!(started.status(), 202);
+    let location = started.headers()["location"].to_str().unwrap().to_owned();
+    let task: Value = started.json().await.unwrap();
+    assert_eq!(location, format!("/v1/squad-tasks/{}", task["id"].as_str().unwrap()));
+    let seats: Vec<&str> =
+        task["seats"].as_array().unwrap().iter().map(|s| s["agent"].as_str().unwrap()).collect();
+    assert_eq!(seats, ["alpha", "beta", "gamma"], "the agent member, then two chosen by capability");
+
+    let done = stack.task_end(&key, task["id"].as_str().unwrap()).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert_eq!(done["result"], json!({"answer": "blue", "note": "from an agent"}));
+    let winner = &done["tally"]["answers"][done["tally"]["winner"].as_u64().unwrap() as usize];
+    assert_eq!((winner["value"].clone(), winner["votes"].clone()), (json!("blue"), json!(2)), "{done}");
+    let assignments = done["assignments"].as_array().unwrap();
+    assert!(assignments.len() >= 2 && assignments.iter().all(|a| a["kind"] == "answer"), "{done}");
+    // Listed, filtered; ended, so not cancellable.
+    let listed = stack.get_json("/v1/squad-tasks?squad_id=answer-board&status=succeeded", &key).await;
+    assert_eq!(listed["tasks"].as_array().unwrap().len(), 1);
+    problem(stack.post_json(&format!("{location}/cancel"), &key, &json!(null)).await, 409).await;
+    let events = stack.get_json("/v1/events?type=squad.task.*", &key).await;
+    let kinds: Vec<&str> =
+        events["events"].as_array().unwrap().iter().map(|e| e["type"].as_str().unwrap()).collect();
+    assert!(kinds.contains(&"squad.task.started") && kinds.contains(&"squad.task.succeeded"), "{kinds:?}");
+
+    // A seat that cannot be filled: a 422 naming it.
+    let short = BOARD.replace("count: 2", "count: 5").replace("version: \"1\"", "version: \"2\"");
+    assert_eq!(stack.post_yaml("/v1/squads", &key, &short).await.status(), 201);
+    let refused =
+        problem(stack.post_json("/v1/squads/answer-board/tasks", &key, &json!({})).await, 422).await;
+    assert_eq!(refused["errors"][0]["path"], "$.members[1].capability", "{refused}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_workflow_step_gives_a_squad_its_task_end_to_end() {
+    let stack = start().await;
+    let (_, key) = stack.create_key(&["agents:write", "workflows:run", "read"], None).await;
+    register(&stack, &key, "alpha", &answering("yes").await, "answer").await;
+    register(&stack, &key, "beta", &answering("yes").await, "answer").await;
+    register(&stack, &key, "gamma", &answering("no").await, "answer").await;
+    let workflow = json!({
+        "id": "decide", "name": "Decide", "version": "1",
+        "steps": [{"id": "vote", "name": "Vote", "type": "squad", "parameters": {"squad": "answer-board"},
+                   "inputs": ["question"], "outputs": ["answer"]}],
+    });
+    assert_eq!(stack.post_json("/v1/workflows", &key, &workflow).await.status(), 201);
+    // Not stored yet: the run is refused at the step's squad.
+    let refused = problem(
+        stack.post_json("/v1/workflows/decide/runs", &key, &json!({"inputs": {"question": "q"}})).await,
+        422,
+    )
+    .await;
+    assert_eq!(refused["errors"][0]["path"], "$.steps[0].parameters.squad", "{refused}");
+
+    assert_eq!(stack.post_yaml("/v1/squads", &key, BOARD).await.status(), 201);
+    let run: Value = stack
+        .post_json("/v1/workflows/decide/runs", &key, &json!({"inputs": {"question": "q"}}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let done = stack.run_end(&key, run["id"].as_str().unwrap()).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert_eq!(done["steps"][0]["outputs"], json!({"answer": "yes"}));
+    let tasks = stack.get_json("/v1/squad-tasks?squad_id=answer-board", &key).await;
+    let task = &tasks["tasks"][0];
+    assert_eq!(task["parent"], json!({"run_id": run["id"], "step_id": "vote", "attempt": 1}));
+    assert_eq!(task["input"], json!({"question": "q"}));
+}

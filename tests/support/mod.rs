@@ -174,6 +174,18 @@ impl<S: AuthStore, Q> Stack<S, Q> {
         panic!("run {id} did not end");
     }
 
+    /// Polls squad task `id` until it has ended.
+    pub async fn task_end(&self, key: &str, id: &str) -> Value {
+        for _ in 0..200 {
+            let view = self.get_json(&format!("/v1/squad-tasks/{id}"), key).await;
+            if view["status"] != "running" {
+                return view;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!("squad task {id} did not end");
+    }
+
     /// The statuses of deployment `id`'s events, in order.
     pub async fn deployment_statuses(&self, id: &str) -> Vec<String> {
         let events = self.get_json(&format!("/v1/deployments/{id}/events"), &self.admin_key).await;

@@ -287,6 +287,23 @@ impl<S: EngineStore, Q: MessageQueue, I: AgentInvoker> Engine<S, Q, I> {
                 errors.add(reference.path, message);
             }
         }
+        for (i, step) in workflow.steps().iter().enumerate() {
+            if let crate::workflow::StepKind::Squad { squad, version } = &step.kind
+                && self
+                    .store
+                    .get_definition(DefinitionKind::Squad, squad, version.as_deref())
+                    .await?
+                    .is_none()
+            {
+                let which = version.as_ref().map(|v| format!(" version {v:?}")).unwrap_or_default();
+                let message = format!(
+                    "step {:?} gives squad {squad:?}{which} a task, and it is not stored: store it (POST /v1/squads) \
+                     or change the workflow",
+                    step.id.as_str()
+                );
+                errors.add(format!("$.steps[{i}].parameters.squad"), message);
+            }
+        }
         errors.into_result(())?;
         let now = self.clock.now();
         let deadline = workflow.timeout().map(|t| now + SignedDuration::from_secs_f64(t.get()));

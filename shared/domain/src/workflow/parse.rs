@@ -855,6 +855,18 @@ impl<'n> Walker<'n> {
                 self.error(&outputs_loc, "a condition step has at most one output: its result");
             }
         }
+        if step_type == StepType::Squad {
+            // The squad's own limits and failure policy govern its task.
+            for (node, field, instead) in
+                [(timeout_node, "timeout", "limits.deadline"), (retry_node, "retry_policy", "on_failure")]
+            {
+                if present(node).is_some() {
+                    let message =
+                        format!("a squad step takes no {field}: the squad's {instead} governs its task");
+                    self.error(&loc.key(field), message);
+                }
+            }
+        }
         if step_type == StepType::Loop && declared.is_some_and(|n| n != 1) {
             self.error(&outputs_loc, "a loop step collects its results into exactly one output");
         }

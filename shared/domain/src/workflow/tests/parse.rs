@@ -556,3 +556,34 @@ fn yaml_values_a_workflow_cannot_hold_are_reported_with_paths() {
         ]
     );
 }
+
+#[test]
+fn a_squad_step_names_its_squad_and_leaves_time_and_retries_to_it() {
+    let step = |parameters: Value, extra: Value| {
+        let mut step = json!({"id": "vote", "name": "Vote", "type": "squad", "parameters": parameters,
+                              "inputs": ["question"], "outputs": ["answer"]});
+        step.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        json!({"id": "wf", "name": "wf", "steps": [step]})
+    };
+    let workflow = parsed(&step(json!({"squad": "board", "version": "2"}), json!({})));
+    assert_eq!(
+        workflow.steps()[0].kind,
+        StepKind::Squad { squad: "board".into(), version: Some("2".into()) }
+    );
+    let workflow = parsed(&step(json!({"squad": "board"}), json!({})));
+    assert_eq!(workflow.steps()[0].kind, StepKind::Squad { squad: "board".into(), version: None });
+    let errors = field_errors(&step(
+        json!({"sqaud": "board", "version": 2}),
+        json!({"timeout": 5, "retry_policy": {"max_attempts": 2}}),
+    ));
+    assert_exactly(
+        &errors,
+        &[
+            ("$.steps[0].timeout", "a squad step takes no timeout: the squad's limits.deadline"),
+            ("$.steps[0].retry_policy", "a squad step takes no retry_policy: the squad's on_failure"),
+            ("$.steps[0].parameters.sqaud", "did you mean \"squad\""),
+            ("$.steps[0].parameters.squad", "is required"),
+            ("$.steps[0].parameters.version", "write \"2\" in quotes"),
+        ],
+    );
+}
