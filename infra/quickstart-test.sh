@@ -122,6 +122,15 @@ done
 same workflow
 wrote_nothing workflow
 
+run_twice squad AGENT="$agent"
+for out in "$work"/squad-{1,2}.txt; do
+  grep -q '{"id":"sky-board","version":"1"}' "$out" || fail "the squad should be stored (again)"
+  grep -q '{"status":"succeeded","answer":"blue","tally":\[{"value":"blue","votes":2,"members":\[1,2\]},{"value":"green","votes":1,"members":\[0\]}\]}' "$out" \
+    || fail "the majority answer should be blue, with its tally"
+done
+same squad
+wrote_nothing squad
+
 run_twice messaging AGENT="$agent"
 for out in "$work"/messaging-{1,2}.txt; do
   grep -q '"priority":2,"queue":"messages"' "$out" || fail "a message should be accepted onto the messages queue"
@@ -157,9 +166,9 @@ start second
 keys=$(curl -fsS "$TDEV/v1/keys" -H "x-api-key: $(cat .tdev/admin-key)" | jq '.keys | length')
 [ "$keys" = 3 ] || fail "expected the admin key and the two quickstart keys to survive the restart, found $keys"
 agents=$(curl -fsS "$TDEV/v1/agents" -H "x-api-key: $(cat .tdev/admin-key)" | jq '.agents | length')
-[ "$agents" = 6 ] || fail "expected the six agents to survive the restart, found $agents"
+[ "$agents" = 9 ] || fail "expected the nine agents to survive the restart, found $agents"
 dead=$(curl -fsS "$TDEV/v1/dead-letters?state=all" -H "x-api-key: $(cat .tdev/admin-key)" | jq '.dead_letters | length')
 [ "$dead" = 2 ] || fail "expected the two redriven dead letters to survive the restart, found $dead"
 versions=$(TDEV_URL="$TDEV" "$bin" history "$name" --json | jq '.versions | length')
 [ "$versions" = 3 ] || fail "expected $name's three versions to survive the restart, found $versions"
-echo "quickstart: 4 blocks, each run twice, passed"
+echo "quickstart: 5 blocks, each run twice, passed"
