@@ -5,6 +5,7 @@ use std::time::Duration;
 use tdev_domain::agents::DEFAULT_ATTEMPT_TIMEOUT;
 use tdev_domain::workflow::Limits;
 use tdev_http::app::ApiSettings;
+use tdev_runtime::metrics::EmfSettings;
 use tdev_runtime::settings;
 
 /// The orchestrator function (bin `orchestrator`): workflows and runs over HTTP.
@@ -17,6 +18,8 @@ pub struct WorkerConfig {
     pub limits: Limits,
     /// Below the worker Lambda's timeout: the template sets it so.
     pub attempt_timeout: Duration,
+    /// Squad tasks' figures as EMF (`TDEV_METRICS`).
+    pub metrics: Option<EmfSettings>,
 }
 
 impl WorkerConfig {
@@ -24,6 +27,7 @@ impl WorkerConfig {
         Ok(Self {
             limits: settings::workflow_limits()?,
             attempt_timeout: settings::attempt_timeout(DEFAULT_ATTEMPT_TIMEOUT)?,
+            metrics: EmfSettings::from_env("step-worker")?,
         })
     }
 }

@@ -29,3 +29,14 @@ pub async fn on_aws(limits: Limits) -> anyhow::Result<AwsEngine> {
     let invoker = Invoker::new(default_http_client()?, Some(&sdk));
     Ok(Engine::new(store, queues, invoker, Arc::new(SystemClock), limits))
 }
+
+/// `engine` recording squad tasks' figures as EMF lines in `emf`'s namespace, if set.
+pub fn with_emf(engine: AwsEngine, emf: Option<&tdev_runtime::metrics::EmfSettings>) -> AwsEngine {
+    match emf {
+        Some(emf) => {
+            tdev_runtime::metrics::init(emf.clone());
+            engine.with_metrics(Arc::new(tdev_runtime::metrics::Emf))
+        }
+        None => engine,
+    }
+}

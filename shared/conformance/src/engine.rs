@@ -173,12 +173,39 @@ impl AgentInvoker for ScriptedAgents {
     }
 }
 
+/// Metrics as the engine records them: each record's dimensions and measurements.
+#[derive(Default, Clone)]
+pub struct Recorded(Arc<Mutex<Vec<(Vec<(String, String)>, Vec<tdev_domain::ports::Measurement>)>>>);
+
+impl Recorded {
+    /// The measurements recorded with exactly these dimensions, by name (the last value).
+    pub fn of(&self, dimensions: &[(&str, &str)]) -> HashMap<&'static str, f64> {
+        let wanted: Vec<(String, String)> =
+            dimensions.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        let records = self.0.lock().unwrap();
+        records
+            .iter()
+            .filter(|(d, _)| *d == wanted)
+            .flat_map(|(_, m)| m.iter().map(|m| (m.name, m.value)))
+            .collect()
+    }
+}
+
+impl tdev_domain::ports::Metrics for Recorded {
+    fn record(&self, dimensions: &[(&str, &str)], measurements: &[tdev_domain::ports::Measurement]) {
+        let dimensions = dimensions.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        self.0.lock().unwrap().push((dimensions, measurements.to_vec()));
+    }
+}
+
 /// An engine over `store` and `queue`, with scripted agents, and attempts of at most a
 /// second with a short visibility margin, so that a dead worker's task comes back within
 /// the test.
 pub struct Harness<S, Q> {
     pub engine: Arc<Engine<S, Q, ScriptedAgents>>,
     pub agents: ScriptedAgents,
+    /// What the engine recorded as metrics.
+    pub metrics: Recorded,
     /// Distinct message ids received per task body: a task sent twice shows up here.
     messages: Arc<Mutex<HashMap<String, std::collections::HashSet<String>>>>,
 }
@@ -190,10 +217,12 @@ where
 {
     pub fn new(store: S, queue: Q) -> Self {
         let agents = ScriptedAgents::default();
+        let metrics = Recorded::default();
         let engine = Engine::new(store, queue, agents.clone(), Arc::new(SystemClock), Limits::default())
             .with_visibility_margin(Duration::from_millis(300))
-            .with_attempt_timeout(Duration::from_secs(1));
-        Self { engine: Arc::new(engine), agents, messages: Arc::default() }
+            .with_attempt_timeout(Duration::from_secs(1))
+            .with_metrics(Arc::new(metrics.clone()));
+        Self { engine: Arc::new(engine), agents, metrics, messages: Arc::default() }
     }
 
     /// How many distinct messages carried the task for `step_id` of `run_id`.

@@ -220,6 +220,13 @@ pub async fn a_failing_member_is_replaced<S: EngineStore + Clone, Q: MessageQueu
         (failed.status, failed.attempts, failed.agent.as_str()),
         (AssignmentStatus::Failed, 2, broken.as_str())
     );
+    // The squad's figures: one call of four failed, one replacement, all three agreed.
+    let figures = h.metrics.of(&[("Squad", &done.squad_id)]);
+    assert_eq!(figures["SquadTasks"], 1.0);
+    assert_eq!(figures["SquadReplacements"], 1.0);
+    assert_eq!(figures["SquadMemberFailureRate"], 25.0);
+    assert_eq!(figures["SquadAgreementRate"], 100.0);
+    assert!(figures["SquadTaskLatency"] > 0.0, "{figures:?}");
 }
 
 /// No agent left to replace a failed member: the tolerance decides.

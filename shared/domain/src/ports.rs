@@ -140,3 +140,17 @@ pub trait MessageQueue: Send + Sync + 'static {
         }
     }
 }
+
+/// One value of a metric: `unit` is CloudWatch's (`Count`, `Milliseconds`, `Percent`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Measurement {
+    pub name: &'static str,
+    pub value: f64,
+    pub unit: &'static str,
+}
+
+/// Where the domain's metrics go (CloudWatch Embedded Metric Format on AWS, nowhere by
+/// default): `dimensions` name what the measurements are of (`[("Squad", "board")]`).
+pub trait Metrics: Send + Sync + 'static {
+    fn record(&self, dimensions: &[(&str, &str)], measurements: &[Measurement]);
+}

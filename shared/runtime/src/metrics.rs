@@ -54,3 +54,70 @@ impl EmfSettings {
         }
     }
 }
+
+/// The domain's metrics as EMF lines, in the namespace [`init`] set (nowhere before it).
+pub struct Emf;
+
+impl tdev_domain::ports::Metrics for Emf {
+    fn record(&self, dimensions: &[(&str, &str)], measurements: &[tdev_domain::ports::Measurement]) {
+        let Some(settings) = EVENTS.get() else { return };
+        if let Some(line) = emf_line(settings, dimensions, measurements) {
+            let _ = writeln!(std::io::stdout().lock(), "{line}");
+        }
+    }
+}
+
+/// One EMF line: `Service` and `dimensions` as the dimension set, every measurement a metric.
+fn emf_line(
+    settings: &EmfSettings,
+    dimensions: &[(&str, &str)],
+    measurements: &[tdev_domain::ports::Measurement],
+) -> Option<serde_json::Value> {
+    let names: Vec<&str> =
+        std::iter::once("Service").chain(dimensions.iter().map(|(name, _)| *name)).collect();
+    let metrics: Vec<serde_json::Value> =
+        measurements.iter().map(|m| json!({"Name": m.name, "Unit": m.unit})).collect();
+    let mut line = json!({
+        "_aws": {
+            "Timestamp": jiff::Timestamp::now().as_millisecond(),
+            "CloudWatchMetrics": [{"Namespace": settings.namespace, "Dimensions": [names], "Metrics": metrics}]
+        },
+        "Service": settings.service,
+    });
+    let object = line.as_object_mut()?;
+    for (name, value) in dimensions {
+        object.insert((*name).to_owned(), json!(value));
+    }
+    for m in measurements {
+        object.insert(m.name.to_owned(), json!(m.value));
+    }
+    Some(line)
+}
+
+#[cfg(test)]
+mod tests {
+    use tdev_domain::ports::Measurement;
+
+    use super::*;
+
+    #[test]
+    fn a_line_names_its_dimensions_and_every_measurement() {
+        let settings = EmfSettings { namespace: "TDeveloper".into(), service: "step-worker".into() };
+        let figures = [
+            Measurement { name: "SquadTasks", value: 1.0, unit: "Count" },
+            Measurement { name: "SquadAgreementRate", value: 66.5, unit: "Percent" },
+        ];
+        let line = emf_line(&settings, &[("Squad", "board")], &figures).unwrap();
+        let directive = &line["_aws"]["CloudWatchMetrics"][0];
+        assert_eq!(directive["Dimensions"], json!([["Service", "Squad"]]));
+        assert_eq!(
+            directive["Metrics"],
+            json!([{"Name": "SquadTasks", "Unit": "Count"}, {"Name": "SquadAgreementRate", "Unit": "Percent"}])
+        );
+        assert_eq!(
+            (line["Squad"].clone(), line["SquadAgreementRate"].clone()),
+            (json!("board"), json!(66.5))
+        );
+        assert_eq!(line["Service"], "step-worker");
+    }
+}

@@ -11,7 +11,8 @@ use tdev_http::guard::Mode;
 async fn main() -> Result<(), lambda_http::Error> {
     tdev_runtime::telemetry::init();
     let ApiSettings { auth, http, area: limits } = tdev_orchestrator::config::api()?;
-    let engine = Arc::new(tdev_orchestrator::on_aws(limits).await?);
+    let engine = tdev_orchestrator::on_aws(limits).await?;
+    let engine = Arc::new(tdev_orchestrator::with_emf(engine, http.emf.as_ref()));
     let auth = Arc::new(AuthService::new(engine.store().clone(), Arc::new(SystemClock), auth));
     lambda_http::run(finish(tdev_orchestrator::router(engine, auth, Mode::AuthorizerContext), &http)).await
 }

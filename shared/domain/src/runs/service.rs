@@ -131,6 +131,8 @@ pub struct Engine<S, Q, I> {
     compiled: Mutex<HashMap<(String, String), Arc<Compiled>>>,
     /// The same for squads.
     pub(super) squads: Mutex<HashMap<(String, String), Arc<crate::squads::Squad>>>,
+    /// Where each squad task's figures go when it ends.
+    pub(super) metrics: Option<Arc<dyn crate::ports::Metrics>>,
 }
 
 impl<S: EngineStore, Q: MessageQueue, I: AgentInvoker> Engine<S, Q, I> {
@@ -146,12 +148,20 @@ impl<S: EngineStore, Q: MessageQueue, I: AgentInvoker> Engine<S, Q, I> {
             attempt_timeout: crate::agents::DEFAULT_ATTEMPT_TIMEOUT,
             compiled: Mutex::new(HashMap::new()),
             squads: Mutex::new(HashMap::new()),
+            metrics: None,
         }
     }
 
     /// How long after an attempt's timeout a dead worker's task comes back.
     pub fn with_visibility_margin(mut self, margin: Duration) -> Self {
         self.visibility_margin = margin;
+        self
+    }
+
+    /// Records each squad task's figures when it ends (latency, member failure rate,
+    /// replacements, agreement), per squad.
+    pub fn with_metrics(mut self, metrics: Arc<dyn crate::ports::Metrics>) -> Self {
+        self.metrics = Some(metrics);
         self
     }
 

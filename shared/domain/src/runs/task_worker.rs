@@ -636,7 +636,11 @@ impl<S: EngineStore, Q: MessageQueue, I: AgentInvoker> Engine<S, Q, I> {
         };
         self.store.update_task(&ended).await?;
         tracing::info!(task_id = %task.id, status = ended.status.as_str(), "squad task ended");
-        for assignment in self.store.list_assignments(&task.id).await? {
+        let assignments = self.store.list_assignments(&task.id).await?;
+        if let Some(metrics) = &self.metrics {
+            metrics.record(&[("Squad", &ended.squad_id)], &figures(&ended, &assignments));
+        }
+        for assignment in assignments {
             if assignment.status == AssignmentStatus::Queued {
                 let why = Some("not started: the task ended".to_owned());
                 match self
@@ -726,4 +730,37 @@ pub(super) fn replaced(
         })
         .collect();
     SquadTask { seats, replacements: [task.replacements.clone(), vec![replacement]].concat(), ..task.clone() }
+}
+
+/// A finished task's figures: how long it took, what share of its calls failed for good,
+/// how many members were replaced, and what share of the counted votes the winner had.
+fn figures(task: &SquadTask, assignments: &[Assignment]) -> Vec<crate::ports::Measurement> {
+    use crate::ports::Measurement;
+    let millis =
+        task.finished_at.map_or(0.0, |end| end.duration_since(task.created_at).as_secs_f64() * 1_000.0);
+    let ended = assignments
+        .iter()
+        .filter(|a| matches!(a.status, AssignmentStatus::Succeeded | AssignmentStatus::Failed));
+    let (calls, failed) = ended.fold((0u32, 0u32), |(calls, failed), a| {
+        (calls + 1, failed + u32::from(a.status == AssignmentStatus::Failed))
+    });
+    let mut figures = vec![
+        Measurement { name: "SquadTasks", value: 1.0, unit: "Count" },
+        Measurement { name: "SquadTaskLatency", value: millis, unit: "Milliseconds" },
+        Measurement { name: "SquadReplacements", value: task.replacements.len() as f64, unit: "Count" },
+    ];
+    if calls > 0 {
+        let rate = f64::from(failed) * 100.0 / f64::from(calls);
+        figures.push(Measurement { name: "SquadMemberFailureRate", value: rate, unit: "Percent" });
+    }
+    if let Some(tally) = &task.tally
+        && let Some(winner) = tally.winner.and_then(|w| tally.answers.get(w))
+    {
+        let counted: u64 = tally.answers.iter().map(|a| a.votes).sum();
+        if counted > 0 {
+            let agreement = winner.votes as f64 * 100.0 / counted as f64;
+            figures.push(Measurement { name: "SquadAgreementRate", value: agreement, unit: "Percent" });
+        }
+    }
+    figures
 }
