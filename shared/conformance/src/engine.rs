@@ -175,7 +175,10 @@ impl AgentInvoker for ScriptedAgents {
 
 /// Metrics as the engine records them: each record's dimensions and measurements.
 #[derive(Default, Clone)]
-pub struct Recorded(Arc<Mutex<Vec<(Vec<(String, String)>, Vec<tdev_domain::ports::Measurement>)>>>);
+pub struct Recorded(Arc<Mutex<Vec<Record>>>);
+
+/// One record: its dimensions (name, value) and its measurements.
+type Record = (Vec<(String, String)>, Vec<tdev_domain::ports::Measurement>);
 
 impl Recorded {
     /// The measurements recorded with exactly these dimensions, by name (the last value).
