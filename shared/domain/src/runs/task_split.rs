@@ -41,7 +41,9 @@ pub(super) fn items<'t>(task: &'t SquadTask, squad: &Squad) -> &'t [Value] {
 /// What an item's call is given: the task's input with the item in place of the list.
 pub(super) fn item_inputs(task: &SquadTask, squad: &Squad, item: u32) -> Map<String, Value> {
     let over = squad.distribution.over.as_deref().unwrap_or_default();
-    let mut inputs = task.input.clone();
+    // The list itself is not copied: a split may have many thousands of items.
+    let mut inputs: Map<String, Value> =
+        task.input.iter().filter(|(name, _)| *name != over).map(|(k, v)| (k.clone(), v.clone())).collect();
     let value = items(task, squad).get(item as usize).cloned().unwrap_or(Value::Null);
     inputs.insert(over.to_owned(), value);
     inputs
