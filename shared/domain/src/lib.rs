@@ -20,7 +20,7 @@
 //! | [`events`] | events, subscriptions | log, subscriptions, sink | the event log | — |
 //! | [`auth`] | keys, tokens, scopes, rate limits | keys, buckets | authentication | — |
 //! | [`messaging`] | messages, envelope, bands, breaker, dead letters | idempotency, load, archive | the messenger | the dispatcher |
-//! | [`runs`] | runs, steps | workflows, runs | the engine | step tasks |
+//! | [`runs`] | runs, steps, squad tasks, assignments | workflows and squads, runs, tasks | the engine | step tasks, assignments |
 //! | [`deploy`] | the spec, deployments | deployments, targets | deployments | deploy tasks |
 //!
 //! The shared kernel is what every area uses, and nothing else: [`ports`] (store errors,

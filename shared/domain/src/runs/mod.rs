@@ -18,6 +18,15 @@
 //! (`service.rs`), what a step task asks of it (`worker.rs`, whose module docs say how
 //! a task moves a run and what happens to a lost attempt), and calling a step's target
 //! (`execute.rs`).
+//!
+//! Squads are run by the same engine, on the same queue and store: one engine, not two.
+//! `squads` (the area below) is their language and tally, pure; here are their stored
+//! versions (`squads.rs`), their tasks' records (`task_records.rs`), what the API asks of
+//! tasks (`task_service.rs`), what an assignment's delivery asks (`task_worker.rs`, which
+//! moves broadcasts and races; `task_split.rs` and `task_lead.rs` move the other two
+//! modes), and a workflow step that gives a squad its task (`squad_step.rs`). A task is
+//! moved exactly as a run is: conditional creates and writes, one message per unit of
+//! work, lost attempts noticed through visibility.
 
 mod execute;
 mod ports;
