@@ -158,6 +158,9 @@ pub async fn majority_unanimous_and_weighted<S: EngineStore + Clone, Q: MessageQ
     let winner = &tally.answers[tally.winner.unwrap()];
     assert_eq!((winner.value.clone(), winner.votes, winner.members.clone()), (json!("A"), 3, vec![0, 2, 4]));
     assert_eq!(tally.answers.len(), 2, "{tally:?}");
+    let (_, assignments) = h.engine.task_view(&done.id).await.unwrap();
+    let first = assignments.iter().find(|a| a.slot == 0).unwrap();
+    assert_eq!(first.vote, Some(json!("A")), "each assignment shows its vote");
 
     // One call at a time, the two B members last: unanimity breaks at the first B, which
     // is named, and the last member is never called.

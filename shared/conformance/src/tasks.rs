@@ -99,6 +99,7 @@ fn assignment(id: &str, item: u32, agent: &str, reply_bytes: usize) -> Assignmen
         finished_at: None,
         result: (reply_bytes > 0).then(|| json!({"text": "x".repeat(reply_bytes), "item": item})),
         error: None,
+        vote: None,
         late: false,
         version: 1,
     }

@@ -208,6 +208,11 @@ pub struct Assignment {
     #[schema(value_type = Option<Object>)]
     pub result: Option<Value>,
     pub error: Option<String>,
+    /// What the reply counts as in the tally: the value at the squad's `compare` pointer
+    /// (absent when the reply has none, which counts as a failure).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub vote: Option<Value>,
     /// The reply came after the task's result was settled: recorded, not counted.
     #[serde(default)]
     pub late: bool,

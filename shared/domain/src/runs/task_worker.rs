@@ -172,7 +172,10 @@ impl<S: EngineStore, Q: MessageQueue, I: AgentInvoker> Engine<S, Q, I> {
         let finished = match reply {
             Ok(reply) => {
                 let late = self.store.get_task(task_id).await?.is_none_or(|t| t.status.is_terminal());
-                let done = Assignment { late, ..started };
+                let vote = (started.kind == AssignmentKind::Answer)
+                    .then(|| crate::squads::compared(&Value::Object(reply.clone()), &squad.aggregation.compare).cloned())
+                    .flatten();
+                let done = Assignment { late, vote, ..started };
                 self.finish_assignment(
                     task_id,
                     done,
@@ -508,6 +511,7 @@ impl<S: EngineStore, Q: MessageQueue, I: AgentInvoker> Engine<S, Q, I> {
             finished_at: None,
             result: None,
             error: None,
+            vote: None,
             late: false,
             version: 1,
         }
