@@ -171,23 +171,11 @@ impl AgentSpec {
                 format!("{IDLE_SESSION_TTL_MIN} to {IDLE_SESSION_TTL_MAX}"),
             );
         }
-        if self.action_groups.len() > ACTION_GROUPS_MAX {
-            errors.add(
-                "$.action_groups",
-                format!("at most {ACTION_GROUPS_MAX} action groups (it has {})", self.action_groups.len()),
-            );
-        }
+        at_most(self.action_groups.len(), ACTION_GROUPS_MAX, "action_groups", "action groups", errors);
         let mut names = std::collections::HashSet::new();
         for (i, group) in self.action_groups.iter().enumerate() {
             let at = format!("$.action_groups[{i}]");
-            if !bedrock_name(&group.name) {
-                errors.add(
-                    format!("{at}.name"),
-                    "required: 1 to 100 letters and digits, each optionally followed by `-` or `_`",
-                );
-            } else if !names.insert(group.name.as_str()) {
-                errors.add(format!("{at}.name"), format!("{:?} is named twice", group.name));
-            }
+            check_unique_name(&group.name, &at, &mut names, errors);
             if let Some(description) = &group.description
                 && (description.is_empty() || description.chars().count() > DESCRIPTION_MAX)
             {
@@ -237,23 +225,11 @@ impl AgentSpec {
             }
             _ => {}
         }
-        if self.collaborators.len() > COLLABORATORS_MAX {
-            errors.add(
-                "$.collaborators",
-                format!("at most {COLLABORATORS_MAX} collaborators (it has {})", self.collaborators.len()),
-            );
-        }
+        at_most(self.collaborators.len(), COLLABORATORS_MAX, "collaborators", "collaborators", errors);
         let mut names = std::collections::HashSet::new();
         for (i, collaborator) in self.collaborators.iter().enumerate() {
             let at = format!("$.collaborators[{i}]");
-            if !bedrock_name(&collaborator.name) {
-                errors.add(
-                    format!("{at}.name"),
-                    "required: 1 to 100 letters and digits, each optionally followed by `-` or `_`",
-                );
-            } else if !names.insert(collaborator.name.as_str()) {
-                errors.add(format!("{at}.name"), format!("{:?} is named twice", collaborator.name));
-            }
+            check_unique_name(&collaborator.name, &at, &mut names, errors);
             if !agent_alias_arn(&collaborator.agent_alias_arn) {
                 errors.add(
                     format!("{at}.agent_alias_arn"),
@@ -274,6 +250,30 @@ impl AgentSpec {
     pub fn hash(document: &Value) -> String {
         use sha2::Digest as _;
         hex::encode(sha2::Sha256::digest(document.to_string().as_bytes()))
+    }
+}
+
+/// `$.<field>` holds at most `max` `what`s.
+fn at_most(len: usize, max: usize, field: &str, what: &str, errors: &mut ValidationErrors) {
+    if len > max {
+        errors.add(format!("$.{field}"), format!("at most {max} {what} (it has {len})"));
+    }
+}
+
+/// The name of the item at `at`: Bedrock's pattern, and none of the names `seen` before.
+fn check_unique_name<'a>(
+    name: &'a str,
+    at: &str,
+    seen: &mut std::collections::HashSet<&'a str>,
+    errors: &mut ValidationErrors,
+) {
+    if !bedrock_name(name) {
+        errors.add(
+            format!("{at}.name"),
+            "required: 1 to 100 letters and digits, each optionally followed by `-` or `_`",
+        );
+    } else if !seen.insert(name) {
+        errors.add(format!("{at}.name"), format!("{name:?} is named twice"));
     }
 }
 
