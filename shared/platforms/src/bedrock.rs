@@ -4,16 +4,24 @@
 //! page), looks at what it holds, and does only what is missing, so any step can be
 //! repeated after a crash.
 //!
-//! - `snapshot`: `GetAgent`, the DRAFT's action groups (`ListAgentActionGroups`, then
-//!   `GetAgentActionGroup` for each), its knowledge bases (`ListAgentKnowledgeBases`), and
-//!   the alias (`ListAgentAliases`), whose routed version is the serving version.
-//! - `apply`: `CreateAgent` (then `GetAgent` until it has left `CREATING`), or `GetAgent`
-//!   and, if a field differs, `UpdateAgent`. Then the DRAFT's action groups are made to
+//! - `snapshot`: `GetAgent` (its fields, with its collaboration mode), the DRAFT's action
+//!   groups (`ListAgentActionGroups`, then `GetAgentActionGroup` for each), its knowledge
+//!   bases (`ListAgentKnowledgeBases`), a supervisor's collaborators
+//!   (`ListAgentCollaborators`, whose summaries hold every field), and the alias
+//!   (`ListAgentAliases`), whose routed version is the serving version.
+//! - `apply`: `CreateAgent` (then `GetAgent` until it has left `CREATING`), or `GetAgent`,
+//!   then, if it is a supervisor, `ListAgentCollaborators` and
+//!   `DisassociateAgentCollaborator` for those the spec does not name (Bedrock refuses to
+//!   disable collaboration while any is associated), then, if a field or the
+//!   collaboration mode differs, `UpdateAgent`. Then the DRAFT's action groups are made to
 //!   match: `DeleteAgentActionGroup` for the extra ones, `CreateAgentActionGroup` for the
 //!   missing ones, `UpdateAgentActionGroup` for those that differ; built-in ones (with a
 //!   parent action signature) are left alone. Knowledge bases likewise, with
 //!   `DisassociateAgentKnowledgeBase`, `AssociateAgentKnowledgeBase` and
-//!   `UpdateAgentKnowledgeBase`.
+//!   `UpdateAgentKnowledgeBase`. Last, with the agent now a supervisor, collaborators in
+//!   the spec's order: `UpdateAgentCollaborator` for one held under its name that differs,
+//!   `AssociateAgentCollaborator` for one missing. An agent that is no supervisor holds no
+//!   collaborators, so none are listed.
 //! - `prepare`: `GetAgent`; `NOT_PREPARED` starts `PrepareAgent`.
 //! - `publish`: `CreateAgentAlias`, or `UpdateAgentAlias` without a routing configuration:
 //!   either makes a new version from the prepared DRAFT; then `GetAgentAlias` until the
@@ -22,8 +30,8 @@
 //!   crash returns it and makes no new version.
 //! - `point_to`: `UpdateAgentAlias` routed to the version, then `GetAgentAlias` until
 //!   `PREPARED`.
-//! - `restore`: as `apply`, with the snapshot's fields, action groups and knowledge bases
-//!   (an agent deleted since is created again).
+//! - `restore`: as `apply`, with the snapshot's fields, collaboration mode, action groups,
+//!   knowledge bases and collaborators (an agent deleted since is created again).
 //!
 //! Tags are set when the agent is created (`UpdateAgent` takes none).
 //!
@@ -39,15 +47,17 @@ use std::time::Duration;
 use aws_config::SdkConfig;
 use aws_sdk_bedrockagent::types::{
     ActionGroupExecutor, ActionGroupState, Agent, AgentAlias, AgentAliasRoutingConfigurationListItem,
-    AgentAliasStatus, AgentStatus, ApiSchema as SdkApiSchema, CustomControlMethod, Function, FunctionSchema,
-    GuardrailConfiguration, KnowledgeBaseState, ParameterDetail, S3Identifier, Type,
+    AgentAliasStatus, AgentCollaboration, AgentDescriptor, AgentStatus, ApiSchema as SdkApiSchema,
+    CustomControlMethod, Function, FunctionSchema, GuardrailConfiguration, KnowledgeBaseState,
+    ParameterDetail, RelayConversationHistory, S3Identifier, Type,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tdev_domain::agents::AgentTarget;
 use tdev_domain::deploy::{
-    ActionGroupSpec, AgentDeployer, AgentSpec, ApiSchema, DeployError, FunctionSpec, GuardrailSpec,
-    KnowledgeBaseSpec, ParameterSpec, PlatformKind, PlatformSpec, Published, Readiness, Snapshot,
+    ActionGroupSpec, AgentDeployer, AgentSpec, ApiSchema, Collaboration, CollaboratorSpec, DeployError,
+    FunctionSpec, GuardrailSpec, KnowledgeBaseSpec, ParameterSpec, PlatformKind, PlatformSpec, Published,
+    Readiness, Snapshot,
 };
 
 use crate::calls::{CallResult, Deadline, STEP_WAIT};
@@ -94,6 +104,14 @@ struct AgentFields {
     description: Option<String>,
     idle_session_ttl_seconds: i32,
     guardrail: Option<GuardrailSpec>,
+    /// `DISABLED`, `SUPERVISOR` or `SUPERVISOR_ROUTER` (a snapshot from before collaborators
+    /// holds none: `DISABLED`).
+    #[serde(default = "collaboration_disabled")]
+    collaboration: String,
+}
+
+fn collaboration_disabled() -> String {
+    AgentCollaboration::Disabled.as_str().to_owned()
 }
 
 impl AgentFields {
@@ -109,6 +127,13 @@ impl AgentFields {
             description: spec.description.clone(),
             idle_session_ttl_seconds: i32::try_from(spec.idle_session_ttl_seconds).unwrap_or(i32::MAX),
             guardrail: spec.guardrail.clone(),
+            collaboration: match spec.collaboration {
+                None => AgentCollaboration::Disabled,
+                Some(Collaboration::Supervisor) => AgentCollaboration::Supervisor,
+                Some(Collaboration::SupervisorRouter) => AgentCollaboration::SupervisorRouter,
+            }
+            .as_str()
+            .to_owned(),
         })
     }
 
@@ -126,7 +151,28 @@ impl AgentFields {
                     version: guardrail.guardrail_version().unwrap_or_default().to_owned(),
                 })
             }),
+            collaboration: agent
+                .agent_collaboration()
+                .map_or_else(collaboration_disabled, |mode| mode.as_str().to_owned()),
         }
+    }
+
+    /// Whether the agent is a supervisor: only a supervisor holds collaborators (Bedrock
+    /// refuses to disable collaboration while any is associated).
+    fn supervises(&self) -> bool {
+        self.collaboration != AgentCollaboration::Disabled.as_str()
+    }
+
+    /// The collaboration mode as the SDK takes it; one Bedrock does not know (a snapshot
+    /// could hold one) is refused before anything is written.
+    fn sdk_collaboration(&self) -> Result<AgentCollaboration, DeployError> {
+        if !AgentCollaboration::values().contains(&self.collaboration.as_str()) {
+            return Err(DeployError::Failed(format!(
+                "the agent {}: its collaboration {} is not one Bedrock knows",
+                self.name, self.collaboration
+            )));
+        }
+        Ok(AgentCollaboration::from(self.collaboration.as_str()))
     }
 
     fn guardrail_configuration(&self) -> Option<GuardrailConfiguration> {
@@ -283,6 +329,8 @@ struct Draft {
     agent: AgentFields,
     action_groups: Vec<ActionGroup>,
     knowledge_bases: Vec<KnowledgeBaseSpec>,
+    #[serde(default)]
+    collaborators: Vec<CollaboratorSpec>,
 }
 
 impl Draft {
@@ -291,6 +339,7 @@ impl Draft {
             agent: AgentFields::from_spec(spec)?,
             action_groups: spec.action_groups.iter().map(ActionGroup::from_spec).collect(),
             knowledge_bases: spec.knowledge_bases.clone(),
+            collaborators: spec.collaborators.clone(),
         })
     }
 }
@@ -439,6 +488,30 @@ impl BedrockAgents {
             .collect())
     }
 
+    /// The DRAFT's collaborators, with their ids (a supervisor's: no other agent has any).
+    async fn collaborators(&self, agent_id: &str) -> Result<Vec<(String, CollaboratorSpec)>, DeployError> {
+        let request = self.client.list_agent_collaborators().agent_id(agent_id).agent_version(DRAFT);
+        let listed = request.into_paginator().items().send().try_collect().await;
+        Ok(listed
+            .or_deploy_error("ListAgentCollaborators")?
+            .iter()
+            .map(|held| {
+                let collaborator = CollaboratorSpec {
+                    name: held.collaborator_name().to_owned(),
+                    agent_alias_arn: held
+                        .agent_descriptor()
+                        .and_then(AgentDescriptor::alias_arn)
+                        .unwrap_or_default()
+                        .to_owned(),
+                    instruction: held.collaboration_instruction().to_owned(),
+                    relay_history: *held.relay_conversation_history()
+                        == RelayConversationHistory::ToCollaborator,
+                };
+                (held.collaborator_id().to_owned(), collaborator)
+            })
+            .collect())
+    }
+
     async fn find_alias(&self, agent_id: &str, name: &str) -> Result<Option<Alias>, DeployError> {
         let mut aliases = self.client.list_agent_aliases().agent_id(agent_id).into_paginator().items().send();
         while let Some(alias) = aliases.try_next().await.or_deploy_error("ListAgentAliases")? {
@@ -498,23 +571,33 @@ impl BedrockAgents {
         let deadline = Deadline::after(self.wait_limit);
         let groups = draft.action_groups.iter().map(ActionGroup::to_sdk).collect::<Result<Vec<_>, _>>()?;
         let fields = &draft.agent;
-        let agent_id = match self.find_agent(&fields.name).await? {
-            None => self.create_agent(fields, tags, deadline).await?,
+        let collaboration = fields.sdk_collaboration()?;
+        let (agent_id, collaborators) = match self.find_agent(&fields.name).await? {
+            None => (self.create_agent(fields, collaboration, tags, deadline).await?, Vec::new()),
             Some(agent_id) => {
                 let agent = self.settle(self.get_agent(&agent_id).await?, deadline).await?;
-                if AgentFields::held_by(&agent) != *fields {
-                    self.update_agent(&agent_id, fields, deadline).await?;
+                let held = AgentFields::held_by(&agent);
+                // Collaborators go before the agent changes: collaboration cannot be
+                // disabled while any is associated.
+                let collaborators =
+                    if held.supervises() { self.collaborators(&agent_id).await? } else { Vec::new() };
+                self.disassociate_collaborators(&agent_id, &collaborators, &draft.collaborators).await?;
+                if held != *fields {
+                    self.update_agent(&agent_id, fields, collaboration, deadline).await?;
                 }
-                agent_id
+                (agent_id, collaborators)
             }
         };
         self.sync_action_groups(&agent_id, &groups).await?;
-        self.sync_knowledge_bases(&agent_id, &draft.knowledge_bases).await
+        self.sync_knowledge_bases(&agent_id, &draft.knowledge_bases).await?;
+        // And after it: only a supervisor takes collaborators.
+        self.associate_collaborators(&agent_id, &collaborators, &draft.collaborators).await
     }
 
     async fn create_agent(
         &self,
         fields: &AgentFields,
+        collaboration: AgentCollaboration,
         tags: &BTreeMap<String, String>,
         deadline: Deadline,
     ) -> Result<String, DeployError> {
@@ -528,6 +611,7 @@ impl BedrockAgents {
             .set_description(fields.description.clone())
             .idle_session_ttl_in_seconds(fields.idle_session_ttl_seconds)
             .set_guardrail_configuration(fields.guardrail_configuration())
+            .agent_collaboration(collaboration)
             .set_tags((!tags.is_empty()).then(|| tags.clone().into_iter().collect()))
             .send()
             .await
@@ -547,6 +631,7 @@ impl BedrockAgents {
         &self,
         agent_id: &str,
         fields: &AgentFields,
+        collaboration: AgentCollaboration,
         deadline: Deadline,
     ) -> Result<(), DeployError> {
         let output = self
@@ -560,6 +645,7 @@ impl BedrockAgents {
             .set_description(fields.description.clone())
             .idle_session_ttl_in_seconds(fields.idle_session_ttl_seconds)
             .set_guardrail_configuration(fields.guardrail_configuration())
+            .agent_collaboration(collaboration)
             .send()
             .await
             .or_deploy_error("UpdateAgent")?;
@@ -678,6 +764,78 @@ impl BedrockAgents {
         }
         Ok(())
     }
+
+    /// Disassociates the `held` collaborators (with their ids) that `wanted` does not name.
+    async fn disassociate_collaborators(
+        &self,
+        agent_id: &str,
+        held: &[(String, CollaboratorSpec)],
+        wanted: &[CollaboratorSpec],
+    ) -> Result<(), DeployError> {
+        for (id, collaborator) in held {
+            if !wanted.iter().any(|w| w.name == collaborator.name) {
+                self.client
+                    .disassociate_agent_collaborator()
+                    .agent_id(agent_id)
+                    .agent_version(DRAFT)
+                    .collaborator_id(id)
+                    .send()
+                    .await
+                    .or_deploy_error(&format!("DisassociateAgentCollaborator {}", collaborator.name))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// In `wanted`'s order, updates each collaborator `held` under its name that differs,
+    /// and associates each that is missing.
+    async fn associate_collaborators(
+        &self,
+        agent_id: &str,
+        held: &[(String, CollaboratorSpec)],
+        wanted: &[CollaboratorSpec],
+    ) -> Result<(), DeployError> {
+        for collaborator in wanted {
+            let name = &collaborator.name;
+            let descriptor = AgentDescriptor::builder().alias_arn(&collaborator.agent_alias_arn).build();
+            let relay = if collaborator.relay_history {
+                RelayConversationHistory::ToCollaborator
+            } else {
+                RelayConversationHistory::Disabled
+            };
+            match held.iter().find(|(_, h)| h.name == *name) {
+                None => {
+                    self.client
+                        .associate_agent_collaborator()
+                        .agent_id(agent_id)
+                        .agent_version(DRAFT)
+                        .collaborator_name(name)
+                        .agent_descriptor(descriptor)
+                        .collaboration_instruction(&collaborator.instruction)
+                        .relay_conversation_history(relay)
+                        .send()
+                        .await
+                        .or_deploy_error(&format!("AssociateAgentCollaborator {name}"))?;
+                }
+                Some((id, current)) if current != collaborator => {
+                    self.client
+                        .update_agent_collaborator()
+                        .agent_id(agent_id)
+                        .agent_version(DRAFT)
+                        .collaborator_id(id)
+                        .collaborator_name(name)
+                        .agent_descriptor(descriptor)
+                        .collaboration_instruction(&collaborator.instruction)
+                        .relay_conversation_history(relay)
+                        .send()
+                        .await
+                        .or_deploy_error(&format!("UpdateAgentCollaborator {name}"))?;
+                }
+                Some(_) => {}
+            }
+        }
+        Ok(())
+    }
 }
 
 impl AgentDeployer for BedrockAgents {
@@ -688,11 +846,16 @@ impl AgentDeployer for BedrockAgents {
     async fn snapshot(&self, spec: &AgentSpec) -> Result<Option<Snapshot>, DeployError> {
         let alias_name = alias_name(spec)?;
         let Some(agent_id) = self.find_agent(&spec.name).await? else { return Ok(None) };
-        let agent = self.get_agent(&agent_id).await?;
+        let agent = AgentFields::held_by(&self.get_agent(&agent_id).await?);
         let draft = Draft {
-            agent: AgentFields::held_by(&agent),
             action_groups: self.action_groups(&agent_id).await?.into_iter().map(|(_, group)| group).collect(),
             knowledge_bases: self.knowledge_bases(&agent_id).await?,
+            collaborators: if agent.supervises() {
+                self.collaborators(&agent_id).await?.into_iter().map(|(_, c)| c).collect()
+            } else {
+                Vec::new()
+            },
+            agent,
         };
         let alias = self.find_alias(&agent_id, alias_name).await?;
         let serving_version = alias.as_ref().and_then(|alias| alias.version.clone());

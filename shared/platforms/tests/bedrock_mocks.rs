@@ -17,14 +17,15 @@ use aws_sdk_bedrockagent::config::retry::RetryConfig;
 use aws_sdk_bedrockagent::config::{ConfigBag, Intercept, RuntimeComponents};
 use aws_sdk_bedrockagent::error::BoxError;
 use aws_sdk_bedrockagent::types::{
-    ActionGroupExecutor, ActionGroupState, ApiSchema as SdkApiSchema, CustomControlMethod, FunctionSchema,
+    ActionGroupExecutor, ActionGroupState, AgentCollaboration, AgentDescriptor, ApiSchema as SdkApiSchema,
+    CustomControlMethod, FunctionSchema, RelayConversationHistory,
 };
 use aws_smithy_mocks::{Rule, RuleMode, mock, mock_client};
 use serde_json::{Value, json};
 use tdev_domain::agents::AgentTarget;
 use tdev_domain::deploy::{
-    ActionGroupSpec, AgentDeployer, AgentSpec, ApiSchema, DeployError, FunctionSpec, KnowledgeBaseSpec,
-    ParameterSpec, PlatformSpec, Published, Readiness,
+    ActionGroupSpec, AgentDeployer, AgentSpec, ApiSchema, Collaboration, CollaboratorSpec, DeployError,
+    FunctionSpec, KnowledgeBaseSpec, ParameterSpec, PlatformSpec, Published, Readiness,
 };
 use tdev_platforms::BedrockAgents;
 
@@ -191,6 +192,8 @@ fn spec(action_groups: Vec<ActionGroupSpec>) -> AgentSpec {
         action_groups,
         guardrail: None,
         knowledge_bases: vec![knowledge_base()],
+        collaboration: None,
+        collaborators: Vec::new(),
         tags: BTreeMap::from([("team".to_owned(), "support".to_owned())]),
         platform: PlatformSpec::BedrockAgent { alias: "live".into() },
         register: None,
@@ -1102,4 +1105,278 @@ async fn an_action_group_that_cannot_be_built_fails_the_write_before_anything_is
     }
     let made: Vec<usize> = script.rules.iter().map(Rule::num_calls).collect();
     assert!(made.iter().all(|&n| n == 0), "calls made: {made:?}");
+}
+
+// ---------------------------------------------------------------------------------------
+// 8. Collaborators (multi-agent collaboration)
+
+/// A collaborator whose alias is `agent-alias/AGENTCOL0<n>/ALIASCOL0<n>`.
+fn collaborator(name: &str, n: u8, instruction: &str, relay_history: bool) -> CollaboratorSpec {
+    CollaboratorSpec {
+        name: name.into(),
+        agent_alias_arn: format!(
+            "arn:aws:bedrock:us-east-1:123456789012:agent-alias/AGENTCOL0{n}/ALIASCOL0{n}"
+        ),
+        instruction: instruction.into(),
+        relay_history,
+    }
+}
+
+fn billing() -> CollaboratorSpec {
+    collaborator("billing", 1, "Questions about invoices.", true)
+}
+
+fn shipping(instruction: &str) -> CollaboratorSpec {
+    collaborator("shipping", 2, instruction, false)
+}
+
+fn returns() -> CollaboratorSpec {
+    collaborator("returns", 3, "Questions about returns.", false)
+}
+
+fn refunds() -> CollaboratorSpec {
+    collaborator("refunds", 4, "Questions about refunds.", true)
+}
+
+/// `spec()` without action groups or knowledge bases, collaborating as `mode` with
+/// `collaborators`.
+fn supervisor_spec(mode: Option<Collaboration>, collaborators: Vec<CollaboratorSpec>) -> AgentSpec {
+    let mut spec = spec(vec![]);
+    spec.knowledge_bases.clear();
+    spec.collaboration = mode;
+    spec.collaborators = collaborators;
+    spec
+}
+
+/// The agent as `GetAgent` returns it, collaborating as `mode` (`SUPERVISOR`…).
+fn supervisor(status: &str, mode: &str) -> Value {
+    with(agent(status), json!({ "agentCollaboration": mode }))
+}
+
+/// A collaborator as Bedrock holds it (a summary and a full record alike).
+fn held_collaborator(id: &str, c: &CollaboratorSpec) -> Value {
+    json!({
+        "agentId": AGENT_ID,
+        "agentVersion": "DRAFT",
+        "collaboratorId": id,
+        "collaboratorName": c.name,
+        "agentDescriptor": {"aliasArn": c.agent_alias_arn},
+        "collaborationInstruction": c.instruction,
+        "relayConversationHistory": if c.relay_history { "TO_COLLABORATOR" } else { "DISABLED" },
+        "createdAt": T1,
+        "lastUpdatedAt": T1,
+    })
+}
+
+/// `ListAgentCollaborators` on the DRAFT: `held`, with their ids.
+fn list_collaborators(held: &[(&str, CollaboratorSpec)]) -> Rule {
+    let summaries: Vec<Value> = held.iter().map(|(id, c)| held_collaborator(id, c)).collect();
+    mock!(Client::list_agent_collaborators)
+        .match_requests(|r| r.agent_id() == Some(AGENT_ID) && r.agent_version() == Some("DRAFT"))
+        .then_http_response(answer(json!({ "agentCollaboratorSummaries": summaries })))
+}
+
+/// Whether a request's name, alias, instruction and relay are `c`'s.
+fn sends_collaborator(
+    c: &CollaboratorSpec,
+    name: Option<&str>,
+    descriptor: Option<&AgentDescriptor>,
+    instruction: Option<&str>,
+    relay: Option<&RelayConversationHistory>,
+) -> bool {
+    let relayed = if c.relay_history {
+        RelayConversationHistory::ToCollaborator
+    } else {
+        RelayConversationHistory::Disabled
+    };
+    name == Some(c.name.as_str())
+        && descriptor.and_then(AgentDescriptor::alias_arn) == Some(c.agent_alias_arn.as_str())
+        && instruction == Some(c.instruction.as_str())
+        && relay == Some(&relayed)
+}
+
+/// `AssociateAgentCollaborator` of `c` on the DRAFT, which Bedrock holds as `id`.
+fn associate(id: &'static str, c: CollaboratorSpec) -> Rule {
+    let body = json!({ "agentCollaborator": held_collaborator(id, &c) });
+    mock!(Client::associate_agent_collaborator)
+        .match_requests(move |r| {
+            r.agent_id() == Some(AGENT_ID)
+                && r.agent_version() == Some("DRAFT")
+                && sends_collaborator(
+                    &c,
+                    r.collaborator_name(),
+                    r.agent_descriptor(),
+                    r.collaboration_instruction(),
+                    r.relay_conversation_history(),
+                )
+        })
+        .then_http_response(answer(body))
+}
+
+/// `UpdateAgentCollaborator` of `id` on the DRAFT to `c`.
+fn update_collaborator(id: &'static str, c: CollaboratorSpec) -> Rule {
+    let body = json!({ "agentCollaborator": held_collaborator(id, &c) });
+    mock!(Client::update_agent_collaborator)
+        .match_requests(move |r| {
+            r.agent_version() == Some("DRAFT")
+                && r.collaborator_id() == Some(id)
+                && sends_collaborator(
+                    &c,
+                    r.collaborator_name(),
+                    r.agent_descriptor(),
+                    r.collaboration_instruction(),
+                    r.relay_conversation_history(),
+                )
+        })
+        .then_http_response(answer(body))
+}
+
+/// `DisassociateAgentCollaborator` of `id` on the DRAFT.
+fn disassociate(id: &'static str) -> Rule {
+    let body = json!({"agentId": AGENT_ID, "agentVersion": "DRAFT", "collaboratorId": id});
+    mock!(Client::disassociate_agent_collaborator)
+        .match_requests(move |r| {
+            r.agent_id() == Some(AGENT_ID)
+                && r.agent_version() == Some("DRAFT")
+                && r.collaborator_id() == Some(id)
+        })
+        .then_http_response(answer(body))
+}
+
+/// `UpdateAgent` setting the collaboration mode to `mode`, answered with the agent as
+/// `status`.
+fn update_agent_collaboration(mode: AgentCollaboration, status: &str) -> Rule {
+    let body = json!({ "agent": supervisor(status, mode.as_str()) });
+    mock!(Client::update_agent)
+        .match_requests(move |r| {
+            r.agent_id() == Some(AGENT_ID)
+                && r.instruction() == Some(INSTRUCTION)
+                && r.agent_collaboration() == Some(&mode)
+        })
+        .then_http_response(answer(body))
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_first_deploy_makes_a_supervisor_then_associates_its_collaborators_in_order() {
+    let spec = supervisor_spec(Some(Collaboration::Supervisor), vec![billing(), shipping("Deliveries.")]);
+    let script = Script::default()
+        // snapshot: no agent.
+        .then(list_agents(false))
+        // apply: the agent is created a supervisor; a new agent holds no collaborators.
+        .then(list_agents(false))
+        .then(
+            mock!(Client::create_agent)
+                .match_requests(|r| {
+                    r.agent_name() == Some(NAME)
+                        && r.agent_collaboration() == Some(&AgentCollaboration::Supervisor)
+                })
+                .then_http_response(answer(json!({ "agent": supervisor("CREATING", "SUPERVISOR") }))),
+        )
+        .then(get_agent(supervisor("NOT_PREPARED", "SUPERVISOR")))
+        .then_all(held_groups(vec![]))
+        .then(held_knowledge_bases(&[]))
+        .then(associate("COLLAB0001", billing()))
+        .then(associate("COLLAB0002", shipping("Deliveries.")));
+    let target = script.target();
+
+    assert_eq!(target.snapshot(&spec).await.expect("snapshot"), None);
+    target.apply(&spec).await.expect("apply");
+    script.assert_all_made();
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_update_disassociates_then_changes_the_mode_then_updates_and_associates_collaborators() {
+    // Held: billing (unchanged), shipping (its instruction changes), returns (removed), as
+    // SUPERVISOR. Wanted: billing, shipping, refunds (new), as SUPERVISOR_ROUTER.
+    let wanted = vec![billing(), shipping("Deliveries and tracking."), refunds()];
+    let spec = supervisor_spec(Some(Collaboration::SupervisorRouter), wanted);
+    let script = Script::default()
+        .then(list_agents(true))
+        .then(get_agent(supervisor("PREPARED", "SUPERVISOR")))
+        .then(list_collaborators(&[
+            ("COLLAB0001", billing()),
+            ("COLLAB0002", shipping("Deliveries.")),
+            ("COLLAB0003", returns()),
+        ]))
+        .then(disassociate("COLLAB0003"))
+        .then(update_agent_collaboration(AgentCollaboration::SupervisorRouter, "UPDATING"))
+        .then(get_agent(supervisor("NOT_PREPARED", "SUPERVISOR_ROUTER")))
+        .then_all(held_groups(vec![]))
+        .then(held_knowledge_bases(&[]))
+        .then(update_collaborator("COLLAB0002", shipping("Deliveries and tracking.")))
+        .then(associate("COLLAB0004", refunds()))
+        // The same apply again (a worker that crashed after the last call): it looks, and
+        // writes nothing.
+        .then(list_agents(true))
+        .then(get_agent(supervisor("NOT_PREPARED", "SUPERVISOR_ROUTER")))
+        .then(list_collaborators(&[
+            ("COLLAB0001", billing()),
+            ("COLLAB0002", shipping("Deliveries and tracking.")),
+            ("COLLAB0004", refunds()),
+        ]))
+        .then_all(held_groups(vec![]))
+        .then(held_knowledge_bases(&[]));
+    let target = script.target();
+
+    target.apply(&spec).await.expect("apply");
+    target.apply(&spec).await.expect("the same apply again");
+    script.assert_all_made();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_supervisor_made_a_lone_agent_again_loses_its_collaborators_before_collaboration() {
+    let script = Script::default()
+        .then(list_agents(true))
+        .then(get_agent(supervisor("PREPARED", "SUPERVISOR")))
+        .then(list_collaborators(&[("COLLAB0001", billing()), ("COLLAB0002", shipping("Deliveries."))]))
+        .then(disassociate("COLLAB0001"))
+        .then(disassociate("COLLAB0002"))
+        .then(update_agent_collaboration(AgentCollaboration::Disabled, "NOT_PREPARED"))
+        .then_all(held_groups(vec![]))
+        .then(held_knowledge_bases(&[]));
+
+    script.target().apply(&supervisor_spec(None, vec![])).await.expect("apply");
+    script.assert_all_made();
+}
+
+#[tokio::test(start_paused = true)]
+async fn restore_brings_back_the_snapshots_collaboration_mode_and_collaborators() {
+    let before = vec![billing(), shipping("Deliveries."), returns()];
+    let spec = supervisor_spec(Some(Collaboration::Supervisor), before.clone());
+    let script = Script::default()
+        // The backup: a supervisor of billing, shipping and returns.
+        .then(list_agents(true))
+        .then(get_agent(supervisor("PREPARED", "SUPERVISOR")))
+        .then_all(held_groups(vec![]))
+        .then(held_knowledge_bases(&[]))
+        .then(list_collaborators(&[
+            ("COLLAB0001", billing()),
+            ("COLLAB0002", shipping("Deliveries.")),
+            ("COLLAB0003", returns()),
+        ]))
+        .then(list_aliases(vec![alias("PREPARED", "1")]))
+        // The deployment made it a router, changed shipping, replaced returns with refunds:
+        // restore undoes each, in the order apply would.
+        .then(list_agents(true))
+        .then(get_agent(supervisor("PREPARED", "SUPERVISOR_ROUTER")))
+        .then(list_collaborators(&[
+            ("COLLAB0001", billing()),
+            ("COLLAB0002", shipping("Deliveries and tracking.")),
+            ("COLLAB0004", refunds()),
+        ]))
+        .then(disassociate("COLLAB0004"))
+        .then(update_agent_collaboration(AgentCollaboration::Supervisor, "NOT_PREPARED"))
+        .then_all(held_groups(vec![]))
+        .then(held_knowledge_bases(&[]))
+        .then(update_collaborator("COLLAB0002", shipping("Deliveries.")))
+        .then(associate("COLLAB0005", returns()));
+    let target = script.target();
+
+    let snapshot = target.snapshot(&spec).await.expect("snapshot").expect("the agent exists");
+    assert_eq!(snapshot.config["agent"]["collaboration"], "SUPERVISOR");
+    let saved: Vec<CollaboratorSpec> =
+        serde_json::from_value(snapshot.config["collaborators"].clone()).expect("collaborators");
+    assert_eq!(saved, before);
+    target.restore(&spec, &snapshot).await.expect("restore");
+    script.assert_all_made();
 }

@@ -31,8 +31,8 @@ pub use service::{
     DeployTask, Deployments, VersionEntry,
 };
 pub use spec::{
-    ActionGroupSpec, AgentSpec, ApiSchema, DEFAULT_MAX_SPEC_BYTES, FunctionSpec, GuardrailSpec,
-    KnowledgeBaseSpec, ParameterSpec, PlatformKind, PlatformSpec, RegisterSpec, SpecLimits, SpecParseError,
-    Submitted, VerifySpec, bedrock_limits,
+    ActionGroupSpec, AgentSpec, ApiSchema, Collaboration, CollaboratorSpec, DEFAULT_MAX_SPEC_BYTES,
+    FunctionSpec, GuardrailSpec, KnowledgeBaseSpec, ParameterSpec, PlatformKind, PlatformSpec, RegisterSpec,
+    SpecLimits, SpecParseError, Submitted, VerifySpec, bedrock_limits,
 };
 pub use state::{DeploymentStatus, IllegalTransition};

@@ -42,6 +42,9 @@ pub mod bedrock_limits {
     pub const PARAMETERS_PER_FUNCTION_MAX: usize = 5;
     pub const KNOWLEDGE_BASES_MAX: usize = 2;
     pub const TAGS_MAX: usize = 50;
+    /// The default quota "Agent Collaborators per Agent" (L-EAFCD549).
+    pub const COLLABORATORS_MAX: usize = 10;
+    pub const COLLABORATION_INSTRUCTION_MAX: usize = 4_000;
 }
 
 /// Where the agent goes: the platform it is deployed on, with that platform's settings
@@ -241,6 +244,38 @@ pub struct KnowledgeBaseSpec {
     pub description: String,
 }
 
+/// How a supervisor works with its collaborators (Bedrock's `agentCollaboration`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Collaboration {
+    /// The supervisor plans each request, hands parts of it to its collaborators and
+    /// combines their answers.
+    Supervisor,
+    /// A simple request goes straight to the one collaborator it is for; the others are
+    /// handled as by `supervisor`.
+    SupervisorRouter,
+}
+
+/// An agent a supervisor hands work to: Bedrock's agent collaborator.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CollaboratorSpec {
+    /// The name the supervisor knows it by (letters and digits, each optionally followed
+    /// by `-` or `_`; unique in the spec).
+    #[serde(default)]
+    pub name: String,
+    /// The alias of the agent that collaborates:
+    /// `arn:aws:bedrock:<region>:<account>:agent-alias/<agent id>/<alias id>`.
+    #[serde(default)]
+    pub agent_alias_arn: String,
+    /// When and how the supervisor should use it (1 to 4,000 characters).
+    #[serde(default)]
+    pub instruction: String,
+    /// Whether the collaborator is sent the conversation so far. Default false.
+    #[serde(default)]
+    pub relay_history: bool,
+}
+
 /// After a deployment, put the agent in the registry (or update it there), so that
 /// workflows and messages reach the deployed version.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -305,6 +340,13 @@ pub struct AgentSpec {
     pub guardrail: Option<GuardrailSpec>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub knowledge_bases: Vec<KnowledgeBaseSpec>,
+    /// Makes the agent a supervisor of `collaborators` (Bedrock Agents); absent, it works
+    /// alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub collaboration: Option<Collaboration>,
+    /// The agents a supervisor hands work to (with `collaboration`; at most 10).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub collaborators: Vec<CollaboratorSpec>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub tags: BTreeMap<String, String>,
     #[serde(default, rename = "target")]

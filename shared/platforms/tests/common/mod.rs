@@ -42,6 +42,8 @@ pub fn agentcore_spec(
         action_groups: Vec::new(),
         guardrail: None,
         knowledge_bases: Vec::new(),
+        collaboration: None,
+        collaborators: Vec::new(),
         tags: BTreeMap::new(),
         platform: PlatformSpec::AgentcoreRuntime {
             artifact: artifact.to_owned(),

@@ -42,6 +42,26 @@ static AGENT_SPEC: Shape = Shape::Object(&Object {
                 fields: &[Field::optional("id", Shape::Str), Field::optional("description", Shape::Str)],
             })),
         ),
+        Field::optional(
+            "collaboration",
+            Shape::Nullable(&Shape::Enum(&Enum {
+                what: "collaboration",
+                values: &["supervisor", "supervisor_router"],
+                aliases: &[],
+            })),
+        ),
+        Field::optional(
+            "collaborators",
+            Shape::List(&Shape::Object(&Object {
+                what: "a collaborator",
+                fields: &[
+                    Field::optional("name", Shape::Str),
+                    Field::optional("agent_alias_arn", Shape::Str),
+                    Field::optional("instruction", Shape::Str),
+                    Field::optional("relay_history", Shape::Bool),
+                ],
+            })),
+        ),
         Field::optional("tags", Shape::Map(&Shape::Str)),
         Field::optional("target", TARGET_SPEC),
         Field::optional(

@@ -1,4 +1,4 @@
-use super::validate::{bedrock_name, role_arn, runtime_name};
+use super::validate::{agent_alias_arn, bedrock_name, role_arn, runtime_name};
 use super::*;
 
 const ROLE: &str = "arn:aws:iam::123456789012:role/AgentRole";
@@ -277,4 +277,158 @@ fn target_kinds_are_snake_case_and_the_kebab_spelling_is_an_alias() {
 #[test]
 fn the_spec_shape_names_the_fields_serde_reads() {
     crate::strict::shape::assert_names_serde_fields::<AgentSpec>();
+}
+
+const ALIAS_ARN: &str = "arn:aws:bedrock:us-east-1:123456789012:agent-alias/AGENT00001/ALIAS00001";
+
+/// A supervisor of two collaborators, on Bedrock.
+fn supervisor_yaml() -> String {
+    format!(
+        r#"
+name: front-desk
+instruction: You take every customer question and hand it to the colleague who knows best.
+foundation_model: anthropic.claude-3-5-sonnet-20240620-v1:0
+agent_role_arn: {ROLE}
+collaboration: supervisor_router
+collaborators:
+  - name: billing
+    agent_alias_arn: {ALIAS_ARN}
+    instruction: Questions about invoices and payments.
+    relay_history: true
+  - name: shipping
+    agent_alias_arn: arn:aws:bedrock:eu-west-1:123456789012:agent-alias/AGENT00002/ALIAS00002
+    instruction: Questions about deliveries.
+"#
+    )
+}
+
+#[test]
+fn a_supervisor_and_its_collaborators_are_read() {
+    let spec = Submitted::parse(&supervisor_yaml()).unwrap().spec(&SpecLimits::default()).unwrap();
+    assert_eq!(spec.collaboration, Some(Collaboration::SupervisorRouter));
+    assert_eq!(
+        spec.collaborators[0],
+        CollaboratorSpec {
+            name: "billing".into(),
+            agent_alias_arn: ALIAS_ARN.into(),
+            instruction: "Questions about invoices and payments.".into(),
+            relay_history: true,
+        }
+    );
+    assert!(!spec.collaborators[1].relay_history, "relay_history defaults to false");
+    let plain = Submitted::parse(&valid_yaml()).unwrap().spec(&SpecLimits::default()).unwrap();
+    assert_eq!((plain.collaboration, plain.collaborators.len()), (None, 0));
+}
+
+#[test]
+fn every_problem_of_the_collaborators_is_reported_at_once_with_its_path() {
+    let text = supervisor_yaml()
+        .replace("collaboration: supervisor_router", "collaboration: supervisor")
+        .replace("name: shipping", "name: billing")
+        .replace(ALIAS_ARN, "arn:aws:bedrock:us-east-1:123456789012:agent/AGENT00001")
+        .replace("instruction: Questions about deliveries.", "instruction: ''")
+        + "  - name: 'returns desk'\n    agent_alias_arn: arn:aws:bedrock:us-east-1:1234:agent-alias/AGENT00003/ALIAS00003\n    instruction: Returns.\n    relay_history: true\n";
+    assert_eq!(
+        errors_of(&text),
+        [
+            (
+                "$.collaborators[0].agent_alias_arn".into(),
+                "required: arn:aws:bedrock:<region>:<12-digit account>:agent-alias/<agent id>/<alias id>"
+                    .into()
+            ),
+            ("$.collaborators[1].name".into(), "\"billing\" is named twice".into()),
+            ("$.collaborators[1].instruction".into(), "required: 1 to 4000 characters (it has 0)".into()),
+            (
+                "$.collaborators[2].name".into(),
+                "required: 1 to 100 letters and digits, each optionally followed by `-` or `_`".into()
+            ),
+            (
+                "$.collaborators[2].agent_alias_arn".into(),
+                "required: arn:aws:bedrock:<region>:<12-digit account>:agent-alias/<agent id>/<alias id>"
+                    .into()
+            ),
+        ]
+    );
+    // The shape first: a mode Bedrock does not have, a relay that is not a boolean.
+    let text = supervisor_yaml()
+        .replace("collaboration: supervisor_router", "collaboration: superviser")
+        .replace("relay_history: true", "relay_history: TO_COLLABORATOR");
+    let found = errors_of(&text);
+    let paths: Vec<&str> = found.iter().map(|(p, _)| p.as_str()).collect();
+    assert_eq!(paths, ["$.collaboration", "$.collaborators[0].relay_history"]);
+    assert!(found[0].1.contains("(did you mean \"supervisor\"?)"), "{found:?}");
+}
+
+#[test]
+fn collaboration_and_collaborators_need_each_other_and_bedrocks_limits() {
+    let lone_supervisor = supervisor_yaml().split("collaborators:").next().unwrap().to_owned();
+    assert_eq!(
+        errors_of(&lone_supervisor),
+        [("$.collaborators".into(), "required with collaboration: at least one".into())]
+    );
+    let no_mode = supervisor_yaml().replace("collaboration: supervisor_router\n", "");
+    assert_eq!(
+        errors_of(&no_mode),
+        [("$.collaboration".into(), "required with collaborators: supervisor or supervisor_router".into())]
+    );
+    let mut spec = Submitted::parse(&supervisor_yaml()).unwrap().document;
+    spec["collaborators"] = serde_json::Value::Array(
+        (0..11)
+            .map(|i| {
+                serde_json::json!({"name": format!("c{i}"), "agent_alias_arn": ALIAS_ARN, "instruction": "x".repeat(4_001 - i)})
+            })
+            .collect(),
+    );
+    let limits = SpecLimits { max_bytes: 100_000 };
+    let errors = Submitted::from_value(spec.clone()).spec(&limits).unwrap_err();
+    let found: Vec<(&str, &str)> =
+        errors.errors().iter().map(|e| (e.path.as_str(), e.message.as_str())).collect();
+    assert_eq!(
+        found,
+        [
+            ("$.collaborators", "at most 10 collaborators (it has 11)"),
+            ("$.collaborators[0].instruction", "required: 1 to 4000 characters (it has 4001)"),
+        ]
+    );
+    spec["collaborators"].as_array_mut().unwrap().truncate(10);
+    spec["collaborators"][0]["instruction"] = serde_json::json!("é".repeat(4_000));
+    assert!(Submitted::from_value(spec).spec(&limits).is_ok(), "10 collaborators, 4,000 characters");
+}
+
+#[test]
+fn only_the_bedrock_target_has_collaborators() {
+    let core = format!(
+        "name: support_bot\nagent_role_arn: {ROLE}\ntarget: {{kind: agentcore_runtime, artifact: a.example/bot:1}}\ncollaboration: supervisor\ncollaborators: [{{name: billing, agent_alias_arn: '{ALIAS_ARN}', instruction: Bills.}}]"
+    );
+    assert_eq!(
+        errors_of(&core),
+        [
+            ("$.collaboration".into(), "only the bedrock_agent target has collaboration".into()),
+            ("$.collaborators".into(), "only the bedrock_agent target has collaborators".into()),
+        ]
+    );
+    let local = "name: bot\ntarget: {kind: local, url: 'http://127.0.0.1:9100/'}\ncollaboration: supervisor";
+    assert_eq!(paths(local), ["$.collaboration"]);
+}
+
+#[test]
+fn agent_alias_arns_follow_bedrocks_pattern() {
+    for good in
+        [ALIAS_ARN, "arn:aws-us-gov:bedrock:us-gov-west-1:123456789012:agent-alias/A1B2C3D4E5/ZYXWVUTSRQ"]
+    {
+        assert!(agent_alias_arn(good), "{good}");
+    }
+    for bad in [
+        "",
+        "arn:aws:bedrock:us-east-1:123456789012:agent/AGENT00001",
+        "arn:aws:bedrock:us-east-1:123456789012:agent-alias/AGENT00001",
+        "arn:aws:bedrock:us-east-1:123456789012:agent-alias/AGENT0001/ALIAS00001",
+        "arn:aws:bedrock:us-east-1:123456789012:agent-alias/AGENT00001/ALIAS00001/x",
+        "arn:aws:lambda:us-east-1:123456789012:agent-alias/AGENT00001/ALIAS00001",
+        "arn:aws:bedrock:US-EAST-1:123456789012:agent-alias/AGENT00001/ALIAS00001",
+        "arn:aws:bedrock:us-east-1:12345678901:agent-alias/AGENT00001/ALIAS00001",
+        "arn:azure:bedrock:us-east-1:123456789012:agent-alias/AGENT00001/ALIAS00001",
+    ] {
+        assert!(!agent_alias_arn(bad), "{bad}");
+    }
 }

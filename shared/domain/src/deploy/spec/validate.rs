@@ -48,6 +48,8 @@ impl AgentSpec {
                 ("action_groups", !self.action_groups.is_empty()),
                 ("knowledge_bases", !self.knowledge_bases.is_empty()),
                 ("guardrail", self.guardrail.is_some()),
+                ("collaboration", self.collaboration.is_some()),
+                ("collaborators", !self.collaborators.is_empty()),
             ] {
                 if given {
                     errors.add(format!("$.{field}"), format!("only the bedrock_agent target has {field}"));
@@ -169,23 +171,11 @@ impl AgentSpec {
                 format!("{IDLE_SESSION_TTL_MIN} to {IDLE_SESSION_TTL_MAX}"),
             );
         }
-        if self.action_groups.len() > ACTION_GROUPS_MAX {
-            errors.add(
-                "$.action_groups",
-                format!("at most {ACTION_GROUPS_MAX} action groups (it has {})", self.action_groups.len()),
-            );
-        }
+        at_most(self.action_groups.len(), ACTION_GROUPS_MAX, "action_groups", "action groups", errors);
         let mut names = std::collections::HashSet::new();
         for (i, group) in self.action_groups.iter().enumerate() {
             let at = format!("$.action_groups[{i}]");
-            if !bedrock_name(&group.name) {
-                errors.add(
-                    format!("{at}.name"),
-                    "required: 1 to 100 letters and digits, each optionally followed by `-` or `_`",
-                );
-            } else if !names.insert(group.name.as_str()) {
-                errors.add(format!("{at}.name"), format!("{:?} is named twice", group.name));
-            }
+            check_unique_name(&group.name, &at, &mut names, errors);
             if let Some(description) = &group.description
                 && (description.is_empty() || description.chars().count() > DESCRIPTION_MAX)
             {
@@ -207,7 +197,7 @@ impl AgentSpec {
             errors.add("$.knowledge_bases", format!("at most {KNOWLEDGE_BASES_MAX} knowledge bases"));
         }
         for (i, kb) in self.knowledge_bases.iter().enumerate() {
-            if !kb_id(&kb.id) {
+            if !bedrock_id(&kb.id) {
                 errors.add(format!("$.knowledge_bases[{i}].id"), "required: 10 letters and digits");
             }
             if kb.description.is_empty() || kb.description.chars().count() > DESCRIPTION_MAX {
@@ -222,12 +212,68 @@ impl AgentSpec {
                 errors.add("$.guardrail.version", "DRAFT or a version number");
             }
         }
+        self.validate_collaborators(errors);
+    }
+
+    /// A supervisor and its collaborators: each needs the other.
+    fn validate_collaborators(&self, errors: &mut ValidationErrors) {
+        use bedrock_limits::*;
+        match (self.collaboration, self.collaborators.is_empty()) {
+            (Some(_), true) => errors.add("$.collaborators", "required with collaboration: at least one"),
+            (None, false) => {
+                errors.add("$.collaboration", "required with collaborators: supervisor or supervisor_router")
+            }
+            _ => {}
+        }
+        at_most(self.collaborators.len(), COLLABORATORS_MAX, "collaborators", "collaborators", errors);
+        let mut names = std::collections::HashSet::new();
+        for (i, collaborator) in self.collaborators.iter().enumerate() {
+            let at = format!("$.collaborators[{i}]");
+            check_unique_name(&collaborator.name, &at, &mut names, errors);
+            if !agent_alias_arn(&collaborator.agent_alias_arn) {
+                errors.add(
+                    format!("{at}.agent_alias_arn"),
+                    "required: arn:aws:bedrock:<region>:<12-digit account>:agent-alias/<agent id>/<alias id>",
+                );
+            }
+            let n = collaborator.instruction.chars().count();
+            if !(1..=COLLABORATION_INSTRUCTION_MAX).contains(&n) {
+                errors.add(
+                    format!("{at}.instruction"),
+                    format!("required: 1 to {COLLABORATION_INSTRUCTION_MAX} characters (it has {n})"),
+                );
+            }
+        }
     }
 
     /// The spec's hash: SHA-256 (hex) of its compact JSON.
     pub fn hash(document: &Value) -> String {
         use sha2::Digest as _;
         hex::encode(sha2::Sha256::digest(document.to_string().as_bytes()))
+    }
+}
+
+/// `$.<field>` holds at most `max` `what`s.
+fn at_most(len: usize, max: usize, field: &str, what: &str, errors: &mut ValidationErrors) {
+    if len > max {
+        errors.add(format!("$.{field}"), format!("at most {max} {what} (it has {len})"));
+    }
+}
+
+/// The name of the item at `at`: Bedrock's pattern, and none of the names `seen` before.
+fn check_unique_name<'a>(
+    name: &'a str,
+    at: &str,
+    seen: &mut std::collections::HashSet<&'a str>,
+    errors: &mut ValidationErrors,
+) {
+    if !bedrock_name(name) {
+        errors.add(
+            format!("{at}.name"),
+            "required: 1 to 100 letters and digits, each optionally followed by `-` or `_`",
+        );
+    } else if !seen.insert(name) {
+        errors.add(format!("{at}.name"), format!("{name:?} is named twice"));
     }
 }
 
@@ -323,18 +369,38 @@ pub(super) fn runtime_name(name: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
-pub(super) fn role_arn(arn: &str) -> bool {
-    let Some(rest) = arn.strip_prefix("arn:") else { return false };
-    let parts: Vec<&str> = rest.splitn(5, ':').collect();
-    parts.len() == 5
-        && parts[0].starts_with("aws")
-        && parts[1] == "iam"
-        && parts[3].len() == 12
-        && parts[3].bytes().all(|b| b.is_ascii_digit())
-        && parts[4].strip_prefix("role/").is_some_and(|n| !n.is_empty())
-        && arn.len() <= 2048
+/// An ARN's partition, service, region, account and resource, when it has an AWS
+/// partition, a 12-digit account and at most 2,048 characters.
+fn arn_parts(arn: &str) -> Option<[&str; 5]> {
+    let parts: Vec<&str> = arn.strip_prefix("arn:")?.splitn(5, ':').collect();
+    let [partition, service, region, account, resource] = parts[..] else { return None };
+    (partition.starts_with("aws")
+        && account.len() == 12
+        && account.bytes().all(|b| b.is_ascii_digit())
+        && arn.len() <= 2048)
+        .then_some([partition, service, region, account, resource])
 }
 
-fn kb_id(id: &str) -> bool {
+pub(super) fn role_arn(arn: &str) -> bool {
+    arn_parts(arn).is_some_and(|[_, service, _, _, resource]| {
+        service == "iam" && resource.strip_prefix("role/").is_some_and(|n| !n.is_empty())
+    })
+}
+
+/// Bedrock's agent alias ARN: `arn:aws:bedrock:<region>:<account>:agent-alias/<agent id>/<alias id>`.
+pub(super) fn agent_alias_arn(arn: &str) -> bool {
+    arn_parts(arn).is_some_and(|[_, service, region, _, resource]| {
+        service == "bedrock"
+            && (1..=20).contains(&region.len())
+            && region.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && resource
+                .strip_prefix("agent-alias/")
+                .and_then(|ids| ids.split_once('/'))
+                .is_some_and(|(agent, alias)| bedrock_id(agent) && bedrock_id(alias))
+    })
+}
+
+/// A Bedrock resource id (an agent's, an alias's, a knowledge base's): 10 letters and digits.
+fn bedrock_id(id: &str) -> bool {
     id.len() == 10 && id.bytes().all(|b| b.is_ascii_alphanumeric())
 }
