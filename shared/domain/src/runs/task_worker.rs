@@ -173,7 +173,10 @@ impl<S: EngineStore, Q: MessageQueue, I: AgentInvoker> Engine<S, Q, I> {
             Ok(reply) => {
                 let late = self.store.get_task(task_id).await?.is_none_or(|t| t.status.is_terminal());
                 let vote = (started.kind == AssignmentKind::Answer)
-                    .then(|| crate::squads::compared(&Value::Object(reply.clone()), &squad.aggregation.compare).cloned())
+                    .then(|| {
+                        crate::squads::compared(&Value::Object(reply.clone()), &squad.aggregation.compare)
+                            .cloned()
+                    })
                     .flatten();
                 let done = Assignment { late, vote, ..started };
                 self.finish_assignment(
