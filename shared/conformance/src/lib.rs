@@ -14,6 +14,7 @@ use tdev_domain::auth::{
 use tdev_domain::ports::{HealthCheck, SecretStore, StoreError};
 
 pub mod agents;
+pub mod crash;
 pub mod deployments;
 pub mod engine;
 pub mod messaging;

@@ -70,26 +70,43 @@ async fn an_unknown_queue_is_an_error_not_a_silent_drop() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_engine_runs_workflows_durably_on_the_embedded_backend() {
-    let store = SqliteStore::in_memory().unwrap().with_queues([QueueSpec::with_dead_letter(
-        tdev_domain::runs::STEP_QUEUE,
-        "steps-dlq",
-        tdev_domain::runs::STEP_MAX_RECEIVES,
-    )]);
+    let store = engine_backend();
     tdev_conformance::engine::run_all(store.clone(), store).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_engine_runs_squad_tasks_durably_on_the_embedded_backend() {
-    let store = SqliteStore::in_memory().unwrap().with_queues([QueueSpec::with_dead_letter(
-        tdev_domain::runs::STEP_QUEUE,
-        "steps-dlq",
-        tdev_domain::runs::STEP_MAX_RECEIVES,
-    )]);
+    let store = engine_backend();
     tdev_conformance::squads::run_all(store.clone(), store, 1_000).await;
+}
+
+/// A worker killed at every squad task write in turn (each delivery processed twice): the
+/// task ends as it would have, and no agent is called twice for one attempt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn squad_tasks_survive_a_crash_between_any_two_writes_on_the_embedded_backend() {
+    let store = engine_backend();
+    tdev_conformance::crash::a_crash_between_any_two_writes_changes_nothing(store.clone(), store, 1).await;
 }
 
 #[tokio::test]
 async fn the_fifo_batch_rule_holds_on_the_embedded_queue() {
     let store = SqliteStore::in_memory().unwrap().with_queues(queues());
     tdev_conformance::worker::fifo_batch_rule(&store, "work").await;
+}
+
+/// A worker that dies between recording an assignment and sending its message: the watch
+/// sends it again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_lost_assignment_message_is_sent_again_on_the_embedded_backend() {
+    let store = engine_backend();
+    tdev_conformance::crash::a_lost_assignment_message_is_sent_again_by_the_watch(store.clone(), store).await;
+}
+
+/// An in-memory store with the step queue and its dead-letter queue: the engine's backend.
+fn engine_backend() -> SqliteStore {
+    SqliteStore::in_memory().unwrap().with_queues([QueueSpec::with_dead_letter(
+        tdev_domain::runs::STEP_QUEUE,
+        "steps-dlq",
+        tdev_domain::runs::STEP_MAX_RECEIVES,
+    )])
 }

@@ -199,6 +199,14 @@ impl<S: EngineStore, Q: MessageQueue, I: AgentInvoker> Engine<S, Q, I> {
             next = written;
         }
         if next.finished < n {
+            if finished.is_none() {
+                // The watch (or the start): an item recorded as handed out by a worker that
+                // died before sending its message waits on no message; send it again. The
+                // only read of every assignment before the end, once a minute.
+                let assignments = self.store.list_assignments(&task.id).await?;
+                let by_id = assignments.iter().map(|a| (a.id.as_str(), a)).collect();
+                self.resend_stale(&task.id, &by_id).await?;
+            }
             return Ok(Pass::Done);
         }
         self.collect(&next, squad).await
