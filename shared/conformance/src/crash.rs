@@ -416,10 +416,24 @@ where
         assert_eq!(reference.ending.status, TaskStatus::Succeeded, "{scenario:?}: {:?}", reference.ending);
         let started = Instant::now();
         let mut points = 0;
+        let mut skipped = 0;
         for k in (1..=w).filter(|k| (k - 1) % every.max(1) == 0 || *k == w) {
             store.crash_at(k);
             let crashed = run(&h, &store, scenario, Drive::Once).await;
-            assert!(store.crashed(), "{scenario:?}: write {k} of {w} never came ({} writes)", crashed.writes);
+            if !store.crashed() {
+                // Some writes are races two workers may or may not run (the start and the
+                // watch both making the first assignment: the loser's create is counted),
+                // so a run can have a write fewer than the crash-free one: then the last
+                // crash point is not reached. It must be the run's count that fell short.
+                assert!(
+                    crashed.writes < k,
+                    "{scenario:?}: write {k} of {w} never came ({} writes)",
+                    crashed.writes
+                );
+                assert_eq!(crashed.ending, reference.ending, "{scenario:?}: the run without its crash");
+                skipped += 1;
+                continue;
+            }
             assert_eq!(crashed.ending, reference.ending, "{scenario:?}: a crash at write {k} of {w}");
             eprintln!(
                 "{scenario:?}: a crash at write {k} of {w}: {} writes, {:?}",
@@ -427,6 +441,10 @@ where
             );
             points += 1;
         }
+        assert!(
+            skipped <= 2 && points > 0,
+            "{scenario:?}: {skipped} crash points not reached, {points} reached"
+        );
         eprintln!(
             "{scenario:?}: W = {w}; crash-free in {:?}; {points} crash points in {:?}",
             reference.took,

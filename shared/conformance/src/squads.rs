@@ -148,6 +148,9 @@ pub async fn majority_unanimous_and_weighted<S: EngineStore + Clone, Q: MessageQ
         json!({
             "members": members.iter().zip(weights).map(|(m, w)| json!({"agent": m, "weight": w})).collect::<Vec<_>>(),
             "aggregation": {"method": method, "compare": "/answer"},
+            // One call at a time, in member order: what the tally has seen when it settles
+            // does not depend on which call happens to finish first.
+            "limits": {"max_concurrency": 1},
         })
     };
     let task = h.start_squad(squad("majority", [1; 5]), json!({"question": "A or B?"})).await;
@@ -243,6 +246,7 @@ pub async fn tolerated_failures_decide_when_no_one_is_left<S: EngineStore + Clon
         json!({
             "members": [{"agent": ok1}, {"agent": broken}, {"agent": ok2}],
             "aggregation": {"compare": "/answer"},
+            "limits": {"max_concurrency": 1},
             "on_failure": {"retries": 0, "tolerate": tolerate},
         })
     };
