@@ -24,9 +24,10 @@
 //! versions (`squads.rs`), their tasks' records (`task_records.rs`), what the API asks of
 //! tasks (`task_service.rs`), what an assignment's delivery asks (`task_worker.rs`, which
 //! moves broadcasts and races; `task_split.rs` and `task_lead.rs` move the other two
-//! modes), and a workflow step that gives a squad its task (`squad_step.rs`). A task is
-//! moved exactly as a run is: conditional creates and writes, one message per unit of
-//! work, lost attempts noticed through visibility.
+//! modes; `task_state.rs` is what the three share), and a workflow step that gives a
+//! squad its task (`squad_step.rs`). A task is moved exactly as a run is: conditional
+//! creates and writes, one message per unit of work, lost attempts noticed through
+//! visibility.
 
 mod execute;
 mod ports;
@@ -39,6 +40,7 @@ mod task_lead;
 mod task_records;
 mod task_service;
 mod task_split;
+mod task_state;
 mod task_worker;
 mod worker;
 

@@ -11,7 +11,7 @@ use serde_json::{Map, Value, json};
 use super::ports::EngineStore;
 use super::service::{Engine, EngineError};
 use super::task_records::{Assignment, AssignmentKind, AssignmentStatus, Seat, SquadTask, TaskStatus};
-use super::task_worker::{Ending, Pass};
+use super::task_state::{Ending, Pass};
 use crate::agents::{AgentInvoker, InvokeError};
 use crate::ports::MessageQueue;
 use crate::squads::{Ballot, Role, Squad, Verdict, Vote, decide};
@@ -221,7 +221,7 @@ impl<S: EngineStore, Q: MessageQueue, I: AgentInvoker> Engine<S, Q, I> {
                         judgement: None,
                     },
                 };
-                let rule = super::task_worker::rule_of(squad);
+                let rule = super::task_state::rule_of(squad);
                 let mut ending = match decide(&rule, &[ballot]) {
                     Verdict::Reached { result, tally } => Ending {
                         status: TaskStatus::Succeeded,

@@ -147,7 +147,7 @@ impl<S: EngineStore, Q: MessageQueue, I: AgentInvoker> Engine<S, Q, I> {
                 return Err(EngineError::AlreadyEnded(task.status.as_str()));
             }
             let ended =
-                super::task_worker::Ending::failure(TaskStatus::Cancelled, "cancelled through the API");
+                super::task_state::Ending::failure(TaskStatus::Cancelled, "cancelled through the API");
             match self.end_task(&task, ended).await {
                 Ok(ended) => return Ok(ended),
                 Err(EngineError::Store(StoreError::Conflict(_))) => continue,

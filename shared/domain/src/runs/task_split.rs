@@ -15,7 +15,7 @@ use serde_json::{Map, Value};
 use super::ports::EngineStore;
 use super::service::{Engine, EngineError};
 use super::task_records::{Assignment, AssignmentKind, AssignmentStatus, Seat, SquadTask};
-use super::task_worker::{Ending, Pass, replaced, rule_of};
+use super::task_state::{Ending, Pass, replaced, rule_of};
 use crate::agents::AgentInvoker;
 use crate::ports::{MessageQueue, StoreError};
 use crate::squads::{Ballot, Role, Squad, Strategy, Verdict, Vote, decide};

@@ -22,12 +22,13 @@ use serde_json::{Map, Value, json};
 use super::ports::EngineStore;
 use super::service::{Engine, EngineError, Task};
 use super::task_records::{
-    Assignment, AssignmentKind, AssignmentStatus, Replacement, RoundOutcome, Seat, SquadTask, TaskStatus,
+    Assignment, AssignmentKind, AssignmentStatus, RoundOutcome, Seat, SquadTask, TaskStatus,
 };
+use super::task_state::{Ending, Pass, replaced, rule_of};
 use crate::agents::{AgentInvoker, AgentStatus, InvokeError};
 use crate::ports::{MessageQueue, StoreError};
 use crate::queue::Outcome;
-use crate::squads::{Ballot, Judgement, Method, Mode, Role, Rule, Squad, Tally, Verdict, Vote, decide};
+use crate::squads::{Ballot, Judgement, Method, Mode, Role, Squad, Verdict, Vote, decide};
 
 /// How often a running task is looked after: what was queued longer ago than this and
 /// has not started is sent again.
@@ -36,27 +37,6 @@ pub const WATCH_EVERY: Duration = Duration::from_secs(60);
 pub(super) const CONFLICT_RETRY: Duration = Duration::from_millis(200);
 /// Rounds of advance after lost conditional writes before the delivery is retried.
 const ADVANCE_TRIES: usize = 16;
-
-/// How a task ends.
-pub(super) struct Ending {
-    pub(super) status: TaskStatus,
-    pub(super) result: Option<Value>,
-    pub(super) tally: Option<Tally>,
-    pub(super) error: Option<String>,
-}
-
-impl Ending {
-    pub(super) fn failure(status: TaskStatus, error: impl Into<String>) -> Self {
-        Self { status, result: None, tally: None, error: Some(error.into()) }
-    }
-}
-
-/// What one pass of advance did.
-pub(super) enum Pass {
-    /// The task changed (a replacement, a new round): look again.
-    Again,
-    Done,
-}
 
 pub(super) fn answer_id(round: u32, seat: &Seat) -> String {
     format!("r{round:02}-s{:04}-g{}", seat.slot, seat.generation)
@@ -68,17 +48,6 @@ fn judge_id(round: u32, answer: &Seat, validator: &Seat) -> String {
 
 fn micros(at: Option<Timestamp>) -> u64 {
     at.map_or(u64::MAX, |t| u64::try_from(t.as_microsecond()).unwrap_or(0))
-}
-
-/// The squad's aggregation as the tally takes it.
-pub(super) fn rule_of(squad: &Squad) -> Rule {
-    Rule {
-        method: squad.method(),
-        quorum: squad.aggregation.quorum.unwrap_or(0),
-        compare: squad.aggregation.compare.clone(),
-        tie_break: squad.aggregation.tie_break,
-        tolerated_failures: squad.on_failure.tolerate,
-    }
 }
 
 impl<S: EngineStore, Q: MessageQueue, I: AgentInvoker> Engine<S, Q, I> {
@@ -712,31 +681,6 @@ fn check_reply(kind: AssignmentKind, reply: Map<String, Value>) -> Result<Map<St
         ));
     }
     Ok(reply)
-}
-
-/// `task` with `agent` in `seat`'s place (its generation one more) and the replacement
-/// recorded; its version as read.
-pub(super) fn replaced(
-    task: &SquadTask,
-    seat: &Seat,
-    agent: String,
-    reason: String,
-    at: Timestamp,
-) -> SquadTask {
-    let replacement =
-        Replacement { slot: seat.slot, replaced: seat.agent.clone(), by: agent.clone(), reason, at };
-    let seats = task
-        .seats
-        .iter()
-        .map(|s| {
-            if s.slot == seat.slot {
-                Seat { agent: agent.clone(), generation: s.generation + 1, ..s.clone() }
-            } else {
-                s.clone()
-            }
-        })
-        .collect();
-    SquadTask { seats, replacements: [task.replacements.clone(), vec![replacement]].concat(), ..task.clone() }
 }
 
 /// A finished task's figures: how long it took, what share of its calls failed for good,
