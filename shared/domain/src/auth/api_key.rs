@@ -56,7 +56,9 @@ pub struct KeyName(String);
 impl KeyName {
     pub fn new(raw: &str) -> Result<Self, &'static str> {
         let trimmed = raw.trim();
-        if trimmed.is_empty() || trimmed.chars().count() > 100 {
+        // The length as sent, as the API's schema states it (`maxLength` 100): the edges
+        // trimmed off do not make a longer name fit.
+        if trimmed.is_empty() || raw.chars().count() > 100 {
             return Err("must be 1 to 100 characters");
         }
         // The whole text, edges included: a name with a tab is refused, not trimmed.
@@ -245,6 +247,16 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
+
+    #[test]
+    fn a_name_is_measured_as_sent_and_stored_trimmed() {
+        assert_eq!(KeyName::new("  ci  ").unwrap().as_str(), "ci");
+        let hundred = "x".repeat(100);
+        assert!(KeyName::new(&hundred).is_ok());
+        // 101 characters as sent, 100 once trimmed: the schema's maxLength is of what is sent.
+        assert!(KeyName::new(&format!(" {hundred}")).is_err());
+        assert!(KeyName::new("   ").is_err());
+    }
 
     fn request(name: &str, scopes: &[&str]) -> NewApiKeyRequest {
         NewApiKeyRequest {

@@ -15,14 +15,16 @@ use crate::workflow::Seconds;
 #[serde(deny_unknown_fields)]
 pub struct Squad {
     /// 1 to 64 of a-z, 0-9, `-` and `_`.
-    #[schema(example = "answer-board")]
+    #[schema(example = "answer-board", pattern = "^[a-z0-9][a-z0-9_-]{0,63}$")]
     pub id: String,
     /// 1 to 64 of letters, digits, `.`, `-` and `_`. Versions are immutable.
-    #[schema(example = "1")]
+    #[schema(example = "1", pattern = "^[A-Za-z0-9._-]{1,64}$")]
     pub version: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 1000)]
     pub description: Option<String>,
     /// Who works the task: agents by id, or a number of agents chosen by capability.
+    #[schema(min_items = 1, max_items = 1000)]
     pub members: Vec<Member>,
     #[serde(default)]
     pub distribution: Distribution,
@@ -43,19 +45,23 @@ pub struct Squad {
 pub struct Member {
     /// The agent to call.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(pattern = "^[a-z0-9][a-z0-9_-]{0,63}$")]
     pub agent: Option<String>,
     /// Without `agent`: choose `count` active agents offering it. With `agent`: what a
     /// replacement must offer (otherwise the agent's own capabilities, all of them).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(pattern = "^[a-z0-9][a-z0-9_-]{0,63}$")]
     pub capability: Option<String>,
     /// How many agents a capability member stands for. Default 1.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 100)]
     pub count: Option<u32>,
     /// Default `worker`.
     #[serde(default)]
     pub role: Role,
     /// Counts under `weighted` aggregation and `weighted` distribution: 1 to 1,000. Default 1.
     #[serde(default = "one")]
+    #[schema(minimum = 1, maximum = 1000)]
     pub weight: u32,
 }
 
@@ -119,6 +125,7 @@ pub struct Collaboration {
     /// receives the previous round's answers; a round that reaches the aggregation ends
     /// the task.
     #[serde(default = "one")]
+    #[schema(minimum = 1, maximum = 10)]
     pub rounds: u32,
 }
 
@@ -139,9 +146,11 @@ pub struct Aggregation {
     /// A JSON pointer into each reply (`/answer`); answers are compared on the canonical
     /// JSON of what it points at. Default: the whole reply.
     #[serde(default)]
+    #[schema(max_length = 1024, pattern = "^(/([^~]|~[01])*)*$")]
     pub compare: String,
     /// `quorum`: how many members must give the same answer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1)]
     pub quorum: Option<u32>,
     /// Default `first_listed`.
     #[serde(default)]
@@ -154,15 +163,19 @@ pub struct Aggregation {
 pub struct Limits {
     /// Assignments of one task in flight at once: 1 to 1,000, default 16.
     #[serde(default = "Limits::default_concurrency")]
+    #[schema(minimum = 1, maximum = 1000)]
     pub max_concurrency: u32,
     /// Assignments in flight per member: 1 to 100, default 1.
     #[serde(default = "one")]
+    #[schema(minimum = 1, maximum = 100)]
     pub max_per_member: u32,
     /// Seconds one call of a member may take. Default 60.
     #[serde(default = "Limits::default_member_timeout")]
+    #[schema(exclusive_minimum = 0, maximum = 31536000)]
     pub member_timeout: f64,
     /// Seconds the whole task may take, at most a year. Default 3,600.
     #[serde(default = "Limits::default_deadline")]
+    #[schema(exclusive_minimum = 0, maximum = 31536000)]
     pub deadline: f64,
 }
 
@@ -211,6 +224,7 @@ impl Default for Limits {
 pub struct OnFailure {
     /// Calls of a member after its first, per assignment: 0 to 10, default 1.
     #[serde(default = "one")]
+    #[schema(maximum = 10)]
     pub retries: u32,
     /// Members the aggregation may do without once they failed and could not be
     /// replaced. Default 0.
@@ -219,6 +233,7 @@ pub struct OnFailure {
     /// Members replaced (from the agents offering the capability: active, breaker closed,
     /// not in the task) per task: 0 to 100, default 3. 0: never replace.
     #[serde(default = "OnFailure::default_replacements")]
+    #[schema(maximum = 100)]
     pub replacements: u32,
 }
 

@@ -214,7 +214,10 @@ impl Squad {
             (_, Some(_)) => errors.add("$.aggregation.quorum", "only the quorum method has a quorum"),
         }
         let compare = &self.aggregation.compare;
-        if !(compare.is_empty() || compare.starts_with('/')) || compare.len() > 1_024 {
+        // RFC 6901: `~` only as `~0` or `~1`.
+        let escapes_ok = compare.split('~').skip(1).all(|rest| rest.starts_with(['0', '1']));
+        if !(compare.is_empty() || compare.starts_with('/')) || compare.chars().count() > 1_024 || !escapes_ok
+        {
             errors.add(
                 "$.aggregation.compare",
                 "a JSON pointer into the reply, such as /answer (empty: the whole reply), at most 1,024 characters",
