@@ -239,5 +239,7 @@ async fn a_workflow_step_gives_a_squad_its_task_end_to_end() {
     let tasks = stack.get_json("/v1/squad-tasks?squad_id=answer-board", &key).await;
     let task = &tasks["tasks"][0];
     assert_eq!(task["parent"], json!({"run_id": run["id"], "step_id": "vote", "attempt": 1}));
-    assert_eq!(task["input"], json!({"question": "q"}));
+    assert_eq!(task.get("input"), None, "the list leaves inputs out: they may be large");
+    let view = stack.get_json(&format!("/v1/squad-tasks/{}", task["id"].as_str().unwrap()), &key).await;
+    assert_eq!(view["input"], json!({"question": "q"}), "the step's inputs are the task's input");
 }

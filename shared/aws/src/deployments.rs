@@ -3,8 +3,6 @@
 //! transition are each one `TransactWriteItems`: the record, its event and the lock are
 //! written together or not at all.
 
-use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
 use jiff::Timestamp;
 use tdev_domain::deploy::{
     AgentLock, Backup, Deployment, DeploymentEvent, DeploymentFilter, DeploymentStore,
@@ -12,7 +10,7 @@ use tdev_domain::deploy::{
 use tdev_domain::ports::StoreError;
 
 use crate::attrs::{self, Item, n, s};
-use crate::items::unless_refused;
+use crate::items::{put, unless_refused};
 use crate::{AwsStore, from_nanos, nanos, sortable};
 
 const DEPLOY_SK: &str = "DEPLOY";
@@ -49,46 +47,6 @@ fn event_item(event: &DeploymentEvent) -> Result<Item, StoreError> {
         ("sk".to_owned(), s(format!("{EVENT_PREFIX}{:020}", event.seq))),
         ("doc".to_owned(), attrs::doc(event)?),
     ]))
-}
-
-/// One conditional Put of a transaction.
-fn put(
-    table: &str,
-    item: Item,
-    condition: &str,
-    values: &[(&str, AttributeValue)],
-) -> Result<TransactWriteItem, StoreError> {
-    let mut put = Put::builder().table_name(table).set_item(Some(item)).condition_expression(condition);
-    for (name, value) in values {
-        put = put.expression_attribute_values(*name, value.clone());
-    }
-    // Fails only without a table name or an item: a bug here.
-    Ok(TransactWriteItem::builder().put(put.build().map_err(StoreError::unavailable)?).build())
-}
-
-impl AwsStore {
-    /// Writes `items` all or nothing. A cancelled transaction is `Conflict`, named by
-    /// `lost[i]` for the first item `i` whose condition failed.
-    async fn transact(&self, items: Vec<TransactWriteItem>, lost: &[String]) -> Result<(), StoreError> {
-        let result = self.dynamodb.transact_write_items().set_transact_items(Some(items)).send().await;
-        let Err(error) = result else { return Ok(()) };
-        let Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) = error.as_service_error()
-        else {
-            return Err(StoreError::unavailable(error));
-        };
-        let codes: Vec<_> =
-            cancelled.cancellation_reasons().iter().map(|r| r.code().unwrap_or("None")).collect();
-        if let Some(i) = codes.iter().position(|code| *code == "ConditionalCheckFailed") {
-            return Err(StoreError::Conflict(
-                lost.get(i).cloned().unwrap_or_else(|| "a condition failed".into()),
-            ));
-        }
-        // A concurrent transaction on the same items (or a moto without reasons) lost a race.
-        if codes.is_empty() || codes.contains(&"TransactionConflict") {
-            return Err(StoreError::Conflict(format!("a concurrent write won: {codes:?}")));
-        }
-        Err(StoreError::unavailable(error))
-    }
 }
 
 impl DeploymentStore for AwsStore {

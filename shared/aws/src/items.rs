@@ -5,8 +5,9 @@
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::delete_item::builders::DeleteItemFluentBuilder;
 use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
-use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
 use jiff::Timestamp;
 use tdev_domain::ports::StoreError;
 
@@ -54,7 +55,49 @@ where
     }
 }
 
+/// One conditional Put of a transaction.
+pub(crate) fn put(
+    table: &str,
+    item: Item,
+    condition: &str,
+    values: &[(&str, AttributeValue)],
+) -> Result<TransactWriteItem, StoreError> {
+    let mut put = Put::builder().table_name(table).set_item(Some(item)).condition_expression(condition);
+    for (name, value) in values {
+        put = put.expression_attribute_values(*name, value.clone());
+    }
+    // Fails only without a table name or an item: a bug here.
+    Ok(TransactWriteItem::builder().put(put.build().map_err(StoreError::unavailable)?).build())
+}
+
 impl AwsStore {
+    /// Writes `items` all or nothing. A cancelled transaction is `Conflict`, named by
+    /// `lost[i]` for the first item `i` whose condition failed.
+    pub(crate) async fn transact(
+        &self,
+        items: Vec<TransactWriteItem>,
+        lost: &[String],
+    ) -> Result<(), StoreError> {
+        let result = self.dynamodb.transact_write_items().set_transact_items(Some(items)).send().await;
+        let Err(error) = result else { return Ok(()) };
+        let Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) = error.as_service_error()
+        else {
+            return Err(StoreError::unavailable(error));
+        };
+        let codes: Vec<_> =
+            cancelled.cancellation_reasons().iter().map(|r| r.code().unwrap_or("None")).collect();
+        if let Some(i) = codes.iter().position(|code| *code == "ConditionalCheckFailed") {
+            return Err(StoreError::Conflict(
+                lost.get(i).cloned().unwrap_or_else(|| "a condition failed".into()),
+            ));
+        }
+        // A concurrent transaction on the same items (or a moto without reasons) lost a race.
+        if codes.is_empty() || codes.contains(&"TransactionConflict") {
+            return Err(StoreError::Conflict(format!("a concurrent write won: {codes:?}")));
+        }
+        Err(StoreError::unavailable(error))
+    }
+
     /// The item at `pk`/`sk`, read strongly consistently (a write is seen by the next read).
     pub(crate) async fn get(&self, pk: String, sk: &str) -> Result<Option<Item>, StoreError> {
         self.get_in(&self.table, pk, sk).await

@@ -3,18 +3,23 @@
 //!
 //! - Task: `pk = "TASK#<id>"`, `sk = "TASK"`, `version`, `status`, `squad_id`, `doc`,
 //!   listed through `gsi1` (`gsi1pk = "TASKS"`, `gsi1sk = <created µs, 20 digits>#<id>`).
+//! - Its input: `pk = "TASK#<id>"`, `sk = "INPUT"`, `doc` (at most 256 KiB), written in one
+//!   transaction with the task and never changed: the task's record, read and written at
+//!   every step, stays small however large the input.
 //! - Assignment: `pk = "TASK#<id>"`, `sk = "ASSIGN#<assignment id>"`, `version`, `doc` —
 //!   one Query (`begins_with(sk, "ASSIGN#")`, every page) reads a task's assignments by id;
 //!   reading the task is one GetItem, however many it has.
 
+use serde_json::{Map, Value};
 use tdev_domain::ports::StoreError;
 use tdev_domain::runs::{Assignment, SquadTask, TaskFilter, TaskStore};
 
 use crate::AwsStore;
 use crate::attrs::{self, Item, s};
-use crate::items::{listed_by_age, versioned_item};
+use crate::items::{listed_by_age, put, versioned_item};
 
 const TASK_SK: &str = "TASK";
+const INPUT_SK: &str = "INPUT";
 const TASKS_GSI_PK: &str = "TASKS";
 const ASSIGNMENT_PREFIX: &str = "ASSIGN#";
 
@@ -27,13 +32,27 @@ fn assignment_sk(id: &str) -> String {
 }
 
 impl TaskStore for AwsStore {
-    async fn create_task(&self, task: &SquadTask) -> Result<(), StoreError> {
-        self.insert(task_item(task)?, || format!("task {} exists", task.id)).await
+    async fn create_task(&self, task: &SquadTask, input: &Map<String, Value>) -> Result<(), StoreError> {
+        let new = "attribute_not_exists(pk)";
+        let input_item = Item::from([
+            ("pk".to_owned(), s(task_pk(&task.id))),
+            ("sk".to_owned(), s(INPUT_SK)),
+            ("doc".to_owned(), attrs::doc(input)?),
+        ]);
+        let items =
+            vec![put(&self.table, task_item(task)?, new, &[])?, put(&self.table, input_item, new, &[])?];
+        let exists = format!("task {} exists", task.id);
+        self.transact(items, &[exists.clone(), exists]).await
     }
 
     async fn get_task(&self, id: &str) -> Result<Option<SquadTask>, StoreError> {
         let item = self.get(task_pk(id), TASK_SK).await?;
         item.as_ref().map(|item| attrs::from_doc("task", item)).transpose()
+    }
+
+    async fn get_task_input(&self, id: &str) -> Result<Option<Map<String, Value>>, StoreError> {
+        let item = self.get(task_pk(id), INPUT_SK).await?;
+        item.as_ref().map(|item| attrs::from_doc("task input", item)).transpose()
     }
 
     async fn list_tasks(&self, filter: &TaskFilter) -> Result<Vec<SquadTask>, StoreError> {

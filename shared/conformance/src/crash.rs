@@ -20,7 +20,7 @@ use tdev_domain::queue::{Delivery, NewMessage};
 use tdev_domain::runs::{
     Assignment, AssignmentStatus, DefinitionKind, DefinitionStore, EngineStore, Run, RunFilter, RunStore,
     STEP_DEAD_LETTER_QUEUE, SquadTask, StepRun, StoredDefinition, TaskFilter, TaskStatus, TaskStore,
-    WATCH_EVERY,
+    TaskView, WATCH_EVERY,
 };
 use tdev_domain::squads::{self, Tally};
 use tdev_domain::workflow::Format;
@@ -171,14 +171,19 @@ impl State {
 }
 
 impl<S: TaskStore> TaskStore for Crashing<S> {
-    async fn create_task(&self, task: &SquadTask) -> Result<(), StoreError> {
+    async fn create_task(&self, task: &SquadTask, input: &Map<String, Value>) -> Result<(), StoreError> {
         self.write()?;
-        self.inner.create_task(task).await
+        self.inner.create_task(task, input).await
     }
 
     async fn get_task(&self, id: &str) -> Result<Option<SquadTask>, StoreError> {
         self.alive()?;
         self.inner.get_task(id).await
+    }
+
+    async fn get_task_input(&self, id: &str) -> Result<Option<Map<String, Value>>, StoreError> {
+        self.alive()?;
+        self.inner.get_task_input(id).await
     }
 
     async fn list_tasks(&self, filter: &TaskFilter) -> Result<Vec<SquadTask>, StoreError> {
@@ -642,7 +647,7 @@ where
     S: EngineStore + Clone,
     Q: MessageQueue,
 {
-    let (task, assignments) = h.engine.task_view(task_id).await.expect("view");
+    let TaskView { task, assignments, .. } = h.engine.task_view(task_id).await.expect("view");
     assert_eq!(
         task.status,
         TaskStatus::Running,

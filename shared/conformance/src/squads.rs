@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use tdev_domain::ports::MessageQueue;
 use tdev_domain::queue::Outcome;
-use tdev_domain::runs::{AssignmentStatus, EngineStore, STEP_QUEUE, SquadTask, TaskStatus};
+use tdev_domain::runs::{AssignmentStatus, EngineStore, STEP_QUEUE, SquadTask, TaskStatus, TaskView};
 use tdev_domain::squads;
 use tdev_domain::workflow::Format;
 
@@ -54,7 +54,7 @@ impl<S: EngineStore + Clone, Q: MessageQueue> Harness<S, Q> {
                     .task_view(task_id)
                     .await
                     .expect("view")
-                    .1
+                    .assignments
                     .iter()
                     .any(|a| a.status == AssignmentStatus::Running);
             if (task.status.is_terminal() && !busy) || started.elapsed() > limit {
@@ -161,7 +161,7 @@ pub async fn majority_unanimous_and_weighted<S: EngineStore + Clone, Q: MessageQ
     let winner = &tally.answers[tally.winner.unwrap()];
     assert_eq!((winner.value.clone(), winner.votes, winner.members.clone()), (json!("A"), 3, vec![0, 2, 4]));
     assert_eq!(tally.answers.len(), 2, "{tally:?}");
-    let (_, assignments) = h.engine.task_view(&done.id).await.unwrap();
+    let TaskView { assignments, .. } = h.engine.task_view(&done.id).await.unwrap();
     let first = assignments.iter().find(|a| a.slot == 0).unwrap();
     assert_eq!(first.vote, Some(json!("A")), "each assignment shows its vote");
 
@@ -218,7 +218,7 @@ pub async fn a_failing_member_is_replaced<S: EngineStore + Clone, Q: MessageQueu
     assert!(replacement.reason.contains("unavailable"), "{}", replacement.reason);
     assert_eq!(h.calls_of(&broken), 2, "two attempts (one retry), each called once");
     assert_eq!(h.calls_of(&spare), 1, "the spare answers once");
-    let (_, assignments) = h.engine.task_view(&done.id).await.unwrap();
+    let TaskView { assignments, .. } = h.engine.task_view(&done.id).await.unwrap();
     let ids: Vec<&str> = assignments.iter().map(|a| a.id.as_str()).collect();
     assert_eq!(ids, ["r01-s0000-g0", "r01-s0001-g0", "r01-s0001-g1", "r01-s0002-g0"]);
     let failed = &assignments[1];
@@ -358,7 +358,7 @@ pub async fn cancel_stops_the_task<S: EngineStore + Clone, Q: MessageQueue>(h: &
     for agent in &agents {
         assert_eq!(h.calls_of(agent), 0, "nothing starts after a cancel");
     }
-    let (_, assignments) = h.engine.task_view(&task.id).await.unwrap();
+    let TaskView { assignments, .. } = h.engine.task_view(&task.id).await.unwrap();
     assert!(assignments.iter().all(|a| a.status == AssignmentStatus::Cancelled), "{assignments:?}");
 }
 
@@ -434,7 +434,7 @@ pub async fn lead_plans_the_workers_run_it_and_the_lead_synthesizes<
     let calls = h.agents.calls(&lead);
     assert_eq!(calls.len(), 2, "plan, then synthesize");
     assert_eq!(calls[1]["results"].as_array().unwrap().len(), 3, "the lead receives every result");
-    let (_, assignments) = h.engine.task_view(&done.id).await.unwrap();
+    let TaskView { assignments, .. } = h.engine.task_view(&done.id).await.unwrap();
     let ids: Vec<&str> = assignments.iter().map(|a| a.id.as_str()).collect();
     assert_eq!(ids, ["plan-g0", "sub0000-g0", "sub0001-g0", "sub0002-g0", "synth-g0"]);
     assert_eq!(h.calls_of(&workers[0]) + h.calls_of(&workers[1]), 3);

@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use futures::{StreamExt as _, TryStreamExt as _};
 use jiff::Timestamp;
-use serde_json::{Map, json};
+use serde_json::{Map, Value, json};
 use tdev_domain::ports::StoreError;
 use tdev_domain::runs::{
     Assignment, AssignmentKind, AssignmentStatus, ParentStep, Replacement, RoundOutcome, Seat, SquadTask,
@@ -52,7 +52,6 @@ fn task(id: &str, squad_id: &str, offset: i64) -> SquadTask {
         squad_id: squad_id.into(),
         squad_version: "1.0.0".into(),
         status: TaskStatus::Running,
-        input: Map::from_iter([("diff".to_owned(), json!("--- a/x.rs\n+++ b/x.rs"))]),
         round: 2,
         seats: vec![
             seat(0, "reviewer-a", Role::Worker),
@@ -81,6 +80,12 @@ fn task(id: &str, squad_id: &str, offset: i64) -> SquadTask {
         finished_at: None,
         version: 1,
     }
+}
+
+/// What a task is started with: a diff, and items enough to make it about `bytes` long.
+fn input(bytes: usize) -> Map<String, Value> {
+    let items: Vec<Value> = (0..bytes / 20).map(|i| json!(format!("item {i:>12}"))).collect();
+    Map::from_iter([("diff".to_owned(), json!("--- a/x.rs\n+++ b/x.rs")), ("items".to_owned(), json!(items))])
 }
 
 /// Assignment `id` for item `item`, with a reply of about `reply_bytes` bytes.
@@ -120,10 +125,16 @@ pub async fn tasks<S: TaskStore>(store: Arc<S>) {
 
 async fn task_records<S: TaskStore>(store: Arc<S>) {
     let first = task(&super::unique("task"), &super::unique("squad"), 0);
-    store.create_task(&first).await.expect("create task");
-    assert!(matches!(store.create_task(&first).await, Err(StoreError::Conflict(_))), "task ids are unique");
+    // The largest input a task may have, kept apart from the record.
+    let started_with = input(tdev_domain::runs::MAX_TASK_INPUT_BYTES - 1024);
+    store.create_task(&first, &started_with).await.expect("create task");
+    let again = store.create_task(&first, &input(100)).await;
+    assert!(matches!(again, Err(StoreError::Conflict(_))), "task ids are unique: {again:?}");
     assert_eq!(store.get_task(&first.id).await.expect("get task"), Some(first.clone()), "round trip");
+    let kept = store.get_task_input(&first.id).await.expect("get input");
+    assert_eq!(kept.as_ref(), Some(&started_with), "the input round-trips, and a second create leaves it");
     assert_eq!(store.get_task("no-such-task").await.expect("get missing"), None);
+    assert_eq!(store.get_task_input("no-such-task").await.expect("get missing input"), None);
 
     let next = SquadTask { round: 3, version: 2, ..first.clone() };
     store.update_task(&next).await.expect("update from version 1");
@@ -132,6 +143,8 @@ async fn task_records<S: TaskStore>(store: Arc<S>) {
     let missing = SquadTask { id: super::unique("never-created"), ..next.clone() };
     assert!(matches!(store.update_task(&missing).await, Err(StoreError::Conflict(_))), "no task to update");
     assert_eq!(store.get_task(&first.id).await.expect("get").expect("stored"), next);
+    let kept = store.get_task_input(&first.id).await.expect("get input");
+    assert_eq!(kept.as_ref(), Some(&started_with), "updates leave the input as it was");
 
     // Eight workers read version 2 at once and each writes its own version 3: one wins.
     let writers: Vec<SquadTask> = (0..8)
@@ -158,8 +171,8 @@ async fn assignments<S: TaskStore>(store: Arc<S>) {
     let owner = task(&super::unique("task"), &squad, 0);
     // An id that begins with the other's: the two must not mix.
     let neighbour = task(&format!("{}-b", owner.id), &squad, 1);
-    store.create_task(&owner).await.expect("create task");
-    store.create_task(&neighbour).await.expect("create neighbour");
+    store.create_task(&owner, &input(0)).await.expect("create task");
+    store.create_task(&neighbour, &input(0)).await.expect("create neighbour");
 
     // Ten workers make the same assignment at once: exactly one does.
     let makers: Vec<Assignment> =
@@ -246,7 +259,7 @@ async fn listing<S: TaskStore>(store: &S) {
     let middle = task(&super::unique("task"), &other_squad, 10);
     let newest = task(&super::unique("task"), &squad, 20);
     for task in [&middle, &oldest, &newest] {
-        store.create_task(task).await.expect("create");
+        store.create_task(task, &input(0)).await.expect("create");
     }
     let failed = SquadTask {
         status: TaskStatus::Failed,

@@ -21,7 +21,7 @@ use rusqlite::{OptionalExtension, Transaction, TransactionBehavior, params};
 use tdev_domain::ports::{MessageQueue, StoreError};
 use tdev_domain::queue::{Delivery, MAX_RECEIVES_EXCEEDED, NewMessage, Priority, QueueSpec};
 
-use crate::{SqliteStore, db_error};
+use crate::{SqliteStore, db_error, execute};
 
 /// SQS keeps a deduplication id for five minutes.
 const DEDUP_WINDOW_MS: i64 = 5 * 60 * 1000;
@@ -40,13 +40,11 @@ impl SqliteStore {
 impl SqliteStore {
     /// Hides a received message for `duration` from now; `held`: still being worked on.
     fn hide(&self, queue: &str, receipt: &str, duration: Duration, held: bool) -> Result<(), StoreError> {
-        let updated = self
-            .conn()
-            .execute(
-                "UPDATE queue_messages SET visible_at_ms = ?1, held = ?2 WHERE queue = ?3 AND receipt = ?4",
-                params![now_ms() + millis(duration), held, queue, receipt],
-            )
-            .map_err(db_error)?;
+        let updated = execute(
+            &self.conn(),
+            "UPDATE queue_messages SET visible_at_ms = ?1, held = ?2 WHERE queue = ?3 AND receipt = ?4",
+            params![now_ms() + millis(duration), held, queue, receipt],
+        )?;
         if updated == 0 { Err(StoreError::NotFound) } else { Ok(()) }
     }
 }
@@ -55,11 +53,11 @@ impl SqliteStore {
 /// visible at once and marks its next delivery reclaimed; returns how many. Only for a
 /// process that knows no other one uses the file: see [`crate::DataLock`].
 pub(crate) fn reclaim_held(tx: &Transaction<'_>) -> Result<usize, StoreError> {
-    tx.execute(
+    execute(
+        tx,
         "UPDATE queue_messages SET visible_at_ms = MIN(visible_at_ms, ?1), held = 0, reclaimed = 1 WHERE held = 1",
         [now_ms()],
     )
-    .map_err(db_error)
 }
 
 fn now_ms() -> i64 {
@@ -77,24 +75,21 @@ impl MessageQueue for SqliteStore {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(db_error)?;
         let now = now_ms();
         let existing: Option<String> = tx
-            .query_row(
+            .prepare_cached(
                 "SELECT message_id FROM queue_dedup WHERE queue = ?1 AND dedup_id = ?2 AND expires_at_ms > ?3",
-                params![queue, message.dedup_id, now],
-                |row| row.get(0),
             )
-            .optional()
+            .and_then(|mut statement| {
+                statement.query_row(params![queue, message.dedup_id, now], |row| row.get(0)).optional()
+            })
             .map_err(db_error)?;
         if let Some(id) = existing {
             return Ok(id);
         }
         let id = insert(&tx, queue, &message, &uuid::Uuid::new_v4().to_string(), Timestamp::now(), now)?;
-        tx.execute(
-            "INSERT INTO queue_dedup (queue, dedup_id, message_id, expires_at_ms) VALUES (?1, ?2, ?3, ?4)
+        execute(&tx, "INSERT INTO queue_dedup (queue, dedup_id, message_id, expires_at_ms) VALUES (?1, ?2, ?3, ?4)
              ON CONFLICT (queue, dedup_id) DO UPDATE SET message_id = excluded.message_id, expires_at_ms = excluded.expires_at_ms",
-            params![queue, message.dedup_id, id, now + DEDUP_WINDOW_MS],
-        )
-        .map_err(db_error)?;
-        tx.execute("DELETE FROM queue_dedup WHERE expires_at_ms <= ?1", [now]).map_err(db_error)?;
+            params![queue, message.dedup_id, id, now + DEDUP_WINDOW_MS])?;
+        execute(&tx, "DELETE FROM queue_dedup WHERE expires_at_ms <= ?1", [now])?;
         tx.commit().map_err(db_error)?;
         Ok(id)
     }
@@ -149,22 +144,17 @@ impl MessageQueue for SqliteStore {
         for delivery in &mut taken {
             delivery.receipt = uuid::Uuid::new_v4().to_string();
             delivery.receive_count += 1;
-            tx.execute(
-                "UPDATE queue_messages SET receipt = ?1, receive_count = ?2, visible_at_ms = ?3, held = 1, reclaimed = 0
+            execute(&tx, "UPDATE queue_messages SET receipt = ?1, receive_count = ?2, visible_at_ms = ?3, held = 1, reclaimed = 0
                  WHERE id = ?4",
-                params![delivery.receipt, delivery.receive_count, now + millis(visibility), delivery.message_id],
-            )
-            .map_err(db_error)?;
+                params![delivery.receipt, delivery.receive_count, now + millis(visibility), delivery.message_id])?;
         }
         tx.commit().map_err(db_error)?;
         Ok(taken)
     }
 
     async fn ack(&self, queue: &str, receipt: &str) -> Result<(), StoreError> {
-        let deleted = self
-            .conn()
-            .execute("DELETE FROM queue_messages WHERE queue = ?1 AND receipt = ?2", params![queue, receipt])
-            .map_err(db_error)?;
+        let sql = "DELETE FROM queue_messages WHERE queue = ?1 AND receipt = ?2";
+        let deleted = execute(&self.conn(), sql, params![queue, receipt])?;
         if deleted == 0 { Err(StoreError::NotFound) } else { Ok(()) }
     }
 
@@ -202,8 +192,7 @@ fn insert(
 ) -> Result<String, StoreError> {
     let attributes =
         serde_json::to_string(&message.attributes).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    tx.execute(
-        "INSERT INTO queue_messages (queue, id, grp, dedup_id, body, priority, attributes, sent_at, visible_at_ms)
+    execute(tx, "INSERT INTO queue_messages (queue, id, grp, dedup_id, body, priority, attributes, sent_at, visible_at_ms)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
         params![
             queue,
@@ -215,9 +204,7 @@ fn insert(
             attributes,
             sent_at.to_string(),
             visible_at_ms
-        ],
-    )
-    .map_err(db_error)?;
+        ])?;
     Ok(id.to_owned())
 }
 
@@ -232,7 +219,7 @@ fn move_to_dead_letter(
     now: i64,
 ) -> Result<(), StoreError> {
     let message = delivery.dead_lettered(queue, reason, Timestamp::now());
-    tx.execute("DELETE FROM queue_messages WHERE id = ?1", [&delivery.message_id]).map_err(db_error)?;
+    execute(tx, "DELETE FROM queue_messages WHERE id = ?1", [&delivery.message_id])?;
     insert(tx, dead_letter_queue, &message, &delivery.message_id, delivery.sent_at, now)?;
     Ok(())
 }

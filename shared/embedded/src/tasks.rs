@@ -1,29 +1,39 @@
 //! Squad tasks and their assignments, each stored as its JSON document beside the columns
-//! that are queried or conditioned on (as runs and steps are: [`crate::runs`]).
+//! that are queried or conditioned on (as runs and steps are: [`crate::runs`]). A task's
+//! input is a column of its own, written once: the document, read and written at every
+//! step of the task, stays small however large the input.
 
 use rusqlite::params;
+use serde_json::{Map, Value};
 use tdev_domain::ports::StoreError;
 use tdev_domain::runs::{Assignment, SquadTask, TaskFilter, TaskStore};
 
 use crate::{SqliteStore, insert, to_doc, update_one};
 
 impl TaskStore for SqliteStore {
-    async fn create_task(&self, task: &SquadTask) -> Result<(), StoreError> {
-        let sql = "INSERT INTO squad_tasks (id, squad_id, status, created_us, version, doc)
-                   VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
+    async fn create_task(&self, task: &SquadTask, input: &Map<String, Value>) -> Result<(), StoreError> {
+        let sql = "INSERT INTO squad_tasks (id, squad_id, status, created_us, version, doc, input)
+                   VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
         let row = params![
             task.id,
             task.squad_id,
             task.status.as_str(),
             task.created_at.as_microsecond(),
             task.version,
-            to_doc(task)?
+            to_doc(task)?,
+            to_doc(input)?
         ];
         insert(&self.conn(), sql, row, || format!("task {} exists", task.id))
     }
 
     async fn get_task(&self, id: &str) -> Result<Option<SquadTask>, StoreError> {
         self.one_doc("task", "SELECT doc FROM squad_tasks WHERE id = ?1", [id])
+    }
+
+    async fn get_task_input(&self, id: &str) -> Result<Option<Map<String, Value>>, StoreError> {
+        // A task recorded by a version that kept the input in its document has it there.
+        let sql = "SELECT COALESCE(input, json_extract(doc, '$.input')) FROM squad_tasks WHERE id = ?1";
+        self.one_doc("task input", sql, [id])
     }
 
     async fn list_tasks(&self, filter: &TaskFilter) -> Result<Vec<SquadTask>, StoreError> {

@@ -9,7 +9,7 @@ use serde_json::{Map, Value};
 use tdev_domain::agents::AgentInvoker;
 use tdev_domain::auth::Scope;
 use tdev_domain::ports::MessageQueue;
-use tdev_domain::runs::{Assignment, SquadTask, TaskFilter, TaskStatus};
+use tdev_domain::runs::{SquadTask, TaskFilter, TaskStatus, TaskView};
 use tdev_http::{ApiError, ApiJson, ApiQuery, Caller, Problem};
 use utoipa::{IntoParams, ToSchema};
 
@@ -39,14 +39,6 @@ impl tdev_domain::strict::shape::Shaped for StartTask {
         });
         &SHAPE
     }
-}
-
-/// A task with every assignment made so far, by id (round, seat, generation).
-#[derive(Debug, Serialize, ToSchema)]
-pub struct TaskView {
-    #[serde(flatten)]
-    pub task: SquadTask,
-    pub assignments: Vec<Assignment>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -131,8 +123,7 @@ pub async fn get<S: OrchestratorStore, Q: MessageQueue, I: AgentInvoker>(
     Path(id): Path<String>,
 ) -> Result<Json<TaskView>, ApiError> {
     caller.require(Scope::Read)?;
-    let (task, assignments) = engine.task_view(&id).await?;
-    Ok(Json(TaskView { task, assignments }))
+    Ok(Json(engine.task_view(&id).await?))
 }
 
 #[utoipa::path(

@@ -54,7 +54,7 @@ pub use state::{IllegalTransition, RunStatus, StepStatus};
 pub use task_lead::MAX_SUBTASKS;
 pub use task_records::{
     Assignment, AssignmentKind, AssignmentStatus, ParentStep, Replacement, RoundOutcome, Seat, SquadTask,
-    TaskFilter, TaskStatus,
+    TaskFilter, TaskStatus, TaskView,
 };
 pub use task_service::MAX_TASK_INPUT_BYTES;
 pub use task_worker::WATCH_EVERY;

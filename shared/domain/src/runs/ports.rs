@@ -3,6 +3,8 @@
 
 use std::future::Future;
 
+use serde_json::{Map, Value};
+
 use super::records::{Run, RunFilter, StepRun, StoredDefinition};
 use super::task_records::{Assignment, SquadTask, TaskFilter};
 use crate::agents::AgentStore;
@@ -89,10 +91,22 @@ pub trait RunStore: Send + Sync + 'static {
 /// Squad tasks and their assignments, written as runs and steps are: every update names
 /// the version it read and fails with `Conflict` if the record changed since.
 pub trait TaskStore: Send + Sync + 'static {
-    /// `Conflict` if the id is taken.
-    fn create_task(&self, task: &SquadTask) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Records a new task and what it was started with, together; `Conflict` if the id is
+    /// taken. The input is kept apart from the task's record: it never changes, and the
+    /// record is read and written at every step of the task.
+    fn create_task(
+        &self,
+        task: &SquadTask,
+        input: &Map<String, Value>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     fn get_task(&self, id: &str) -> impl Future<Output = Result<Option<SquadTask>, StoreError>> + Send;
+
+    /// What the task was started with (`None` if there is no such task).
+    fn get_task_input(
+        &self,
+        id: &str,
+    ) -> impl Future<Output = Result<Option<Map<String, Value>>, StoreError>> + Send;
 
     /// Newest first.
     fn list_tasks(

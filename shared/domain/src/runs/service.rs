@@ -118,6 +118,38 @@ impl Compiled {
     }
 }
 
+/// Parsed copies of what never changes once stored (definition versions, task inputs),
+/// at most [`Kept::MAX`] of a kind: a full one is emptied and fills again.
+pub(super) struct Kept<K, V>(Mutex<HashMap<K, Arc<V>>>);
+
+impl<K, V> Default for Kept<K, V> {
+    fn default() -> Self {
+        Self(Mutex::new(HashMap::new()))
+    }
+}
+
+impl<K: std::hash::Hash + Eq, V> Kept<K, V> {
+    const MAX: usize = 64;
+
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<K, Arc<V>>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(super) fn get(&self, key: &K) -> Option<Arc<V>> {
+        self.map().get(key).cloned()
+    }
+
+    pub(super) fn keep(&self, key: K, value: V) -> Arc<V> {
+        let value = Arc::new(value);
+        let mut map = self.map();
+        if map.len() >= Self::MAX {
+            map.clear();
+        }
+        map.insert(key, value.clone());
+        value
+    }
+}
+
 /// The engine over its ports. `S` stores workflows, runs and agents; `Q` carries tasks.
 pub struct Engine<S, Q, I> {
     pub(super) store: S,
@@ -128,9 +160,11 @@ pub struct Engine<S, Q, I> {
     pub(super) visibility_margin: Duration,
     pub(super) attempt_timeout: Duration,
     /// Stored versions are immutable, so a parsed one can be kept.
-    compiled: Mutex<HashMap<(String, String), Arc<Compiled>>>,
+    compiled: Kept<(String, String), Compiled>,
     /// The same for squads.
-    pub(super) squads: Mutex<HashMap<(String, String), Arc<crate::squads::Squad>>>,
+    pub(super) squads: Kept<(String, String), crate::squads::Squad>,
+    /// And for the inputs of squad tasks, by task id.
+    pub(super) task_inputs: Kept<String, Map<String, Value>>,
     /// Where each squad task's figures go when it ends.
     pub(super) metrics: Option<Arc<dyn crate::ports::Metrics>>,
 }
@@ -146,8 +180,9 @@ impl<S: EngineStore, Q: MessageQueue, I: AgentInvoker> Engine<S, Q, I> {
             limits,
             visibility_margin,
             attempt_timeout: crate::agents::DEFAULT_ATTEMPT_TIMEOUT,
-            compiled: Mutex::new(HashMap::new()),
-            squads: Mutex::new(HashMap::new()),
+            compiled: Kept::default(),
+            squads: Kept::default(),
+            task_inputs: Kept::default(),
             metrics: None,
         }
     }
@@ -190,9 +225,9 @@ impl<S: EngineStore, Q: MessageQueue, I: AgentInvoker> Engine<S, Q, I> {
         version: Option<&str>,
     ) -> Result<Arc<Compiled>, EngineError> {
         if let Some(version) = version
-            && let Some(found) = self.cache().get(&(id.to_owned(), version.to_owned()))
+            && let Some(found) = self.compiled.get(&(id.to_owned(), version.to_owned()))
         {
-            return Ok(found.clone());
+            return Ok(found);
         }
         let stored =
             self.store.get_definition(DefinitionKind::Workflow, id, version).await?.ok_or_else(|| {
@@ -204,17 +239,7 @@ impl<S: EngineStore, Q: MessageQueue, I: AgentInvoker> Engine<S, Q, I> {
             })?;
         let validated =
             load_definition(&stored.definition).map_err(|e| EngineError::Corrupt(e.to_string()))?;
-        let compiled = Arc::new(Compiled::new(validated));
-        let mut cache = self.cache();
-        if cache.len() >= 64 {
-            cache.clear();
-        }
-        cache.insert((stored.id, stored.version), compiled.clone());
-        Ok(compiled)
-    }
-
-    fn cache(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), Arc<Compiled>>> {
-        self.compiled.lock().unwrap_or_else(|e| e.into_inner())
+        Ok(self.compiled.keep((stored.id, stored.version), Compiled::new(validated)))
     }
 
     /// A validation report ([`crate::workflow::validate_off_runtime`]) with the agents a

@@ -13,9 +13,6 @@ pub struct SquadTask {
     pub squad_id: String,
     pub squad_version: String,
     pub status: TaskStatus,
-    /// What the task was started with.
-    #[schema(value_type = Object)]
-    pub input: Map<String, Value>,
     /// The round under way (from 1); only a broadcast has more than one.
     pub round: u32,
     /// Who holds each seat now, in member order (a capability member takes `count` seats).
@@ -53,6 +50,18 @@ pub struct SquadTask {
     pub finished_at: Option<Timestamp>,
     /// Bumped by every write; a write must name the version it read.
     pub version: u64,
+}
+
+/// A task as the API shows it: its record, what it was started with, and every
+/// assignment made so far, by id (round, seat, generation).
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct TaskView {
+    #[serde(flatten)]
+    pub task: SquadTask,
+    /// What the task was started with.
+    #[schema(value_type = Object)]
+    pub input: Map<String, Value>,
+    pub assignments: Vec<Assignment>,
 }
 
 /// A workflow step that runs a squad task.
@@ -213,7 +222,7 @@ pub struct Assignment {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
     pub vote: Option<Value>,
-    /// The reply came after the task's result was settled: recorded, not counted.
+    /// The reply was recorded after the task had ended: kept, not counted.
     #[serde(default)]
     pub late: bool,
     pub version: u64,

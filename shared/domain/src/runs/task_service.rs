@@ -10,14 +10,14 @@ use serde_json::{Map, Value, json};
 
 use super::ports::EngineStore;
 use super::service::{Engine, EngineError, Task};
-use super::task_records::{Assignment, ParentStep, Seat, SquadTask, TaskFilter, TaskStatus};
+use super::task_records::{ParentStep, Seat, SquadTask, TaskFilter, TaskStatus, TaskView};
 use crate::agents::{Agent, AgentInvoker, AgentStatus};
 use crate::events::Event;
 use crate::ports::{MessageQueue, StoreError};
 use crate::squads::{Mode, Role, Squad};
 use crate::validation::ValidationErrors;
 
-/// The largest task input, as compact JSON: it is kept on the task's record, and a
+/// The largest task input, as compact JSON: it is kept in a record of its own, and a
 /// DynamoDB item holds 400 KB in all.
 pub const MAX_TASK_INPUT_BYTES: usize = 256 * 1024;
 
@@ -25,27 +25,28 @@ impl<S: EngineStore, Q: MessageQueue, I: AgentInvoker> Engine<S, Q, I> {
     /// A stored squad version, parsed (and kept: versions are immutable).
     pub(super) async fn squad(&self, id: &str, version: Option<&str>) -> Result<Arc<Squad>, EngineError> {
         if let Some(version) = version
-            && let Some(found) = self.squad_cache().get(&(id.to_owned(), version.to_owned()))
+            && let Some(found) = self.squads.get(&(id.to_owned(), version.to_owned()))
         {
-            return Ok(found.clone());
+            return Ok(found);
         }
         let stored = self.get_squad(id, version).await?;
         let squad = crate::squads::from_value(&stored.definition)
             .map_err(|e| EngineError::Corrupt(format!("squad {id} version {}: {e}", stored.version)))?
             .squad;
-        let squad = Arc::new(squad);
-        let mut cache = self.squad_cache();
-        if cache.len() >= 64 {
-            cache.clear();
-        }
-        cache.insert((stored.id, stored.version), squad.clone());
-        Ok(squad)
+        Ok(self.squads.keep((stored.id, stored.version), squad))
     }
 
-    fn squad_cache(
-        &self,
-    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<(String, String), Arc<Squad>>> {
-        self.squads.lock().unwrap_or_else(|e| e.into_inner())
+    /// What a task was started with (kept: it never changes).
+    pub(super) async fn task_input(&self, task_id: &str) -> Result<Arc<Map<String, Value>>, EngineError> {
+        if let Some(found) = self.task_inputs.get(&task_id.to_owned()) {
+            return Ok(found);
+        }
+        let input = self
+            .store
+            .get_task_input(task_id)
+            .await?
+            .ok_or_else(|| EngineError::Corrupt(format!("task {task_id} has no input")))?;
+        Ok(self.task_inputs.keep(task_id.to_owned(), input))
     }
 
     /// Starts a task of a stored squad (the latest version unless one is named): checks the
@@ -88,7 +89,6 @@ impl<S: EngineStore, Q: MessageQueue, I: AgentInvoker> Engine<S, Q, I> {
             squad_id: squad.id.clone(),
             squad_version: squad.version.clone(),
             status: TaskStatus::Running,
-            input,
             round: 1,
             seats,
             replacements: Vec::new(),
@@ -107,7 +107,7 @@ impl<S: EngineStore, Q: MessageQueue, I: AgentInvoker> Engine<S, Q, I> {
             finished_at: None,
             version: 1,
         };
-        match self.store.create_task(&task).await {
+        match self.store.create_task(&task, &input).await {
             Ok(()) => {
                 let data = json!({"squad_id": task.squad_id, "squad_version": task.squad_version, "seats": task.seats.len()});
                 self.task_event("squad.task.started", &task.id, data).await;
@@ -122,12 +122,13 @@ impl<S: EngineStore, Q: MessageQueue, I: AgentInvoker> Engine<S, Q, I> {
         Ok(self.store.get_task(&task.id).await?.unwrap_or(task))
     }
 
-    /// A task and its assignments, by id.
-    pub async fn task_view(&self, task_id: &str) -> Result<(SquadTask, Vec<Assignment>), EngineError> {
+    /// A task, what it was started with, and its assignments, by id.
+    pub async fn task_view(&self, task_id: &str) -> Result<TaskView, EngineError> {
         let task =
             self.store.get_task(task_id).await?.ok_or_else(|| EngineError::TaskNotFound(task_id.into()))?;
+        let input = self.task_input(task_id).await?;
         let assignments = self.store.list_assignments(task_id).await?;
-        Ok((task, assignments))
+        Ok(TaskView { task, input: Map::clone(&input), assignments })
     }
 
     pub async fn list_tasks(&self, filter: &TaskFilter) -> Result<Vec<SquadTask>, EngineError> {

@@ -29,22 +29,22 @@ fn generation_of(id: &str) -> u32 {
     id.rsplit_once("-g").and_then(|(_, g)| g.parse().ok()).unwrap_or(0)
 }
 
-/// The items of a split task.
-pub(super) fn items<'t>(task: &'t SquadTask, squad: &Squad) -> &'t [Value] {
+/// The items of a split task, from its input.
+pub(super) fn items<'t>(input: &'t Map<String, Value>, squad: &Squad) -> &'t [Value] {
     let over = squad.distribution.over.as_deref().unwrap_or_default();
-    match task.input.get(over) {
+    match input.get(over) {
         Some(Value::Array(items)) => items,
         _ => &[],
     }
 }
 
 /// What an item's call is given: the task's input with the item in place of the list.
-pub(super) fn item_inputs(task: &SquadTask, squad: &Squad, item: u32) -> Map<String, Value> {
+pub(super) fn item_inputs(input: &Map<String, Value>, squad: &Squad, item: u32) -> Map<String, Value> {
     let over = squad.distribution.over.as_deref().unwrap_or_default();
     // The list itself is not copied: a split may have many thousands of items.
     let mut inputs: Map<String, Value> =
-        task.input.iter().filter(|(name, _)| *name != over).map(|(k, v)| (k.clone(), v.clone())).collect();
-    let value = items(task, squad).get(item as usize).cloned().unwrap_or(Value::Null);
+        input.iter().filter(|(name, _)| *name != over).map(|(k, v)| (k.clone(), v.clone())).collect();
+    let value = items(input, squad).get(item as usize).cloned().unwrap_or(Value::Null);
     inputs.insert(over.to_owned(), value);
     inputs
 }
@@ -101,7 +101,8 @@ impl<S: EngineStore, Q: MessageQueue, I: AgentInvoker> Engine<S, Q, I> {
         squad: &Squad,
         finished: Option<&Assignment>,
     ) -> Result<Pass, EngineError> {
-        let items = items(task, squad);
+        let input = self.task_input(&task.id).await?;
+        let items = items(&input, squad);
         let n = u32::try_from(items.len()).unwrap_or(u32::MAX);
         let mut next = task.clone();
         next.in_flight.resize(task.seats.len(), 0);
@@ -209,7 +210,7 @@ impl<S: EngineStore, Q: MessageQueue, I: AgentInvoker> Engine<S, Q, I> {
             }
             return Ok(Pass::Done);
         }
-        self.collect(&next, squad).await
+        self.collect(&next, squad, items.len()).await
     }
 
     /// Creates an item's assignment, or takes the one a worker that died made before.
@@ -227,9 +228,9 @@ impl<S: EngineStore, Q: MessageQueue, I: AgentInvoker> Engine<S, Q, I> {
 
     /// Every item is finished: the results, in input order (an item's last generation
     /// counts), become the result.
-    async fn collect(&self, task: &SquadTask, squad: &Squad) -> Result<Pass, EngineError> {
+    async fn collect(&self, task: &SquadTask, squad: &Squad, items: usize) -> Result<Pass, EngineError> {
         let assignments = self.store.list_assignments(&task.id).await?;
-        let mut last: Vec<Option<&Assignment>> = vec![None; items(task, squad).len()];
+        let mut last: Vec<Option<&Assignment>> = vec![None; items];
         for assignment in &assignments {
             if let Some(item) = assignment.item
                 && let Some(slot) = last.get_mut(item as usize)

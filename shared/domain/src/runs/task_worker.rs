@@ -140,14 +140,13 @@ impl<S: EngineStore, Q: MessageQueue, I: AgentInvoker> Engine<S, Q, I> {
         let reply = reply.and_then(|reply| check_reply(started.kind, reply));
         let finished = match reply {
             Ok(reply) => {
-                let late = self.store.get_task(task_id).await?.is_none_or(|t| t.status.is_terminal());
                 let vote = (started.kind == AssignmentKind::Answer)
                     .then(|| {
                         crate::squads::compared(&Value::Object(reply.clone()), &squad.aggregation.compare)
                             .cloned()
                     })
                     .flatten();
-                let done = Assignment { late, vote, ..started };
+                let done = Assignment { vote, ..started };
                 self.finish_assignment(
                     task_id,
                     done,
@@ -228,11 +227,15 @@ impl<S: EngineStore, Q: MessageQueue, I: AgentInvoker> Engine<S, Q, I> {
             "role": seat.map(|s| s.role), "attempt": assignment.attempts, "assignment": assignment.id,
             "kind": assignment.kind,
         });
-        let mut payload = json!({"inputs": task.input, "parameters": {}});
+        let input = self.task_input(&task.id).await?;
+        let inputs = match squad.distribution.mode {
+            Mode::Split => super::task_split::item_inputs(&input, squad, assignment.item.unwrap_or(0)),
+            _ => Map::clone(&input),
+        };
+        let mut payload = json!({"inputs": inputs, "parameters": {}});
         match squad.distribution.mode {
             Mode::Split => {
                 let item = assignment.item.unwrap_or(0);
-                payload["inputs"] = Value::Object(super::task_split::item_inputs(task, squad, item));
                 context["item"] = json!(item);
             }
             Mode::LeadPlans => {
@@ -314,6 +317,9 @@ impl<S: EngineStore, Q: MessageQueue, I: AgentInvoker> Engine<S, Q, I> {
     async fn advance_once(&self, task_id: &str, finished: Option<&Assignment>) -> Result<Pass, EngineError> {
         let Some(task) = self.store.get_task(task_id).await? else { return Ok(Pass::Done) };
         if task.status.is_terminal() {
+            if let Some(reply) = finished {
+                self.mark_late(&task, reply).await?;
+            }
             return Ok(Pass::Done);
         }
         let squad = self.squad(&task.squad_id, Some(&task.squad_version)).await?;
@@ -458,6 +464,33 @@ impl<S: EngineStore, Q: MessageQueue, I: AgentInvoker> Engine<S, Q, I> {
         }
         self.resend_stale(&task.id, by_id).await?;
         Ok(Pass::Done)
+    }
+
+    /// A reply recorded after its task ended is kept but counts for nothing: says so on
+    /// the assignment (left as it is if it changed since).
+    async fn mark_late(&self, task: &SquadTask, reply: &Assignment) -> Result<(), EngineError> {
+        let counted = match reply.kind {
+            // An answer counts if the final tally has it (a split's ballots are its items).
+            AssignmentKind::Answer => {
+                let ballot = reply.item.unwrap_or(reply.slot);
+                reply.round == task.round
+                    && task.tally.as_ref().is_some_and(|t| {
+                        t.failed.contains(&ballot) || t.answers.iter().any(|a| a.members.contains(&ballot))
+                    })
+            }
+            _ => match (reply.finished_at, task.finished_at) {
+                (Some(replied), Some(ended)) => replied < ended,
+                _ => true,
+            },
+        };
+        if reply.status != AssignmentStatus::Succeeded || reply.late || counted {
+            return Ok(());
+        }
+        let late = Assignment { late: true, version: reply.version + 1, ..reply.clone() };
+        match self.store.update_assignment(&task.id, &late).await {
+            Ok(()) | Err(StoreError::Conflict(_)) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
     }
 
     pub(super) fn new_assignment(
