@@ -15,6 +15,7 @@ use jiff::SignedDuration;
 use serde_json::{Map, Value, json};
 use tdev_domain::agents::{Agent, AgentStore};
 use tdev_domain::events::{Event, EventFilter, EventStore};
+use tdev_domain::messaging::{AgentLoadStore, Breaker};
 use tdev_domain::ports::{MessageQueue, StoreError};
 use tdev_domain::queue::{Delivery, NewMessage};
 use tdev_domain::runs::{
@@ -299,6 +300,40 @@ impl<S: AgentStore> AgentStore for Crashing<S> {
     async fn delete_agent(&self, id: &str) -> Result<(), StoreError> {
         self.alive()?;
         self.inner.delete_agent(id).await
+    }
+}
+
+impl<S: AgentLoadStore> AgentLoadStore for Crashing<S> {
+    async fn acquire_slot(
+        &self,
+        agent: &str,
+        holder: &str,
+        max: u32,
+        now: jiff::Timestamp,
+        lease_until: jiff::Timestamp,
+    ) -> Result<bool, StoreError> {
+        self.alive()?;
+        self.inner.acquire_slot(agent, holder, max, now, lease_until).await
+    }
+
+    async fn release_slot(&self, agent: &str, holder: &str) -> Result<(), StoreError> {
+        self.alive()?;
+        self.inner.release_slot(agent, holder).await
+    }
+
+    async fn in_flight(&self, agent: &str, now: jiff::Timestamp) -> Result<u32, StoreError> {
+        self.alive()?;
+        self.inner.in_flight(agent, now).await
+    }
+
+    async fn get_breaker(&self, agent: &str) -> Result<Option<Breaker>, StoreError> {
+        self.alive()?;
+        self.inner.get_breaker(agent).await
+    }
+
+    async fn put_breaker(&self, agent: &str, breaker: &Breaker) -> Result<(), StoreError> {
+        self.alive()?;
+        self.inner.put_breaker(agent, breaker).await
     }
 }
 

@@ -5,9 +5,12 @@
 use std::time::Duration;
 
 use serde_json::{Value, json};
+use tdev_domain::messaging::{Breaker, BreakerState};
 use tdev_domain::ports::MessageQueue;
 use tdev_domain::queue::Outcome;
-use tdev_domain::runs::{AssignmentStatus, EngineStore, STEP_QUEUE, SquadTask, TaskStatus, TaskView};
+use tdev_domain::runs::{
+    AssignmentStatus, EngineStore, ParentStep, STEP_QUEUE, SquadTask, TaskStatus, TaskView,
+};
 use tdev_domain::squads;
 use tdev_domain::workflow::Format;
 
@@ -133,6 +136,8 @@ where
     cancel_stops_the_task(&h).await;
     split_shares_the_items_exactly_once(&h, split_items).await;
     least_loaded_favours_the_faster_worker(&h).await;
+    least_loaded_counts_the_load_elsewhere(&h).await;
+    a_run_that_ends_cancels_its_squad_task(&h).await;
     lead_plans_the_workers_run_it_and_the_lead_synthesizes(&h).await;
 }
 
@@ -201,6 +206,14 @@ pub async fn a_failing_member_is_replaced<S: EngineStore + Clone, Q: MessageQueu
     let broken = h.agent("broken", Behaviour::AlwaysFail, &[&capability]).await;
     let good2 = h.agent("good-2", reply("yes"), &[&capability]).await;
     let spare = h.agent("spare", reply("yes"), &[&capability]).await;
+    // First by id, but its breaker is open (message routing saw it fail): passed over.
+    let tripped = h.agent("a-tripped", reply("yes"), &[&capability]).await;
+    let open = Breaker {
+        state: BreakerState::Open { until: jiff::Timestamp::now() + jiff::SignedDuration::from_hours(1) },
+        version: 1,
+        ..Breaker::default()
+    };
+    h.engine.store().put_breaker(&tripped, &open).await.expect("open the breaker");
     let squad = json!({
         "members": [{"agent": good1}, {"agent": broken, "capability": capability}, {"agent": good2}],
         "aggregation": {"method": "unanimous", "compare": "/answer"},
@@ -218,6 +231,7 @@ pub async fn a_failing_member_is_replaced<S: EngineStore + Clone, Q: MessageQueu
     assert!(replacement.reason.contains("unavailable"), "{}", replacement.reason);
     assert_eq!(h.calls_of(&broken), 2, "two attempts (one retry), each called once");
     assert_eq!(h.calls_of(&spare), 1, "the spare answers once");
+    assert_eq!(h.calls_of(&tripped), 0, "an agent whose breaker is open replaces no one");
     let TaskView { assignments, .. } = h.engine.task_view(&done.id).await.unwrap();
     let ids: Vec<&str> = assignments.iter().map(|a| a.id.as_str()).collect();
     assert_eq!(ids, ["r01-s0000-g0", "r01-s0001-g0", "r01-s0001-g1", "r01-s0002-g0"]);
@@ -413,6 +427,74 @@ pub async fn least_loaded_favours_the_faster_worker<S: EngineStore + Clone, Q: M
     let (fast_calls, slow_calls) = (h.calls_of(&fast), h.calls_of(&slow));
     assert_eq!(fast_calls + slow_calls, 40);
     assert!(fast_calls > slow_calls, "the faster worker takes more: {fast_calls} against {slow_calls}");
+}
+
+/// `least_loaded` counts what message routing has in flight on each worker's agent: of two
+/// idle workers, the one whose agent is busy elsewhere gets nothing while the other has
+/// room.
+pub async fn least_loaded_counts_the_load_elsewhere<S: EngineStore + Clone, Q: MessageQueue>(
+    h: &Harness<S, Q>,
+) {
+    let busy = h.agent("busy", Behaviour::Work { over: "items".into(), millis: 1 }, &[]).await;
+    let idle = h.agent("idle", Behaviour::Work { over: "items".into(), millis: 1 }, &[]).await;
+    let now = jiff::Timestamp::now();
+    for holder in 0..3 {
+        let until = now + jiff::SignedDuration::from_hours(1);
+        let taken = h.engine.store().acquire_slot(&busy, &format!("message-{holder}"), 10, now, until).await;
+        assert_eq!(taken.ok(), Some(true), "message routing holds a slot of the busy agent");
+    }
+    let squad = json!({
+        "members": [{"agent": busy}, {"agent": idle}],
+        "distribution": {"mode": "split", "over": "items", "strategy": "least_loaded"},
+        "limits": {"max_per_member": 1, "max_concurrency": 1},
+    });
+    let items: Vec<Value> = (0..6).map(|i| json!(i)).collect();
+    let done =
+        h.drive_task_within(&h.start_squad(squad, json!({"items": items})).await.id, false, LIMIT).await;
+    assert_eq!(done.status, TaskStatus::Succeeded, "{:?}", done.error);
+    assert_eq!((h.calls_of(&busy), h.calls_of(&idle)), (0, 6), "every item goes to the idle agent");
+    for holder in 0..3 {
+        h.engine.store().release_slot(&busy, &format!("message-{holder}")).await.expect("release");
+    }
+}
+
+/// A workflow run that ends while its squad step runs cancels the step's task: the
+/// assignments not started are cancelled, and no agent is called after.
+pub async fn a_run_that_ends_cancels_its_squad_task<S: EngineStore + Clone, Q: MessageQueue>(
+    h: &Harness<S, Q>,
+) {
+    let worker = h.agent("worker", Behaviour::Work { over: "items".into(), millis: 100 }, &[]).await;
+    let squad = json!({
+        "id": crate::unique("sq"), "version": "1",
+        "members": [{"agent": worker}],
+        "distribution": {"mode": "split", "over": "items"},
+        "limits": {"max_concurrency": 1},
+    });
+    let loaded = squads::load(&squad.to_string(), Format::Json).expect("a valid squad");
+    let (stored, _) = h.engine.put_squad(loaded).await.expect("store squad");
+    let workflow = json!({"name": "squad-step", "steps": [{
+        "id": "split", "name": "Split", "type": "squad", "parameters": {"squad": stored.id},
+        "inputs": ["items"], "outputs": ["results"],
+    }]});
+    let items: Vec<Value> = (0..50).map(|i| json!(i)).collect();
+    let run = h.start(workflow, json!({"items": items})).await;
+    // The step's first delivery starts its task.
+    let delivery = h.receive_task_of(&run.id).await;
+    let outcome = h.engine.process(&delivery).await;
+    h.engine.queue().settle(STEP_QUEUE, &delivery, outcome).await.expect("settle");
+    let task_id = ParentStep { run_id: run.id.clone(), step_id: "split".into(), attempt: 1 }.task_id();
+    assert!(h.engine.store().get_task(&task_id).await.expect("get").is_some(), "the step started its task");
+
+    h.engine.cancel_run(&run.id).await.expect("cancel the run");
+    let done = h.drive_task(&task_id, false).await;
+    assert_eq!(done.status, TaskStatus::Cancelled, "{done:?}");
+    let why = done.error.unwrap_or_default();
+    assert!(why.contains(&run.id) && why.ends_with("cancelled"), "{why}");
+    let calls = h.calls_of(&worker);
+    assert!(calls < 50, "the task stopped before its items ran out: {calls} calls");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(h.calls_of(&worker), calls, "no call after the task was cancelled");
+    assert_eq!(h.steps(&run.id).await["split"].0, tdev_domain::runs::StepStatus::Cancelled);
 }
 
 /// lead_plans: the lead's plan runs on the workers, the lead receives the results, and

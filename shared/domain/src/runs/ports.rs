@@ -9,6 +9,7 @@ use super::records::{Run, RunFilter, StepRun, StoredDefinition};
 use super::task_records::{Assignment, SquadTask, TaskFilter};
 use crate::agents::AgentStore;
 use crate::events::EventStore;
+use crate::messaging::AgentLoadStore;
 use crate::ports::StoreError;
 
 /// What a stored definition defines: versions of each kind are kept apart (a squad and a
@@ -145,6 +146,10 @@ pub trait TaskStore: Send + Sync + 'static {
 }
 
 /// Every port the engine uses: the workflows and squads, the runs and squad tasks, the
-/// registry its steps call, and the event log.
-pub trait EngineStore: RunStore + DefinitionStore + TaskStore + AgentStore + EventStore {}
-impl<T: RunStore + DefinitionStore + TaskStore + AgentStore + EventStore> EngineStore for T {}
+/// registry its steps call, the agents' load and breakers (shared with message routing),
+/// and the event log.
+pub trait EngineStore:
+    RunStore + DefinitionStore + TaskStore + AgentStore + AgentLoadStore + EventStore
+{
+}
+impl<T: RunStore + DefinitionStore + TaskStore + AgentStore + AgentLoadStore + EventStore> EngineStore for T {}

@@ -12,6 +12,7 @@ use super::execute::step_inputs;
 use super::ports::EngineStore;
 use super::service::{Compiled, Engine, EngineError};
 use super::task_records::{ParentStep, TaskStatus};
+use super::task_state::Ending;
 use super::{Run, StepRun, StepStatus};
 use crate::agents::AgentInvoker;
 use crate::ports::MessageQueue;
@@ -41,6 +42,24 @@ fn outputs_of(step: &Step, result: Option<Value>) -> Result<Map<String, Value>, 
 }
 
 impl<S: EngineStore, Q: MessageQueue, I: AgentInvoker> Engine<S, Q, I> {
+    /// The run ended (cancelled, timed out, failed elsewhere) while this squad step ran:
+    /// its task is cancelled too — nothing new starts; calls under way finish and count
+    /// for nothing. Done before the step is recorded as cancelled, so that a worker that
+    /// dies between the two leaves the step to the next delivery, which does both.
+    pub(super) async fn cancel_squad_step_task(&self, run: &Run, step: &StepRun) -> Result<(), EngineError> {
+        if step.attempts == 0 {
+            return Ok(());
+        }
+        let parent =
+            ParentStep { run_id: run.id.clone(), step_id: step.step_id.clone(), attempt: step.attempts };
+        let Some(task) = self.store.get_task(&parent.task_id()).await? else { return Ok(()) };
+        if task.status.is_terminal() {
+            return Ok(());
+        }
+        let why = format!("its workflow run {} {}", run.id, run.status.as_str());
+        self.end_task(&task, Ending::failure(TaskStatus::Cancelled, why)).await.map(|_| ())
+    }
+
     pub(super) async fn process_squad_step(
         &self,
         compiled: &Compiled,

@@ -50,17 +50,23 @@ pub(super) fn item_inputs(input: &Map<String, Value>, squad: &Squad, item: u32) 
 }
 
 /// The worker for `item`, by the squad's strategy, among the workers with room: `None`
-/// when none has room (`Some(Err)` when no worker can ever take it).
+/// when none has room (`Some(Err)` when no worker can ever take it). `load`: for
+/// `least_loaded`, what each seat's agent has in flight elsewhere, by slot.
 fn pick(
     squad: &Squad,
     task: &SquadTask,
     workers: &[&Seat],
+    load: &[u32],
     item: u32,
     value: &Value,
 ) -> Option<Result<u32, String>> {
     let per = squad.limits.max_per_member;
     let room = |seat: &Seat| task.in_flight.get(seat.slot as usize).copied().unwrap_or(0) < per;
     let assigned = |seat: &Seat| task.assigned.get(seat.slot as usize).copied().unwrap_or(0);
+    let busy = |seat: &Seat| {
+        task.in_flight.get(seat.slot as usize).copied().unwrap_or(0)
+            + load.get(seat.slot as usize).copied().unwrap_or(0)
+    };
     match squad.strategy() {
         Strategy::RoundRobin => {
             let n = workers.len();
@@ -69,7 +75,7 @@ fn pick(
         Strategy::LeastLoaded => workers
             .iter()
             .filter(|s| room(s))
-            .min_by_key(|s| (task.in_flight.get(s.slot as usize).copied().unwrap_or(0), assigned(s), s.slot))
+            .min_by_key(|s| (busy(s), assigned(s), s.slot))
             .map(|s| Ok(s.slot)),
         Strategy::Weighted => workers
             .iter()
@@ -153,10 +159,18 @@ impl<S: EngineStore, Q: MessageQueue, I: AgentInvoker> Engine<S, Q, I> {
         // Hand out the next items, in order, while the caps allow.
         let workers: Vec<Seat> = next.seats.iter().filter(|s| s.role == Role::Worker).cloned().collect();
         let worker_refs: Vec<&Seat> = workers.iter().collect();
+        // least_loaded counts what each worker's agent has in flight for message routing
+        // too (the agents' shared load), read once per pass.
+        let mut load = vec![0; next.seats.len()];
+        if squad.strategy() == Strategy::LeastLoaded && next.handed_out < n {
+            for seat in &workers {
+                load[seat.slot as usize] = self.store.in_flight(&seat.agent, now).await?;
+            }
+        }
         while next.handed_out < n && next.in_flight.iter().sum::<u32>() < squad.limits.max_concurrency {
             let item = next.handed_out;
             let value = &items[item as usize];
-            let Some(choice) = pick(squad, &next, &worker_refs, item, value) else { break };
+            let Some(choice) = pick(squad, &next, &worker_refs, &load, item, value) else { break };
             let (slot, failure) = match choice {
                 Ok(slot) => (slot, None),
                 Err(why) => (worker_refs.first().map_or(0, |s| s.slot), Some(why)),

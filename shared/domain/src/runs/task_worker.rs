@@ -563,8 +563,10 @@ impl<S: EngineStore, Q: MessageQueue, I: AgentInvoker> Engine<S, Q, I> {
         Ok(())
     }
 
-    /// An agent to take `seat` over: active, offering what the seat needs, and not in the
-    /// task now or before. By id, so that every worker that looks picks the same one.
+    /// An agent to take `seat` over: active, offering what the seat needs, not in the task
+    /// now or before, and with its breaker closed (message routing's breaker: an agent
+    /// failing its messages is no replacement). The first by id, so that every worker that
+    /// looks picks the same one.
     pub(super) async fn replacement_for(
         &self,
         task: &SquadTask,
@@ -585,7 +587,12 @@ impl<S: EngineStore, Q: MessageQueue, I: AgentInvoker> Engine<S, Q, I> {
             .map(|a| a.id.as_str())
             .collect();
         candidates.sort_unstable();
-        Ok(candidates.first().map(|id| (*id).to_owned()))
+        for id in candidates {
+            if !self.store.get_breaker(id).await?.is_some_and(|breaker| breaker.is_open()) {
+                return Ok(Some(id.to_owned()));
+            }
+        }
+        Ok(None)
     }
 
     pub(super) async fn replace(

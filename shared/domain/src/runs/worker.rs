@@ -106,17 +106,21 @@ impl<S: EngineStore, Q: MessageQueue, I: AgentInvoker> Engine<S, Q, I> {
         let Some(step) = records.get(step_id).map(|s| (*s).clone()) else {
             return Err(EngineError::Corrupt(format!("step {step_id:?} has a task but no record")));
         };
+        // Past its deadline the run times out here, and the step ends with it below.
+        let run = match run.deadline {
+            Some(deadline) if !run.status.is_terminal() && self.clock.now() >= deadline => {
+                self.end_run(&run, RunStatus::TimedOut, Some("the run's timeout passed".into())).await?
+            }
+            _ => run,
+        };
         if run.status.is_terminal() {
             if !step.status.is_terminal() {
+                if matches!(compiled.workflow.step(index).kind, StepKind::Squad { .. }) {
+                    self.cancel_squad_step_task(&run, &step).await?;
+                }
                 self.finish_step(run_id, step, StepStatus::Cancelled, None, Some("the run has ended".into()))
                     .await?;
             }
-            return Ok(Outcome::Done);
-        }
-        if let Some(deadline) = run.deadline
-            && self.clock.now() >= deadline
-        {
-            self.end_run(&run, RunStatus::TimedOut, Some("the run's timeout passed".into())).await?;
             return Ok(Outcome::Done);
         }
         if step.status.is_terminal() {
