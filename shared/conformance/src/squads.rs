@@ -7,9 +7,9 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use tdev_domain::messaging::{Breaker, BreakerState};
 use tdev_domain::ports::MessageQueue;
-use tdev_domain::queue::Outcome;
+use tdev_domain::queue::{Delivery, Outcome};
 use tdev_domain::runs::{
-    AssignmentStatus, EngineStore, ParentStep, STEP_QUEUE, SquadTask, TaskStatus, TaskView,
+    AssignmentStatus, EngineStore, ParentStep, STEP_QUEUE, SquadTask, Task, TaskStatus, TaskView,
 };
 use tdev_domain::squads;
 use tdev_domain::workflow::Format;
@@ -138,6 +138,7 @@ where
     least_loaded_favours_the_faster_worker(&h).await;
     least_loaded_counts_the_load_elsewhere(&h).await;
     a_run_that_ends_cancels_its_squad_task(&h).await;
+    a_watch_renews_itself_and_waits_for_its_task(&h).await;
     lead_plans_the_workers_run_it_and_the_lead_synthesizes(&h).await;
 }
 
@@ -481,6 +482,11 @@ pub async fn a_run_that_ends_cancels_its_squad_task<S: EngineStore + Clone, Q: M
     // The step's first delivery starts its task.
     let delivery = h.receive_task_of(&run.id).await;
     let outcome = h.engine.process(&delivery).await;
+    assert_eq!(
+        outcome,
+        Outcome::Done,
+        "a squad step's message does not wait on the queue: the task's end wakes it"
+    );
     h.engine.queue().settle(STEP_QUEUE, &delivery, outcome).await.expect("settle");
     let task_id = ParentStep { run_id: run.id.clone(), step_id: "split".into(), attempt: 1 }.task_id();
     assert!(h.engine.store().get_task(&task_id).await.expect("get").is_some(), "the step started its task");
@@ -494,7 +500,70 @@ pub async fn a_run_that_ends_cancels_its_squad_task<S: EngineStore + Clone, Q: M
     assert!(calls < 50, "the task stopped before its items ran out: {calls} calls");
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(h.calls_of(&worker), calls, "no call after the task was cancelled");
+    // The task's end wakes the step, which ends with its run.
+    for _ in 0..100 {
+        if h.steps(&run.id).await["split"].0 == tdev_domain::runs::StepStatus::Cancelled {
+            break;
+        }
+        for delivery in h.engine.queue().receive(STEP_QUEUE, 10, Duration::from_secs(30)).await.unwrap() {
+            let outcome = h.engine.process(&delivery).await;
+            h.engine.queue().settle(STEP_QUEUE, &delivery, outcome).await.expect("settle");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     assert_eq!(h.steps(&run.id).await["split"].0, tdev_domain::runs::StepStatus::Cancelled);
+}
+
+/// A task's watch comes back every minute for as long as the task runs, and the queue
+/// dead-letters a message received too often: a watch received many times sends its next
+/// generation and ends. A watch sent before its task is recorded waits a little for it.
+pub async fn a_watch_renews_itself_and_waits_for_its_task<S: EngineStore + Clone, Q: MessageQueue>(
+    h: &Harness<S, Q>,
+) {
+    let watch = |task_id: &str, receive_count: u32| Delivery {
+        message_id: crate::unique("watch"),
+        receipt: "never-received".into(),
+        group: format!("{task_id}/watch"),
+        dedup_id: format!("{task_id}/watch"),
+        body: serde_json::to_string(&Task::TaskWatch { task_id: task_id.into(), generation: 0 }).unwrap(),
+        priority: Default::default(),
+        attributes: Default::default(),
+        receive_count,
+        sent_at: jiff::Timestamp::now(),
+        reclaimed: false,
+    };
+    let missing = crate::unique("task");
+    assert!(
+        matches!(h.engine.process(&watch(&missing, 1)).await, Outcome::RetryAfter(_)),
+        "a watch that finds no task yet waits for it"
+    );
+    assert_eq!(h.engine.process(&watch(&missing, 5)).await, Outcome::Done, "but not for ever");
+
+    let worker = h.agent("worker", Behaviour::Work { over: "items".into(), millis: 1 }, &[]).await;
+    let squad = json!({
+        "members": [{"agent": worker}],
+        "distribution": {"mode": "split", "over": "items"},
+    });
+    let task = h.start_squad(squad, json!({"items": [1, 2, 3]})).await;
+    let often = watch(&task.id, tdev_domain::runs::STEP_MAX_RECEIVES / 2);
+    assert_eq!(h.engine.process(&often).await, Outcome::Done, "a watch received often ends");
+    let renewed = Task::TaskWatch { task_id: task.id.clone(), generation: 1 };
+    let mut found = false;
+    for _ in 0..50 {
+        for delivery in h.engine.queue().receive(STEP_QUEUE, 10, Duration::from_secs(30)).await.unwrap() {
+            found |= serde_json::from_str::<Task>(&delivery.body).is_ok_and(|t| t == renewed);
+            h.engine
+                .queue()
+                .settle(STEP_QUEUE, &delivery, Outcome::RetryAfter(Duration::ZERO))
+                .await
+                .unwrap();
+        }
+        if found {
+            break;
+        }
+    }
+    assert!(found, "after sending its next generation");
+    assert_eq!(h.drive_task(&task.id, false).await.status, TaskStatus::Succeeded);
 }
 
 /// lead_plans: the lead's plan runs on the workers, the lead receives the results, and

@@ -109,6 +109,13 @@ pub trait MessageQueue: Send + Sync + 'static {
         self.retry_after(queue, receipt, duration)
     }
 
+    /// Returns once a message may have become visible (one was sent, or handed back at
+    /// once), or after `max`: what a consumer that found its queues empty waits for. A
+    /// backend that cannot tell waits `max`.
+    fn wait_for_message(&self, max: Duration) -> impl Future<Output = ()> + Send {
+        tokio::time::sleep(max)
+    }
+
     /// Moves the message to the queue's dead-letter queue with `reason` (see
     /// [`crate::queue::dead_letter_attributes`]) and deletes it from `queue`.
     fn dead_letter(

@@ -267,6 +267,9 @@ fn private_files(path: &Path) -> std::io::Result<()> {
 pub struct SqliteStore {
     conn: Arc<Mutex<Connection>>,
     queues: Arc<HashMap<String, QueueSpec>>,
+    /// Woken when a message becomes visible at once (sent, or handed back without delay),
+    /// so that idle consumers take it without waiting out their poll.
+    arrivals: Arc<tokio::sync::Notify>,
 }
 
 impl SqliteStore {
@@ -310,7 +313,7 @@ impl SqliteStore {
         )
         .map_err(StoreError::unavailable)?;
         add_columns(&conn, "squad_tasks", &[("input", "TEXT")]).map_err(StoreError::unavailable)?;
-        Ok(Self { conn: Arc::new(Mutex::new(conn)), queues: Arc::default() })
+        Ok(Self { conn: Arc::new(Mutex::new(conn)), queues: Arc::default(), arrivals: Arc::default() })
     }
 
     /// Declares the queues this store serves, each with its dead-letter queue (which is

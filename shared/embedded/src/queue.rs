@@ -91,6 +91,7 @@ impl MessageQueue for SqliteStore {
             params![queue, message.dedup_id, id, now + DEDUP_WINDOW_MS])?;
         execute(&tx, "DELETE FROM queue_dedup WHERE expires_at_ms <= ?1", [now])?;
         tx.commit().map_err(db_error)?;
+        self.arrivals.notify_waiters();
         Ok(id)
     }
 
@@ -159,7 +160,17 @@ impl MessageQueue for SqliteStore {
     }
 
     async fn retry_after(&self, queue: &str, receipt: &str, delay: Duration) -> Result<(), StoreError> {
-        self.hide(queue, receipt, delay, false)
+        self.hide(queue, receipt, delay, false)?;
+        if delay.is_zero() {
+            self.arrivals.notify_waiters();
+        }
+        Ok(())
+    }
+
+    async fn wait_for_message(&self, max: Duration) {
+        // Waiters are woken by a send or a handing back without delay; a message whose
+        // delay ends is found by the poll after `max`.
+        let _ = tokio::time::timeout(max, self.arrivals.notified()).await;
     }
 
     async fn keep_hidden(&self, queue: &str, receipt: &str, duration: Duration) -> Result<(), StoreError> {

@@ -8,7 +8,8 @@ use tdev_domain::ports::MessageQueue;
 use tdev_domain::queue::{Polling, QueueWorker};
 use tokio::sync::watch;
 
-/// How long an idle consumer waits before it looks again (or stops, when told to).
+/// The longest an idle consumer waits before it looks again (sooner when the queue says a
+/// message arrived, or when told to stop).
 const IDLE: Duration = Duration::from_millis(20);
 
 /// Runs `consumers` loops for each of `worker`'s [`Polling`]s until `shutdown` turns true.
@@ -51,7 +52,11 @@ async fn poll<W: QueueWorker, Q: MessageQueue>(
             }
         }
         if !worked {
-            let _ = tokio::time::timeout(IDLE, shutdown.changed()).await;
+            // Until a message arrives (the embedded queue says so at once), the poll
+            // interval passes, or the loop is told to stop.
+            let stop = std::pin::pin!(shutdown.changed());
+            let arrival = std::pin::pin!(queue.wait_for_message(IDLE));
+            futures::future::select(stop, arrival).await;
         }
     }
 }

@@ -48,9 +48,19 @@ pub enum Task {
     Deadline { run_id: String },
     /// Call (or re-check) one assignment of a squad task.
     Assignment { task_id: String, assignment_id: String },
-    /// Look after a squad task: time it out at its deadline, and until then re-send what
-    /// was lost every [`super::task_worker::WATCH_EVERY`].
-    TaskWatch { task_id: String },
+    /// Look after a squad task every [`super::task_worker::WATCH_EVERY`]: time it out at
+    /// its deadline, cancel it when its workflow run has ended, re-send what was lost, and
+    /// once it ended make sure its workflow step heard. A watch received many times sends
+    /// the next `generation` and ends, so that it never reaches the queue's receive limit.
+    TaskWatch {
+        task_id: String,
+        #[serde(default, skip_serializing_if = "is_zero")]
+        generation: u32,
+    },
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -438,6 +448,8 @@ impl<S: EngineStore, Q: MessageQueue, I: AgentInvoker> Engine<S, Q, I> {
         };
         self.store.update_run(&ended).await?;
         tracing::info!(run_id = %run.id, status = status.as_str(), "run ended");
+        // Boxed: the squad engine's futures are large, and this one is awaited deep in others.
+        Box::pin(self.cancel_squad_steps(&ended)).await;
         Ok(ended)
     }
 }

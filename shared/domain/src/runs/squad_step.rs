@@ -1,10 +1,12 @@
 //! A workflow step of type `squad`: each attempt is a squad task, started by the step's
-//! worker and followed from the step's message until it ends. The task's id comes from
+//! worker. The step's message does not wait for the task on the queue (every wait would be
+//! a receive, and the queue dead-letters a message received too often): the task's end
+//! sends the step a message of its own, and the task's watch sends it again if a worker
+//! died before it could. A run that ends cancels its squad steps' tasks. The task's id comes from
 //! the run, the step and the attempt, so a worker that dies between marking the attempt
 //! and starting its task leaves nothing for the next one to do twice.
 
 use std::collections::HashMap;
-use std::time::Duration;
 
 use serde_json::{Map, Value};
 
@@ -18,9 +20,6 @@ use crate::agents::AgentInvoker;
 use crate::ports::MessageQueue;
 use crate::queue::Outcome;
 use crate::workflow::{Step, StepIndex};
-
-/// How often a squad step looks at its task.
-const POLL: Duration = Duration::from_secs(1);
 
 /// A step's outputs from its squad's result: each declared output is the result's field of
 /// that name; a step with one output that the result (a `collect`'s list, say) has no
@@ -42,6 +41,28 @@ fn outputs_of(step: &Step, result: Option<Value>) -> Result<Map<String, Value>, 
 }
 
 impl<S: EngineStore, Q: MessageQueue, I: AgentInvoker> Engine<S, Q, I> {
+    /// A run that ended cancels the tasks of its squad steps still running. At most
+    /// once per run, and best effort: a task it misses is cancelled by its watch, which
+    /// looks at the run.
+    pub(super) async fn cancel_squad_steps(&self, run: &Run) {
+        let cancelled = async {
+            let Some((_, steps)) = self.store.get_run(&run.id).await? else { return Ok(()) };
+            let compiled = self.compiled(&run.workflow_id, Some(&run.workflow_version)).await?;
+            for step in steps.iter().filter(|s| !s.status.is_terminal()) {
+                let is_squad = compiled.index(&step.step_id).is_some_and(|i| {
+                    matches!(compiled.workflow.step(i).kind, crate::workflow::StepKind::Squad { .. })
+                });
+                if is_squad {
+                    self.cancel_squad_step_task(run, step).await?;
+                }
+            }
+            Ok::<(), EngineError>(())
+        };
+        if let Err(e) = cancelled.await {
+            tracing::warn!(run_id = %run.id, error = %e, "could not cancel the squad tasks of an ended run; their watches will");
+        }
+    }
+
     /// The run ended (cancelled, timed out, failed elsewhere) while this squad step ran:
     /// its task is cancelled too — nothing new starts; calls under way finish and count
     /// for nothing. Done before the step is recorded as cancelled, so that a worker that
@@ -113,7 +134,9 @@ impl<S: EngineStore, Q: MessageQueue, I: AgentInvoker> Engine<S, Q, I> {
             }
         };
         match task.status {
-            TaskStatus::Running => Ok(Outcome::RetryAfter(POLL)),
+            // The task's end sends this step a message of its own (and the task's watch
+            // sends it again if that was lost): nothing waits on the queue meanwhile.
+            TaskStatus::Running => Ok(Outcome::Done),
             TaskStatus::Succeeded => match outputs_of(definition, task.result) {
                 Ok(outputs) => {
                     self.finish_step(&run.id, step, StepStatus::Succeeded, Some(outputs), None).await?;

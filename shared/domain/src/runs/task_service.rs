@@ -107,6 +107,9 @@ impl<S: EngineStore, Q: MessageQueue, I: AgentInvoker> Engine<S, Q, I> {
             finished_at: None,
             version: 1,
         };
+        // The watch first: a worker that dies right after recording the task leaves it
+        // watched (a watch that finds no task yet waits a little for it).
+        self.send_watch(&task.id, 0).await?;
         match self.store.create_task(&task, &input).await {
             Ok(()) => {
                 let data = json!({"squad_id": task.squad_id, "squad_version": task.squad_version, "seats": task.seats.len()});
@@ -117,7 +120,6 @@ impl<S: EngineStore, Q: MessageQueue, I: AgentInvoker> Engine<S, Q, I> {
             Err(StoreError::Conflict(_)) if task.parent.is_some() => {}
             Err(e) => return Err(e.into()),
         }
-        self.send(&Task::TaskWatch { task_id: task.id.clone() }, &format!("{}/watch", task.id)).await?;
         self.advance_task(&task.id, None).await?;
         Ok(self.store.get_task(&task.id).await?.unwrap_or(task))
     }
@@ -155,6 +157,16 @@ impl<S: EngineStore, Q: MessageQueue, I: AgentInvoker> Engine<S, Q, I> {
                 Err(e) => return Err(e),
             }
         }
+    }
+
+    /// Sends watch `generation` of a task (each generation once).
+    pub(super) async fn send_watch(&self, task_id: &str, generation: u32) -> Result<(), EngineError> {
+        let key = match generation {
+            0 => format!("{task_id}/watch"),
+            n => format!("{task_id}/watch/{n}"),
+        };
+        self.send(&Task::TaskWatch { task_id: task_id.to_owned(), generation }, &key).await?;
+        Ok(())
     }
 
     /// Appends a task's event; the log is the record of what happened, so a failure to

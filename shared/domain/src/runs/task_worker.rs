@@ -33,6 +33,11 @@ use crate::squads::{Ballot, Judgement, Method, Mode, Role, Squad, Verdict, Vote,
 /// How often a running task is looked after: what was queued longer ago than this and
 /// has not started is sent again.
 pub const WATCH_EVERY: Duration = Duration::from_secs(60);
+/// A watch received this many times sends its next generation and ends: well within the
+/// step queue's receive limit ([`super::STEP_MAX_RECEIVES`]).
+const WATCH_RENEW_AFTER: u32 = super::STEP_MAX_RECEIVES / 2;
+/// Receives a watch sent before its task is recorded waits for the task.
+const WATCH_WAITS_FOR_TASK: u32 = 5;
 /// After a lost conditional write, look again soon.
 pub(super) const CONFLICT_RETRY: Duration = Duration::from_millis(200);
 /// Rounds of advance after lost conditional writes before the delivery is retried.
@@ -187,11 +192,35 @@ impl<S: EngineStore, Q: MessageQueue, I: AgentInvoker> Engine<S, Q, I> {
         Ok(Outcome::Done)
     }
 
-    /// Looks after a task until it ends (see [`WATCH_EVERY`]).
-    pub(super) async fn process_watch(&self, task_id: &str) -> Result<Outcome, EngineError> {
-        let Some(task) = self.store.get_task(task_id).await? else { return Ok(Outcome::Done) };
+    /// Looks after a task until it ends (see [`Task::TaskWatch`]).
+    pub(super) async fn process_watch(
+        &self,
+        task_id: &str,
+        generation: u32,
+        delivery: &crate::queue::Delivery,
+    ) -> Result<Outcome, EngineError> {
+        let Some(task) = self.store.get_task(task_id).await? else {
+            // Sent before the task is recorded: it may be on its way.
+            return Ok(if delivery.receive_count < WATCH_WAITS_FOR_TASK {
+                Outcome::RetryAfter(CONFLICT_RETRY * 5)
+            } else {
+                Outcome::Done
+            });
+        };
         if task.status.is_terminal() {
+            // Perhaps its end was recorded by a worker that died before telling the step.
+            self.notify_parent(&task).await?;
             return Ok(Outcome::Done);
+        }
+        if let Some(parent) = &task.parent
+            && let Some((run, _)) = self.store.get_run(&parent.run_id).await?
+            && run.status.is_terminal()
+        {
+            let why = format!("its workflow run {} {}", run.id, run.status.as_str());
+            match self.end_task(&task, Ending::failure(TaskStatus::Cancelled, why)).await {
+                Ok(_) | Err(EngineError::Store(StoreError::Conflict(_))) => return Ok(Outcome::Done),
+                Err(e) => return Err(e),
+            }
         }
         let now = self.clock.now();
         if now >= task.deadline {
@@ -199,8 +228,23 @@ impl<S: EngineStore, Q: MessageQueue, I: AgentInvoker> Engine<S, Q, I> {
             return Ok(Outcome::Done);
         }
         self.advance_task(task_id, None).await?;
+        if delivery.receive_count >= WATCH_RENEW_AFTER {
+            self.send_watch(task_id, generation + 1).await?;
+            return Ok(Outcome::Done);
+        }
         let left = Duration::try_from(task.deadline.duration_since(now)).unwrap_or(Duration::ZERO);
         Ok(Outcome::RetryAfter(left.min(WATCH_EVERY)))
+    }
+
+    /// Tells the workflow step a task runs for, if any, that the task ended: the step's
+    /// own message does not wait on the queue for it (each wait would be a receive, and
+    /// the queue dead-letters a message after [`super::STEP_MAX_RECEIVES`]).
+    pub(super) async fn notify_parent(&self, task: &SquadTask) -> Result<(), EngineError> {
+        let Some(parent) = &task.parent else { return Ok(()) };
+        let message = super::Task::Step { run_id: parent.run_id.clone(), step_id: parent.step_id.clone() };
+        let key = format!("{}/{}/{}/task-ended", parent.run_id, parent.step_id, parent.attempt);
+        self.send(&message, &key).await?;
+        Ok(())
     }
 
     async fn time_out(&self, task: &SquadTask) -> Result<(), EngineError> {
@@ -668,6 +712,7 @@ impl<S: EngineStore, Q: MessageQueue, I: AgentInvoker> Engine<S, Q, I> {
                 }
             }
         }
+        self.notify_parent(&ended).await?;
         let data = json!({
             "squad_id": ended.squad_id, "status": ended.status, "error": ended.error,
             "rounds": ended.rounds.len(), "replacements": ended.replacements.len(),

@@ -60,7 +60,9 @@ impl<S: EngineStore, Q: MessageQueue, I: AgentInvoker> Engine<S, Q, I> {
             Task::Assignment { task_id, assignment_id } => {
                 self.process_assignment(task_id, assignment_id, delivery).await
             }
-            Task::TaskWatch { task_id } => self.process_watch(task_id).await,
+            Task::TaskWatch { task_id, generation } => {
+                self.process_watch(task_id, *generation, delivery).await
+            }
         };
         match result {
             Ok(outcome) => outcome,
@@ -116,7 +118,7 @@ impl<S: EngineStore, Q: MessageQueue, I: AgentInvoker> Engine<S, Q, I> {
         if run.status.is_terminal() {
             if !step.status.is_terminal() {
                 if matches!(compiled.workflow.step(index).kind, StepKind::Squad { .. }) {
-                    self.cancel_squad_step_task(&run, &step).await?;
+                    Box::pin(self.cancel_squad_step_task(&run, &step)).await?;
                 }
                 self.finish_step(run_id, step, StepStatus::Cancelled, None, Some("the run has ended".into()))
                     .await?;
