@@ -191,7 +191,8 @@ async fn three_agents_vote_and_one_disagrees_through_http() {
     // Listed, filtered; ended, so not cancellable.
     let listed = stack.get_json("/v1/squad-tasks?squad_id=answer-board&status=succeeded", &key).await;
     assert_eq!(listed["tasks"].as_array().unwrap().len(), 1);
-    problem(stack.post_json(&format!("{location}/cancel"), &key, &json!(null)).await, 409).await;
+    let ended = problem(stack.post_json(&format!("{location}/cancel"), &key, &json!(null)).await, 409).await;
+    assert_eq!(ended["detail"], "the task has already ended (succeeded)", "{ended}");
     let events = stack.get_json("/v1/events?type=squad.task.*", &key).await;
     let kinds: Vec<&str> =
         events["events"].as_array().unwrap().iter().map(|e| e["type"].as_str().unwrap()).collect();

@@ -105,16 +105,6 @@ impl MessageQueue for SqliteStore {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(db_error)?;
         let now = now_ms();
-        if let Some(dead_letter) = &spec.dead_letter {
-            let exhausted = select(
-                &tx,
-                "WHERE queue = ?1 AND visible_at_ms <= ?2 AND receive_count >= ?3 ORDER BY seq",
-                params![queue, now, dead_letter.max_receive_count],
-            )?;
-            for delivery in exhausted {
-                move_to_dead_letter(&tx, queue, &dead_letter.queue, &delivery, MAX_RECEIVES_EXCEEDED, now)?;
-            }
-        }
         let in_flight: HashSet<String> = {
             let mut statement = tx
                 .prepare_cached(
@@ -125,6 +115,10 @@ impl MessageQueue for SqliteStore {
             groups.collect::<Result<_, _>>().map_err(db_error)?
         };
         let mut taken = Vec::new();
+        // A message the walk meets that was received as often as the queue allows is moved
+        // to the dead-letter queue instead, as SQS does when a receive would exceed it.
+        let max_receives = spec.dead_letter.as_ref().map(|d| d.max_receive_count);
+        let mut exhausted = Vec::new();
         // Walk the queue in priority order and stop at `max`: the planner would rather
         // sort every visible message (its `visible_at_ms` index), which grows with the queue.
         {
@@ -137,9 +131,16 @@ impl MessageQueue for SqliteStore {
             while taken.len() < max {
                 let Some(row) = rows.next().map_err(db_error)? else { break };
                 let delivery = read(row)?;
-                if !in_flight.contains(&delivery.group) {
+                if max_receives.is_some_and(|most| delivery.receive_count >= most) {
+                    exhausted.push(delivery);
+                } else if !in_flight.contains(&delivery.group) {
                     taken.push(delivery);
                 }
+            }
+        }
+        if let Some(dead_letter) = &spec.dead_letter {
+            for delivery in exhausted {
+                move_to_dead_letter(&tx, queue, &dead_letter.queue, &delivery, MAX_RECEIVES_EXCEEDED, now)?;
             }
         }
         for delivery in &mut taken {

@@ -334,7 +334,7 @@ impl From<EngineError> for ApiError {
             }
             EngineError::Invalid(errors) => ApiError::Validation(errors),
             EngineError::InvalidWorkflow(error) => error.into(),
-            EngineError::AlreadyEnded(_) => ApiError::Conflict(error.to_string()),
+            EngineError::AlreadyEnded { .. } => ApiError::Conflict(error.to_string()),
             EngineError::Corrupt(detail) => ApiError::Internal(detail),
             EngineError::Store(error) => error.into(),
         }

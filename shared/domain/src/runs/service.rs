@@ -75,10 +75,13 @@ pub enum EngineError {
     Invalid(#[from] ValidationErrors),
     #[error("invalid workflow: {0}")]
     InvalidWorkflow(#[from] WorkflowError),
-    #[error("the stored workflow no longer parses: {0}")]
+    /// A stored record (a workflow or squad version, a run, a task) that does not read
+    /// as it must, or records that contradict each other: a bug or a damaged store.
+    #[error("a stored record is not as it must be: {0}")]
     Corrupt(String),
-    #[error("the run has already ended ({0})")]
-    AlreadyEnded(&'static str),
+    /// `what` ("run", "task") ended before the request.
+    #[error("the {what} has already ended ({status})")]
+    AlreadyEnded { what: &'static str, status: &'static str },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -392,7 +395,7 @@ impl<S: EngineStore, Q: MessageQueue, I: AgentInvoker> Engine<S, Q, I> {
             let (run, _) =
                 self.store.get_run(run_id).await?.ok_or_else(|| EngineError::RunNotFound(run_id.into()))?;
             if run.status.is_terminal() {
-                return Err(EngineError::AlreadyEnded(run.status.as_str()));
+                return Err(EngineError::AlreadyEnded { what: "run", status: run.status.as_str() });
             }
             match self.end_run(&run, RunStatus::Cancelled, Some("cancelled through the API".into())).await {
                 Ok(ended) => return Ok(ended),

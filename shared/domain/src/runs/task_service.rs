@@ -147,7 +147,7 @@ impl<S: EngineStore, Q: MessageQueue, I: AgentInvoker> Engine<S, Q, I> {
                 .await?
                 .ok_or_else(|| EngineError::TaskNotFound(task_id.into()))?;
             if task.status.is_terminal() {
-                return Err(EngineError::AlreadyEnded(task.status.as_str()));
+                return Err(EngineError::AlreadyEnded { what: "task", status: task.status.as_str() });
             }
             let ended =
                 super::task_state::Ending::failure(TaskStatus::Cancelled, "cancelled through the API");

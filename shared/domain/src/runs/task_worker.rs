@@ -392,10 +392,13 @@ impl<S: EngineStore, Q: MessageQueue, I: AgentInvoker> Engine<S, Q, I> {
         let voters: Vec<&Seat> = task.seats.iter().filter(|s| s.role != Role::Validator).collect();
         let validators: Vec<&Seat> = task.seats.iter().filter(|s| s.role == Role::Validator).collect();
 
+        // Each voter's answer of this round, if it has one (its id formatted once).
+        let answers: Vec<Option<&Assignment>> =
+            voters.iter().map(|seat| by_id.get(answer_id(round, seat).as_str()).copied()).collect();
+
         // A member that failed for good is replaced while replacements are left.
-        for seat in &voters {
-            let failed =
-                by_id.get(answer_id(round, seat).as_str()).filter(|a| a.status == AssignmentStatus::Failed);
+        for (seat, answer) in voters.iter().zip(&answers) {
+            let failed = answer.filter(|a| a.status == AssignmentStatus::Failed);
             if let Some(failed) = failed
                 && task.replacements.len() < squad.on_failure.replacements as usize
                 && let Some(agent) = self.replacement_for(task, seat).await?
@@ -409,8 +412,8 @@ impl<S: EngineStore, Q: MessageQueue, I: AgentInvoker> Engine<S, Q, I> {
         let method = squad.method();
         let ballots: Vec<Ballot> = voters
             .iter()
-            .map(|seat| {
-                let answer = by_id.get(answer_id(round, seat).as_str());
+            .zip(&answers)
+            .map(|(seat, answer)| {
                 let vote = match answer {
                     Some(a) if a.status == AssignmentStatus::Succeeded => Vote::Answered {
                         reply: a.result.clone().unwrap_or(Value::Null),
@@ -474,10 +477,12 @@ impl<S: EngineStore, Q: MessageQueue, I: AgentInvoker> Engine<S, Q, I> {
         let mut room = (squad.limits.max_concurrency as usize).saturating_sub(in_flight);
         let now = self.clock.now();
         let mut wanted: Vec<Assignment> = Vec::new();
-        for seat in &voters {
-            let id = answer_id(round, seat);
-            match by_id.get(id.as_str()) {
-                None => wanted.push(self.new_assignment(id, AssignmentKind::Answer, round, seat, None, now)),
+        for (seat, answer) in voters.iter().zip(&answers) {
+            match answer {
+                None => {
+                    let id = answer_id(round, seat);
+                    wanted.push(self.new_assignment(id, AssignmentKind::Answer, round, seat, None, now));
+                }
                 Some(answer)
                     if method == Method::Validator && answer.status == AssignmentStatus::Succeeded =>
                 {
