@@ -68,6 +68,7 @@ fn task(id: &str, squad_id: &str, offset: i64) -> SquadTask {
         handed_out: 3,
         finished: 1,
         finished_items: vec![0b10],
+        finished_base: 64,
         in_flight: vec![1, 1, 0],
         assigned: vec![2, 1, 0],
         rounds: vec![RoundOutcome { round: 1, outcome: "impossible: no majority".into(), tally: tally() }],

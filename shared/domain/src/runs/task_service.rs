@@ -95,6 +95,7 @@ impl<S: EngineStore, Q: MessageQueue, I: AgentInvoker> Engine<S, Q, I> {
             handed_out: 0,
             finished: 0,
             finished_items: Vec::new(),
+            finished_base: 0,
             in_flight: Vec::new(),
             assigned: Vec::new(),
             rounds: Vec::new(),
