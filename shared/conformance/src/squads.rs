@@ -125,21 +125,24 @@ where
     Q: MessageQueue,
 {
     let h = Harness::new(store, queue);
-    majority_unanimous_and_weighted(&h).await;
-    a_failing_member_is_replaced(&h, false).await;
-    a_failing_member_is_replaced(&h, true).await;
-    tolerated_failures_decide_when_no_one_is_left(&h).await;
-    an_unreachable_quorum_fails_at_once(&h).await;
-    rounds_share_answers_and_stop_early(&h).await;
-    race_takes_the_first_success(&h).await;
-    validators_pick_the_best_accepted_answer(&h).await;
-    cancel_stops_the_task(&h).await;
-    split_shares_the_items_exactly_once(&h, split_items).await;
-    least_loaded_favours_the_faster_worker(&h).await;
-    least_loaded_counts_the_load_elsewhere(&h).await;
-    a_run_that_ends_cancels_its_squad_task(&h).await;
-    a_watch_renews_itself_and_waits_for_its_task(&h).await;
-    lead_plans_the_workers_run_it_and_the_lead_synthesizes(&h).await;
+    // Each case boxed: their futures are large in a debug build, and the test polls this one
+    // on its own thread's stack.
+    Box::pin(majority_unanimous_and_weighted(&h)).await;
+    Box::pin(a_failing_member_is_replaced(&h, false)).await;
+    Box::pin(a_failing_member_is_replaced(&h, true)).await;
+    Box::pin(tolerated_failures_decide_when_no_one_is_left(&h)).await;
+    Box::pin(an_unreachable_quorum_fails_at_once(&h)).await;
+    Box::pin(rounds_share_answers_and_stop_early(&h)).await;
+    Box::pin(race_takes_the_first_success(&h)).await;
+    Box::pin(validators_pick_the_best_accepted_answer(&h)).await;
+    Box::pin(cancel_stops_the_task(&h)).await;
+    Box::pin(split_shares_the_items_exactly_once(&h, split_items)).await;
+    Box::pin(least_loaded_favours_the_faster_worker(&h)).await;
+    Box::pin(least_loaded_counts_the_load_elsewhere(&h)).await;
+    Box::pin(a_run_that_ends_cancels_its_squad_task(&h)).await;
+    Box::pin(a_watch_renews_itself_and_waits_for_its_task(&h)).await;
+    Box::pin(a_result_too_large_fails_the_task(&h)).await;
+    Box::pin(lead_plans_the_workers_run_it_and_the_lead_synthesizes(&h)).await;
 }
 
 /// Five members, three answering A and two B: the majority answer with its tally;
@@ -514,6 +517,27 @@ pub async fn a_run_that_ends_cancels_its_squad_task<S: EngineStore + Clone, Q: M
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(h.steps(&run.id).await["split"].0, tdev_domain::runs::StepStatus::Cancelled);
+}
+
+/// A result larger than a task may keep (a split of many large answers) fails the task
+/// with the reason; every answer stays on its assignment.
+pub async fn a_result_too_large_fails_the_task<S: EngineStore + Clone, Q: MessageQueue>(h: &Harness<S, Q>) {
+    let big = "x".repeat(3_000);
+    let worker = h.agent("wordy", Behaviour::Reply(vec![json!({"answer": big})]), &[]).await;
+    let squad = json!({
+        "members": [{"agent": worker}],
+        "distribution": {"mode": "split", "over": "items"},
+        "limits": {"max_per_member": 8, "max_concurrency": 8},
+    });
+    let items: Vec<Value> = (0..90).map(|i| json!(i)).collect();
+    let task = h.start_squad(squad, json!({"items": items})).await;
+    let done = h.drive_task_within(&task.id, false, LIMIT).await;
+    assert_eq!(done.status, TaskStatus::Failed, "{done:?}");
+    assert_eq!(done.result, None);
+    let why = done.error.unwrap_or_default();
+    assert!(why.contains("a task's result may be at most 262144"), "{why}");
+    let TaskView { assignments, .. } = h.engine.task_view(&task.id).await.unwrap();
+    assert_eq!(assignments.iter().filter(|a| a.status == AssignmentStatus::Succeeded).count(), 90);
 }
 
 /// A task's watch comes back every minute for as long as the task runs, and the queue

@@ -57,4 +57,4 @@ pub use task_records::{
     TaskFilter, TaskStatus, TaskView,
 };
 pub use task_service::MAX_TASK_INPUT_BYTES;
-pub use task_worker::WATCH_EVERY;
+pub use task_worker::{MAX_TASK_RESULT_BYTES, WATCH_EVERY};

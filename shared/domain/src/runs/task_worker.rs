@@ -519,9 +519,11 @@ impl<S: EngineStore, Q: MessageQueue, I: AgentInvoker> Engine<S, Q, I> {
     /// the assignment (left as it is if it changed since).
     async fn mark_late(&self, task: &SquadTask, reply: &Assignment) -> Result<(), EngineError> {
         let counted = match reply.kind {
-            // An answer counts if the final tally has it (a split's ballots are its items).
+            // A split's item counts if the task collected every item.
+            AssignmentKind::Answer if reply.item.is_some() => task.status == TaskStatus::Succeeded,
+            // A vote counts if the final tally has it.
             AssignmentKind::Answer => {
-                let ballot = reply.item.unwrap_or(reply.slot);
+                let ballot = reply.slot;
                 reply.round == task.round
                     && task.tally.as_ref().is_some_and(|t| {
                         t.failed.contains(&ballot) || t.answers.iter().any(|a| a.members.contains(&ballot))
@@ -690,6 +692,7 @@ impl<S: EngineStore, Q: MessageQueue, I: AgentInvoker> Engine<S, Q, I> {
     /// Ends a running task (a conditional write), then cancels its assignments not yet
     /// started: calls under way finish and are recorded, counting for nothing.
     pub(super) async fn end_task(&self, task: &SquadTask, ending: Ending) -> Result<SquadTask, EngineError> {
+        let ending = within_bounds(ending);
         let ended = SquadTask {
             status: ending.status,
             result: ending.result,
@@ -727,6 +730,23 @@ impl<S: EngineStore, Q: MessageQueue, I: AgentInvoker> Engine<S, Q, I> {
         Ok(ended)
     }
 }
+
+/// A result too large for the task's record fails the task instead, saying where the
+/// answers are: the record must fit one DynamoDB item (400 KB) with the rest of the task.
+fn within_bounds(ending: Ending) -> Ending {
+    let size = ending.result.as_ref().map_or(0, |result| result.to_string().len());
+    if size <= MAX_TASK_RESULT_BYTES {
+        return ending;
+    }
+    let why = format!(
+        "the result is {size} bytes as JSON; a task's result may be at most {MAX_TASK_RESULT_BYTES}: \
+         each answer is on its assignment (GET /v1/squad-tasks/{{id}})"
+    );
+    Ending { status: TaskStatus::Failed, result: None, error: Some(why), ..ending }
+}
+
+/// The largest result a task keeps, as compact JSON (see [`within_bounds`]).
+pub const MAX_TASK_RESULT_BYTES: usize = 256 * 1024;
 
 /// What the validators said of one answer, once all of them have: accepted when every
 /// validator accepted it, scored by their mean score. A validator that failed accepts

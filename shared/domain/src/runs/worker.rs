@@ -54,14 +54,16 @@ impl<S: EngineStore, Q: MessageQueue, I: AgentInvoker> Engine<S, Q, I> {
             Ok(task) => task,
             Err(e) => return Outcome::DeadLetter(format!("malformed_task: {e}")),
         };
+        // Each kind's work is boxed: their futures are large (a debug build's especially),
+        // and this one is polled on whatever stack calls it.
         let result = match &task {
-            Task::Step { run_id, step_id } => self.process_step(run_id, step_id, delivery).await,
-            Task::Deadline { run_id } => self.process_deadline(run_id).await,
+            Task::Step { run_id, step_id } => Box::pin(self.process_step(run_id, step_id, delivery)).await,
+            Task::Deadline { run_id } => Box::pin(self.process_deadline(run_id)).await,
             Task::Assignment { task_id, assignment_id } => {
-                self.process_assignment(task_id, assignment_id, delivery).await
+                Box::pin(self.process_assignment(task_id, assignment_id, delivery)).await
             }
             Task::TaskWatch { task_id, generation } => {
-                self.process_watch(task_id, *generation, delivery).await
+                Box::pin(self.process_watch(task_id, *generation, delivery)).await
             }
         };
         match result {

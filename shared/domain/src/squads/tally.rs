@@ -220,7 +220,7 @@ impl Verdict {
 pub struct Tally {
     pub method: Method,
     /// Each distinct answer (by the compared value): most votes first, then by the lowest
-    /// slot in it.
+    /// slot in it. None for `collect`, whose result is every answer in order.
     pub answers: Vec<TallyEntry>,
     /// The failed slots, ascending (a reply without the compared value included).
     pub failed: Vec<u32>,
@@ -432,10 +432,12 @@ fn count<'a>(rule: &Rule, ballots: &[&'a Ballot]) -> Counted<'a> {
 
 impl Counted<'_> {
     fn tally(&self, method: Method) -> Tally {
+        // `collect` does not vote: its result is every answer in order, and grouping them
+        // would repeat each one in the tally.
+        let groups = if method == Method::Collect { &[][..] } else { &self.groups[..] };
         Tally {
             method,
-            answers: self
-                .groups
+            answers: groups
                 .iter()
                 .map(|g| TallyEntry { value: g.value.clone(), votes: g.votes, members: g.members.clone() })
                 .collect(),
