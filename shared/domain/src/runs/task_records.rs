@@ -255,6 +255,41 @@ impl TaskFilter {
 }
 
 impl SquadTask {
+    /// A new task of `squad`, running its first round, with nothing done yet.
+    pub fn new(
+        id: String,
+        squad: &crate::squads::Squad,
+        seats: Vec<Seat>,
+        parent: Option<ParentStep>,
+        now: Timestamp,
+        deadline: Timestamp,
+    ) -> Self {
+        SquadTask {
+            id,
+            squad_id: squad.id.clone(),
+            squad_version: squad.version.clone(),
+            status: TaskStatus::Running,
+            round: 1,
+            seats,
+            replacements: Vec::new(),
+            handed_out: 0,
+            finished: 0,
+            finished_items: Vec::new(),
+            finished_base: 0,
+            in_flight: Vec::new(),
+            assigned: Vec::new(),
+            rounds: Vec::new(),
+            result: None,
+            tally: None,
+            error: None,
+            parent,
+            created_at: now,
+            deadline,
+            finished_at: None,
+            version: 1,
+        }
+    }
+
     /// Whether `split` item `item` is counted as finished.
     pub fn item_finished(&self, item: u32) -> bool {
         let Some(offset) = item.checked_sub(self.finished_base) else { return true };
@@ -290,31 +325,14 @@ mod tests {
     use super::*;
 
     fn split_task() -> SquadTask {
-        let at = Timestamp::UNIX_EPOCH;
-        SquadTask {
-            id: "t".into(),
-            squad_id: "s".into(),
-            squad_version: "1".into(),
-            status: TaskStatus::Running,
-            round: 1,
-            seats: Vec::new(),
-            replacements: Vec::new(),
-            handed_out: 0,
-            finished: 0,
-            finished_items: Vec::new(),
-            finished_base: 0,
-            in_flight: Vec::new(),
-            assigned: Vec::new(),
-            rounds: Vec::new(),
-            result: None,
-            tally: None,
-            error: None,
-            parent: None,
-            created_at: at,
-            deadline: at,
-            finished_at: None,
-            version: 1,
-        }
+        let squad = crate::squads::load(
+            r#"{"id": "s", "version": "1", "members": [{"agent": "a"}],
+                "distribution": {"mode": "split", "over": "items"}}"#,
+            crate::workflow::Format::Json,
+        )
+        .expect("a valid squad")
+        .squad;
+        SquadTask::new("t".into(), &squad, Vec::new(), None, Timestamp::UNIX_EPOCH, Timestamp::UNIX_EPOCH)
     }
 
     proptest! {

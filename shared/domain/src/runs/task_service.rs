@@ -84,30 +84,8 @@ impl<S: EngineStore, Q: MessageQueue, I: AgentInvoker> Engine<S, Q, I> {
         errors.into_result(())?;
         let now = self.clock.now();
         let id = parent.as_ref().map_or_else(|| uuid::Uuid::new_v4().to_string(), ParentStep::task_id);
-        let task = SquadTask {
-            id,
-            squad_id: squad.id.clone(),
-            squad_version: squad.version.clone(),
-            status: TaskStatus::Running,
-            round: 1,
-            seats,
-            replacements: Vec::new(),
-            handed_out: 0,
-            finished: 0,
-            finished_items: Vec::new(),
-            finished_base: 0,
-            in_flight: Vec::new(),
-            assigned: Vec::new(),
-            rounds: Vec::new(),
-            result: None,
-            tally: None,
-            error: None,
-            parent,
-            created_at: now,
-            deadline: now + SignedDuration::try_from(squad.limits.deadline()).unwrap_or(SignedDuration::MAX),
-            finished_at: None,
-            version: 1,
-        };
+        let deadline = now + SignedDuration::try_from(squad.limits.deadline()).unwrap_or(SignedDuration::MAX);
+        let task = SquadTask::new(id, &squad, seats, parent, now, deadline);
         // The watch first: a worker that dies right after recording the task leaves it
         // watched (a watch that finds no task yet waits a little for it).
         self.send_watch(&task.id, 0).await?;
