@@ -142,6 +142,7 @@ where
     Box::pin(a_run_that_ends_cancels_its_squad_task(&h)).await;
     Box::pin(a_watch_renews_itself_and_waits_for_its_task(&h)).await;
     Box::pin(a_result_too_large_fails_the_task(&h)).await;
+    Box::pin(a_broadcast_counts_its_votes_on_the_record(&h)).await;
     Box::pin(lead_plans_the_workers_run_it_and_the_lead_synthesizes(&h)).await;
 }
 
@@ -196,6 +197,53 @@ pub async fn majority_unanimous_and_weighted<S: EngineStore + Clone, Q: MessageQ
     for member in &members {
         assert!(h.calls_of(member) <= 3, "never more than one call per task");
     }
+}
+
+/// A broadcast with every answer handed out at once counts each answer on the task's
+/// record as it comes (a digest of its compared value), so the pass after an answer reads
+/// one record; the result and tally are those of the replies themselves.
+pub async fn a_broadcast_counts_its_votes_on_the_record<S: EngineStore + Clone, Q: MessageQueue>(
+    h: &Harness<S, Q>,
+) {
+    let mut members = Vec::new();
+    for (i, answer) in ["A", "B", "A", "B", "A", "B", "A"].into_iter().enumerate() {
+        members.push(h.agent(&format!("v-{i}"), reply(answer), &[]).await);
+    }
+    let squad = json!({
+        "members": members.iter().map(|m| json!({"agent": m})).collect::<Vec<_>>(),
+        "aggregation": {"method": "unanimous", "compare": "/answer"},
+    });
+    let task = h.start_squad(squad, json!({"question": "A or B?"})).await;
+    let done = h.drive_task(&task.id, false).await;
+    assert_eq!(done.status, TaskStatus::Failed, "{done:?}");
+    assert_eq!(done.round_handed_out, 1, "every answer was handed out by the first pass");
+    assert!(!done.votes.is_empty() && done.votes.len() <= members.len(), "{:?}", done.votes);
+    let keys: std::collections::HashSet<_> = done.votes.iter().map(|v| v.key.clone()).collect();
+    assert!(keys.iter().all(|k| k.as_ref().is_some_and(|k| k.len() == 32)), "{keys:?}");
+    // The tally the task ended with is over the replies: A and B by name.
+    let tally = done.tally.expect("a tally");
+    let values: Vec<&Value> = tally.answers.iter().map(|a| &a.value).collect();
+    assert!(values.iter().all(|v| **v == json!("A") || **v == json!("B")), "{values:?}");
+    assert!(done.error.unwrap().starts_with("unanimity broken"));
+
+    // Four A and three B under majority, every delivery twice: A with its four members,
+    // the A answers counted on the record under one digest.
+    let squad = json!({
+        "members": members.iter().map(|m| json!({"agent": m})).collect::<Vec<_>>(),
+        "aggregation": {"method": "majority", "compare": "/answer"},
+    });
+    let task = h.start_squad(squad, json!({"question": "A or B?"})).await;
+    let done = h.drive_task(&task.id, true).await;
+    assert_eq!(done.status, TaskStatus::Succeeded, "{done:?}");
+    let tally = done.tally.expect("a tally");
+    let winner = &tally.answers[tally.winner.expect("a winner")];
+    assert_eq!(
+        (winner.value.clone(), winner.votes, winner.members.clone()),
+        (json!("A"), 4, vec![0, 2, 4, 6])
+    );
+    let a_keys: std::collections::HashSet<_> =
+        done.votes.iter().filter(|v| v.slot % 2 == 0).map(|v| v.key.clone()).collect();
+    assert_eq!(a_keys.len(), 1, "equal answers, one digest: {:?}", done.votes);
 }
 
 /// A member that answers 500 is replaced by another agent of its capability, and the task

@@ -8,8 +8,8 @@ use jiff::Timestamp;
 use serde_json::{Map, Value, json};
 use tdev_domain::ports::StoreError;
 use tdev_domain::runs::{
-    Assignment, AssignmentKind, AssignmentStatus, ParentStep, Replacement, RoundOutcome, Seat, SquadTask,
-    TaskFilter, TaskStatus, TaskStore,
+    Assignment, AssignmentKind, AssignmentStatus, ParentStep, Replacement, RoundOutcome, Seat, SeatVote,
+    SquadTask, TaskFilter, TaskStatus, TaskStore,
 };
 use tdev_domain::squads::{Method, Role, Tally, TallyEntry};
 
@@ -71,6 +71,11 @@ fn task(id: &str, squad_id: &str, offset: i64) -> SquadTask {
         finished_base: 64,
         in_flight: vec![1, 1, 0],
         assigned: vec![2, 1, 0],
+        round_handed_out: 2,
+        votes: vec![
+            SeatVote { slot: 0, generation: 0, key: Some("5f0c3a".into()), at: 1_733_500_000_000_000 },
+            SeatVote { slot: 1, generation: 1, key: None, at: 1_733_500_000_000_001 },
+        ],
         rounds: vec![RoundOutcome { round: 1, outcome: "impossible: no majority".into(), tally: tally() }],
         result: None,
         tally: Some(tally()),

@@ -500,10 +500,15 @@ impl SqliteStore {
         sql: &str,
         params: impl Params,
     ) -> Result<Vec<T>, StoreError> {
-        let conn = self.conn();
-        let mut statement = conn.prepare_cached(sql).map_err(db_error)?;
-        let docs = statement.query_map(params, |row| row.get::<_, String>(0)).map_err(db_error)?;
-        docs.map(|doc| from_doc(what, &doc.map_err(db_error)?)).collect()
+        // Read under the connection's lock, parsed after it: the other consumers wait on
+        // the lock, not on the parsing.
+        let docs: Vec<String> = {
+            let conn = self.conn();
+            let mut statement = conn.prepare_cached(sql).map_err(db_error)?;
+            let rows = statement.query_map(params, |row| row.get::<_, String>(0)).map_err(db_error)?;
+            rows.collect::<Result<_, _>>().map_err(db_error)?
+        };
+        docs.iter().map(|doc| from_doc(what, doc)).collect()
     }
 
     /// Every document in `table` (of an `id` and a `doc` column), by id; `what` and the

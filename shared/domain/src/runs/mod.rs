@@ -23,7 +23,8 @@
 //! `squads` (the area below) is their language and tally, pure; here are their stored
 //! versions (`squads.rs`), their tasks' records (`task_records.rs`), what the API asks of
 //! tasks (`task_service.rs`), what an assignment's delivery asks (`task_worker.rs`, which
-//! moves broadcasts and races; `task_split.rs` and `task_lead.rs` move the other two
+//! moves broadcasts and races, a broadcast counting its votes on the task's record in
+//! `task_votes.rs`; `task_split.rs` and `task_lead.rs` move the other two
 //! modes; `task_state.rs` is what the three share), and a workflow step that gives a
 //! squad its task (`squad_step.rs`). A task is moved exactly as a run is: conditional
 //! creates and writes, one message per unit of work, lost attempts noticed through
@@ -41,6 +42,7 @@ mod task_records;
 mod task_service;
 mod task_split;
 mod task_state;
+mod task_votes;
 mod task_worker;
 mod worker;
 
@@ -53,8 +55,8 @@ pub use service::{
 pub use state::{IllegalTransition, RunStatus, StepStatus};
 pub use task_lead::MAX_SUBTASKS;
 pub use task_records::{
-    Assignment, AssignmentKind, AssignmentStatus, ParentStep, Replacement, RoundOutcome, Seat, SquadTask,
-    TaskFilter, TaskStatus, TaskView,
+    Assignment, AssignmentKind, AssignmentStatus, ParentStep, Replacement, RoundOutcome, Seat, SeatVote,
+    SquadTask, TaskFilter, TaskStatus, TaskView,
 };
 pub use task_service::MAX_TASK_INPUT_BYTES;
 pub use task_worker::{MAX_TASK_RESULT_BYTES, WATCH_EVERY};

@@ -42,6 +42,16 @@ pub struct SquadTask {
     pub in_flight: Vec<u32>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub assigned: Vec<u32>,
+    /// `broadcast`: the round whose every answer is handed out (0: none yet), so that the
+    /// pass after an answer need not look for a seat still without one.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub round_handed_out: u32,
+    /// `broadcast`: this round's answers counted so far, a vote each, so that the pass
+    /// after an answer reads this record and not every assignment. Bookkeeping, left out
+    /// of the API's schema (each answer is on its assignment).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schema(ignore)]
+    pub votes: Vec<SeatVote>,
     /// Each finished round: its tally and how it ended.
     pub rounds: Vec<RoundOutcome>,
     #[schema(value_type = Option<Object>)]
@@ -105,6 +115,18 @@ pub struct Seat {
     pub capabilities: Vec<String>,
     /// 0, then one more for each replacement.
     pub generation: u32,
+}
+
+/// One answer of a broadcast's round as its task's record counts it: the seat (and the
+/// generation of its agent) that gave it, a digest of the compared value (none: it failed
+/// or has no compared value) and when it arrived (microseconds since the epoch).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SeatVote {
+    pub slot: u32,
+    pub generation: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    pub at: u64,
 }
 
 /// A member replaced by another agent.
@@ -278,6 +300,8 @@ impl SquadTask {
             finished_base: 0,
             in_flight: Vec::new(),
             assigned: Vec::new(),
+            round_handed_out: 0,
+            votes: Vec::new(),
             rounds: Vec::new(),
             result: None,
             tally: None,

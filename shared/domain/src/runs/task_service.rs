@@ -99,7 +99,11 @@ impl<S: EngineStore, Q: MessageQueue, I: AgentInvoker> Engine<S, Q, I> {
             Err(StoreError::Conflict(_)) if task.parent.is_some() => {}
             Err(e) => return Err(e.into()),
         }
-        self.advance_task(&task.id, None).await?;
+        match self.advance_task(&task.id, None).await {
+            // Lost to the workers of its first answers, which move it on as well.
+            Ok(()) | Err(EngineError::Store(StoreError::Conflict(_))) => {}
+            Err(e) => return Err(e),
+        }
         Ok(self.store.get_task(&task.id).await?.unwrap_or(task))
     }
 

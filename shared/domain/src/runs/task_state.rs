@@ -8,6 +8,17 @@ use serde_json::Value;
 use super::task_records::{Replacement, Seat, SquadTask, TaskStatus};
 use crate::squads::{Rule, Squad, Tally};
 
+/// A broadcast's or a race's answer of `seat` in `round`: `r01-s0002-g0`.
+pub(super) fn answer_id(round: u32, seat: &Seat) -> String {
+    format!("r{round:02}-s{:04}-g{}", seat.slot, seat.generation)
+}
+
+/// When an answer arrived, for the tally's order: microseconds since the epoch (none
+/// yet: last).
+pub(super) fn micros(at: Option<Timestamp>) -> u64 {
+    at.map_or(u64::MAX, |t| u64::try_from(t.as_microsecond()).unwrap_or(0))
+}
+
 /// How a task ends.
 pub(super) struct Ending {
     pub(super) status: TaskStatus,

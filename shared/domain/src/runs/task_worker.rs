@@ -24,7 +24,7 @@ use super::service::{Engine, EngineError, Task};
 use super::task_records::{
     Assignment, AssignmentKind, AssignmentStatus, RoundOutcome, Seat, SquadTask, TaskStatus,
 };
-use super::task_state::{Ending, Pass, replaced, rule_of};
+use super::task_state::{Ending, Pass, answer_id, micros, replaced, rule_of};
 use crate::agents::{AgentInvoker, AgentStatus, InvokeError};
 use crate::ports::{MessageQueue, StoreError};
 use crate::queue::Outcome;
@@ -43,16 +43,8 @@ pub(super) const CONFLICT_RETRY: Duration = Duration::from_millis(200);
 /// Rounds of advance after lost conditional writes before the delivery is retried.
 const ADVANCE_TRIES: usize = 16;
 
-pub(super) fn answer_id(round: u32, seat: &Seat) -> String {
-    format!("r{round:02}-s{:04}-g{}", seat.slot, seat.generation)
-}
-
 fn judge_id(round: u32, answer: &Seat, validator: &Seat) -> String {
     format!("r{round:02}-j{:04}-g{}-v{:04}", answer.slot, answer.generation, validator.slot)
-}
-
-fn micros(at: Option<Timestamp>) -> u64 {
-    at.map_or(u64::MAX, |t| u64::try_from(t.as_microsecond()).unwrap_or(0))
 }
 
 impl<S: EngineStore, Q: MessageQueue, I: AgentInvoker> Engine<S, Q, I> {
@@ -73,6 +65,12 @@ impl<S: EngineStore, Q: MessageQueue, I: AgentInvoker> Engine<S, Q, I> {
         if assignment.status.is_terminal() {
             // Perhaps a crash between recording the result and advancing: finish that.
             self.advance_task(task_id, Some(&assignment)).await?;
+            let squad = self.squad(&task.squad_id, Some(&task.squad_version)).await?;
+            if super::task_votes::counts_votes(&squad) {
+                // A broadcast's pass after an answer reads only the task's record, and
+                // the crash may have cut short the one handing out the round: look fully.
+                self.advance_task(task_id, None).await?;
+            }
             return Ok(Outcome::Done);
         }
         if task.status.is_terminal() {
@@ -371,6 +369,10 @@ impl<S: EngineStore, Q: MessageQueue, I: AgentInvoker> Engine<S, Q, I> {
             // Reads the assignments only at the end: a split may have thousands.
             return self.advance_split(&task, &squad, finished).await;
         }
+        if let Some(pass) = self.count_vote(&task, &squad, finished).await? {
+            // A broadcast's answer counted on the record, the round not settled.
+            return Ok(pass);
+        }
         let assignments = self.store.list_assignments(task_id).await?;
         let by_id: HashMap<&str, &Assignment> = assignments.iter().map(|a| (a.id.as_str(), a)).collect();
         match squad.distribution.mode {
@@ -447,6 +449,7 @@ impl<S: EngineStore, Q: MessageQueue, I: AgentInvoker> Engine<S, Q, I> {
                     let next = SquadTask {
                         round: round + 1,
                         rounds: [task.rounds.clone(), vec![outcome]].concat(),
+                        votes: Vec::new(),
                         version: task.version + 1,
                         ..task.clone()
                     };
@@ -503,6 +506,17 @@ impl<S: EngineStore, Q: MessageQueue, I: AgentInvoker> Engine<S, Q, I> {
                 }
                 _ => {}
             }
+        }
+        // When this pass hands out the rest of the round, the round is marked handed out,
+        // with the votes of the answers it read: from then on the pass after an answer
+        // counts it on the record alone. Marked first, so that the answers coming in
+        // while it hands out do not all look for what is missing; a worker that dies
+        // before making them all leaves them to the next full pass (its message's, come
+        // back, or the watch's).
+        if wanted.len() <= room
+            && let Some(next) = super::task_votes::handed_out(task, squad, &voters, &answers)
+        {
+            self.store.update_task(&next).await?;
         }
         for assignment in wanted {
             if room == 0 {
