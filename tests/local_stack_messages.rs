@@ -571,12 +571,16 @@ async fn subscribers_get_matching_events_at_least_once_with_retries() {
     struct Hook {
         calls: Mutex<u32>,
         got: Mutex<Vec<Value>>,
+        content_types: Mutex<Vec<String>>,
     }
     async fn hook(
         State(hook): State<Arc<Hook>>,
         Path(name): Path<String>,
+        headers: axum::http::HeaderMap,
         Json(event): Json<Value>,
     ) -> StatusCode {
+        let content_type = headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default();
+        hook.content_types.lock().unwrap().push(content_type.to_owned());
         let n = {
             let mut calls = hook.calls.lock().unwrap();
             *calls += 1;
@@ -619,6 +623,13 @@ async fn subscribers_get_matching_events_at_least_once_with_retries() {
     assert_eq!(got.len(), 1, "{got:?}");
     assert_eq!(got[0]["type"], "message.delivered");
     assert_eq!(got[0]["subject"], sent["id"]);
+    // In CloudEvents' structured mode.
+    assert_eq!(got[0]["specversion"], "1.0");
+    assert_eq!(got[0]["source"], "/tdev/messaging");
+    assert_eq!(got[0]["datacontenttype"], "application/json");
+    assert!(got[0]["time"].is_string() && got[0].get("at").is_none(), "{:?}", got[0]);
+    let content_types = hooks.content_types.lock().unwrap().clone();
+    assert!(content_types.iter().all(|c| c == "application/cloudevents+json"), "{content_types:?}");
     assert_eq!(agents.done.lock().unwrap().len(), 1);
     // The subscriber that refuses: its delivery is a dead letter from the event queue.
     eventually(Duration::from_secs(10), "the refused delivery's dead letter", async || {

@@ -97,7 +97,13 @@ async fn every_parameter_is_where_the_server_reads_it_and_every_name_resolves() 
         events["content"]["application/json"]["schema"]["$ref"],
         "#/components/schemas/DeploymentEventList"
     );
-    assert_eq!(schemas["Event"]["properties"]["at"]["format"], "date-time");
+    // Events in the CloudEvents 1.0 JSON format.
+    assert_eq!(schemas["Event"]["properties"]["time"]["format"], "date-time");
+    let required: Vec<&str> =
+        schemas["Event"]["required"].as_array().expect("required").iter().filter_map(Value::as_str).collect();
+    for name in ["specversion", "id", "source", "type", "time", "subject", "datacontenttype", "data"] {
+        assert!(required.contains(&name), "{name} is required: {required:?}");
+    }
     // Limits the server enforces.
     let batch = &schemas["SendBatch"]["properties"]["messages"];
     assert_eq!((batch["minItems"].as_u64(), batch["maxItems"].as_u64()), (Some(1), Some(100)));

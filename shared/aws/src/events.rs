@@ -29,11 +29,11 @@ fn day_of(at: Timestamp) -> Date {
 fn to_item(event: &Event) -> Result<Item, StoreError> {
     let doc = attrs::doc(event)?;
     Ok(Item::from([
-        ("pk".to_owned(), s(pk(day_of(event.at)))),
-        ("sk".to_owned(), s(format!("{}#{}", sortable(event.at), event.id))),
+        ("pk".to_owned(), s(pk(day_of(event.time)))),
+        ("sk".to_owned(), s(format!("{}#{}", sortable(event.time), event.id))),
         ("id".to_owned(), s(&event.id)),
         ("type".to_owned(), s(&event.kind)),
-        ("at".to_owned(), s(event.at.to_string())),
+        ("at".to_owned(), s(event.time.to_string())),
         ("subject".to_owned(), s(&event.subject)),
         ("doc".to_owned(), doc),
     ]))

@@ -465,17 +465,19 @@ pub async fn failure_notes<S: DeadLetterStore>(store: &S) {
 }
 
 /// Events append and list oldest first (by time, then id) across days, by type pattern,
-/// `since <= at < until`, at most `limit`.
+/// `since <= time < until`, at most `limit`.
 pub async fn events<S: EventStore>(store: &S) {
     let prefix = super::unique("ev");
     // An hour ago, so that every event (one two days earlier) is in the last week.
     let t = Timestamp::now() - SignedDuration::from_hours(1);
     let event = |id: &str, kind: &str, at: Timestamp| Event {
         id: format!("{prefix}-{id}"),
-        kind: format!("{prefix}.{kind}"),
-        at,
-        subject: format!("message-{id}"),
-        data: json!({ "queue": "steps", "attempt": 2, "nested": { "list": [1, "two", null, 4.5] } }),
+        ..Event::new(
+            &format!("{prefix}.{kind}"),
+            &format!("message-{id}"),
+            at,
+            json!({ "queue": "steps", "attempt": 2, "nested": { "list": [1, "two", null, 4.5] } }),
+        )
     };
     let old = event("0", "message.dead_lettered", t - SignedDuration::from_hours(50));
     let accepted = event("1", "message.accepted", t);

@@ -13,7 +13,7 @@ use crate::{SqliteStore, db_error, insert, nanos, to_doc};
 impl EventStore for SqliteStore {
     async fn append_event(&self, event: &Event) -> Result<(), StoreError> {
         let sql = "INSERT INTO events (id, type, at_ns, doc) VALUES (?1, ?2, ?3, ?4)";
-        let row = params![event.id, event.kind, nanos(event.at), to_doc(event)?];
+        let row = params![event.id, event.kind, nanos(event.time), to_doc(event)?];
         insert(&self.conn(), sql, row, || format!("event {} exists", event.id))
     }
 

@@ -1,10 +1,11 @@
 //! Event delivery to subscribers: [`Invoker`](crate::Invoker) implements the domain's
 //! [`EventSink`](tdev_domain::events::EventSink).
 //!
-//! - `webhook`: a JSON POST of the event; any 2xx is a delivery (the body is ignored).
+//! - `webhook`: a POST of the event in CloudEvents' structured mode (its JSON, as
+//!   `application/cloudevents+json`); any 2xx is a delivery (the body is ignored).
 //!   408, 429, 5xx and connection failures are [`InvokeError::Unavailable`] (retried);
 //!   other answers [`InvokeError::Rejected`].
-//! - `sqs`: SendMessage of the event's JSON. A FIFO queue (`.fifo`) gets the group
+//! - `sqs`: SendMessage of the event's JSON (CloudEvents 1.0). A FIFO queue (`.fifo`) gets the group
 //!   `tdev-events` (so the subscriber sees events in delivery order) and the event id as
 //!   the deduplication id (so a retried delivery within five minutes is sent once).
 
@@ -12,7 +13,7 @@ use std::time::Duration;
 
 use aws_sdk_sqs::error::ProvideErrorMetadata as _;
 use tdev_domain::agents::InvokeError;
-use tdev_domain::events::Event;
+use tdev_domain::events::{CLOUDEVENTS_JSON, Event};
 
 use crate::error_chain;
 
@@ -25,9 +26,11 @@ pub(crate) async fn webhook(
     event: &Event,
     timeout: Duration,
 ) -> Result<(), InvokeError> {
+    let body = serde_json::to_vec(event).map_err(|e| InvokeError::Rejected(e.to_string()))?;
     let response = client
         .post(url)
-        .json(event)
+        .header(reqwest::header::CONTENT_TYPE, CLOUDEVENTS_JSON)
+        .body(body)
         .timeout(timeout)
         .send()
         .await

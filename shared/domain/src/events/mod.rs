@@ -13,7 +13,8 @@ mod ports;
 mod service;
 
 pub use model::{
-    DEFAULT_WINDOW_DAYS, Event, EventFilter, NewSubscription, Subscription, SubscriptionTarget, glob_match,
+    CLOUDEVENTS_JSON, DATA_CONTENT_TYPE, DEFAULT_WINDOW_DAYS, Event, EventFilter, NewSubscription,
+    SPEC_VERSION, Subscription, SubscriptionTarget, glob_match, source_of,
 };
 pub use ports::{EventSink, EventStore, SubscriptionStore};
 pub(crate) use service::EventTask;

@@ -7,33 +7,105 @@ use serde::{Deserialize, Serialize};
 /// How far back a listing without `since` reaches.
 pub const DEFAULT_WINDOW_DAYS: i64 = 7;
 
+/// The CloudEvents version every event is written in.
+pub const SPEC_VERSION: &str = "1.0";
+/// The media type of every event's `data`.
+pub const DATA_CONTENT_TYPE: &str = "application/json";
+/// The media type of one event as a whole (CloudEvents' JSON format, structured mode):
+/// what a webhook subscriber receives.
+pub const CLOUDEVENTS_JSON: &str = "application/cloudevents+json";
+
+/// One event, in the CloudEvents 1.0 JSON format (<https://cloudevents.io>), so that
+/// existing CloudEvents tooling reads it as it is.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(from = "StoredEvent")]
 pub struct Event {
+    /// Always `1.0`.
+    #[schema(example = "1.0")]
+    pub specversion: String,
     /// Unique, and sorts in the order events were appended at one instant.
     pub id: String,
+    /// The area the event comes from, as a URI reference: `/tdev/messaging`,
+    /// `/tdev/runs`, `/tdev/squads`, `/tdev/agents` (see [`source_of`]).
+    #[schema(example = "/tdev/messaging")]
+    pub source: String,
     /// Dotted, `<area>.<what>`: `message.accepted`.
     #[serde(rename = "type")]
+    #[schema(example = "message.accepted")]
     pub kind: String,
-    pub at: Timestamp,
-    /// What it is about: a message id, a run id, …
+    /// When it happened (RFC 3339).
+    pub time: Timestamp,
+    /// What it is about: a message id, a run id, a squad task id, an agent id.
     pub subject: String,
+    /// Always `application/json`.
+    #[schema(example = "application/json")]
+    pub datacontenttype: String,
     #[schema(value_type = Object)]
     pub data: serde_json::Value,
 }
 
+/// An event as stored, older ones included: before the CloudEvents names, the time was
+/// `at`, and `specversion`, `source` and `datacontenttype` were not written.
+#[derive(Deserialize)]
+struct StoredEvent {
+    id: String,
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(alias = "at")]
+    time: Timestamp,
+    subject: String,
+    #[serde(default)]
+    data: serde_json::Value,
+}
+
+impl From<StoredEvent> for Event {
+    fn from(stored: StoredEvent) -> Self {
+        Event {
+            specversion: SPEC_VERSION.to_owned(),
+            id: stored.id,
+            source: source_of(&stored.kind),
+            kind: stored.kind,
+            time: stored.time,
+            subject: stored.subject,
+            datacontenttype: DATA_CONTENT_TYPE.to_owned(),
+            data: stored.data,
+        }
+    }
+}
+
+/// The `source` of an event of type `kind`: the area its first word names —
+/// `message.*` `/tdev/messaging`, `run.*` and `step.*` `/tdev/runs`, `squad.*`
+/// `/tdev/squads`, `deployment.*` `/tdev/deployments`, `agent.*` `/tdev/agents`;
+/// any other `<word>.*` `/tdev/<word>`.
+pub fn source_of(kind: &str) -> String {
+    let word = kind.split('.').next().unwrap_or_default();
+    let area = match word {
+        "message" => "messaging",
+        "run" | "step" => "runs",
+        "squad" => "squads",
+        "deployment" => "deployments",
+        "agent" => "agents",
+        other => other,
+    };
+    format!("/tdev/{area}")
+}
+
 impl Event {
-    pub fn new(kind: &str, subject: &str, at: Timestamp, data: serde_json::Value) -> Self {
+    pub fn new(kind: &str, subject: &str, time: Timestamp, data: serde_json::Value) -> Self {
         Self {
+            specversion: SPEC_VERSION.to_owned(),
             id: uuid::Uuid::new_v4().simple().to_string(),
+            source: source_of(kind),
             kind: kind.to_owned(),
-            at,
+            time,
             subject: subject.to_owned(),
+            datacontenttype: DATA_CONTENT_TYPE.to_owned(),
             data,
         }
     }
 }
 
-/// Which events to list: oldest first, `since <= at < until`, types matching `pattern`.
+/// Which events to list: oldest first, `since <= time < until`, types matching `pattern`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct EventFilter {
     /// A glob over the type: `*` matches any run of characters (`message.*`).
@@ -46,8 +118,8 @@ pub struct EventFilter {
 impl EventFilter {
     pub fn matches(&self, event: &Event) -> bool {
         self.pattern.as_deref().is_none_or(|p| glob_match(p, &event.kind))
-            && self.since.is_none_or(|since| event.at >= since)
-            && self.until.is_none_or(|until| event.at < until)
+            && self.since.is_none_or(|since| event.time >= since)
+            && self.until.is_none_or(|until| event.time < until)
     }
 
     /// The times a listing covers, `since <= at < until`, with the defaults filled in
@@ -207,6 +279,44 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
+
+    #[test]
+    fn an_event_is_a_cloudevent_and_reads_back_as_written() {
+        let at: Timestamp = "2026-12-07T21:40:03.112Z".parse().unwrap();
+        let event = Event::new("squad.task.succeeded", "task-1", at, serde_json::json!({"rounds": 1}));
+        let json = serde_json::to_value(&event).unwrap();
+        assert_eq!(json["specversion"], "1.0");
+        assert_eq!(json["source"], "/tdev/squads");
+        assert_eq!(json["type"], "squad.task.succeeded");
+        assert_eq!(json["time"], "2026-12-07T21:40:03.112Z");
+        assert_eq!(json["datacontenttype"], "application/json");
+        assert_eq!(json["subject"], "task-1");
+        assert_eq!(serde_json::from_value::<Event>(json).unwrap(), event);
+    }
+
+    #[test]
+    fn an_event_stored_before_cloudevents_reads_as_one() {
+        let old = r#"{"id":"e1","type":"message.accepted","at":"2026-12-01T00:00:00Z","subject":"m1","data":{"a":1}}"#;
+        let event: Event = serde_json::from_str(old).unwrap();
+        assert_eq!((event.specversion.as_str(), event.source.as_str()), ("1.0", "/tdev/messaging"));
+        assert_eq!(event.time, "2026-12-01T00:00:00Z".parse::<Timestamp>().unwrap());
+        assert_eq!(event.datacontenttype, "application/json");
+    }
+
+    #[test]
+    fn the_source_is_the_area_of_the_type() {
+        for (kind, source) in [
+            ("message.delivered", "/tdev/messaging"),
+            ("run.started", "/tdev/runs"),
+            ("step.failed", "/tdev/runs"),
+            ("squad.task.started", "/tdev/squads"),
+            ("deployment.succeeded", "/tdev/deployments"),
+            ("agent.circuit_opened", "/tdev/agents"),
+            ("custom.thing", "/tdev/custom"),
+        ] {
+            assert_eq!(source_of(kind), source, "{kind}");
+        }
+    }
 
     #[test]
     fn globs() {
