@@ -5,11 +5,16 @@
 //!
 //! The time window is [`EventFilter::window`]. Each day in it costs a Query, so a wide
 //! window is slow when few events match.
+//!
+//! In the order appended: by `sk`, whose time is stamped by the writer, so an event is
+//! only handed to a stream once [`SETTLE`] old — a writer whose clock is behind, or whose
+//! write is slow, still lands before the cursor passes it. The cursor is the `sk` of the
+//! last event given (or `<time>#` of where a page began).
 
 use jiff::civil::Date;
 use jiff::tz::TimeZone;
 use jiff::{SignedDuration, Timestamp};
-use tdev_domain::events::{Event, EventFilter, EventStore};
+use tdev_domain::events::{Event, EventFilter, EventPage, EventStore};
 use tdev_domain::ports::StoreError;
 
 use crate::attrs::{self, Item, s};
@@ -43,7 +48,66 @@ fn from_item(item: &Item) -> Result<Event, StoreError> {
     attrs::from_doc("event", item)
 }
 
+/// How old an event must be before a stream is given it (see the module docs).
+pub const SETTLE: SignedDuration = SignedDuration::from_secs(2);
+
+/// A cursor's `sk` and its day; `NotFound` if it is not one.
+fn parse_cursor(cursor: &str) -> Result<(String, Date), StoreError> {
+    let (time, _) = cursor.split_once('#').ok_or(StoreError::NotFound)?;
+    let ns: i128 = match time.len() {
+        20 if time.bytes().all(|b| b.is_ascii_digit()) => time.parse().map_err(|_| StoreError::NotFound)?,
+        _ => return Err(StoreError::NotFound),
+    };
+    let at = Timestamp::from_nanosecond(ns).map_err(|_| StoreError::NotFound)?;
+    // No cursor given is later than now (a day of clock skew allowed).
+    if at > Timestamp::now().checked_add(SignedDuration::from_hours(24)).unwrap_or(Timestamp::MAX) {
+        return Err(StoreError::NotFound);
+    }
+    Ok((cursor.to_owned(), day_of(at)))
+}
+
 impl EventStore for AwsStore {
+    async fn events_after(&self, cursor: Option<&str>, limit: usize) -> Result<EventPage, StoreError> {
+        let until = Timestamp::now().checked_sub(SETTLE).unwrap_or(Timestamp::MIN);
+        let (mut after, mut day) = match cursor {
+            Some(cursor) => parse_cursor(cursor)?,
+            None => (format!("{}#", sortable(until)), day_of(until)),
+        };
+        let last_day = day_of(until);
+        let mut page = EventPage { events: Vec::new(), cursor: after.clone() };
+        while page.events.len() < limit && day <= last_day {
+            let mut items = self
+                .dynamodb
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :pk AND sk BETWEEN :from AND :to")
+                .expression_attribute_values(":pk", s(pk(day)))
+                .expression_attribute_values(":from", s(&after))
+                .expression_attribute_values(":to", s(sortable(until)))
+                .consistent_read(true)
+                .limit(i32::try_from((limit - page.events.len()).min(PAGE)).unwrap_or(1))
+                .into_paginator()
+                .items()
+                .send();
+            while let Some(item) = items.try_next().await.map_err(StoreError::unavailable)? {
+                let sk = attrs::string(&item, "sk")?.to_owned();
+                if sk == after {
+                    continue; // BETWEEN includes the cursor's own event.
+                }
+                after = sk.clone();
+                page.events.push((sk, from_item(&item)?));
+                if page.events.len() == limit {
+                    break;
+                }
+            }
+            if page.events.len() < limit {
+                day = day.tomorrow().map_err(|e| StoreError::Corrupt(format!("event day: {e}")))?;
+            }
+        }
+        page.cursor = after;
+        Ok(page)
+    }
+
     async fn append_event(&self, event: &Event) -> Result<(), StoreError> {
         self.insert(to_item(event)?, || format!("event {} exists", event.id)).await
     }

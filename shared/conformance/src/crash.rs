@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use jiff::SignedDuration;
 use serde_json::{Map, Value, json};
 use tdev_domain::agents::{Agent, AgentStore};
-use tdev_domain::events::{Event, EventFilter, EventStore};
+use tdev_domain::events::{Event, EventFilter, EventPage, EventStore};
 use tdev_domain::messaging::{AgentLoadStore, Breaker};
 use tdev_domain::ports::{MessageQueue, StoreError};
 use tdev_domain::queue::{Delivery, NewMessage};
@@ -346,6 +346,11 @@ impl<S: EventStore> EventStore for Crashing<S> {
     async fn list_events(&self, filter: &EventFilter) -> Result<Vec<Event>, StoreError> {
         self.alive()?;
         self.inner.list_events(filter).await
+    }
+
+    async fn events_after(&self, cursor: Option<&str>, limit: usize) -> Result<EventPage, StoreError> {
+        self.alive()?;
+        self.inner.events_after(cursor, limit).await
     }
 }
 

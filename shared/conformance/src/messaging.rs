@@ -7,6 +7,7 @@
 //! so runs can share a table.
 
 use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
 
 use futures::future::join_all;
 use jiff::{SignedDuration, Timestamp};
@@ -35,6 +36,66 @@ where
     dead_letters(store).await;
     failure_notes(store).await;
     events(store).await;
+    events_in_append_order(store).await;
+}
+
+/// A stream's reads: events after a cursor come in the order appended, each once, with
+/// the cursor that resumes after it; no cursor starts from now; a cursor the store never
+/// gave is refused. (On DynamoDB an event is given once a couple of seconds old, so the
+/// reads are repeated for a while.)
+pub async fn events_in_append_order<S: EventStore>(store: &S) {
+    let prefix = super::unique("live");
+    let ours = |page: &tdev_domain::events::EventPage| -> Vec<(String, String)> {
+        page.events
+            .iter()
+            .filter(|(_, e)| e.kind.starts_with(&prefix))
+            .map(|(cursor, e)| (cursor.clone(), e.kind.clone()))
+            .collect()
+    };
+    let start = store.events_after(None, 100).await.expect("from now");
+    assert!(ours(&start).is_empty());
+    let mut appended = Vec::new();
+    for what in ["a", "b", "c"] {
+        let event =
+            Event::new(&format!("{prefix}.{what}"), "subject-1", Timestamp::now(), json!({"n": what}));
+        store.append_event(&event).await.expect("append");
+        appended.push(event.kind);
+    }
+    // Read two at a time from the start until ours are all in (others' events may be
+    // in between: the log is shared), remembering the cursor after the second of ours.
+    let mut cursor = start.cursor.clone();
+    let mut seen: Vec<(String, String)> = Vec::new();
+    let began = Instant::now();
+    while seen.len() < 3 && began.elapsed() < Duration::from_secs(20) {
+        let page = store.events_after(Some(&cursor), 2).await.expect("a page");
+        assert!(page.events.len() <= 2, "at most the limit");
+        if let Some((last, _)) = page.events.last() {
+            assert_eq!(&page.cursor, last, "the page's cursor is after its last event");
+        }
+        seen.extend(ours(&page));
+        cursor = page.cursor;
+        if page.events.is_empty() {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    let kinds: Vec<&String> = seen.iter().map(|(_, kind)| kind).collect();
+    assert_eq!(kinds, appended.iter().collect::<Vec<_>>(), "in the order appended, each once");
+    // Resuming after the second gives the third, and nothing before it.
+    let mut resumed = Vec::new();
+    let mut cursor = seen[1].0.clone();
+    for _ in 0..10 {
+        let page = store.events_after(Some(&cursor), 100).await.expect("resume");
+        resumed.extend(ours(&page).into_iter().map(|(_, kind)| kind));
+        cursor = page.cursor;
+    }
+    assert_eq!(resumed, vec![appended[2].clone()], "exactly what came after the cursor");
+    // Nothing new: the same cursor back.
+    let idle = store.events_after(Some(&seen[2].0), 100).await.expect("idle");
+    assert!(ours(&idle).is_empty());
+    for bad in ["not a cursor", "99999999999999999999#x", "-1"] {
+        let refused = store.events_after(Some(bad), 10).await;
+        assert!(matches!(refused, Err(StoreError::NotFound)), "{bad}: {refused:?}");
+    }
 }
 
 fn secs(base: Timestamp, seconds: i64) -> Timestamp {

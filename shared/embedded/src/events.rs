@@ -1,11 +1,13 @@
 //! The event log: append-only rows, read in time order through an index on
-//! `(at_ns, id)`; the type pattern is applied as rows stream by, until the limit.
+//! `(at_ns, id)`; the type pattern is applied as rows stream by, until the limit. In the
+//! order appended, by rowid: a row's rowid is the cursor after it (events are never
+//! deleted and the file is never vacuumed, so rowids only grow).
 //!
 //! The time window is [`EventFilter::window`], as on DynamoDB, so both list the same events.
 
 use jiff::Timestamp;
 use rusqlite::params;
-use tdev_domain::events::{Event, EventFilter, EventStore};
+use tdev_domain::events::{Event, EventFilter, EventPage, EventStore};
 use tdev_domain::ports::StoreError;
 
 use crate::{SqliteStore, db_error, insert, nanos, to_doc};
@@ -15,6 +17,36 @@ impl EventStore for SqliteStore {
         let sql = "INSERT INTO events (id, type, at_ns, doc) VALUES (?1, ?2, ?3, ?4)";
         let row = params![event.id, event.kind, nanos(event.time), to_doc(event)?];
         insert(&self.conn(), sql, row, || format!("event {} exists", event.id))
+    }
+
+    async fn events_after(&self, cursor: Option<&str>, limit: usize) -> Result<EventPage, StoreError> {
+        let (after, rows): (i64, Vec<(i64, String)>) = {
+            let conn = self.conn();
+            let last: i64 = conn
+                .query_row("SELECT coalesce(max(rowid), 0) FROM events", [], |row| row.get(0))
+                .map_err(db_error)?;
+            let after = match cursor {
+                None => last,
+                Some(cursor) => match cursor.parse::<i64>() {
+                    Ok(rowid) if (0..=last).contains(&rowid) => rowid,
+                    _ => return Err(StoreError::NotFound),
+                },
+            };
+            let mut statement = conn
+                .prepare_cached("SELECT rowid, doc FROM events WHERE rowid > ?1 ORDER BY rowid LIMIT ?2")
+                .map_err(db_error)?;
+            let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+            let rows = statement
+                .query_map(params![after, limit], |row| Ok((row.get(0)?, row.get(1)?)))
+                .map_err(db_error)?;
+            (after, rows.collect::<Result<_, _>>().map_err(db_error)?)
+        };
+        let cursor = rows.last().map_or(after, |row| row.0).to_string();
+        let events = rows
+            .into_iter()
+            .map(|(rowid, doc)| Ok((rowid.to_string(), crate::from_doc::<Event>("event", &doc)?)))
+            .collect::<Result<_, StoreError>>()?;
+        Ok(EventPage { events, cursor })
     }
 
     async fn list_events(&self, filter: &EventFilter) -> Result<Vec<Event>, StoreError> {

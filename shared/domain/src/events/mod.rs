@@ -13,7 +13,7 @@ mod ports;
 mod service;
 
 pub use model::{
-    CLOUDEVENTS_JSON, DATA_CONTENT_TYPE, DEFAULT_WINDOW_DAYS, Event, EventFilter, NewSubscription,
+    CLOUDEVENTS_JSON, DATA_CONTENT_TYPE, DEFAULT_WINDOW_DAYS, Event, EventFilter, EventPage, NewSubscription,
     SPEC_VERSION, Subscription, SubscriptionTarget, glob_match, source_of,
 };
 pub use ports::{EventSink, EventStore, SubscriptionStore};

@@ -105,6 +105,16 @@ impl Event {
     }
 }
 
+/// Events in the order they were appended, after a cursor: what a live stream sends.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct EventPage {
+    /// Each event with the cursor that resumes after it.
+    pub events: Vec<(String, Event)>,
+    /// Where the next page starts: after the last event, or where the request started
+    /// when there was none.
+    pub cursor: String,
+}
+
 /// Which events to list: oldest first, `since <= time < until`, types matching `pattern`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct EventFilter {

@@ -4,7 +4,7 @@
 use std::future::Future;
 use std::time::Duration;
 
-use super::model::{Event, EventFilter, Subscription, SubscriptionTarget};
+use super::model::{Event, EventFilter, EventPage, Subscription, SubscriptionTarget};
 use crate::agents::InvokeError;
 use crate::ports::StoreError;
 
@@ -19,6 +19,16 @@ pub trait EventStore: Send + Sync + 'static {
         &self,
         filter: &EventFilter,
     ) -> impl Future<Output = Result<Vec<Event>, StoreError>> + Send;
+
+    /// At most `limit` events appended after `cursor`, in the order appended, each with
+    /// the cursor that resumes after it; `None`: from now on (no event, the cursor of
+    /// now). A cursor is opaque to callers and stays valid as long as its event is kept;
+    /// one this store never gave is `NotFound`.
+    fn events_after(
+        &self,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> impl Future<Output = Result<EventPage, StoreError>> + Send;
 }
 
 /// Event subscriptions.
