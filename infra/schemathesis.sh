@@ -60,6 +60,9 @@ report=${TDEV_SCHEMATHESIS_REPORT_DIR:-$repo/target/schemathesis}
 mkdir -p "$report"
 started=$(date +%s)
 status=0
+# The event stream (`stream_events`) is left out: its 200 never ends (it is a stream), so
+# every case would wait out the request timeout. Its behaviour, errors included, is
+# tested through HTTP in tests/local_stack_messages.rs.
 "$st" --config-file "$repo/infra/schemathesis.toml" run "$base/openapi.json" \
   --url "$base" \
   --phases examples,coverage,fuzzing,stateful \
@@ -70,6 +73,7 @@ status=0
   --header "X-Api-Key: $key" \
   --generation-database none \
   --suppress-health-check too_slow,filter_too_much \
+  --exclude-operation-id stream_events \
   --report junit --report-dir "$report" || status=$?
 echo "schemathesis: $(( $(date +%s) - started )) s, exit $status"
 cp "$work/serve.log" "$report/serve.log"

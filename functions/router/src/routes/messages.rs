@@ -402,6 +402,98 @@ pub async fn events<S: RouterStore, Q: MessageQueue>(
     Ok(Json(EventList { events: messenger.events().list(&filter).await? }))
 }
 
+/// How many events one read of the log takes for a stream: all a stream holds at once.
+const STREAM_PAGE: usize = 100;
+/// How long a stream with nothing new waits before it reads the log again.
+const STREAM_POLL: std::time::Duration = std::time::Duration::from_millis(200);
+/// An idle stream gets a comment line this often, so that proxies keep it open.
+const HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(15);
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct StreamQuery {
+    /// A glob over the type: `run.*`, `squad.task.*`.
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    /// Only events about this: a message, run, squad task or agent id.
+    pub subject: Option<String>,
+    /// Resume after this event: the `id` of the last one received. `Last-Event-ID` (which
+    /// a browser's `EventSource` sends when it reconnects) says the same and wins.
+    /// Without either, the stream starts from now.
+    pub after: Option<String>,
+}
+
+#[utoipa::path(
+    get, path = "/v1/events:stream", tag = "events", operation_id = "stream_events",
+    description = "Follows events as they happen, as Server-Sent Events: each `data` is one event (CloudEvents JSON), each `id` the position to resume after (send it back as `Last-Event-ID` or `after`: no event is missed or repeated). A comment line every 15 seconds keeps an idle stream open. Served by the local stack (`tdev serve`); behind API Gateway, which cannot stream, the route does not exist.",
+    params(
+        StreamQuery,
+        ("Last-Event-ID" = Option<String>, Header, description = "Resume after this event (as `after`)."),
+    ),
+    responses(
+        (status = 200, description = "The stream", content_type = "text/event-stream", body = String),
+        (status = 403, description = "Needs the read scope", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A resume position this server never gave", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("api_key" = []), ("bearer" = []))
+)]
+pub async fn stream<S: RouterStore, Q: MessageQueue>(
+    State(messenger): Shared<S, Q>,
+    caller: Caller,
+    headers: axum::http::HeaderMap,
+    ApiQuery(query): ApiQuery<StreamQuery>,
+) -> Result<impl IntoResponse, ApiError> {
+    use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+
+    caller.require(Scope::Read)?;
+    let (cursor, path) = match headers.get("last-event-id") {
+        Some(value) => {
+            let value = value.to_str().map_err(|_| {
+                ApiError::Validation(ValidationErrors::single("$.header.last-event-id", "not text"))
+            })?;
+            (Some(value.to_owned()), "$.header.last-event-id")
+        }
+        None => (query.after, "$.query.after"),
+    };
+    // Checked before the stream starts: a bad position is a 422, not a stream that ends.
+    let start = messenger.events().after(cursor.as_deref(), 0, path).await?;
+    let filter = EventFilter { pattern: query.kind, ..EventFilter::default() };
+    let subject = query.subject;
+    let wanted =
+        move |event: &Event| filter.matches(event) && subject.as_ref().is_none_or(|s| *s == event.subject);
+    let state = (messenger, start.cursor, std::collections::VecDeque::new());
+    // Pulled as the client reads: a client that stops reading holds one page, never more.
+    let events = futures::stream::unfold(state, move |(messenger, mut cursor, mut held)| {
+        let wanted = wanted.clone();
+        async move {
+            loop {
+                if let Some((id, event)) = held.pop_front() {
+                    let data = serde_json::to_string(&event).unwrap_or_default();
+                    let sse = SseEvent::default().id(id).data(data);
+                    return Some((Ok::<_, std::convert::Infallible>(sse), (messenger, cursor, held)));
+                }
+                match messenger.events().after(Some(&cursor), STREAM_PAGE, "$.cursor").await {
+                    Ok(page) => {
+                        cursor = page.cursor;
+                        let read = page.events.len();
+                        held.extend(page.events.into_iter().filter(|(_, event)| wanted(event)));
+                        if read == 0 {
+                            tokio::time::sleep(STREAM_POLL).await;
+                        }
+                    }
+                    Err(e) => {
+                        // The stream ends; the client resumes after the last event it got.
+                        tracing::warn!(error = %e, "an event stream could not read the log");
+                        return None;
+                    }
+                }
+            }
+        }
+    });
+    Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(HEARTBEAT)))
+}
+
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SubscriptionList {
     pub subscriptions: Vec<Subscription>,

@@ -46,7 +46,14 @@ pub fn router<S: RouterStore, Q: MessageQueue>(
         .route("/v1/events", get(messages::events::<S, Q>))
         .route("/v1/subscriptions", get(messages::subscriptions::<S, Q>).post(messages::subscribe::<S, Q>))
         .route("/v1/subscriptions/{id}", axum::routing::delete(messages::unsubscribe::<S, Q>))
-        .with_state(messenger);
+        .with_state(messenger.clone());
+    // A stream is served where responses stream: the local stack, not API Gateway.
+    let messages = match mode {
+        Mode::Authenticate => messages.merge(
+            Router::new().route("/v1/events:stream", get(messages::stream::<S, Q>)).with_state(messenger),
+        ),
+        Mode::AuthorizerContext => messages,
+    };
     guard::layer(agents.merge(messages), auth, mode)
 }
 
@@ -55,7 +62,8 @@ pub fn router<S: RouterStore, Q: MessageQueue>(
     paths(
         agents::register, agents::list, agents::get, agents::update, agents::remove,
         messages::send, messages::send_batch, messages::list_dead_letters, messages::get_dead_letter,
-        messages::redrive, messages::purge, messages::events, messages::subscribe, messages::subscriptions,
+        messages::redrive, messages::purge, messages::events, messages::stream, messages::subscribe,
+        messages::subscriptions,
         messages::unsubscribe,
     ),
     tags(

@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 
-use super::model::{Event, EventFilter, NewSubscription, Subscription, glob_match};
+use super::model::{Event, EventFilter, EventPage, NewSubscription, Subscription, glob_match};
 use super::ports::{EventStore, SubscriptionStore};
 use crate::clock::Clock;
 use crate::ports::{MessageQueue, StoreError};
@@ -177,5 +177,22 @@ impl<S: EventStore + SubscriptionStore> EventLog<S> {
     /// The events `filter` asks for, oldest first.
     pub async fn list(&self, filter: &EventFilter) -> Result<Vec<Event>, EventError> {
         Ok(self.store.list_events(filter).await?)
+    }
+
+    /// At most `limit` events appended after `cursor` (none: from now on), in the order
+    /// appended; a cursor the log never gave is refused at `path`.
+    pub async fn after(
+        &self,
+        cursor: Option<&str>,
+        limit: usize,
+        path: &str,
+    ) -> Result<EventPage, EventError> {
+        match self.store.events_after(cursor, limit).await {
+            Err(StoreError::NotFound) => Err(EventError::Invalid(ValidationErrors::single(
+                path,
+                "not an event id this server gave (an event stream's `id`)",
+            ))),
+            page => Ok(page?),
+        }
     }
 }
