@@ -1,5 +1,5 @@
-//! The operator CLI: `tdev deploy`, `rollback`, `status`, `history`. It talks to the API
-//! (the local stack or a deployed one) over HTTP.
+//! The operator CLI: `tdev deploy`, `rollback`, `status`, `history`, `watch`. It talks to
+//! the API (the local stack or a deployed one) over HTTP.
 //!
 //! Where it connects, first found wins: the `--url` and `--api-key` flags, then
 //! `TDEV_URL` and `TDEV_API_KEY`, then the config file (`--config`, `TDEV_CONFIG`, or
@@ -11,7 +11,8 @@
 //! deployment ended otherwise (failed, or rolled back); 2 the request was refused
 //! (invalid spec, another deployment in progress, no such deployment, not allowed) or the
 //! command line is wrong; 3 the API could not be reached or failed; 4 still running when
-//! `--wait-seconds` ran out.
+//! `--wait-seconds` ran out. `watch` runs until stopped (or `--count` events), taking
+//! up the stream again where it left off when it breaks.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -109,6 +110,21 @@ pub enum Operate {
         #[command(flatten)]
         connection: Connection,
     },
+    /// Follow events as they happen (the local stack's event stream): a line each, or
+    /// each event's JSON with --json; a broken stream is taken up where it left off
+    Watch {
+        /// Only events whose type matches this glob: `run.*`, `squad.task.*`
+        #[arg(long = "type", value_name = "GLOB")]
+        kind: Option<String>,
+        /// Only events about this: a message, run, squad task or agent id
+        #[arg(long, value_name = "ID")]
+        subject: Option<String>,
+        /// Stop after this many events
+        #[arg(long, value_name = "N")]
+        count: Option<u64>,
+        #[command(flatten)]
+        connection: Connection,
+    },
 }
 
 impl Operate {
@@ -117,7 +133,8 @@ impl Operate {
             Operate::Deploy { connection, .. }
             | Operate::Rollback { connection, .. }
             | Operate::Status { connection, .. }
-            | Operate::History { connection, .. } => connection,
+            | Operate::History { connection, .. }
+            | Operate::Watch { connection, .. } => connection,
         }
     }
 
@@ -128,7 +145,8 @@ impl Operate {
             Operate::Deploy { connection, .. }
             | Operate::Rollback { connection, .. }
             | Operate::Status { connection, .. }
-            | Operate::History { connection, .. } => connection.url_source = source,
+            | Operate::History { connection, .. }
+            | Operate::Watch { connection, .. } => connection.url_source = source,
         }
         self
     }
@@ -214,6 +232,7 @@ async fn execute(command: Operate) -> Result<u8, Exit> {
             }
             Ok(0)
         }
+        Operate::Watch { kind, subject, count, .. } => api.watch(kind, subject, count).await,
         Operate::History { agent, .. } => {
             let history = api.get(&["deployed-agents", &agent, "versions"]).await?;
             api.print(&history, || {
@@ -420,6 +439,122 @@ impl Api {
             pause = (pause * 2).min(LAST_POLL);
         }
     }
+}
+
+impl Api {
+    /// Prints the stream's events until `count` of them (or forever); a stream that
+    /// breaks, or is silent for three heartbeats, is opened again after the last event
+    /// printed.
+    async fn watch(
+        &self,
+        kind: Option<String>,
+        subject: Option<String>,
+        count: Option<u64>,
+    ) -> Result<u8, Exit> {
+        // No time limit on the whole answer: it is a stream.
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .build()
+            .context("HTTP client")?;
+        let mut url = self.endpoint(&["events:stream"]);
+        for (name, value) in [("type", &kind), ("subject", &subject)] {
+            if let Some(value) = value {
+                url.query_pairs_mut().append_pair(name, value);
+            }
+        }
+        let mut last: Option<String> = None;
+        let mut printed = 0u64;
+        let mut pause = FIRST_POLL;
+        loop {
+            let mut request = http.get(url.clone()).header("x-api-key", &self.key);
+            if let Some(last) = &last {
+                request = request.header("last-event-id", last);
+            }
+            let response = match request.send().await {
+                Ok(response) if response.status().is_success() => response,
+                Ok(response)
+                    if response.status() == reqwest::StatusCode::TOO_MANY_REQUESTS
+                        || response.status().is_server_error() =>
+                {
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(LAST_POLL);
+                    continue;
+                }
+                Ok(response) => return self.answer(response).await.map(|_| 0),
+                Err(e) if last.is_none() && printed == 0 => {
+                    return Err(Exit(
+                        3,
+                        format!(
+                            "cannot reach the API at {} (from {}): {}",
+                            self.url,
+                            self.url_from,
+                            cause(&e)
+                        ),
+                    ));
+                }
+                Err(_) => {
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(LAST_POLL);
+                    continue;
+                }
+            };
+            pause = FIRST_POLL;
+            let mut frames = SseFrames::default();
+            let mut response = response;
+            while let Ok(Ok(Some(chunk))) = tokio::time::timeout(STREAM_SILENCE, response.chunk()).await {
+                for (id, data) in frames.push(&chunk) {
+                    let event: Value = serde_json::from_str(&data).unwrap_or(Value::String(data));
+                    self.print(&event, || event_summary(&event));
+                    last = Some(id);
+                    printed += 1;
+                    if count.is_some_and(|count| printed >= count) {
+                        return Ok(0);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// How long a stream may say nothing (its heartbeat is every 15 s) before it is opened
+/// again.
+const STREAM_SILENCE: Duration = Duration::from_secs(45);
+
+/// Server-Sent Events read from chunks: each complete event's `id` and `data`.
+#[derive(Default)]
+struct SseFrames {
+    text: String,
+}
+
+impl SseFrames {
+    fn push(&mut self, chunk: &[u8]) -> Vec<(String, String)> {
+        self.text.push_str(&String::from_utf8_lossy(chunk));
+        let mut events = Vec::new();
+        while let Some(end) = self.text.find("\n\n") {
+            let frame: String = self.text.drain(..end + 2).collect();
+            let field = |name: &str| {
+                frame
+                    .lines()
+                    .find_map(|line| line.strip_prefix(name))
+                    .map(|v| v.strip_prefix(' ').unwrap_or(v).to_owned())
+            };
+            if let (Some(id), Some(data)) = (field("id:"), field("data:")) {
+                events.push((id, data));
+            }
+        }
+        events
+    }
+}
+
+/// An event as a line: `time  type  subject  data`.
+fn event_summary(event: &Value) -> String {
+    format!(
+        "{}  {}  {}  {}",
+        text(&event["time"]),
+        text(&event["type"]),
+        text(&event["subject"]),
+        event["data"]
+    )
 }
 
 /// The statuses a deployment ends in.

@@ -11,7 +11,7 @@ use serde_json::Value;
 use support::{start, start_paused, test_messaging};
 
 /// Every command line whose help is kept as a snapshot.
-const HELP: [&[&str]; 8] = [
+const HELP: [&[&str]; 9] = [
     &["--help"],
     &["serve", "--help"],
     &["echo-agent", "--help"],
@@ -20,6 +20,7 @@ const HELP: [&[&str]; 8] = [
     &["rollback", "--help"],
     &["status", "--help"],
     &["history", "--help"],
+    &["watch", "--help"],
 ];
 
 /// `tdev` with `args` in `dir`, with none of the caller's `TDEV_*` settings or terminal
@@ -131,7 +132,7 @@ fn only_the_commands_that_call_the_api_take_its_options() {
         let refused = tdev_in(&dir, &[command, "--url", "http://127.0.0.1:1"], &[]);
         assert_eq!(refused.status.code(), Some(2), "tdev {command} --url is a wrong command line");
     }
-    for command in ["deploy", "rollback", "status", "history"] {
+    for command in ["deploy", "rollback", "status", "history", "watch"] {
         let help = stdout(&tdev_in(&dir, &[command, "--help"], &[]));
         for shown in ["--url <URL>", "[env: TDEV_URL=]", "http://127.0.0.1:8080", "[env: TDEV_API_KEY]"] {
             assert!(help.contains(shown), "tdev {command} --help does not show {shown}:\n{help}");
@@ -321,4 +322,46 @@ async fn a_spec_with_unreadable_fields_still_reports_every_problem_at_its_field(
             );
         }
     }
+}
+
+/// `tdev watch` prints the events that match as they happen, one JSON line each with
+/// `--json`, and stops after `--count`; a bad key is refused (exit 2).
+#[tokio::test(flavor = "multi_thread")]
+async fn watch_prints_matching_events_as_they_happen() {
+    let stack = start().await;
+    let dir = scratch("watch");
+    let agent =
+        serde_json::json!({"id": "w", "name": "W", "target": {"kind": "http", "url": "http://127.0.0.1:9/"}});
+    assert_eq!(stack.post_json("/v1/agents", &stack.admin_key, &agent).await.status(), 201);
+    let watching = {
+        let (dir, url, key) = (dir.clone(), stack.base.clone(), stack.admin_key.clone());
+        tokio::spawn(async move {
+            run(&dir, &url, &key, &["watch", "--type", "message.accepted", "--count", "2", "--json"]).await
+        })
+    };
+    // The stream starts from now: send until the watcher has seen two.
+    let mut sent = Vec::new();
+    for i in 0..100 {
+        if watching.is_finished() {
+            break;
+        }
+        let message = serde_json::json!({"to_agent": "w", "type": format!("t{i}")});
+        let accepted: Value =
+            stack.post_json("/v1/messages", &stack.admin_key, &message).await.json().await.unwrap();
+        sent.push(accepted["id"].as_str().unwrap().to_owned());
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let out = watching.await.unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let lines: Vec<Value> =
+        stdout(&out).lines().map(|l| serde_json::from_str(l).expect("a JSON line")).collect();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    for line in &lines {
+        assert_eq!(line["type"], "message.accepted");
+        assert!(sent.contains(&line["subject"].as_str().unwrap().to_owned()), "{line}");
+    }
+    assert!(lines[0]["time"].as_str() <= lines[1]["time"].as_str(), "in order");
+
+    let refused = run(&dir, &stack.base, "tdk_not_a_key", &["watch"]).await;
+    assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
 }
