@@ -66,6 +66,55 @@ fn parse_cursor(cursor: &str) -> Result<(String, Date), StoreError> {
     Ok((cursor.to_owned(), day_of(at)))
 }
 
+impl AwsStore {
+    /// Puts `item` if `condition` holds (with `values`), and appends `events` with it, all
+    /// or nothing (one TransactWriteItems): `Conflict(lost())` when the condition fails.
+    async fn put_with_events(
+        &self,
+        item: Item,
+        condition: &str,
+        values: &[(&str, aws_sdk_dynamodb::types::AttributeValue)],
+        events: &[Event],
+        lost: impl FnOnce() -> String,
+    ) -> Result<(), StoreError> {
+        if events.is_empty() {
+            return if self.put_if(item, condition, values).await? {
+                Ok(())
+            } else {
+                Err(StoreError::Conflict(lost()))
+            };
+        }
+        let mut writes = vec![crate::items::put(&self.table, item, condition, values)?];
+        for event in events {
+            writes.push(crate::items::put(&self.table, to_item(event)?, "attribute_not_exists(pk)", &[])?);
+        }
+        self.transact(writes, &[lost()]).await
+    }
+
+    /// Creates `item` (none at its key yet) with `events`: `Conflict(exists())` if one is.
+    pub(crate) async fn create_with_events(
+        &self,
+        item: Item,
+        events: &[Event],
+        exists: impl FnOnce() -> String,
+    ) -> Result<(), StoreError> {
+        self.put_with_events(item, "attribute_not_exists(pk)", &[], events, exists).await
+    }
+
+    /// Puts `item` at `version` over the stored `version - 1`, with `events`:
+    /// `Conflict(changed())` if the stored one moved on.
+    pub(crate) async fn next_version_with_events(
+        &self,
+        item: Item,
+        version: u64,
+        events: &[Event],
+        changed: impl FnOnce() -> String,
+    ) -> Result<(), StoreError> {
+        let expected = attrs::n(version.saturating_sub(1));
+        self.put_with_events(item, "version = :expected", &[(":expected", expected)], events, changed).await
+    }
+}
+
 impl EventStore for AwsStore {
     async fn events_after(&self, cursor: Option<&str>, limit: usize) -> Result<EventPage, StoreError> {
         let until = Timestamp::now().checked_sub(SETTLE).unwrap_or(Timestamp::MIN);

@@ -5,6 +5,7 @@
 //! - Step: `pk = "RUN#<id>"`, `sk = "STEP#<step id>"`, `version`, `doc` — one Query reads
 //!   a run with all its steps.
 
+use tdev_domain::events::Event;
 use tdev_domain::ports::StoreError;
 use tdev_domain::runs::{Run, RunFilter, RunStore, StepRun};
 
@@ -24,8 +25,8 @@ fn step_sk(step_id: &str) -> String {
 }
 
 impl RunStore for AwsStore {
-    async fn create_run(&self, run: &Run) -> Result<(), StoreError> {
-        self.insert(run_item(run)?, || format!("run {} exists", run.id)).await
+    async fn create_run(&self, run: &Run, events: &[Event]) -> Result<(), StoreError> {
+        self.create_with_events(run_item(run)?, events, || format!("run {} exists", run.id)).await
     }
 
     async fn get_run(&self, id: &str) -> Result<Option<(Run, Vec<StepRun>)>, StoreError> {
@@ -54,12 +55,14 @@ impl RunStore for AwsStore {
         Ok(runs)
     }
 
-    async fn update_run(&self, run: &Run) -> Result<(), StoreError> {
-        self.put_next_version(run_item(run)?, run.version, || format!("run {} changed", run.id)).await
+    async fn update_run(&self, run: &Run, events: &[Event]) -> Result<(), StoreError> {
+        let changed = || format!("run {} changed", run.id);
+        self.next_version_with_events(run_item(run)?, run.version, events, changed).await
     }
 
-    async fn create_step(&self, run_id: &str, step: &StepRun) -> Result<(), StoreError> {
-        self.insert(step_item(run_id, step)?, || format!("step {} exists", step.step_id)).await
+    async fn create_step(&self, run_id: &str, step: &StepRun, events: &[Event]) -> Result<(), StoreError> {
+        self.create_with_events(step_item(run_id, step)?, events, || format!("step {} exists", step.step_id))
+            .await
     }
 
     async fn get_step(&self, run_id: &str, step_id: &str) -> Result<Option<StepRun>, StoreError> {
@@ -67,9 +70,9 @@ impl RunStore for AwsStore {
         item.as_ref().map(|item| attrs::from_doc("step", item)).transpose()
     }
 
-    async fn update_step(&self, run_id: &str, step: &StepRun) -> Result<(), StoreError> {
+    async fn update_step(&self, run_id: &str, step: &StepRun, events: &[Event]) -> Result<(), StoreError> {
         let changed = || format!("step {} changed", step.step_id);
-        self.put_next_version(step_item(run_id, step)?, step.version, changed).await
+        self.next_version_with_events(step_item(run_id, step)?, step.version, events, changed).await
     }
 }
 

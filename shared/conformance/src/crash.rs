@@ -219,9 +219,9 @@ impl<S: TaskStore> TaskStore for Crashing<S> {
 }
 
 impl<S: RunStore> RunStore for Crashing<S> {
-    async fn create_run(&self, run: &Run) -> Result<(), StoreError> {
+    async fn create_run(&self, run: &Run, events: &[Event]) -> Result<(), StoreError> {
         self.alive()?;
-        self.inner.create_run(run).await
+        self.inner.create_run(run, events).await
     }
 
     async fn get_run(&self, id: &str) -> Result<Option<(Run, Vec<StepRun>)>, StoreError> {
@@ -234,14 +234,14 @@ impl<S: RunStore> RunStore for Crashing<S> {
         self.inner.list_runs(filter).await
     }
 
-    async fn update_run(&self, run: &Run) -> Result<(), StoreError> {
+    async fn update_run(&self, run: &Run, events: &[Event]) -> Result<(), StoreError> {
         self.alive()?;
-        self.inner.update_run(run).await
+        self.inner.update_run(run, events).await
     }
 
-    async fn create_step(&self, run_id: &str, step: &StepRun) -> Result<(), StoreError> {
+    async fn create_step(&self, run_id: &str, step: &StepRun, events: &[Event]) -> Result<(), StoreError> {
         self.alive()?;
-        self.inner.create_step(run_id, step).await
+        self.inner.create_step(run_id, step, events).await
     }
 
     async fn get_step(&self, run_id: &str, step_id: &str) -> Result<Option<StepRun>, StoreError> {
@@ -249,9 +249,9 @@ impl<S: RunStore> RunStore for Crashing<S> {
         self.inner.get_step(run_id, step_id).await
     }
 
-    async fn update_step(&self, run_id: &str, step: &StepRun) -> Result<(), StoreError> {
+    async fn update_step(&self, run_id: &str, step: &StepRun, events: &[Event]) -> Result<(), StoreError> {
         self.alive()?;
-        self.inner.update_step(run_id, step).await
+        self.inner.update_step(run_id, step, events).await
     }
 }
 

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use serde_json::{Map, Value, json};
 use tdev_domain::agents::{Agent, AgentInvoker, AgentTarget, InvokeError};
+use tdev_domain::events::EventFilter;
 use tdev_domain::ports::MessageQueue;
 use tdev_domain::queue::Outcome;
 use tdev_domain::runs::{Engine, EngineStore, Run, RunStatus, STEP_QUEUE, StepStatus, Task};
@@ -443,6 +444,36 @@ where
         assert_eq!((steps[step].0, steps[step].1), (StepStatus::Succeeded, 1), "{step}");
         assert_eq!(h.messages_for(&run.id, step), 1, "{step} enqueued once (duplicate: {duplicate})");
     }
+    // Each change told once, with the change (duplicate deliveries included), in order.
+    let mut told = Vec::new();
+    for pattern in ["run.*", "step.*"] {
+        let filter = EventFilter {
+            pattern: Some(pattern.into()),
+            since: Some(run.created_at),
+            limit: 1000,
+            ..EventFilter::default()
+        };
+        let events = h.engine.store().list_events(&filter).await.expect("events");
+        told.extend(events.into_iter().filter(|e| e.subject == run.id));
+    }
+    told.sort_by_key(|e| e.time);
+    let kinds: Vec<String> = told
+        .iter()
+        .map(|e| match e.data["step_id"].as_str() {
+            Some(step) => format!("{} {step}", e.kind),
+            None => e.kind.clone(),
+        })
+        .collect();
+    assert_eq!(kinds.first().map(String::as_str), Some("run.started"), "{kinds:?}");
+    assert_eq!(kinds.last().map(String::as_str), Some("run.succeeded"), "{kinds:?}");
+    assert_eq!(kinds.len(), 2 + 2 * 4, "each change once (duplicate: {duplicate}): {kinds:?}");
+    for step in ["a", "b", "c", "d"] {
+        let started = kinds.iter().position(|k| *k == format!("step.started {step}"));
+        let succeeded = kinds.iter().position(|k| *k == format!("step.succeeded {step}"));
+        assert!(started.is_some() && started < succeeded, "{step}: {kinds:?}");
+    }
+    let at = |k: &str| kinds.iter().position(|x| x == k);
+    assert!(at("step.succeeded a") < at("step.started b") && at("step.succeeded c") < at("step.started d"));
 }
 
 pub async fn retry_then_success<S, Q>(h: &Harness<S, Q>)

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use jiff::{SignedDuration, Timestamp};
 use serde_json::{Map, json};
+use tdev_domain::events::{Event, EventFilter, EventStore};
 use tdev_domain::ports::StoreError;
 use tdev_domain::runs::{
     DefinitionKind, DefinitionStore, Run, RunFilter, RunStatus, RunStore, StepRun, StepStatus,
@@ -30,14 +31,21 @@ fn run(id: &str, workflow_id: &str, offset: i64) -> Run {
 }
 
 /// Runs round-trip, update only from the version read, list newest first with filters;
-/// a step is created once however many try at the same moment.
-pub async fn runs<S: RunStore>(store: Arc<S>) {
+/// a step is created once however many try at the same moment. The events a write takes
+/// are appended with it, and not when the write is refused.
+pub async fn runs<S: RunStore + EventStore>(store: Arc<S>) {
     let workflow = super::unique("wf");
+    let tag = super::unique("told");
+    let told =
+        |what: &str| Event::new(&format!("{tag}.{what}"), "run", Timestamp::now(), json!({"what": what}));
     let first = run(&super::unique("run"), &workflow, 0);
     let second = run(&super::unique("run"), &workflow, 10);
-    store.create_run(&first).await.expect("create run");
-    store.create_run(&second).await.expect("create second run");
-    assert!(matches!(store.create_run(&first).await, Err(StoreError::Conflict(_))), "run ids are unique");
+    store.create_run(&first, &[told("created")]).await.expect("create run");
+    store.create_run(&second, &[]).await.expect("create second run");
+    assert!(
+        matches!(store.create_run(&first, &[told("created-twice")]).await, Err(StoreError::Conflict(_))),
+        "run ids are unique"
+    );
     let (read, steps) = store.get_run(&first.id).await.expect("get run").expect("stored");
     assert_eq!((read, steps), (first.clone(), Vec::new()));
     assert_eq!(store.get_run("no-such-run").await.expect("get missing"), None);
@@ -46,9 +54,15 @@ pub async fn runs<S: RunStore>(store: Arc<S>) {
     finished.status = RunStatus::Succeeded;
     finished.finished_at = Some(at(60));
     finished.version = 2;
-    store.update_run(&finished).await.expect("update from version 1");
+    store
+        .update_run(&finished, &[told("finished"), told("finished-too")])
+        .await
+        .expect("update from version 1");
     let stale = Run { error: Some("late".into()), ..finished.clone() };
-    assert!(matches!(store.update_run(&stale).await, Err(StoreError::Conflict(_))), "version 1 is gone");
+    assert!(
+        matches!(store.update_run(&stale, &[told("stale")]).await, Err(StoreError::Conflict(_))),
+        "version 1 is gone"
+    );
     assert_eq!(store.get_run(&first.id).await.expect("get").expect("stored").0, finished);
 
     let all = RunFilter { workflow_id: Some(workflow.clone()), status: None };
@@ -63,7 +77,8 @@ pub async fn runs<S: RunStore>(store: Arc<S>) {
     let attempts = (0..10).map(|_| {
         let store = store.clone();
         let run_id = second.id.clone();
-        async move { store.create_step(&run_id, &StepRun::queued("load", at(20))).await }
+        let event = Event::new(&format!("{tag}.queued"), "run", Timestamp::now(), json!({}));
+        async move { store.create_step(&run_id, &StepRun::queued("load", at(20)), &[event]).await }
     });
     let created = super::race(attempts, "create_step").await;
     assert_eq!(created.len(), 1, "exactly one worker makes a step ready");
@@ -72,9 +87,12 @@ pub async fn runs<S: RunStore>(store: Arc<S>) {
     assert_eq!(queued, StepRun::queued("load", at(20)));
     let running =
         StepRun { status: StepStatus::Running, attempts: 1, started_at: Some(at(21)), version: 2, ..queued };
-    store.update_step(&second.id, &running).await.expect("start");
+    store.update_step(&second.id, &running, &[told("started")]).await.expect("start");
     assert!(
-        matches!(store.update_step(&second.id, &running).await, Err(StoreError::Conflict(_))),
+        matches!(
+            store.update_step(&second.id, &running, &[told("started-twice")]).await,
+            Err(StoreError::Conflict(_))
+        ),
         "only once"
     );
     let done = StepRun {
@@ -84,8 +102,20 @@ pub async fn runs<S: RunStore>(store: Arc<S>) {
         version: 3,
         ..running
     };
-    store.update_step(&second.id, &done).await.expect("finish");
-    store.create_step(&second.id, &StepRun::queued("extract", at(5))).await.expect("another step");
+    store.update_step(&second.id, &done, &[]).await.expect("finish");
+    store.create_step(&second.id, &StepRun::queued("extract", at(5)), &[]).await.expect("another step");
+    let filter = EventFilter { pattern: Some(format!("{tag}.*")), limit: 100, ..EventFilter::default() };
+    let mut kinds: Vec<String> =
+        store.list_events(&filter).await.expect("events").into_iter().map(|e| e.kind).collect();
+    kinds.sort();
+    let expected: Vec<String> = ["created", "finished", "finished-too", "queued", "started"]
+        .iter()
+        .map(|w| format!("{tag}.{w}"))
+        .collect();
+    assert_eq!(
+        kinds, expected,
+        "each written with its change, none with a refused one, one for the race's winner"
+    );
     let (_, steps) = store.get_run(&second.id).await.expect("get").expect("stored");
     let ids: Vec<&str> = steps.iter().map(|s| s.step_id.as_str()).collect();
     assert_eq!(ids, ["extract", "load"], "steps by id");

@@ -12,11 +12,32 @@ use tdev_domain::ports::StoreError;
 
 use crate::{SqliteStore, db_error, insert, nanos, to_doc};
 
+/// Runs `write` and appends `events` in one transaction: both or neither.
+pub(crate) fn with_events(
+    conn: &mut rusqlite::Connection,
+    events: &[Event],
+    write: impl FnOnce(&rusqlite::Connection) -> Result<(), StoreError>,
+) -> Result<(), StoreError> {
+    if events.is_empty() {
+        return write(conn);
+    }
+    let tx = conn.transaction().map_err(db_error)?;
+    write(&tx)?;
+    for event in events {
+        append(&tx, event)?;
+    }
+    tx.commit().map_err(db_error)
+}
+
+fn append(conn: &rusqlite::Connection, event: &Event) -> Result<(), StoreError> {
+    let sql = "INSERT INTO events (id, type, at_ns, doc) VALUES (?1, ?2, ?3, ?4)";
+    let row = params![event.id, event.kind, nanos(event.time), to_doc(event)?];
+    insert(conn, sql, row, || format!("event {} exists", event.id))
+}
+
 impl EventStore for SqliteStore {
     async fn append_event(&self, event: &Event) -> Result<(), StoreError> {
-        let sql = "INSERT INTO events (id, type, at_ns, doc) VALUES (?1, ?2, ?3, ?4)";
-        let row = params![event.id, event.kind, nanos(event.time), to_doc(event)?];
-        insert(&self.conn(), sql, row, || format!("event {} exists", event.id))
+        append(&self.conn(), event)
     }
 
     async fn events_after(&self, cursor: Option<&str>, limit: usize) -> Result<EventPage, StoreError> {

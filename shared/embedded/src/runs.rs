@@ -2,11 +2,13 @@
 //! columns that are queried or conditioned on.
 
 use rusqlite::{OptionalExtension, params};
+use tdev_domain::events::Event;
 use tdev_domain::ports::StoreError;
 use tdev_domain::runs::{
     DefinitionKind, DefinitionStore, Run, RunFilter, RunStore, StepRun, StoredDefinition,
 };
 
+use crate::events::with_events;
 use crate::{SqliteStore, db_error, from_doc, insert, is_constraint, to_doc, update_one};
 
 /// The table of each kind's versions (the same columns).
@@ -85,7 +87,7 @@ impl DefinitionStore for SqliteStore {
 }
 
 impl RunStore for SqliteStore {
-    async fn create_run(&self, run: &Run) -> Result<(), StoreError> {
+    async fn create_run(&self, run: &Run, events: &[Event]) -> Result<(), StoreError> {
         let sql = "INSERT INTO runs (id, workflow_id, status, created_us, version, doc) VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
         let row = params![
             run.id,
@@ -95,7 +97,9 @@ impl RunStore for SqliteStore {
             run.version,
             to_doc(run)?
         ];
-        insert(&self.conn(), sql, row, || format!("run {} exists", run.id))
+        with_events(&mut self.conn(), events, |conn| {
+            insert(conn, sql, row, || format!("run {} exists", run.id))
+        })
     }
 
     async fn get_run(&self, id: &str) -> Result<Option<(Run, Vec<StepRun>)>, StoreError> {
@@ -121,17 +125,21 @@ impl RunStore for SqliteStore {
         self.docs("run", sql, params![filter.workflow_id, filter.status.map(|s| s.as_str())])
     }
 
-    async fn update_run(&self, run: &Run) -> Result<(), StoreError> {
+    async fn update_run(&self, run: &Run, events: &[Event]) -> Result<(), StoreError> {
         let sql = "UPDATE runs SET status = ?1, version = ?2, doc = ?3 WHERE id = ?4 AND version = ?5";
         let row =
             params![run.status.as_str(), run.version, to_doc(run)?, run.id, run.version.saturating_sub(1)];
-        update_one(&self.conn(), sql, row, || format!("run {} changed", run.id))
+        with_events(&mut self.conn(), events, |conn| {
+            update_one(conn, sql, row, || format!("run {} changed", run.id))
+        })
     }
 
-    async fn create_step(&self, run_id: &str, step: &StepRun) -> Result<(), StoreError> {
+    async fn create_step(&self, run_id: &str, step: &StepRun, events: &[Event]) -> Result<(), StoreError> {
         let sql = "INSERT INTO run_steps (run_id, step_id, version, doc) VALUES (?1, ?2, ?3, ?4)";
         let row = params![run_id, step.step_id, step.version, to_doc(step)?];
-        insert(&self.conn(), sql, row, || format!("step {} exists", step.step_id))
+        with_events(&mut self.conn(), events, |conn| {
+            insert(conn, sql, row, || format!("step {} exists", step.step_id))
+        })
     }
 
     async fn get_step(&self, run_id: &str, step_id: &str) -> Result<Option<StepRun>, StoreError> {
@@ -142,10 +150,12 @@ impl RunStore for SqliteStore {
         )
     }
 
-    async fn update_step(&self, run_id: &str, step: &StepRun) -> Result<(), StoreError> {
+    async fn update_step(&self, run_id: &str, step: &StepRun, events: &[Event]) -> Result<(), StoreError> {
         let sql = "UPDATE run_steps SET version = ?1, doc = ?2
                    WHERE run_id = ?3 AND step_id = ?4 AND version = ?5";
         let row = params![step.version, to_doc(step)?, run_id, step.step_id, step.version.saturating_sub(1)];
-        update_one(&self.conn(), sql, row, || format!("step {} changed", step.step_id))
+        with_events(&mut self.conn(), events, |conn| {
+            update_one(conn, sql, row, || format!("step {} changed", step.step_id))
+        })
     }
 }

@@ -8,7 +8,7 @@ use serde_json::{Map, Value};
 use super::records::{Run, RunFilter, StepRun, StoredDefinition};
 use super::task_records::{Assignment, SquadTask, TaskFilter};
 use crate::agents::AgentStore;
-use crate::events::EventStore;
+use crate::events::{Event, EventStore};
 use crate::messaging::AgentLoadStore;
 use crate::ports::StoreError;
 
@@ -50,9 +50,11 @@ pub trait DefinitionStore: Send + Sync + 'static {
 
 /// Runs and their steps. Every update names the version it read and fails with
 /// `Conflict` if the record changed since: that is what keeps concurrent workers exact.
+/// Every write takes the events that report it, appended with it all or nothing: an
+/// event is never missing for a change that happened, nor present for one that did not.
 pub trait RunStore: Send + Sync + 'static {
     /// `Conflict` if the id is taken.
-    fn create_run(&self, run: &Run) -> impl Future<Output = Result<(), StoreError>> + Send;
+    fn create_run(&self, run: &Run, events: &[Event]) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// The run and every step that has a record, by step id.
     fn get_run(
@@ -65,7 +67,7 @@ pub trait RunStore: Send + Sync + 'static {
 
     /// Writes `run` (whose `version` is already bumped) if the stored one is at
     /// `run.version - 1`.
-    fn update_run(&self, run: &Run) -> impl Future<Output = Result<(), StoreError>> + Send;
+    fn update_run(&self, run: &Run, events: &[Event]) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// Creates a step's record; `Conflict` if it has one: exactly one caller makes a
     /// waiting step ready.
@@ -73,6 +75,7 @@ pub trait RunStore: Send + Sync + 'static {
         &self,
         run_id: &str,
         step: &StepRun,
+        events: &[Event],
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     fn get_step(
@@ -86,6 +89,7 @@ pub trait RunStore: Send + Sync + 'static {
         &self,
         run_id: &str,
         step: &StepRun,
+        events: &[Event],
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::{RunStatus, StepStatus};
+use crate::events::Event;
 
 /// One execution of a stored workflow version.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -61,7 +62,46 @@ pub enum SkipReason {
     BranchNotTaken,
 }
 
+impl Run {
+    /// The event that reports this record as just written: `run.started` for a new run,
+    /// `run.<status>` for one that ended, none for any other change. Its subject is the
+    /// run.
+    pub fn event(&self, at: Timestamp) -> Option<Event> {
+        let kind = match self.status {
+            RunStatus::Running if self.version == 1 => "run.started".to_owned(),
+            RunStatus::Running => return None,
+            status => format!("run.{}", status.as_str()),
+        };
+        let data = serde_json::json!({
+            "workflow_id": self.workflow_id, "workflow_version": self.workflow_version, "error": self.error,
+        });
+        Some(Event::new(&kind, &self.id, at, data))
+    }
+}
+
 impl StepRun {
+    /// The event that reports this record of run `run_id` as just written:
+    /// `step.started` (an attempt began), `step.retrying` (queued again after a failed
+    /// attempt), `step.succeeded`, `step.failed`, `step.skipped`, `step.cancelled`; none
+    /// for a step made ready. Its subject is the run, so that one run's events are
+    /// followed together; `data.step_id` names the step.
+    pub fn event(&self, run_id: &str, at: Timestamp) -> Option<Event> {
+        let kind = match self.status {
+            StepStatus::Waiting => return None,
+            StepStatus::Queued if self.attempts == 0 => return None,
+            StepStatus::Queued => "step.retrying",
+            StepStatus::Running => "step.started",
+            StepStatus::Succeeded => "step.succeeded",
+            StepStatus::Failed => "step.failed",
+            StepStatus::Skipped => "step.skipped",
+            StepStatus::Cancelled => "step.cancelled",
+        };
+        let data = serde_json::json!({
+            "step_id": self.step_id, "attempt": self.attempts, "error": self.error, "skip_reason": self.skip_reason,
+        });
+        Some(Event::new(kind, run_id, at, data))
+    }
+
     /// The record that makes a waiting step ready.
     pub fn queued(step_id: &str, now: Timestamp) -> Self {
         Self {

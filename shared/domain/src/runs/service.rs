@@ -367,7 +367,7 @@ impl<S: EngineStore, Q: MessageQueue, I: AgentInvoker> Engine<S, Q, I> {
             error: None,
             version: 1,
         };
-        self.store.create_run(&run).await?;
+        self.store.create_run(&run, run.event(now).as_slice()).await?;
         if deadline.is_some() {
             self.send(&Task::Deadline { run_id: run.id.clone() }, &format!("{}/deadline", run.id)).await?;
         }
@@ -409,7 +409,7 @@ impl<S: EngineStore, Q: MessageQueue, I: AgentInvoker> Engine<S, Q, I> {
     /// create wins sends; a task lost between the two is re-sent by whoever looks next,
     /// and the queue's deduplication (and the step's version check) keeps it single.
     pub(super) async fn make_ready(&self, run_id: &str, step_id: &str) -> Result<(), EngineError> {
-        match self.store.create_step(run_id, &StepRun::queued(step_id, self.clock.now())).await {
+        match self.store.create_step(run_id, &StepRun::queued(step_id, self.clock.now()), &[]).await {
             Ok(()) => {}
             Err(StoreError::Conflict(_)) => {
                 let existing = self.store.get_step(run_id, step_id).await?;
@@ -449,7 +449,7 @@ impl<S: EngineStore, Q: MessageQueue, I: AgentInvoker> Engine<S, Q, I> {
             version: run.version + 1,
             ..run.clone()
         };
-        self.store.update_run(&ended).await?;
+        self.store.update_run(&ended, ended.event(self.clock.now()).as_slice()).await?;
         tracing::info!(run_id = %run.id, status = status.as_str(), "run ended");
         // Boxed: the squad engine's futures are large, and this one is awaited deep in others.
         Box::pin(self.cancel_squad_steps(&ended)).await;

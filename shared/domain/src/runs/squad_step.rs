@@ -105,7 +105,9 @@ impl<S: EngineStore, Q: MessageQueue, I: AgentInvoker> Engine<S, Q, I> {
                 version: step.version + 1,
                 ..step
             };
-            self.store.update_step(&run.id, &started).await?;
+            self.store
+                .update_step(&run.id, &started, started.event(&run.id, self.clock.now()).as_slice())
+                .await?;
             started
         } else {
             step
@@ -126,6 +128,7 @@ impl<S: EngineStore, Q: MessageQueue, I: AgentInvoker> Engine<S, Q, I> {
                                 index,
                                 step,
                                 format!("the squad task could not start: {e}"),
+                                None,
                             )
                             .await;
                     }
@@ -139,12 +142,12 @@ impl<S: EngineStore, Q: MessageQueue, I: AgentInvoker> Engine<S, Q, I> {
             TaskStatus::Running => Ok(Outcome::Done),
             TaskStatus::Succeeded => match outputs_of(definition, task.result) {
                 Ok(outputs) => {
-                    self.finish_step(&run.id, step, StepStatus::Succeeded, Some(outputs), None).await?;
+                    self.finish_step(&run.id, step, StepStatus::Succeeded, Some(outputs), None, None).await?;
                     tracing::info!(run_id = %run.id, step_id = %definition.id, task_id = %task.id, "squad step succeeded");
                     self.advance(compiled, run, index).await?;
                     Ok(Outcome::Done)
                 }
-                Err(error) => self.fail_step(compiled, run, index, step, error).await,
+                Err(error) => self.fail_step(compiled, run, index, step, error, None).await,
             },
             status => {
                 let error = format!(
@@ -153,7 +156,7 @@ impl<S: EngineStore, Q: MessageQueue, I: AgentInvoker> Engine<S, Q, I> {
                     status.as_str(),
                     task.error.as_deref().unwrap_or("no reason given")
                 );
-                self.fail_step(compiled, run, index, step, error).await
+                self.fail_step(compiled, run, index, step, error, None).await
             }
         }
     }

@@ -122,8 +122,15 @@ impl<S: EngineStore, Q: MessageQueue, I: AgentInvoker> Engine<S, Q, I> {
                 if matches!(compiled.workflow.step(index).kind, StepKind::Squad { .. }) {
                     Box::pin(self.cancel_squad_step_task(&run, &step)).await?;
                 }
-                self.finish_step(run_id, step, StepStatus::Cancelled, None, Some("the run has ended".into()))
-                    .await?;
+                self.finish_step(
+                    run_id,
+                    step,
+                    StepStatus::Cancelled,
+                    None,
+                    Some("the run has ended".into()),
+                    None,
+                )
+                .await?;
             }
             return Ok(Outcome::Done);
         }
@@ -144,14 +151,11 @@ impl<S: EngineStore, Q: MessageQueue, I: AgentInvoker> Engine<S, Q, I> {
         let lost = (step.status == StepStatus::Running).then(|| LostAttempt::new(&step, delivery, retrying));
         if !retrying {
             // Only a task whose attempts were all cut off (workers that died) gets here.
-            let why = match &lost {
-                Some(lost) => {
-                    self.record_lost(run_id, lost).await;
-                    lost.reason.clone()
-                }
-                None => format!("no attempts left after {}", step.attempts),
+            let (why, also) = match &lost {
+                Some(lost) => (lost.reason.clone(), Some(self.lost_event(run_id, lost))),
+                None => (format!("no attempts left after {}", step.attempts), None),
             };
-            return self.fail_step(&compiled, &run, index, step, why).await;
+            return self.fail_step(&compiled, &run, index, step, why, also).await;
         }
         let step_budget = definition.timeout.map(|t| SignedDuration::from_secs_f64(t.get()));
         let mut budget = self.attempt_timeout;
@@ -169,10 +173,14 @@ impl<S: EngineStore, Q: MessageQueue, I: AgentInvoker> Engine<S, Q, I> {
             version: step.version + 1,
             ..step
         };
-        self.store.update_step(run_id, &started).await?;
-        if let Some(lost) = &lost {
-            self.record_lost(run_id, lost).await;
-        }
+        // The lost attempt, if any, is told with the new one's start, in the same write.
+        let events: Vec<Event> = lost
+            .as_ref()
+            .map(|lost| self.lost_event(run_id, lost))
+            .into_iter()
+            .chain(started.event(run_id, now))
+            .collect();
+        self.store.update_step(run_id, &started, &events).await?;
         // Hide the task for as long as this attempt may take: a worker that dies
         // mid-attempt is noticed when it reappears (or when the local stack restarts).
         self.queue.keep_hidden(STEP_QUEUE, &delivery.receipt, budget + self.visibility_margin).await?;
@@ -183,15 +191,22 @@ impl<S: EngineStore, Q: MessageQueue, I: AgentInvoker> Engine<S, Q, I> {
             && self.clock.now() >= deadline
         {
             // Cut off by the run's deadline: the run timed out; the step did not fail.
-            self.finish_step(run_id, started, StepStatus::Cancelled, None, Some("the run timed out".into()))
-                .await?;
+            self.finish_step(
+                run_id,
+                started,
+                StepStatus::Cancelled,
+                None,
+                Some("the run timed out".into()),
+                None,
+            )
+            .await?;
             self.end_run(&run, RunStatus::TimedOut, Some("the run's timeout passed".into())).await?;
             return Ok(Outcome::Done);
         }
         match result {
             Ok(outputs) => {
                 let branch = outputs.values().next().and_then(Value::as_bool);
-                self.finish_step(run_id, started, StepStatus::Succeeded, Some(outputs), None).await?;
+                self.finish_step(run_id, started, StepStatus::Succeeded, Some(outputs), None, None).await?;
                 tracing::info!(run_id, step_id, attempt, "step succeeded");
                 if let (StepKind::Condition { when_true, when_false, .. }, Some(taken)) =
                     (&definition.kind, branch)
@@ -200,7 +215,8 @@ impl<S: EngineStore, Q: MessageQueue, I: AgentInvoker> Engine<S, Q, I> {
                     for skipped in not_taken {
                         let id = compiled.id_of(*skipped);
                         let record = StepRun::skipped(id, SkipReason::BranchNotTaken, self.clock.now());
-                        match self.store.create_step(run_id, &record).await {
+                        let events = record.event(run_id, self.clock.now());
+                        match self.store.create_step(run_id, &record, events.as_slice()).await {
                             Ok(()) | Err(StoreError::Conflict(_)) => {}
                             Err(e) => return Err(e.into()),
                         }
@@ -220,29 +236,28 @@ impl<S: EngineStore, Q: MessageQueue, I: AgentInvoker> Engine<S, Q, I> {
                             version: started.version + 1,
                             ..started
                         };
-                        self.store.update_step(run_id, &waiting).await?;
+                        let events = waiting.event(run_id, self.clock.now());
+                        self.store.update_step(run_id, &waiting, events.as_slice()).await?;
                         Ok(Outcome::RetryAfter(Duration::from_secs_f64(delay)))
                     }
-                    None => self.fail_step(&compiled, &run, index, started, error.to_string()).await,
+                    None => self.fail_step(&compiled, &run, index, started, error.to_string(), None).await,
                 }
             }
             Err(Failed { error, .. }) => {
-                self.fail_step(&compiled, &run, index, started, error.to_string()).await
+                self.fail_step(&compiled, &run, index, started, error.to_string(), None).await
             }
         }
     }
 
-    /// Says in the log and the run's events why a step's attempt is lost.
-    async fn record_lost(&self, run_id: &str, lost: &LostAttempt) {
+    /// Says in the log why a step's attempt is lost: the event that tells the run's
+    /// followers, written with the next attempt's start.
+    fn lost_event(&self, run_id: &str, lost: &LostAttempt) -> Event {
         tracing::warn!(run_id, step_id = %lost.step_id, attempt = lost.attempt, cause = lost.cause, "{}", lost.reason);
         let data = json!({
             "step_id": lost.step_id, "attempt": lost.attempt, "cause": lost.cause,
             "retrying": lost.retrying, "reason": lost.reason,
         });
-        let event = Event::new("run.attempt_lost", run_id, self.clock.now(), data);
-        if let Err(e) = self.store.append_event(&event).await {
-            tracing::warn!(error = %e, run_id, "could not record an event");
-        }
+        Event::new("run.attempt_lost", run_id, self.clock.now(), data)
     }
 
     pub(super) async fn fail_step(
@@ -252,10 +267,11 @@ impl<S: EngineStore, Q: MessageQueue, I: AgentInvoker> Engine<S, Q, I> {
         index: StepIndex,
         step: StepRun,
         error: String,
+        also: Option<Event>,
     ) -> Result<Outcome, EngineError> {
         let step_id = step.step_id.clone();
         tracing::warn!(run_id = %run.id, step_id = %step_id, error = %error, "step failed");
-        self.finish_step(&run.id, step, StepStatus::Failed, None, Some(error.clone())).await?;
+        self.finish_step(&run.id, step, StepStatus::Failed, None, Some(error.clone()), also).await?;
         match compiled.workflow.error_handling() {
             ErrorHandling::Stop => {
                 self.end_run(run, RunStatus::Failed, Some(format!("step {step_id:?} failed: {error}")))
@@ -273,6 +289,7 @@ impl<S: EngineStore, Q: MessageQueue, I: AgentInvoker> Engine<S, Q, I> {
         status: StepStatus,
         outputs: Option<Map<String, Value>>,
         error: Option<String>,
+        also: Option<Event>,
     ) -> Result<StepRun, EngineError> {
         let finished = StepRun {
             status: step.status.check(status).map_err(|e| EngineError::Corrupt(e.to_string()))?,
@@ -283,7 +300,9 @@ impl<S: EngineStore, Q: MessageQueue, I: AgentInvoker> Engine<S, Q, I> {
             version: step.version + 1,
             ..step
         };
-        self.store.update_step(run_id, &finished).await?;
+        // `also` (a lost attempt, say) is told with the step's end, in the same write.
+        let events: Vec<Event> = also.into_iter().chain(finished.event(run_id, self.clock.now())).collect();
+        self.store.update_step(run_id, &finished, &events).await?;
         Ok(finished)
     }
 
@@ -352,9 +371,14 @@ impl<S: EngineStore, Q: MessageQueue, I: AgentInvoker> Engine<S, Q, I> {
                         statuses.entry(id.to_owned()).or_insert((StepStatus::Queued, None));
                     }
                     Some(reason) => {
+                        let skipped = StepRun::skipped(id, reason, self.clock.now());
                         match self
                             .store
-                            .create_step(&run.id, &StepRun::skipped(id, reason, self.clock.now()))
+                            .create_step(
+                                &run.id,
+                                &skipped,
+                                skipped.event(&run.id, self.clock.now()).as_slice(),
+                            )
                             .await
                         {
                             Ok(()) | Err(StoreError::Conflict(_)) => {}
