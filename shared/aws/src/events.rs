@@ -31,7 +31,7 @@ fn day_of(at: Timestamp) -> Date {
     at.to_zoned(TimeZone::UTC).date()
 }
 
-fn to_item(event: &Event) -> Result<Item, StoreError> {
+pub(crate) fn to_item(event: &Event) -> Result<Item, StoreError> {
     let doc = attrs::doc(event)?;
     Ok(Item::from([
         ("pk".to_owned(), s(pk(day_of(event.time)))),

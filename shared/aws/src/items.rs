@@ -18,7 +18,7 @@ use crate::attrs::{Item, n, s};
 pub(crate) const GSI: &str = "gsi1";
 
 /// The item of a record kept whole in `doc` at `pk`/`sk`, with the `version` its updates
-/// are conditioned on ([`AwsStore::put_next_version`]).
+/// are conditioned on ([`AwsStore::next_version_with_events`]).
 pub(crate) fn versioned_item(pk: String, sk: &str, version: u64, doc: AttributeValue) -> Item {
     Item::from([
         ("pk".to_owned(), s(pk)),
@@ -142,22 +142,6 @@ impl AwsStore {
             request = request.expression_attribute_values(*name, value.clone());
         }
         Ok(unless_refused(request.send().await)?.is_some())
-    }
-
-    /// Puts `item`, whose `version` attribute is already bumped to `version`, if the stored
-    /// one is at `version - 1`: `Conflict(changed())` if it is not (or there is none).
-    pub(crate) async fn put_next_version(
-        &self,
-        item: Item,
-        version: u64,
-        changed: impl FnOnce() -> String,
-    ) -> Result<(), StoreError> {
-        let expected = n(version.saturating_sub(1));
-        if self.put_if(item, "version = :expected", &[(":expected", expected)]).await? {
-            Ok(())
-        } else {
-            Err(StoreError::Conflict(changed()))
-        }
     }
 
     /// Puts `item` unless an item with its key exists; `Ok(false)` if one does.

@@ -11,6 +11,7 @@
 //!   reading the task is one GetItem, however many it has.
 
 use serde_json::{Map, Value};
+use tdev_domain::events::Event;
 use tdev_domain::ports::StoreError;
 use tdev_domain::runs::{Assignment, SquadTask, TaskFilter, TaskStore};
 
@@ -32,15 +33,23 @@ fn assignment_sk(id: &str) -> String {
 }
 
 impl TaskStore for AwsStore {
-    async fn create_task(&self, task: &SquadTask, input: &Map<String, Value>) -> Result<(), StoreError> {
+    async fn create_task(
+        &self,
+        task: &SquadTask,
+        input: &Map<String, Value>,
+        events: &[Event],
+    ) -> Result<(), StoreError> {
         let new = "attribute_not_exists(pk)";
         let input_item = Item::from([
             ("pk".to_owned(), s(task_pk(&task.id))),
             ("sk".to_owned(), s(INPUT_SK)),
             ("doc".to_owned(), attrs::doc(input)?),
         ]);
-        let items =
+        let mut items =
             vec![put(&self.table, task_item(task)?, new, &[])?, put(&self.table, input_item, new, &[])?];
+        for event in events {
+            items.push(put(&self.table, crate::events::to_item(event)?, new, &[])?);
+        }
         let exists = format!("task {} exists", task.id);
         self.transact(items, &[exists.clone(), exists]).await
     }
@@ -68,8 +77,9 @@ impl TaskStore for AwsStore {
         .await
     }
 
-    async fn update_task(&self, task: &SquadTask) -> Result<(), StoreError> {
-        self.put_next_version(task_item(task)?, task.version, || format!("task {} changed", task.id)).await
+    async fn update_task(&self, task: &SquadTask, events: &[Event]) -> Result<(), StoreError> {
+        let changed = || format!("task {} changed", task.id);
+        self.next_version_with_events(task_item(task)?, task.version, events, changed).await
     }
 
     async fn create_assignment(&self, task_id: &str, assignment: &Assignment) -> Result<(), StoreError> {
@@ -87,9 +97,15 @@ impl TaskStore for AwsStore {
         items.iter().map(|item| attrs::from_doc("assignment", item)).collect()
     }
 
-    async fn update_assignment(&self, task_id: &str, assignment: &Assignment) -> Result<(), StoreError> {
+    async fn update_assignment(
+        &self,
+        task_id: &str,
+        assignment: &Assignment,
+        events: &[Event],
+    ) -> Result<(), StoreError> {
         let changed = || format!("assignment {} changed", assignment.id);
-        self.put_next_version(assignment_item(task_id, assignment)?, assignment.version, changed).await
+        let item = assignment_item(task_id, assignment)?;
+        self.next_version_with_events(item, assignment.version, events, changed).await
     }
 }
 

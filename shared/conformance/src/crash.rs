@@ -172,9 +172,14 @@ impl State {
 }
 
 impl<S: TaskStore> TaskStore for Crashing<S> {
-    async fn create_task(&self, task: &SquadTask, input: &Map<String, Value>) -> Result<(), StoreError> {
+    async fn create_task(
+        &self,
+        task: &SquadTask,
+        input: &Map<String, Value>,
+        events: &[Event],
+    ) -> Result<(), StoreError> {
         self.write()?;
-        self.inner.create_task(task, input).await
+        self.inner.create_task(task, input, events).await
     }
 
     async fn get_task(&self, id: &str) -> Result<Option<SquadTask>, StoreError> {
@@ -192,9 +197,9 @@ impl<S: TaskStore> TaskStore for Crashing<S> {
         self.inner.list_tasks(filter).await
     }
 
-    async fn update_task(&self, task: &SquadTask) -> Result<(), StoreError> {
+    async fn update_task(&self, task: &SquadTask, events: &[Event]) -> Result<(), StoreError> {
         self.write()?;
-        self.inner.update_task(task).await
+        self.inner.update_task(task, events).await
     }
 
     async fn create_assignment(&self, task_id: &str, assignment: &Assignment) -> Result<(), StoreError> {
@@ -212,9 +217,14 @@ impl<S: TaskStore> TaskStore for Crashing<S> {
         self.inner.list_assignments(task_id).await
     }
 
-    async fn update_assignment(&self, task_id: &str, assignment: &Assignment) -> Result<(), StoreError> {
+    async fn update_assignment(
+        &self,
+        task_id: &str,
+        assignment: &Assignment,
+        events: &[Event],
+    ) -> Result<(), StoreError> {
         self.write()?;
-        self.inner.update_assignment(task_id, assignment).await
+        self.inner.update_assignment(task_id, assignment, events).await
     }
 }
 
@@ -708,7 +718,7 @@ where
             version: assignment.version + 1,
             ..assignment.clone()
         };
-        h.engine.store().update_assignment(task_id, &older).await.expect("age the record");
+        h.engine.store().update_assignment(task_id, &older, &[]).await.expect("age the record");
     }
     h.engine.advance_task(task_id, None).await.expect("the watch");
 }

@@ -6,6 +6,7 @@ use std::time::Instant;
 use futures::{StreamExt as _, TryStreamExt as _};
 use jiff::Timestamp;
 use serde_json::{Map, Value, json};
+use tdev_domain::events::{Event, EventFilter, EventStore};
 use tdev_domain::ports::StoreError;
 use tdev_domain::runs::{
     Assignment, AssignmentKind, AssignmentStatus, ParentStep, Replacement, RoundOutcome, Seat, SeatVote,
@@ -123,18 +124,21 @@ fn ids<'a>(records: impl IntoIterator<Item = &'a SquadTask>) -> Vec<&'a str> {
 /// Tasks round-trip, update only from the version read (one of racing writers wins),
 /// list newest first with filters; assignments are created once however many try, update
 /// only from the version read, and list by id, all of them, apart per task.
-pub async fn tasks<S: TaskStore>(store: Arc<S>) {
+pub async fn tasks<S: TaskStore + EventStore>(store: Arc<S>) {
     task_records(store.clone()).await;
     assignments(store.clone()).await;
     listing(&*store).await;
 }
 
-async fn task_records<S: TaskStore>(store: Arc<S>) {
+/// And the events a write takes go with it, not with a refused one.
+async fn task_records<S: TaskStore + EventStore>(store: Arc<S>) {
     let first = task(&super::unique("task"), &super::unique("squad"), 0);
+    let tag = super::unique("told");
+    let told = |what: &str| Event::new(&format!("{tag}.{what}"), &first.id, Timestamp::now(), json!({}));
     // The largest input a task may have, kept apart from the record.
     let started_with = input(tdev_domain::runs::MAX_TASK_INPUT_BYTES - 1024);
-    store.create_task(&first, &started_with).await.expect("create task");
-    let again = store.create_task(&first, &input(100)).await;
+    store.create_task(&first, &started_with, &[told("created")]).await.expect("create task");
+    let again = store.create_task(&first, &input(100), &[told("created-twice")]).await;
     assert!(matches!(again, Err(StoreError::Conflict(_))), "task ids are unique: {again:?}");
     assert_eq!(store.get_task(&first.id).await.expect("get task"), Some(first.clone()), "round trip");
     let kept = store.get_task_input(&first.id).await.expect("get input");
@@ -143,11 +147,22 @@ async fn task_records<S: TaskStore>(store: Arc<S>) {
     assert_eq!(store.get_task_input("no-such-task").await.expect("get missing input"), None);
 
     let next = SquadTask { round: 3, version: 2, ..first.clone() };
-    store.update_task(&next).await.expect("update from version 1");
+    store.update_task(&next, &[told("updated")]).await.expect("update from version 1");
     let stale = SquadTask { error: Some("late".into()), ..next.clone() };
-    assert!(matches!(store.update_task(&stale).await, Err(StoreError::Conflict(_))), "version 1 is gone");
+    assert!(
+        matches!(store.update_task(&stale, &[told("stale")]).await, Err(StoreError::Conflict(_))),
+        "version 1 is gone"
+    );
+    let filter = EventFilter { pattern: Some(format!("{tag}.*")), limit: 10, ..EventFilter::default() };
+    let mut kinds: Vec<String> =
+        store.list_events(&filter).await.expect("events").into_iter().map(|e| e.kind).collect();
+    kinds.sort();
+    assert_eq!(kinds, [format!("{tag}.created"), format!("{tag}.updated")], "with their writes only");
     let missing = SquadTask { id: super::unique("never-created"), ..next.clone() };
-    assert!(matches!(store.update_task(&missing).await, Err(StoreError::Conflict(_))), "no task to update");
+    assert!(
+        matches!(store.update_task(&missing, &[]).await, Err(StoreError::Conflict(_))),
+        "no task to update"
+    );
     assert_eq!(store.get_task(&first.id).await.expect("get").expect("stored"), next);
     let kept = store.get_task_input(&first.id).await.expect("get input");
     assert_eq!(kept.as_ref(), Some(&started_with), "updates leave the input as it was");
@@ -164,7 +179,7 @@ async fn task_records<S: TaskStore>(store: Arc<S>) {
         .collect();
     let attempts = writers.iter().cloned().map(|task| {
         let store = store.clone();
-        async move { store.update_task(&task).await }
+        async move { store.update_task(&task, &[]).await }
     });
     let won = super::race(attempts, "update_task").await;
     assert_eq!(won.len(), 1, "exactly one of the racing writers wins");
@@ -177,8 +192,8 @@ async fn assignments<S: TaskStore>(store: Arc<S>) {
     let owner = task(&super::unique("task"), &squad, 0);
     // An id that begins with the other's: the two must not mix.
     let neighbour = task(&format!("{}-b", owner.id), &squad, 1);
-    store.create_task(&owner, &input(0)).await.expect("create task");
-    store.create_task(&neighbour, &input(0)).await.expect("create neighbour");
+    store.create_task(&owner, &input(0), &[]).await.expect("create task");
+    store.create_task(&neighbour, &input(0), &[]).await.expect("create neighbour");
 
     // Ten workers make the same assignment at once: exactly one does.
     let makers: Vec<Assignment> =
@@ -206,13 +221,13 @@ async fn assignments<S: TaskStore>(store: Arc<S>) {
         version: 2,
         ..judge.clone()
     };
-    store.update_assignment(&owner.id, &started).await.expect("start");
+    store.update_assignment(&owner.id, &started, &[]).await.expect("start");
     assert!(
-        matches!(store.update_assignment(&owner.id, &started).await, Err(StoreError::Conflict(_))),
+        matches!(store.update_assignment(&owner.id, &started, &[]).await, Err(StoreError::Conflict(_))),
         "version 1 is gone"
     );
     assert!(
-        matches!(store.update_assignment(&neighbour.id, &started).await, Err(StoreError::Conflict(_))),
+        matches!(store.update_assignment(&neighbour.id, &started, &[]).await, Err(StoreError::Conflict(_))),
         "no such assignment in the other task"
     );
     let done = Assignment {
@@ -223,7 +238,7 @@ async fn assignments<S: TaskStore>(store: Arc<S>) {
         version: 3,
         ..started
     };
-    store.update_assignment(&owner.id, &done).await.expect("finish");
+    store.update_assignment(&owner.id, &done, &[]).await.expect("finish");
     assert_eq!(store.get_assignment(&owner.id, &done.id).await.expect("get"), Some(done.clone()));
 
     // More than a page of split items, made out of order and a few at a time; the
@@ -265,7 +280,7 @@ async fn listing<S: TaskStore>(store: &S) {
     let middle = task(&super::unique("task"), &other_squad, 10);
     let newest = task(&super::unique("task"), &squad, 20);
     for task in [&middle, &oldest, &newest] {
-        store.create_task(task, &input(0)).await.expect("create");
+        store.create_task(task, &input(0), &[]).await.expect("create");
     }
     let failed = SquadTask {
         status: TaskStatus::Failed,
@@ -273,7 +288,7 @@ async fn listing<S: TaskStore>(store: &S) {
         version: 2,
         ..oldest.clone()
     };
-    store.update_task(&failed).await.expect("fail the oldest");
+    store.update_task(&failed, &[]).await.expect("fail the oldest");
 
     let everything = store.list_tasks(&TaskFilter::default()).await.expect("list all");
     let ours: Vec<&str> = ids(everything.iter().filter(|t| [&squad, &other_squad].contains(&&t.squad_id)));

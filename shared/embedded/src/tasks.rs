@@ -8,10 +8,18 @@ use serde_json::{Map, Value};
 use tdev_domain::ports::StoreError;
 use tdev_domain::runs::{Assignment, SquadTask, TaskFilter, TaskStore};
 
+use tdev_domain::events::Event;
+
+use crate::events::with_events;
 use crate::{SqliteStore, insert, to_doc, update_one};
 
 impl TaskStore for SqliteStore {
-    async fn create_task(&self, task: &SquadTask, input: &Map<String, Value>) -> Result<(), StoreError> {
+    async fn create_task(
+        &self,
+        task: &SquadTask,
+        input: &Map<String, Value>,
+        events: &[Event],
+    ) -> Result<(), StoreError> {
         let sql = "INSERT INTO squad_tasks (id, squad_id, status, created_us, version, doc, input)
                    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
         let row = params![
@@ -23,7 +31,9 @@ impl TaskStore for SqliteStore {
             to_doc(task)?,
             to_doc(input)?
         ];
-        insert(&self.conn(), sql, row, || format!("task {} exists", task.id))
+        with_events(&mut self.conn(), events, |conn| {
+            insert(conn, sql, row, || format!("task {} exists", task.id))
+        })
     }
 
     async fn get_task(&self, id: &str) -> Result<Option<SquadTask>, StoreError> {
@@ -44,7 +54,7 @@ impl TaskStore for SqliteStore {
         self.docs("task", sql, params![filter.squad_id, filter.status.map(|s| s.as_str())])
     }
 
-    async fn update_task(&self, task: &SquadTask) -> Result<(), StoreError> {
+    async fn update_task(&self, task: &SquadTask, events: &[Event]) -> Result<(), StoreError> {
         let sql = "UPDATE squad_tasks SET status = ?1, version = ?2, doc = ?3 WHERE id = ?4 AND version = ?5";
         let row = params![
             task.status.as_str(),
@@ -53,7 +63,9 @@ impl TaskStore for SqliteStore {
             task.id,
             task.version.saturating_sub(1)
         ];
-        update_one(&self.conn(), sql, row, || format!("task {} changed", task.id))
+        with_events(&mut self.conn(), events, |conn| {
+            update_one(conn, sql, row, || format!("task {} changed", task.id))
+        })
     }
 
     async fn create_assignment(&self, task_id: &str, assignment: &Assignment) -> Result<(), StoreError> {
@@ -72,7 +84,12 @@ impl TaskStore for SqliteStore {
         self.docs("assignment", sql, [task_id])
     }
 
-    async fn update_assignment(&self, task_id: &str, assignment: &Assignment) -> Result<(), StoreError> {
+    async fn update_assignment(
+        &self,
+        task_id: &str,
+        assignment: &Assignment,
+        events: &[Event],
+    ) -> Result<(), StoreError> {
         let sql = "UPDATE squad_assignments SET version = ?1, doc = ?2
                    WHERE task_id = ?3 AND id = ?4 AND version = ?5";
         let row = params![
@@ -82,6 +99,8 @@ impl TaskStore for SqliteStore {
             assignment.id,
             assignment.version.saturating_sub(1)
         ];
-        update_one(&self.conn(), sql, row, || format!("assignment {} changed", assignment.id))
+        with_events(&mut self.conn(), events, |conn| {
+            update_one(conn, sql, row, || format!("assignment {} changed", assignment.id))
+        })
     }
 }

@@ -103,6 +103,7 @@ pub trait TaskStore: Send + Sync + 'static {
         &self,
         task: &SquadTask,
         input: &Map<String, Value>,
+        events: &[Event],
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     fn get_task(&self, id: &str) -> impl Future<Output = Result<Option<SquadTask>, StoreError>> + Send;
@@ -119,8 +120,13 @@ pub trait TaskStore: Send + Sync + 'static {
         filter: &TaskFilter,
     ) -> impl Future<Output = Result<Vec<SquadTask>, StoreError>> + Send;
 
-    /// Writes `task` (version already bumped) if the stored one is at `task.version - 1`.
-    fn update_task(&self, task: &SquadTask) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Writes `task` (version already bumped) if the stored one is at `task.version - 1`,
+    /// with the events that report the change (all or nothing, as for runs).
+    fn update_task(
+        &self,
+        task: &SquadTask,
+        events: &[Event],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// `Conflict` if the task has an assignment of this id: exactly one caller makes it.
     fn create_assignment(
@@ -146,6 +152,7 @@ pub trait TaskStore: Send + Sync + 'static {
         &self,
         task_id: &str,
         assignment: &Assignment,
+        events: &[Event],
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 

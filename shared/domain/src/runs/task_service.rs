@@ -89,11 +89,10 @@ impl<S: EngineStore, Q: MessageQueue, I: AgentInvoker> Engine<S, Q, I> {
         // The watch first: a worker that dies right after recording the task leaves it
         // watched (a watch that finds no task yet waits a little for it).
         self.send_watch(&task.id, 0).await?;
-        match self.store.create_task(&task, &input).await {
-            Ok(()) => {
-                let data = json!({"squad_id": task.squad_id, "squad_version": task.squad_version, "seats": task.seats.len()});
-                self.task_event("squad.task.started", &task.id, data).await;
-            }
+        let data = json!({"squad_id": task.squad_id, "squad_version": task.squad_version, "seats": task.seats.len()});
+        let started = Event::new("squad.task.started", &task.id, now, data);
+        match self.store.create_task(&task, &input, &[started]).await {
+            Ok(()) => {}
             // A workflow step's task, started before by a worker that may have died before
             // the rest: the rest is done again below, harmlessly.
             Err(StoreError::Conflict(_)) if task.parent.is_some() => {}
@@ -152,13 +151,9 @@ impl<S: EngineStore, Q: MessageQueue, I: AgentInvoker> Engine<S, Q, I> {
         Ok(())
     }
 
-    /// Appends a task's event; the log is the record of what happened, so a failure to
-    /// write it is logged, not fatal.
-    pub(super) async fn task_event(&self, kind: &str, task_id: &str, data: Value) {
-        let event = Event::new(kind, task_id, self.clock.now(), data);
-        if let Err(e) = self.store.append_event(&event).await {
-            tracing::warn!(error = %e, task_id, kind, "could not record an event");
-        }
+    /// An event of a task (its subject), now: written with the change it tells.
+    pub(super) fn task_event(&self, kind: &str, task_id: &str, data: Value) -> Event {
+        Event::new(kind, task_id, self.clock.now(), data)
     }
 }
 

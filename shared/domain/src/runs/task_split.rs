@@ -204,10 +204,10 @@ impl<S: EngineStore, Q: MessageQueue, I: AgentInvoker> Engine<S, Q, I> {
 
         if changed {
             let written = SquadTask { version: task.version + 1, ..next };
-            self.store.update_task(&written).await?;
-            if written.replacements.len() > task.replacements.len() {
-                self.replaced_event(&written).await;
-            }
+            let replaced = (written.replacements.len() > task.replacements.len())
+                .then(|| self.replaced_event(&written))
+                .flatten();
+            self.store.update_task(&written, replaced.as_slice()).await?;
             for id in &send {
                 self.send_assignment(&task.id, id).await?;
             }

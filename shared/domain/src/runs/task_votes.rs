@@ -129,7 +129,7 @@ impl<S: EngineStore, Q: MessageQueue, I: AgentInvoker> Engine<S, Q, I> {
                 next.votes.retain(|v| v.slot != seat.slot);
                 next.votes.push(vote);
                 next.version += 1;
-                self.store.update_task(&next).await?;
+                self.store.update_task(&next, &[]).await?;
                 (next, true)
             }
         };

@@ -26,6 +26,7 @@ use super::task_records::{
 };
 use super::task_state::{Ending, Pass, answer_id, micros, replaced, rule_of};
 use crate::agents::{AgentInvoker, AgentStatus, InvokeError};
+use crate::events::Event;
 use crate::ports::{MessageQueue, StoreError};
 use crate::queue::Outcome;
 use crate::squads::{Ballot, Judgement, Method, Mode, Role, Squad, Verdict, Vote, decide};
@@ -88,6 +89,7 @@ impl<S: EngineStore, Q: MessageQueue, I: AgentInvoker> Engine<S, Q, I> {
         let timeout = squad.limits.member_timeout();
         let left = Duration::try_from(task.deadline.duration_since(now)).unwrap_or(Duration::ZERO);
         let budget = timeout.min(left);
+        let mut lost = None;
         if assignment.status == AssignmentStatus::Running {
             // Its attempt may still be under way (a duplicate message): wait for it, never
             // call twice. Past its time, or taken back from a dead process, it is lost.
@@ -110,7 +112,7 @@ impl<S: EngineStore, Q: MessageQueue, I: AgentInvoker> Engine<S, Q, I> {
                 cause,
                 "an assignment's attempt was lost"
             );
-            self.task_event("squad.task.attempt_lost", task_id, data).await;
+            lost = Some(self.task_event("squad.task.attempt_lost", task_id, data));
         }
         let max_attempts = 1 + squad.on_failure.retries;
         let attempt = assignment.attempts + 1;
@@ -130,7 +132,8 @@ impl<S: EngineStore, Q: MessageQueue, I: AgentInvoker> Engine<S, Q, I> {
             version: assignment.version + 1,
             ..assignment
         };
-        self.store.update_assignment(task_id, &started).await?;
+        // A lost attempt is told with the next one's start, in the same write.
+        self.store.update_assignment(task_id, &started, lost.as_slice()).await?;
         self.queue.keep_hidden(super::STEP_QUEUE, &delivery.receipt, budget + self.visibility_margin).await?;
 
         let reply = match self.assignment_payload(&task, &squad, &started).await {
@@ -171,7 +174,7 @@ impl<S: EngineStore, Q: MessageQueue, I: AgentInvoker> Engine<S, Q, I> {
                     version: started.version + 1,
                     ..started
                 };
-                self.store.update_assignment(task_id, &waiting).await?;
+                self.store.update_assignment(task_id, &waiting, &[]).await?;
                 return Ok(Outcome::RetryAfter(delay));
             }
             Err(error) => {
@@ -335,7 +338,7 @@ impl<S: EngineStore, Q: MessageQueue, I: AgentInvoker> Engine<S, Q, I> {
             version: assignment.version + 1,
             ..assignment
         };
-        self.store.update_assignment(task_id, &finished).await?;
+        self.store.update_assignment(task_id, &finished, &[]).await?;
         Ok(finished)
     }
 
@@ -453,9 +456,9 @@ impl<S: EngineStore, Q: MessageQueue, I: AgentInvoker> Engine<S, Q, I> {
                         version: task.version + 1,
                         ..task.clone()
                     };
-                    self.store.update_task(&next).await?;
                     let data = json!({"round": round, "outcome": "impossible", "reason": reason, "next_round": round + 1});
-                    self.task_event("squad.task.round_ended", &task.id, data).await;
+                    let ended = self.task_event("squad.task.round_ended", &task.id, data);
+                    self.store.update_task(&next, &[ended]).await?;
                     return Ok(Pass::Again);
                 }
                 let mut ending = Ending {
@@ -516,7 +519,7 @@ impl<S: EngineStore, Q: MessageQueue, I: AgentInvoker> Engine<S, Q, I> {
         if wanted.len() <= room
             && let Some(next) = super::task_votes::handed_out(task, squad, &voters, &answers)
         {
-            self.store.update_task(&next).await?;
+            self.store.update_task(&next, &[]).await?;
         }
         for assignment in wanted {
             if room == 0 {
@@ -552,7 +555,7 @@ impl<S: EngineStore, Q: MessageQueue, I: AgentInvoker> Engine<S, Q, I> {
             return Ok(());
         }
         let late = Assignment { late: true, version: reply.version + 1, ..reply.clone() };
-        match self.store.update_assignment(&task.id, &late).await {
+        match self.store.update_assignment(&task.id, &late, &[]).await {
             Ok(()) | Err(StoreError::Conflict(_)) => Ok(()),
             Err(e) => Err(e.into()),
         }
@@ -669,19 +672,18 @@ impl<S: EngineStore, Q: MessageQueue, I: AgentInvoker> Engine<S, Q, I> {
     ) -> Result<(), EngineError> {
         let next =
             SquadTask { version: task.version + 1, ..replaced(task, seat, agent, reason, self.clock.now()) };
-        self.store.update_task(&next).await?;
-        self.replaced_event(&next).await;
+        self.store.update_task(&next, self.replaced_event(&next).as_slice()).await?;
         Ok(())
     }
 
-    /// Says in the log and the task's events who replaced whom (the task's last
-    /// replacement).
-    pub(super) async fn replaced_event(&self, task: &SquadTask) {
-        let Some(last) = task.replacements.last() else { return };
+    /// Says in the log who replaced whom (the task's last replacement): the event that
+    /// tells it, to write with the replacement.
+    pub(super) fn replaced_event(&self, task: &SquadTask) -> Option<Event> {
+        let last = task.replacements.last()?;
         tracing::warn!(task_id = %task.id, slot = last.slot, replaced = %last.replaced, by = %last.by, "a member was replaced");
         let data =
             json!({"slot": last.slot, "replaced": last.replaced, "by": last.by, "reason": last.reason});
-        self.task_event("squad.task.member_replaced", &task.id, data).await;
+        Some(self.task_event("squad.task.member_replaced", &task.id, data))
     }
 
     /// Ends the task with the round's outcome recorded.
@@ -716,7 +718,13 @@ impl<S: EngineStore, Q: MessageQueue, I: AgentInvoker> Engine<S, Q, I> {
             version: task.version + 1,
             ..task.clone()
         };
-        self.store.update_task(&ended).await?;
+        let data = json!({
+            "squad_id": ended.squad_id, "status": ended.status, "error": ended.error,
+            "rounds": ended.rounds.len(), "replacements": ended.replacements.len(),
+            "winner": ended.tally.as_ref().and_then(|t| t.winner.and_then(|w| t.answers.get(w))).map(|w| json!({"votes": w.votes, "members": w.members})),
+        });
+        let told = self.task_event(&format!("squad.task.{}", ended.status.as_str()), &task.id, data);
+        self.store.update_task(&ended, &[told]).await?;
         tracing::info!(task_id = %task.id, status = ended.status.as_str(), "squad task ended");
         let assignments = self.store.list_assignments(&task.id).await?;
         if let Some(metrics) = &self.metrics {
@@ -735,12 +743,6 @@ impl<S: EngineStore, Q: MessageQueue, I: AgentInvoker> Engine<S, Q, I> {
             }
         }
         self.notify_parent(&ended).await?;
-        let data = json!({
-            "squad_id": ended.squad_id, "status": ended.status, "error": ended.error,
-            "rounds": ended.rounds.len(), "replacements": ended.replacements.len(),
-            "winner": ended.tally.as_ref().and_then(|t| t.winner.and_then(|w| t.answers.get(w))).map(|w| json!({"votes": w.votes, "members": w.members})),
-        });
-        self.task_event(&format!("squad.task.{}", ended.status.as_str()), &task.id, data).await;
         Ok(ended)
     }
 }
