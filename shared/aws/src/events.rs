@@ -9,7 +9,8 @@
 //! In the order appended: by `sk`, whose time is stamped by the writer, so an event is
 //! only handed to a stream once [`SETTLE`] old — a writer whose clock is behind, or whose
 //! write is slow, still lands before the cursor passes it. The cursor is the `sk` of the
-//! last event given (or `<time>#` of where a page began).
+//! last event given, or, after a read that found nothing, `<time>#` of the time up to
+//! which it looked.
 
 use jiff::civil::Date;
 use jiff::tz::TimeZone;
@@ -153,7 +154,10 @@ impl EventStore for AwsStore {
                 day = day.tomorrow().map_err(|e| StoreError::Corrupt(format!("event day: {e}")))?;
             }
         }
-        page.cursor = after;
+        // Nothing new up to `until`: the next read starts there, not at the last event
+        // given, so a quiet log is not walked day by day again at every read.
+        let settled = format!("{}#", sortable(until));
+        page.cursor = if page.events.is_empty() && settled > after { settled } else { after };
         Ok(page)
     }
 

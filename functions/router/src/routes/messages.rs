@@ -408,6 +408,28 @@ const STREAM_PAGE: usize = 100;
 const STREAM_POLL: std::time::Duration = std::time::Duration::from_millis(200);
 /// An idle stream gets a comment line this often, so that proxies keep it open.
 const HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(15);
+/// The most event streams this process serves at once (each reads the log five times a
+/// second while idle); one more is refused with 429 until one closes.
+const MAX_STREAMS: usize = 1_000;
+static OPEN_STREAMS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// One of `open`'s `max` places, given back when dropped; `None` when all are taken.
+struct StreamSlot(&'static std::sync::atomic::AtomicUsize);
+
+impl StreamSlot {
+    fn take(open: &'static std::sync::atomic::AtomicUsize, max: usize) -> Option<Self> {
+        use std::sync::atomic::Ordering::AcqRel;
+        open.fetch_update(AcqRel, std::sync::atomic::Ordering::Acquire, |n| (n < max).then_some(n + 1))
+            .ok()
+            .map(|_| StreamSlot(open))
+    }
+}
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
+}
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -426,7 +448,7 @@ pub struct StreamQuery {
 
 #[utoipa::path(
     get, path = "/v1/events:stream", tag = "events", operation_id = "stream_events",
-    description = "Follows events as they happen, as Server-Sent Events: each `data` is one event (CloudEvents JSON), each `id` the position to resume after (send it back as `Last-Event-ID` or `after`: no event is missed or repeated). A comment line every 15 seconds keeps an idle stream open. Served by the local stack (`tdev serve`); behind API Gateway, which cannot stream, the route does not exist.",
+    description = "Follows events as they happen, as Server-Sent Events: each `data` is one event (CloudEvents JSON), each `id` the position to resume after (send it back as `Last-Event-ID` or `after`: no event is missed or repeated). A comment line every 15 seconds keeps an idle stream open. At most 1,000 streams are open at once: one more is a 429 until one closes. Served by the local stack (`tdev serve`); behind API Gateway, which cannot stream, the route does not exist.",
     params(
         StreamQuery,
         ("Last-Event-ID" = Option<String>, Header, description = "Resume after this event (as `after`)."),
@@ -447,6 +469,8 @@ pub async fn stream<S: RouterStore, Q: MessageQueue>(
     use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 
     caller.require(Scope::Read)?;
+    let slot =
+        StreamSlot::take(&OPEN_STREAMS, MAX_STREAMS).ok_or(ApiError::RateLimited { retry_after_secs: 5 })?;
     let (cursor, path) = match headers.get("last-event-id") {
         Some(value) => {
             let value = value.to_str().map_err(|_| {
@@ -462,16 +486,17 @@ pub async fn stream<S: RouterStore, Q: MessageQueue>(
     let subject = query.subject;
     let wanted =
         move |event: &Event| filter.matches(event) && subject.as_ref().is_none_or(|s| *s == event.subject);
-    let state = (messenger, start.cursor, std::collections::VecDeque::new());
+    // The slot goes with the stream: dropped when the client goes.
+    let state = (messenger, start.cursor, std::collections::VecDeque::new(), slot);
     // Pulled as the client reads: a client that stops reading holds one page, never more.
-    let events = futures::stream::unfold(state, move |(messenger, mut cursor, mut held)| {
+    let events = futures::stream::unfold(state, move |(messenger, mut cursor, mut held, slot)| {
         let wanted = wanted.clone();
         async move {
             loop {
                 if let Some((id, event)) = held.pop_front() {
                     let data = serde_json::to_string(&event).unwrap_or_default();
                     let sse = SseEvent::default().id(id).data(data);
-                    return Some((Ok::<_, std::convert::Infallible>(sse), (messenger, cursor, held)));
+                    return Some((Ok::<_, std::convert::Infallible>(sse), (messenger, cursor, held, slot)));
                 }
                 match messenger.events().after(Some(&cursor), STREAM_PAGE, "$.cursor").await {
                     Ok(page) => {
@@ -556,4 +581,22 @@ pub async fn unsubscribe<S: RouterStore, Q: MessageQueue>(
     caller.require(Scope::Admin)?;
     messenger.events().unsubscribe(&id).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicUsize;
+
+    use super::StreamSlot;
+
+    #[test]
+    fn streams_beyond_the_limit_are_refused_until_one_closes() {
+        static OPEN: AtomicUsize = AtomicUsize::new(0);
+        let first = StreamSlot::take(&OPEN, 2).expect("a place");
+        let _second = StreamSlot::take(&OPEN, 2).expect("a second place");
+        assert!(StreamSlot::take(&OPEN, 2).is_none(), "the third is refused");
+        drop(first);
+        assert!(StreamSlot::take(&OPEN, 2).is_some(), "a place freed is taken again");
+        assert_eq!(OPEN.load(std::sync::atomic::Ordering::Acquire), 1, "and given back when dropped");
+    }
 }

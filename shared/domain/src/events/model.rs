@@ -110,8 +110,8 @@ impl Event {
 pub struct EventPage {
     /// Each event with the cursor that resumes after it.
     pub events: Vec<(String, Event)>,
-    /// Where the next page starts: after the last event, or where the request started
-    /// when there was none.
+    /// Where the next page starts: after the last event; when there was none, where the
+    /// request started or a later point before which no event can still be appended.
     pub cursor: String,
 }
 
